@@ -1,0 +1,157 @@
+"""``recovery.yml`` and its environment overrides, read once into a ``Config``.
+
+Where from: ``--config``, else ``RECOVERY_CONFIG``, else ``./recovery.yml``. Paths in the
+file are relative to the file itself. ``RECOVERY_HOME`` and ``RECOVERY_STATE_URL`` win
+over the file. A bad file is a ``ConfigError`` with the reason (exit code 2).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from engine.durations import parse_duration
+
+
+class ConfigError(ValueError):
+    pass
+
+
+_DURATION = {"type": ["string", "number"]}
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "home": {"type": "string"},
+        "state_url": {"type": "string"},
+        "state_synchronous": {"enum": ["NORMAL", "FULL", "normal", "full"]},
+        "runbooks": {"type": "string"},
+        "playbooks": {"type": "string"},
+        "inventory": {"type": "string"},
+        "artifacts_retention": _DURATION,
+        "lock": {"type": "object", "additionalProperties": False,
+                 "properties": {"lease": _DURATION}},
+        "timeouts": {"type": "object", "additionalProperties": False,
+                     "properties": {"playbook": _DURATION, "action": _DURATION}},
+        "workers": {"type": "object", "additionalProperties": False,
+                    "properties": {"poll_interval": _DURATION, "threads": {"type": "integer",
+                                                                           "minimum": 1}}},
+        "status_window": _DURATION,
+        "action_modules": {"type": "array", "items": {"type": "string"}},
+        "degraded_modes": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object", "additionalProperties": False,
+                "properties": {
+                    "description": {"type": "string"},
+                    "capabilities": {"type": "object",
+                                     "additionalProperties": {"type": "boolean"}},
+                },
+            },
+        },
+        "operators": {"type": "object", "additionalProperties": {"type": "string"}},
+        "webhook": {"type": "object"},
+        "alertmanagers": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
+@dataclass
+class Config:
+    base_dir: Path
+    home: Path
+    state_url: str
+    runbooks_dir: Path
+    playbooks_dir: Path
+    inventory_path: Path
+    path: Path | None = None
+    state_synchronous: str = "NORMAL"
+    retention: float = 30 * 86400.0
+    lock_ttl: float = 30.0
+    playbook_timeout: float = 900.0
+    action_timeout: float = 60.0
+    poll_interval: float = 1.0
+    worker_threads: int = 2
+    status_window: float = 86400.0
+    action_modules: list[str] = field(default_factory=list)
+    degraded_modes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    operators: dict[str, str] = field(default_factory=dict)
+    webhook: dict[str, Any] = field(default_factory=dict)
+    alertmanagers: list[str] = field(default_factory=list)
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    def ensure_home(self) -> None:
+        """Create RECOVERY_HOME 0700: whoever can write the store can approve."""
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.home, 0o700)
+        self.artifacts_dir.mkdir(exist_ok=True, mode=0o700)
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    return Path(explicit or os.environ.get("RECOVERY_CONFIG") or "recovery.yml")
+
+
+def load_config(path: str | os.PathLike[str] | None = None,
+                environ: dict[str, str] | None = None) -> Config:
+    env = os.environ if environ is None else environ
+    file = config_path(path)
+    if not file.exists():
+        raise ConfigError(f"{file}: configuration file not found (use --config or "
+                          "RECOVERY_CONFIG)")
+    try:
+        raw = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(SCHEMA).iter_errors(raw))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "top level"
+        raise ConfigError(f"{file}: {where}: {error.message}")
+    base = file.resolve().parent
+
+    def rel(value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else base / p
+
+    def seconds(value: Any, name: str) -> float:
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise ConfigError(f"{file}: {name}: {exc}") from exc
+
+    home = Path(env["RECOVERY_HOME"]) if env.get("RECOVERY_HOME") else rel(raw.get("home", "var"))
+    home = home.resolve()
+    state_url = env.get("RECOVERY_STATE_URL") or raw.get("state_url") or (
+        f"sqlite:///{home / 'recovery.db'}")
+    timeouts = raw.get("timeouts", {})
+    workers = raw.get("workers", {})
+    return Config(
+        path=file.resolve(),
+        base_dir=base,
+        home=home,
+        state_url=state_url,
+        state_synchronous=str(raw.get("state_synchronous", "NORMAL")).upper(),
+        runbooks_dir=rel(raw.get("runbooks", "runbooks")),
+        playbooks_dir=rel(raw.get("playbooks", "playbooks")),
+        inventory_path=rel(raw.get("inventory", "inventory")),
+        retention=seconds(raw.get("artifacts_retention", "30d"), "artifacts_retention"),
+        lock_ttl=seconds(raw.get("lock", {}).get("lease", "30s"), "lock.lease"),
+        playbook_timeout=seconds(timeouts.get("playbook", "15m"), "timeouts.playbook"),
+        action_timeout=seconds(timeouts.get("action", "60s"), "timeouts.action"),
+        poll_interval=seconds(workers.get("poll_interval", "1s"), "workers.poll_interval"),
+        worker_threads=int(workers.get("threads", 2)),
+        status_window=seconds(raw.get("status_window", "24h"), "status_window"),
+        action_modules=list(raw.get("action_modules", [])),
+        degraded_modes=dict(raw.get("degraded_modes", {})),
+        operators=dict(raw.get("operators", {})),
+        webhook=dict(raw.get("webhook", {})),
+        alertmanagers=list(raw.get("alertmanagers", [])),
+    )

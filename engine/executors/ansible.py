@@ -1,0 +1,543 @@
+"""Run one playbook with ansible-runner and turn what happened into a ``StepResult``.
+
+Every run gets a fresh private data dir (mode 0700, on tmpfs when ``/dev/shm`` is
+writable) and a unique ``ident``: a reused dir carries ``env/`` files (extravars,
+``--check``) into the next run and a reused ident mixes two runs' events. The private
+dir holds runner's own artifacts, including the ``command`` file with the whole
+child environment, and the extravars file; it is deleted once the run ends, whatever
+the way it ends. ``RECOVERY_HOME`` only ever receives redacted copies: each job event
+as it arrives (so ``recovery show --follow`` sees a live run), then ``status`` and
+``rc``. The ``command`` artifact is not copied; ``run.json`` records the command line
+and working directory, never the environment.
+
+Labels are data, never code. Ansible templates extravars again after we pass them, so
+the engine writes its own extravars file with every string tagged ``!unsafe``
+(ansible-runner's ``env/extravars`` loader would drop the tags) and refuses keys that
+could change how or where Ansible connects (``ansible_*``, ``become``, ``port`` ...).
+
+What this cannot do: it cannot undo what a playbook already changed when it times out
+or is canceled (the process group is killed between two tasks or in the middle of
+one); it cannot stop a playbook from printing a secret that the redactor does not
+know; and it hashes only the top-level playbook file, not files it includes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+from ansible_runner.config.runner import RunnerConfig
+from ansible_runner.runner import Runner
+
+from engine.artifacts import RunArtifacts
+from engine.executors import StepResult
+from engine.lifecycle import RunStatus
+from engine.redaction import Redactor, is_secret_name
+
+log = logging.getLogger(__name__)
+
+# Timeouts and cancels are only looked at once per pexpect timeout (5 s by default).
+PEXPECT_TIMEOUT = 0.5
+SYNTAX_CHECK_TIMEOUT = 120.0
+MAX_REASON_MSG = 400
+# Every process of a run inherits this variable, so a cancel or timeout can find them all:
+# ansible-core 2.19 workers call setsid(), so runner's killpg() of ansible-playbook's
+# process group leaves the running task (and the pty it holds open) behind.
+RUN_MARKER = "RECOVERY_RUN_MARKER"
+
+_PLAYBOOK_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.ya?ml$")
+_HOST_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# Extravars have the highest precedence in Ansible: any of these would let whoever
+# controls a value choose how, where or as whom Ansible connects, or shadow a magic var.
+FORBIDDEN_EXTRAVARS = frozenset({
+    "connection", "remote_user", "user", "password", "port", "host", "hosts",
+    "become", "become_user", "become_method", "become_pass", "become_password",
+    "become_exe", "become_flags", "private_key_file", "ssh_common_args", "ssh_extra_args",
+    "ssh_args", "ssh_executable", "sftp_extra_args", "scp_extra_args", "delegate_to",
+    "environment", "remote_tmp", "timeout",
+    "hostvars", "groups", "group_names", "inventory_hostname", "inventory_hostname_short",
+    "inventory_dir", "inventory_file", "playbook_dir", "role_path", "play_hosts", "omit",
+    "recovery_run_id",
+})
+
+# Secret-looking names that carry a path, not a secret: ssh and vault need them.
+_ENV_KEEP = frozenset({"SSH_AUTH_SOCK", "ANSIBLE_VAULT_PASSWORD_FILE"})
+
+# Runner events the outcome is decided from (the rest only go to the artifacts).
+_OUTCOME_EVENTS = frozenset({
+    "runner_on_failed", "runner_on_unreachable", "playbook_on_stats",
+    "playbook_on_no_hosts_matched", "verbose", "error",
+})
+
+
+class _Unsafe(yaml.SafeDumper):
+    """Dumps every string as ``!unsafe``: Ansible keeps it as text, never a template."""
+
+
+class _VarName(str):
+    """A validated top-level variable name, dumped plain."""
+
+
+_Unsafe.add_representer(str, lambda d, v: d.represent_scalar("!unsafe", v))
+_Unsafe.add_representer(_VarName, lambda d, v: d.represent_scalar("tag:yaml.org,2002:str", v))
+
+
+def default_tmp_root() -> Path | None:
+    """``/dev/shm`` when usable (the extravars file with secrets stays in memory)."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK):
+        return shm
+    return None
+
+
+def check_extravars(extravars: Mapping[str, Any]) -> dict[str, Any]:
+    """Plain data (str keys, lists, scalars) with no key that steers Ansible, or ValueError."""
+    if not isinstance(extravars, Mapping):
+        raise ValueError("extravars must be a mapping")
+    clean: dict[str, Any] = {}
+    for key, value in extravars.items():
+        if not isinstance(key, str) or not _VAR_NAME.match(key):
+            raise ValueError(f"extravar name {key!r} is not a valid variable name")
+        low = key.lower()
+        if low.startswith("ansible_") or low in FORBIDDEN_EXTRAVARS:
+            raise ValueError(
+                f"extravar {key!r} is refused: it would steer how Ansible connects or runs"
+            )
+        clean[key] = _plain(value, key)
+    return clean
+
+
+def _plain(value: Any, where: str) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ValueError(f"extravar {where}: key {k!r} is not a string")
+            out[k] = _plain(v, f"{where}.{k}")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    raise ValueError(f"extravar {where}: unsupported type {type(value).__name__}")
+
+
+def render_extravars(extravars: Mapping[str, Any], run_id: str) -> str:
+    """The YAML text of the extravars file: every string value and nested key ``!unsafe``."""
+    data: dict[Any, Any] = {_VarName(k): v for k, v in check_extravars(extravars).items()}
+    data[_VarName("recovery_run_id")] = run_id
+    return yaml.dump(data, Dumper=_Unsafe, sort_keys=False, allow_unicode=True,
+                     default_flow_style=False)
+
+
+def check_limit(limit: str) -> str:
+    """Resolved host names only: no patterns, no ``@file``, no exclusions."""
+    names = [n.strip() for n in str(limit).split(",")]
+    if not names or any(not _HOST_NAME.match(n) for n in names):
+        raise ValueError(
+            f"limit {limit!r} must be resolved inventory host names, comma separated"
+        )
+    return ",".join(names)
+
+
+def ansible_playbook_binary() -> str:
+    """The ``ansible-playbook`` next to this interpreter (a venv need not be on PATH)."""
+    local = Path(sys.executable).parent / "ansible-playbook"
+    if local.is_file() and os.access(local, os.X_OK):
+        return str(local)
+    return shutil.which("ansible-playbook") or "ansible-playbook"
+
+
+class AnsibleExecutor:
+    """Runs playbooks from one folder against one inventory; one fresh runner per run."""
+
+    def __init__(
+        self,
+        playbooks_dir: Path,
+        inventory: Path,
+        *,
+        redactor: Redactor,
+        tmp_root: Path | None = None,
+        envvars: Mapping[str, str] | None = None,
+    ) -> None:
+        self.playbooks_dir = Path(os.path.realpath(playbooks_dir))
+        self.inventory = Path(os.path.realpath(inventory))
+        self.redactor = redactor
+        self.tmp_root = Path(tmp_root) if tmp_root is not None else default_tmp_root()
+        self.envvars = dict(envvars or {})
+
+    # -- public ------------------------------------------------------------------------
+    def resolve_playbook(self, playbook: str) -> Path:
+        """The playbook's real path, only inside ``playbooks_dir``; ValueError otherwise."""
+        if not isinstance(playbook, str) or not _PLAYBOOK_NAME.match(playbook):
+            raise ValueError(f"playbook name {playbook!r} is not a plain .yml file name")
+        path = Path(os.path.realpath(self.playbooks_dir / playbook))
+        if path.parent != self.playbooks_dir or not path.is_file():
+            raise ValueError(f"playbook {playbook!r} not found in {self.playbooks_dir}")
+        return path
+
+    def syntax_check(self, playbook: str) -> str | None:
+        """``ansible-playbook --syntax-check``: None when the playbook parses, else the error."""
+        path = self.resolve_playbook(playbook)
+        private = self._make_private_dir("syntax")
+        try:
+            env = self._scrub_env({**os.environ, **self._base_env(private)})
+            try:
+                proc = subprocess.run(
+                    [ansible_playbook_binary(), "--syntax-check", "-i", str(self.inventory),
+                     str(path)],
+                    cwd=self.playbooks_dir, env=env, capture_output=True, text=True,
+                    timeout=SYNTAX_CHECK_TIMEOUT, check=False,
+                )
+            except subprocess.TimeoutExpired:
+                return f"syntax check timed out after {SYNTAX_CHECK_TIMEOUT:g}s"
+            if proc.returncode == 0:
+                return None
+            text = (proc.stderr.strip() + "\n" + proc.stdout.strip()).strip()
+            return self.redactor.text(text) or f"syntax check failed (rc {proc.returncode})"
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
+
+    def run(
+        self,
+        *,
+        artifacts: RunArtifacts,
+        playbook: str,
+        limit: str,
+        extravars: Mapping[str, Any],
+        check: bool = False,
+        diff: bool = False,
+        timeout: float | None = None,
+        cancel: threading.Event | None = None,
+    ) -> StepResult:
+        """Run ``playbook`` on ``limit``; the outcome comes from runner stats and events.
+
+        Raises ValueError before anything runs for a playbook outside the folder, a
+        limit that is not plain host names, or a refused extravar. Everything else
+        (parse errors, unreachable hosts, timeouts) is a ``StepResult`` with a reason.
+        """
+        path = self.resolve_playbook(playbook)
+        limit = check_limit(limit)
+        run_id = artifacts.run_id
+        extravars_text = render_extravars(extravars, run_id)  # validates before any I/O
+        playbook_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+
+        redactor = self.redactor.copy()
+        redactor.add(*(v for k, v in os.environ.items() if is_secret_name(k)))
+        redactor.add_from_mapping(self.envvars)
+        redactor.add_from_mapping(extravars)
+
+        artifacts.create()
+        record: dict[str, Any] = {
+            "executor": "ansible",
+            "playbook": playbook,
+            "playbook_sha256": playbook_sha256,
+            "limit": limit,
+            "check": check,
+            "diff": diff,
+            "timeout": timeout,
+            "extravars": dict(extravars),
+        }
+        artifacts.write_run_json({"playbook_sha256": playbook_sha256,
+                                  "ansible": redactor.data(record)})
+        if cancel is not None and cancel.is_set():
+            artifacts.set_status("canceled", 254)
+            return StepResult(status=RunStatus.CANCELED, reason="canceled before it started",
+                              rc=254, data={"stats": {}, "playbook_sha256": playbook_sha256,
+                                            "runner_status": "canceled", "limit": limit,
+                                            "check": check})
+
+        private = self._make_private_dir(run_id)
+        try:
+            outcome = self._run_in(
+                private, artifacts, redactor, path, limit, extravars_text,
+                check=check, diff=diff, timeout=timeout, cancel=cancel,
+            )
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
+            if private.exists():
+                log.error("could not delete private data dir %s", private)
+
+        status, reason, rc, runner_status, stats, command, cwd = outcome
+        reason = redactor.text(reason)
+        record.update({"runner_status": runner_status, "rc": rc, "stats": stats,
+                       "command": command, "cwd": cwd, "reason": reason})
+        artifacts.write_run_json({"ansible": redactor.data(record)})
+        artifacts.set_status(runner_status, rc)
+        return StepResult(
+            status=status, reason=reason, rc=rc,
+            data={"stats": stats, "playbook_sha256": playbook_sha256,
+                  "runner_status": runner_status, "limit": limit, "check": check},
+        )
+
+    # -- internals ---------------------------------------------------------------------
+    def _make_private_dir(self, run_id: str) -> Path:
+        root = self.tmp_root
+        if root is not None:
+            root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # mkdtemp creates the directory 0700 and fails rather than reuse one.
+        return Path(tempfile.mkdtemp(prefix=f"recovery-{run_id}-", dir=root))
+
+    def _base_env(self, private: Path) -> dict[str, str]:
+        local_tmp = private / "tmp"
+        local_tmp.mkdir(mode=0o700, exist_ok=True)
+        return {
+            **self.envvars,
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_RETRY_FILES_ENABLED": "0",
+            "ANSIBLE_LOCAL_TEMP": str(local_tmp),
+        }
+
+    def _scrub_env(self, env: Mapping[str, str]) -> dict[str, str]:
+        """The child environment without the secrets of this process (REDIS_PASSWORD ...).
+
+        A playbook that needs a secret gets it through the executor's ``envvars`` or
+        an extravar, explicitly; runner would otherwise copy our whole environment
+        into the child, its ``command`` artifact, and local modules.
+        """
+        return {
+            k: v for k, v in env.items()
+            if k in self.envvars or k in _ENV_KEEP or not is_secret_name(k)
+        }
+
+    def _run_in(
+        self,
+        private: Path,
+        artifacts: RunArtifacts,
+        redactor: Redactor,
+        path: Path,
+        limit: str,
+        extravars_text: str,
+        *,
+        check: bool,
+        diff: bool,
+        timeout: float | None,
+        cancel: threading.Event | None,
+    ) -> tuple[RunStatus, str, int, str, dict[str, Any], list[str], str]:
+        extravars_file = private / "extravars.yml"
+        fd = os.open(extravars_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(extravars_text)
+
+        # runner 2.4.3 drops a ``settings=`` dict when env/settings is absent: write the file.
+        (private / "env").mkdir(mode=0o700)
+        (private / "env" / "settings").write_text(
+            json.dumps({"pexpect_timeout": PEXPECT_TIMEOUT, "suppress_ansible_output": True})
+        )
+
+        args = ["-e", f"@{extravars_file}"]
+        if check:
+            args.append("--check")
+        if diff:
+            args.append("--diff")
+
+        config = RunnerConfig(
+            private_data_dir=str(private),
+            project_dir=str(self.playbooks_dir),
+            playbook=str(path),
+            inventory=str(self.inventory),
+            limit=limit,
+            ident=artifacts.run_id,
+            quiet=True,
+            cmdline=shlex.join(args),
+            envvars=self._base_env(private),
+            # runner's timeout is whole seconds: never round a short one down to "none"
+            suppress_env_files=True,
+        )
+        config.prepare()
+        marker = uuid.uuid4().hex
+        config.env = {**self._scrub_env(config.env), RUN_MARKER: marker}
+        if config.command and config.command[0] == "ansible-playbook":
+            config.command[0] = ansible_playbook_binary()
+
+        watcher = _EventWatcher(artifacts, redactor)
+        stopper = _Stopper(marker, cancel, timeout)
+        # Always a cancel callback: without one, run() in the main thread replaces the
+        # process' SIGTERM/SIGINT handlers. It also enforces the timeout (runner's own
+        # counts whole seconds and would leave the task's processes running).
+        runner = Runner(config, cancel_callback=stopper, event_handler=watcher)
+        stopper.start()
+        runner_status, rc = runner.run()
+        if runner_status == "canceled" and stopper.timed_out:
+            runner_status = "timeout"
+        rc = int(rc) if rc is not None else -1
+        status, reason = decide_outcome(runner_status, rc, watcher, timeout)
+        return (status, reason, rc, str(runner_status), watcher.stats or {},
+                list(config.command), str(config.cwd))
+
+
+class _Stopper:
+    """Runner's ``cancel_callback``: asked every ``PEXPECT_TIMEOUT``, says stop on cancel
+    or past the deadline, and first kills every process of the run (found by marker)."""
+
+    def __init__(self, marker: str, cancel: threading.Event | None,
+                 timeout: float | None) -> None:
+        self.marker = marker
+        self.cancel = cancel
+        self.timeout = timeout
+        self.deadline: float | None = None
+        self.timed_out = False
+        self.stopped = False
+
+    def start(self) -> None:
+        if self.timeout:
+            self.deadline = time.monotonic() + self.timeout
+
+    def __call__(self) -> bool:
+        if self.stopped:
+            return True
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.timed_out = True
+        if not (self.timed_out or (self.cancel is not None and self.cancel.is_set())):
+            return False
+        self.stopped = True
+        try:
+            kill_marked_processes(RUN_MARKER, self.marker)
+        except Exception:  # runner turns a raising callback into an escaping error
+            log.exception("could not kill the processes of a stopped run")
+        return True
+
+
+def kill_marked_processes(name: str, value: str) -> int:
+    """SIGKILL every process of ours whose environment has ``name=value``; how many.
+
+    Two passes: a worker may fork a module between the first scan and its own death.
+    """
+    me = os.getpid()
+    killed = 0
+    for _ in range(2):
+        for proc in psutil.process_iter():
+            if proc.pid == me:
+                continue
+            try:
+                if proc.environ().get(name) == value:
+                    proc.kill()
+                    killed += 1
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+    return killed
+
+
+class _EventWatcher:
+    """The runner ``event_handler``: copies each event, redacted, and keeps what decides.
+
+    It must return True (or runner stops writing its own job_events) and must never
+    raise: an exception here escapes ``Runner.run()`` and leaves the child running.
+    """
+
+    def __init__(self, artifacts: RunArtifacts, redactor: Redactor) -> None:
+        self.artifacts = artifacts
+        self.redactor = redactor
+        self.base = artifacts.counter  # after the engine's own events, never among them
+        self.stats: dict[str, Any] | None = None
+        self.failed: dict[str, tuple[str, str]] = {}     # host -> (task, msg), last one
+        self.unreachable: dict[str, str] = {}            # host -> msg
+        self.no_hosts_matched = False
+        self.lines: list[str] = []                       # text outside any task event
+
+    def __call__(self, event: dict[str, Any]) -> bool:
+        try:
+            payload = dict(event)
+            payload["counter"] = self.base + int(event.get("counter") or 0)
+            if isinstance(payload.get("stdout"), str):  # the pty says \r\n
+                payload["stdout"] = payload["stdout"].replace("\r\n", "\n")
+            self.artifacts.write_raw_event(self.redactor.data(payload))
+            if event.get("event") in _OUTCOME_EVENTS:
+                self._note(event)
+        except Exception:  # never let a bad event kill the run loop
+            log.exception("could not record ansible event")
+        return True
+
+    def _note(self, event: dict[str, Any]) -> None:
+        name = event.get("event")
+        data = event.get("event_data") or {}
+        if name == "playbook_on_stats":
+            self.stats = {k: dict(data.get(k) or {}) for k in
+                          ("ok", "changed", "failures", "dark", "skipped", "ignored",
+                           "rescued", "processed")}
+        elif name == "runner_on_failed" and not data.get("ignore_errors"):
+            host = str(data.get("host") or "?")
+            self.failed[host] = (str(data.get("task") or "?"), _result_msg(data.get("res")))
+        elif name == "runner_on_unreachable":
+            self.unreachable[str(data.get("host") or "?")] = _result_msg(data.get("res"))
+        elif name == "playbook_on_no_hosts_matched":
+            self.no_hosts_matched = True
+        elif name in ("verbose", "error"):
+            text = str(event.get("stdout") or "").strip()
+            if text and len(self.lines) < 200:
+                self.lines.append(text)
+
+    def error_text(self) -> str:
+        """The first error and the line after it (ansible's ``Origin: file:line``)."""
+        lines = [line for text in self.lines for line in text.splitlines() if line.strip()]
+        first = next((i for i, line in enumerate(lines) if "ERROR" in line), None)
+        picked = lines[first:first + 2] if first is not None else lines[-3:]
+        return _shorten(" ".join(" ".join(picked).split()))
+
+
+def _result_msg(res: Any) -> str:
+    if not isinstance(res, Mapping):
+        return ""
+    for key in ("msg", "stderr", "reason", "module_stderr", "exception"):
+        value = res.get(key)
+        if value:
+            return _shorten(" ".join(str(value).split()))
+    if "rc" in res:
+        return f"rc {res['rc']}"
+    return ""
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= MAX_REASON_MSG else text[: MAX_REASON_MSG - 3] + "..."
+
+
+def decide_outcome(
+    runner_status: str, rc: int, watcher: _EventWatcher, timeout: float | None
+) -> tuple[RunStatus, str]:
+    """From runner status, stats and events, never rc alone (rc 4 is unreachable AND parse
+    error)."""
+    if runner_status == "canceled":
+        return RunStatus.CANCELED, "canceled while the playbook was running"
+    if runner_status == "timeout":
+        return RunStatus.FAILED, f"timed out after {timeout or 0:g}s"
+    stats = watcher.stats
+    reasons = [f"unreachable: {host}: {msg}" for host, msg in watcher.unreachable.items()]
+    failed_hosts = [h for h, n in ((stats or {}).get("failures") or {}).items() if n]
+    for host in failed_hosts or list(watcher.failed):
+        task, msg = watcher.failed.get(host, ("?", ""))
+        reasons.append(f"task {task!r} failed on {host}: {msg}".rstrip(": "))
+    if reasons:
+        return RunStatus.FAILED, "; ".join(reasons)
+    if stats is None:
+        text = watcher.error_text()
+        if watcher.no_hosts_matched or "no hosts to target" in text or "no hosts matched" in text:
+            return RunStatus.FAILED, "no hosts matched"
+        return RunStatus.FAILED, f"ansible-playbook failed (rc {rc}): {text or 'no output'}"
+    if not stats.get("processed"):
+        return RunStatus.FAILED, "no hosts matched"
+    if runner_status == "successful" and rc == 0:
+        hosts = sorted(stats["processed"])
+        changed = sum(int(n) for n in (stats.get("changed") or {}).values())
+        return RunStatus.SUCCEEDED, f"ok on {', '.join(hosts)} ({changed} changed)"
+    text = watcher.error_text()
+    return RunStatus.FAILED, f"ansible-playbook failed (rc {rc}): {text or 'no output'}"
+

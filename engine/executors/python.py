@@ -1,0 +1,74 @@
+"""Runs a registered python action and writes its account in the artifacts layout.
+
+An action runs on its own thread with a deadline. Python cannot stop a thread: on
+timeout the step is failed at once and the thread is left to finish (or hang) in
+the background, which the record says. Embedded actions with nothing registered
+in this process are `skipped`, never a success.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+
+from engine.actions.base import EMBEDDED, ActionContext, ActionResult
+from engine.actions.registry import ActionRegistry, UnknownAction
+from engine.artifacts import RunArtifacts
+from engine.executors import StepResult
+from engine.lifecycle import RunStatus
+
+
+class PythonExecutor:
+    def __init__(self, registry: ActionRegistry) -> None:
+        self.registry = registry
+
+    def call(self, name: str, ctx: ActionContext, *, plan: bool = False,
+             timeout: float | None = None) -> ActionResult:
+        """Run (or plan) one action with a deadline; errors come back as results."""
+        try:
+            action = self.registry.get(name)
+        except UnknownAction as exc:
+            return ActionResult(False, str(exc.args[0]))
+        if action.scope == EMBEDDED and ctx.resource(action.needed_resource()) is None:
+            return ActionResult(False, f"not applicable: nothing registered as "
+                                f"{action.needed_resource()!r} in this process",
+                                not_applicable=True)
+        outcome: list[ActionResult] = []
+
+        def target() -> None:
+            try:
+                result = action.plan(ctx) if plan else action.run(ctx)
+                outcome.append(result if isinstance(result, ActionResult)
+                               else ActionResult(False, f"{name} returned {result!r}"))
+            except Exception as exc:  # noqa: BLE001 - an action's bug is a failed step
+                ctx.log("".join(traceback.format_exception(exc)).rstrip())
+                outcome.append(ActionResult(False, f"{name} raised {type(exc).__name__}: {exc}"))
+
+        limit = timeout if timeout is not None else action.timeout
+        thread = threading.Thread(target=target, daemon=True, name=f"action-{name}")
+        thread.start()
+        thread.join(limit)
+        if thread.is_alive():
+            ctx.cancel.set()
+            return ActionResult(False, f"{name} timed out after {limit:g}s (its thread cannot "
+                                "be stopped and may still be running)")
+        return outcome[0]
+
+    def run(self, *, artifacts: RunArtifacts, action: str, ctx: ActionContext,
+            check: bool = False, timeout: float | None = None) -> StepResult:
+        ctx.log = lambda message: artifacts.event("action_log", stdout=str(message))
+        artifacts.event("action_start", stdout=f"{'PLAN' if check else 'RUN'} {action} on "
+                        f"{ctx.target}", action=action, target=ctx.target, check=check,
+                        params=ctx.params)
+        result = self.call(action, ctx, plan=check, timeout=timeout)
+        if result.not_applicable:
+            status = RunStatus.SKIPPED
+        else:
+            status = RunStatus.SUCCEEDED if result.ok else RunStatus.FAILED
+        artifacts.event("action_result", stdout=f"{status.value}: {result.summary}",
+                        action=action, ok=result.ok, status=status.value,
+                        summary=result.summary, data=result.data)
+        rc = 0 if status != RunStatus.FAILED else 1
+        artifacts.set_status({RunStatus.SUCCEEDED: "successful", RunStatus.FAILED: "failed",
+                              RunStatus.SKIPPED: "skipped"}[status], rc)
+        return StepResult(status, result.summary, rc, result.data)

@@ -1,0 +1,90 @@
+"""A gate answers one question — may this step start now? — with one of four answers.
+
+Allow, defer (until a time, with the reason), park for approval, or refuse (with the
+reason). Gates see a ``GateContext`` (the runbook, the step, the target, the incident,
+the store) and nothing else; adding a gate touches no other gate.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.records import Incident, Lock
+    from engine.runbook import Runbook, Strategy
+    from engine.store.base import Store
+
+
+class Verdict(enum.StrEnum):
+    ALLOW = "allow"
+    DEFER = "defer"
+    PARK = "park"        # park for approval
+    REFUSE = "refuse"
+
+
+@dataclass
+class Decision:
+    gate: str
+    verdict: Verdict
+    reason: str = ""
+    until: float | None = None          # DEFER: when to ask again
+    lock: Lock | None = None            # LockGate's ALLOW carries the lease it took
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"gate": self.gate, "verdict": self.verdict.value,
+                             "reason": self.reason}
+        if self.until is not None:
+            d["until"] = self.until
+        return d
+
+
+@dataclass
+class GateContext:
+    runbook: Runbook
+    strategy: Strategy
+    target: str
+    store: Store
+    trigger: str = "manual"
+    incident: Incident | None = None
+    forced: bool = False                # manual --force: passes kill switch and cooldown
+    check_mode: bool = False            # --check: changes nothing, counts nothing
+    approved_by: str | None = None      # approval already granted for this step
+    starts_attempt: bool = True         # the first step of an attempt (cooldown applies)
+    dry: bool = False                   # plan only: report answers, take no lock
+    holder: str = ""                    # who would hold the target's lock
+    run_id: str | None = None
+    lock_ttl: float = 30.0
+    now: float = field(default_factory=time.time)
+
+    @property
+    def component(self) -> str:
+        return self.runbook.component
+
+
+class Gate:
+    """One question. Subclasses override ``check``; the name shows in every record."""
+
+    name = "gate"
+
+    def check(self, ctx: GateContext) -> Decision:
+        raise NotImplementedError
+
+    def allow(self, reason: str = "") -> Decision:
+        return Decision(self.name, Verdict.ALLOW, reason)
+
+    def defer(self, reason: str, until: float) -> Decision:
+        return Decision(self.name, Verdict.DEFER, reason, until=until)
+
+    def park(self, reason: str) -> Decision:
+        return Decision(self.name, Verdict.PARK, reason)
+
+    def refuse(self, reason: str) -> Decision:
+        return Decision(self.name, Verdict.REFUSE, reason)
+
+
+def when(ts: float) -> str:
+    """A time an operator reads: UTC, to the second."""
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts))

@@ -1,0 +1,323 @@
+"""One attempt: walk the strategies, gate each step, run it, verify it, escalate.
+
+``advance`` is called by whoever owns the incident's attempt (the caller that opened
+or claimed it, a worker resuming an approved or deferred step). It stops when the
+incident is recovered or degraded, when the strategies are exhausted (degraded mode
+on, failure cooldown), or when a gate defers, parks or refuses a step.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from engine.actions.base import ActionContext
+from engine.artifacts import RunArtifacts
+from engine.context import EngineContext, UnknownRunbook
+from engine.executors import StepResult
+from engine.gates import Decision, GateContext, Lease, Verdict
+from engine.lifecycle import METRIC_OUTCOME, AttemptOutcome, IncidentState, RunStatus
+from engine.records import Approval, Attempt, DegradedReason, Incident, RunRecord, new_id
+from engine.runbook import Runbook, Strategy
+from engine.templating import TemplateError, render_data
+from engine.verify import verify
+
+RunCallback = Callable[[RunRecord], None]
+
+
+class StepEnd(enum.Enum):
+    NEXT = "next"      # failed or skipped: escalate to the next strategy
+    DONE = "done"      # the incident ended (recovered, degraded)
+    HALT = "halt"      # deferred, parked, refused or canceled: the attempt pauses or ends
+
+
+def advance(ctx: EngineContext, incident_id: str, *, resume: RunRecord | None = None,
+            on_run: RunCallback | None = None) -> Incident:
+    """Carry the incident's attempt as far as the gates allow; return the incident."""
+    incident = ctx.store.get_incident(incident_id)
+    if incident is None:
+        raise LookupError(f"no incident {incident_id}")
+    if incident.state != IncidentState.REMEDIATING:
+        if resume is not None:
+            _cancel_run(ctx, resume, f"incident is {incident.state.value}")
+        return incident
+    try:
+        runbook = ctx.runbook(incident.runbook)
+    except UnknownRunbook as exc:
+        return _close(ctx, incident, IncidentState.CANCELED, AttemptOutcome.CANCELED,
+                      f"runbook no longer loaded: {exc.args[0]}")
+    for index, strategy in _steps(runbook, incident):
+        incident = ctx.store.get_incident(incident_id) or incident
+        if incident.state != IncidentState.REMEDIATING:
+            finish_attempt(ctx, incident, AttemptOutcome(incident.state.value)
+                            if incident.state.value in AttemptOutcome._value2member_map_
+                            else AttemptOutcome.CANCELED)
+            return incident
+        this_resume = resume if resume is not None and resume.strategy == strategy.name else None
+        resume = None
+        end = _step(ctx, incident, runbook, index, strategy, this_resume, on_run)
+        if end is not StepEnd.NEXT:
+            return ctx.store.get_incident(incident_id) or incident
+    return _exhausted(ctx, ctx.store.get_incident(incident_id) or incident, runbook)
+
+
+def _steps(runbook: Runbook, incident: Incident) -> list[tuple[int, Strategy]]:
+    if incident.only_strategy:
+        return [(i, s) for i, s in enumerate(runbook.strategies)
+                if s.name == incident.only_strategy and i >= incident.step]
+    return [(i, s) for i, s in runbook.strategies_for(incident.failure_type)
+            if i >= incident.step]
+
+
+def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
+          strategy: Strategy, resume: RunRecord | None, on_run: RunCallback | None) -> StepEnd:
+    store = ctx.store
+    now = time.time()
+    run_id = resume.id if resume else new_id("run")
+    approved_by = incident.approved_by if incident.approved_step == index else None
+    gate_ctx = GateContext(
+        runbook=runbook, strategy=strategy, target=incident.target, store=store,
+        trigger=incident.trigger, incident=incident, forced=incident.forced,
+        approved_by=approved_by, starts_attempt=incident.attempt_id is None,
+        holder=ctx.holder, run_id=run_id, lock_ttl=ctx.config.lock_ttl, now=now)
+    final, asked = ctx.gates.decide(gate_ctx)
+    run = RunRecord(
+        id=run_id, component=runbook.component, runbook=runbook.name, strategy=strategy.name,
+        target=incident.target, status=RunStatus.RUNNING, trigger=incident.trigger,
+        incident_id=incident.id, attempt_id=incident.attempt_id, kind=strategy.kind,
+        started_at=resume.started_at if resume else now, fingerprint=incident.fingerprint,
+        requested_by=incident.requested_by, approved_by=approved_by,
+        forced=any("--force" in d.reason for d in asked), reason=final.reason,
+        runbook_sha256=runbook.sha256, playbook_sha256=_playbook_sha(ctx, strategy))
+    artifacts = RunArtifacts(ctx.artifacts_dir, run_id, ctx.redactor).create()
+    artifacts.write_run_json({**run.to_dict(), "gates": [d.to_dict() for d in asked],
+                              "labels": incident.labels, "failure_type": incident.failure_type})
+
+    if final.verdict == Verdict.DEFER:
+        _end_run(ctx, run, artifacts, RunStatus.DEFERRED, final.reason, resume, on_run)
+        store.update_incident(incident.id, state=IncidentState.OPEN, next_try_at=final.until,
+                              step=index, reason=final.reason)
+        return StepEnd.HALT
+    if final.verdict == Verdict.REFUSE:
+        _end_run(ctx, run, artifacts, RunStatus.REFUSED, final.reason, resume, on_run)
+        _close(ctx, incident, IncidentState.CANCELED, AttemptOutcome.CANCELED,
+               f"refused: {final.reason}")
+        return StepEnd.HALT
+    if final.verdict == Verdict.PARK:
+        _park(ctx, incident, runbook, strategy, run, artifacts, final, on_run)
+        store.update_incident(incident.id, step=index, reason=final.reason)
+        return StepEnd.HALT
+
+    lock = next(d.lock for d in asked if d.lock is not None)
+    if incident.attempt_id is None:
+        attempt = Attempt(id=new_id("att"), incident_id=incident.id, runbook=runbook.name,
+                          target=incident.target, started_at=now)
+        store.start_attempt(attempt)
+        incident = store.update_incident(incident.id, attempt_id=attempt.id,
+                                         attempts=incident.attempts + 1) or incident
+        run.attempt_id = attempt.id
+    run.status = RunStatus.RUNNING
+    if resume:
+        store.update_run(run.id, status=RunStatus.RUNNING, attempt_id=run.attempt_id,
+                         reason=run.reason, approved_by=approved_by)
+    else:
+        store.add_run(run)
+    artifacts.write_run_json({"status": "running", "attempt_id": run.attempt_id})
+    if on_run:
+        on_run(run)
+    cancel = threading.Event()
+    ctx.running[run.id] = cancel
+    lease = Lease(store, lock, ctx.config.lock_ttl,
+                  on_beat=lambda: _beat(ctx, run.id, cancel))
+    try:
+        result = _execute(ctx, incident, runbook, strategy, run, artifacts, cancel)
+        if result.ok and not strategy.degrades:
+            spec = runbook.verify_for(strategy)
+            if spec is not None:
+                ok, why = verify(spec, _action_ctx(ctx, incident, runbook, spec.params, cancel),
+                                 ctx.python, artifacts, cancel)
+                result = (StepResult(RunStatus.SUCCEEDED, f"{result.reason}; {why}".strip("; "),
+                                     result.rc, result.data) if ok else
+                          StepResult(RunStatus.FAILED, f"step succeeded but verify failed: "
+                                     f"{why}", result.rc, result.data))
+    except Exception as exc:  # noqa: BLE001 - an engine bug ends the step, not the process
+        result = StepResult(RunStatus.FAILED, f"engine error: {type(exc).__name__}: {exc}", 1)
+    finally:
+        lease.release()
+        ctx.running.pop(run.id, None)
+    if lease.lost:
+        result.reason += " (the target's lock was broken while this ran)"
+    _end_run(ctx, run, artifacts, result.status, result.reason, None, on_run,
+             data=result.data, already_added=True)
+    store.update_incident(incident.id, approved_step=None, approved_by=None)
+
+    if result.status == RunStatus.SUCCEEDED:
+        if strategy.degrades:
+            _degrade(ctx, incident, runbook, f"{strategy.name} switched to degraded service")
+            _close(ctx, incident, IncidentState.DEGRADED, AttemptOutcome.DEGRADED,
+                   f"degraded by {strategy.name}: {result.reason}")
+        else:
+            _clear_degraded(ctx, runbook, incident.target)
+            spec = runbook.verify_for(strategy)
+            _close(ctx, incident, IncidentState.RECOVERED, AttemptOutcome.RECOVERED,
+                   f"recovered by {strategy.name}: {result.reason}",
+                   verify_until=time.time() + (spec.deadline if spec else 0.0))
+        return StepEnd.DONE
+    if result.status == RunStatus.CANCELED:
+        _close(ctx, incident, IncidentState.CANCELED, AttemptOutcome.CANCELED,
+               f"{strategy.name} canceled: {result.reason}")
+        return StepEnd.HALT
+    if (result.status == RunStatus.FAILED and runbook.degraded_mode
+            and runbook.degraded_mode.when == "failing"):
+        _degrade(ctx, incident, runbook, f"{strategy.name} failed: {result.reason}")
+    store.update_incident(incident.id, step=index + 1,
+                          reason=f"{strategy.name} {result.status.value}: {result.reason}")
+    return StepEnd.NEXT
+
+
+def _execute(ctx: EngineContext, incident: Incident, runbook: Runbook, strategy: Strategy,
+             run: RunRecord, artifacts: RunArtifacts, cancel: threading.Event,
+             check: bool = False, diff: bool = False) -> StepResult:
+    try:
+        if strategy.playbook:
+            extravars = render_data(dict(strategy.extravars), incident.labels)
+            extravars.update({"recovery_target": incident.target,
+                              "recovery_component": runbook.component})
+            return ctx.ansible.run(
+                artifacts=artifacts, playbook=strategy.playbook, limit=incident.target,
+                extravars=extravars, check=check, diff=diff,
+                timeout=min(strategy.timeout, ctx.config.playbook_timeout), cancel=cancel)
+        params = render_data(dict(strategy.params), incident.labels)
+        action_ctx = _action_ctx(ctx, incident, runbook, params, cancel, check)
+        return ctx.python.run(artifacts=artifacts, action=strategy.action or "", ctx=action_ctx,
+                              check=check, timeout=min(strategy.timeout,
+                                                       ctx.config.action_timeout))
+    except (TemplateError, ValueError) as exc:
+        artifacts.set_status("failed", 1)
+        return StepResult(RunStatus.FAILED, f"refused to run: {exc}", 1)
+
+
+def _action_ctx(ctx: EngineContext, incident: Incident, runbook: Runbook,
+                params: dict[str, Any], cancel: threading.Event,
+                check: bool = False) -> ActionContext:
+    return ActionContext(
+        component=runbook.component, target=incident.target, params=dict(params),
+        host_vars=ctx.host_vars(incident.target), resources=ctx.resources,
+        failure_type=incident.failure_type, labels=incident.labels, check_mode=check,
+        cancel=cancel)
+
+
+def _beat(ctx: EngineContext, run_id: str, cancel: threading.Event) -> None:
+    ctx.store.heartbeat_runs([run_id], time.time())
+    if ctx.store.get_value(f"cancel:{run_id}"):
+        cancel.set()
+
+
+def _playbook_sha(ctx: EngineContext, strategy: Strategy) -> str | None:
+    if not strategy.playbook:
+        return None
+    try:
+        return hashlib.sha256((Path(ctx.config.playbooks_dir) / strategy.playbook)
+                              .read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _end_run(ctx: EngineContext, run: RunRecord, artifacts: RunArtifacts, status: RunStatus,
+             reason: str, resume: RunRecord | None, on_run: RunCallback | None,
+             data: dict[str, Any] | None = None, already_added: bool = False) -> None:
+    finished = time.time()
+    run.status, run.reason, run.finished_at = status, reason, finished
+    if already_added or resume is not None:
+        ctx.store.update_run(run.id, status=status, reason=reason, finished_at=finished)
+    else:
+        ctx.store.add_run(run)
+    artifacts.write_run_json({"status": status.value, "reason": reason,
+                              "finished_at": finished, "duration": run.duration,
+                              "result": data or {}})
+    if status in (RunStatus.DEFERRED, RunStatus.REFUSED):
+        artifacts.set_status(status.value, 0)
+    outcome = METRIC_OUTCOME.get(status)
+    if outcome:
+        duration = run.duration if status not in (RunStatus.DEFERRED, RunStatus.REFUSED) else None
+        ctx.store.record_outcome(run.component, run.strategy, outcome, duration)
+    if on_run:
+        on_run(run)
+
+
+def _park(ctx: EngineContext, incident: Incident, runbook: Runbook, strategy: Strategy,
+          run: RunRecord, artifacts: RunArtifacts, decision: Decision,
+          on_run: RunCallback | None) -> None:
+    """Park for approval: no lock is held while a person decides."""
+    from engine.planner import plan_step
+
+    run.status = RunStatus.PENDING_APPROVAL
+    plan = plan_step(ctx, incident, runbook, strategy)
+    if ctx.store.get_run(run.id) is None:
+        ctx.store.add_run(run)
+    else:
+        ctx.store.update_run(run.id, status=RunStatus.PENDING_APPROVAL, reason=run.reason)
+    ctx.store.add_approval(Approval(
+        run_id=run.id, incident_id=incident.id, runbook=runbook.name,
+        component=runbook.component, strategy=strategy.name, target=incident.target,
+        requested_by=incident.requested_by or incident.trigger, requested_at=time.time(),
+        expires_at=time.time() + runbook.approval_timeout, reason=decision.reason, plan=plan))
+    artifacts.write_run_json({"status": run.status.value, "plan": plan})
+    artifacts.set_status("pending_approval", 0)
+    if on_run:
+        on_run(run)
+
+
+def _exhausted(ctx: EngineContext, incident: Incident, runbook: Runbook) -> Incident:
+    if incident.state != IncidentState.REMEDIATING:
+        return incident
+    tried = incident.reason or "no strategy applied"
+    if incident.attempt_id is None:
+        tried = f"no strategy handles failure type {incident.failure_type!r}"
+    _degrade(ctx, incident, runbook, f"{runbook.name} exhausted on {incident.target}")
+    return _close(ctx, incident, IncidentState.FAILED, AttemptOutcome.FAILED,
+                  f"exhausted: {tried}")
+
+
+def _close(ctx: EngineContext, incident: Incident, state: IncidentState,
+           outcome: AttemptOutcome, reason: str, **extra: Any) -> Incident:
+    now = time.time()
+    closed = ctx.store.update_incident(
+        incident.id, expect=[IncidentState.REMEDIATING, IncidentState.OPEN], state=state,
+        closed_at=now, reason=reason, next_try_at=None, **extra)
+    finish_attempt(ctx, closed or incident, outcome)
+    return closed or ctx.store.get_incident(incident.id) or incident
+
+
+def finish_attempt(ctx: EngineContext, incident: Incident, outcome: AttemptOutcome) -> None:
+    if incident.attempt_id:
+        ctx.store.finish_attempt(incident.attempt_id, outcome, time.time())
+        ctx.store.update_incident(incident.id, attempt_id=None)
+
+
+def _degrade(ctx: EngineContext, incident: Incident, runbook: Runbook, reason: str) -> None:
+    if runbook.degraded_mode is None:
+        return
+    ctx.store.add_degraded(DegradedReason(
+        mode=runbook.degraded_mode.name, key=f"incident:{incident.id}", target=incident.target,
+        incident_id=incident.id, reason=reason, created_by=incident.trigger,
+        since=time.time()))
+
+
+def _clear_degraded(ctx: EngineContext, runbook: Runbook, target: str) -> None:
+    """A passing verify or probe for the target switches its automatic reasons off."""
+    if runbook.degraded_mode is not None:
+        ctx.store.clear_degraded(mode=runbook.degraded_mode.name, target=target, manual=False)
+
+
+def _cancel_run(ctx: EngineContext, run: RunRecord, reason: str) -> None:
+    ctx.store.update_run(run.id, status=RunStatus.CANCELED, reason=reason,
+                         finished_at=time.time())
+    RunArtifacts(ctx.artifacts_dir, run.id, ctx.redactor).create().write_run_json(
+        {"status": "canceled", "reason": reason})
+    ctx.store.record_outcome(run.component, run.strategy, "canceled", None)

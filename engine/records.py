@@ -1,0 +1,184 @@
+"""The rows the store keeps: incidents, runs, attempts, approvals, locks, switches.
+
+Plain dataclasses, so gates and the orchestrator can be tested on values alone.
+A run's full account lives in its artifacts directory; ``RunRecord`` is the index.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
+
+
+def new_id(prefix: str) -> str:
+    """Sortable, unique ids: prefix, milliseconds, randomness (``run-0193f...-a1b2c3``)."""
+    return f"{prefix}-{int(time.time() * 1000):012x}-{secrets.token_hex(4)}"
+
+
+@dataclass
+class Incident:
+    id: str
+    runbook: str
+    component: str
+    target: str
+    state: IncidentState = IncidentState.OPEN
+    failure_type: str | None = None
+    trigger: str = "manual"              # alert | manual | probe
+    requested_by: str = ""
+    fingerprint: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    opened_at: float = 0.0
+    updated_at: float = 0.0
+    closed_at: float | None = None
+    reason: str = ""                     # the last decision, in words
+    next_try_at: float | None = None     # deferred: when a worker may go on
+    step: int = 0                        # index of the next strategy in the runbook
+    only_strategy: str | None = None     # a manual `recover --strategy S`
+    forced: bool = False                 # a manual `--force`
+    approved_step: int | None = None     # approval already granted for this step
+    approved_by: str | None = None
+    attempt_id: str | None = None        # the attempt under way, if any
+    attempts: int = 0
+    verify_until: float | None = None    # recovered: a still-firing alert after this reopens
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["state"] = self.state.value
+        return d
+
+
+@dataclass
+class RunRecord:
+    id: str
+    component: str
+    runbook: str
+    strategy: str
+    target: str
+    status: RunStatus
+    trigger: str = "manual"
+    incident_id: str | None = None
+    attempt_id: str | None = None
+    kind: str = "action"                 # action | playbook
+    started_at: float = 0.0
+    finished_at: float | None = None
+    check_mode: bool = False
+    fingerprint: str | None = None
+    requested_by: str = ""
+    approved_by: str | None = None
+    forced: bool = False
+    reason: str = ""
+    runbook_sha256: str = ""
+    playbook_sha256: str | None = None
+
+    @property
+    def duration(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return max(0.0, self.finished_at - self.started_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["status"] = self.status.value
+        d["duration"] = self.duration
+        return d
+
+
+@dataclass
+class Attempt:
+    id: str
+    incident_id: str
+    runbook: str
+    target: str
+    started_at: float
+    finished_at: float | None = None
+    outcome: AttemptOutcome = AttemptOutcome.RUNNING
+
+
+@dataclass
+class Approval:
+    run_id: str
+    incident_id: str | None
+    runbook: str
+    component: str
+    strategy: str
+    target: str
+    status: str = "pending"              # pending | approved | rejected | expired | canceled
+    requested_by: str = ""
+    requested_at: float = 0.0
+    expires_at: float = 0.0
+    decided_by: str | None = None
+    decided_at: float | None = None
+    reason: str = ""
+    plan: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Lock:
+    target: str
+    holder: str
+    token: int                           # fencing: grows with every acquisition
+    acquired_at: float
+    expires_at: float
+    run_id: str | None = None
+    component: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Switch:
+    """A kill switch: auto-recovery off for everything, a component, a target, or both."""
+
+    id: str
+    component: str | None
+    target: str | None
+    until: float | None                  # None: until enabled again by hand
+    reason: str = ""
+    created_by: str = ""
+    created_at: float = 0.0
+
+    def covers(self, component: str, target: str | None) -> bool:
+        return (self.component in (None, component)) and (
+            self.target is None or self.target == target
+        )
+
+    def scope(self) -> str:
+        parts = [f"component={self.component}" if self.component else "",
+                 f"target={self.target}" if self.target else ""]
+        return " ".join(p for p in parts if p) or "everything"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DegradedReason:
+    mode: str
+    key: str                             # what keeps it on: incident:<id>, manual, ...
+    target: str | None = None
+    incident_id: str | None = None
+    manual: bool = False
+    reason: str = ""
+    created_by: str = ""
+    since: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class AuditEvent:
+    """An operator action that is not a run: unlock, disable, enable, degraded by hand."""
+
+    at: float
+    actor: str
+    action: str
+    detail: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,113 @@
+"""The embedded mode: an application owns resources and triggers recoveries in-process.
+
+    recovery = Recovery.from_config("recovery.yml")
+    recovery.resources.register("redis", pool)
+    incident = recovery.trigger("redis", failure_type="connection_timeout", target="cache-1")
+    incident.wait(timeout=30)
+    if recovery.degraded("redis_unavailable"): ...
+
+``trigger`` never blocks: steps run on background threads. The store is the one the
+CLI and the service use, so cooldowns, approvals and the audit trail are shared. An
+application can trigger and read; it cannot approve.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from engine.config import Config, load_config
+from engine.context import EngineContext
+from engine.lifecycle import IncidentState
+from engine.orchestrator import advance
+from engine.records import Incident
+from engine.resources import ResourceRegistry
+from engine.triggers import TriggerRequest, open_incident
+from engine.worker import Worker
+
+
+@dataclass
+class IncidentHandle:
+    """What ``trigger`` returns: the incident (or the refusal) and a way to wait for it."""
+
+    recovery: Recovery
+    incident_id: str | None
+    refusal: str | None = None
+    _future: Future | None = None
+
+    @property
+    def incident(self) -> Incident | None:
+        if self.incident_id is None:
+            return None
+        return self.recovery.context.store.get_incident(self.incident_id)
+
+    @property
+    def state(self) -> str:
+        incident = self.incident
+        return incident.state.value if incident else "refused"
+
+    def wait(self, timeout: float | None = 30.0) -> Incident | None:
+        """Until this attempt ends (recovered, failed, degraded...) or pauses (parked,
+        deferred), or ``timeout`` passes; returns the incident as it then is."""
+        if self._future is not None:
+            try:
+                self._future.result(timeout)
+            except TimeoutError:
+                pass
+            return self.incident
+        deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
+        while time.monotonic() < deadline:  # attached to someone else's attempt
+            incident = self.incident
+            if incident is None or incident.state != IncidentState.REMEDIATING:
+                return incident
+            time.sleep(0.1)
+        return self.incident
+
+
+class Recovery:
+    def __init__(self, context: EngineContext, *, worker: bool = False) -> None:
+        self.context = context
+        self._pool = ThreadPoolExecutor(max_workers=context.config.worker_threads,
+                                        thread_name_prefix="recovery")
+        self._worker = Worker(context).start() if worker else None
+        self._closed = threading.Event()
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str] | Config | None = None, *,
+                    worker: bool = False) -> Recovery:
+        """``worker=True`` also retries deferred incidents and runs approved steps here."""
+        config = path if isinstance(path, Config) else load_config(path)
+        return cls(EngineContext(config), worker=worker)
+
+    @property
+    def resources(self) -> ResourceRegistry:
+        return self.context.resources
+
+    def trigger(self, component: str, failure_type: str | None = None, *,
+                target: str | None = None, requested_by: str | None = None) -> IncidentHandle:
+        """Open (or attach to) the incident and run its attempt in the background."""
+        registered = self.resources.targets(component)
+        request = TriggerRequest(
+            runbook=component, failure_type=failure_type,
+            target=target or (registered[0] if len(registered) == 1 else "localhost"),
+            trigger="manual", requested_by=requested_by or f"app:{os.getpid()}")
+        opened = open_incident(self.context, request)
+        if opened.incident is None:
+            return IncidentHandle(self, None, refusal=opened.refusal)
+        future = None
+        if opened.claimed:
+            future = self._pool.submit(advance, self.context, opened.incident.id)
+        return IncidentHandle(self, opened.incident.id, _future=future)
+
+    def degraded(self, mode: str) -> bool:
+        """Is this degraded mode on (for any reason: automatic or by hand)?"""
+        return bool(self.context.store.degraded_reasons(mode))
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+        self._pool.shutdown(wait=True)
+        self._closed.set()

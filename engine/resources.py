@@ -1,0 +1,42 @@
+"""What an embedding application registered for in-process actions to act on."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+
+class ResourceRegistry:
+    """``register("redis", pool, target="cache-1")``; actions look resources up by name.
+
+    A resource registered without a target serves every target of that name; the
+    application swaps in a new object (a failed-over pool) with ``replace``.
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, str | None], Any] = {}
+        self._lock = threading.Lock()
+
+    def register(self, name: str, resource: Any, target: str | None = None) -> None:
+        with self._lock:
+            self._items[(name, target)] = resource
+
+    replace = register
+
+    def unregister(self, name: str, target: str | None = None) -> None:
+        with self._lock:
+            self._items.pop((name, target), None)
+
+    def get(self, name: str, target: str | None = None) -> Any:
+        with self._lock:
+            if (name, target) in self._items:
+                return self._items[(name, target)]
+            return self._items.get((name, None))
+
+    def targets(self, name: str) -> list[str]:
+        with self._lock:
+            return [t for (n, t) in self._items if n == name and t is not None]
+
+    def __contains__(self, name: str) -> bool:
+        with self._lock:
+            return any(n == name for (n, _) in self._items)

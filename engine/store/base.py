@@ -1,0 +1,263 @@
+"""The store interface: every piece of shared state, behind a handful of verbs.
+
+The CLI, embedded applications and the service all read and write through this one
+interface, so cooldowns, approvals, locks and the audit index are one, whoever acts.
+Each backend is one file (``sqlite.py``; Redis comes with scale-out). Every verb that
+reads then writes is atomic in the backend (compare-and-set), because several
+processes race for the same incident, approval or lock.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
+from engine.records import (
+    Approval,
+    Attempt,
+    AuditEvent,
+    DegradedReason,
+    Incident,
+    Lock,
+    RunRecord,
+    Switch,
+)
+
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.005, 0.05, 0.25, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0,
+)
+
+
+class StoreUnavailable(RuntimeError):
+    """The store cannot be reached or written: callers answer 503 / exit 1, never drop."""
+
+
+@dataclass
+class IntakeItem:
+    """One journaled alert delivery, waiting for a worker."""
+
+    id: int
+    dedup_key: str
+    payload: dict[str, Any]
+    received_at: float
+
+
+@dataclass
+class CounterRow:
+    component: str
+    strategy: str
+    outcome: str
+    value: float
+
+
+@dataclass
+class DurationRow:
+    component: str
+    strategy: str
+    buckets: list[tuple[float, float]]   # (upper bound, cumulative count); +Inf last
+    total: float
+    count: float
+
+
+class Store(ABC):
+    """State shared by every process that runs recoveries."""
+
+    # -- incidents ------------------------------------------------------------------
+    @abstractmethod
+    def open_incident(self, incident: Incident) -> tuple[Incident, bool]:
+        """Insert ``incident`` unless one is open for (runbook, target); return that one then."""
+
+    @abstractmethod
+    def get_incident(self, incident_id: str) -> Incident | None: ...
+
+    @abstractmethod
+    def find_open_incident(self, runbook: str, target: str) -> Incident | None: ...
+
+    @abstractmethod
+    def update_incident(
+        self, incident_id: str, *, expect: Iterable[IncidentState] | None = None, **fields: Any
+    ) -> Incident | None:
+        """Change fields; with ``expect``, only if the state is one of them (else None)."""
+
+    @abstractmethod
+    def list_incidents(
+        self, *, open_only: bool = False, component: str | None = None, limit: int = 100
+    ) -> list[Incident]: ...
+
+    @abstractmethod
+    def claim_due_incident(self, now: float) -> Incident | None:
+        """Take one deferred incident whose time has come: OPEN -> REMEDIATING, atomically."""
+
+    # -- runs (the index; the account is in the artifacts) -----------------------------
+    @abstractmethod
+    def add_run(self, run: RunRecord) -> None: ...
+
+    @abstractmethod
+    def update_run(
+        self, run_id: str, *, status: RunStatus | None = None, **fields: Any
+    ) -> RunRecord | None:
+        """Change a run; a status change must be allowed by the lifecycle (else None)."""
+
+    @abstractmethod
+    def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    @abstractmethod
+    def query_runs(
+        self,
+        *,
+        component: str | None = None,
+        since: float | None = None,
+        status: str | None = None,
+        incident_id: str | None = None,
+        target: str | None = None,
+        limit: int | None = 100,
+    ) -> list[RunRecord]:
+        """Newest first."""
+
+    @abstractmethod
+    def claim_queued_run(self, holder: str, now: float, lease: float) -> RunRecord | None:
+        """Take one approved run for a worker; the claim lapses after ``lease`` seconds."""
+
+    @abstractmethod
+    def heartbeat_runs(self, run_ids: Iterable[str], now: float) -> None: ...
+
+    @abstractmethod
+    def stale_running_runs(self, heartbeat_before: float) -> list[RunRecord]:
+        """Runs still marked running whose process stopped beating (killed, crashed)."""
+
+    # -- attempts and cooldown ------------------------------------------------------
+    @abstractmethod
+    def start_attempt(self, attempt: Attempt) -> None: ...
+
+    @abstractmethod
+    def finish_attempt(self, attempt_id: str, outcome: AttemptOutcome, at: float) -> None: ...
+
+    @abstractmethod
+    def attempts_since(self, runbook: str, target: str, since: float) -> list[Attempt]:
+        """Attempts started at or after ``since`` (the cooldown window), oldest first."""
+
+    @abstractmethod
+    def last_failed_attempt(self, runbook: str, target: str) -> Attempt | None: ...
+
+    # -- approvals ------------------------------------------------------------------
+    @abstractmethod
+    def add_approval(self, approval: Approval) -> None: ...
+
+    @abstractmethod
+    def get_approval(self, run_id: str) -> Approval | None: ...
+
+    @abstractmethod
+    def list_approvals(self, status: str | None = "pending") -> list[Approval]: ...
+
+    @abstractmethod
+    def decide_approval(
+        self, run_id: str, *, status: str, by: str | None, reason: str, at: float,
+        expect: str = "pending",
+    ) -> Approval | None:
+        """Move an approval out of ``expect``; None if someone else decided first."""
+
+    @abstractmethod
+    def due_approvals(self, now: float) -> list[Approval]:
+        """Pending approvals past their expiry."""
+
+    # -- locks ------------------------------------------------------------------------
+    @abstractmethod
+    def acquire_lock(
+        self, target: str, holder: str, ttl: float, *, run_id: str | None = None,
+        component: str | None = None,
+    ) -> Lock | None:
+        """The lease if free (or expired), else None. Tokens grow: fencing."""
+
+    @abstractmethod
+    def renew_lock(self, target: str, token: int, ttl: float) -> bool: ...
+
+    @abstractmethod
+    def release_lock(self, target: str, token: int) -> bool: ...
+
+    @abstractmethod
+    def get_lock(self, target: str) -> Lock | None:
+        """The live lock on ``target`` (expired ones are not returned)."""
+
+    @abstractmethod
+    def break_lock(self, target: str) -> Lock | None: ...
+
+    @abstractmethod
+    def list_locks(self) -> list[Lock]: ...
+
+    # -- kill switches ------------------------------------------------------------------
+    @abstractmethod
+    def add_switch(self, switch: Switch) -> None: ...
+
+    @abstractmethod
+    def remove_switches(self, component: str | None, target: str | None) -> list[Switch]:
+        """Remove the switches of exactly this scope (``enable`` undoes a ``disable``)."""
+
+    @abstractmethod
+    def active_switches(self, now: float) -> list[Switch]: ...
+
+    # -- degraded modes -------------------------------------------------------------------
+    @abstractmethod
+    def add_degraded(self, reason: DegradedReason) -> None: ...
+
+    @abstractmethod
+    def clear_degraded(
+        self, *, mode: str | None = None, target: str | None = None, manual: bool | None = False
+    ) -> list[DegradedReason]:
+        """Remove reasons (``manual=None``: automatic and manual alike)."""
+
+    @abstractmethod
+    def degraded_reasons(self, mode: str | None = None) -> list[DegradedReason]: ...
+
+    # -- metrics ----------------------------------------------------------------------------
+    @abstractmethod
+    def record_outcome(
+        self, component: str, strategy: str, outcome: str, duration: float | None
+    ) -> None: ...
+
+    @abstractmethod
+    def counters(self) -> list[CounterRow]: ...
+
+    @abstractmethod
+    def durations(self) -> list[DurationRow]: ...
+
+    # -- intake queue (the webhook journals here before answering 200) --------------------
+    @abstractmethod
+    def enqueue_alerts(self, items: list[tuple[str, dict[str, Any]]]) -> tuple[int, int]:
+        """Journal (dedup_key, payload) pairs; return (accepted, duplicates)."""
+
+    @abstractmethod
+    def claim_intake(self, holder: str, limit: int, lease: float) -> list[IntakeItem]: ...
+
+    @abstractmethod
+    def ack_intake(self, ids: Iterable[int]) -> None: ...
+
+    @abstractmethod
+    def intake_depth(self, now: float) -> tuple[int, float]:
+        """(entries waiting, age in seconds of the oldest)."""
+
+    # -- audit events and housekeeping ------------------------------------------------------
+    @abstractmethod
+    def add_event(self, event: AuditEvent) -> None: ...
+
+    @abstractmethod
+    def list_events(self, limit: int = 100) -> list[AuditEvent]: ...
+
+    @abstractmethod
+    def delete_runs_before(self, before: float) -> list[str]:
+        """Drop index rows of runs finished before ``before``; return their ids."""
+
+    @abstractmethod
+    def set_value(self, key: str, value: Any) -> None: ...
+
+    @abstractmethod
+    def get_value(self, key: str) -> Any: ...
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise StoreUnavailable if the store cannot be used."""
+
+    def close(self) -> None:  # noqa: B027 - optional for backends
+        """Release connections."""

@@ -1,0 +1,629 @@
+"""SQLite (WAL) backend: the default store, nothing to install or start.
+
+Safe under several processes at once (the CLI, embedded applications, the service):
+WAL lets readers go on while one writer commits, ``busy_timeout`` queues writers,
+and every read-then-write runs inside ``BEGIN IMMEDIATE`` so two processes cannot
+both open the same incident or take the same lock. One connection per thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from engine.lifecycle import (
+    RUN_TRANSITIONS,
+    AttemptOutcome,
+    IncidentState,
+    RunStatus,
+    check_incident_transition,
+)
+from engine.records import (
+    Approval,
+    Attempt,
+    AuditEvent,
+    DegradedReason,
+    Incident,
+    Lock,
+    RunRecord,
+    Switch,
+)
+from engine.store.base import (
+    DURATION_BUCKETS,
+    CounterRow,
+    DurationRow,
+    IntakeItem,
+    Store,
+    StoreUnavailable,
+)
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY, runbook TEXT NOT NULL, component TEXT NOT NULL, target TEXT NOT NULL,
+    state TEXT NOT NULL, failure_type TEXT, trigger TEXT, requested_by TEXT, fingerprint TEXT,
+    labels TEXT, opened_at REAL, updated_at REAL, closed_at REAL, reason TEXT,
+    next_try_at REAL, step INTEGER, only_strategy TEXT, forced INTEGER, approved_step INTEGER,
+    approved_by TEXT, attempt_id TEXT, attempts INTEGER, verify_until REAL,
+    open_key TEXT UNIQUE
+);
+CREATE INDEX IF NOT EXISTS incidents_due ON incidents(state, next_try_at);
+CREATE INDEX IF NOT EXISTS incidents_opened ON incidents(opened_at);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, component TEXT NOT NULL, runbook TEXT, strategy TEXT, target TEXT,
+    status TEXT NOT NULL, trigger TEXT, incident_id TEXT, attempt_id TEXT, kind TEXT,
+    started_at REAL, finished_at REAL, check_mode INTEGER, fingerprint TEXT,
+    requested_by TEXT, approved_by TEXT, forced INTEGER, reason TEXT,
+    runbook_sha256 TEXT, playbook_sha256 TEXT,
+    heartbeat_at REAL, claimed_by TEXT, claimed_until REAL
+);
+CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
+CREATE INDEX IF NOT EXISTS runs_component ON runs(component, started_at);
+CREATE INDEX IF NOT EXISTS runs_incident ON runs(incident_id);
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
+CREATE TABLE IF NOT EXISTS attempts (
+    id TEXT PRIMARY KEY, incident_id TEXT, runbook TEXT, target TEXT,
+    started_at REAL, finished_at REAL, outcome TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_key ON attempts(runbook, target, started_at);
+CREATE TABLE IF NOT EXISTS approvals (
+    run_id TEXT PRIMARY KEY, incident_id TEXT, runbook TEXT, component TEXT, strategy TEXT,
+    target TEXT, status TEXT, requested_by TEXT, requested_at REAL, expires_at REAL,
+    decided_by TEXT, decided_at REAL, reason TEXT, plan TEXT
+);
+CREATE INDEX IF NOT EXISTS approvals_status ON approvals(status, expires_at);
+CREATE TABLE IF NOT EXISTS locks (
+    target TEXT PRIMARY KEY, holder TEXT, token INTEGER, acquired_at REAL, expires_at REAL,
+    run_id TEXT, component TEXT
+);
+CREATE TABLE IF NOT EXISTS switches (
+    id TEXT PRIMARY KEY, component TEXT, target TEXT, until REAL, reason TEXT,
+    created_by TEXT, created_at REAL
+);
+CREATE TABLE IF NOT EXISTS degraded (
+    mode TEXT, key TEXT, target TEXT, incident_id TEXT, manual INTEGER, reason TEXT,
+    created_by TEXT, since REAL, PRIMARY KEY (mode, key)
+);
+CREATE TABLE IF NOT EXISTS counters (
+    component TEXT, strategy TEXT, outcome TEXT, value REAL,
+    PRIMARY KEY (component, strategy, outcome)
+);
+CREATE TABLE IF NOT EXISTS durations (
+    component TEXT, strategy TEXT, buckets TEXT, total REAL, count REAL,
+    PRIMARY KEY (component, strategy)
+);
+CREATE TABLE IF NOT EXISTS intake (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, dedup_key TEXT, payload TEXT, received_at REAL,
+    claimed_by TEXT, claimed_until REAL
+);
+CREATE TABLE IF NOT EXISTS intake_seen (dedup_key TEXT PRIMARY KEY, seen_at REAL);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL, actor TEXT, action TEXT, detail TEXT
+);
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS fencing (name TEXT PRIMARY KEY, value INTEGER);
+"""
+
+_JSON_FIELDS = {"labels", "plan", "detail"}
+_BOOL_FIELDS = {"check_mode", "forced", "manual"}
+
+
+def _row_to(cls: type[T], row: sqlite3.Row) -> T:
+    keys = row.keys()
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.name not in keys:
+            continue
+        value = row[f.name]
+        if f.name in _JSON_FIELDS:
+            value = json.loads(value) if value else {}
+        elif f.name in _BOOL_FIELDS:
+            value = bool(value)
+        elif f.name == "state":
+            value = IncidentState(value)
+        elif f.name == "status" and cls is RunRecord:
+            value = RunStatus(value)
+        elif f.name == "outcome" and cls is Attempt:
+            value = AttemptOutcome(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def _to_column(name: str, value: Any) -> Any:
+    if name in _JSON_FIELDS:
+        return json.dumps(value or {})
+    if isinstance(value, (IncidentState, RunStatus, AttemptOutcome)):
+        return value.value
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _columns(obj: Any) -> dict[str, Any]:
+    return {f.name: _to_column(f.name, getattr(obj, f.name)) for f in fields(obj)}
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL",
+                 busy_timeout: float = 15.0) -> None:
+        self.path = str(path)
+        if synchronous.upper() not in ("NORMAL", "FULL"):
+            raise ValueError("synchronous must be NORMAL or FULL")
+        self.synchronous = synchronous.upper()
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            self._conn().executescript(SCHEMA)  # commits by itself: not inside _tx
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot create the store at {self.path}: {exc}") from exc
+        if self.path != ":memory:":
+            os.chmod(self.path, 0o600)
+
+    # -- connections and transactions ----------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=self.busy_timeout,
+                                       isolation_level=None, check_same_thread=False)
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA synchronous={self.synchronous}")
+                conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"cannot open the store at {self.path}: {exc}") from exc
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction, taken at once (IMMEDIATE) so read-then-write is atomic."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"store busy or unavailable: {exc}") from exc
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"store commit failed: {exc}") from exc
+
+    def _read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            return self._conn().execute(sql, tuple(params)).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"store read failed: {exc}") from exc
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, table: str, values: dict[str, Any],
+                verb: str = "INSERT") -> None:
+        cols = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        db.execute(f"{verb} INTO {table} ({cols}) VALUES ({marks})", tuple(values.values()))
+
+    @staticmethod
+    def _update(db: sqlite3.Connection, table: str, key: str, key_value: Any,
+                values: dict[str, Any]) -> None:
+        if not values:
+            return
+        sets = ", ".join(f"{k} = ?" for k in values)
+        db.execute(f"UPDATE {table} SET {sets} WHERE {key} = ?",
+                   (*values.values(), key_value))
+
+    def ping(self) -> None:
+        self._read("SELECT 1")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- incidents ----------
+    def open_incident(self, incident: Incident) -> tuple[Incident, bool]:
+        open_key = f"{incident.runbook}\x00{incident.target}"
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM incidents WHERE open_key = ?", (open_key,)).fetchone()
+            if row is not None:
+                return _row_to(Incident, row), False
+            values = _columns(incident)
+            values["open_key"] = open_key
+            self._insert(db, "incidents", values)
+        return incident, True
+
+    def get_incident(self, incident_id: str) -> Incident | None:
+        rows = self._read("SELECT * FROM incidents WHERE id = ?", (incident_id,))
+        return _row_to(Incident, rows[0]) if rows else None
+
+    def find_open_incident(self, runbook: str, target: str) -> Incident | None:
+        rows = self._read("SELECT * FROM incidents WHERE open_key = ?", (f"{runbook}\x00{target}",))
+        return _row_to(Incident, rows[0]) if rows else None
+
+    def update_incident(self, incident_id: str, *, expect: Iterable[IncidentState] | None = None,
+                        **changes: Any) -> Incident | None:
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+            if row is None:
+                return None
+            current = _row_to(Incident, row)
+            if expect is not None and current.state not in set(expect):
+                return None
+            values = {k: _to_column(k, v) for k, v in changes.items()}
+            new_state = changes.get("state")
+            if new_state is not None:
+                check_incident_transition(current.state, IncidentState(new_state))
+                open_key = f"{current.runbook}\x00{current.target}"
+                values["open_key"] = open_key if IncidentState(new_state).is_open else None
+            values["updated_at"] = changes.get("updated_at", time.time())
+            self._update(db, "incidents", "id", incident_id, values)
+            row = db.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+        return _row_to(Incident, row)
+
+    def list_incidents(self, *, open_only: bool = False, component: str | None = None,
+                       limit: int = 100) -> list[Incident]:
+        where, params = [], []
+        if open_only:
+            where.append("open_key IS NOT NULL")
+        if component:
+            where.append("component = ?")
+            params.append(component)
+        sql = "SELECT * FROM incidents"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY opened_at DESC LIMIT ?"
+        return [_row_to(Incident, r) for r in self._read(sql, [*params, limit])]
+
+    def claim_due_incident(self, now: float) -> Incident | None:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT * FROM incidents WHERE state = ? AND next_try_at IS NOT NULL "
+                "AND next_try_at <= ? ORDER BY next_try_at LIMIT 1",
+                (IncidentState.OPEN.value, now),
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE incidents SET state = ?, next_try_at = NULL, updated_at = ? WHERE id = ?",
+                (IncidentState.REMEDIATING.value, now, row["id"]),
+            )
+            row = db.execute("SELECT * FROM incidents WHERE id = ?", (row["id"],)).fetchone()
+        return _row_to(Incident, row)
+
+    # -- runs ----------
+    def add_run(self, run: RunRecord) -> None:
+        values = _columns(run)
+        values["heartbeat_at"] = run.started_at
+        with self._tx() as db:
+            self._insert(db, "runs", values)
+
+    def update_run(self, run_id: str, *, status: RunStatus | None = None,
+                   **changes: Any) -> RunRecord | None:
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                return None
+            values = {k: _to_column(k, v) for k, v in changes.items()}
+            if status is not None:
+                old = RunStatus(row["status"])
+                if status != old and status not in RUN_TRANSITIONS.get(old, frozenset()):
+                    return None
+                values["status"] = status.value
+                if status == RunStatus.RUNNING:
+                    values.setdefault("heartbeat_at", time.time())
+                values["claimed_by"] = None
+                values["claimed_until"] = None
+            self._update(db, "runs", "id", run_id, values)
+            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return _row_to(RunRecord, row)
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        rows = self._read("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return _row_to(RunRecord, rows[0]) if rows else None
+
+    def query_runs(self, *, component: str | None = None, since: float | None = None,
+                   status: str | None = None, incident_id: str | None = None,
+                   target: str | None = None, limit: int | None = 100) -> list[RunRecord]:
+        where, params = [], []
+        for column, value in (("component", component), ("status", status),
+                              ("incident_id", incident_id), ("target", target)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            where.append("started_at >= ?")
+            params.append(since)
+        sql = "SELECT * FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_row_to(RunRecord, r) for r in self._read(sql, params)]
+
+    def claim_queued_run(self, holder: str, now: float, lease: float) -> RunRecord | None:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT * FROM runs WHERE status = ? AND (claimed_until IS NULL "
+                "OR claimed_until < ?) ORDER BY started_at LIMIT 1",
+                (RunStatus.QUEUED.value, now),
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE runs SET claimed_by = ?, claimed_until = ? WHERE id = ?",
+                       (holder, now + lease, row["id"]))
+        return _row_to(RunRecord, row)
+
+    def heartbeat_runs(self, run_ids: Iterable[str], now: float) -> None:
+        ids = list(run_ids)
+        if not ids:
+            return
+        with self._tx() as db:
+            db.executemany("UPDATE runs SET heartbeat_at = ? WHERE id = ?",
+                           [(now, i) for i in ids])
+
+    def stale_running_runs(self, heartbeat_before: float) -> list[RunRecord]:
+        rows = self._read("SELECT * FROM runs WHERE status = ? AND heartbeat_at < ?",
+                          (RunStatus.RUNNING.value, heartbeat_before))
+        return [_row_to(RunRecord, r) for r in rows]
+
+    # -- attempts ----------
+    def start_attempt(self, attempt: Attempt) -> None:
+        with self._tx() as db:
+            self._insert(db, "attempts", _columns(attempt))
+
+    def finish_attempt(self, attempt_id: str, outcome: AttemptOutcome, at: float) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE attempts SET outcome = ?, finished_at = ? WHERE id = ?",
+                       (outcome.value, at, attempt_id))
+
+    def attempts_since(self, runbook: str, target: str, since: float) -> list[Attempt]:
+        rows = self._read(
+            "SELECT * FROM attempts WHERE runbook = ? AND target = ? AND started_at >= ? "
+            "ORDER BY started_at", (runbook, target, since))
+        return [_row_to(Attempt, r) for r in rows]
+
+    def last_failed_attempt(self, runbook: str, target: str) -> Attempt | None:
+        rows = self._read(
+            "SELECT * FROM attempts WHERE runbook = ? AND target = ? AND outcome = ? "
+            "ORDER BY finished_at DESC LIMIT 1",
+            (runbook, target, AttemptOutcome.FAILED.value))
+        return _row_to(Attempt, rows[0]) if rows else None
+
+    # -- approvals ----------
+    def add_approval(self, approval: Approval) -> None:
+        with self._tx() as db:
+            self._insert(db, "approvals", _columns(approval), verb="INSERT OR REPLACE")
+
+    def get_approval(self, run_id: str) -> Approval | None:
+        rows = self._read("SELECT * FROM approvals WHERE run_id = ?", (run_id,))
+        return _row_to(Approval, rows[0]) if rows else None
+
+    def list_approvals(self, status: str | None = "pending") -> list[Approval]:
+        if status is None:
+            rows = self._read("SELECT * FROM approvals ORDER BY requested_at DESC")
+        else:
+            rows = self._read("SELECT * FROM approvals WHERE status = ? ORDER BY requested_at",
+                              (status,))
+        return [_row_to(Approval, r) for r in rows]
+
+    def decide_approval(self, run_id: str, *, status: str, by: str | None, reason: str,
+                        at: float, expect: str = "pending") -> Approval | None:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE approvals SET status = ?, decided_by = ?, decided_at = ?, reason = ? "
+                "WHERE run_id = ? AND status = ?", (status, by, at, reason, run_id, expect))
+            if cur.rowcount != 1:
+                return None
+            row = db.execute("SELECT * FROM approvals WHERE run_id = ?", (run_id,)).fetchone()
+        return _row_to(Approval, row)
+
+    def due_approvals(self, now: float) -> list[Approval]:
+        rows = self._read("SELECT * FROM approvals WHERE status = 'pending' AND expires_at <= ?",
+                          (now,))
+        return [_row_to(Approval, r) for r in rows]
+
+    # -- locks ----------
+    def acquire_lock(self, target: str, holder: str, ttl: float, *, run_id: str | None = None,
+                     component: str | None = None) -> Lock | None:
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM locks WHERE target = ?", (target,)).fetchone()
+            if row is not None and row["expires_at"] > now:
+                return None
+            db.execute("INSERT INTO fencing (name, value) VALUES ('lock', 1) "
+                       "ON CONFLICT(name) DO UPDATE SET value = value + 1")
+            token = db.execute("SELECT value FROM fencing WHERE name = 'lock'").fetchone()[0]
+            lock = Lock(target=target, holder=holder, token=token, acquired_at=now,
+                        expires_at=now + ttl, run_id=run_id, component=component)
+            self._insert(db, "locks", _columns(lock), verb="INSERT OR REPLACE")
+        return lock
+
+    def renew_lock(self, target: str, token: int, ttl: float) -> bool:
+        with self._tx() as db:
+            cur = db.execute("UPDATE locks SET expires_at = ? WHERE target = ? AND token = ?",
+                             (time.time() + ttl, target, token))
+            return cur.rowcount == 1
+
+    def release_lock(self, target: str, token: int) -> bool:
+        with self._tx() as db:
+            cur = db.execute("DELETE FROM locks WHERE target = ? AND token = ?", (target, token))
+            return cur.rowcount == 1
+
+    def get_lock(self, target: str) -> Lock | None:
+        rows = self._read("SELECT * FROM locks WHERE target = ? AND expires_at > ?",
+                          (target, time.time()))
+        return _row_to(Lock, rows[0]) if rows else None
+
+    def break_lock(self, target: str) -> Lock | None:
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM locks WHERE target = ?", (target,)).fetchone()
+            if row is None:
+                return None
+            db.execute("DELETE FROM locks WHERE target = ?", (target,))
+        return _row_to(Lock, row)
+
+    def list_locks(self) -> list[Lock]:
+        rows = self._read("SELECT * FROM locks WHERE expires_at > ? ORDER BY target",
+                          (time.time(),))
+        return [_row_to(Lock, r) for r in rows]
+
+    # -- switches ----------
+    def add_switch(self, switch: Switch) -> None:
+        with self._tx() as db:
+            self._insert(db, "switches", _columns(switch))
+
+    def remove_switches(self, component: str | None, target: str | None) -> list[Switch]:
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT * FROM switches WHERE component IS ? AND target IS ?",
+                (component, target)).fetchall()
+            db.execute("DELETE FROM switches WHERE component IS ? AND target IS ?",
+                       (component, target))
+        return [_row_to(Switch, r) for r in rows]
+
+    def active_switches(self, now: float) -> list[Switch]:
+        rows = self._read("SELECT * FROM switches WHERE until IS NULL OR until > ? "
+                          "ORDER BY created_at", (now,))
+        return [_row_to(Switch, r) for r in rows]
+
+    # -- degraded modes ----------
+    def add_degraded(self, reason: DegradedReason) -> None:
+        with self._tx() as db:
+            self._insert(db, "degraded", _columns(reason), verb="INSERT OR REPLACE")
+
+    def clear_degraded(self, *, mode: str | None = None, target: str | None = None,
+                       manual: bool | None = False) -> list[DegradedReason]:
+        where, params = [], []
+        if mode is not None:
+            where.append("mode = ?")
+            params.append(mode)
+        if target is not None:
+            where.append("target = ?")
+            params.append(target)
+        if manual is not None:
+            where.append("manual = ?")
+            params.append(int(manual))
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        with self._tx() as db:
+            rows = db.execute(f"SELECT * FROM degraded{clause}", params).fetchall()
+            db.execute(f"DELETE FROM degraded{clause}", params)
+        return [_row_to(DegradedReason, r) for r in rows]
+
+    def degraded_reasons(self, mode: str | None = None) -> list[DegradedReason]:
+        if mode is None:
+            rows = self._read("SELECT * FROM degraded ORDER BY mode, since")
+        else:
+            rows = self._read("SELECT * FROM degraded WHERE mode = ? ORDER BY since", (mode,))
+        return [_row_to(DegradedReason, r) for r in rows]
+
+    # -- metrics ----------
+    def record_outcome(self, component: str, strategy: str, outcome: str,
+                       duration: float | None) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO counters VALUES (?, ?, ?, 1) ON CONFLICT(component, strategy, "
+                "outcome) DO UPDATE SET value = value + 1", (component, strategy, outcome))
+            if duration is None:
+                return
+            row = db.execute("SELECT buckets, total, count FROM durations WHERE component = ? "
+                             "AND strategy = ?", (component, strategy)).fetchone()
+            counts = json.loads(row["buckets"]) if row else [0] * len(DURATION_BUCKETS)
+            for i, bound in enumerate(DURATION_BUCKETS):
+                if duration <= bound:
+                    counts[i] += 1
+            total = (row["total"] if row else 0.0) + duration
+            count = (row["count"] if row else 0) + 1
+            db.execute("INSERT OR REPLACE INTO durations VALUES (?, ?, ?, ?, ?)",
+                       (component, strategy, json.dumps(counts), total, count))
+
+    def counters(self) -> list[CounterRow]:
+        rows = self._read("SELECT * FROM counters ORDER BY component, strategy, outcome")
+        return [CounterRow(r["component"], r["strategy"], r["outcome"], r["value"]) for r in rows]
+
+    def durations(self) -> list[DurationRow]:
+        out = []
+        for r in self._read("SELECT * FROM durations ORDER BY component, strategy"):
+            counts = json.loads(r["buckets"])
+            buckets = [(b, float(c)) for b, c in zip(DURATION_BUCKETS, counts, strict=True)]
+            buckets.append((float("inf"), float(r["count"])))
+            out.append(DurationRow(r["component"], r["strategy"], buckets, r["total"], r["count"]))
+        return out
+
+    # -- intake queue ----------
+    def enqueue_alerts(self, items: list[tuple[str, dict[str, Any]]]) -> tuple[int, int]:
+        accepted = duplicates = 0
+        now = time.time()
+        with self._tx() as db:
+            for key, payload in items:
+                cur = db.execute("INSERT OR IGNORE INTO intake_seen VALUES (?, ?)", (key, now))
+                if cur.rowcount == 0:
+                    duplicates += 1
+                    continue
+                db.execute("INSERT INTO intake (dedup_key, payload, received_at) VALUES (?, ?, ?)",
+                           (key, json.dumps(payload), now))
+                accepted += 1
+        return accepted, duplicates
+
+    def claim_intake(self, holder: str, limit: int, lease: float) -> list[IntakeItem]:
+        now = time.time()
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT * FROM intake WHERE claimed_until IS NULL OR claimed_until < ? "
+                "ORDER BY id LIMIT ?", (now, limit)).fetchall()
+            db.executemany("UPDATE intake SET claimed_by = ?, claimed_until = ? WHERE id = ?",
+                           [(holder, now + lease, r["id"]) for r in rows])
+        return [IntakeItem(r["id"], r["dedup_key"], json.loads(r["payload"]), r["received_at"])
+                for r in rows]
+
+    def ack_intake(self, ids: Iterable[int]) -> None:
+        with self._tx() as db:
+            db.executemany("DELETE FROM intake WHERE id = ?", [(i,) for i in ids])
+
+    def intake_depth(self, now: float) -> tuple[int, float]:
+        row = self._read("SELECT COUNT(*) AS n, MIN(received_at) AS oldest FROM intake")[0]
+        return int(row["n"]), (now - row["oldest"]) if row["oldest"] else 0.0
+
+    # -- audit events and housekeeping ----------
+    def add_event(self, event: AuditEvent) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO events (at, actor, action, detail) VALUES (?, ?, ?, ?)",
+                       (event.at, event.actor, event.action, json.dumps(event.detail)))
+
+    def list_events(self, limit: int = 100) -> list[AuditEvent]:
+        rows = self._read("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
+        return [_row_to(AuditEvent, r) for r in rows]
+
+    def delete_runs_before(self, before: float) -> list[str]:
+        with self._tx() as db:
+            rows = db.execute("SELECT id FROM runs WHERE finished_at IS NOT NULL "
+                              "AND finished_at < ?", (before,)).fetchall()
+            ids = [r["id"] for r in rows]
+            db.executemany("DELETE FROM runs WHERE id = ?", [(i,) for i in ids])
+            db.execute("DELETE FROM intake_seen WHERE seen_at < ?", (before,))
+        return ids
+
+    def set_value(self, key: str, value: Any) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (key, json.dumps(value)))
+
+    def get_value(self, key: str) -> Any:
+        rows = self._read("SELECT value FROM kv WHERE key = ?", (key,))
+        return json.loads(rows[0]["value"]) if rows else None

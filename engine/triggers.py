@@ -1,0 +1,130 @@
+"""A failure arrives (alert, operator, probe, application): find its runbook and
+target, then open its incident or attach to the one already open.
+
+At most one incident is open per (runbook, target), and only the caller that opens
+or claims it runs the attempt, so one firing episode never gets two attempts at once.
+A target that resolves to nothing is refused and recorded, never guessed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.artifacts import RunArtifacts
+from engine.context import EngineContext, UnknownRunbook
+from engine.inventory import UnknownTarget
+from engine.lifecycle import IncidentState, RunStatus
+from engine.records import Incident, RunRecord, new_id
+from engine.routing import match_runbook
+from engine.runbook import Runbook
+from engine.templating import TemplateError, render
+
+
+@dataclass
+class TriggerRequest:
+    runbook: str | None = None            # a runbook or component name; else matched by labels
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    target: str | None = None             # a host name or instance; else from the runbook
+    failure_type: str | None = None
+    trigger: str = "manual"               # alert | manual | probe
+    requested_by: str = ""
+    fingerprint: str | None = None
+    strategy: str | None = None           # manual: run this one strategy only
+    force: bool = False                   # manual: pass the kill switch and the cooldown
+
+
+@dataclass
+class Opened:
+    incident: Incident | None = None
+    created: bool = False
+    claimed: bool = False                 # this caller owns the attempt: it must advance it
+    refusal: str | None = None
+    refused_run: str | None = None
+
+
+def resolve_target(ctx: EngineContext, runbook: Runbook, request: TriggerRequest) -> str:
+    """The inventory host a request names. Labels reach only exact names, never patterns."""
+    if request.target:
+        if ctx.inventory.get(request.target) is not None:
+            return request.target
+        if request.target in ctx.resources.targets(runbook.component):
+            return request.target  # embedded: the name the application registered
+        return ctx.inventory.resolve_instance(request.target).name
+    value = render(runbook.target, request.labels, request.annotations)
+    if not value:
+        raise UnknownTarget(f"runbook {runbook.name}: target template {runbook.target!r} "
+                            "gave nothing for this alert")
+    return ctx.inventory.resolve_instance(value).name
+
+
+def open_incident(ctx: EngineContext, request: TriggerRequest) -> Opened:
+    try:
+        if request.runbook:
+            runbook = ctx.runbook(request.runbook)
+        else:
+            matched = match_runbook(ctx.runbooks, request.labels)
+            if matched is None:
+                return Opened(refusal="no runbook matches this alert")
+            runbook = matched
+    except UnknownRunbook as exc:
+        return Opened(refusal=str(exc.args[0]))
+    try:
+        target = resolve_target(ctx, runbook, request)
+    except (UnknownTarget, TemplateError) as exc:
+        reason = f"unknown target: {exc.args[0] if exc.args else exc}"
+        return Opened(refusal=reason, refused_run=record_refusal(ctx, runbook, request, reason))
+    if request.strategy and runbook.strategy(request.strategy) is None:
+        names = ", ".join(s.name for s in runbook.strategies)
+        return Opened(refusal=f"runbook {runbook.name} has no strategy {request.strategy!r} "
+                      f"(it has: {names})")
+    now = time.time()
+    incident = Incident(
+        id=new_id("inc"), runbook=runbook.name, component=runbook.component, target=target,
+        state=IncidentState.REMEDIATING,
+        failure_type=request.failure_type or runbook.failure_type_of(request.labels),
+        trigger=request.trigger, requested_by=request.requested_by,
+        fingerprint=request.fingerprint, labels=dict(request.labels), opened_at=now,
+        updated_at=now, only_strategy=request.strategy, forced=request.force,
+        reason=f"opened by {request.trigger}",
+    )
+    stored, created = ctx.store.open_incident(incident)
+    if created:
+        return Opened(stored, created=True, claimed=True)
+    # Attach. An operator may take over an incident that waits (deferred); an alert's
+    # repeat leaves it to the worker that retries it when its deferral ends.
+    if stored.state == IncidentState.OPEN and request.trigger == "manual":
+        changes: dict[str, Any] = {"state": IncidentState.REMEDIATING, "next_try_at": None,
+                                   "forced": request.force, "trigger": "manual",
+                                   "requested_by": request.requested_by,
+                                   "only_strategy": request.strategy}
+        if stored.attempt_id is None:
+            changes["step"] = 0
+        claimed = ctx.store.update_incident(stored.id, expect=[IncidentState.OPEN], **changes)
+        if claimed is not None:
+            return Opened(claimed, claimed=True)
+    return Opened(stored)
+
+
+def record_refusal(ctx: EngineContext, runbook: Runbook, request: TriggerRequest,
+                   reason: str) -> str:
+    """A refused request leaves a run record too: the audit shows what was not done."""
+    now = time.time()
+    run = RunRecord(
+        id=new_id("run"), component=runbook.component, runbook=runbook.name,
+        strategy=request.strategy or "-", target=request.target or
+        str(request.labels.get("instance", "")), status=RunStatus.REFUSED,
+        trigger=request.trigger, started_at=now, finished_at=now,
+        fingerprint=request.fingerprint, requested_by=request.requested_by, reason=reason,
+        runbook_sha256=runbook.sha256,
+    )
+    artifacts = RunArtifacts(ctx.artifacts_dir, run.id, ctx.redactor).create()
+    artifacts.write_run_json({**run.to_dict(), "labels": request.labels,
+                              "gates": [{"gate": "target", "verdict": "refuse",
+                                         "reason": reason}]})
+    artifacts.set_status("refused", 0)
+    ctx.store.add_run(run)
+    ctx.store.record_outcome(runbook.component, run.strategy, "refused", None)
+    return run.id

@@ -1,0 +1,112 @@
+"""The loop that keeps incidents moving when nobody is waiting on them.
+
+It expires unanswered approvals, marks runs whose process died as ``interrupted``,
+runs approved steps (after asking every gate again), retries deferred incidents
+whose time has come, and prunes old artifacts. Whatever process runs a ``Worker``
+(the service, or an application embedding the engine) does this for everyone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from engine.approvals import expire_due
+from engine.context import EngineContext
+from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
+from engine.orchestrator import RunCallback, _cancel_run, advance
+from engine.retention import prune
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(self, ctx: EngineContext, *, on_run: RunCallback | None = None,
+                 prune_every: float = 3600.0) -> None:
+        self.ctx = ctx
+        self.on_run = on_run
+        self.prune_every = prune_every
+        self._last_prune = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.heartbeat = 0.0
+
+    def run_once(self, now: float | None = None) -> int:
+        """One pass; returns how many things it moved."""
+        now = now or time.time()
+        self.heartbeat = now
+        done = len(expire_due(self.ctx, now))
+        done += self.mark_interrupted(now)
+        while not self._stop.is_set():
+            run = self.ctx.store.claim_queued_run(self.ctx.holder, time.time(),
+                                                  self.ctx.config.lock_ttl * 2)
+            if run is None:
+                break
+            self._resume(run)
+            done += 1
+        while not self._stop.is_set():
+            incident = self.ctx.store.claim_due_incident(time.time())
+            if incident is None:
+                break
+            self._guard(lambda i=incident: advance(self.ctx, i.id, on_run=self.on_run))
+            done += 1
+        if now - self._last_prune >= self.prune_every:
+            self._last_prune = now
+            done += prune(self.ctx, now)
+        return done
+
+    def _resume(self, run) -> None:
+        incident = self.ctx.store.get_incident(run.incident_id or "")
+        if incident is None or incident.state not in (IncidentState.REMEDIATING,):
+            state = incident.state.value if incident else "gone"
+            _cancel_run(self.ctx, run, f"approved, but the incident is {state}")
+            return
+        self._guard(lambda: advance(self.ctx, incident.id, resume=run, on_run=self.on_run))
+
+    def _guard(self, work) -> None:
+        try:
+            work()
+        except Exception:  # noqa: BLE001 - one bad incident must not stop the loop
+            log.exception("worker: advancing an incident failed")
+
+    def mark_interrupted(self, now: float) -> int:
+        """Runs still 'running' whose process stopped beating: interrupted, retried later."""
+        stale = self.ctx.store.stale_running_runs(now - 3 * self.ctx.config.lock_ttl)
+        for run in stale:
+            if run.id in self.ctx.running:
+                continue
+            self.ctx.store.update_run(run.id, status=RunStatus.INTERRUPTED, finished_at=now,
+                                      reason="the process running this step stopped")
+            self.ctx.store.record_outcome(run.component, run.strategy, "failed", None)
+            incident = self.ctx.store.get_incident(run.incident_id or "")
+            if incident is not None and incident.state == IncidentState.REMEDIATING:
+                if incident.attempt_id:
+                    self.ctx.store.finish_attempt(incident.attempt_id, AttemptOutcome.FAILED,
+                                                  now)
+                self.ctx.store.update_incident(
+                    incident.id, state=IncidentState.OPEN, next_try_at=now, attempt_id=None,
+                    step=0, reason=f"run {run.id} interrupted: its process stopped")
+        return len(stale)
+
+    # -- background thread -----------------------------------------------------------------
+    def start(self) -> Worker:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, daemon=True,
+                                            name="recovery-worker")
+            self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception:  # noqa: BLE001 - e.g. store briefly unavailable: try again
+                log.exception("worker pass failed")
+            self._stop.wait(self.ctx.config.poll_interval)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
