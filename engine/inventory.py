@@ -33,7 +33,6 @@ ENDPOINT_KEYS = ("redis_url", "chromadb_url", "openwebui_url")
 ALIASES_KEY = "instance_aliases"
 LOCALHOST = "localhost"
 # Ansible's implicit localhost also answers to these; here only when no host claims them.
-_LOOPBACK = ("127.0.0.1", "::1")
 # Variables ansible adds that are not the host's or its groups' own; _load adds whatever else
 # VariableManager gives for no host at all, so a new ansible magic variable is dropped too.
 _MAGIC_VARS = frozenset({
@@ -160,8 +159,9 @@ class Inventory:
         """The one host an alert's ``instance`` label names, or UnknownTarget with the reason.
 
         Exact comparison only, port stripped: host name, ``ansible_host``, an entry of
-        ``instance_aliases``. ``localhost`` (and 127.0.0.1, ::1, if no host claims them)
-        is ansible's localhost. Never a pattern, a group, or a template.
+        ``instance_aliases``. ``localhost`` is ansible's localhost; a bare
+        127.0.0.1 is not (it means the *scraper's* machine, which may not be ours):
+        list it in ``instance_aliases`` of the host it is. Never a pattern, a group, or a template.
         """
         if not isinstance(value, str) or not value.strip():
             raise UnknownTarget(f"instance label is empty ({value!r}): no host to act on")
@@ -177,10 +177,6 @@ class Inventory:
                 f"instance {_quote(value)} is ambiguous: {_describe(key, snap.claims[key])}; "
                 "refusing to guess, make it unique in the inventory"
             )
-        if key in _LOOPBACK:
-            found = snap.by_name(LOCALHOST)
-            assert found is not None
-            return found
         raise UnknownTarget(
             f"instance {_quote(value)} matches no inventory host "
             f"(by name, ansible_host or {ALIASES_KEY}){_problems_note(snap)}"
