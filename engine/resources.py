@@ -33,9 +33,10 @@ class ResourceRegistry:
                 return self._items[(name, target)]
             return self._items.get((name, None))
 
-    def targets(self, name: str) -> list[str]:
+    def targets(self, name: str | None = None) -> list[str]:
+        """Targets registered under ``name`` (any name if None)."""
         with self._lock:
-            return [t for (n, t) in self._items if n == name and t is not None]
+            return [t for (n, t) in self._items if name in (None, n) and t is not None]
 
     def __contains__(self, name: str) -> bool:
         with self._lock:

@@ -50,8 +50,8 @@ def resolve_target(ctx: EngineContext, runbook: Runbook, request: TriggerRequest
     if request.target:
         if ctx.inventory.get(request.target) is not None:
             return request.target
-        if request.target in ctx.resources.targets(runbook.component):
-            return request.target  # embedded: the name the application registered
+        if request.target in ctx.resources.targets():
+            return request.target  # embedded: a name the application registered
         return ctx.inventory.resolve_instance(request.target).name
     value = render(runbook.target, request.labels, request.annotations)
     if not value:

@@ -1,0 +1,104 @@
+"""Shared fixtures: a throwaway engine home with its own runbooks and inventory."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+INVENTORY = """
+all:
+  hosts:
+    localhost:
+      ansible_connection: local
+      ansible_python_interpreter: "{{ ansible_playbook_python }}"
+    cache-1:
+      ansible_host: 192.0.2.10
+      ansible_connection: local
+      ansible_python_interpreter: "{{ ansible_playbook_python }}"
+      instance_aliases: ["cache-1.example:9121"]
+    cache-2:
+      ansible_host: 192.0.2.11
+      ansible_connection: local
+      ansible_python_interpreter: "{{ ansible_playbook_python }}"
+"""
+
+
+class EngineEnv:
+    """A config folder: ``runbook(name, yaml)`` adds a runbook, ``context()`` builds one."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "runbooks").mkdir()
+        (root / "playbooks").mkdir()
+        (root / "inventory").mkdir()
+        (root / "inventory" / "hosts.yml").write_text(INVENTORY)
+        self.config_path = root / "recovery.yml"
+        self.trace = root / "trace.log"
+        self.write_config()
+
+    def write_config(self, lease: str = "3s", **extra: str) -> None:
+        lines = ["home: var", "runbooks: runbooks", "playbooks: playbooks",
+                 "inventory: inventory", "action_modules: [engine_actions]",
+                 f"lock: {{lease: {lease}}}", "workers: {poll_interval: 0.2s}",
+                 "degraded_modes:", "  test_down: {capabilities: {feature: false}}"]
+        lines += [f"{k}: {v}" for k, v in extra.items()]
+        self.config_path.write_text("\n".join(lines) + "\n")
+
+    def runbook(self, name: str, body: str) -> Path:
+        path = self.root / "runbooks" / f"{name}.yml"
+        path.write_text(f"name: {name}\n" + textwrap.dedent(body))
+        return path
+
+    def playbook(self, name: str, body: str) -> Path:
+        path = self.root / "playbooks" / name
+        path.write_text(textwrap.dedent(body))
+        return path
+
+    def context(self):
+        from engine.config import load_config
+        from engine.context import EngineContext
+
+        return EngineContext(load_config(self.config_path))
+
+    def traced(self) -> list[str]:
+        return self.trace.read_text().splitlines() if self.trace.exists() else []
+
+    def env(self) -> dict[str, str]:
+        """Environment for a subprocess that uses this engine home."""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(ROOT)])
+        env["RECOVERY_CONFIG"] = str(self.config_path)
+        return env
+
+
+@pytest.fixture
+def engine_env(tmp_path: Path) -> EngineEnv:
+    return EngineEnv(tmp_path)
+
+
+@pytest.fixture
+def run_incident() -> Callable:
+    """Open an incident for a request and carry its attempt in this thread."""
+    from engine.orchestrator import advance
+    from engine.triggers import TriggerRequest, open_incident
+
+    def go(ctx, runbook: str, target: str = "localhost", **kw):
+        opened = open_incident(ctx, TriggerRequest(runbook=runbook, target=target, **kw))
+        if opened.incident is None:
+            return opened
+        if opened.claimed:
+            advance(ctx, opened.incident.id)
+        opened.incident = ctx.store.get_incident(opened.incident.id)
+        return opened
+
+    return go

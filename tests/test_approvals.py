@@ -1,0 +1,149 @@
+"""The approval lifecycle: park (lock released), approve -> gates asked again -> run,
+reject, expiry, on_reject: next, cancel."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from engine import approvals
+from engine.lifecycle import IncidentState, RunStatus
+from engine.records import Switch, new_id
+from engine.worker import Worker
+
+
+@pytest.fixture
+def parked(engine_env, run_incident):
+    marker = engine_env.root / "flushed"
+    engine_env.runbook("demo", f"""
+        approval_timeout: 1h
+        strategies:
+          - {{name: flush, action: test.touch, with: {{path: "{marker}"}},
+              approval: required}}
+          - {{name: after, action: test.ok, with: {{trace: "{engine_env.trace}"}}}}
+        degraded_mode: {{name: test_down}}
+    """)
+    ctx = engine_env.context()
+    incident = run_incident(ctx, "demo", target="cache-1", requested_by="pager").incident
+    [run] = ctx.store.query_runs(incident_id=incident.id)
+    return ctx, incident, run, marker
+
+
+def test_a_parked_step_holds_no_lock_and_shows_its_plan(parked):
+    ctx, incident, run, marker = parked
+    assert incident.state == IncidentState.REMEDIATING
+    assert run.status == RunStatus.PENDING_APPROVAL
+    assert ctx.store.get_lock("cache-1") is None
+    [pending] = ctx.store.list_approvals()
+    assert pending.run_id == run.id and pending.requested_by == "pager"
+    assert pending.plan["action"] == "test.touch"
+    assert pending.plan["params"]["path"] == str(marker)
+    assert pending.expires_at > time.time() + 3500
+    assert not marker.exists()
+
+
+def test_approve_queues_then_a_worker_asks_the_gates_again_and_runs_it(parked):
+    ctx, incident, run, marker = parked
+    approvals.approve(ctx, run.id, by="alice", reason="looks right")
+    assert ctx.store.get_run(run.id).status == RunStatus.QUEUED
+    assert not marker.exists()                      # approval queues, it does not run
+    Worker(ctx).run_once()
+    done = ctx.store.get_run(run.id)
+    assert done.status == RunStatus.SUCCEEDED and done.approved_by == "alice"
+    assert marker.exists()
+    assert ctx.store.get_incident(incident.id).state == IncidentState.RECOVERED
+    with pytest.raises(approvals.DecisionError):
+        approvals.approve(ctx, run.id, by="bob")   # decided once
+
+
+def test_gates_are_asked_again_after_approval(parked):
+    ctx, incident, run, marker = parked
+    approvals.approve(ctx, run.id, by="alice")
+    ctx.store.add_switch(Switch(id=new_id("sw"), component=None, target=None,
+                                until=time.time() + 60, reason="freeze"))
+    Worker(ctx).run_once()
+    assert not marker.exists()
+    assert ctx.store.get_run(run.id).status == RunStatus.REFUSED
+    assert ctx.store.get_incident(incident.id).state == IncidentState.CANCELED
+
+
+def test_approved_step_deferred_by_a_busy_lock_keeps_its_approval(parked):
+    ctx, incident, run, marker = parked
+    approvals.approve(ctx, run.id, by="alice")
+    lock = ctx.store.acquire_lock("cache-1", "someone-else", 0.5)
+    Worker(ctx).run_once()
+    assert ctx.store.get_run(run.id).status == RunStatus.DEFERRED
+    assert not marker.exists()
+    assert lock is not None
+    time.sleep(0.6)                                # the other holder's lease lapses
+    Worker(ctx).run_once()
+    assert marker.exists()
+    assert ctx.store.get_incident(incident.id).state == IncidentState.RECOVERED
+    final = [r for r in ctx.store.query_runs(incident_id=incident.id)
+             if r.status == RunStatus.SUCCEEDED]
+    assert [r.approved_by for r in final] == ["alice"]
+
+
+def test_reject_ends_the_attempt_and_records_who(parked):
+    ctx, incident, run, marker = parked
+    approvals.reject(ctx, run.id, by="bob", reason="not during the sale")
+    rejected = ctx.store.get_run(run.id)
+    assert rejected.status == RunStatus.REJECTED
+    assert rejected.reason == "rejected by bob: not during the sale"
+    closed = ctx.store.get_incident(incident.id)
+    assert closed.state == IncidentState.CANCELED
+    assert ctx.store.get_approval(run.id).decided_by == "bob"
+    Worker(ctx).run_once()
+    assert not marker.exists() and parked[0].store.get_incident(incident.id).state == \
+        IncidentState.CANCELED
+
+
+def test_on_reject_next_goes_on_to_the_next_strategy(engine_env, run_incident):
+    engine_env.runbook("demo", f"""
+        strategies:
+          - {{name: risky, action: test.ok, approval: required, on_reject: next}}
+          - {{name: safe, action: test.ok, with: {{trace: "{engine_env.trace}"}}}}
+    """)
+    ctx = engine_env.context()
+    incident = run_incident(ctx, "demo").incident
+    [run] = ctx.store.query_runs(incident_id=incident.id)
+    approvals.reject(ctx, run.id, by="bob")
+    Worker(ctx).run_once()
+    assert ctx.store.get_incident(incident.id).state == IncidentState.RECOVERED
+    assert len(engine_env.traced()) == 1
+
+
+def test_unanswered_approvals_expire(engine_env, run_incident):
+    engine_env.runbook("demo", """
+        approval_timeout: 0.2s
+        strategies: [{name: risky, action: test.ok, approval: required}]
+    """)
+    ctx = engine_env.context()
+    incident = run_incident(ctx, "demo").incident
+    time.sleep(0.3)
+    Worker(ctx).run_once()
+    [run] = ctx.store.query_runs(incident_id=incident.id)
+    assert run.status == RunStatus.EXPIRED
+    assert ctx.store.get_approval(run.id).status == "expired"
+    assert ctx.store.get_incident(incident.id).state == IncidentState.CANCELED
+
+
+def test_mode_approve_parks_every_step(engine_env, run_incident):
+    engine_env.runbook("demo", """
+        mode: approve
+        strategies: [{name: harmless, action: test.ok}]
+    """)
+    ctx = engine_env.context()
+    incident = run_incident(ctx, "demo").incident
+    assert [r.status for r in ctx.store.query_runs(incident_id=incident.id)] == \
+        [RunStatus.PENDING_APPROVAL]
+
+
+def test_cancel_an_incident_cancels_what_waits_for_it(parked):
+    ctx, incident, run, marker = parked
+    said = approvals.cancel(ctx, incident.id, by="carol")
+    assert "canceled run" in said and "canceled incident" in said
+    assert ctx.store.get_run(run.id).status == RunStatus.CANCELED
+    assert ctx.store.get_incident(incident.id).state == IncidentState.CANCELED
+    assert ctx.store.list_approvals() == []

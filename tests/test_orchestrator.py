@@ -1,0 +1,275 @@
+"""The attempt: escalation through strategies, verify, degraded modes, exhaustion.
+
+Given a runbook and a failure, these tests assert the incident's end state, the runs
+recorded (status and reason), and what really ran (the trace file).
+"""
+
+from __future__ import annotations
+
+import json
+
+from engine.lifecycle import IncidentState, RunStatus
+
+
+def statuses(ctx, incident_id):
+    runs = ctx.store.query_runs(incident_id=incident_id, limit=None)
+    return [(r.strategy, r.status.value) for r in sorted(runs, key=lambda r: r.started_at)]
+
+
+def test_escalates_to_the_next_strategy_and_recovers(engine_env, run_incident):
+    healthy = engine_env.root / "healthy"
+    healthy.touch()
+    engine_env.runbook("demo", f"""
+        strategies:
+          - {{name: first, action: test.fail, with: {{trace: "{engine_env.trace}"}}}}
+          - {{name: second, action: test.ok, with: {{trace: "{engine_env.trace}"}}}}
+          - {{name: third, action: test.ok, with: {{trace: "{engine_env.trace}"}}}}
+        verify: {{action: test.file_exists, with: {{path: "{healthy}"}}, interval: 0.05s,
+                  deadline: 2s}}
+        degraded_mode: {{name: test_down}}
+    """)
+    ctx = engine_env.context()
+    incident = run_incident(ctx, "demo").incident
+    assert incident.state == IncidentState.RECOVERED
+    assert "recovered by second" in incident.reason
+    assert statuses(ctx, incident.id) == [("first", "failed"), ("second", "succeeded")]
+    assert [line.split()[0] for line in engine_env.traced()] == ["fail", "ok"]  # third never ran
+    assert incident.attempts == 1
+    assert not ctx.store.degraded_reasons("test_down")
+    attempts = ctx.store.attempts_since("demo", "localhost", 0)
+    assert [a.outcome.value for a in attempts] == ["recovered"]
+
+
+def test_a_step_that_succeeds_but_fails_verify_is_a_failed_step(engine_env, run_incident):
+    engine_env.runbook("demo", f"""
+        strategies:
+          - {{name: only, action: test.ok}}
+        verify: {{action: test.file_exists, with: {{path: "{engine_env.root / 'never'}"}},
+                  interval: 0.05s, deadline: 0.3s}}
+        degraded_mode: {{name: test_down}}
+    """)
+    ctx = engine_env.context()
+    incident = run_incident(ctx, "demo").incident
+    assert incident.state == IncidentState.FAILED
+    [run] = ctx.store.query_runs(incident_id=incident.id)
+    assert run.status == RunStatus.FAILED
+    assert "verify failed" in run.reason
+    events = list(ctx_artifacts(ctx, run.id).read_events())
+    assert any(e["event"] == "verify_check" and not e["event_data"]["ok"] for e in events)
+
+
+def test_exhaustion_switches_degraded_mode_on_and_starts_the_failure_cooldown(
+        engine_env, run_incident):
+    engine_env.runbook("demo", """
+        strategies:
+          - {name: a, action: test.fail}
+          - {name: b, action: test.fail}
+        degraded_mode: {name: test_down}
+        cooldown: {max_attempts: 3, window: 1h, after_failure: 300s}
+    """)
+    ctx = engine_env.context()
+    incident = run_incident(ctx, "demo").incident
+    assert incident.state == IncidentState.FAILED
+    assert incident.reason.startswith("exhausted")
+    [reason] = ctx.store.degraded_reasons("test_down")
+    assert reason.incident_id == incident.id and not reason.manual
+
+    again = run_incident(ctx, "demo").incident
+    assert again.id != incident.id
+    assert again.state == IncidentState.OPEN          # deferred, still open
+    assert again.next_try_at is not None and "failed at" in again.reason
+    [deferred] = ctx.store.query_runs(incident_id=again.id)
+    assert deferred.status == RunStatus.DEFERRED
+    # deferred runs are not attempts
+    assert len(ctx.store.attempts_since("demo", "localhost", 0)) == 1
+
+
+def test_failing_mode_degrades_at_the_first_failure_and_a_pass_clears_it(
+        engine_env, run_incident):
+    engine_env.runbook("demo", """
+        strategies:
+          - {name: a, action: test.fail}
+          - {name: b, action: test.ok}
+        degraded_mode: {name: test_down, when: failing}
+    """)
+    ctx = engine_env.context()
+    seen = []
+    from engine.orchestrator import advance
+    from engine.triggers import TriggerRequest, open_incident
+
+    opened = open_incident(ctx, TriggerRequest(runbook="demo", target="localhost"))
+
+    def on_run(run):
+        if run.strategy == "b" and run.status == RunStatus.RUNNING:
+            seen.append(bool(ctx.store.degraded_reasons("test_down")))
+
+    incident = advance(ctx, opened.incident.id, on_run=on_run)
+    assert seen == [True]                # on while b was running, after a failed
+    assert incident.state == IncidentState.RECOVERED
+    assert ctx.store.degraded_reasons("test_down") == []
+
+
+def test_a_manual_degraded_mode_survives_a_passing_verify(engine_env, run_incident):
+    from engine.records import DegradedReason
+
+    engine_env.runbook("demo", """
+        strategies: [{name: a, action: test.ok}]
+        degraded_mode: {name: test_down}
+    """)
+    ctx = engine_env.context()
+    ctx.store.add_degraded(DegradedReason(mode="test_down", key="manual", manual=True,
+                                          created_by="alice"))
+    assert run_incident(ctx, "demo").incident.state == IncidentState.RECOVERED
+    assert [r.created_by for r in ctx.store.degraded_reasons("test_down")] == ["alice"]
+
+
+def test_graceful_degradation_ends_degraded_not_recovered(engine_env, run_incident):
+    engine_env.runbook("demo", """
+        strategies:
+          - {name: a, action: test.fail}
+          - {name: degrade, action: test.ok, degrades: true}
+        degraded_mode: {name: test_down}
+    """)
+    ctx = engine_env.context()
+    incident = run_incident(ctx, "demo").incident
+    assert incident.state == IncidentState.DEGRADED
+    assert ctx.store.degraded_reasons("test_down")
+
+
+def test_when_picks_strategies_by_failure_type(engine_env, run_incident):
+    engine_env.runbook("demo", f"""
+        strategies:
+          - {{name: for_timeouts, action: test.ok, when: [connection_timeout],
+              with: {{trace: "{engine_env.trace}"}}}}
+          - {{name: for_disk, action: test.ok, when: [disk_full],
+              with: {{trace: "{engine_env.trace}"}}}}
+    """)
+    ctx = engine_env.context()
+    incident = run_incident(ctx, "demo", failure_type="disk_full").incident
+    assert statuses(ctx, incident.id) == [("for_disk", "succeeded")]
+    nothing = run_incident(ctx, "demo", target="cache-1", failure_type="corruption").incident
+    assert nothing.state == IncidentState.FAILED
+    assert "no strategy handles failure type 'corruption'" in nothing.reason
+
+
+def test_unimplemented_and_unregistered_embedded_actions_are_skipped_never_successes(
+        engine_env, run_incident):
+    engine_env.runbook("demo", """
+        strategies:
+          - {name: later, action: redis.flush_corrupted}
+          - {name: embedded, action: test.bump}
+        degraded_mode: {name: test_down}
+    """)
+    ctx = engine_env.context()
+    incident = run_incident(ctx, "demo").incident
+    runs = {r.strategy: r for r in ctx.store.query_runs(incident_id=incident.id)}
+    assert runs["later"].status == RunStatus.SKIPPED
+    assert "not implemented" in runs["later"].reason
+    assert runs["embedded"].status == RunStatus.SKIPPED
+    assert "nothing registered" in runs["embedded"].reason
+    assert incident.state == IncidentState.FAILED   # exhausted, not recovered
+
+
+def test_embedded_action_acts_on_the_registered_resource(engine_env, run_incident):
+    engine_env.runbook("demo", "strategies: [{name: bump, action: test.bump}]\n")
+    ctx = engine_env.context()
+    counter = {"n": 41}
+    ctx.resources.register("counter", counter)
+    assert run_incident(ctx, "demo").incident.state == IncidentState.RECOVERED
+    assert counter["n"] == 42
+
+
+def test_observe_mode_records_the_plan_and_changes_nothing(engine_env, run_incident):
+    marker = engine_env.root / "changed"
+    engine_env.runbook("demo", f"""
+        mode: observe
+        strategies: [{{name: touch, action: test.touch, with: {{path: "{marker}"}}}}]
+    """)
+    ctx = engine_env.context()
+    incident = run_incident(ctx, "demo").incident
+    assert not marker.exists()
+    [run] = ctx.store.query_runs(incident_id=incident.id)
+    assert run.status == RunStatus.REFUSED
+    assert "observe mode" in run.reason and "would run touch" in run.reason
+    assert incident.state == IncidentState.CANCELED
+    assert ctx.store.attempts_since("demo", "localhost", 0) == []
+
+
+def test_check_mode_plans_records_and_counts_nothing(engine_env):
+    from engine.planner import check_runs
+
+    marker = engine_env.root / "changed"
+    engine_env.runbook("demo", f"""
+        strategies: [{{name: touch, action: test.touch, with: {{path: "{marker}"}},
+                       approval: required}}]
+        cooldown: {{max_attempts: 1, window: 1h}}
+    """)
+    ctx = engine_env.context()
+    runbook = ctx.runbook("demo")
+    for _ in range(3):
+        [run] = check_runs(ctx, runbook, "localhost")
+        assert run.status == RunStatus.SUCCEEDED and run.check_mode
+    assert not marker.exists()
+    assert ctx.store.attempts_since("demo", "localhost", 0) == []
+    assert ctx.store.list_incidents() == []
+    stdout = ctx_artifacts(ctx, run.id).read_stdout()
+    assert "would touch" in stdout
+
+
+def test_unknown_target_is_refused_and_recorded_never_guessed(engine_env, run_incident):
+    engine_env.runbook("demo", "strategies: [{name: a, action: test.ok}]\n")
+    ctx = engine_env.context()
+    for hostile in ("all", "cache-*", "{{ lookup('pipe','id') }}", "evil.example:9121"):
+        opened = run_incident(ctx, "demo", target=hostile)
+        assert opened.incident is None
+        assert opened.refusal.startswith("unknown target")
+        run = ctx.store.get_run(opened.refused_run)
+        assert run.status == RunStatus.REFUSED
+    assert ctx.store.list_incidents() == []
+
+
+def test_alert_labels_resolve_through_aliases(engine_env, run_incident):
+    engine_env.runbook("demo", "strategies: [{name: a, action: test.ok}]\n")
+    ctx = engine_env.context()
+    opened = run_incident(ctx, "demo", target=None, trigger="alert",
+                          labels={"instance": "cache-1.example:9121", "alertname": "X"})
+    assert opened.incident.target == "cache-1"
+
+
+def test_one_open_incident_per_runbook_and_target(engine_env):
+    from engine.triggers import TriggerRequest, open_incident
+
+    engine_env.runbook("demo", "strategies: [{name: a, action: test.ok}]\n")
+    ctx = engine_env.context()
+    first = open_incident(ctx, TriggerRequest(runbook="demo", target="cache-1"))
+    second = open_incident(ctx, TriggerRequest(runbook="demo", target="cache-1",
+                                               trigger="alert"))
+    assert first.claimed and first.created
+    assert second.incident.id == first.incident.id and not second.claimed
+    other = open_incident(ctx, TriggerRequest(runbook="demo", target="cache-2"))
+    assert other.incident.id != first.incident.id
+
+
+def test_artifacts_follow_the_runner_layout(engine_env, run_incident):
+    engine_env.runbook("demo", "strategies: [{name: a, action: test.ok}]\n")
+    ctx = engine_env.context()
+    incident = run_incident(ctx, "demo").incident
+    [run] = ctx.store.query_runs(incident_id=incident.id)
+    folder = ctx.artifacts_dir / run.id
+    assert (folder / "status").read_text() == "successful"
+    assert (folder / "rc").read_text() == "0"
+    assert "ok" in (folder / "stdout").read_text()
+    record = json.loads((folder / "run.json").read_text())
+    assert record["incident_id"] == incident.id and record["status"] == "succeeded"
+    assert [g["gate"] for g in record["gates"]] == [
+        "kill_switch", "observe", "cooldown", "approval", "lock"]
+    assert record["runbook_sha256"] == ctx.runbook("demo").sha256
+    events = sorted((folder / "job_events").iterdir())
+    assert [json.loads(p.read_text())["event"] for p in events] == [
+        "action_start", "action_result"]
+
+
+def ctx_artifacts(ctx, run_id):
+    from engine.artifacts import RunArtifacts
+
+    return RunArtifacts(ctx.artifacts_dir, run_id)
