@@ -11,9 +11,15 @@ as it arrives (so ``recovery show --follow`` sees a live run), then ``status`` a
 and working directory, never the environment.
 
 Labels are data, never code. Ansible templates extravars again after we pass them, so
-the engine writes its own extravars file with every string tagged ``!unsafe``
-(ansible-runner's ``env/extravars`` loader would drop the tags) and refuses keys that
-could change how or where Ansible connects (``ansible_*``, ``become``, ``port`` ...).
+the engine writes its own extravars file, tagged ``!unsafe`` as a whole so that every
+string in it, at any depth, stays text (ansible-runner's ``env/extravars`` loader would
+drop the tag), and refuses keys that could change how or where Ansible connects
+(``ansible_*``, ``become``, ``port`` ...). The limit is plain host names, never a pattern.
+
+Secrets: the child gets our environment minus every secret-named variable
+(``REDIS_PASSWORD``, ``RECOVERY_API_TOKEN`` ...) unless given on purpose in
+``envvars``; whatever it prints still passes a redactor that knows the values of those
+variables and of secret-named extravars (a copy: the caller's redactor is unchanged).
 
 What this cannot do: it cannot undo what a playbook already changed when it times out
 or is canceled (the process group is killed between two tasks or in the middle of
@@ -36,7 +42,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +78,7 @@ FORBIDDEN_EXTRAVARS = frozenset({
     "become", "become_user", "become_method", "become_pass", "become_password",
     "become_exe", "become_flags", "private_key_file", "ssh_common_args", "ssh_extra_args",
     "ssh_args", "ssh_executable", "sftp_extra_args", "scp_extra_args", "delegate_to",
-    "environment", "remote_tmp", "timeout",
+    "environment", "remote_tmp",
     "hostvars", "groups", "group_names", "inventory_hostname", "inventory_hostname_short",
     "inventory_dir", "inventory_file", "playbook_dir", "role_path", "play_hosts", "omit",
     "recovery_run_id",
@@ -88,16 +94,22 @@ _OUTCOME_EVENTS = frozenset({
 })
 
 
-class _Unsafe(yaml.SafeDumper):
-    """Dumps every string as ``!unsafe``: Ansible keeps it as text, never a template."""
+class _UnsafeRoot(dict):  # type: ignore[type-arg]
+    """The extravars mapping, dumped as ``!unsafe {...}``.
+
+    The tag goes on the root, not on each string: ansible-core 2.19 constructs an
+    ``!unsafe`` scalar by resolving its text again as if it were unquoted, so
+    ``!unsafe '123'`` becomes an int, ``!unsafe 'yes'`` True, and ``!unsafe '*'`` or
+    ``'='`` fail to parse. Under an ``!unsafe`` collection every string inside, keys
+    included and at any depth, is constructed untrusted and keeps its quoted type.
+    """
 
 
-class _VarName(str):
-    """A validated top-level variable name, dumped plain."""
+class _Dumper(yaml.SafeDumper):
+    pass
 
 
-_Unsafe.add_representer(str, lambda d, v: d.represent_scalar("!unsafe", v))
-_Unsafe.add_representer(_VarName, lambda d, v: d.represent_scalar("tag:yaml.org,2002:str", v))
+_Dumper.add_representer(_UnsafeRoot, lambda d, v: d.represent_mapping("!unsafe", dict(v)))
 
 
 def default_tmp_root() -> Path | None:
@@ -141,17 +153,18 @@ def _plain(value: Any, where: str) -> Any:
 
 
 def render_extravars(extravars: Mapping[str, Any], run_id: str) -> str:
-    """The YAML text of the extravars file: every string value and nested key ``!unsafe``."""
-    data: dict[Any, Any] = {_VarName(k): v for k, v in check_extravars(extravars).items()}
-    data[_VarName("recovery_run_id")] = run_id
-    return yaml.dump(data, Dumper=_Unsafe, sort_keys=False, allow_unicode=True,
+    """The YAML text of the extravars file: all of it ``!unsafe``, so no string templates."""
+    data = _UnsafeRoot(check_extravars(extravars))
+    data["recovery_run_id"] = run_id
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
                      default_flow_style=False)
 
 
-def check_limit(limit: str) -> str:
-    """Resolved host names only: no patterns, no ``@file``, no exclusions."""
-    names = [n.strip() for n in str(limit).split(",")]
-    if not names or any(not _HOST_NAME.match(n) for n in names):
+def check_limit(limit: str | Sequence[str]) -> str:
+    """Resolved host names only: no patterns, groups of patterns, ``@file`` or exclusions."""
+    parts = limit.split(",") if isinstance(limit, str) else list(limit)
+    names = [str(n).strip() for n in parts]
+    if not names or any(not _HOST_NAME.match(n) or n in ("all", "ungrouped") for n in names):
         raise ValueError(
             f"limit {limit!r} must be resolved inventory host names, comma separated"
         )
@@ -190,7 +203,7 @@ class AnsibleExecutor:
         if not isinstance(playbook, str) or not _PLAYBOOK_NAME.match(playbook):
             raise ValueError(f"playbook name {playbook!r} is not a plain .yml file name")
         path = Path(os.path.realpath(self.playbooks_dir / playbook))
-        if path.parent != self.playbooks_dir or not path.is_file():
+        if not path.is_relative_to(self.playbooks_dir) or not path.is_file():
             raise ValueError(f"playbook {playbook!r} not found in {self.playbooks_dir}")
         return path
 
@@ -236,6 +249,8 @@ class AnsibleExecutor:
         """
         path = self.resolve_playbook(playbook)
         limit = check_limit(limit)
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be positive, not {timeout!r}")
         run_id = artifacts.run_id
         extravars_text = render_extravars(extravars, run_id)  # validates before any I/O
         playbook_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -271,6 +286,10 @@ class AnsibleExecutor:
                 private, artifacts, redactor, path, limit, extravars_text,
                 check=check, diff=diff, timeout=timeout, cancel=cancel,
             )
+        except Exception as exc:  # a record without a status would look "running" forever
+            log.exception("ansible run %s failed in the executor", run_id)
+            outcome = (RunStatus.FAILED, f"executor error: {type(exc).__name__}: {exc}", -1,
+                       "failed", {}, [], "")
         finally:
             shutil.rmtree(private, ignore_errors=True)
             if private.exists():
@@ -297,10 +316,22 @@ class AnsibleExecutor:
         return Path(tempfile.mkdtemp(prefix=f"recovery-{run_id}-", dir=root))
 
     def _base_env(self, private: Path) -> dict[str, str]:
+        """Settings for every ansible process of a run.
+
+        ANSIBLE_REMOTE_TEMP is left alone: it is a path on the managed host, and a path
+        in our private dir would only leave stray folders on remote hosts. Our venv's
+        bin folder goes at the end of PATH so local plays find the tools installed with
+        the engine (supervisorctl) without shadowing the system's.
+        """
         local_tmp = private / "tmp"
         local_tmp.mkdir(mode=0o700, exist_ok=True)
+        path = self.envvars.get("PATH", os.environ.get("PATH", os.defpath))
+        bindir = str(Path(sys.executable).parent)
+        if bindir not in path.split(os.pathsep):
+            path = f"{path}{os.pathsep}{bindir}" if path else bindir
         return {
             **self.envvars,
+            "PATH": path,
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_FORCE_COLOR": "0",
             "ANSIBLE_RETRY_FILES_ENABLED": "0",
@@ -360,7 +391,6 @@ class AnsibleExecutor:
             quiet=True,
             cmdline=shlex.join(args),
             envvars=self._base_env(private),
-            # runner's timeout is whole seconds: never round a short one down to "none"
             suppress_env_files=True,
         )
         config.prepare()
@@ -376,7 +406,11 @@ class AnsibleExecutor:
         # counts whole seconds and would leave the task's processes running).
         runner = Runner(config, cancel_callback=stopper, event_handler=watcher)
         stopper.start()
-        runner_status, rc = runner.run()
+        try:
+            runner_status, rc = runner.run()
+        except BaseException:  # an error or interrupt in runner: leave no process behind
+            kill_marked_processes(RUN_MARKER, marker)
+            raise
         if runner_status == "canceled" and stopper.timed_out:
             runner_status = "timeout"
         rc = int(rc) if rc is not None else -1
@@ -495,8 +529,15 @@ class _EventWatcher:
 
 
 def _result_msg(res: Any) -> str:
+    """The words that say why a task failed; for a loop, those of its first failed item."""
     if not isinstance(res, Mapping):
         return ""
+    items = res.get("results")
+    if isinstance(items, list):
+        for item in items:
+            if isinstance(item, Mapping) and (item.get("failed") or item.get("unreachable")):
+                label = item.get("_ansible_item_label", item.get("item", "?"))
+                return _shorten(f"item {label}: {_result_msg(item)}")
     for key in ("msg", "stderr", "reason", "module_stderr", "exception"):
         value = res.get(key)
         if value:

@@ -1,0 +1,164 @@
+"""The store contract, parametrized by backend (SQLite now; Redis joins with scale-out)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import stat
+import time
+
+import pytest
+
+from engine.lifecycle import IncidentState, RunStatus, TransitionError
+from engine.records import Approval, DegradedReason, Incident, RunRecord, Switch, new_id
+from engine.store import open_store
+
+
+@pytest.fixture(params=["sqlite"])
+def store(request, tmp_path):
+    s = open_store(f"sqlite:///{tmp_path / 'state' / 'recovery.db'}")
+    yield s
+    s.close()
+
+
+def incident(target="h1", state=IncidentState.REMEDIATING):
+    return Incident(id=new_id("inc"), runbook="rb", component="c", target=target,
+                    state=state, opened_at=time.time())
+
+
+def run(status=RunStatus.RUNNING, **kw):
+    fields = dict(id=new_id("run"), component="c", runbook="rb", strategy="s", target="h1",
+                  status=status, started_at=time.time())
+    fields.update(kw)
+    return RunRecord(**fields)
+
+
+def test_one_open_incident_per_identity_and_closed_ones_free_it(store):
+    first, created = store.open_incident(incident())
+    assert created
+    same, created = store.open_incident(incident())
+    assert not created and same.id == first.id
+    store.update_incident(first.id, state=IncidentState.RECOVERED)
+    fresh, created = store.open_incident(incident())
+    assert created and fresh.id != first.id
+
+
+def test_incident_transitions_are_checked_and_compare_and_set(store):
+    inc, _ = store.open_incident(incident())
+    store.update_incident(inc.id, state=IncidentState.RESOLVED)
+    with pytest.raises(TransitionError):
+        store.update_incident(inc.id, state=IncidentState.REMEDIATING)
+    assert store.update_incident(inc.id, expect=[IncidentState.OPEN], reason="x") is None
+
+
+def test_run_status_moves_only_along_the_lifecycle(store):
+    r = run()
+    store.add_run(r)
+    assert store.update_run(r.id, status=RunStatus.SUCCEEDED).status == RunStatus.SUCCEEDED
+    assert store.update_run(r.id, status=RunStatus.RUNNING) is None  # final stays final
+    assert store.get_run(r.id).status == RunStatus.SUCCEEDED
+
+
+def test_locks_are_leases_with_growing_fencing_tokens(store):
+    a = store.acquire_lock("h1", "a", 0.2)
+    assert a is not None
+    assert store.acquire_lock("h1", "b", 0.2) is None
+    assert store.renew_lock("h1", a.token, 0.2)
+    time.sleep(0.25)
+    b = store.acquire_lock("h1", "b", 10)
+    assert b is not None and b.token > a.token
+    assert not store.renew_lock("h1", a.token, 10)      # the old holder lost it
+    assert not store.release_lock("h1", a.token)        # and cannot free the new one
+    assert store.get_lock("h1").holder == "b"
+    assert store.break_lock("h1").holder == "b"
+    assert store.get_lock("h1") is None
+
+
+def test_an_approval_is_decided_once(store):
+    store.add_approval(Approval(run_id="r1", incident_id=None, runbook="rb", component="c",
+                                strategy="s", target="h1", expires_at=time.time() + 60))
+    assert store.decide_approval("r1", status="approved", by="alice", reason="", at=1)
+    assert store.decide_approval("r1", status="rejected", by="bob", reason="", at=2) is None
+    assert store.get_approval("r1").decided_by == "alice"
+
+
+def test_switches_expire_and_are_removed_by_exact_scope(store):
+    now = time.time()
+    store.add_switch(Switch(id="s1", component="redis", target=None, until=now + 60))
+    store.add_switch(Switch(id="s2", component=None, target=None, until=now - 1))
+    assert [s.id for s in store.active_switches(now)] == ["s1"]
+    assert store.remove_switches(None, "h1") == []
+    assert [s.id for s in store.remove_switches("redis", None)] == ["s1"]
+    assert store.active_switches(now) == []
+
+
+def test_degraded_reasons_clear_by_target_and_keep_manual_ones(store):
+    store.add_degraded(DegradedReason(mode="m", key="incident:1", target="h1"))
+    store.add_degraded(DegradedReason(mode="m", key="incident:2", target="h2"))
+    store.add_degraded(DegradedReason(mode="m", key="manual", manual=True))
+    store.clear_degraded(mode="m", target="h1")
+    assert sorted(r.key for r in store.degraded_reasons("m")) == ["incident:2", "manual"]
+    store.clear_degraded(mode="m", manual=None)
+    assert store.degraded_reasons("m") == []
+
+
+def test_counters_and_histograms_accumulate(store):
+    store.record_outcome("c", "s", "succeeded", 0.3)
+    store.record_outcome("c", "s", "succeeded", 20.0)
+    store.record_outcome("c", "s", "refused", None)
+    counters = {(r.outcome): r.value for r in store.counters()}
+    assert counters == {"succeeded": 2, "refused": 1}
+    [hist] = store.durations()
+    assert hist.count == 2 and hist.total == pytest.approx(20.3)
+    assert dict(hist.buckets)[1.0] == 1 and dict(hist.buckets)[30.0] == 2
+
+
+def test_intake_dedups_and_reclaims_after_the_lease(store):
+    assert store.enqueue_alerts([("k1", {"a": 1}), ("k2", {"a": 2}), ("k1", {"a": 1})]) == \
+        (2, 1)
+    assert store.enqueue_alerts([("k1", {"a": 1})]) == (0, 1)
+    claimed = store.claim_intake("w1", 10, lease=0.2)
+    assert [i.payload["a"] for i in claimed] == [1, 2]
+    assert store.claim_intake("w2", 10, lease=0.2) == []
+    time.sleep(0.25)
+    again = store.claim_intake("w2", 10, lease=10)       # a dead worker's items come back
+    assert len(again) == 2
+    store.ack_intake(i.id for i in again)
+    assert store.intake_depth(time.time())[0] == 0
+
+
+def test_history_query_is_newest_first_and_filtered(store):
+    now = time.time()
+    for i in range(5):
+        store.add_run(run(component="redis" if i % 2 else "chromadb", started_at=now - i,
+                          status=RunStatus.SUCCEEDED))
+    got = store.query_runs(component="chromadb", since=now - 3.5)
+    assert [round(now - r.started_at) for r in got] == [0, 2]
+
+
+def test_the_sqlite_file_is_private(tmp_path):
+    path = tmp_path / "home" / "recovery.db"
+    open_store(f"sqlite:///{path}")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def _race(path: str, barrier, results) -> None:
+    s = open_store(f"sqlite:///{path}")
+    barrier.wait()
+    _, created = s.open_incident(incident())
+    results.put(created)
+
+
+def test_processes_racing_to_open_the_same_incident_open_one(tmp_path):
+    path = str(tmp_path / "race.db")
+    open_store(f"sqlite:///{path}")
+    n = 6
+    mp = multiprocessing.get_context("spawn")
+    barrier, results = mp.Barrier(n), mp.Queue()
+    procs = [mp.Process(target=_race, args=(path, barrier, results)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    created = [results.get(timeout=5) for _ in range(n)]
+    assert created.count(True) == 1
