@@ -30,6 +30,10 @@ from engine.verify import verify
 RunCallback = Callable[[RunRecord], None]
 
 
+_ENDED_BY = {IncidentState.RESOLVED: AttemptOutcome.RESOLVED,
+             IncidentState.CANCELED: AttemptOutcome.CANCELED}
+
+
 class StepEnd(enum.Enum):
     NEXT = "next"      # failed or skipped: escalate to the next strategy
     DONE = "done"      # the incident ended (recovered, degraded)
@@ -53,10 +57,8 @@ def advance(ctx: EngineContext, incident_id: str, *, resume: RunRecord | None = 
                       f"runbook no longer loaded: {exc.args[0]}")
     for index, strategy in _steps(runbook, incident):
         incident = ctx.store.get_incident(incident_id) or incident
-        if incident.state != IncidentState.REMEDIATING:
-            finish_attempt(ctx, incident, AttemptOutcome(incident.state.value)
-                            if incident.state.value in AttemptOutcome._value2member_map_
-                            else AttemptOutcome.CANCELED)
+        if incident.state != IncidentState.REMEDIATING:  # resolved or canceled meanwhile
+            finish_attempt(ctx, incident, _ENDED_BY.get(incident.state, AttemptOutcome.CANCELED))
             return incident
         this_resume = resume if resume is not None and resume.strategy == strategy.name else None
         resume = None
@@ -113,7 +115,7 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
         store.update_incident(incident.id, step=index, reason=final.reason)
         return StepEnd.HALT
 
-    lock = next(d.lock for d in asked if d.lock is not None)
+    lock = next((d.lock for d in asked if d.lock is not None), None)
     if incident.attempt_id is None:
         attempt = Attempt(id=new_id("att"), incident_id=incident.id, runbook=runbook.name,
                           target=incident.target, started_at=now)
@@ -133,7 +135,7 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
     cancel = threading.Event()
     ctx.running[run.id] = cancel
     lease = Lease(store, lock, ctx.config.lock_ttl,
-                  on_beat=lambda: _beat(ctx, run.id, cancel))
+                  on_beat=lambda: _beat(ctx, run.id, cancel)) if lock else None
     try:
         result = _execute(ctx, incident, runbook, strategy, run, artifacts, cancel)
         if result.ok and not strategy.degrades:
@@ -148,9 +150,10 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
     except Exception as exc:  # noqa: BLE001 - an engine bug ends the step, not the process
         result = StepResult(RunStatus.FAILED, f"engine error: {type(exc).__name__}: {exc}", 1)
     finally:
-        lease.release()
+        if lease is not None:
+            lease.release()
         ctx.running.pop(run.id, None)
-    if lease.lost:
+    if lease is not None and lease.lost:
         result.reason += " (the target's lock was broken while this ran)"
     _end_run(ctx, run, artifacts, result.status, result.reason, None, on_run,
              data=result.data, already_added=True)

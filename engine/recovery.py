@@ -13,6 +13,7 @@ application can trigger and read; it cannot approve.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -27,6 +28,8 @@ from engine.records import Incident
 from engine.resources import ResourceRegistry
 from engine.triggers import TriggerRequest, open_incident
 from engine.worker import Worker
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,6 +60,8 @@ class IncidentHandle:
                 self._future.result(timeout)
             except TimeoutError:
                 pass
+            except Exception:  # noqa: BLE001 - the record says what happened; we only wait
+                log.exception("recovery attempt for %s raised", self.incident_id)
             return self.incident
         deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
         while time.monotonic() < deadline:  # attached to someone else's attempt
@@ -88,12 +93,16 @@ class Recovery:
 
     def trigger(self, component: str, failure_type: str | None = None, *,
                 target: str | None = None, requested_by: str | None = None) -> IncidentHandle:
-        """Open (or attach to) the incident and run its attempt in the background."""
+        """Open (or attach to) the incident and run its attempt in the background.
+
+        The application's own health check is a probe: the kill switch refuses it and
+        nothing forces it. A deferred incident goes on where a worker runs (the service,
+        or this process with ``worker=True``)."""
         registered = self.resources.targets(component)
         request = TriggerRequest(
             runbook=component, failure_type=failure_type,
             target=target or (registered[0] if len(registered) == 1 else "localhost"),
-            trigger="manual", requested_by=requested_by or f"app:{os.getpid()}")
+            trigger="probe", requested_by=requested_by or f"app:{os.getpid()}")
         opened = open_incident(self.context, request)
         if opened.incident is None:
             return IncidentHandle(self, None, refusal=opened.refusal)

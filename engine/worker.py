@@ -87,7 +87,25 @@ class Worker:
                 self.ctx.store.update_incident(
                     incident.id, state=IncidentState.OPEN, next_try_at=now, attempt_id=None,
                     step=0, reason=f"run {run.id} interrupted: its process stopped")
-        return len(stale)
+        return len(stale) + self._reopen_orphans(now)
+
+    def _reopen_orphans(self, now: float) -> int:
+        """Incidents left 'remediating' with nothing running or waiting for them (their
+        process died between two steps): handed back to the workers, not lost."""
+        waiting = (RunStatus.RUNNING, RunStatus.PENDING_APPROVAL, RunStatus.QUEUED)
+        stale_before = now - 3 * self.ctx.config.lock_ttl
+        n = 0
+        for incident in self.ctx.store.list_incidents(open_only=True, limit=1000):
+            if incident.state != IncidentState.REMEDIATING or incident.updated_at > stale_before:
+                continue
+            runs = self.ctx.store.query_runs(incident_id=incident.id, limit=None)
+            if any(r.status in waiting for r in runs):
+                continue
+            if self.ctx.store.update_incident(
+                    incident.id, expect=[IncidentState.REMEDIATING], state=IncidentState.OPEN,
+                    next_try_at=now, reason="its process stopped between steps") is not None:
+                n += 1
+        return n
 
     # -- background thread -----------------------------------------------------------------
     def start(self) -> Worker:

@@ -144,3 +144,18 @@ def test_an_application_embeds_the_engine_in_its_own_process(engine_env, run_inc
     opened = run_incident(fresh, "embedded", target="cache-2")
     [skipped] = fresh.store.query_runs(incident_id=opened.incident.id)
     assert skipped.status == RunStatus.SKIPPED
+
+
+def test_an_incident_orphaned_between_steps_is_handed_back_to_the_workers(engine_env):
+    from engine.records import Incident, new_id
+
+    engine_env.write_config(lease="0.2s")
+    engine_env.runbook("quick", "strategies: [{name: now, action: test.ok}]\n")
+    ctx = engine_env.context()
+    long_ago = time.time() - 60
+    orphan, _ = ctx.store.open_incident(Incident(
+        id=new_id("inc"), runbook="quick", component="quick", target="cache-1",
+        state=IncidentState.REMEDIATING, opened_at=long_ago, updated_at=long_ago))
+    ctx.store.update_incident(orphan.id, updated_at=long_ago)
+    Worker(ctx).run_once()
+    assert ctx.store.get_incident(orphan.id).state == IncidentState.RECOVERED
