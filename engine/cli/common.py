@@ -1,0 +1,131 @@
+"""What every command shares: exit codes, who is acting, the one EngineContext."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import time
+from typing import TYPE_CHECKING
+
+from engine.durations import parse_duration
+
+if TYPE_CHECKING:
+    from engine.context import EngineContext
+    from engine.runbook import Runbook
+
+# Exit codes (DESIGN.md, Interfaces).
+OK = 0          # done and verified
+FAILED = 1      # failed (exhausted, canceled, interrupted, store lost mid-way)
+USAGE = 2       # usage or configuration error
+PARKED = 3      # parked for approval
+REFUSED = 4     # refused or deferred by a gate (cooldown, disabled, lock, unknown target)
+
+# With several hosts the worst outcome decides: failed > refused/deferred > parked > ok.
+_SEVERITY = {OK: 0, PARKED: 1, REFUSED: 2, FAILED: 3, USAGE: 4}
+
+
+def worst(codes: list[int]) -> int:
+    return max(codes, key=lambda c: _SEVERITY.get(c, 5), default=OK)
+
+
+class CliError(Exception):
+    """Ends the command with a one-line message on stderr and an exit code."""
+
+    def __init__(self, message: str, code: int = USAGE) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def operator(args: argparse.Namespace) -> str:
+    """Who acts: ``--as``, else RECOVERY_OPERATOR, else ``cli:$USER``."""
+    name = getattr(args, "operator", None) or os.environ.get("RECOVERY_OPERATOR")
+    if name:
+        return name
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):
+        return "cli:unknown"
+
+
+def build_context(args: argparse.Namespace) -> EngineContext:
+    """Config, store, action registry; every start-up problem is a CliError (exit 2)."""
+    from engine.config import ConfigError, load_config
+    from engine.context import EngineContext
+    from engine.runbook_loader import RunbookError
+    from engine.store import StoreUnavailable
+
+    try:
+        config = load_config(getattr(args, "config", None))
+    except ConfigError as exc:
+        raise CliError(f"configuration error: {exc}") from None
+    try:
+        config.ensure_home()
+    except OSError as exc:
+        raise CliError(f"cannot use RECOVERY_HOME {config.home}: {exc}") from None
+    try:
+        ctx = EngineContext(config)
+    except StoreUnavailable as exc:
+        raise CliError(f"store unavailable: {exc}") from None
+    except ValueError as exc:  # e.g. an unsupported state URL
+        raise CliError(f"configuration error: {config.path}: {exc}") from None
+    except ImportError as exc:
+        raise CliError(f"configuration error: {config.path}: action_modules: cannot import "
+                       f"{exc.name or exc}: {exc}") from None
+    except RunbookError as exc:
+        raise CliError(f"runbook error: {exc}") from None
+    except OSError as exc:
+        raise CliError(f"store unavailable: {config.state_url}: {exc}") from None
+    try:
+        ctx.store.ping()
+    except StoreUnavailable as exc:
+        ctx.store.close()
+        raise CliError(f"store unavailable: {exc}") from None
+    return ctx
+
+
+def runbooks(ctx: EngineContext) -> list[Runbook]:
+    """The loaded runbooks; a bad one stops the command with its file:line: reason."""
+    from engine.runbook_loader import RunbookError
+
+    try:
+        return ctx.runbooks
+    except RunbookError as exc:
+        raise CliError(f"runbook error: {exc} (see `recovery validate`)") from None
+
+
+def runbook(ctx: EngineContext, name: str) -> Runbook:
+    from engine.context import UnknownRunbook
+
+    runbooks(ctx)
+    try:
+        return ctx.runbook(name)
+    except UnknownRunbook as exc:
+        raise CliError(str(exc.args[0])) from None
+
+
+def components(ctx: EngineContext) -> list[str]:
+    return sorted({rb.component for rb in runbooks(ctx)})
+
+
+def duration_arg(text: str) -> float:
+    """argparse type for ``--last 24h`` and friends."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,253 @@
+"""``recovery incidents``, ``history`` and ``show``: reading the record.
+
+``history`` reads the runs index only (one indexed query, no artifacts per row), so it
+stays fast over a large history; ``show`` reads one run's artifacts directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from engine.cli.common import OK, REFUSED, duration_arg, now, positive_int
+from engine.cli.output import (
+    ago,
+    emit_json,
+    emit_json_line,
+    err,
+    key_values,
+    out,
+    span,
+    table,
+    when,
+)
+from engine.context import EngineContext
+from engine.lifecycle import RunStatus
+
+SHOW_HELP = """\
+One run: its record (run.json), its events in order (each event's output), then its
+stdout. --follow keeps printing new events until the run has ended (a run waiting for
+approval is followed until it is decided and done); Ctrl-C stops following (exit 0).
+
+exit codes: 0 shown, 4 no such run.
+"""
+POLL = 0.5
+
+
+def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("incidents", parents=parents, help="incidents, newest first")
+    p.add_argument("--open", action="store_true", help="open ones only")
+    p.add_argument("--component", "-c", metavar="C")
+    p.add_argument("--limit", "-n", type=positive_int, default=50, metavar="N")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_incidents)
+
+    p = sub.add_parser("history", parents=parents, help="runs, newest first")
+    p.add_argument("--component", "-c", metavar="C")
+    p.add_argument("--last", type=duration_arg, metavar="DURATION",
+                   help="only runs started within this (e.g. 24h, 30m; default: all)")
+    p.add_argument("--status", metavar="S", choices=[s.value for s in RunStatus],
+                   help="only runs with this status")
+    p.add_argument("--target", "-t", metavar="T", help="only runs on this host")
+    p.add_argument("--limit", "-n", type=positive_int, default=50, metavar="N",
+                   help="at most N runs (default 50)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("show", parents=parents, help="one run: record, events, output",
+                       description=SHOW_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--follow", "-f", action="store_true", help="print new events until done")
+    p.add_argument("--json", action="store_true",
+                   help="machine-readable output (with --follow: one JSON object per line)")
+    p.set_defaults(func=cmd_show)
+
+
+def cmd_incidents(ctx: EngineContext, args: argparse.Namespace) -> int:
+    t = now()
+    incidents = ctx.store.list_incidents(open_only=args.open, component=args.component,
+                                         limit=args.limit)
+    if args.json:
+        emit_json([i.to_dict() for i in incidents])
+        return OK
+    out(table(incidents, [
+        ("INCIDENT", lambda i: i.id),
+        ("RUNBOOK", lambda i: i.runbook),
+        ("TARGET", lambda i: i.target),
+        ("STATE", lambda i: i.state.value),
+        ("OPENED", lambda i: f"{when(i.opened_at)} ({ago(i.opened_at, t)})"),
+        ("TOOK", lambda i: span(i.closed_at - i.opened_at) if i.closed_at else
+         f"open {span(t - i.opened_at)}"),
+        ("ATTEMPTS", lambda i: i.attempts),
+        ("BY", lambda i: i.requested_by or i.trigger),
+        ("REASON", lambda i: i.reason),
+    ], empty="no incidents" + (" open" if args.open else "")))
+    return OK
+
+
+def cmd_history(ctx: EngineContext, args: argparse.Namespace) -> int:
+    t = now()
+    runs = ctx.store.query_runs(component=args.component,
+                                since=t - args.last if args.last is not None else None,
+                                status=args.status, target=args.target, limit=args.limit)
+    if args.json:
+        emit_json([r.to_dict() for r in runs])
+        return OK
+    out(table(runs, [
+        ("STARTED", lambda r: when(r.started_at)),
+        ("RUN", lambda r: r.id),
+        ("COMPONENT", lambda r: r.component),
+        ("STRATEGY", lambda r: r.strategy),
+        ("TARGET", lambda r: r.target),
+        ("STATUS", lambda r: r.status.value + (" (check)" if r.check_mode else "")),
+        ("TOOK", lambda r: span(r.duration) if r.duration is not None else ""),
+        ("TRIGGER", lambda r: r.trigger),
+        ("BY", lambda r: _who(r)),
+        ("REASON", lambda r: r.reason),
+    ], empty="no runs"))
+    return OK
+
+
+def _who(run: Any) -> str:
+    who = run.requested_by or ""
+    if run.approved_by:
+        who += f", approved by {run.approved_by}"
+    if run.forced:
+        who += ", forced"
+    return who.strip(", ")
+
+
+def cmd_show(ctx: EngineContext, args: argparse.Namespace) -> int:
+    from engine.artifacts import RunArtifacts
+
+    try:
+        artifacts = RunArtifacts(ctx.artifacts_dir, args.run_id)
+    except ValueError as exc:
+        err(str(exc))
+        return REFUSED
+    record = ctx.store.get_run(args.run_id)
+    if record is None and not artifacts.exists():
+        err(f"no run {args.run_id}")
+        return REFUSED
+    run_json = artifacts.read_run_json()
+    events = list(artifacts.read_events())
+    if args.json and not args.follow:
+        emit_json({"run": record.to_dict() if record else None, "run_json": run_json,
+                   "status": artifacts.read_status(), "rc": artifacts.read_rc(),
+                   "events": events, "stdout": artifacts.read_stdout()})
+        return OK
+    if args.json:
+        emit_json_line({"type": "run", "run": record.to_dict() if record else None,
+                        "run_json": run_json})
+    else:
+        _print_record(record, run_json)
+        out("\nevents:")
+        if not events and not args.follow:
+            out("  (none)")
+    last = 0
+    for event in events:
+        _print_event(event, args.json)
+        last = max(last, int(event.get("counter") or 0))
+    if args.follow:
+        return _follow(ctx, artifacts, args, last)
+    out("\nstdout:")
+    text = artifacts.read_stdout()
+    out(_indent(text.rstrip("\n")) if text.strip() else "  (empty)")
+    return OK
+
+
+def _follow(ctx: EngineContext, artifacts: Any, args: argparse.Namespace, last: int) -> int:
+    try:
+        while True:
+            # The status first, then the events: every event written before the run
+            # ended is read in this same pass, so stopping on a final status loses none.
+            record = ctx.store.get_run(args.run_id)
+            final = record is None or record.status.is_final
+            for event in artifacts.read_events(after=last):
+                _print_event(event, args.json)
+                last = max(last, int(event.get("counter") or 0))
+            if final:
+                break
+            time.sleep(POLL)
+    except KeyboardInterrupt:
+        return OK
+    status = record.status.value if record else artifacts.read_status()
+    reason = record.reason if record else ""
+    if args.json:
+        emit_json_line({"type": "end", "status": status, "reason": reason,
+                        "run": record.to_dict() if record else None})
+    else:
+        out(f"\nended: {status}" + (f": {reason}" if reason else ""))
+    return OK
+
+
+def _print_record(record: Any, run_json: dict[str, Any]) -> None:
+    merged = {**run_json, **(record.to_dict() if record else {})}
+    t = now()
+    main = [
+        ("run", merged.get("id")),
+        ("status", merged.get("status")),
+        ("component", merged.get("component")),
+        ("runbook", merged.get("runbook")),
+        ("strategy", f"{merged.get('strategy')} ({merged.get('kind', 'action')})"),
+        ("target", merged.get("target")),
+        ("incident", merged.get("incident_id")),
+        ("trigger", merged.get("trigger")),
+        ("requested by", merged.get("requested_by")),
+        ("approved by", merged.get("approved_by")),
+        ("forced", "yes (--force)" if merged.get("forced") else "no"),
+        ("check mode", "yes" if merged.get("check_mode") else "no"),
+        ("started", _when(merged.get("started_at"), t)),
+        ("finished", _when(merged.get("finished_at"), t)),
+        ("duration", span(merged.get("duration")) if merged.get("duration") is not None
+         else None),
+        ("reason", merged.get("reason")),
+        ("fingerprint", merged.get("fingerprint")),
+        ("runbook sha256", merged.get("runbook_sha256")),
+        ("playbook sha256", merged.get("playbook_sha256")),
+    ]
+    out("run.json:")
+    out(key_values(main, "  "))
+    for gate in run_json.get("gates") or []:
+        until = f" until {when(gate['until'])}" if gate.get("until") else ""
+        out(f"  gate {gate.get('gate')}: {gate.get('verdict')}{until}"
+            + (f" — {gate['reason']}" if gate.get("reason") else ""))
+    if run_json.get("labels"):
+        out("  labels: " + ", ".join(f"{k}={v}" for k, v in run_json["labels"].items()))
+    if run_json.get("plan"):
+        out("  plan: " + json.dumps(run_json["plan"], default=str))
+    if run_json.get("approval"):
+        a = run_json["approval"]
+        out(f"  approval: {a.get('status')} by {a.get('decided_by')} at "
+            f"{_when(a.get('decided_at'), t)}" + (f": {a['reason']}" if a.get("reason") else ""))
+    if run_json.get("result"):
+        out("  result: " + json.dumps(run_json["result"], default=str))
+
+
+def _when(ts: Any, t: float) -> str | None:
+    if not isinstance(ts, int | float):
+        return None
+    return f"{when(ts)} ({ago(ts, t)})"
+
+
+def _print_event(event: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit_json_line({"type": "event", **event})
+        return
+    created = str(event.get("created", ""))[:19].replace("T", " ")
+    head = f"  #{event.get('counter')}  {created}Z  {event.get('event')}"
+    stdout = str(event.get("stdout") or "").strip("\n")
+    if not stdout:
+        out(head)
+    elif "\n" not in stdout:
+        out(f"{head}  {stdout}")
+    else:
+        out(head)
+        out(_indent(stdout, "      "))
+
+
+def _indent(text: str, prefix: str = "  ") -> str:
+    return "\n".join(f"{prefix}{line}" for line in text.splitlines())

@@ -1,0 +1,115 @@
+"""How the CLI speaks: aligned tables and times for people, JSON for machines.
+
+With ``--json`` a command prints exactly one JSON document on stdout and nothing else
+there; everything meant for a person (notes, warnings) goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+Column = tuple[str, Callable[[Any], Any]]
+
+
+def out(text: str = "") -> None:
+    print(text, file=sys.stdout, flush=True)
+
+
+def err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def emit_json(data: Any) -> None:
+    """One JSON document on stdout (the only thing a ``--json`` command prints there)."""
+    print(json.dumps(data, indent=2, sort_keys=False, default=_default), flush=True)
+
+
+def emit_json_line(data: Any) -> None:
+    print(json.dumps(data, default=_default), flush=True)
+
+
+def _default(value: Any) -> Any:
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if hasattr(value, "value"):  # enums
+        return value.value
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)
+
+
+def when(ts: float | None) -> str:
+    """A moment as an operator reads it: UTC, to the second (``2024-05-01 03:12:09Z``)."""
+    if ts is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts))
+
+
+def span(seconds: float | None) -> str:
+    """A duration in the two largest units: ``850ms``, ``42s``, ``3m20s``, ``2h5m``, ``3d4h``."""
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, float(seconds))
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    s = int(round(seconds))
+    for unit, size, sub, subsize in (("d", 86400, "h", 3600), ("h", 3600, "m", 60),
+                                     ("m", 60, "s", 1)):
+        if s >= size:
+            major, rest = divmod(s, size)
+            minor = rest // subsize
+            return f"{major}{unit}{minor}{sub}" if minor else f"{major}{unit}"
+    return f"{s}s"
+
+
+def ago(ts: float | None, now: float | None = None) -> str:
+    """``5m ago`` for the past, ``in 5m`` for the future."""
+    if ts is None:
+        return "-"
+    delta = (now if now is not None else time.time()) - ts
+    return f"{span(delta)} ago" if delta >= 0 else f"in {span(-delta)}"
+
+
+def when_ago(ts: float | None, now: float | None = None) -> str:
+    """``2024-05-01 03:12:09Z (5m ago)``."""
+    if ts is None:
+        return "-"
+    return f"{when(ts)} ({ago(ts, now)})"
+
+
+def shorten(text: Any, width: int) -> str:
+    value = "" if text is None else str(text).replace("\n", " ")
+    return value if len(value) <= width else value[: max(0, width - 3)] + "..."
+
+
+def table(rows: Iterable[Any], columns: Sequence[Column], *, last_width: int = 90,
+          empty: str = "(none)") -> str:
+    """Rows as a left-aligned table; the last column is shortened, never padded."""
+    cells = [[("-" if (v := get(row)) is None or v == "" else str(v)) for _, get in columns]
+             for row in rows]
+    if not cells:
+        return empty
+    for line in cells:
+        line[-1] = shorten(line[-1], last_width)
+    headers = [name for name, _ in columns]
+    widths = [max(len(headers[i]), *(len(line[i]) for line in cells))
+              for i in range(len(columns))]
+    lines = []
+    for line in [headers, *cells]:
+        padded = [value.ljust(widths[i]) for i, value in enumerate(line[:-1])]
+        lines.append("  ".join([*padded, line[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+def key_values(pairs: Iterable[tuple[str, Any]], indent: str = "") -> str:
+    items = [(k, "-" if v is None or v == "" else str(v)) for k, v in pairs]
+    if not items:
+        return ""
+    width = max(len(k) for k, _ in items)
+    return "\n".join(f"{indent}{k.ljust(width)}  {v}" for k, v in items)

@@ -1,0 +1,276 @@
+"""``recovery recover``: run a runbook by hand, in the foreground, and wait for the attempt.
+
+Also the pieces ``approve --now`` shares: printing each run as it goes, turning the
+incident's end state into an exit code, and Ctrl-C / SIGTERM handling (the running step
+is asked to stop, the incident is canceled so no further step starts, exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+import time
+from typing import Any
+
+from engine.cli.common import (
+    FAILED,
+    OK,
+    PARKED,
+    REFUSED,
+    USAGE,
+    CliError,
+    operator,
+    runbook,
+    worst,
+)
+from engine.cli.output import err, out, span, when
+from engine.context import EngineContext
+from engine.lifecycle import IncidentState, RunStatus
+from engine.records import Incident, RunRecord
+
+HELP = """\
+Run a runbook by hand and wait for the whole attempt, printing each run as it goes.
+
+PATTERN is an inventory host, alias or Ansible --limit pattern (a group, web-*,
+a:!b); every host it names is remediated in turn, one after the other. A target
+that names nothing is refused and recorded. --force passes the kill switch and the
+cooldown (never a lock or an approval); the run record says so. --check runs every
+step in check mode (playbooks under ansible --check, python actions asked for their
+plan): no incident, no lock, no cooldown counted; the runs are recorded as
+check-mode runs.
+
+exit codes: 0 recovered or degraded (verified), 1 failed (exhausted, canceled,
+interrupted), 2 usage or configuration error, 3 a step waits for approval
+(`recovery approve RUN_ID`), 4 refused or deferred by a gate (kill switch, cooldown,
+lock, observe mode, unknown target, or an attempt already under way elsewhere).
+With several hosts the worst wins: 1 over 4 over 3 over 0.
+"""
+
+
+def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("recover", parents=parents, help="run a runbook by hand (foreground)",
+                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--component", "-c", required=True, metavar="C",
+                   help="component or runbook name")
+    p.add_argument("--strategy", "-s", metavar="S", help="run this one strategy only")
+    p.add_argument("--target", "-t", default="localhost", metavar="PATTERN",
+                   help="inventory host, alias or pattern (default: localhost)")
+    p.add_argument("--check", action="store_true", help="dry run: change nothing")
+    p.add_argument("--diff", action="store_true", help="with --check: show playbook diffs")
+    p.add_argument("--force", action="store_true",
+                   help="pass the kill switch and the cooldown (recorded)")
+    p.set_defaults(func=cmd_recover)
+
+
+# -- printing runs as they go ------------------------------------------------------------------
+
+def run_line(run: RunRecord) -> str:
+    if run.status == RunStatus.RUNNING:
+        tail = "started" + (" in check mode" if run.check_mode else "")
+        if run.forced:
+            tail += " (--force passed a gate; recorded)"
+    else:
+        took = f" ({span(run.duration)})" if run.duration is not None and run.status in (
+            RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.SKIPPED,
+            RunStatus.CANCELED) else ""
+        tail = f"{run.reason}{took}"
+    stamp = when(run.finished_at if run.status.is_final and run.finished_at else
+                 run.started_at or time.time())
+    return (f"{stamp}  {run.target:<14} {run.strategy:<20} {run.status.value:<17} "
+            f"{run.id}  {tail}").rstrip()
+
+
+class Foreground:
+    """Prints runs; on the first SIGINT/SIGTERM asks the running step to stop and cancels
+    the incident (so no further step starts); a second signal aborts at once."""
+
+    def __init__(self, ctx: EngineContext, who: str, *, check: bool = False) -> None:
+        self.ctx, self.who, self.check = ctx, who, check
+        self.interrupted = False
+        self.incident_id: str | None = None
+        self.last_running: RunRecord | None = None
+        self._canceled: set[str] = set()
+        self._saved: dict[int, Any] = {}
+
+    def __enter__(self) -> Foreground:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._saved[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+        self._saved.clear()
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        # Only flags and events here: the store may be mid-transaction on this thread.
+        if self.interrupted or self.check:
+            self.interrupted = True
+            raise KeyboardInterrupt
+        self.interrupted = True
+        for event in list(self.ctx.running.values()):
+            event.set()
+        err(f"{signal.Signals(signum).name}: stopping the running step and canceling the "
+            "incident (send again to abort at once)")
+
+    def on_run(self, run: RunRecord) -> None:
+        out(run_line(run))
+        self.last_running = run if run.status == RunStatus.RUNNING else None
+        if self.interrupted:
+            self.cancel_incident()
+
+    def cancel_incident(self) -> None:
+        """After a signal: cancel what is left of the attempt (outside any transaction)."""
+        from engine.approvals import DecisionError, cancel
+
+        ident = self.incident_id
+        if not ident or ident in self._canceled:
+            return
+        self._canceled.add(ident)
+        try:
+            said = cancel(self.ctx, ident, by=self.who)
+        except DecisionError as exc:
+            said = str(exc)
+        err(f"interrupted: {said}")
+
+    def mark_interrupted(self) -> None:
+        """A check-mode run cut short by Ctrl-C: say so in its record."""
+        run = self.last_running
+        if run is not None:
+            self.ctx.store.update_run(run.id, status=RunStatus.INTERRUPTED,
+                                      finished_at=time.time(),
+                                      reason=f"interrupted by {self.who}")
+
+
+# -- exit code from the incident ------------------------------------------------------------
+
+def outcome(ctx: EngineContext, incident: Incident, approve_hint: str = "") -> tuple[int, str]:
+    """The exit code an incident's state means for the operator who ran it, with words."""
+    state, reason = incident.state, incident.reason
+    head = f"incident {incident.id} ({incident.runbook} on {incident.target})"
+    if state in (IncidentState.RECOVERED, IncidentState.DEGRADED):
+        return OK, f"{head}: {state.value}: {reason}"
+    if state == IncidentState.FAILED:
+        return FAILED, f"{head}: failed: {reason}"
+    if state == IncidentState.REMEDIATING:
+        parked = ctx.store.query_runs(incident_id=incident.id,
+                                      status=RunStatus.PENDING_APPROVAL.value, limit=1)
+        if parked:
+            run = parked[0]
+            return PARKED, (f"{head}: run {run.id} ({run.strategy}) waits for approval: "
+                            f"{run.reason}\n  approve with: recovery{approve_hint} approve "
+                            f"{run.id}   (add --now to run it here; --reject to say no)")
+        return REFUSED, f"{head}: still remediating elsewhere: {reason}"
+    if state == IncidentState.OPEN:
+        retry = (" (a running service retries it by itself; or run this again after "
+                 f"{when(incident.next_try_at)})") if incident.next_try_at else ""
+        return REFUSED, f"{head}: deferred: {reason}{retry}"
+    if state == IncidentState.CANCELED:
+        if reason.startswith("refused"):
+            return REFUSED, f"{head}: {reason}"
+        return FAILED, f"{head}: canceled: {reason}"
+    # RESOLVED: the alert resolved meanwhile; a resolve is no proof of health.
+    return FAILED, f"{head}: {state.value}, not verified: {reason}"
+
+
+def approve_hint(args: argparse.Namespace) -> str:
+    """`--config X` to repeat in the printed approve command, when one was given."""
+    config = getattr(args, "config", None)
+    return f" --config {config}" if config else ""
+
+
+# -- the command ------------------------------------------------------------------------------
+
+def cmd_recover(ctx: EngineContext, args: argparse.Namespace) -> int:
+    from engine.inventory import UnknownTarget
+    from engine.triggers import TriggerRequest, record_refusal
+
+    who = operator(args)
+    if args.diff and not args.check:
+        raise CliError("--diff needs --check")
+    rb = runbook(ctx, args.component)
+    if args.strategy and rb.strategy(args.strategy) is None:
+        names = ", ".join(s.name for s in rb.strategies)
+        raise CliError(f"runbook {rb.name} has no strategy {args.strategy!r} (it has: {names})")
+    try:
+        hosts = [h.name for h in ctx.inventory.resolve_pattern(args.target)]
+    except UnknownTarget as exc:
+        reason = f"unknown target: {exc.reason}"
+        if args.check:
+            err(f"refused: {reason}")
+            return REFUSED
+        run_id = record_refusal(ctx, rb, TriggerRequest(
+            runbook=rb.name, target=args.target, trigger="manual", requested_by=who,
+            strategy=args.strategy, force=args.force), reason)
+        err(f"refused: {reason} (recorded as run {run_id})")
+        return REFUSED
+    what = f"{rb.name}" + (f" strategy {args.strategy}" if args.strategy else "")
+    mode = " in check mode" if args.check else ""
+    forced = " with --force" if args.force else ""
+    out(f"recover {what} on {', '.join(hosts)}{mode}{forced}, as {who}")
+    if args.check:
+        return _check(ctx, args, rb, hosts, who)
+    codes: list[int] = []
+    with Foreground(ctx, who) as fg:
+        for host in hosts:
+            if fg.interrupted:
+                err(f"{host}: not started (interrupted)")
+                codes.append(FAILED)
+                continue
+            codes.append(_one(ctx, args, fg, rb.name, host, who))
+        if fg.interrupted:
+            codes.append(FAILED)
+    return worst(codes)
+
+
+def _one(ctx: EngineContext, args: argparse.Namespace, fg: Foreground, name: str, host: str,
+         who: str) -> int:
+    from engine.orchestrator import advance
+    from engine.triggers import TriggerRequest, open_incident
+
+    opened = open_incident(ctx, TriggerRequest(
+        runbook=name, target=host, trigger="manual", requested_by=who,
+        strategy=args.strategy, force=args.force))
+    if opened.refusal:
+        err(f"{host}: refused: {opened.refusal}")
+        return REFUSED if opened.refused_run else USAGE
+    incident = opened.incident
+    assert incident is not None
+    if not opened.claimed:
+        err(f"{host}: incident {incident.id} is {incident.state.value} and its attempt is under "
+            f"way elsewhere ({incident.reason}); not started here — follow it with "
+            "`recovery incidents --open` and `recovery history`")
+        return REFUSED
+    out(f"{host}: incident {incident.id} {'opened' if opened.created else 'taken over'}")
+    fg.incident_id = incident.id
+    if fg.interrupted:
+        fg.cancel_incident()
+    incident = advance(ctx, incident.id, on_run=fg.on_run)
+    if fg.interrupted:
+        fg.cancel_incident()
+        incident = ctx.store.get_incident(incident.id) or incident
+    code, words = outcome(ctx, incident, approve_hint(args))
+    (out if code in (OK, PARKED) else err)(words)
+    return FAILED if fg.interrupted else code
+
+
+def _check(ctx: EngineContext, args: argparse.Namespace, rb: Any, hosts: list[str],
+           who: str) -> int:
+    from engine.planner import check_runs
+
+    failed = 0
+    with Foreground(ctx, who, check=True) as fg:
+        try:
+            for host in hosts:
+                runs = check_runs(ctx, rb, host, strategy=args.strategy, diff=args.diff,
+                                  requested_by=who, on_run=fg.on_run)
+                failed += sum(r.status == RunStatus.FAILED for r in runs)
+        except KeyboardInterrupt:
+            fg.mark_interrupted()
+            err("interrupted")
+            return FAILED
+    out(f"check mode: {'no step failed' if not failed else f'{failed} step(s) failed'}; "
+        "nothing was changed")
+    return FAILED if failed else OK

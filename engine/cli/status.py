@@ -1,0 +1,120 @@
+"""``recovery status`` (engine.reports, shared with the HTTP API) and ``recovery metrics``."""
+
+from __future__ import annotations
+
+import argparse
+
+from engine.cli.common import FAILED, OK, now
+from engine.cli.output import ago, emit_json, err, out, span, table, when
+from engine.context import EngineContext
+
+
+def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("status", parents=parents,
+                       help="health, success rate, MTTR; cooldowns, locks, switches",
+                       description="Per component: health, success rate and mean time to "
+                       "recover over `status_window`, open incidents; then cooldowns, locks, "
+                       "degraded modes, kill switches and approvals waiting.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("metrics", parents=parents, help="Prometheus metrics (text or --json)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_metrics)
+
+
+def cmd_status(ctx: EngineContext, args: argparse.Namespace) -> int:
+    from engine.reports import status_report
+
+    t = now()
+    report = status_report(ctx, t)
+    if args.json:
+        emit_json(report)
+        return OK
+    store = report["store"]
+    out(f"store: {store['url']} ({'reachable' if store['reachable'] else 'UNREACHABLE'})")
+    for problem in report["problems"]:
+        out(f"problem: {problem}")
+    if not store["reachable"]:
+        return FAILED
+    out(f"\ncomponents (last {span(report['window'])}):")
+    out(_indent(table(report["components"], [
+        ("COMPONENT", lambda s: s["component"]),
+        ("HEALTH", lambda s: s["health"] + (f" ({', '.join(s['degraded_modes'])})"
+                                            if s["degraded_modes"] else "")),
+        ("SUCCESS", lambda s: f"{s['success_rate'] * 100:.0f}% ({s['succeeded']}/"
+         f"{s['succeeded'] + s['failed']})" if s["success_rate"] is not None else "-"),
+        ("MTTR", lambda s: span(s["mttr_seconds"]) if s["mttr_seconds"] is not None
+         else "-"),
+        ("RECOVERED", lambda s: s["recovered"]),
+        ("FAILED", lambda s: s["incidents_ended"].get("failed", 0)),
+        ("OPEN", lambda s: s["open_incidents"]),
+        ("LAST INCIDENT", lambda s: _last(s["last_incident"], t)),
+    ], empty="no runbooks loaded")))
+    out("\ncooldowns:")
+    out(_indent(table(report["cooldowns"], [
+        ("RUNBOOK", lambda c: c["runbook"]),
+        ("TARGET", lambda c: c["target"]),
+        ("ATTEMPTS", lambda c: f"{c['attempts']}/{c['max_attempts']} in {span(c['window'])}"),
+        ("NEXT ALLOWED", lambda c: f"{when(c['next_allowed_at'])} ({ago(c['next_allowed_at'], t)})"
+         if c["cooling"] else "now"),
+        ("REASON", lambda c: c["reason"] or ""),
+    ], empty="none")))
+    out("\nlocks:")
+    out(_indent(table(report["locks"], [
+        ("TARGET", lambda k: k["target"]),
+        ("HOLDER", lambda k: k["holder"]),
+        ("RUN", lambda k: k["run_id"]),
+        ("COMPONENT", lambda k: k["component"]),
+        ("SINCE", lambda k: ago(k["acquired_at"], t)),
+        ("LEASE", lambda k: ago(k["expires_at"], t)),
+    ], empty="none")))
+    out("\ndegraded modes:")
+    for mode in report["degraded_modes"]:
+        state = "ON" if mode["active"] else "off"
+        why = ""
+        if mode["reasons"]:
+            why = " — " + "; ".join(
+                f"{r['key']}{' on ' + r['target'] if r['target'] else ''} by "
+                f"{r['created_by'] or '?'} {ago(r['since'], t)}" for r in mode["reasons"])
+        out(f"  {mode['mode']}: {state}{why}")
+        if mode["active"] and mode["capabilities"]:
+            out("    capabilities: " + ", ".join(
+                f"{k} {'on' if v else 'OFF'}" for k, v in mode["capabilities"].items()))
+    if not report["degraded_modes"]:
+        out("  none configured")
+    out("\nkill switches:")
+    out(_indent(table(report["switches"], [
+        ("SCOPE", lambda s: s["scope"]),
+        ("UNTIL", lambda s: f"{when(s['until'])} ({ago(s['until'], t)})" if s["until"]
+         else "until enabled"),
+        ("BY", lambda s: s["created_by"]),
+        ("REASON", lambda s: s["reason"]),
+    ], empty="none (auto-recovery on)")))
+    pending = report["pending_approvals"]
+    out(f"\npending approvals: {pending}" + (" (recovery pending)" if pending else ""))
+    return OK
+
+
+def _last(last: dict | None, t: float) -> str:
+    if not last:
+        return "-"
+    return f"{last['state']} on {last['target']} {ago(last['opened_at'], t)}"
+
+
+def cmd_metrics(ctx: EngineContext, args: argparse.Namespace) -> int:
+    try:
+        from engine import metrics
+    except ImportError as exc:
+        err(f"metrics are not available in this build: {exc}")
+        return FAILED
+    if args.json:
+        emit_json(metrics.render_json(ctx))
+    else:
+        text = metrics.render_text(ctx)
+        print(text, end="" if text.endswith("\n") else "\n", flush=True)
+    return OK
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"  {line}" for line in text.splitlines())

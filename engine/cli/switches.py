@@ -1,0 +1,295 @@
+"""Operator switches: ``disable``/``enable`` (kill switch), ``unlock``, ``degraded``.
+
+Each records who did it (an AuditEvent in the store), since none of them is a run.
+They work even when a runbook does not load: an operator disabling auto-recovery
+during an incident must never be stopped by a typo in a YAML file.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from engine.cli.common import OK, CliError, now, operator
+from engine.cli.output import ago, emit_json, err, out, table, when, when_ago
+from engine.context import EngineContext
+from engine.records import AuditEvent, DegradedReason, Switch, new_id
+
+DISABLE_HELP = """\
+Stop auto-recovery (alerts and probes) for everything, a component, a target, or a
+component on a target, for a while (--for, default 1h; `--for never` until enabled
+again). Manual `recovery recover --force` still runs. Recorded with who and why.
+"""
+ENABLE_HELP = """\
+Remove the kill switches of exactly this scope (what `disable` with the same
+--component/--target added). Says what was removed and what still applies.
+"""
+UNLOCK_HELP = """\
+Break the lock on a target (one run at a time per target), e.g. one left by a killed
+process before its lease runs out. The run holding it, if still alive, notices at its
+next heartbeat and says so in its record. Recorded with who.
+
+exit codes: 0 broken, or no lock to break (says "no lock on TARGET"); 4 the lock is
+held for another component than --component (left alone).
+"""
+DEGRADED_HELP = """\
+List degraded modes (configured ones and any switched on): on/off, the reasons that
+keep each on (incident, target, manual, who, since) and its capability matrix.
+--on MODE switches one on by hand (it stays on until switched off by hand);
+--off MODE clears every reason of that mode, automatic and manual alike.
+
+exit codes: 0 done, 2 unknown mode.
+"""
+
+
+def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("disable", parents=parents, help="kill switch: stop auto-recovery",
+                       description=DISABLE_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--component", "-c", metavar="C")
+    p.add_argument("--target", "-t", metavar="T")
+    p.add_argument("--for", dest="duration", default="1h", metavar="DURATION",
+                   help="how long (default 1h; 'never' = until `recovery enable`)")
+    p.add_argument("--reason", "-r", default="", metavar="R")
+    p.set_defaults(func=cmd_disable)
+
+    p = sub.add_parser("enable", parents=parents, help="remove kill switches of a scope",
+                       description=ENABLE_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--component", "-c", metavar="C")
+    p.add_argument("--target", "-t", metavar="T")
+    p.set_defaults(func=cmd_enable)
+
+    p = sub.add_parser("unlock", parents=parents, help="break a target's lock (recorded)",
+                       description=UNLOCK_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("target", metavar="TARGET")
+    p.add_argument("--component", "-c", metavar="C",
+                   help="only if the lock is held for this component")
+    p.set_defaults(func=cmd_unlock)
+
+    p = sub.add_parser("degraded", parents=parents, help="degraded modes: list or switch",
+                       description=DEGRADED_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--on", metavar="MODE", help="switch a mode on by hand")
+    which.add_argument("--off", metavar="MODE", help="switch a mode off (every reason)")
+    p.add_argument("--reason", "-r", default="", metavar="R")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_degraded)
+
+
+# -- scope helpers ----------------------------------------------------------------------------
+
+def _loaded_runbooks(ctx: EngineContext) -> list[Any] | None:
+    """The runbooks, or None (with a warning) when they do not load."""
+    from engine.runbook_loader import RunbookError
+
+    try:
+        return ctx.runbooks
+    except RunbookError as exc:
+        err(f"warning: runbooks do not load ({exc}); not checking names against them")
+        return None
+
+
+def _component(ctx: EngineContext, name: str | None) -> str | None:
+    """A component (or runbook) name as switches store it: the component."""
+    if name is None:
+        return None
+    loaded = _loaded_runbooks(ctx)
+    if loaded is None:
+        return name
+    for rb in loaded:
+        if name in (rb.component, rb.name):
+            return rb.component
+    known = ", ".join(sorted({rb.component for rb in loaded})) or "none"
+    raise CliError(f"no component {name!r} (components: {known})")
+
+
+def _target(ctx: EngineContext, name: str | None) -> str | None:
+    """A host name, alias or address as the inventory names the host; else as given."""
+    from engine.inventory import UnknownTarget
+
+    if name is None:
+        return None
+    try:
+        if ctx.inventory.get(name) is not None:
+            return name
+        return ctx.inventory.resolve_instance(name).name
+    except UnknownTarget as exc:
+        err(f"note: {exc.reason}; using {name!r} as given (an application's registered name)")
+        return name
+
+
+def _scope(component: str | None, target: str | None) -> str:
+    return Switch("-", component, target, None).scope()
+
+
+# -- disable / enable -------------------------------------------------------------------------
+
+def cmd_disable(ctx: EngineContext, args: argparse.Namespace) -> int:
+    from engine.durations import parse_duration
+
+    who = operator(args)
+    t = now()
+    if args.duration.strip().lower() in ("never", "forever", "inf"):
+        until = None
+    else:
+        try:
+            seconds = parse_duration(args.duration)
+        except ValueError as exc:
+            raise CliError(f"--for: {exc}") from None
+        if seconds <= 0:
+            raise CliError("--for must be more than 0 (or 'never')")
+        until = t + seconds
+    switch = Switch(id=new_id("sw"), component=_component(ctx, args.component),
+                    target=_target(ctx, args.target), until=until, reason=args.reason,
+                    created_by=who, created_at=t)
+    ctx.store.add_switch(switch)
+    ctx.store.add_event(AuditEvent(at=t, actor=who, action="disable", detail=switch.to_dict()))
+    length = f"until {when_ago(until, t)}" if until else "until `recovery enable`"
+    why = f": {switch.reason}" if switch.reason else ""
+    out(f"auto-recovery disabled for {switch.scope()} {length}, by {who}{why} "
+        f"(switch {switch.id})")
+    out("manual runs still work with `recovery recover --force`")
+    return OK
+
+
+def cmd_enable(ctx: EngineContext, args: argparse.Namespace) -> int:
+    who = operator(args)
+    t = now()
+    component, target = _component(ctx, args.component), _target(ctx, args.target)
+    removed = ctx.store.remove_switches(component, target)
+    scope = _scope(component, target)
+    ctx.store.add_event(AuditEvent(at=t, actor=who, action="enable", detail={
+        "component": component, "target": target, "removed": [s.to_dict() for s in removed]}))
+    if removed:
+        for s in removed:
+            state = "expired" if s.until is not None and s.until <= t else (
+                f"until {when(s.until)}" if s.until else "until enabled")
+            out(f"removed switch {s.id} ({s.scope()}, {state}, by {s.created_by or '?'}"
+                + (f": {s.reason}" if s.reason else "") + ")")
+    else:
+        out(f"no kill switch for exactly {scope}")
+    still = [s for s in ctx.store.active_switches(t)]
+    if still:
+        out("still active: " + "; ".join(
+            f"{s.scope()} ({s.id}, until {when(s.until) if s.until else 'enabled'})"
+            for s in still))
+    return OK
+
+
+# -- unlock -----------------------------------------------------------------------------------
+
+def cmd_unlock(ctx: EngineContext, args: argparse.Namespace) -> int:
+    from engine.inventory import UnknownTarget
+
+    who = operator(args)
+    t = now()
+    target = args.target
+    held = ctx.store.get_lock(target)
+    if held is None and ctx.inventory.get(target) is None:
+        try:  # an alias or address of a host: its lock is under the host's name
+            target = ctx.inventory.resolve_instance(target).name
+            held = ctx.store.get_lock(target)
+        except UnknownTarget:
+            pass
+    if held is not None and args.component and held.component not in (None, args.component):
+        err(f"the lock on {target} is held for component {held.component}, not "
+            f"{args.component}: left alone")
+        return 4
+    broken = ctx.store.break_lock(target)
+    if broken is None:
+        out(f"no lock on {target}")
+        return OK
+    ctx.store.add_event(AuditEvent(at=t, actor=who, action="unlock",
+                                   detail={"target": target, "lock": broken.to_dict()}))
+    run = f", run {broken.run_id}" if broken.run_id else ""
+    comp = f", component {broken.component}" if broken.component else ""
+    state = "expired" if broken.expires_at <= t else f"lease until {when(broken.expires_at)}"
+    out(f"broke the lock on {target}: held by {broken.holder}{run}{comp} since "
+        f"{when_ago(broken.acquired_at, t)} ({state}; token {broken.token}); recorded as {who}")
+    return OK
+
+
+# -- degraded modes ---------------------------------------------------------------------------
+
+def known_modes(ctx: EngineContext, loaded: list[Any] | None) -> dict[str, dict[str, Any]]:
+    """Configured modes, then those runbooks name: mode -> its config (maybe empty)."""
+    modes = {name: dict(spec or {}) for name, spec in ctx.config.degraded_modes.items()}
+    for rb in loaded or []:
+        if rb.degraded_mode is not None:
+            modes.setdefault(rb.degraded_mode.name, {})
+    return modes
+
+
+def cmd_degraded(ctx: EngineContext, args: argparse.Namespace) -> int:
+    from engine.reports import degraded_modes
+
+    who = operator(args)
+    t = now()
+    loaded = _loaded_runbooks(ctx)
+    known = known_modes(ctx, loaded)
+    if args.on:
+        if args.on not in known:
+            raise CliError(f"unknown degraded mode {args.on!r} (known: "
+                           f"{', '.join(sorted(known)) or 'none'})")
+        reason = DegradedReason(mode=args.on, key="manual", manual=True, created_by=who,
+                                reason=args.reason or f"switched on by {who}", since=t)
+        ctx.store.add_degraded(reason)
+        ctx.store.add_event(AuditEvent(at=t, actor=who, action="degraded_on",
+                                       detail=reason.to_dict()))
+        if not args.json:
+            out(f"degraded mode {args.on} on, by hand ({who}); it stays on until "
+                f"`recovery degraded --off {args.on}`")
+    elif args.off:
+        present = {r.mode for r in ctx.store.degraded_reasons(args.off)}
+        if args.off not in known and args.off not in present:
+            raise CliError(f"unknown degraded mode {args.off!r} (known: "
+                           f"{', '.join(sorted(known)) or 'none'})")
+        cleared = ctx.store.clear_degraded(mode=args.off, manual=None)
+        ctx.store.add_event(AuditEvent(at=t, actor=who, action="degraded_off", detail={
+            "mode": args.off, "cleared": [r.to_dict() for r in cleared],
+            "reason": args.reason}))
+        if not args.json:
+            out(f"degraded mode {args.off} off, by {who}: cleared {len(cleared)} reason(s)"
+                + "".join(f"\n  {_reason_words(r, t)}" for r in cleared))
+    modes = degraded_modes(ctx.store, ctx.config.degraded_modes, loaded or [])
+    if args.json:
+        emit_json(modes)
+        return OK
+    if args.on or args.off:
+        return OK
+    for i, mode in enumerate(modes):
+        if i:
+            out()
+        state = "ON" if mode["active"] else "off"
+        desc = f" — {mode['description']}" if mode.get("description") else ""
+        out(f"{mode['mode']}: {state}{desc}")
+        caps = mode.get("capabilities") or {}
+        if caps:
+            out("  capabilities: " + ", ".join(
+                f"{k} {'on' if v else 'OFF'}" for k, v in caps.items()))
+        if mode["reasons"]:
+            out(_indent(table(mode["reasons"], [
+                ("KEY", lambda r: r["key"]),
+                ("TARGET", lambda r: r["target"]),
+                ("INCIDENT", lambda r: r["incident_id"]),
+                ("MANUAL", lambda r: "yes" if r["manual"] else "no"),
+                ("BY", lambda r: r["created_by"]),
+                ("SINCE", lambda r: f"{when(r['since'])} ({ago(r['since'], t)})"),
+                ("REASON", lambda r: r["reason"]),
+            ])))
+    if not modes:
+        out("no degraded modes configured")
+    return OK
+
+
+def _reason_words(r: DegradedReason, t: float) -> str:
+    where = f" on {r.target}" if r.target else ""
+    return (f"{r.key}{where} ({'manual' if r.manual else 'automatic'}, by {r.created_by or '?'}"
+            f", since {when(r.since)}): {r.reason}")
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"  {line}" for line in text.splitlines())
