@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from engine.artifacts import RunArtifacts
 from engine.context import EngineContext
+from engine.gates.base import when
 from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
 from engine.orchestrator import finish_attempt
 from engine.records import Approval, Incident, RunRecord
@@ -28,6 +29,11 @@ class Decided:
 
 
 def approve(ctx: EngineContext, run_id: str, *, by: str, reason: str = "") -> Decided:
+    waiting = ctx.store.get_approval(run_id)
+    if waiting is not None and waiting.status == "pending" and waiting.expires_at <= time.time():
+        reject(ctx, run_id, by=None, status="expired")   # no worker may have run since
+        raise DecisionError(f"the approval for run {run_id} expired at "
+                            f"{when(waiting.expires_at)}")
     approval = _decide(ctx, run_id, "approved", by, reason)
     run = ctx.store.update_run(run_id, status=RunStatus.QUEUED, approved_by=by,
                                reason=f"approved by {by}" + (f": {reason}" if reason else ""))

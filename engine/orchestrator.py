@@ -124,16 +124,19 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
                                          attempts=incident.attempts + 1) or incident
         run.attempt_id = attempt.id
     run.status = RunStatus.RUNNING
+    cancel = threading.Event()
+    ctx.running[run.id] = cancel          # before anyone hears of the run: it can be canceled
     if resume:
+        # Its duration starts now, not when it parked: waiting for a person is not work.
+        run.started_at = now
         store.update_run(run.id, status=RunStatus.RUNNING, attempt_id=run.attempt_id,
-                         reason=run.reason, approved_by=approved_by)
+                         reason=run.reason, approved_by=approved_by, started_at=now)
     else:
         store.add_run(run)
-    artifacts.write_run_json({"status": "running", "attempt_id": run.attempt_id})
+    artifacts.write_run_json({"status": "running", "attempt_id": run.attempt_id,
+                              "started_at": run.started_at})
     if on_run:
         on_run(run)
-    cancel = threading.Event()
-    ctx.running[run.id] = cancel
     lease = Lease(store, lock, ctx.config.lock_ttl,
                   on_beat=lambda: _beat(ctx, run.id, cancel)) if lock else None
     try:

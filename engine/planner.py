@@ -111,11 +111,16 @@ def check_runs(ctx: EngineContext, runbook: Runbook, target: str, *,
                         reason="check mode")
         artifacts = RunArtifacts(ctx.artifacts_dir, run.id, ctx.redactor).create()
         artifacts.write_run_json({**run.to_dict(), "gates": [d.to_dict() for d in asked]})
+        cancel = threading.Event()
+        ctx.running[run.id] = cancel
         ctx.store.add_run(run)
         if on_run:
             on_run(run)
-        result = _execute(ctx, incident, runbook, step, run, artifacts, threading.Event(),
-                          check=True, diff=diff)
+        try:
+            result = _execute(ctx, incident, runbook, step, run, artifacts, cancel,
+                              check=True, diff=diff)
+        finally:
+            ctx.running.pop(run.id, None)
         run.status, run.reason, run.finished_at = result.status, result.reason, time.time()
         ctx.store.update_run(run.id, status=result.status, reason=result.reason,
                              finished_at=run.finished_at)

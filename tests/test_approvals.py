@@ -147,3 +147,28 @@ def test_cancel_an_incident_cancels_what_waits_for_it(parked):
     assert ctx.store.get_run(run.id).status == RunStatus.CANCELED
     assert ctx.store.get_incident(incident.id).state == IncidentState.CANCELED
     assert ctx.store.list_approvals() == []
+
+
+def test_an_expired_approval_cannot_be_approved_even_where_no_worker_ran(engine_env,
+                                                                          run_incident):
+    engine_env.runbook("demo", """
+        approval_timeout: 0.1s
+        strategies: [{name: risky, action: test.ok, approval: required}]
+    """)
+    ctx = engine_env.context()
+    incident = run_incident(ctx, "demo").incident
+    [run] = ctx.store.query_runs(incident_id=incident.id)
+    time.sleep(0.2)
+    with pytest.raises(approvals.DecisionError, match="expired"):
+        approvals.approve(ctx, run.id, by="alice")
+    assert ctx.store.get_run(run.id).status == RunStatus.EXPIRED
+
+
+def test_an_approved_run_is_timed_from_when_it_starts_not_when_it_parked(parked):
+    ctx, incident, run, marker = parked
+    time.sleep(0.3)
+    approvals.approve(ctx, run.id, by="alice")
+    Worker(ctx).run_once()
+    done = ctx.store.get_run(run.id)
+    assert done.status == RunStatus.SUCCEEDED
+    assert done.started_at >= run.started_at + 0.3
