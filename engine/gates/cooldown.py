@@ -7,7 +7,13 @@ same attempt); check-mode runs never count. A manual ``--force`` passes, on the 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from engine.gates.base import Decision, Gate, GateContext, when
+
+if TYPE_CHECKING:
+    from engine.runbook import Runbook
+    from engine.store.base import Store
 
 
 class CooldownGate(Gate):
@@ -26,15 +32,23 @@ class CooldownGate(Gate):
 
     @staticmethod
     def _cooling(ctx: GateContext) -> tuple[str, float] | None:
-        cd = ctx.runbook.cooldown
-        recent = ctx.store.attempts_since(ctx.runbook.name, ctx.target, ctx.now - cd.window)
-        if len(recent) >= cd.max_attempts:
-            until = recent[0].started_at + cd.window
-            return (f"cooldown: {len(recent)} attempts on {ctx.target} within "
-                    f"{int(cd.window)}s (max {cd.max_attempts}); next at {when(until)}", until)
-        failed = ctx.store.last_failed_attempt(ctx.runbook.name, ctx.target)
-        if failed and failed.finished_at and failed.finished_at + cd.after_failure > ctx.now:
-            until = failed.finished_at + cd.after_failure
-            return (f"cooldown: last attempt on {ctx.target} failed at "
-                    f"{when(failed.finished_at)}; next at {when(until)}", until)
-        return None
+        return cooldown_state(ctx.store, ctx.runbook, ctx.target, ctx.now)
+
+
+def cooldown_state(store: Store, runbook: Runbook, target: str,
+                   now: float) -> tuple[str, float] | None:
+    """Why, and until when, the next attempt of ``runbook`` on ``target`` would be deferred
+    by the cooldown at ``now``; None if it may start. The gate and the metrics both ask this,
+    so ``infra_recovery_cooldown_active`` says exactly what the gate would do."""
+    cd = runbook.cooldown
+    recent = store.attempts_since(runbook.name, target, now - cd.window)
+    if len(recent) >= cd.max_attempts:
+        until = recent[0].started_at + cd.window
+        return (f"cooldown: {len(recent)} attempts on {target} within "
+                f"{int(cd.window)}s (max {cd.max_attempts}); next at {when(until)}", until)
+    failed = store.last_failed_attempt(runbook.name, target)
+    if failed and failed.finished_at and failed.finished_at + cd.after_failure > now:
+        until = failed.finished_at + cd.after_failure
+        return (f"cooldown: last attempt on {target} failed at "
+                f"{when(failed.finished_at)}; next at {when(until)}", until)
+    return None
