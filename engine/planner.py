@@ -92,7 +92,7 @@ def check_runs(ctx: EngineContext, runbook: Runbook, target: str, *,
                strategy: str | None = None, diff: bool = False, requested_by: str = "",
                on_run: Any = None) -> list[RunRecord]:
     """``recover --check``: every step in check mode; nothing changes, nothing counts."""
-    from engine.orchestrator import _execute
+    from engine.orchestrator import _execute, _playbook_sha
 
     incident = Incident(id="-", runbook=runbook.name, component=runbook.component,
                         target=target, trigger="manual", requested_by=requested_by)
@@ -108,7 +108,7 @@ def check_runs(ctx: EngineContext, runbook: Runbook, target: str, *,
                         strategy=step.name, target=target, status=RunStatus.RUNNING,
                         kind=step.kind, started_at=now, check_mode=True,
                         requested_by=requested_by, runbook_sha256=runbook.sha256,
-                        reason="check mode")
+                        playbook_sha256=_playbook_sha(ctx, step), reason="check mode")
         artifacts = RunArtifacts(ctx.artifacts_dir, run.id, ctx.redactor).create()
         artifacts.write_run_json({**run.to_dict(), "gates": [d.to_dict() for d in asked]})
         cancel = threading.Event()
