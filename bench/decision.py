@@ -1,0 +1,181 @@
+"""Decision latency: an alert in -> the first python step started (target: < 5 ms p99).
+
+For each of N incidents, on N distinct inventory hosts (so no cooldown or lock is
+shared), the clock runs from just before ``open_incident`` (runbook matched by labels,
+target rendered and resolved against the inventory, incident opened in the store) to
+the moment the first strategy's action enters ``run()``; ``advance`` runs in the same
+thread (kill switch, observe, cooldown, approval and lock gates, attempt, run record,
+artifacts directory, executor thread). A fresh SQLite store (WAL, synchronous=NORMAL)
+under a temporary RECOVERY_HOME; the first incidents are a warm-up and not counted.
+
+It runs twice: RECOVERY_HOME on the disk (the system temp dir) and on tmpfs
+(/dev/shm), because the artifacts directory and run.json are written before the step
+starts and file creation on this machine's disk is what the tail is made of.
+``--profile`` prints cProfile's top entries for the part before the step starts only.
+
+    .venv/bin/python bench/decision.py [--quick] [-n 2000] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import platform
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from engine.actions.base import REMOTE, Action, ActionContext, ActionResult
+from engine.actions.registry import default_registry
+from engine.config import load_config
+from engine.context import EngineContext
+from engine.lifecycle import IncidentState
+from engine.orchestrator import advance
+from engine.triggers import TriggerRequest, open_incident
+
+TARGET_P99_MS = 5.0
+STARTED: list[float] = []   # perf_counter() at the top of each action run()
+
+RUNBOOK = """\
+name: bench
+component: bench
+match:
+  - alertname="BenchDown"
+target: "{{ labels.instance }}"
+strategies:
+  - name: mark
+    action: bench.mark
+  - name: never
+    action: bench.mark
+"""
+
+
+class Mark(Action):
+    """Records when it starts, then succeeds: the step the clock stops at."""
+
+    name = "bench.mark"
+    scope = REMOTE
+    timeout = 10.0
+
+    def run(self, ctx: ActionContext) -> ActionResult:
+        STARTED.append(time.perf_counter())
+        return ActionResult(True, "marked")
+
+
+def build(root: Path, hosts: int) -> EngineContext:
+    for folder in ("runbooks", "playbooks", "inventory", "home"):
+        (root / folder).mkdir()
+    (root / "runbooks" / "bench.yml").write_text(RUNBOOK)
+    lines = ["all:", "  hosts:"]
+    lines += [f"    h{i:05d}: {{ansible_connection: local}}" for i in range(hosts)]
+    (root / "inventory" / "hosts.yml").write_text("\n".join(lines) + "\n")
+    (root / "recovery.yml").write_text(
+        "home: home\nrunbooks: runbooks\nplaybooks: playbooks\ninventory: inventory/hosts.yml\n")
+    registry = default_registry()
+    registry.register(Mark())
+    ctx = EngineContext(load_config(root / "recovery.yml", environ={}), registry=registry)
+    ctx.runbooks  # noqa: B018 - load once, outside the clock
+    ctx.inventory.get("h00000")  # parse the inventory (ansible) once, outside the clock
+    return ctx
+
+
+def one(ctx: EngineContext, host: str,
+        profiler: cProfile.Profile | None = None) -> tuple[float, float]:
+    """Milliseconds from alert in to first step started, and of that in open_incident."""
+    STARTED.clear()
+    if profiler:
+        profiler.enable()
+    t0 = time.perf_counter()
+    opened = open_incident(ctx, TriggerRequest(
+        labels={"alertname": "BenchDown", "instance": f"{host}:9100"}, trigger="alert",
+        fingerprint=host))
+    t_open = time.perf_counter()
+    assert opened.claimed, opened.refusal
+    incident = advance(ctx, opened.incident.id)
+    assert incident.state == IncidentState.RECOVERED, incident.reason
+    return (STARTED[0] - t0) * 1000.0, (t_open - t0) * 1000.0
+
+
+def stop_profiler_at_step_start(ctx: EngineContext, profiler: cProfile.Profile) -> None:
+    """Profile only up to the executor handing the action to its thread."""
+    call: Callable = ctx.python.call
+
+    def wrapped(*args, **kwargs):
+        profiler.disable()
+        return call(*args, **kwargs)
+
+    ctx.python.call = wrapped  # type: ignore[method-assign]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+def measure(root: Path, n: int, warmup: int,
+            profile: bool) -> tuple[list[float], list[float], float, pstats.Stats | None]:
+    started = time.perf_counter()
+    ctx = build(root, n + warmup)
+    setup = time.perf_counter() - started
+    for i in range(warmup):
+        one(ctx, f"h{i:05d}")
+    profiler = cProfile.Profile() if profile else None
+    if profiler:
+        stop_profiler_at_step_start(ctx, profiler)
+    totals, opens = [], []
+    for i in range(warmup, warmup + n):
+        total, opening = one(ctx, f"h{i:05d}", profiler)
+        totals.append(total)
+        opens.append(opening)
+    ctx.store.close()
+    return totals, opens, setup, pstats.Stats(profiler) if profiler else None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: 100 incidents")
+    parser.add_argument("-n", type=int, default=2000, help="incidents measured per home")
+    parser.add_argument("--profile", action="store_true",
+                        help="print the top cProfile entries up to the step start")
+    args = parser.parse_args()
+    n = 100 if args.quick else args.n
+    warmup = 20 if args.quick else 100
+
+    homes = [("disk", None)]
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+        homes.append(("tmpfs", "/dev/shm"))
+    print(f"decision latency: alert in -> first python step started "
+          f"({n} incidents per home, {warmup} warm-up)")
+    print(f"  machine: {os.cpu_count()} cpu, python {platform.python_version()}, "
+          f"load average {os.getloadavg()[0]:.2f}, temp dir {tempfile.gettempdir()}")
+    print(f"  {'home':<6} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8} {'mean':>8} "
+          f"{'open p50':>9} {'open p99':>9}   target p99 < {TARGET_P99_MS:g} ms")
+    profiles = []
+    for label, where in homes:
+        with tempfile.TemporaryDirectory(prefix="bench-decision-", dir=where) as tmp:
+            totals, opens, _, stats = measure(Path(tmp), n, warmup, args.profile)
+        p99 = percentile(totals, 99)
+        print(f"  {label:<6} {percentile(totals, 50):7.2f}ms {percentile(totals, 90):7.2f}ms "
+              f"{p99:7.2f}ms {max(totals):7.2f}ms {statistics.fmean(totals):7.2f}ms "
+              f"{percentile(opens, 50):8.2f}ms {percentile(opens, 99):8.2f}ms   "
+              f"{'MET' if p99 < TARGET_P99_MS else 'MISSED'}")
+        if stats:
+            profiles.append((label, stats))
+    for label, stats in profiles:
+        for key, count in (("tottime", 15), ("cumulative", 25)):
+            out = io.StringIO()
+            stats.stream = out
+            stats.sort_stats(key).print_stats(count)
+            print(f"--- profile up to the step start, home on {label}, by {key} ---")
+            print(out.getvalue())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
