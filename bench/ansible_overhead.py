@@ -24,6 +24,7 @@ import cProfile
 import io
 import os
 import pstats
+import shutil
 import statistics
 import subprocess
 import sys
@@ -35,7 +36,7 @@ from pathlib import Path
 from engine.artifacts import RunArtifacts
 from engine.config import load_config
 from engine.context import EngineContext
-from engine.executors.ansible import ansible_playbook_binary
+from engine.executors.ansible import ansible_playbook_binary, default_tmp_root
 from engine.lifecycle import IncidentState, RunStatus
 from engine.orchestrator import advance
 from engine.records import new_id
@@ -83,11 +84,19 @@ def build(root: Path) -> EngineContext:
 
 
 def run_bare(root: Path) -> None:
-    subprocess.run(
-        [ansible_playbook_binary(), "-i", str(root / "inventory" / "hosts.yml"),
-         str(root / "playbooks" / "one.yml"), "--limit", "localhost"],
-        cwd=root / "playbooks", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        check=True, timeout=120)
+    # The same Ansible settings the executor uses (local temp on tmpfs where there is one,
+    # no colour, no retry files), so the comparison measures the engine, not the settings.
+    local_tmp = Path(tempfile.mkdtemp(dir=default_tmp_root()))
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+               ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_LOCAL_TEMP=str(local_tmp))
+    try:
+        subprocess.run(
+            [ansible_playbook_binary(), "-i", str(root / "inventory" / "hosts.yml"),
+             str(root / "playbooks" / "one.yml"), "--limit", "localhost"],
+            cwd=root / "playbooks", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            check=True, timeout=120, env=env)
+    finally:
+        shutil.rmtree(local_tmp, ignore_errors=True)
 
 
 def run_executor(ctx: EngineContext) -> None:

@@ -21,6 +21,14 @@ from typing import Any
 from engine.redaction import Redactor
 
 
+def _write_new(path: Path, text: str) -> None:
+    """A new file, written once: an event is never rewritten, so no rename is needed;
+    a reader that finds it half-written stops there and reads it on its next pass."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(text)
@@ -38,6 +46,7 @@ class RunArtifacts:
         self.redactor = redactor or Redactor()
         self._lock = threading.Lock()
         self._counter = 0
+        self._record: dict[str, Any] | None = None   # run.json as last written by us
 
     @property
     def counter(self) -> int:
@@ -46,17 +55,28 @@ class RunArtifacts:
 
     # -- writing -----------------------------------------------------------------
     def create(self) -> RunArtifacts:
-        (self.path / "job_events").mkdir(parents=True, exist_ok=True, mode=0o700)
-        existing = list((self.path / "job_events").glob("*.json"))
-        self._counter = max((_counter_of(p) for p in existing), default=0)
+        events = self.path / "job_events"
+        try:
+            self.path.mkdir(parents=True, mode=0o700)
+        except FileExistsError:  # a run resumed (approved, deferred): go on where it was
+            events.mkdir(exist_ok=True, mode=0o700)
+            existing = list(events.glob("*.json"))
+            self._counter = max((_counter_of(p) for p in existing), default=0)
+            return self
+        events.mkdir(mode=0o700)
         return self
 
     def write_run_json(self, record: dict[str, Any]) -> None:
-        """Merge ``record`` into run.json (the engine's own account of the run)."""
+        """Merge ``record`` into run.json (the engine's own account of the run).
+
+        Written whole and atomically each time (readers never see half of it); what we
+        wrote last is kept in memory, so a merge does not read the file back."""
         with self._lock:
-            current = self.read_run_json() if (self.path / "run.json").exists() else {}
-            current.update(self.redactor.data(record))
-            _atomic_write(self.path / "run.json", json.dumps(current, indent=2, default=str))
+            if self._record is None:
+                self._record = self.read_run_json()
+            self._record.update(self.redactor.data(record))
+            _atomic_write(self.path / "run.json",
+                          json.dumps(self._record, indent=2, default=str))
 
     def event(self, event: str, stdout: str = "", **event_data: Any) -> dict[str, Any]:
         """Append one job event (and its stdout line) the way ansible-runner does."""
@@ -74,7 +94,7 @@ class RunArtifacts:
                 "event_data": self.redactor.data(event_data),
             }
             name = f"{payload['counter']}-{payload['uuid']}.json"
-            _atomic_write(self.path / "job_events" / name, json.dumps(payload, default=str))
+            _write_new(self.path / "job_events" / name, json.dumps(payload, default=str))
             if stdout:
                 with open(self.path / "stdout", "a") as fh:
                     fh.write(payload["stdout"].rstrip("\n") + "\n")
@@ -87,7 +107,7 @@ class RunArtifacts:
             counter = int(clean.get("counter") or self._counter + 1)
             self._counter = max(self._counter, counter)
             name = f"{counter}-{clean.get('uuid') or uuid.uuid4()}.json"
-            _atomic_write(self.path / "job_events" / name, json.dumps(clean, default=str))
+            _write_new(self.path / "job_events" / name, json.dumps(clean, default=str))
             if clean.get("stdout"):
                 with open(self.path / "stdout", "a") as fh:
                     fh.write(str(clean["stdout"]).rstrip("\n") + "\n")
@@ -137,7 +157,16 @@ class RunArtifacts:
             try:
                 yield json.loads(p.read_text())
             except (OSError, json.JSONDecodeError):
-                continue  # a partial write by a live run: picked up on the next read
+                if _recent(p):
+                    return  # being written by a live run: read it (and what follows) next pass
+                continue    # damaged long ago: show the rest
+
+
+def _recent(path: Path, seconds: float = 5.0) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime < seconds
+    except OSError:
+        return False
 
 
 def _counter_of(path: Path) -> int:

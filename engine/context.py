@@ -16,7 +16,7 @@ from pathlib import Path
 from engine.actions.registry import ActionRegistry, default_registry
 from engine.config import Config
 from engine.executors.python import PythonExecutor
-from engine.gates import GateChain, default_gates
+from engine.gates import GateChain, LeaseKeeper, default_gates
 from engine.inventory import Inventory
 from engine.redaction import Redactor
 from engine.resources import ResourceRegistry
@@ -44,6 +44,7 @@ class EngineContext:
         self.gates = gates or GateChain(default_gates())
         self.redactor = Redactor.from_environment()
         self.python = PythonExecutor(self.registry)
+        self.leases = LeaseKeeper(self.store, config.lock_ttl)
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
         self._runbooks = runbooks
         self._lock = threading.Lock()

@@ -7,10 +7,9 @@ and degraded modes. A process-local ``prometheus_client.Counter`` would count on
 of them (``recovery metrics``, ``GET /metrics``, an application's own exporter) shows
 one truth. What it costs: a handful of indexed queries per scrape.
 
-What it cannot do: the cooldown gauge is computed for (runbook, target) pairs that had
-an attempt recently (their runs are in the store's index within the longest cooldown
-horizon, or their incident is open); a pair whose runs were pruned or whose attempt ran
-for longer than that horizon is not reported. When the store cannot be read, a scrape
+The cooldown gauge is computed for the (runbook, target) pairs with an attempt started
+or finished within the longest cooldown horizon (``store.attempt_keys_since``): the only
+pairs a cooldown can be active for. When the store cannot be read, a scrape
 yields ``infra_recovery_store_up 0`` and nothing else, never an exception: the alert
 rules in ``docs/examples/recovery-engine-rules.yml`` fire on that.
 
@@ -199,24 +198,19 @@ def _cooldowns(ctx: EngineContext, runbooks: list[Runbook],
                now: float) -> dict[tuple[str, str], bool]:
     """(component, target) -> would the cooldown gate defer the next attempt now?
 
-    Candidates are the pairs with a run that belonged to an attempt within the longest
-    horizon any runbook's cooldown can look back (window or after_failure, plus an
-    approval wait and a playbook's run time), and the pairs with an open incident.
-    Several runbooks of one component on one target report their worst (max).
+    Candidates are the pairs with an attempt within the longest horizon any runbook's
+    cooldown looks back (window or after_failure). Several runbooks of one component on
+    one target report their worst (max).
     """
     if not runbooks:
         return {}
     from engine.gates.cooldown import cooldown_state
 
     by_name = {rb.name: rb for rb in runbooks}
-    horizon = (max(max(rb.cooldown.window, rb.cooldown.after_failure) for rb in runbooks)
-               + max(rb.approval_timeout for rb in runbooks) + ctx.config.playbook_timeout)
+    horizon = max(max(rb.cooldown.window, rb.cooldown.after_failure) for rb in runbooks)
     store = ctx.store
-    pairs = {(r.runbook, r.target) for r in store.query_runs(since=now - horizon, limit=None)
-             if r.attempt_id and r.runbook in by_name}
-    pairs |= {(i.runbook, i.target)
-              for i in store.list_incidents(open_only=True, limit=_MAX_OPEN_INCIDENTS)
-              if i.runbook in by_name and i.attempts}
+    pairs = {(name, target) for name, target in store.attempt_keys_since(now - horizon)
+             if name in by_name}
     out: dict[tuple[str, str], bool] = {}
     for name, target in pairs:
         rb = by_name[name]

@@ -20,7 +20,7 @@ from engine.actions.base import ActionContext
 from engine.artifacts import RunArtifacts
 from engine.context import EngineContext, UnknownRunbook
 from engine.executors import StepResult
-from engine.gates import Decision, GateContext, Lease, Verdict
+from engine.gates import Decision, GateContext, Verdict
 from engine.lifecycle import METRIC_OUTCOME, AttemptOutcome, IncidentState, RunStatus
 from engine.records import Approval, Attempt, DegradedReason, Incident, RunRecord, new_id
 from engine.runbook import Runbook, Strategy
@@ -97,8 +97,10 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
         forced=any("--force" in d.reason for d in asked), reason=final.reason,
         runbook_sha256=runbook.sha256, playbook_sha256=_playbook_sha(ctx, strategy))
     artifacts = RunArtifacts(ctx.artifacts_dir, run_id, ctx.redactor).create()
-    artifacts.write_run_json({**run.to_dict(), "gates": [d.to_dict() for d in asked],
-                              "labels": incident.labels, "failure_type": incident.failure_type})
+    record = {"gates": [d.to_dict() for d in asked], "labels": incident.labels,
+              "failure_type": incident.failure_type}
+    if final.verdict != Verdict.ALLOW:
+        artifacts.write_run_json({**run.to_dict(), **record})
 
     if final.verdict == Verdict.DEFER:
         _end_run(ctx, run, artifacts, RunStatus.DEFERRED, final.reason, resume, on_run)
@@ -133,12 +135,10 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
                          reason=run.reason, approved_by=approved_by, started_at=now)
     else:
         store.add_run(run)
-    artifacts.write_run_json({"status": "running", "attempt_id": run.attempt_id,
-                              "started_at": run.started_at})
+    artifacts.write_run_json({**run.to_dict(), **record})   # once, before the step starts
     if on_run:
         on_run(run)
-    lease = Lease(store, lock, ctx.config.lock_ttl,
-                  on_beat=lambda: _beat(ctx, run.id, cancel)) if lock else None
+    lease = ctx.leases.hold(lock, on_beat=lambda: _beat(ctx, run.id, cancel)) if lock else None
     try:
         result = _execute(ctx, incident, runbook, strategy, run, artifacts, cancel)
         if result.ok and not strategy.degrades:

@@ -36,6 +36,7 @@ class Worker:
         """One pass; returns how many things it moved."""
         now = now or time.time()
         self.heartbeat = now
+        self._beat(now)
         done = len(expire_due(self.ctx, now))
         done += self.mark_interrupted(now)
         while not self._stop.is_set():
@@ -51,10 +52,18 @@ class Worker:
                 break
             self._guard(lambda i=incident: advance(self.ctx, i.id, on_run=self.on_run))
             done += 1
+        self.ctx.store.maintain()
         if now - self._last_prune >= self.prune_every:
             self._last_prune = now
             done += prune(self.ctx, now)
         return done
+
+    def _beat(self, now: float) -> None:
+        """Say we are alive, in the store: metrics and /readyz read it from any process."""
+        beats = self.ctx.store.get_value("worker_heartbeat") or {}
+        beats = {h: t for h, t in beats.items() if now - t < 86400}
+        beats[self.ctx.holder] = now
+        self.ctx.store.set_value("worker_heartbeat", beats)
 
     def _resume(self, run) -> None:
         incident = self.ctx.store.get_incident(run.incident_id or "")

@@ -112,6 +112,32 @@ class _Dumper(yaml.SafeDumper):
 _Dumper.add_representer(_UnsafeRoot, lambda d, v: d.represent_mapping("!unsafe", dict(v)))
 
 
+def _no_pause_after_exit() -> None:
+    """ansible-runner closes its pexpect child once the child has exited, and ptyprocess
+    then sleeps ``delayafterclose`` (0.1 s) "to give the kernel time" anyway: a tenth of
+    a second on every run, most of the engine's overhead over a bare ansible-playbook.
+    Skip the pause only for a child already reaped; a live child is closed as before."""
+    from ptyprocess import PtyProcess
+
+    original = PtyProcess.close
+    if getattr(original, "_recovery_wrapped", False):
+        return
+
+    def close(self: PtyProcess, force: bool = True) -> None:
+        if not self.closed and not self.isalive():
+            self.fileobj.close()
+            self.fd = -1
+            self.closed = True
+            return
+        original(self, force)
+
+    close._recovery_wrapped = True  # type: ignore[attr-defined]
+    PtyProcess.close = close  # type: ignore[method-assign]
+
+
+_no_pause_after_exit()
+
+
 def default_tmp_root() -> Path | None:
     """``/dev/shm`` when usable (the extravars file with secrets stays in memory)."""
     shm = Path("/dev/shm")

@@ -8,8 +8,10 @@ in this process are `skipped`, never a success.
 
 from __future__ import annotations
 
+import queue
 import threading
 import traceback
+from collections.abc import Callable
 
 from engine.actions.base import EMBEDDED, ActionContext, ActionResult
 from engine.actions.registry import ActionRegistry, UnknownAction
@@ -18,9 +20,49 @@ from engine.executors import StepResult
 from engine.lifecycle import RunStatus
 
 
+class ActionThreads:
+    """Threads for actions, reused: starting one costs milliseconds on a loaded machine.
+
+    A thread whose action hangs past its timeout is simply not returned; the next call
+    starts a fresh one, so a hung action never blocks another. At most ``keep`` idle
+    threads wait for work.
+    """
+
+    def __init__(self, keep: int = 4) -> None:
+        self.keep = keep
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], None], threading.Event]] = \
+            queue.SimpleQueue()
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def run(self, job: Callable[[], None], timeout: float) -> bool:
+        """Run ``job`` on a pool thread; False if it did not finish within ``timeout``."""
+        done = threading.Event()
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+            else:
+                threading.Thread(target=self._serve, daemon=True, name="action").start()
+        self._jobs.put((job, done))
+        return done.wait(timeout)
+
+    def _serve(self) -> None:
+        while True:
+            job, done = self._jobs.get()
+            try:
+                job()
+            finally:
+                done.set()
+            with self._lock:
+                if self._idle >= self.keep:
+                    return
+                self._idle += 1
+
+
 class PythonExecutor:
     def __init__(self, registry: ActionRegistry) -> None:
         self.registry = registry
+        self.threads = ActionThreads()
 
     def call(self, name: str, ctx: ActionContext, *, plan: bool = False,
              timeout: float | None = None) -> ActionResult:
@@ -45,10 +87,7 @@ class PythonExecutor:
                 outcome.append(ActionResult(False, f"{name} raised {type(exc).__name__}: {exc}"))
 
         limit = timeout if timeout is not None else action.timeout
-        thread = threading.Thread(target=target, daemon=True, name=f"action-{name}")
-        thread.start()
-        thread.join(limit)
-        if thread.is_alive():
+        if not self.threads.run(target, limit):
             ctx.cancel.set()
             return ActionResult(False, f"{name} timed out after {limit:g}s (its thread cannot "
                                 "be stopped and may still be running)")

@@ -9,10 +9,10 @@ from engine.gates.approval import ApprovalGate
 from engine.gates.base import Decision, Gate, GateContext, Verdict
 from engine.gates.cooldown import CooldownGate
 from engine.gates.kill_switch import KillSwitchGate
-from engine.gates.lock import Lease, LockGate
+from engine.gates.lock import Lease, LeaseKeeper, LockGate
 from engine.gates.observe import ObserveModeGate
 
-__all__ = ["Decision", "Gate", "GateChain", "GateContext", "Lease", "Verdict",
+__all__ = ["Decision", "Gate", "GateChain", "GateContext", "Lease", "LeaseKeeper", "Verdict",
            "default_gates"]
 
 

@@ -142,6 +142,11 @@ class Store(ABC):
     @abstractmethod
     def last_failed_attempt(self, runbook: str, target: str) -> Attempt | None: ...
 
+    @abstractmethod
+    def attempt_keys_since(self, since: float) -> set[tuple[str, str]]:
+        """(runbook, target) pairs with an attempt started or finished since ``since``:
+        the only pairs a cooldown can be active for."""
+
     # -- approvals ------------------------------------------------------------------
     @abstractmethod
     def add_approval(self, approval: Approval) -> None: ...
@@ -258,6 +263,9 @@ class Store(ABC):
     @abstractmethod
     def ping(self) -> None:
         """Raise StoreUnavailable if the store cannot be used."""
+
+    def maintain(self) -> None:  # noqa: B027 - optional for backends
+        """Housekeeping a worker runs between passes, off the path of any request."""
 
     def close(self) -> None:  # noqa: B027 - optional for backends
         """Release connections."""

@@ -46,6 +46,7 @@ from engine.store.base import (
 )
 
 T = TypeVar("T")
+WAL_AUTOCHECKPOINT_PAGES = 10000   # ~40 MB of WAL at most where no worker checkpoints
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (
@@ -75,6 +76,8 @@ CREATE TABLE IF NOT EXISTS attempts (
     started_at REAL, finished_at REAL, outcome TEXT
 );
 CREATE INDEX IF NOT EXISTS attempts_key ON attempts(runbook, target, started_at);
+CREATE INDEX IF NOT EXISTS attempts_started ON attempts(started_at);
+CREATE INDEX IF NOT EXISTS attempts_finished ON attempts(finished_at);
 CREATE TABLE IF NOT EXISTS approvals (
     run_id TEXT PRIMARY KEY, incident_id TEXT, runbook TEXT, component TEXT, strategy TEXT,
     target TEXT, status TEXT, requested_by TEXT, requested_at REAL, expires_at REAL,
@@ -152,6 +155,10 @@ def _columns(obj: Any) -> dict[str, Any]:
     return {f.name: _to_column(f.name, getattr(obj, f.name)) for f in fields(obj)}
 
 
+def _bucket_counts(raw: str) -> dict[str, float]:
+    return json.loads(raw)
+
+
 class SQLiteStore(Store):
     def __init__(self, path: str | Path, *, synchronous: str = "NORMAL",
                  busy_timeout: float = 15.0) -> None:
@@ -181,6 +188,10 @@ class SQLiteStore(Store):
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(f"PRAGMA synchronous={self.synchronous}")
                 conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+                # Checkpoints (an fsync of the database) would otherwise run inside
+                # whichever commit crosses 1000 pages, on the path from alert to action;
+                # workers checkpoint between passes (maintain), this is only the bound.
+                conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"cannot open the store at {self.path}: {exc}") from exc
             self._local.conn = conn
@@ -229,6 +240,12 @@ class SQLiteStore(Store):
 
     def ping(self) -> None:
         self._read("SELECT 1")
+
+    def maintain(self) -> None:
+        try:
+            self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"checkpoint failed: {exc}") from exc
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -407,6 +424,12 @@ class SQLiteStore(Store):
             (runbook, target, AttemptOutcome.FAILED.value))
         return _row_to(Attempt, rows[0]) if rows else None
 
+    def attempt_keys_since(self, since: float) -> set[tuple[str, str]]:
+        rows = self._read("SELECT DISTINCT runbook, target FROM attempts WHERE started_at >= ? "
+                          "UNION SELECT DISTINCT runbook, target FROM attempts "
+                          "WHERE finished_at >= ?", (since, since))
+        return {(r["runbook"], r["target"]) for r in rows}
+
     # -- approvals ----------
     def add_approval(self, approval: Approval) -> None:
         with self._tx() as db:
@@ -545,10 +568,11 @@ class SQLiteStore(Store):
                 return
             row = db.execute("SELECT buckets, total, count FROM durations WHERE component = ? "
                              "AND strategy = ?", (component, strategy)).fetchone()
-            counts = json.loads(row["buckets"]) if row else [0] * len(DURATION_BUCKETS)
-            for i, bound in enumerate(DURATION_BUCKETS):
+            # Counts keyed by bound, so changing DURATION_BUCKETS never breaks old rows.
+            counts = _bucket_counts(row["buckets"]) if row else {}
+            for bound in DURATION_BUCKETS:
                 if duration <= bound:
-                    counts[i] += 1
+                    counts[repr(bound)] = counts.get(repr(bound), 0) + 1
             total = (row["total"] if row else 0.0) + duration
             count = (row["count"] if row else 0) + 1
             db.execute("INSERT OR REPLACE INTO durations VALUES (?, ?, ?, ?, ?)",
@@ -561,8 +585,8 @@ class SQLiteStore(Store):
     def durations(self) -> list[DurationRow]:
         out = []
         for r in self._read("SELECT * FROM durations ORDER BY component, strategy"):
-            counts = json.loads(r["buckets"])
-            buckets = [(b, float(c)) for b, c in zip(DURATION_BUCKETS, counts, strict=True)]
+            counts = _bucket_counts(r["buckets"])
+            buckets = [(b, float(counts.get(repr(b), 0))) for b in DURATION_BUCKETS]
             buckets.append((float("inf"), float(r["count"])))
             out.append(DurationRow(r["component"], r["strategy"], buckets, r["total"], r["count"]))
         return out
