@@ -7,6 +7,7 @@ recorded (status and reason), and what really ran (the trace file).
 from __future__ import annotations
 
 import json
+import time
 
 from engine.lifecycle import IncidentState, RunStatus
 
@@ -273,3 +274,23 @@ def ctx_artifacts(ctx, run_id):
     from engine.artifacts import RunArtifacts
 
     return RunArtifacts(ctx.artifacts_dir, run_id)
+
+
+def test_retention_removes_old_artifacts_and_their_index_rows_only(engine_env, run_incident):
+    from engine.retention import prune
+
+    engine_env.runbook("demo", "strategies: [{name: a, action: test.ok}]\n")
+    ctx = engine_env.context()
+    old = run_incident(ctx, "demo", target="cache-1").incident
+    [old_run] = ctx.store.query_runs(incident_id=old.id)
+    later = time.time() + ctx.config.retention - 5       # old_run is just inside retention
+    assert prune(ctx, now=later) == 0
+    assert (ctx.artifacts_dir / old_run.id).is_dir()
+    recent = run_incident(ctx, "demo", target="cache-2").incident
+    [recent_run] = ctx.store.query_runs(incident_id=recent.id)
+    ctx.store.update_run(recent_run.id, finished_at=later)  # as if it finished much later
+    assert prune(ctx, now=later + 10) == 1
+    assert not (ctx.artifacts_dir / old_run.id).exists()
+    assert ctx.store.get_run(old_run.id) is None
+    assert (ctx.artifacts_dir / recent_run.id).is_dir()
+    assert ctx.store.get_run(recent_run.id) is not None
