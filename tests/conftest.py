@@ -12,8 +12,8 @@ import pytest
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
+if str(ROOT) not in sys.path:  # `tests.engine_actions` is loaded by name
+    sys.path.insert(0, str(ROOT))
 
 INVENTORY = """
 all:
@@ -48,7 +48,7 @@ class EngineEnv:
 
     def write_config(self, lease: str = "3s", **extra: str) -> None:
         lines = ["home: var", "runbooks: runbooks", "playbooks: playbooks",
-                 "inventory: inventory", "action_modules: [engine_actions]",
+                 "inventory: inventory", "action_modules: [tests.engine_actions]",
                  f"lock: {{lease: {lease}}}", "workers: {poll_interval: 0.2s}",
                  "degraded_modes:", "  test_down: {capabilities: {feature: false}}"]
         lines += [f"{k}: {v}" for k, v in extra.items()]
@@ -76,7 +76,7 @@ class EngineEnv:
     def env(self) -> dict[str, str]:
         """Environment for a subprocess that uses this engine home."""
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(ROOT)])
+        env["PYTHONPATH"] = str(ROOT)
         env["RECOVERY_CONFIG"] = str(self.config_path)
         return env
 

@@ -1,7 +1,12 @@
-"""Deterministic actions for the engine's tests (loaded through ``action_modules``).
+"""Deterministic actions for the tests (``action_modules: [tests.engine_actions]``).
 
-Each leaves a trace on disk (``trace`` param) so tests can count what really ran,
-also across processes.
+Remote scope unless said, so they run from the CLI where nothing is registered:
+``test.ok`` succeeds, ``test.fail`` fails, ``test.touch`` creates ``with: {path}``,
+``test.file_exists`` (a verify) checks it, ``test.sleep`` waits ``with: {seconds}``
+(cancel-aware), ``test.wait_for_file`` holds the target's lock until ``with: {release}``
+exists, ``test.bump`` (embedded) increments a registered ``counter``, ``test.slow``
+ignores cancel. A ``trace`` param appends what ran to a file, so tests can count what
+really ran, also across processes.
 """
 
 from __future__ import annotations
@@ -20,12 +25,18 @@ def _trace(ctx: ActionContext, word: str) -> None:
             fh.write(f"{word} {ctx.target} {os.getpid()}\n")
 
 
+def _mark_started(ctx: ActionContext) -> None:
+    started = ctx.params.get("started")
+    if started:
+        Path(str(started)).write_text(str(os.getpid()))
+
+
 class Ok(Action):
     name, scope = "test.ok", REMOTE
 
     def run(self, ctx: ActionContext) -> ActionResult:
         _trace(ctx, "ok")
-        return ActionResult(True, "ok")
+        return ActionResult(True, f"ok on {ctx.target}")
 
 
 class Fail(Action):
@@ -33,7 +44,7 @@ class Fail(Action):
 
     def run(self, ctx: ActionContext) -> ActionResult:
         _trace(ctx, "fail")
-        return ActionResult(False, "failed on purpose")
+        return ActionResult(False, f"failed on {ctx.target} (on purpose)")
 
 
 class Touch(Action):
@@ -42,9 +53,10 @@ class Touch(Action):
     name, scope = "test.touch", REMOTE
 
     def run(self, ctx: ActionContext) -> ActionResult:
-        Path(ctx.params["path"]).write_text("touched")
+        path = Path(str(ctx.params["path"]))
+        path.write_text(ctx.target)
         _trace(ctx, "touch")
-        return ActionResult(True, f"touched {ctx.params['path']}")
+        return ActionResult(True, f"touched {path}")
 
     def plan(self, ctx: ActionContext) -> ActionResult:
         return ActionResult(True, f"would touch {ctx.params['path']}")
@@ -56,8 +68,10 @@ class FileExists(Action):
     name, scope = "test.file_exists", REMOTE
 
     def run(self, ctx: ActionContext) -> ActionResult:
-        ok = Path(ctx.params["path"]).exists()
-        return ActionResult(ok, "present" if ok else "absent")
+        path = Path(str(ctx.params.get("path", "")))
+        if path.exists():
+            return ActionResult(True, f"{path.name} exists")
+        return ActionResult(False, f"{path.name} missing")
 
 
 class Sleep(Action):
@@ -65,10 +79,31 @@ class Sleep(Action):
     timeout = 120.0
 
     def run(self, ctx: ActionContext) -> ActionResult:
+        seconds = float(ctx.params.get("seconds", 1))
+        _mark_started(ctx)
         _trace(ctx, "sleep-start")
-        ctx.cancel.wait(float(ctx.params.get("seconds", 1)))
+        for i in range(int(seconds * 10)):
+            if ctx.cancel.wait(0.1):
+                return ActionResult(False, "canceled")
+            if i % 5 == 0:
+                ctx.log(f"tick {i // 10}")
         _trace(ctx, "sleep-end")
-        return ActionResult(True, "slept")
+        return ActionResult(True, f"slept {seconds:g}s")
+
+
+class WaitForFile(Action):
+    """Runs (holding the target's lock) until ``release`` exists or ``seconds`` pass."""
+
+    name, scope = "test.wait_for_file", REMOTE
+
+    def run(self, ctx: ActionContext) -> ActionResult:
+        release = Path(str(ctx.params["release"]))
+        _mark_started(ctx)
+        deadline = time.monotonic() + float(ctx.params.get("seconds", 30))
+        while time.monotonic() < deadline:
+            if release.exists() or ctx.cancel.wait(0.05):
+                return ActionResult(True, "released")
+        return ActionResult(False, "never released")
 
 
 class Bump(Action):
@@ -93,5 +128,5 @@ class Slow(Action):
 
 
 def register(registry) -> None:
-    for action in (Ok(), Fail(), Touch(), FileExists(), Sleep(), Bump(), Slow()):
-        registry.register(action)
+    for cls in (Ok, Fail, Touch, FileExists, Sleep, WaitForFile, Bump, Slow):
+        registry.register(cls())
