@@ -64,6 +64,13 @@ def reject(ctx: EngineContext, run_id: str, *, by: str | None, reason: str = "",
     return Decided(approval, run)
 
 
+def claim(ctx: EngineContext, run_id: str, lease: float | None = None) -> RunRecord | None:
+    """Take one approved (queued) run to run it here, as ``approve --now`` does; None if
+    it is not queued or a worker holds it."""
+    return ctx.store.claim_run(run_id, ctx.holder, time.time(),
+                               lease if lease is not None else ctx.config.lock_ttl * 2)
+
+
 def expire_due(ctx: EngineContext, now: float | None = None) -> list[Approval]:
     expired = []
     for approval in ctx.store.due_approvals(now or time.time()):

@@ -11,12 +11,26 @@ import time
 
 from engine.context import EngineContext
 
+PRUNE_EVERY = 3600.0
+
+
+def prune_if_due(ctx: EngineContext, now: float | None = None) -> int:
+    """Prune at most hourly, whoever asks (a worker, or any CLI command where no
+    service runs): the last time is kept in the store."""
+    now = now or time.time()
+    last = ctx.store.get_value("retention_pruned_at") or 0.0
+    if now - float(last) < PRUNE_EVERY:
+        return 0
+    ctx.store.set_value("retention_pruned_at", now)
+    return prune(ctx, now)
+
 
 def prune(ctx: EngineContext, now: float | None = None) -> int:
+    """Remove artifacts (and store rows) of what ended before the retention window."""
     now = now or time.time()
     cutoff = now - ctx.config.retention
     removed = 0
-    for run_id in ctx.store.delete_runs_before(cutoff):
+    for run_id in ctx.store.delete_before(cutoff):
         path = ctx.artifacts_dir / run_id
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)

@@ -16,18 +16,15 @@ from engine.approvals import expire_due
 from engine.context import EngineContext
 from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
 from engine.orchestrator import RunCallback, _cancel_run, advance
-from engine.retention import prune
+from engine.retention import prune_if_due
 
 log = logging.getLogger(__name__)
 
 
 class Worker:
-    def __init__(self, ctx: EngineContext, *, on_run: RunCallback | None = None,
-                 prune_every: float = 3600.0) -> None:
+    def __init__(self, ctx: EngineContext, *, on_run: RunCallback | None = None) -> None:
         self.ctx = ctx
         self.on_run = on_run
-        self.prune_every = prune_every
-        self._last_prune = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.heartbeat = 0.0
@@ -53,9 +50,7 @@ class Worker:
             self._guard(lambda i=incident: advance(self.ctx, i.id, on_run=self.on_run))
             done += 1
         self.ctx.store.maintain()
-        if now - self._last_prune >= self.prune_every:
-            self._last_prune = now
-            done += prune(self.ctx, now)
+        done += prune_if_due(self.ctx, now)
         return done
 
     def _beat(self, now: float) -> None:

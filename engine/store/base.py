@@ -122,6 +122,14 @@ class Store(ABC):
         """Take one approved run for a worker; the claim lapses after ``lease`` seconds."""
 
     @abstractmethod
+    def claim_run(self, run_id: str, holder: str, now: float, lease: float) -> RunRecord | None:
+        """Take this queued run (``approve --now``), unless another claim is live."""
+
+    @abstractmethod
+    def claim_incident(self, incident_id: str, now: float) -> Incident | None:
+        """Take this incident's attempt: OPEN (and due, if deferred) -> REMEDIATING."""
+
+    @abstractmethod
     def heartbeat_runs(self, run_ids: Iterable[str], now: float) -> None: ...
 
     @abstractmethod
@@ -251,8 +259,9 @@ class Store(ABC):
     def list_events(self, limit: int = 100) -> list[AuditEvent]: ...
 
     @abstractmethod
-    def delete_runs_before(self, before: float) -> list[str]:
-        """Drop index rows of runs finished before ``before``; return their ids."""
+    def delete_before(self, before: float) -> list[str]:
+        """Drop what ended before ``before``: runs (their ids are returned, for their
+        artifacts), closed incidents, finished attempts, decided approvals, events."""
 
     @abstractmethod
     def set_value(self, key: str, value: Any) -> None: ...

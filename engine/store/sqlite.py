@@ -388,6 +388,29 @@ class SQLiteStore(Store):
                        (holder, now + lease, row["id"]))
         return _row_to(RunRecord, row)
 
+    def claim_run(self, run_id: str, holder: str, now: float, lease: float) -> RunRecord | None:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE runs SET claimed_by = ?, claimed_until = ? WHERE id = ? AND status = ? "
+                "AND (claimed_until IS NULL OR claimed_until < ?)",
+                (holder, now + lease, run_id, RunStatus.QUEUED.value, now))
+            if cur.rowcount != 1:
+                return None
+            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return _row_to(RunRecord, row)
+
+    def claim_incident(self, incident_id: str, now: float) -> Incident | None:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE incidents SET state = ?, next_try_at = NULL, updated_at = ? "
+                "WHERE id = ? AND state = ? AND (next_try_at IS NULL OR next_try_at <= ?)",
+                (IncidentState.REMEDIATING.value, now, incident_id, IncidentState.OPEN.value,
+                 now))
+            if cur.rowcount != 1:
+                return None
+            row = db.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+        return _row_to(Incident, row)
+
     def heartbeat_runs(self, run_ids: Iterable[str], now: float) -> None:
         ids = list(run_ids)
         if not ids:
@@ -407,9 +430,10 @@ class SQLiteStore(Store):
             self._insert(db, "attempts", _columns(attempt))
 
     def finish_attempt(self, attempt_id: str, outcome: AttemptOutcome, at: float) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE attempts SET outcome = ?, finished_at = ? WHERE id = ?",
-                       (outcome.value, at, attempt_id))
+        with self._tx() as db:  # once: a late finish never rewrites how an attempt ended
+            db.execute("UPDATE attempts SET outcome = ?, finished_at = ? WHERE id = ? "
+                       "AND outcome = ?", (outcome.value, at, attempt_id,
+                                           AttemptOutcome.RUNNING.value))
 
     def attempts_since(self, runbook: str, target: str, since: float) -> list[Attempt]:
         rows = self._read(
@@ -635,12 +659,18 @@ class SQLiteStore(Store):
         rows = self._read("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
         return [_row_to(AuditEvent, r) for r in rows]
 
-    def delete_runs_before(self, before: float) -> list[str]:
+    def delete_before(self, before: float) -> list[str]:
         with self._tx() as db:
             rows = db.execute("SELECT id FROM runs WHERE finished_at IS NOT NULL "
                               "AND finished_at < ?", (before,)).fetchall()
             ids = [r["id"] for r in rows]
             db.executemany("DELETE FROM runs WHERE id = ?", [(i,) for i in ids])
+            db.execute("DELETE FROM incidents WHERE open_key IS NULL AND closed_at < ?",
+                       (before,))
+            db.execute("DELETE FROM attempts WHERE finished_at < ?", (before,))
+            db.execute("DELETE FROM approvals WHERE status != 'pending' AND decided_at < ?",
+                       (before,))
+            db.execute("DELETE FROM events WHERE at < ?", (before,))
             db.execute("DELETE FROM intake_seen WHERE seen_at < ?", (before,))
         return ids
 
