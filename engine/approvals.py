@@ -34,6 +34,11 @@ def approve(ctx: EngineContext, run_id: str, *, by: str, reason: str = "") -> De
         reject(ctx, run_id, by=None, status="expired")   # no worker may have run since
         raise DecisionError(f"the approval for run {run_id} expired at "
                             f"{when(waiting.expires_at)}")
+    if waiting is not None and waiting.incident_id:
+        incident = ctx.store.get_incident(waiting.incident_id)
+        if incident is None or not incident.state.is_open:
+            state = incident.state.value if incident else "gone"
+            raise DecisionError(f"run {run_id}'s incident is {state}: nothing to approve")
     approval = _decide(ctx, run_id, "approved", by, reason)
     run = ctx.store.update_run(run_id, status=RunStatus.QUEUED, approved_by=by,
                                reason=f"approved by {by}" + (f": {reason}" if reason else ""))
@@ -41,7 +46,8 @@ def approve(ctx: EngineContext, run_id: str, *, by: str, reason: str = "") -> De
         incident = ctx.store.get_incident(approval.incident_id)
         if incident is not None:
             step = _index_of(ctx, incident, approval.strategy)
-            ctx.store.update_incident(incident.id, approved_step=step, approved_by=by)
+            ctx.store.update_incident(incident.id, approved_step=step, approved_by=by,
+                                      reason=f"{approval.strategy} approved by {by}; queued")
     _note(ctx, run_id, {"approval": approval.to_dict(), "status": "queued"})
     return Decided(approval, run)
 
@@ -90,8 +96,10 @@ def cancel(ctx: EngineContext, ident: str, *, by: str) -> str:
     if run is None and incident is None:
         raise DecisionError(f"no run or incident {ident}")
     said = []
-    runs = [run] if run is not None else ctx.store.query_runs(incident_id=incident.id,
-                                                              limit=None)
+    # Canceling an incident (directly, or through one of its runs) cancels everything
+    # that still waits for it, so nothing parked can be approved afterwards.
+    runs = [run] if incident is None else ctx.store.query_runs(incident_id=incident.id,
+                                                               limit=None)
     for r in runs:
         if r.status == RunStatus.RUNNING:
             ctx.store.set_value(f"cancel:{r.id}", {"by": by, "at": time.time()})

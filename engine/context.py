@@ -41,6 +41,7 @@ class EngineContext:
                                          synchronous=config.state_synchronous)
         self.registry = registry or default_registry(config.action_modules)
         self.resources = resources or ResourceRegistry()
+        self.resources.canonicalize_with(self.canonical_target)
         self.gates = gates or GateChain(default_gates())
         self.redactor = Redactor.from_environment()
         self.python = PythonExecutor(self.registry)
@@ -90,6 +91,17 @@ class EngineContext:
     @property
     def artifacts_dir(self) -> Path:
         return self.config.artifacts_dir
+
+    def canonical_target(self, name: str) -> str:
+        """The inventory name of ``name`` (itself, an alias, an ``ansible_host``), else ``name``."""
+        from engine.inventory import UnknownTarget
+
+        if self.inventory.get(name) is not None:
+            return name
+        try:
+            return self.inventory.resolve_instance(name).name
+        except UnknownTarget:
+            return name
 
     def host_vars(self, target: str) -> dict:
         host = self.inventory.get(target)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from engine.templating import TemplateError, render_data
 from engine.verify import verify
 
 RunCallback = Callable[[RunRecord], None]
+log = logging.getLogger(__name__)
 
 
 _ENDED_BY = {IncidentState.RESOLVED: AttemptOutcome.RESOLVED,
@@ -55,7 +57,10 @@ def advance(ctx: EngineContext, incident_id: str, *, resume: RunRecord | None = 
     except UnknownRunbook as exc:
         return _close(ctx, incident, IncidentState.CANCELED, AttemptOutcome.CANCELED,
                       f"runbook no longer loaded: {exc.args[0]}")
-    for index, strategy in _steps(runbook, incident):
+    steps = _steps(runbook, incident)
+    if not steps and incident.attempt_id is None:
+        return _refuse_unhandled(ctx, incident, runbook)
+    for index, strategy in steps:
         incident = ctx.store.get_incident(incident_id) or incident
         if incident.state != IncidentState.REMEDIATING:  # resolved or canceled meanwhile
             finish_attempt(ctx, incident, _ENDED_BY.get(incident.state, AttemptOutcome.CANCELED))
@@ -94,7 +99,7 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
         incident_id=incident.id, attempt_id=incident.attempt_id, kind=strategy.kind,
         started_at=resume.started_at if resume else now, fingerprint=incident.fingerprint,
         requested_by=incident.requested_by, approved_by=approved_by,
-        forced=any("--force" in d.reason for d in asked), reason=final.reason,
+        forced=any(d.forced for d in asked), reason=final.reason,
         runbook_sha256=runbook.sha256, playbook_sha256=_playbook_sha(ctx, strategy))
     artifacts = RunArtifacts(ctx.artifacts_dir, run_id, ctx.redactor).create()
     record = {"gates": [d.to_dict() for d in asked], "labels": incident.labels,
@@ -104,17 +109,24 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
 
     if final.verdict == Verdict.DEFER:
         _end_run(ctx, run, artifacts, RunStatus.DEFERRED, final.reason, resume, on_run)
-        store.update_incident(incident.id, state=IncidentState.OPEN, next_try_at=final.until,
+        store.update_incident(incident.id, expect=[IncidentState.REMEDIATING],
+                              state=IncidentState.OPEN, next_try_at=final.until,
                               step=index, reason=final.reason)
         return StepEnd.HALT
     if final.verdict == Verdict.REFUSE:
+        if final.gate == "observe":  # shadow mode: what the whole escalation would do
+            from engine.planner import plan_step
+
+            artifacts.write_run_json({"plan": [plan_step(ctx, incident, runbook, s)
+                                               for _i, s in _steps(runbook, incident)]})
         _end_run(ctx, run, artifacts, RunStatus.REFUSED, final.reason, resume, on_run)
         _close(ctx, incident, IncidentState.CANCELED, AttemptOutcome.CANCELED,
                f"refused: {final.reason}")
         return StepEnd.HALT
     if final.verdict == Verdict.PARK:
         _park(ctx, incident, runbook, strategy, run, artifacts, final, on_run)
-        store.update_incident(incident.id, step=index, reason=final.reason)
+        store.update_incident(incident.id, expect=[IncidentState.REMEDIATING], step=index,
+                              reason=final.reason)
         return StepEnd.HALT
 
     lock = next((d.lock for d in asked if d.lock is not None), None)
@@ -132,13 +144,14 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
         # Its duration starts now, not when it parked: waiting for a person is not work.
         run.started_at = now
         store.update_run(run.id, status=RunStatus.RUNNING, attempt_id=run.attempt_id,
-                         reason=run.reason, approved_by=approved_by, started_at=now)
+                         reason=run.reason, approved_by=approved_by, started_at=now,
+                         forced=run.forced)
     else:
         store.add_run(run)
     artifacts.write_run_json({**run.to_dict(), **record})   # once, before the step starts
     if on_run:
         on_run(run)
-    lease = ctx.leases.hold(lock, on_beat=lambda: _beat(ctx, run.id, cancel)) if lock else None
+    lease = ctx.leases.hold(lock, on_beat=lambda: beat(ctx, run.id, cancel))
     try:
         result = _execute(ctx, incident, runbook, strategy, run, artifacts, cancel)
         if result.ok and not strategy.degrades:
@@ -153,14 +166,19 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
     except Exception as exc:  # noqa: BLE001 - an engine bug ends the step, not the process
         result = StepResult(RunStatus.FAILED, f"engine error: {type(exc).__name__}: {exc}", 1)
     finally:
-        if lease is not None:
-            lease.release()
+        lease.release()
         ctx.running.pop(run.id, None)
-    if lease is not None and lease.lost:
+    if lease.lost:
         result.reason += " (the target's lock was broken while this ran)"
     _end_run(ctx, run, artifacts, result.status, result.reason, None, on_run,
              data=result.data, already_added=True)
     store.update_incident(incident.id, approved_step=None, approved_by=None)
+    current = store.get_incident(incident.id)
+    if current is None or current.state != IncidentState.REMEDIATING:
+        # Canceled or resolved while the step ran: its reason stands, nothing more is done.
+        finish_attempt(ctx, current or incident, _ENDED_BY.get(
+            current.state if current else IncidentState.CANCELED, AttemptOutcome.CANCELED))
+        return StepEnd.HALT
 
     if result.status == RunStatus.SUCCEEDED:
         if strategy.degrades:
@@ -181,7 +199,7 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
     if (result.status == RunStatus.FAILED and runbook.degraded_mode
             and runbook.degraded_mode.when == "failing"):
         _degrade(ctx, incident, runbook, f"{strategy.name} failed: {result.reason}")
-    store.update_incident(incident.id, step=index + 1,
+    store.update_incident(incident.id, expect=[IncidentState.REMEDIATING], step=index + 1,
                           reason=f"{strategy.name} {result.status.value}: {result.reason}")
     return StepEnd.NEXT
 
@@ -218,7 +236,7 @@ def _action_ctx(ctx: EngineContext, incident: Incident, runbook: Runbook,
         cancel=cancel)
 
 
-def _beat(ctx: EngineContext, run_id: str, cancel: threading.Event) -> None:
+def beat(ctx: EngineContext, run_id: str, cancel: threading.Event) -> None:
     ctx.store.heartbeat_runs([run_id], time.time())
     if ctx.store.get_value(f"cancel:{run_id}"):
         cancel.set()
@@ -240,7 +258,12 @@ def _end_run(ctx: EngineContext, run: RunRecord, artifacts: RunArtifacts, status
     finished = time.time()
     run.status, run.reason, run.finished_at = status, reason, finished
     if already_added or resume is not None:
-        ctx.store.update_run(run.id, status=status, reason=reason, finished_at=finished)
+        if ctx.store.update_run(run.id, status=status, reason=reason,
+                                finished_at=finished) is None:
+            stored = ctx.store.get_run(run.id)
+            log.warning("run %s: the store refused %s after %s; artifacts say %s",
+                        run.id, status.value, stored.status.value if stored else "nothing",
+                        status.value)
     else:
         ctx.store.add_run(run)
     artifacts.write_run_json({"status": status.value, "reason": reason,
@@ -283,18 +306,36 @@ def _exhausted(ctx: EngineContext, incident: Incident, runbook: Runbook) -> Inci
     if incident.state != IncidentState.REMEDIATING:
         return incident
     tried = incident.reason or "no strategy applied"
-    if incident.attempt_id is None:
-        tried = f"no strategy handles failure type {incident.failure_type!r}"
     _degrade(ctx, incident, runbook, f"{runbook.name} exhausted on {incident.target}")
     return _close(ctx, incident, IncidentState.FAILED, AttemptOutcome.FAILED,
                   f"exhausted: {tried}")
+
+
+def _refuse_unhandled(ctx: EngineContext, incident: Incident, runbook: Runbook) -> Incident:
+    """No strategy handles this failure type: nothing was tried, so nothing failed. The
+    refusal is recorded as a run; no degraded mode, no cooldown."""
+    reason = (f"no strategy of runbook {runbook.name} handles failure type "
+              f"{incident.failure_type!r}")
+    now = time.time()
+    run = RunRecord(
+        id=new_id("run"), component=runbook.component, runbook=runbook.name, strategy="-",
+        target=incident.target, status=RunStatus.REFUSED, trigger=incident.trigger,
+        incident_id=incident.id, started_at=now, finished_at=now,
+        fingerprint=incident.fingerprint, requested_by=incident.requested_by, reason=reason,
+        runbook_sha256=runbook.sha256)
+    artifacts = RunArtifacts(ctx.artifacts_dir, run.id, ctx.redactor).create()
+    artifacts.write_run_json({**run.to_dict(), "labels": incident.labels,
+                              "failure_type": incident.failure_type})
+    _end_run(ctx, run, artifacts, RunStatus.REFUSED, reason, None, None)
+    return _close(ctx, incident, IncidentState.CANCELED, AttemptOutcome.CANCELED,
+                  f"refused: {reason}")
 
 
 def _close(ctx: EngineContext, incident: Incident, state: IncidentState,
            outcome: AttemptOutcome, reason: str, **extra: Any) -> Incident:
     now = time.time()
     closed = ctx.store.update_incident(
-        incident.id, expect=[IncidentState.REMEDIATING, IncidentState.OPEN], state=state,
+        incident.id, expect=[IncidentState.REMEDIATING], state=state,
         closed_at=now, reason=reason, next_try_at=None, **extra)
     finish_attempt(ctx, closed or incident, outcome)
     return closed or ctx.store.get_incident(incident.id) or incident
@@ -311,7 +352,8 @@ def _degrade(ctx: EngineContext, incident: Incident, runbook: Runbook, reason: s
         return
     ctx.store.add_degraded(DegradedReason(
         mode=runbook.degraded_mode.name, key=f"incident:{incident.id}", target=incident.target,
-        incident_id=incident.id, reason=reason, created_by=incident.trigger,
+        incident_id=incident.id, reason=reason,
+        created_by=incident.requested_by or incident.trigger,
         since=time.time()))
 
 

@@ -92,7 +92,7 @@ def check_runs(ctx: EngineContext, runbook: Runbook, target: str, *,
                strategy: str | None = None, diff: bool = False, requested_by: str = "",
                on_run: Any = None) -> list[RunRecord]:
     """``recover --check``: every step in check mode; nothing changes, nothing counts."""
-    from engine.orchestrator import _execute, _playbook_sha
+    from engine.orchestrator import _execute, _playbook_sha, beat
 
     incident = Incident(id="-", runbook=runbook.name, component=runbook.component,
                         target=target, trigger="manual", requested_by=requested_by)
@@ -116,10 +116,12 @@ def check_runs(ctx: EngineContext, runbook: Runbook, target: str, *,
         ctx.store.add_run(run)
         if on_run:
             on_run(run)
+        lease = ctx.leases.hold(None, on_beat=lambda r=run.id, c=cancel: beat(ctx, r, c))
         try:
             result = _execute(ctx, incident, runbook, step, run, artifacts, cancel,
                               check=True, diff=diff)
         finally:
+            lease.release()
             ctx.running.pop(run.id, None)
         run.status, run.reason, run.finished_at = result.status, result.reason, time.time()
         ctx.store.update_run(run.id, status=result.status, reason=result.reason,

@@ -55,16 +55,17 @@ class IncidentHandle:
     def wait(self, timeout: float | None = 30.0) -> Incident | None:
         """Until this attempt ends (recovered, failed, degraded...) or pauses (parked,
         deferred), or ``timeout`` passes; returns the incident as it then is."""
+        deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
         if self._future is not None:
             try:
-                self._future.result(timeout)
+                if self._future.result(timeout):  # we ran the attempt: it has ended or paused
+                    return self.incident
             except TimeoutError:
-                pass
+                return self.incident
             except Exception:  # noqa: BLE001 - the record says what happened; we only wait
                 log.exception("recovery attempt for %s raised", self.incident_id)
-            return self.incident
-        deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
-        while time.monotonic() < deadline:  # attached to someone else's attempt
+                return self.incident
+        while time.monotonic() < deadline:  # someone else's attempt: watch the store
             incident = self.incident
             if incident is None or incident.state != IncidentState.REMEDIATING:
                 return incident
@@ -103,13 +104,34 @@ class Recovery:
             runbook=component, failure_type=failure_type,
             target=target or (registered[0] if len(registered) == 1 else "localhost"),
             trigger="probe", requested_by=requested_by or f"app:{os.getpid()}")
-        opened = open_incident(self.context, request)
+        # Opened as due, not claimed: the attempt is claimed by the thread that runs it,
+        # so an attempt still queued here never looks abandoned to a worker elsewhere.
+        opened = open_incident(self.context, request, claim=False)
         if opened.incident is None:
             return IncidentHandle(self, None, refusal=opened.refusal)
-        future = None
-        if opened.claimed:
-            future = self._pool.submit(advance, self.context, opened.incident.id)
+        future = self._pool.submit(self._run, opened.incident.id)
         return IncidentHandle(self, opened.incident.id, _future=future)
+
+    def _run(self, incident_id: str) -> bool:
+        """Run the attempt if it is still ours to take (due, not claimed by a worker)."""
+        if self.context.store.claim_incident(incident_id, time.time()) is None:
+            return False
+        advance(self.context, incident_id)
+        return True
+
+    def healthy(self, component: str, target: str | None = None) -> int:
+        """The application's health check passed: like a passing probe, it switches off
+        the automatic degraded-mode reasons for that target (not a mode set by hand).
+        Returns how many reasons it cleared."""
+        runbook = self.context.runbook(component)
+        if runbook.degraded_mode is None:
+            return 0
+        registered = self.resources.targets(component)
+        name = target or (registered[0] if len(registered) == 1 else "localhost")
+        cleared = self.context.store.clear_degraded(
+            mode=runbook.degraded_mode.name, target=self.context.canonical_target(name),
+            manual=False)
+        return len(cleared)
 
     def degraded(self, mode: str) -> bool:
         """Is this degraded mode on (for any reason: automatic or by hand)?"""

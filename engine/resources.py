@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 
@@ -16,6 +17,12 @@ class ResourceRegistry:
     def __init__(self) -> None:
         self._items: dict[tuple[str, str | None], Any] = {}
         self._lock = threading.Lock()
+        self._canonical: Callable[[str], str] | None = None
+
+    def canonicalize_with(self, canonical: Callable[[str], str]) -> None:
+        """How to turn a registered name into its inventory name (an alias, an
+        ``ansible_host``): actions look resources up by the incident's inventory name."""
+        self._canonical = canonical
 
     def register(self, name: str, resource: Any, target: str | None = None) -> None:
         with self._lock:
@@ -31,7 +38,12 @@ class ResourceRegistry:
         with self._lock:
             if (name, target) in self._items:
                 return self._items[(name, target)]
-            return self._items.get((name, None))
+            if (name, None) in self._items:
+                return self._items[(name, None)]
+            named = [(t, r) for (n, t), r in self._items.items() if n == name and t is not None]
+        if target is None or self._canonical is None:
+            return None
+        return next((r for t, r in named if self._canonical(t) == target), None)
 
     def targets(self, name: str | None = None) -> list[str]:
         """Targets registered under ``name`` (any name if None)."""

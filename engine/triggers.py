@@ -14,7 +14,7 @@ from typing import Any
 
 from engine.artifacts import RunArtifacts
 from engine.context import EngineContext, UnknownRunbook
-from engine.inventory import UnknownTarget
+from engine.inventory import AmbiguousTarget, UnknownTarget
 from engine.lifecycle import IncidentState, RunStatus
 from engine.records import Incident, RunRecord, new_id
 from engine.routing import match_runbook
@@ -46,13 +46,19 @@ class Opened:
 
 
 def resolve_target(ctx: EngineContext, runbook: Runbook, request: TriggerRequest) -> str:
-    """The inventory host a request names. Labels reach only exact names, never patterns."""
+    """The inventory host a request names, by its inventory name (so switches, locks and
+    incidents agree whoever names it). Labels reach only exact names, never patterns."""
     if request.target:
         if ctx.inventory.get(request.target) is not None:
             return request.target
-        if request.target in ctx.resources.targets():
-            return request.target  # embedded: a name the application registered
-        return ctx.inventory.resolve_instance(request.target).name
+        try:
+            return ctx.inventory.resolve_instance(request.target).name
+        except AmbiguousTarget:
+            raise
+        except UnknownTarget:
+            if request.target in ctx.resources.targets():
+                return request.target  # known to this application alone (embedded mode)
+            raise
     value = render(runbook.target, request.labels, request.annotations)
     if not value:
         raise UnknownTarget(f"runbook {runbook.name}: target template {runbook.target!r} "
@@ -60,7 +66,13 @@ def resolve_target(ctx: EngineContext, runbook: Runbook, request: TriggerRequest
     return ctx.inventory.resolve_instance(value).name
 
 
-def open_incident(ctx: EngineContext, request: TriggerRequest) -> Opened:
+def open_incident(ctx: EngineContext, request: TriggerRequest, *, claim: bool = True) -> Opened:
+    """Open the incident or attach to the open one. With ``claim`` (the default) the
+    caller owns the attempt when ``claimed`` and must ``advance`` it; without, a new
+    incident waits as due (OPEN, next try now) for whichever thread or worker claims it."""
+    from engine.approvals import expire_due
+
+    expire_due(ctx)  # an unanswered approval past its time must not hold the incident
     try:
         if request.runbook:
             runbook = ctx.runbook(request.runbook)
@@ -76,36 +88,45 @@ def open_incident(ctx: EngineContext, request: TriggerRequest) -> Opened:
     except (UnknownTarget, TemplateError) as exc:
         reason = f"unknown target: {exc.args[0] if exc.args else exc}"
         return Opened(refusal=reason, refused_run=record_refusal(ctx, runbook, request, reason))
-    if request.strategy and runbook.strategy(request.strategy) is None:
-        names = ", ".join(s.name for s in runbook.strategies)
-        return Opened(refusal=f"runbook {runbook.name} has no strategy {request.strategy!r} "
-                      f"(it has: {names})")
+    step = 0
+    if request.strategy:
+        names = [s.name for s in runbook.strategies]
+        if request.strategy not in names:
+            return Opened(refusal=f"runbook {runbook.name} has no strategy "
+                          f"{request.strategy!r} (it has: {', '.join(names)})")
+        step = names.index(request.strategy)
     now = time.time()
     incident = Incident(
         id=new_id("inc"), runbook=runbook.name, component=runbook.component, target=target,
-        state=IncidentState.REMEDIATING,
+        state=IncidentState.REMEDIATING if claim else IncidentState.OPEN,
+        next_try_at=None if claim else now,
         failure_type=request.failure_type or runbook.failure_type_of(request.labels),
         trigger=request.trigger, requested_by=request.requested_by,
         fingerprint=request.fingerprint, labels=dict(request.labels), opened_at=now,
-        updated_at=now, only_strategy=request.strategy, forced=request.force,
+        updated_at=now, only_strategy=request.strategy, forced=request.force, step=step,
         reason=f"opened by {request.trigger}",
     )
     stored, created = ctx.store.open_incident(incident)
     if created:
-        return Opened(stored, created=True, claimed=True)
-    # Attach. An operator may take over an incident that waits (deferred); an alert's
-    # repeat leaves it to the worker that retries it when its deferral ends.
-    if stored.state == IncidentState.OPEN and request.trigger == "manual":
+        return Opened(stored, created=True, claimed=claim)
+    if stored.state != IncidentState.OPEN or not claim:
+        return Opened(stored)  # an attempt is under way (or parked): attach to it
+    if request.trigger == "manual":
+        # An operator takes over now, whatever the deferral said: the gates decide.
         changes: dict[str, Any] = {"state": IncidentState.REMEDIATING, "next_try_at": None,
                                    "forced": request.force, "trigger": "manual",
                                    "requested_by": request.requested_by,
                                    "only_strategy": request.strategy}
-        if stored.attempt_id is None:
+        if request.strategy:
+            changes["step"] = step
+        elif stored.attempt_id is None:
             changes["step"] = 0
         claimed = ctx.store.update_incident(stored.id, expect=[IncidentState.OPEN], **changes)
-        if claimed is not None:
-            return Opened(claimed, claimed=True)
-    return Opened(stored)
+    else:
+        # A repeat of the signal retries a deferred incident once its time has come, so
+        # progress never depends on a worker running somewhere.
+        claimed = ctx.store.claim_incident(stored.id, now)
+    return Opened(claimed, claimed=True) if claimed is not None else Opened(stored)
 
 
 def record_refusal(ctx: EngineContext, runbook: Runbook, request: TriggerRequest,

@@ -17,6 +17,13 @@ from engine.executors.python import PythonExecutor
 from engine.runbook import Verify
 
 
+def _action(executor: PythonExecutor, name: str) -> object:
+    try:
+        return executor.registry.get(name)
+    except KeyError:
+        return None
+
+
 def verify(spec: Verify, ctx: ActionContext, executor: PythonExecutor,
            artifacts: RunArtifacts, cancel: threading.Event | None = None,
            clock: Callable[[], float] = time.monotonic) -> tuple[bool, str]:
@@ -30,7 +37,10 @@ def verify(spec: Verify, ctx: ActionContext, executor: PythonExecutor,
     last = "no check ran"
     while True:
         checks += 1
-        result = executor.call(spec.action, ctx, timeout=max(1.0, min(30.0, spec.deadline)))
+        # One check may take its action's own timeout, but never past the deadline.
+        left = max(0.5, deadline - clock())
+        action_timeout = getattr(_action(executor, spec.action), "timeout", left)
+        result = executor.call(spec.action, ctx, timeout=min(action_timeout, left))
         now = clock()
         artifacts.event("verify_check", stdout=f"verify {spec.action}: "
                         f"{'ok' if result.ok else 'failing'}: {result.summary}",

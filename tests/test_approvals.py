@@ -172,3 +172,20 @@ def test_an_approved_run_is_timed_from_when_it_starts_not_when_it_parked(parked)
     done = ctx.store.get_run(run.id)
     assert done.status == RunStatus.SUCCEEDED
     assert done.started_at >= run.started_at + 0.3
+
+
+def test_canceling_through_a_finished_run_cancels_what_waits_and_approval_is_refused(
+        engine_env, run_incident):
+    engine_env.runbook("demo", """
+        strategies:
+          - {name: a, action: test.fail}
+          - {name: risky, action: test.ok, approval: required}
+    """)
+    ctx = engine_env.context()
+    incident = run_incident(ctx, "demo").incident
+    runs = {r.strategy: r for r in ctx.store.query_runs(incident_id=incident.id)}
+    approvals.cancel(ctx, runs["a"].id, by="carol")          # a run that already ended
+    assert ctx.store.get_incident(incident.id).state == IncidentState.CANCELED
+    assert ctx.store.get_run(runs["risky"].id).status == RunStatus.CANCELED
+    with pytest.raises(approvals.DecisionError):
+        approvals.approve(ctx, runs["risky"].id, by="alice")

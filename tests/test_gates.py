@@ -126,3 +126,15 @@ def _run_json(ctx, run_id):
     from engine.artifacts import RunArtifacts
 
     return RunArtifacts(ctx.artifacts_dir, run_id).read_run_json()
+
+
+def test_forced_is_what_a_gate_did_not_words_in_a_reason(engine_env, run_incident):
+    ok_runbook(engine_env)
+    ctx = engine_env.context()
+    ctx.store.add_switch(Switch(id=new_id("sw"), component="demo", target="cache-1",
+                                until=time.time() + 60, reason="never use --force here"))
+    run_incident(ctx, "demo", target="cache-1")
+    ctx.store.remove_switches("demo", "cache-1")
+    assert run_incident(ctx, "demo", target="cache-1").incident.state == \
+        IncidentState.RECOVERED
+    assert [r.forced for r in ctx.store.query_runs(target="cache-1")] == [False, False]

@@ -148,9 +148,15 @@ def test_when_picks_strategies_by_failure_type(engine_env, run_incident):
     ctx = engine_env.context()
     incident = run_incident(ctx, "demo", failure_type="disk_full").incident
     assert statuses(ctx, incident.id) == [("for_disk", "succeeded")]
+    # A failure type nothing handles: refused and recorded; nothing failed, so no
+    # degraded mode and no cooldown.
     nothing = run_incident(ctx, "demo", target="cache-1", failure_type="corruption").incident
-    assert nothing.state == IncidentState.FAILED
-    assert "no strategy handles failure type 'corruption'" in nothing.reason
+    assert nothing.state == IncidentState.CANCELED
+    assert "handles failure type 'corruption'" in nothing.reason
+    [refused] = ctx.store.query_runs(incident_id=nothing.id)
+    assert refused.status == RunStatus.REFUSED
+    assert ctx.store.degraded_reasons() == []
+    assert ctx.store.attempts_since("demo", "cache-1", 0) == []
 
 
 def test_unimplemented_and_unregistered_embedded_actions_are_skipped_never_successes(
@@ -294,3 +300,103 @@ def test_retention_removes_old_artifacts_and_their_index_rows_only(engine_env, r
     assert ctx.store.get_run(old_run.id) is None
     assert (ctx.artifacts_dir / recent_run.id).is_dir()
     assert ctx.store.get_run(recent_run.id) is not None
+
+
+def test_observe_mode_records_the_whole_escalation_it_would_run(engine_env, run_incident):
+    engine_env.runbook("demo", """
+        mode: observe
+        strategies:
+          - {name: first, action: test.ok}
+          - {name: second, action: test.touch, with: {path: "/nonexistent/x"}}
+    """)
+    ctx = engine_env.context()
+    incident = run_incident(ctx, "demo").incident
+    [run] = ctx.store.query_runs(incident_id=incident.id)
+    plan = ctx_artifacts(ctx, run.id).read_run_json()["plan"]
+    assert [p["strategy"] for p in plan] == ["first", "second"]
+    assert plan[1]["action"] == "test.touch"
+
+
+def test_a_canceled_step_is_canceled_not_failed_and_degrades_nothing(engine_env):
+    import threading
+
+    from engine import approvals
+    from engine.orchestrator import advance
+    from engine.triggers import TriggerRequest, open_incident
+
+    engine_env.runbook("demo", f"""
+        strategies:
+          - {{name: nap, action: test.sleep, with: {{seconds: 20, trace: "{engine_env.trace}"}}}}
+          - {{name: after, action: test.ok}}
+        degraded_mode: {{name: test_down, when: failing}}
+    """)
+    ctx = engine_env.context()
+    opened = open_incident(ctx, TriggerRequest(runbook="demo", target="cache-1"))
+    worker = threading.Thread(target=advance, args=(ctx, opened.incident.id))
+    worker.start()
+    deadline = time.time() + 10
+    while not engine_env.traced() and time.time() < deadline:
+        time.sleep(0.05)
+    approvals.cancel(ctx, opened.incident.id, by="carol")
+    worker.join(10)
+    incident = ctx.store.get_incident(opened.incident.id)
+    assert incident.state == IncidentState.CANCELED and incident.reason == "canceled by carol"
+    [run] = ctx.store.query_runs(incident_id=incident.id)
+    assert run.status == RunStatus.CANCELED
+    assert ctx.store.degraded_reasons("test_down") == []
+    assert [a.outcome.value for a in ctx.store.attempts_since("demo", "cache-1", 0)] == \
+        ["canceled"]
+    counters = {(c.strategy, c.outcome): c.value for c in ctx.store.counters()}
+    assert counters == {("nap", "canceled"): 1}
+
+
+def test_an_operator_taking_over_runs_the_strategy_asked_for(engine_env, run_incident):
+    from engine.records import Incident, new_id
+
+    engine_env.runbook("demo", f"""
+        strategies:
+          - {{name: first, action: test.ok, with: {{trace: "{engine_env.trace}"}}}}
+          - {{name: second, action: test.fail}}
+    """)
+    ctx = engine_env.context()
+    # an incident deferred partway through an attempt, at its second step
+    waiting, _ = ctx.store.open_incident(Incident(
+        id=new_id("inc"), runbook="demo", component="demo", target="cache-1",
+        state=IncidentState.OPEN, step=1, attempt_id="att-x", next_try_at=time.time() + 600))
+    taken = run_incident(ctx, "demo", target="cache-1", strategy="first").incident
+    assert taken.id == waiting.id and taken.state == IncidentState.RECOVERED
+    assert engine_env.traced()[0].startswith("ok")
+
+
+def test_a_repeated_signal_retries_a_deferred_incident_once_due_without_a_worker(
+        engine_env, run_incident):
+    engine_env.runbook("demo", f"""
+        strategies: [{{name: a, action: test.ok, with: {{trace: "{engine_env.trace}"}}}}]
+        cooldown: {{max_attempts: 1, window: 0.5s}}
+    """)
+    ctx = engine_env.context()
+    assert run_incident(ctx, "demo", trigger="alert").incident.state == IncidentState.RECOVERED
+    deferred = run_incident(ctx, "demo", trigger="alert").incident
+    assert deferred.state == IncidentState.OPEN
+    assert run_incident(ctx, "demo", trigger="alert").incident.state == IncidentState.OPEN
+    time.sleep(0.6)
+    retried = run_incident(ctx, "demo", trigger="alert").incident
+    assert retried.id == deferred.id and retried.state == IncidentState.RECOVERED
+    assert len(engine_env.traced()) == 2
+
+
+def test_an_embedded_alias_is_the_same_target_for_switches_locks_and_resources(
+        engine_env, run_incident):
+    from engine.records import Switch, new_id
+
+    engine_env.runbook("demo", "strategies: [{name: bump, action: test.bump}]\n")
+    ctx = engine_env.context()
+    counter = {"n": 0}
+    ctx.resources.register("counter", counter, target="cache-1.example:9121")
+    ctx.store.add_switch(Switch(id=new_id("sw"), component=None, target="cache-1",
+                                until=time.time() + 60))
+    refused = run_incident(ctx, "demo", target="cache-1.example:9121").incident
+    assert refused.target == "cache-1" and refused.state == IncidentState.CANCELED
+    ctx.store.remove_switches(None, "cache-1")
+    done = run_incident(ctx, "demo", target="cache-1.example:9121").incident
+    assert done.state == IncidentState.RECOVERED and counter["n"] == 1

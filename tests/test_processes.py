@@ -159,3 +159,23 @@ def test_an_incident_orphaned_between_steps_is_handed_back_to_the_workers(engine
     ctx.store.update_incident(orphan.id, updated_at=long_ago)
     Worker(ctx).run_once()
     assert ctx.store.get_incident(orphan.id).state == IncidentState.RECOVERED
+
+
+def test_a_live_check_mode_run_is_not_taken_for_dead(engine_env):
+    import threading
+
+    from engine.planner import check_runs
+
+    engine_env.write_config(lease="0.3s")
+    engine_env.runbook("slow", "strategies: [{name: nap, action: test.sleep, "
+                                "with: {seconds: 2}}]\n")
+    ctx = engine_env.context()
+    done = []
+    t = threading.Thread(target=lambda: done.extend(
+        check_runs(ctx, ctx.runbook("slow"), "cache-1")))
+    t.start()
+    time.sleep(1.5)                                    # five leases without a word from it?
+    assert Worker(ctx).mark_interrupted(time.time()) == 0
+    t.join(10)
+    assert [r.status for r in done] == [RunStatus.SUCCEEDED]
+    assert ctx.store.get_run(done[0].id).status == RunStatus.SUCCEEDED

@@ -88,7 +88,6 @@ class PythonExecutor:
 
         limit = timeout if timeout is not None else action.timeout
         if not self.threads.run(target, limit):
-            ctx.cancel.set()
             return ActionResult(False, f"{name} timed out after {limit:g}s (its thread cannot "
                                 "be stopped and may still be running)")
         return outcome[0]
@@ -100,7 +99,10 @@ class PythonExecutor:
                         f"{ctx.target}", action=action, target=ctx.target, check=check,
                         params=ctx.params)
         result = self.call(action, ctx, plan=check, timeout=timeout)
-        if result.not_applicable:
+        if ctx.cancel.is_set():  # asked to stop: whatever it returned, it was canceled
+            status = RunStatus.CANCELED
+            result = ActionResult(False, f"canceled: {result.summary}", result.data)
+        elif result.not_applicable:
             status = RunStatus.SKIPPED
         else:
             status = RunStatus.SUCCEEDED if result.ok else RunStatus.FAILED
@@ -109,5 +111,6 @@ class PythonExecutor:
                         summary=result.summary, data=result.data)
         rc = 0 if status != RunStatus.FAILED else 1
         artifacts.set_status({RunStatus.SUCCEEDED: "successful", RunStatus.FAILED: "failed",
-                              RunStatus.SKIPPED: "skipped"}[status], rc)
+                              RunStatus.SKIPPED: "skipped", RunStatus.CANCELED: "canceled"}
+                             [status], rc)
         return StepResult(status, result.summary, rc, result.data)

@@ -32,12 +32,15 @@ class Decision:
     reason: str = ""
     until: float | None = None          # DEFER: when to ask again
     lock: Lock | None = None            # LockGate's ALLOW carries the lease it took
+    forced: bool = False                # allowed only because of a manual --force
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"gate": self.gate, "verdict": self.verdict.value,
                              "reason": self.reason}
         if self.until is not None:
             d["until"] = self.until
+        if self.forced:
+            d["forced"] = True
         return d
 
 
@@ -72,8 +75,8 @@ class Gate:
     def check(self, ctx: GateContext) -> Decision:
         raise NotImplementedError
 
-    def allow(self, reason: str = "") -> Decision:
-        return Decision(self.name, Verdict.ALLOW, reason)
+    def allow(self, reason: str = "", *, forced: bool = False) -> Decision:
+        return Decision(self.name, Verdict.ALLOW, reason, forced=forced)
 
     def defer(self, reason: str, until: float) -> Decision:
         return Decision(self.name, Verdict.DEFER, reason, until=until)

@@ -27,7 +27,7 @@ class CooldownGate(Gate):
             return self.allow()
         reason, until = answer
         if ctx.forced and ctx.trigger == "manual":
-            return self.allow(f"{reason}; passed by --force")
+            return self.allow(f"{reason}; passed by --force", forced=True)
         return self.defer(reason, until)
 
     @staticmethod

@@ -21,5 +21,5 @@ class KillSwitchGate(Gate):
         if ctx.check_mode:
             return self.allow(f"{described} (check mode changes nothing)")
         if ctx.forced and ctx.trigger == "manual":
-            return self.allow(f"{described}; passed by --force")
+            return self.allow(f"{described}; passed by --force", forced=True)
         return self.refuse(described)

@@ -55,10 +55,12 @@ class LeaseKeeper:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def hold(self, lock: Lock, on_beat: Callable[[], None] | None = None) -> Lease:
+    def hold(self, lock: Lock | None, on_beat: Callable[[], None] | None = None) -> Lease:
+        """Renew ``lock`` (if any) and call ``on_beat`` every ttl/3 until released; a
+        check-mode run holds no lock but still beats, so it is never taken for dead."""
         lease = Lease(self, lock, on_beat)
         with self._lock:
-            self._leases[lock.token] = lease
+            self._leases[id(lease)] = lease
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, daemon=True,
                                                 name="lease-keeper")
@@ -67,7 +69,7 @@ class LeaseKeeper:
 
     def drop(self, lease: Lease) -> None:
         with self._lock:
-            self._leases.pop(lease.lock.token, None)
+            self._leases.pop(id(lease), None)
 
     def _run(self) -> None:
         while True:
@@ -82,15 +84,15 @@ class Lease:
     """A lock held while a step runs; ``release()`` when done. ``lost`` says whether
     someone broke it meanwhile (``recovery unlock``), which the run's record reports."""
 
-    def __init__(self, keeper: LeaseKeeper, lock: Lock,
+    def __init__(self, keeper: LeaseKeeper, lock: Lock | None,
                  on_beat: Callable[[], None] | None = None) -> None:
         self.keeper, self.lock, self._on_beat = keeper, lock, on_beat
         self.lost = False
 
     def beat(self) -> None:
         try:
-            if not self.keeper.store.renew_lock(self.lock.target, self.lock.token,
-                                                self.keeper.ttl):
+            if self.lock is not None and not self.keeper.store.renew_lock(
+                    self.lock.target, self.lock.token, self.keeper.ttl):
                 self.lost = True
             if self._on_beat:
                 self._on_beat()
@@ -99,4 +101,5 @@ class Lease:
 
     def release(self) -> None:
         self.keeper.drop(self)
-        self.keeper.store.release_lock(self.lock.target, self.lock.token)
+        if self.lock is not None:
+            self.keeper.store.release_lock(self.lock.target, self.lock.token)
