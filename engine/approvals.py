@@ -107,13 +107,7 @@ def cancel(ctx: EngineContext, ident: str, *, by: str) -> str:
             if event is not None:
                 event.set()
             said.append(f"asked run {r.id} to stop")
-        elif r.status in (RunStatus.PENDING_APPROVAL, RunStatus.QUEUED):
-            ctx.store.decide_approval(r.id, status="canceled", by=by, reason="canceled",
-                                      at=time.time())
-            ctx.store.update_run(r.id, status=RunStatus.CANCELED, reason=f"canceled by {by}",
-                                 finished_at=time.time())
-            ctx.store.record_outcome(r.component, r.strategy, "canceled", None)
-            _note(ctx, r.id, {"status": "canceled", "reason": f"canceled by {by}"})
+        elif _cancel_waiting(ctx, r, f"canceled by {by}", by):
             said.append(f"canceled run {r.id}")
     if incident is not None and incident.state.is_open:
         closed = ctx.store.update_incident(
@@ -128,16 +122,25 @@ def cancel(ctx: EngineContext, ident: str, *, by: str) -> str:
 
 def cancel_pending_for(ctx: EngineContext, incident: Incident, reason: str) -> int:
     """A resolved alert cancels what waits for it."""
-    n = 0
-    for r in ctx.store.query_runs(incident_id=incident.id, limit=None):
-        if r.status in (RunStatus.PENDING_APPROVAL, RunStatus.QUEUED):
-            ctx.store.decide_approval(r.id, status="canceled", by=None, reason=reason,
-                                      at=time.time())
-            ctx.store.update_run(r.id, status=RunStatus.CANCELED, reason=reason,
-                                 finished_at=time.time())
-            _note(ctx, r.id, {"status": "canceled", "reason": reason})
-            n += 1
-    return n
+    runs = ctx.store.query_runs(incident_id=incident.id, limit=None)
+    return sum(_cancel_waiting(ctx, r, reason, None) for r in runs)
+
+
+def _cancel_waiting(ctx: EngineContext, run: RunRecord, reason: str, by: str | None) -> bool:
+    """Cancel a run parked for approval or queued after it; False if it was neither."""
+    if run.status not in (RunStatus.PENDING_APPROVAL, RunStatus.QUEUED):
+        return False
+    now = time.time()
+    approval = ctx.store.get_approval(run.id)
+    if approval is not None and approval.status in ("pending", "approved"):  # queued: approved
+        ctx.store.decide_approval(run.id, status="canceled", by=by, reason=reason, at=now,
+                                  expect=approval.status)
+    if ctx.store.update_run(run.id, status=RunStatus.CANCELED, reason=reason,
+                            finished_at=now) is None:
+        return False  # it started meanwhile: a running step is stopped another way
+    ctx.store.record_outcome(run.component, run.strategy, "canceled", None)
+    _note(ctx, run.id, {"status": "canceled", "reason": reason})
+    return True
 
 
 def _decide(ctx: EngineContext, run_id: str, status: str, by: str | None,

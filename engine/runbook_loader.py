@@ -377,6 +377,11 @@ class _Builder:
         self._extravar_keys(extravars, (*path, "extravars"))
         self._template(item.get("with", {}), (*path, "with"))
         self._template(extravars, (*path, "extravars"))
+        step_verify = self._verify(item.get("verify"), (*path, "verify"), verify)
+        if step_verify is None and verify is None and not item.get("degrades", False):
+            raise self.src.error(path, f"strategy {name!r} has no verify, and the runbook "
+                                 "none: a step nobody checks cannot be called recovered "
+                                 "(add `verify:` to the runbook or to the strategy)")
         return Strategy(
             name=name,
             action=action,
@@ -386,7 +391,7 @@ class _Builder:
             when=tuple(item.get("when", ())),
             approval=item.get("approval", "none") in ("required", True),
             on_reject=item.get("on_reject", "stop"),
-            verify=self._verify(item.get("verify"), (*path, "verify"), verify),
+            verify=step_verify,
             timeout=self._duration(item, "timeout", path, Strategy.timeout, positive=True),
             degrades=item.get("degrades", False),
             line=self.src.line_of(path),

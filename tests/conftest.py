@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import textwrap
 from collections.abc import Callable
@@ -55,8 +56,13 @@ class EngineEnv:
         self.config_path.write_text("\n".join(lines) + "\n")
 
     def runbook(self, name: str, body: str) -> Path:
+        """A runbook; without a ``verify:`` of its own it gets one that always passes
+        (the loader requires every step to be verified)."""
+        body = textwrap.dedent(body)
+        if not re.search(r"^verify:", body, re.M):
+            body += "verify: {action: test.ok, interval: 0.05s, deadline: 2s}\n"
         path = self.root / "runbooks" / f"{name}.yml"
-        path.write_text(f"name: {name}\n" + textwrap.dedent(body))
+        path.write_text(f"name: {name}\n" + body)
         return path
 
     def playbook(self, name: str, body: str) -> Path:

@@ -189,3 +189,13 @@ def test_canceling_through_a_finished_run_cancels_what_waits_and_approval_is_ref
     assert ctx.store.get_run(runs["risky"].id).status == RunStatus.CANCELED
     with pytest.raises(approvals.DecisionError):
         approvals.approve(ctx, runs["risky"].id, by="alice")
+
+
+def test_canceling_a_queued_run_cancels_its_approval_too(parked):
+    ctx, incident, run, marker = parked
+    approvals.approve(ctx, run.id, by="alice")
+    approvals.cancel(ctx, incident.id, by="carol")
+    assert ctx.store.get_run(run.id).status == RunStatus.CANCELED
+    assert ctx.store.get_approval(run.id).status == "canceled"
+    Worker(ctx).run_once()
+    assert not marker.exists()

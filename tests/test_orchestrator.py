@@ -271,9 +271,10 @@ def test_artifacts_follow_the_runner_layout(engine_env, run_incident):
     assert [g["gate"] for g in record["gates"]] == [
         "kill_switch", "observe", "cooldown", "approval", "lock"]
     assert record["runbook_sha256"] == ctx.runbook("demo").sha256
-    events = sorted((folder / "job_events").iterdir())
+    events = sorted((folder / "job_events").iterdir(),
+                    key=lambda p: int(p.name.split("-", 1)[0]))
     assert [json.loads(p.read_text())["event"] for p in events] == [
-        "action_start", "action_result"]
+        "action_start", "action_result", "verify_check"]
 
 
 def ctx_artifacts(ctx, run_id):
