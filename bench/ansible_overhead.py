@@ -8,7 +8,9 @@ N times each, interleaved so that load on the machine hits all three alike:
 * executor: ``AnsibleExecutor.run`` (ansible-runner, fresh private data dir, extravars
             file, redacted event copies, artifacts);
 * engine:   the whole manual recover path, ``open_incident`` + ``advance`` (gates, lock
-            lease, run record, artifacts, the executor, the incident closed).
+            lease, run record, artifacts, the executor, the runbook's verify, the incident
+            closed). A runbook must verify its steps, so the verify is included: a trivial
+            python action (``bench.ok``) that passes on its first poll, a few ms.
 
 A warm-up run of each is not counted. Everything lives in a temporary directory with
 its own RECOVERY_HOME; the runbook's cooldown is opened wide so ten attempts on
@@ -33,6 +35,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from engine.actions.base import REMOTE, Action, ActionContext, ActionResult
+from engine.actions.registry import default_registry
 from engine.artifacts import RunArtifacts
 from engine.config import load_config
 from engine.context import EngineContext
@@ -69,7 +73,20 @@ strategies:
   - name: one_task
     playbook: one.yml
 cooldown: {max_attempts: 1000, window: 1h, after_failure: 1s}
+# Included in the engine's time (a few ms): passes on the first poll, no initial delay.
+verify: {action: bench.ok, interval: 0.05s}
 """
+
+
+class Ok(Action):
+    """The runbook's verify: a trivial python action, healthy at once."""
+
+    name = "bench.ok"
+    scope = REMOTE
+    timeout = 10.0
+
+    def run(self, ctx: ActionContext) -> ActionResult:
+        return ActionResult(True, "ok")
 
 
 def build(root: Path) -> EngineContext:
@@ -80,7 +97,9 @@ def build(root: Path) -> EngineContext:
     (root / "runbooks" / "bench.yml").write_text(RUNBOOK)
     (root / "recovery.yml").write_text(
         "home: home\nrunbooks: runbooks\nplaybooks: playbooks\ninventory: inventory/hosts.yml\n")
-    return EngineContext(load_config(root / "recovery.yml", environ={}))
+    registry = default_registry()
+    registry.register(Ok())
+    return EngineContext(load_config(root / "recovery.yml", environ={}), registry=registry)
 
 
 def run_bare(root: Path) -> None:

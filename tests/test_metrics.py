@@ -54,6 +54,7 @@ strategies:
     approval: required
 cooldown: {max_attempts: 3, window: 1h, after_failure: 300s}
 degraded_mode: {name: demo_unavailable, when: exhausted}
+verify: {action: test.ok, interval: 0.05s}
 """
 
 INVENTORY = """\

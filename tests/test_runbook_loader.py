@@ -168,6 +168,7 @@ def test_minimal_runbook_gets_the_documented_defaults(tmp_path: Path) -> None:
         strategies:
           - name: poke
             action: cache.poke
+        verify: {action: cache.ping}
     """, "cache.yml")
     book = load_runbook(path)
     assert book == Runbook(
@@ -175,11 +176,15 @@ def test_minimal_runbook_gets_the_documented_defaults(tmp_path: Path) -> None:
         sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
         match=((Matcher("component", "=", "cache"),),),
         strategies=book.strategies,
+        verify=Verify("cache.ping"),
     )
     assert book.priority is Priority.WARNING and book.mode is Mode.AUTO
-    assert book.approval_timeout == 3600.0 and book.verify is None
+    assert book.approval_timeout == 3600.0
+    # verify: only an action is required; the timing defaults are documented
+    assert book.verify == Verify("cache.ping", {}, 0.0, 1.0, 60.0, 0.0)
     poke = book.strategies[0]
     assert (poke.approval, poke.on_reject, poke.timeout, poke.line) == (False, "stop", 300.0, 3)
+    assert poke.verify is None and book.verify_for(poke) == book.verify
 
 
 def test_match_groups_component_override_and_approval_spellings(tmp_path: Path) -> None:
@@ -198,6 +203,7 @@ def test_match_groups_component_override_and_approval_spellings(tmp_path: Path) 
           - {name: b, action: cache.b, approval: required}
           - {name: c, action: cache.c, approval: none}
           - {name: d, action: cache.d, approval: false}
+        verify: {action: cache.ping}
     """)
     book = load_runbook(path)
     assert book.component == "cache" and book.priority is Priority.HIGH
@@ -216,12 +222,15 @@ def test_match_component_label_false_and_empty_match(tmp_path: Path) -> None:
         match_component_label: false
         strategies:
           - {name: a, action: x.a}
+        verify: {action: x.ok}
     """)
     assert load_runbook(path).match == ()
 
 
 # --- bad runbooks: file, line and reason ----------------------------------------------
 
+# Each case is wrong in one way only: those that get past YAML parsing end with a valid
+# runbook-level verify, so a missing verify never pre-empts the reason under test.
 BAD = {
     "yaml_syntax": ("""
         name: x
@@ -260,6 +269,7 @@ BAD = {
         strategies:
           - {name: a, action: x.a}
         retries: 3
+        verify: {action: x.ok}
     """, 4, "runbook: unknown key 'retries' (allowed: name, component"),
     "unknown_strategy_key": ("""
         name: x
@@ -267,6 +277,7 @@ BAD = {
           - name: a
             action: x.a
             approve: required
+        verify: {action: x.ok}
     """, 5, "strategies[0]: unknown key 'approve' (allowed: name, action, playbook"),
     "unknown_verify_key": ("""
         name: x
@@ -281,12 +292,14 @@ BAD = {
         priority: urgent
         strategies:
           - {name: a, action: x.a}
+        verify: {action: x.ok}
     """, 2, "priority: 'urgent' is not one of"),
     "wrong_type_match": ("""
         name: x
         match: alertname="X"
         strategies:
           - {name: a, action: x.a}
+        verify: {action: x.ok}
     """, 2, "is not of type 'array'"),
     "wrong_type_max_attempts": ("""
         name: x
@@ -295,6 +308,7 @@ BAD = {
         cooldown:
           window: 1h
           max_attempts: "3"
+        verify: {action: x.ok}
     """, 6, "cooldown.max_attempts"),
     "wrong_type_approval": ("""
         name: x
@@ -302,11 +316,13 @@ BAD = {
           - name: a
             action: x.a
             approval: maybe
+        verify: {action: x.ok}
     """, 5, "strategies[0].approval"),
     "missing_name": ("""
         description: nameless
         strategies:
           - {name: a, action: x.a}
+        verify: {action: x.ok}
     """, 1, "'name' is a required property"),
     "missing_strategy_name": ("""
         name: x
@@ -314,6 +330,7 @@ BAD = {
           - {name: a, action: x.a}
           - action: x.b
             timeout: 5s
+        verify: {action: x.ok}
     """, 4, "strategies[1]: 'name' is a required property"),
     "bad_regex": ("""
         name: x
@@ -322,6 +339,7 @@ BAD = {
           - alertname=~"(Redis)\\1"
         strategies:
           - {name: a, action: x.a}
+        verify: {action: x.ok}
     """, 4, "invalid regex"),
     "bad_matcher": ("""
         name: x
@@ -330,18 +348,21 @@ BAD = {
           - alertname~="Redis"
         strategies:
           - {name: a, action: x.a}
+        verify: {action: x.ok}
     """, 4, "match[1]: bad matcher format"),
     "bad_target_template": ("""
         name: x
         target: "{{ labels.instance "
         strategies:
           - {name: a, action: x.a}
+        verify: {action: x.ok}
     """, 2, "target: template syntax error"),
     "sandbox_escape_in_target": ("""
         name: x
         target: "{{ ''.__class__.__mro__ }}"
         strategies:
           - {name: a, action: x.a}
+        verify: {action: x.ok}
     """, 2, "not allowed in templates"),
     "bad_template_in_extravars": ("""
         name: x
@@ -351,6 +372,7 @@ BAD = {
             extravars:
               container: redis
               note: "{% if %}"
+        verify: {action: x.ok}
     """, 7, "strategies[0].extravars.note: template syntax error"),
     "both_action_and_playbook": ("""
         name: x
@@ -360,12 +382,14 @@ BAD = {
           - name: b
             action: x.b
             playbook: b.yml
+        verify: {action: x.ok}
     """, 5, "has both `action` and `playbook`"),
     "neither_action_nor_playbook": ("""
         name: x
         strategies:
           - name: a
             when: [disk_full]
+        verify: {action: x.ok}
     """, 3, "needs an `action` or a `playbook`"),
     "duplicate_strategy": ("""
         name: x
@@ -376,24 +400,28 @@ BAD = {
             action: x.b
           - name: a
             action: x.c
+        verify: {action: x.ok}
     """, 7, "duplicate strategy name 'a' (first at line 3)"),
     "playbook_traversal": ("""
         name: x
         strategies:
           - name: a
             playbook: ../x.yml
+        verify: {action: x.ok}
     """, 4, "must be a file name inside playbooks/"),
     "playbook_subdir": ("""
         name: x
         strategies:
           - name: a
             playbook: sub/x.yml
+        verify: {action: x.ok}
     """, 4, "must be a file name inside playbooks/"),
     "playbook_not_yaml": ("""
         name: x
         strategies:
           - name: a
             playbook: cleanup.sh
+        verify: {action: x.ok}
     """, 4, "ending in .yml or .yaml"),
     "ansible_extravar": ("""
         name: x
@@ -403,6 +431,7 @@ BAD = {
             extravars:
               container: redis
               ansible_become_password: hunter2
+        verify: {action: x.ok}
     """, 7, "extravars key 'ansible_become_password' is refused"),
     "connection_extravar": ("""
         name: x
@@ -411,6 +440,7 @@ BAD = {
             playbook: a.yml
             extravars:
               hosts: all
+        verify: {action: x.ok}
     """, 6, "extravars key 'hosts' is refused"),
     "connection_extravar_any_case": ("""
         name: x
@@ -419,6 +449,7 @@ BAD = {
             playbook: a.yml
             extravars:
               Remote_User: root
+        verify: {action: x.ok}
     """, 6, "extravars key 'Remote_User' is refused"),
     "extravars_on_action": ("""
         name: x
@@ -426,6 +457,7 @@ BAD = {
           - name: a
             action: x.a
             extravars: {container: redis}
+        verify: {action: x.ok}
     """, 5, "`extravars` are for playbooks"),
     "bad_duration": ("""
         name: x
@@ -449,6 +481,7 @@ BAD = {
           - name: a
             action: x.a
             timeout: soon
+        verify: {action: x.ok}
     """, 5, "strategies[0].timeout: 'soon' is not a duration"),
     "bad_cooldown_window": ("""
         name: x
@@ -456,12 +489,14 @@ BAD = {
           - {name: a, action: x.a}
         cooldown:
           window: -5
+        verify: {action: x.ok}
     """, 5, "cooldown.window"),
     "boolean_duration": ("""
         name: x
         approval_timeout: yes
         strategies:
           - {name: a, action: x.a}
+        verify: {action: x.ok}
     """, 2, "approval_timeout"),
     "verify_without_action": ("""
         name: x
@@ -485,6 +520,7 @@ BAD = {
             extravars:
               container: redis
               bad-name: 1
+        verify: {action: x.ok}
     """, 7, "strategies[0].extravars.bad-name: 'bad-name' does not match"),
     "bad_failure_type": ("""
         name: x
@@ -493,6 +529,7 @@ BAD = {
           RedisSlow: Very Slow
         strategies:
           - {name: a, action: x.a}
+        verify: {action: x.ok}
     """, 4, "failure_types.RedisSlow: 'Very Slow' does not match"),
     "bad_when_item": ("""
         name: x
@@ -502,6 +539,7 @@ BAD = {
             when:
               - disk_full
               - [nested]
+        verify: {action: x.ok}
     """, 7, "strategies[0].when[1]: ['nested'] is not of type 'string'"),
     "empty_file": ("\n", 1, "the file is empty"),
     "root_is_a_list": ("""
@@ -519,6 +557,71 @@ def test_bad_runbook_is_rejected_with_file_line_and_reason(tmp_path: Path, case:
     assert error.line == line, str(error)
     assert reason in error.reason, str(error)
     assert str(error) == f"{path}:{line}: {error.reason}"
+
+
+# --- every step is checked: a verify of its own, the runbook's, or it degrades ---------
+
+def test_a_strategy_nobody_verifies_is_rejected_at_its_line(tmp_path: Path) -> None:
+    # Exit 0 means done *and verified* (DESIGN.md): no verify anywhere is not a runbook.
+    path = write(tmp_path, """
+        name: x
+        strategies:
+          - name: checked
+            action: x.a
+            verify: {action: x.ok}
+          - name: unchecked
+            action: x.b
+    """)
+    error = load_error(path)
+    assert (error.file, error.line) == (str(path), 6)
+    assert error.reason.startswith("strategy 'unchecked' has no verify, and the runbook none")
+    assert "no verify" in str(error) and str(error).startswith(f"{path}:6: ")
+
+    alone = write(tmp_path, """
+        name: x
+        strategies:
+          - {name: a, action: x.a}
+    """, "alone.yml")
+    error = load_error(alone)
+    assert error.line == 3 and "strategy 'a' has no verify" in error.reason
+
+
+def test_a_strategy_level_verify_alone_is_enough(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        name: x
+        strategies:
+          - name: a
+            action: redis.reconnect
+            verify: {action: redis.ping, interval: 0.5s}
+          - name: b
+            playbook: restart_container.yml
+            verify: {action: redis.sample_keys_readable}
+    """)
+    book = load_runbook(path, known_actions=ACTIONS)
+    assert book.verify is None
+    a, b = book.strategies
+    assert book.verify_for(a) == Verify("redis.ping", interval=0.5)
+    assert book.verify_for(b) == Verify("redis.sample_keys_readable")
+
+
+def test_a_degrading_strategy_needs_no_verify(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        name: x
+        strategies:
+          - name: reconnect
+            action: redis.reconnect
+            verify: {action: redis.ping}
+          - name: degrade
+            action: openwebui.graceful_degradation
+            degrades: true
+    """)
+    book = load_runbook(path, known_actions=ACTIONS)
+    degrade = book.strategies[1]
+    assert degrade.degrades and book.verify_for(degrade) is None
+    # ... but `degrades: false` is no exemption
+    path.write_text(path.read_text().replace("degrades: true", "degrades: false"))
+    error = load_error(path, known_actions=ACTIONS)
+    assert error.line == 6 and "strategy 'degrade' has no verify" in error.reason
 
 
 def test_unknown_action_is_an_error_when_actions_are_known(tmp_path: Path) -> None:
@@ -558,6 +661,7 @@ def test_missing_playbook_is_an_error_when_the_folder_is_known(
             playbook: disk_cleanup.yml
           - name: b
             playbook: nowhere.yml
+        verify: {action: system.health}
     """)
     load_runbook(path)
     error = load_error(path, playbooks_dir=playbooks)
@@ -573,6 +677,7 @@ def test_playbook_symlink_out_of_the_folder_is_refused(tmp_path: Path, playbooks
         strategies:
           - name: a
             playbook: evil.yml
+        verify: {action: system.health}
     """)
     error = load_error(path, playbooks_dir=playbooks)
     assert error.line == 4 and "outside" in error.reason
@@ -582,6 +687,7 @@ GOOD = """
     name: {name}
     strategies:
       - {{name: a, action: x.a}}
+    verify: {{action: x.ok}}
 """
 
 
@@ -668,6 +774,7 @@ def test_dates_stay_strings_and_merge_keys_work(tmp_path: Path) -> None:
           - &base {name: a, action: x.a, timeout: 10s}
           - <<: *base
             name: b
+        verify: {action: x.ok}
     """)
     book = load_runbook(path)
     assert book.description == "2024-01-01"
