@@ -7,6 +7,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := prometheus
+# apt-get needs root: as anyone else, go through sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TEST_ARGS ?=
 
 .PHONY: run test lint install system-deps bench clean
@@ -34,7 +36,8 @@ system-deps:
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
 bench: $(STAMP)

@@ -8,6 +8,7 @@ over the file. A bad file is a ``ConfigError`` with the reason (exit code 2).
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,10 +90,37 @@ class Config:
         return self.home / "artifacts"
 
     def ensure_home(self) -> None:
-        """Create RECOVERY_HOME 0700: whoever can write the store can approve."""
-        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(self.home, 0o700)
+        """Make RECOVERY_HOME ours and 0700: whoever can write the store can approve.
+
+        A new directory is created 0700. An existing one is taken over (and set 0700) only
+        if it is ours and is a recovery home already (``recovery.db`` or ``artifacts/`` in
+        it) or empty: ``RECOVERY_HOME=/tmp`` must never lock everyone else out of /tmp.
+        """
+        home = self.home
+        if not home.exists() and not home.is_symlink():
+            home.mkdir(parents=True, mode=0o700)
+            os.chmod(home, 0o700)  # mkdir's mode is masked by the umask
+        else:
+            if not home.is_dir():
+                raise ConfigError(f"RECOVERY_HOME {home} exists and is not a directory")
+            owner = home.stat().st_uid
+            if owner != os.geteuid():
+                raise ConfigError(f"RECOVERY_HOME {home} is owned by uid {owner}, not us: "
+                                  "refusing")
+            if not is_recovery_home(home):
+                raise ConfigError(f"RECOVERY_HOME {home} exists and is not a recovery home "
+                                  "(choose a new or empty directory)")
+            if stat.S_IMODE(home.stat().st_mode) != 0o700:
+                os.chmod(home, 0o700)
         self.artifacts_dir.mkdir(exist_ok=True, mode=0o700)
+
+
+def is_recovery_home(folder: Path) -> bool:
+    """Empty, or holding what a recovery home holds (the database or the artifacts)."""
+    if (folder / "recovery.db").exists() or (folder / "artifacts").is_dir():
+        return True
+    with os.scandir(folder) as entries:
+        return next(entries, None) is None
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:

@@ -12,7 +12,9 @@ import contextlib
 import io
 import json
 import os
+import re
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -70,6 +72,15 @@ RUNBOOKS = {
             approval: required
         verify: {action: test.file_exists, with: {path: "{home}/touched"}, interval: 0.1s,
                  deadline: 5s}
+        """,
+    # its only step degrades on purpose: the incident ends `degraded`, not recovered
+    "shed.yml": """\
+        name: shed
+        strategies:
+          - name: graceful_degradation
+            action: test.ok
+            degrades: true
+        degraded_mode: {name: broken_down}
         """,
     # runs until canceled (30 s at most); says when it started
     "sleepy.yml": """\
@@ -136,8 +147,13 @@ class Env:
         self.config.write_text(CONFIG.format(extra=extra))
 
     def write_runbook(self, name: str, text: str) -> Path:
+        """A runbook; without a ``verify:`` of its own it gets one that always passes
+        (the loader requires every step to be verified)."""
+        text = textwrap.dedent(text)
+        if not re.search(r"^verify:", text, re.M):
+            text += "verify: {action: test.ok, interval: 0.05s, deadline: 2s}\n"
         path = self.rb / name
-        path.write_text(textwrap.dedent(text).replace("{home}", str(self.root / "work")))
+        path.write_text(text.replace("{home}", str(self.root / "work")))
         return path
 
     def work(self, name: str) -> Path:
@@ -221,6 +237,13 @@ def test_recover_exhausted_exits_1_and_switches_degraded_mode_on(env: Env) -> No
     assert broken["incidents_ended"]["failed"] == 1
 
 
+def test_recover_ending_degraded_exits_1_not_verified(env: Env) -> None:
+    r = env.cli("recover", "-c", "shed")
+    assert r.code == 1, (r.out, r.err)
+    assert "degraded, not recovered: degraded by graceful_degradation" in r.err
+    assert [i["state"] for i in env.cli("incidents", "--json").json()] == ["degraded"]
+
+
 def test_bad_config_exits_2_with_one_line_and_no_traceback(env: Env) -> None:
     env.config.write_text("home: var\nno_such_key: 1\n")
     r = env.run("status")
@@ -236,6 +259,17 @@ def test_bad_config_exits_2_with_one_line_and_no_traceback(env: Env) -> None:
                                                           "no_such_module_here"))
     r = env.cli("status")
     assert r.code == 2 and "no_such_module_here" in r.err
+
+
+def test_a_foreign_recovery_home_exits_2_and_is_left_alone(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    foreign = env.root / "work"
+    (foreign / "someone-elses.txt").write_text("x")
+    os.chmod(foreign, 0o755)
+    monkeypatch.setenv("RECOVERY_HOME", str(foreign))
+    r = env.cli("status")
+    assert r.code == 2 and "is not a recovery home" in r.err and r.out == ""
+    assert stat.S_IMODE(foreign.stat().st_mode) == 0o755
 
 
 def test_store_unavailable_at_start_exits_2(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -276,7 +310,7 @@ def test_config_from_environment_and_options_after_the_command(
         env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     assert main(["runbooks", "--config", str(env.config), "--json"]) == 0
     names = [rb["name"] for rb in json.loads(capsys.readouterr().out)]
-    assert names == ["broken", "guarded", "holder", "sleepy", "svc"]
+    assert names == ["broken", "guarded", "holder", "shed", "sleepy", "svc"]
     monkeypatch.setenv("RECOVERY_CONFIG", str(env.config))
     monkeypatch.setenv("RECOVERY_OPERATOR", "from-env")
     assert main(["disable", "-c", "svc"]) == 0
@@ -353,7 +387,66 @@ def test_approve_without_now_queues_and_reject_ends_the_attempt(env: Env) -> Non
     approval = env.store().get_approval(second["run_id"])
     assert (approval.status, approval.decided_by, approval.reason) == ("rejected", "eve",
                                                                         "not now")
-    assert env.cli("approve", "run-unknown").code == 4
+    unknown = env.cli("approve", "run-unknown")
+    assert unknown.code == 2 and "no run run-unknown" in unknown.err
+
+
+def test_approve_now_runs_a_step_approved_earlier(env: Env) -> None:
+    assert env.cli("recover", "-c", "guarded").code == 3
+    (pending,) = env.cli("pending", "--json").json()
+    run_id = pending["run_id"]
+    r = env.cli("approve", run_id, "--as", "bob")
+    assert r.code == 0 and f"approve {run_id} --now" in r.out
+    assert not env.work("touched").exists()
+    again = env.cli("approve", run_id)  # no --now: already decided, says how to run it
+    assert again.code == 4 and "not waiting" in again.err and "--now" in again.err
+
+    r = env.run("approve", run_id, "--now", "--as", "carol")
+    assert r.code == 0, (r.out, r.err)
+    assert "approved by bob" in r.out and "running it here" in r.out
+    assert env.work("touched").exists()
+    run = env.store().get_run(run_id)
+    assert (run.status.value, run.approved_by) == ("succeeded", "bob")
+    assert env.cli("incidents", "--json").json()[0]["state"] == "recovered"
+    ran = env.cli("approve", run_id, "--now")  # nothing queued any more
+    assert ran.code == 4 and "not queued" in ran.err
+
+
+def test_approve_now_leaves_a_run_a_worker_holds(env: Env) -> None:
+    assert env.cli("recover", "-c", "guarded").code == 3
+    (pending,) = env.cli("pending", "--json").json()
+    run_id = pending["run_id"]
+    assert env.cli("approve", run_id).code == 0
+    store = env.store()
+    assert store.claim_run(run_id, "worker-elsewhere", time.time(), 60) is not None
+    r = env.cli("approve", run_id, "--now")
+    assert r.code == 4 and "a worker holds it" in r.err
+    assert store.get_run(run_id).status.value == "queued"
+    assert not env.work("touched").exists()
+
+
+def test_approving_a_step_of_a_closed_incident_is_refused(env: Env) -> None:
+    from engine.lifecycle import IncidentState
+
+    assert env.cli("recover", "-c", "guarded").code == 3
+    (pending,) = env.cli("pending", "--json").json()
+    store = env.store()
+    # the incident ended while the step waited (e.g. its alert resolved)
+    assert store.update_incident(pending["incident_id"], state=IncidentState.RESOLVED,
+                                 closed_at=time.time(), reason="alert resolved") is not None
+    r = env.cli("approve", pending["run_id"], "--now")
+    assert r.code == 4 and "resolved" in r.err and "cannot be approved" in r.err
+    assert store.get_approval(pending["run_id"]).status == "pending"
+    assert not env.work("touched").exists()
+    # saying no is still possible
+    assert env.cli("approve", pending["run_id"], "--reject").code == 0
+
+
+def test_approve_a_run_that_never_waited_is_refused_with_4(env: Env) -> None:
+    assert env.cli("recover", "-c", "svc").code == 0
+    run = env.cli("history", "--json", "-n", "1").json()[0]
+    r = env.cli("approve", run["id"])
+    assert r.code == 4 and "never waited for approval" in r.err
 
 
 def test_an_expired_approval_cannot_be_approved(env: Env) -> None:
@@ -367,6 +460,46 @@ def test_an_expired_approval_cannot_be_approved(env: Env) -> None:
     assert r.code == 4 and "expired" in r.err
     assert store.get_run(pending["run_id"]).status.value == "expired"
     assert not env.work("touched").exists()
+
+
+def test_every_command_expires_due_approvals_where_no_service_runs(env: Env) -> None:
+    assert env.cli("recover", "-c", "guarded").code == 3
+    (pending,) = env.cli("pending", "--json").json()
+    store = env.store()
+    approval = store.get_approval(pending["run_id"])
+    approval.expires_at = time.time() - 1
+    store.add_approval(approval)
+    assert env.cli("pending", "--json").json() == []  # seen as expired, not waiting
+    assert store.get_run(pending["run_id"]).status.value == "expired"
+    (incident,) = env.cli("incidents", "--json").json()
+    assert incident["state"] == "canceled" and "expired" in incident["reason"]
+    assert env.cli("status", "--json").json()["pending_approvals"] == 0
+
+
+def test_housekeeping_prunes_hourly_and_never_breaks_a_command(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.approvals
+    import engine.retention
+
+    assert env.cli("validate").code == 0
+    assert env.store().get_value("retention_pruned_at") is None  # validate only reads
+    assert env.cli("incidents").code == 0
+    first = env.store().get_value("retention_pruned_at")
+    assert first is not None
+    assert env.cli("incidents").code == 0
+    assert env.store().get_value("retention_pruned_at") == first  # at most hourly
+
+    def boom(ctx, now=None):
+        raise RuntimeError("database is\nlocked")
+
+    monkeypatch.setattr(engine.approvals, "expire_due", boom)
+    monkeypatch.setattr(engine.retention, "prune_if_due", boom)
+    r = env.cli("incidents", "--json")
+    assert r.code == 0 and r.json() == []
+    warnings = r.err.strip().splitlines()
+    assert len(warnings) == 2 and all("warning" in w for w in warnings)
+    assert "expiring approvals failed: database is locked" in warnings[0]
+    assert "pruning old artifacts failed" in warnings[1]
 
 
 def test_kill_switch_refuses_with_4_and_force_passes_on_the_record(env: Env) -> None:
@@ -445,7 +578,8 @@ def test_cancel_of_a_pending_approval_cancels_the_incident(env: Env) -> None:
     assert incident["state"] == "canceled" and "carol" in incident["reason"]
     assert env.store().get_run(pending["run_id"]).status.value == "canceled"
     assert env.cli("pending", "--json").json() == []
-    assert env.cli("cancel", "inc-nope").code == 4
+    nope = env.cli("cancel", "inc-nope")
+    assert nope.code == 2 and "no run or incident inc-nope" in nope.err
 
 
 def test_sigint_cancels_the_running_step_and_exits_1(env: Env) -> None:
@@ -512,9 +646,11 @@ def test_show_prints_record_events_and_stdout(env: Env) -> None:
     assert "#1" in text and "action_start" in text and "RUN test.ok on localhost" in text
     doc = env.cli("show", run["id"], "--json").json()
     assert doc["run"]["id"] == run["id"]
-    assert [e["event"] for e in doc["events"]] == ["action_start", "action_result"]
+    events = [e["event"] for e in doc["events"]]
+    assert events[:2] == ["action_start", "action_result"]
+    assert set(events[2:]) <= {"verify_check"}  # the runbook's verify, if it recorded any
     assert "succeeded: ok on localhost" in doc["stdout"]
-    assert env.cli("show", "run-nope").code == 4
+    assert env.cli("show", "run-nope").code == 2   # usage: no such run
 
 
 def test_every_listing_command_prints_json_only(env: Env) -> None:
@@ -649,7 +785,7 @@ def test_validate_fails_with_file_and_line(env: Env) -> None:
         """)
     (env.root / "playbooks" / "broken.yml").write_text("- hosts: all\n  tasks:\n    - nope: [\n")
     r = env.cli("validate")
-    assert r.code == 1
+    assert r.code == 2  # an invalid runbook or playbook is a configuration error
     assert f"{bad}:6: unknown action 'no.such_action'" in r.out
     assert "broken.yml:1: syntax check failed" in r.out
     assert "INVALID" in r.out.splitlines()[-1]

@@ -15,14 +15,15 @@ import sys
 from collections.abc import Sequence
 
 from engine.cli import approvals, history, plan, recover, status, switches, validate
-from engine.cli.common import FAILED, OK, USAGE, CliError, build_context
+from engine.cli.common import FAILED, OK, USAGE, CliError, build_context, housekeeping
 from engine.cli.output import err
 
 DESCRIPTION = """\
 InfraFabric Recovery: run, approve, audit and switch automated recoveries.
 
-exit codes: 0 done and verified, 1 failed, 2 usage or configuration error,
-3 parked for approval, 4 refused or deferred by a gate (cooldown, disabled, lock,
+exit codes: 0 done and verified, 1 failed (an incident that ended degraded is not
+verified: 1), 2 usage or configuration error (also an invalid runbook, an unknown run
+id), 3 parked for approval, 4 refused or deferred by a gate (cooldown, disabled, lock,
 unknown target). Every listing command takes --json (machine output only on stdout).
 The operator recorded for approvals, switches and manual runs is --as NAME, else
 RECOVERY_OPERATOR, else cli:$USER.
@@ -75,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctx = None
     try:
         ctx = build_context(args)
+        if getattr(args, "housekeeping", True):  # `validate` only reads files
+            housekeeping(ctx)
         return int(args.func(ctx, args))
     except CliError as exc:
         err(f"recovery {args.command}: {_one_line(exc.message)}")

@@ -5,21 +5,24 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.cli.common import FAILED, OK, REFUSED, CliError, now, operator
+from engine.cli.common import FAILED, OK, PARKED, REFUSED, USAGE, CliError, now, operator
 from engine.cli.output import ago, emit_json, err, out, table, when
 from engine.cli.recover import Foreground, approve_hint, outcome
 from engine.context import EngineContext
 from engine.lifecycle import RunStatus
+from engine.records import Approval
 
 APPROVE_HELP = """\
 Approve (or --reject) a step parked for approval. Approving queues it: the service's
 workers run it after asking every gate again; --now runs it here, in the foreground,
-where no service runs (exit codes then as `recovery recover`). The decision records
-who (--as, RECOVERY_OPERATOR, or cli:$USER) and the reason.
+where no service runs (exit codes then as `recovery recover`). --now also runs a step
+that was approved earlier and waits queued. The decision records who (--as,
+RECOVERY_OPERATOR, or cli:$USER) and the reason.
 
-exit codes: 0 decided (and, with --now, recovered), 1 failed, 3 the next step waits for
-approval, 4 the decision cannot be taken (unknown run, already decided, expired) or a
-gate refused or deferred the step.
+exit codes: 0 decided (and, with --now, recovered), 1 failed (or ended degraded),
+2 no such run, 3 the next step waits for approval, 4 the decision cannot be taken (the
+step is not waiting for approval: already decided, expired, canceled; or its incident
+is closed; or a worker holds it) or a gate refused or deferred the step.
 """
 
 CANCEL_HELP = """\
@@ -27,7 +30,7 @@ Cancel a run or an incident. A running step is asked to stop (playbooks stop at 
 task boundary; python actions cannot be interrupted and finish); a parked or queued step
 is canceled; an open incident is closed as canceled.
 
-exit codes: 0 done (or nothing left to cancel), 4 no such run or incident.
+exit codes: 0 done (or nothing left to cancel), 2 no such run or incident.
 """
 
 
@@ -94,17 +97,56 @@ def cmd_pending(ctx: EngineContext, args: argparse.Namespace) -> int:
 
 
 def cmd_approve(ctx: EngineContext, args: argparse.Namespace) -> int:
-    from engine.approvals import DecisionError, approve, expire_due, reject
+    from engine.approvals import DecisionError, approve, reject
 
     who = operator(args)
     if args.reject and args.now:
         raise CliError("--now runs an approved step; it cannot go with --reject")
-    # Nobody may approve what has expired, even where no service runs to expire it.
     current = ctx.store.get_approval(args.run_id)
-    if current is not None and current.status == "pending" and current.expires_at <= now():
+    run = ctx.store.get_run(args.run_id)
+    if current is None and run is None:
+        raise CliError(f"no run {args.run_id} (`recovery pending` lists what waits)", USAGE)
+    if current is None:
+        err(f"run {args.run_id} never waited for approval (it is {run.status.value})")
+        return REFUSED
+    if current.status == "pending" and current.expires_at <= now():
+        # Nobody may approve what has expired, even where no service runs to expire it.
+        from engine.approvals import expire_due
+
         expire_due(ctx)
-        err(f"the approval for run {args.run_id} expired at {when(current.expires_at)}; "
-            "run `recovery recover` again to ask anew")
+        current = ctx.store.get_approval(args.run_id) or current
+    if current.status == "expired":
+        err(f"the approval for run {args.run_id} expired at "
+            f"{when(current.decided_at or current.expires_at)}; run `recovery recover` "
+            "again to ask anew")
+        return REFUSED
+    if current.status == "approved" and args.now and not args.reject:
+        # Approved earlier (without --now) and queued: run it here.
+        if run is None or run.status != RunStatus.QUEUED:
+            state = run.status.value if run else "gone"
+            err(f"run {args.run_id} was approved by {current.decided_by} and is {state}, "
+                "not queued: nothing to run here")
+            return REFUSED
+        if (closed := _closed_incident(ctx, current)) is not None:
+            err(f"run {args.run_id} was approved, but {closed}: nothing to run "
+                f"(`recovery cancel {args.run_id}` clears it)")
+            return REFUSED
+        out(f"run {args.run_id} ({current.strategy} on {current.target}, {current.runbook}) "
+            f"was approved by {current.decided_by} at {when(current.decided_at)}; "
+            "running it here")
+        return _run_now(ctx, args, who)
+    if current.status != "pending":
+        hint = ""
+        if current.status == "approved" and run is not None and run.status == RunStatus.QUEUED:
+            hint = (f"; it is queued: run it here with recovery{approve_hint(args)} approve "
+                    f"{args.run_id} --now, or drop it with `recovery cancel {args.run_id}`")
+        by = f" by {current.decided_by}" if current.decided_by else ""
+        err(f"run {args.run_id} is not waiting for approval (approval {current.status}{by})"
+            + hint)
+        return REFUSED
+    if not args.reject and (closed := _closed_incident(ctx, current)) is not None:
+        err(f"run {args.run_id} cannot be approved: {closed} "
+            f"(`recovery approve {args.run_id} --reject` or `recovery cancel` clears it)")
         return REFUSED
     try:
         if args.reject:
@@ -134,35 +176,58 @@ def cmd_approve(ctx: EngineContext, args: argparse.Namespace) -> int:
     return _run_now(ctx, args, who)
 
 
+def _closed_incident(ctx: EngineContext, approval: Approval) -> str | None:
+    """Words for why the approval's incident takes no step any more, or None if open."""
+    if not approval.incident_id:
+        return None
+    incident = ctx.store.get_incident(approval.incident_id)
+    if incident is None:
+        return f"its incident {approval.incident_id} is gone"
+    if incident.state.is_open:
+        return None
+    return (f"its incident {incident.id} is {incident.state.value}"
+            + (f" ({incident.reason})" if incident.reason else ""))
+
+
 def _run_now(ctx: EngineContext, args: argparse.Namespace, who: str) -> int:
+    """Claim the queued run (so no worker takes it too) and carry its incident on here."""
+    from engine.approvals import claim
     from engine.orchestrator import advance
 
-    run = ctx.store.get_run(args.run_id)
-    if run is None or run.status != RunStatus.QUEUED:
-        state = run.status.value if run else "gone"
-        err(f"run {args.run_id} is {state}, not queued: a worker may have taken it")
+    claimed = claim(ctx, args.run_id)
+    if claimed is None:
+        run = ctx.store.get_run(args.run_id)
+        if run is not None and run.status == RunStatus.QUEUED:
+            err(f"run {args.run_id} is queued but a worker holds it: follow it with "
+                f"`recovery show {args.run_id} --follow`")
+        else:
+            state = run.status.value if run else "gone"
+            err(f"run {args.run_id} is {state}, not queued: a worker may have taken it")
         return REFUSED
-    if not run.incident_id:
-        err(f"run {run.id} belongs to no incident: nothing to resume")
+    if not claimed.incident_id:
+        err(f"run {claimed.id} belongs to no incident: nothing to resume")
         return FAILED
     with Foreground(ctx, who) as fg:
-        fg.incident_id = run.incident_id
-        incident = advance(ctx, run.incident_id, resume=run, on_run=fg.on_run)
+        fg.incident_id = claimed.incident_id
+        incident = advance(ctx, claimed.incident_id, resume=claimed, on_run=fg.on_run)
         if fg.interrupted:
             fg.cancel_incident()
             return FAILED
-    after = ctx.store.get_run(run.id)
+    after = ctx.store.get_run(claimed.id)
     if after is not None and after.status == RunStatus.CANCELED:
-        err(f"run {run.id} canceled: {after.reason}")
+        err(f"run {claimed.id} canceled: {after.reason}")
         return FAILED
     code, words = outcome(ctx, incident, approve_hint(args))
-    (out if code in (OK, 3) else err)(words)
+    (out if code in (OK, PARKED) else err)(words)
     return code
 
 
 def cmd_cancel(ctx: EngineContext, args: argparse.Namespace) -> int:
     from engine.approvals import DecisionError, cancel
 
+    if ctx.store.get_run(args.ident) is None and ctx.store.get_incident(args.ident) is None:
+        raise CliError(f"no run or incident {args.ident} (`recovery history` and "
+                       "`recovery incidents` list them)", USAGE)
     try:
         said = cancel(ctx, args.ident, by=operator(args))
     except DecisionError as exc:

@@ -62,6 +62,8 @@ def build_context(args: argparse.Namespace) -> EngineContext:
         raise CliError(f"configuration error: {exc}") from None
     try:
         config.ensure_home()
+    except ConfigError as exc:
+        raise CliError(f"configuration error: {exc}") from None
     except OSError as exc:
         raise CliError(f"cannot use RECOVERY_HOME {config.home}: {exc}") from None
     try:
@@ -83,6 +85,24 @@ def build_context(args: argparse.Namespace) -> EngineContext:
         ctx.store.close()
         raise CliError(f"store unavailable: {exc}") from None
     return ctx
+
+
+def housekeeping(ctx: EngineContext) -> None:
+    """What a worker would do, done by every command where no service runs: expire
+    unanswered approvals (so listings, status and metrics see them expired and their
+    incidents closed) and prune old artifacts (at most hourly, the last time is in the
+    store). Neither may break the command: a problem is one warning line on stderr."""
+    from engine.approvals import expire_due
+    from engine.cli.output import err
+    from engine.retention import prune_if_due
+
+    for what, chore in (("expiring approvals", expire_due),
+                        ("pruning old artifacts", prune_if_due)):
+        try:
+            chore(ctx)
+        except Exception as exc:  # noqa: BLE001 - housekeeping never breaks a command
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            err(f"recovery: warning: {what} failed: {text}")
 
 
 def runbooks(ctx: EngineContext) -> list[Runbook]:

@@ -11,7 +11,7 @@ import json
 import time
 from typing import Any
 
-from engine.cli.common import OK, REFUSED, duration_arg, now, positive_int
+from engine.cli.common import OK, USAGE, duration_arg, now, positive_int
 from engine.cli.output import (
     ago,
     emit_json,
@@ -127,11 +127,11 @@ def cmd_show(ctx: EngineContext, args: argparse.Namespace) -> int:
         artifacts = RunArtifacts(ctx.artifacts_dir, args.run_id)
     except ValueError as exc:
         err(str(exc))
-        return REFUSED
+        return USAGE
     record = ctx.store.get_run(args.run_id)
     if record is None and not artifacts.exists():
         err(f"no run {args.run_id}")
-        return REFUSED
+        return USAGE
     run_json = artifacts.read_run_json()
     events = list(artifacts.read_events())
     if args.json and not args.follow:

@@ -40,11 +40,11 @@ step in check mode (playbooks under ansible --check, python actions asked for th
 plan): no incident, no lock, no cooldown counted; the runs are recorded as
 check-mode runs.
 
-exit codes: 0 recovered or degraded (verified), 1 failed (exhausted, canceled,
-interrupted), 2 usage or configuration error, 3 a step waits for approval
-(`recovery approve RUN_ID`), 4 refused or deferred by a gate (kill switch, cooldown,
-lock, observe mode, unknown target, or an attempt already under way elsewhere).
-With several hosts the worst wins: 1 over 4 over 3 over 0.
+exit codes: 0 recovered (verified), 1 failed (exhausted, canceled, interrupted, or
+ended degraded: degraded is not a verified recovery), 2 usage or configuration error,
+3 a step waits for approval (`recovery approve RUN_ID`), 4 refused or deferred by a
+gate (kill switch, cooldown, lock, observe mode, unknown target, or an attempt already
+under way elsewhere). With several hosts the worst wins: 1 over 4 over 3 over 0.
 """
 
 
@@ -150,8 +150,10 @@ def outcome(ctx: EngineContext, incident: Incident, approve_hint: str = "") -> t
     """The exit code an incident's state means for the operator who ran it, with words."""
     state, reason = incident.state, incident.reason
     head = f"incident {incident.id} ({incident.runbook} on {incident.target})"
-    if state in (IncidentState.RECOVERED, IncidentState.DEGRADED):
-        return OK, f"{head}: {state.value}: {reason}"
+    if state == IncidentState.RECOVERED:
+        return OK, f"{head}: recovered: {reason}"
+    if state == IncidentState.DEGRADED:  # features switched off: not a verified recovery
+        return FAILED, f"{head}: degraded, not recovered: {reason}"
     if state == IncidentState.FAILED:
         return FAILED, f"{head}: failed: {reason}"
     if state == IncidentState.REMEDIATING:

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from engine.cli.common import FAILED, OK, runbooks
+from engine.cli.common import OK, USAGE, runbooks
 from engine.cli.output import emit_json, err, out, table
 from engine.context import EngineContext
 
@@ -17,8 +17,8 @@ Check everything the engine will read before it runs: every runbook (file:line:
 reason for each bad one), every playbook in playbooks/ (ansible-playbook
 --syntax-check), and the inventory (unknown or ambiguous names, malformed endpoints).
 
-exit codes: 0 all valid, 1 something is invalid (each problem printed), 2 the
-configuration itself cannot be read.
+exit codes: 0 all valid, 2 something is invalid (each problem printed) or the
+configuration itself cannot be read: both are configuration errors.
 """
 PLAYBOOK_SUFFIXES = (".yml", ".yaml")
 
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                        description=VALIDATE_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_validate)
+    p.set_defaults(func=cmd_validate, housekeeping=False)  # reads files, changes nothing
 
     p = sub.add_parser("runbooks", parents=parents, help="the loaded runbooks")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -87,7 +87,7 @@ def cmd_validate(ctx: EngineContext, args: argparse.Namespace) -> int:
             "inventory": {"path": str(config.inventory_path), "problems": inventory_problems},
             "warnings": warnings,
         })
-        return FAILED if errors else OK
+        return USAGE if errors else OK
     for line in errors:
         out(line)
     for line in warnings:
@@ -99,7 +99,7 @@ def cmd_validate(ctx: EngineContext, args: argparse.Namespace) -> int:
                                                  if playbook_errors else "")
                + f", inventory: {inv}")
     out(f"{summary}: {'valid' if not errors else 'INVALID'}")
-    return FAILED if errors else OK
+    return USAGE if errors else OK
 
 
 def _syntax_check(ctx: EngineContext) -> Any:
