@@ -23,6 +23,9 @@ SECRET_NAME = re.compile(
 MIN_SECRET_LEN = 4
 
 
+URL_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]*:([^/\s@]+)@", re.I)
+
+
 def is_secret_name(name: str) -> bool:
     return bool(SECRET_NAME.search(name))
 
@@ -36,8 +39,12 @@ class Redactor:
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Redactor:
+        """Values of secret-named variables, and the password inside any URL
+        (``REDIS_URL=redis://:pw@host``), whatever the variable is called."""
         env = os.environ if environ is None else environ
-        return cls(v for k, v in env.items() if is_secret_name(k))
+        secrets = [v for k, v in env.items() if is_secret_name(k)]
+        secrets += [m.group(1) for v in env.values() for m in URL_PASSWORD.finditer(v)]
+        return cls(secrets)
 
     def copy(self) -> Redactor:
         """A new redactor that knows the same secrets; learning more leaves this one alone."""

@@ -89,6 +89,8 @@ def test_secrets_from_env_and_extravars_never_land_under_recovery_home(
         engine_env, run_incident, monkeypatch):
     monkeypatch.setenv("REDIS_PASSWORD", "env-secret-Xq81")
     monkeypatch.setenv("RECOVERY_API_TOKEN", "token-secret-Zk27")
+    # not secret by name, but a password inside a URL is one
+    monkeypatch.setenv("CACHE_URL", "redis://:url-secret-Qw31@127.0.0.1:1/0")
     engine_env.playbook("use_secret.yml", """
         - hosts: all
           gather_facts: true
@@ -115,7 +117,8 @@ def test_secrets_from_env_and_extravars_never_land_under_recovery_home(
     for root, _dirs, files in os.walk(home):
         for name in files:
             data = open(os.path.join(root, name), "rb").read()
-            for secret in (b"env-secret-Xq81", b"token-secret-Zk27", b"extravar-secret-Pw55"):
+            for secret in (b"env-secret-Xq81", b"token-secret-Zk27", b"extravar-secret-Pw55",
+                           b"url-secret-Qw31"):
                 if secret in data:
                     found.append((name, secret))
     assert found == []
