@@ -82,15 +82,17 @@ class Ok(Action):
         return ActionResult(True, "ok")
 
 
-def build(root: Path, hosts: int) -> EngineContext:
+def build(root: Path, hosts: int, db_dir: Path | None = None) -> EngineContext:
     for folder in ("runbooks", "playbooks", "inventory", "home"):
         (root / folder).mkdir()
     (root / "runbooks" / "bench.yml").write_text(RUNBOOK)
     lines = ["all:", "  hosts:"]
     lines += [f"    h{i:05d}: {{ansible_connection: local}}" for i in range(hosts)]
     (root / "inventory" / "hosts.yml").write_text("\n".join(lines) + "\n")
+    state = f"state_url: sqlite:///{db_dir / 'recovery.db'}\n" if db_dir else ""
     (root / "recovery.yml").write_text(
-        "home: home\nrunbooks: runbooks\nplaybooks: playbooks\ninventory: inventory/hosts.yml\n")
+        "home: home\nrunbooks: runbooks\nplaybooks: playbooks\ninventory: inventory/hosts.yml\n"
+        + state)
     registry = default_registry()
     registry.register(Mark())
     registry.register(Ok())
@@ -133,10 +135,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
-def measure(root: Path, n: int, warmup: int,
-            profile: bool) -> tuple[list[float], list[float], float, pstats.Stats | None]:
+def measure(root: Path, n: int, warmup: int, profile: bool, db_dir: Path | None = None,
+            ) -> tuple[list[float], list[float], float, pstats.Stats | None]:
     started = time.perf_counter()
-    ctx = build(root, n + warmup)
+    ctx = build(root, n + warmup, db_dir)
     setup = time.perf_counter() - started
     for i in range(warmup):
         one(ctx, f"h{i:05d}")
@@ -162,21 +164,27 @@ def main() -> int:
     n = 100 if args.quick else args.n
     warmup = 20 if args.quick else 100
 
-    homes = [("disk", None)]
+    # (label, where the home is, where the database is): the last two rows split the
+    # disk's cost between the store and the artifacts written before a step starts.
+    homes: list[tuple[str, str | None, str | None]] = [("disk", None, None)]
     if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
-        homes.append(("tmpfs", "/dev/shm"))
+        homes += [("tmpfs", "/dev/shm", "/dev/shm"),
+                  ("db disk, artifacts tmpfs", "/dev/shm", tempfile.gettempdir()),
+                  ("db tmpfs, artifacts disk", None, "/dev/shm")]
     print(f"decision latency: alert in -> first python step started "
           f"({n} incidents per home, {warmup} warm-up)")
     print(f"  machine: {os.cpu_count()} cpu, python {platform.python_version()}, "
           f"load average {os.getloadavg()[0]:.2f}, temp dir {tempfile.gettempdir()}")
-    print(f"  {'home':<6} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8} {'mean':>8} "
+    print(f"  {'home':<25} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8} {'mean':>8} "
           f"{'open p50':>9} {'open p99':>9}   target p99 < {TARGET_P99_MS:g} ms")
     profiles = []
-    for label, where in homes:
-        with tempfile.TemporaryDirectory(prefix="bench-decision-", dir=where) as tmp:
-            totals, opens, _, stats = measure(Path(tmp), n, warmup, args.profile)
+    for label, where, db_where in homes:
+        with tempfile.TemporaryDirectory(prefix="bench-decision-", dir=where) as tmp, \
+                tempfile.TemporaryDirectory(prefix="bench-db-", dir=db_where) as db_tmp:
+            db_dir = Path(db_tmp) if db_where is not None and db_where != where else None
+            totals, opens, _, stats = measure(Path(tmp), n, warmup, args.profile, db_dir)
         p99 = percentile(totals, 99)
-        print(f"  {label:<6} {percentile(totals, 50):7.2f}ms {percentile(totals, 90):7.2f}ms "
+        print(f"  {label:<25} {percentile(totals, 50):7.2f}ms {percentile(totals, 90):7.2f}ms "
               f"{p99:7.2f}ms {max(totals):7.2f}ms {statistics.fmean(totals):7.2f}ms "
               f"{percentile(opens, 50):8.2f}ms {percentile(opens, 99):8.2f}ms   "
               f"{'MET' if p99 < TARGET_P99_MS else 'MISSED'}")

@@ -22,7 +22,13 @@ from engine.artifacts import RunArtifacts
 from engine.context import EngineContext, UnknownRunbook
 from engine.executors import StepResult
 from engine.gates import Decision, GateContext, Verdict
-from engine.lifecycle import METRIC_OUTCOME, AttemptOutcome, IncidentState, RunStatus
+from engine.lifecycle import (
+    METRIC_OUTCOME,
+    AttemptOutcome,
+    IncidentState,
+    RunStatus,
+    TransitionError,
+)
 from engine.records import Approval, Attempt, DegradedReason, Incident, RunRecord, new_id
 from engine.runbook import Runbook, Strategy
 from engine.templating import TemplateError, render_data
@@ -130,12 +136,10 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
         return StepEnd.HALT
 
     lock = next((d.lock for d in asked if d.lock is not None), None)
+    attempt = None
     if incident.attempt_id is None:
         attempt = Attempt(id=new_id("att"), incident_id=incident.id, runbook=runbook.name,
                           target=incident.target, started_at=now)
-        store.start_attempt(attempt)
-        incident = store.update_incident(incident.id, attempt_id=attempt.id,
-                                         attempts=incident.attempts + 1) or incident
         run.attempt_id = attempt.id
     run.status = RunStatus.RUNNING
     cancel = threading.Event()
@@ -143,11 +147,16 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
     if resume:
         # Its duration starts now, not when it parked: waiting for a person is not work.
         run.started_at = now
-        store.update_run(run.id, status=RunStatus.RUNNING, attempt_id=run.attempt_id,
-                         reason=run.reason, approved_by=approved_by, started_at=now,
-                         forced=run.forced)
-    else:
-        store.add_run(run)
+    # The attempt (if this step starts one), its count on the incident and the run row:
+    # one transaction, so a step is never half started.
+    try:
+        incident = store.begin_step(run, attempt, resumed=resume is not None) or incident
+    except TransitionError as exc:  # canceled between its claim and now: do nothing
+        ctx.running.pop(run.id, None)
+        if lock is not None:
+            store.release_lock(lock.target, lock.token)
+        log.info("%s", exc)
+        return StepEnd.HALT
     artifacts.write_run_json({**run.to_dict(), **record})   # once, before the step starts
     if on_run:
         on_run(run)

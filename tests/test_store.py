@@ -162,3 +162,24 @@ def test_processes_racing_to_open_the_same_incident_open_one(tmp_path):
         p.join(60)
     created = [results.get(timeout=5) for _ in range(n)]
     assert created.count(True) == 1
+
+
+def test_begin_step_records_attempt_count_and_run_at_once(store):
+    from engine.records import Attempt
+
+    inc, _ = store.open_incident(incident())
+    r = run(incident_id=inc.id)
+    att = Attempt(id="att-1", incident_id=inc.id, runbook="rb", target="h1",
+                  started_at=r.started_at)
+    after = store.begin_step(r, att)
+    assert after.attempt_id == "att-1" and after.attempts == 1
+    assert store.get_run(r.id).status == RunStatus.RUNNING
+    assert [a.id for a in store.attempts_since("rb", "h1", 0)] == ["att-1"]
+    # a resumed run must still be waiting: a canceled one is not started
+    parked = run(incident_id=inc.id, status=RunStatus.QUEUED)
+    store.add_run(parked)
+    store.update_run(parked.id, status=RunStatus.CANCELED)
+    parked.status = RunStatus.RUNNING
+    with pytest.raises(TransitionError):
+        store.begin_step(parked, None, resumed=True)
+    assert store.get_run(parked.id).status == RunStatus.CANCELED

@@ -96,6 +96,13 @@ class Store(ABC):
     def add_run(self, run: RunRecord) -> None: ...
 
     @abstractmethod
+    def begin_step(self, run: RunRecord, attempt: Attempt | None, *,
+                   resumed: bool = False) -> Incident | None:
+        """A step starts, atomically: the attempt it opens (if any) is recorded and counted
+        on the incident, and the run is added (or, ``resumed``, moved to running; a resumed
+        run no longer queued or parked raises TransitionError and nothing is written)."""
+
+    @abstractmethod
     def update_run(
         self, run_id: str, *, status: RunStatus | None = None, **fields: Any
     ) -> RunRecord | None:

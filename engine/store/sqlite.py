@@ -24,6 +24,7 @@ from engine.lifecycle import (
     AttemptOutcome,
     IncidentState,
     RunStatus,
+    TransitionError,
     check_incident_transition,
 )
 from engine.records import (
@@ -329,6 +330,34 @@ class SQLiteStore(Store):
         values["heartbeat_at"] = run.started_at
         with self._tx() as db:
             self._insert(db, "runs", values)
+
+    def begin_step(self, run: RunRecord, attempt: Attempt | None, *,
+                   resumed: bool = False) -> Incident | None:
+        with self._tx() as db:
+            if attempt is not None:
+                self._insert(db, "attempts", _columns(attempt))
+                db.execute("UPDATE incidents SET attempt_id = ?, attempts = attempts + 1, "
+                           "updated_at = ? WHERE id = ?",
+                           (attempt.id, run.started_at, run.incident_id))
+            values = _columns(run)
+            values["heartbeat_at"] = run.started_at
+            if resumed:
+                keep = ("status", "attempt_id", "reason", "approved_by", "started_at",
+                        "forced", "heartbeat_at")
+                values = {k: v for k, v in values.items() if k in keep}
+                values.update(claimed_by=None, claimed_until=None)
+                sets = ", ".join(f"{k} = ?" for k in values)
+                cur = db.execute(
+                    f"UPDATE runs SET {sets} WHERE id = ? AND status IN (?, ?)",
+                    (*values.values(), run.id, RunStatus.QUEUED.value,
+                     RunStatus.PENDING_APPROVAL.value))
+                if cur.rowcount != 1:  # canceled (or taken) since it was claimed
+                    raise TransitionError(f"run {run.id} is no longer waiting to run")
+            else:
+                self._insert(db, "runs", values)
+            row = db.execute("SELECT * FROM incidents WHERE id = ?",
+                             (run.incident_id,)).fetchone()
+        return _row_to(Incident, row) if row else None
 
     def update_run(self, run_id: str, *, status: RunStatus | None = None,
                    **changes: Any) -> RunRecord | None:
