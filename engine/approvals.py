@@ -42,11 +42,18 @@ def approve(ctx: EngineContext, run_id: str, *, by: str, reason: str = "") -> De
     approval = _decide(ctx, run_id, "approved", by, reason)
     run = ctx.store.update_run(run_id, status=RunStatus.QUEUED, approved_by=by,
                                reason=f"approved by {by}" + (f": {reason}" if reason else ""))
+    if run is None:  # canceled between the decision and now: the approval goes with it
+        ctx.store.decide_approval(run_id, status="canceled", by=by, reason="run canceled",
+                                  at=time.time(), expect="approved")
+        gone = ctx.store.get_run(run_id)
+        raise DecisionError(f"run {run_id} is {gone.status.value if gone else 'gone'}: "
+                            "nothing to approve")
     if approval.incident_id:
         incident = ctx.store.get_incident(approval.incident_id)
         if incident is not None:
             step = _index_of(ctx, incident, approval.strategy)
-            ctx.store.update_incident(incident.id, approved_step=step, approved_by=by,
+            ctx.store.update_incident(incident.id, expect=[IncidentState.REMEDIATING],
+                                      approved_step=step, approved_by=by,
                                       reason=f"{approval.strategy} approved by {by}; queued")
     _note(ctx, run_id, {"approval": approval.to_dict(), "status": "queued"})
     return Decided(approval, run)
@@ -107,7 +114,7 @@ def cancel(ctx: EngineContext, ident: str, *, by: str) -> str:
             if event is not None:
                 event.set()
             said.append(f"asked run {r.id} to stop")
-        elif _cancel_waiting(ctx, r, f"canceled by {by}", by):
+        elif cancel_waiting(ctx, r, f"canceled by {by}", by):
             said.append(f"canceled run {r.id}")
     if incident is not None and incident.state.is_open:
         closed = ctx.store.update_incident(
@@ -120,13 +127,7 @@ def cancel(ctx: EngineContext, ident: str, *, by: str) -> str:
     return "; ".join(said) or f"{ident}: nothing left to cancel"
 
 
-def cancel_pending_for(ctx: EngineContext, incident: Incident, reason: str) -> int:
-    """A resolved alert cancels what waits for it."""
-    runs = ctx.store.query_runs(incident_id=incident.id, limit=None)
-    return sum(_cancel_waiting(ctx, r, reason, None) for r in runs)
-
-
-def _cancel_waiting(ctx: EngineContext, run: RunRecord, reason: str, by: str | None) -> bool:
+def cancel_waiting(ctx: EngineContext, run: RunRecord, reason: str, by: str | None) -> bool:
     """Cancel a run parked for approval or queued after it; False if it was neither."""
     if run.status not in (RunStatus.PENDING_APPROVAL, RunStatus.QUEUED):
         return False

@@ -116,11 +116,12 @@ class Config:
 
 
 def is_recovery_home(folder: Path) -> bool:
-    """Empty, or holding what a recovery home holds (the database or the artifacts)."""
+    """Empty (but for a mount's ``lost+found`` or dotfiles such as ``.gitkeep``), or
+    holding what a recovery home holds (the database or the artifacts)."""
     if (folder / "recovery.db").exists() or (folder / "artifacts").is_dir():
         return True
     with os.scandir(folder) as entries:
-        return next(entries, None) is None
+        return all(e.name == "lost+found" or e.name.startswith(".") for e in entries)
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:

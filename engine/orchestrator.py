@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -56,7 +57,9 @@ def advance(ctx: EngineContext, incident_id: str, *, resume: RunRecord | None = 
         raise LookupError(f"no incident {incident_id}")
     if incident.state != IncidentState.REMEDIATING:
         if resume is not None:
-            _cancel_run(ctx, resume, f"incident is {incident.state.value}")
+            from engine.approvals import cancel_waiting
+
+            cancel_waiting(ctx, resume, f"incident is {incident.state.value}", None)
         return incident
     try:
         runbook = ctx.runbook(incident.runbook)
@@ -64,7 +67,7 @@ def advance(ctx: EngineContext, incident_id: str, *, resume: RunRecord | None = 
         return _close(ctx, incident, IncidentState.CANCELED, AttemptOutcome.CANCELED,
                       f"runbook no longer loaded: {exc.args[0]}")
     steps = _steps(runbook, incident)
-    if not steps and incident.attempt_id is None:
+    if not _steps(runbook, incident, from_step=0):
         return _refuse_unhandled(ctx, incident, runbook)
     for index, strategy in steps:
         incident = ctx.store.get_incident(incident_id) or incident
@@ -79,12 +82,14 @@ def advance(ctx: EngineContext, incident_id: str, *, resume: RunRecord | None = 
     return _exhausted(ctx, ctx.store.get_incident(incident_id) or incident, runbook)
 
 
-def _steps(runbook: Runbook, incident: Incident) -> list[tuple[int, Strategy]]:
+def _steps(runbook: Runbook, incident: Incident,
+           from_step: int | None = None) -> list[tuple[int, Strategy]]:
+    """The strategies this incident's attempt runs, from its next step (or ``from_step``)."""
+    first = incident.step if from_step is None else from_step
     if incident.only_strategy:
         return [(i, s) for i, s in enumerate(runbook.strategies)
-                if s.name == incident.only_strategy and i >= incident.step]
-    return [(i, s) for i, s in runbook.strategies_for(incident.failure_type)
-            if i >= incident.step]
+                if s.name == incident.only_strategy and i >= first]
+    return [(i, s) for i, s in runbook.strategies_for(incident.failure_type) if i >= first]
 
 
 def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
@@ -151,11 +156,13 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
     # one transaction, so a step is never half started.
     try:
         incident = store.begin_step(run, attempt, resumed=resume is not None) or incident
-    except TransitionError as exc:  # canceled between its claim and now: do nothing
+    except TransitionError as exc:  # canceled or resolved since the gates: do nothing
         ctx.running.pop(run.id, None)
         if lock is not None:
             store.release_lock(lock.target, lock.token)
-        log.info("%s", exc)
+        if resume is None:
+            shutil.rmtree(artifacts.path, ignore_errors=True)  # no run row: no record
+        log.info("step %s not started: %s", run.id, exc)
         return StepEnd.HALT
     artifacts.write_run_json({**run.to_dict(), **record})   # once, before the step starts
     if on_run:
@@ -182,6 +189,8 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
     _end_run(ctx, run, artifacts, result.status, result.reason, None, on_run,
              data=result.data, already_added=True)
     store.update_incident(incident.id, approved_step=None, approved_by=None)
+    if result.status == RunStatus.SUCCEEDED and not strategy.degrades:
+        _clear_degraded(ctx, runbook, incident.target)   # a passing verify, whatever else
     current = store.get_incident(incident.id)
     if current is None or current.state != IncidentState.REMEDIATING:
         # Canceled or resolved while the step ran: its reason stands, nothing more is done.
@@ -195,7 +204,6 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
             _close(ctx, incident, IncidentState.DEGRADED, AttemptOutcome.DEGRADED,
                    f"degraded by {strategy.name}: {result.reason}")
         else:
-            _clear_degraded(ctx, runbook, incident.target)
             spec = runbook.verify_for(strategy)
             _close(ctx, incident, IncidentState.RECOVERED, AttemptOutcome.RECOVERED,
                    f"recovered by {strategy.name}: {result.reason}",
@@ -265,15 +273,22 @@ def _end_run(ctx: EngineContext, run: RunRecord, artifacts: RunArtifacts, status
              reason: str, resume: RunRecord | None, on_run: RunCallback | None,
              data: dict[str, Any] | None = None, already_added: bool = False) -> None:
     finished = time.time()
-    run.status, run.reason, run.finished_at = status, reason, finished
     if already_added or resume is not None:
         if ctx.store.update_run(run.id, status=status, reason=reason,
                                 finished_at=finished) is None:
+            # Someone else ended it first (a cancel, a worker marking it interrupted):
+            # the store's account stands, and the artifacts say the same.
             stored = ctx.store.get_run(run.id)
-            log.warning("run %s: the store refused %s after %s; artifacts say %s",
-                        run.id, status.value, stored.status.value if stored else "nothing",
-                        status.value)
-    else:
+            log.warning("run %s: %s refused, the run is already %s", run.id, status.value,
+                        stored.status.value if stored else "gone")
+            if stored is not None:
+                run.status, run.reason = stored.status, stored.reason
+                artifacts.write_run_json({"status": stored.status.value,
+                                          "reason": stored.reason, "result": data or {},
+                                          "refused_update": status.value})
+            return
+    run.status, run.reason, run.finished_at = status, reason, finished
+    if not (already_added or resume is not None):
         ctx.store.add_run(run)
     artifacts.write_run_json({"status": status.value, "reason": reason,
                               "finished_at": finished, "duration": run.duration,
@@ -370,11 +385,3 @@ def _clear_degraded(ctx: EngineContext, runbook: Runbook, target: str) -> None:
     """A passing verify or probe for the target switches its automatic reasons off."""
     if runbook.degraded_mode is not None:
         ctx.store.clear_degraded(mode=runbook.degraded_mode.name, target=target, manual=False)
-
-
-def _cancel_run(ctx: EngineContext, run: RunRecord, reason: str) -> None:
-    ctx.store.update_run(run.id, status=RunStatus.CANCELED, reason=reason,
-                         finished_at=time.time())
-    RunArtifacts(ctx.artifacts_dir, run.id, ctx.redactor).create().write_run_json(
-        {"status": "canceled", "reason": reason})
-    ctx.store.record_outcome(run.component, run.strategy, "canceled", None)

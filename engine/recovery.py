@@ -104,18 +104,23 @@ class Recovery:
             runbook=component, failure_type=failure_type,
             target=target or (registered[0] if len(registered) == 1 else "localhost"),
             trigger="probe", requested_by=requested_by or f"app:{os.getpid()}")
-        # Opened as due, not claimed: the attempt is claimed by the thread that runs it,
-        # so an attempt still queued here never looks abandoned to a worker elsewhere.
-        opened = open_incident(self.context, request, claim=False)
+        opened = open_incident(self.context, request)
         if opened.incident is None:
             return IncidentHandle(self, None, refusal=opened.refusal)
-        future = self._pool.submit(self._run, opened.incident.id)
-        return IncidentHandle(self, opened.incident.id, _future=future)
+        if not opened.claimed:   # another attempt is under way: wait() watches the store
+            return IncidentHandle(self, opened.incident.id)
+        # Ours, but it may wait for a free thread: keep the claim alive meanwhile, so no
+        # worker takes it for abandoned (its embedded actions need this process).
+        incident_id = opened.incident.id
+        keepalive = self.context.leases.hold(None, on_beat=lambda: self._touch(incident_id))
+        future = self._pool.submit(self._run, incident_id, keepalive)
+        return IncidentHandle(self, incident_id, _future=future)
 
-    def _run(self, incident_id: str) -> bool:
-        """Run the attempt if it is still ours to take (due, not claimed by a worker)."""
-        if self.context.store.claim_incident(incident_id, time.time()) is None:
-            return False
+    def _touch(self, incident_id: str) -> None:
+        self.context.store.update_incident(incident_id, expect=[IncidentState.REMEDIATING])
+
+    def _run(self, incident_id: str, keepalive) -> bool:
+        keepalive.release()
         advance(self.context, incident_id)
         return True
 

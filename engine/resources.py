@@ -38,12 +38,14 @@ class ResourceRegistry:
         with self._lock:
             if (name, target) in self._items:
                 return self._items[(name, target)]
-            if (name, None) in self._items:
-                return self._items[(name, None)]
+            untargeted = self._items.get((name, None))
             named = [(t, r) for (n, t), r in self._items.items() if n == name and t is not None]
-        if target is None or self._canonical is None:
-            return None
-        return next((r for t, r in named if self._canonical(t) == target), None)
+        if target is not None and self._canonical is not None:
+            # registered under another name of the same host (an alias): that one first
+            found = next((r for t, r in named if self._canonical(t) == target), None)
+            if found is not None:
+                return found
+        return untargeted
 
     def targets(self, name: str | None = None) -> list[str]:
         """Targets registered under ``name`` (any name if None)."""

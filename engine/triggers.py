@@ -66,10 +66,10 @@ def resolve_target(ctx: EngineContext, runbook: Runbook, request: TriggerRequest
     return ctx.inventory.resolve_instance(value).name
 
 
-def open_incident(ctx: EngineContext, request: TriggerRequest, *, claim: bool = True) -> Opened:
-    """Open the incident or attach to the open one. With ``claim`` (the default) the
-    caller owns the attempt when ``claimed`` and must ``advance`` it; without, a new
-    incident waits as due (OPEN, next try now) for whichever thread or worker claims it."""
+def open_incident(ctx: EngineContext, request: TriggerRequest) -> Opened:
+    """Open the incident or attach to the open one. When ``claimed``, the caller owns
+    the attempt and must ``advance`` it (at once: a claim left idle for three leases is
+    taken for abandoned by the workers)."""
     from engine.approvals import expire_due
 
     expire_due(ctx)  # an unanswered approval past its time must not hold the incident
@@ -98,8 +98,7 @@ def open_incident(ctx: EngineContext, request: TriggerRequest, *, claim: bool = 
     now = time.time()
     incident = Incident(
         id=new_id("inc"), runbook=runbook.name, component=runbook.component, target=target,
-        state=IncidentState.REMEDIATING if claim else IncidentState.OPEN,
-        next_try_at=None if claim else now,
+        state=IncidentState.REMEDIATING,
         failure_type=request.failure_type or runbook.failure_type_of(request.labels),
         trigger=request.trigger, requested_by=request.requested_by,
         fingerprint=request.fingerprint, labels=dict(request.labels), opened_at=now,
@@ -108,8 +107,8 @@ def open_incident(ctx: EngineContext, request: TriggerRequest, *, claim: bool = 
     )
     stored, created = ctx.store.open_incident(incident)
     if created:
-        return Opened(stored, created=True, claimed=claim)
-    if stored.state != IncidentState.OPEN or not claim:
+        return Opened(stored, created=True, claimed=True)
+    if stored.state != IncidentState.OPEN:
         return Opened(stored)  # an attempt is under way (or parked): attach to it
     if request.trigger == "manual":
         # An operator takes over now, whatever the deferral said: the gates decide.

@@ -12,10 +12,10 @@ import logging
 import threading
 import time
 
-from engine.approvals import expire_due
+from engine.approvals import cancel_waiting, expire_due
 from engine.context import EngineContext
 from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
-from engine.orchestrator import RunCallback, _cancel_run, advance
+from engine.orchestrator import RunCallback, advance
 from engine.retention import prune_if_due
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class Worker:
         incident = self.ctx.store.get_incident(run.incident_id or "")
         if incident is None or incident.state not in (IncidentState.REMEDIATING,):
             state = incident.state.value if incident else "gone"
-            _cancel_run(self.ctx, run, f"approved, but the incident is {state}")
+            cancel_waiting(self.ctx, run, f"approved, but the incident is {state}", None)
             return
         self._guard(lambda: advance(self.ctx, incident.id, resume=run, on_run=self.on_run))
 

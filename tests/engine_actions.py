@@ -84,6 +84,7 @@ class Sleep(Action):
         _trace(ctx, "sleep-start")
         for i in range(int(seconds * 10)):
             if ctx.cancel.wait(0.1):
+                _trace(ctx, "sleep-stopped")
                 return ActionResult(False, "canceled")
             if i % 5 == 0:
                 ctx.log(f"tick {i // 10}")

@@ -199,3 +199,20 @@ def test_canceling_a_queued_run_cancels_its_approval_too(parked):
     assert ctx.store.get_approval(run.id).status == "canceled"
     Worker(ctx).run_once()
     assert not marker.exists()
+
+
+def test_rejecting_the_last_step_with_on_reject_next_exhausts_the_runbook(engine_env,
+                                                                          run_incident):
+    engine_env.runbook("demo", """
+        strategies: [{name: only, action: test.ok, approval: required, on_reject: next}]
+        degraded_mode: {name: test_down}
+    """)
+    ctx = engine_env.context()
+    incident = run_incident(ctx, "demo").incident
+    [run] = ctx.store.query_runs(incident_id=incident.id)
+    approvals.reject(ctx, run.id, by="bob")
+    Worker(ctx).run_once()
+    closed = ctx.store.get_incident(incident.id)
+    assert closed.state == IncidentState.FAILED and closed.reason.startswith("exhausted")
+    assert "handles failure type" not in closed.reason
+    assert ctx.store.degraded_reasons("test_down")

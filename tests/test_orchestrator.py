@@ -401,3 +401,85 @@ def test_an_embedded_alias_is_the_same_target_for_switches_locks_and_resources(
     ctx.store.remove_switches(None, "cache-1")
     done = run_incident(ctx, "demo", target="cache-1.example:9121").incident
     assert done.state == IncidentState.RECOVERED and counter["n"] == 1
+
+
+def test_a_step_does_not_start_on_an_incident_canceled_while_its_gates_were_asked(
+        engine_env, run_incident):
+    from engine import approvals
+    from engine.gates import Gate
+
+    marker = engine_env.root / "changed"
+    engine_env.runbook("demo", f"""
+        strategies: [{{name: touch, action: test.touch, with: {{path: "{marker}"}}}}]
+    """)
+    ctx = engine_env.context()
+
+    class CanceledMeanwhile(Gate):
+        """Stands for an operator's `recovery cancel` landing while the gates run."""
+        name = "meanwhile"
+
+        def check(self, gate_ctx):
+            approvals.cancel(ctx, gate_ctx.incident.id, by="carol")
+            return self.allow()
+
+    ctx.gates.gates.insert(0, CanceledMeanwhile())
+    incident = run_incident(ctx, "demo", target="cache-1").incident
+    assert incident.state == IncidentState.CANCELED and not marker.exists()
+    assert ctx.store.query_runs(incident_id=incident.id) == []
+    assert ctx.store.attempts_since("demo", "cache-1", 0) == []
+    assert ctx.store.get_lock("cache-1") is None
+    assert list(ctx.artifacts_dir.iterdir()) == []
+
+
+def test_a_passing_verify_clears_degraded_even_if_the_alert_resolved_meanwhile(engine_env):
+    import threading
+
+    from engine.orchestrator import advance
+    from engine.triggers import TriggerRequest, open_incident
+
+    engine_env.runbook("demo", f"""
+        strategies:
+          - {{name: a, action: test.fail}}
+          - {{name: b, action: test.sleep, with: {{seconds: 1, trace: "{engine_env.trace}"}}}}
+        degraded_mode: {{name: test_down, when: failing}}
+    """)
+    ctx = engine_env.context()
+    opened = open_incident(ctx, TriggerRequest(runbook="demo", target="cache-1"))
+    t = threading.Thread(target=advance, args=(ctx, opened.incident.id))
+    t.start()
+    deadline = time.time() + 10
+    while not engine_env.traced() and time.time() < deadline:
+        time.sleep(0.02)
+    assert ctx.store.degraded_reasons("test_down")          # on after `a` failed
+    ctx.store.update_incident(opened.incident.id, state=IncidentState.RESOLVED)
+    t.join(15)
+    assert ctx.store.get_incident(opened.incident.id).state == IncidentState.RESOLVED
+    assert ctx.store.degraded_reasons("test_down") == []     # b's verify passed
+
+
+def test_a_timed_out_action_is_told_to_stop(engine_env, run_incident):
+    engine_env.runbook("demo", f"""
+        strategies:
+          - {{name: nap, action: test.sleep, timeout: 0.3s,
+              with: {{seconds: 30, trace: "{engine_env.trace}"}}}}
+    """)
+    ctx = engine_env.context()
+    incident = run_incident(ctx, "demo").incident
+    [run] = ctx.store.query_runs(incident_id=incident.id)
+    assert run.status == RunStatus.FAILED and "timed out" in run.reason
+    deadline = time.time() + 3
+    while time.time() < deadline and not any("stopped" in t for t in engine_env.traced()):
+        time.sleep(0.05)
+    assert [t.split()[0] for t in engine_env.traced()] == ["sleep-start", "sleep-stopped"]
+
+
+def test_a_resource_registered_under_the_alias_wins_over_an_untargeted_one(
+        engine_env, run_incident):
+    engine_env.runbook("demo", "strategies: [{name: bump, action: test.bump}]\n")
+    ctx = engine_env.context()
+    anywhere, aliased = {"n": 0}, {"n": 0}
+    ctx.resources.register("counter", anywhere)
+    ctx.resources.register("counter", aliased, target="cache-1.example:9121")
+    assert run_incident(ctx, "demo", target="cache-1").incident.state == \
+        IncidentState.RECOVERED
+    assert (anywhere["n"], aliased["n"]) == (0, 1)

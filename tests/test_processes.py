@@ -179,3 +179,29 @@ def test_a_live_check_mode_run_is_not_taken_for_dead(engine_env):
     t.join(10)
     assert [r.status for r in done] == [RunStatus.SUCCEEDED]
     assert ctx.store.get_run(done[0].id).status == RunStatus.SUCCEEDED
+
+
+def test_a_worker_never_takes_an_attempt_queued_in_an_application(engine_env):
+    from engine import Recovery
+    from engine.config import load_config
+
+    engine_env.write_config(lease="0.3s", threads=1)
+    engine_env.runbook("slow", "strategies: [{name: nap, action: test.sleep, "
+                                "with: {seconds: 1.5}}]\n")
+    engine_env.runbook("bumper", "strategies: [{name: bump, action: test.bump}]\n")
+    app = Recovery.from_config(load_config(engine_env.config_path))
+    counter = {"n": 0}
+    app.resources.register("counter", counter, target="cache-2")
+    try:
+        first = app.trigger("slow", target="cache-1")
+        queued = app.trigger("bumper", target="cache-2")        # waits for the one thread
+        service = engine_env.context()                           # another process's worker
+        deadline = time.time() + 1.2                             # four leases
+        while time.time() < deadline:
+            Worker(service).run_once()
+            time.sleep(0.1)
+        assert service.store.query_runs(component="bumper") == []   # not taken
+        assert queued.wait(10).state == IncidentState.RECOVERED
+        assert counter["n"] == 1 and first.wait(10).state == IncidentState.RECOVERED
+    finally:
+        app.close()

@@ -96,6 +96,17 @@ def test_a_shorter_window_sees_less(store: SQLiteStore) -> None:
     assert redis["success_rate"] == pytest.approx(0.6)  # the runs were an hour ago
 
 
+def start_attempt(store: SQLiteStore, attempt_id: str, target: str, started: float) -> None:
+    """An attempt as the engine starts one: with its first step, on a remediating incident."""
+    incident = add_incident(store, "redis", f"{target}-{attempt_id}", IncidentState.REMEDIATING,
+                            started)
+    run = RunRecord(id=f"run-{attempt_id}", component="redis", runbook="redis",
+                    strategy="reconnect", target=target, status=RunStatus.RUNNING,
+                    incident_id=incident.id, started_at=started)
+    store.begin_step(run, Attempt(id=attempt_id, incident_id=incident.id, runbook="redis",
+                                  target=target, started_at=started))
+
+
 def runbook(name: str = "redis", **kw) -> Runbook:
     return Runbook(name=name, component=name, path=f"runbooks/{name}.yml", sha256="0" * 64,
                    strategies=(Strategy(name="reconnect", action="test.ok"),), **kw)
@@ -106,12 +117,9 @@ def test_cooldowns_report_attempts_and_the_next_allowed_time(store: SQLiteStore)
     add_incident(store, "redis", "cache-1", IncidentState.RECOVERED, NOW - 600, NOW - 500)
     add_incident(store, "redis", "cache-2", IncidentState.FAILED, NOW - 200, NOW - 100)
     for i, started in enumerate((NOW - 1800, NOW - 600)):
-        store.start_attempt(Attempt(id=f"att-{i}", incident_id="x", runbook="redis",
-                                    target="cache-1", started_at=started,
-                                    finished_at=started + 10,
-                                    outcome=AttemptOutcome.RECOVERED))
-    store.start_attempt(Attempt(id="att-f", incident_id="y", runbook="redis", target="cache-2",
-                                started_at=NOW - 200))
+        start_attempt(store, f"att-{i}", "cache-1", started)
+        store.finish_attempt(f"att-{i}", AttemptOutcome.RECOVERED, started + 10)
+    start_attempt(store, "att-f", "cache-2", NOW - 200)
     store.finish_attempt("att-f", AttemptOutcome.FAILED, NOW - 100)
 
     rows = {r["target"]: r for r in cooldowns(store, [rb], NOW)}

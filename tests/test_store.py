@@ -183,3 +183,11 @@ def test_begin_step_records_attempt_count_and_run_at_once(store):
     with pytest.raises(TransitionError):
         store.begin_step(parked, None, resumed=True)
     assert store.get_run(parked.id).status == RunStatus.CANCELED
+
+
+def test_begin_step_refuses_an_incident_no_longer_remediating(store):
+    inc, _ = store.open_incident(incident())
+    store.update_incident(inc.id, state=IncidentState.CANCELED)
+    with pytest.raises(TransitionError):
+        store.begin_step(run(incident_id=inc.id), None)
+    assert store.query_runs(incident_id=inc.id) == []

@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--target", "-t", metavar="T", help="with --component (default: localhost)")
     p.add_argument("--strategy", "-s", metavar="S", help="with --component: one strategy")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_test)
+    p.set_defaults(func=cmd_test, housekeeping=False)  # plan only: writes nothing
 
 
 def read_alerts(path: str) -> list[dict[str, Any]]:

@@ -8,8 +8,10 @@ in this process are `skipped`, never a success.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
+import time
 import traceback
 from collections.abc import Callable
 
@@ -18,6 +20,27 @@ from engine.actions.registry import ActionRegistry, UnknownAction
 from engine.artifacts import RunArtifacts
 from engine.executors import StepResult
 from engine.lifecycle import RunStatus
+
+
+class StopSignal(threading.Event):
+    """An event that is set by its own ``set()`` or when ``parent`` is: what one call of
+    an action waits on (the run's cancel, or the call's timeout)."""
+
+    def __init__(self, parent: threading.Event) -> None:
+        super().__init__()
+        self.parent = parent
+
+    def is_set(self) -> bool:
+        return super().is_set() or self.parent.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
+            if left <= 0:
+                break
+            super().wait(left)
+        return self.is_set()
 
 
 class ActionThreads:
@@ -76,10 +99,14 @@ class PythonExecutor:
                                 f"{action.needed_resource()!r} in this process",
                                 not_applicable=True)
         outcome: list[ActionResult] = []
+        # The action waits on its own signal: set by a cancel of the run, or by this
+        # call's timeout, so an action that times out is told to stop too.
+        stop = StopSignal(ctx.cancel)
+        call_ctx = dataclasses.replace(ctx, cancel=stop)
 
         def target() -> None:
             try:
-                result = action.plan(ctx) if plan else action.run(ctx)
+                result = action.plan(call_ctx) if plan else action.run(call_ctx)
                 outcome.append(result if isinstance(result, ActionResult)
                                else ActionResult(False, f"{name} returned {result!r}"))
             except Exception as exc:  # noqa: BLE001 - an action's bug is a failed step
@@ -88,6 +115,7 @@ class PythonExecutor:
 
         limit = timeout if timeout is not None else action.timeout
         if not self.threads.run(target, limit):
+            stop.set()
             return ActionResult(False, f"{name} timed out after {limit:g}s (its thread cannot "
                                 "be stopped and may still be running)")
         return outcome[0]
@@ -98,7 +126,10 @@ class PythonExecutor:
         artifacts.event("action_start", stdout=f"{'PLAN' if check else 'RUN'} {action} on "
                         f"{ctx.target}", action=action, target=ctx.target, check=check,
                         params=ctx.params)
-        result = self.call(action, ctx, plan=check, timeout=timeout)
+        if ctx.cancel.is_set():  # canceled before it began: it does not begin
+            result = ActionResult(False, "canceled before it started")
+        else:
+            result = self.call(action, ctx, plan=check, timeout=timeout)
         if ctx.cancel.is_set():  # asked to stop: whatever it returned, it was canceled
             status = RunStatus.CANCELED
             result = ActionResult(False, f"canceled: {result.summary}", result.data)

@@ -99,8 +99,9 @@ class Store(ABC):
     def begin_step(self, run: RunRecord, attempt: Attempt | None, *,
                    resumed: bool = False) -> Incident | None:
         """A step starts, atomically: the attempt it opens (if any) is recorded and counted
-        on the incident, and the run is added (or, ``resumed``, moved to running; a resumed
-        run no longer queued or parked raises TransitionError and nothing is written)."""
+        on the incident, and the run is added (or, ``resumed``, moved to running). If the
+        incident is no longer remediating, or a resumed run no longer waits, it raises
+        TransitionError and writes nothing."""
 
     @abstractmethod
     def update_run(
@@ -144,9 +145,6 @@ class Store(ABC):
         """Runs still marked running whose process stopped beating (killed, crashed)."""
 
     # -- attempts and cooldown ------------------------------------------------------
-    @abstractmethod
-    def start_attempt(self, attempt: Attempt) -> None: ...
-
     @abstractmethod
     def finish_attempt(self, attempt_id: str, outcome: AttemptOutcome, at: float) -> None: ...
 

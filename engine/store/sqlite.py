@@ -334,11 +334,17 @@ class SQLiteStore(Store):
     def begin_step(self, run: RunRecord, attempt: Attempt | None, *,
                    resumed: bool = False) -> Incident | None:
         with self._tx() as db:
+            # The incident must still be ours to act on: canceled or resolved since the
+            # gates were asked, the step does not start.
+            cur = db.execute("UPDATE incidents SET updated_at = ? WHERE id = ? AND state = ?",
+                             (run.started_at, run.incident_id,
+                              IncidentState.REMEDIATING.value))
+            if cur.rowcount != 1:
+                raise TransitionError(f"incident {run.incident_id} is no longer remediating")
             if attempt is not None:
                 self._insert(db, "attempts", _columns(attempt))
-                db.execute("UPDATE incidents SET attempt_id = ?, attempts = attempts + 1, "
-                           "updated_at = ? WHERE id = ?",
-                           (attempt.id, run.started_at, run.incident_id))
+                db.execute("UPDATE incidents SET attempt_id = ?, attempts = attempts + 1 "
+                           "WHERE id = ?", (attempt.id, run.incident_id))
             values = _columns(run)
             values["heartbeat_at"] = run.started_at
             if resumed:
@@ -454,10 +460,6 @@ class SQLiteStore(Store):
         return [_row_to(RunRecord, r) for r in rows]
 
     # -- attempts ----------
-    def start_attempt(self, attempt: Attempt) -> None:
-        with self._tx() as db:
-            self._insert(db, "attempts", _columns(attempt))
-
     def finish_attempt(self, attempt_id: str, outcome: AttemptOutcome, at: float) -> None:
         with self._tx() as db:  # once: a late finish never rewrites how an attempt ended
             db.execute("UPDATE attempts SET outcome = ?, finished_at = ? WHERE id = ? "
