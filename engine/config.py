@@ -58,6 +58,10 @@ SCHEMA: dict[str, Any] = {
         "operators": {"type": "object", "additionalProperties": {"type": "string"}},
         "webhook": {"type": "object"},
         "alertmanagers": {"type": "array", "items": {"type": "string"}},
+        "alertmanager": {"type": "object", "additionalProperties": False,
+                         "properties": {"notify_interval": _DURATION,
+                                        "when_unreachable": {"enum": ["defer", "allow"]},
+                                        "timeout": _DURATION}},
     },
 }
 
@@ -84,6 +88,9 @@ class Config:
     operators: dict[str, str] = field(default_factory=dict)
     webhook: dict[str, Any] = field(default_factory=dict)
     alertmanagers: list[str] = field(default_factory=list)
+    notify_interval: float = 60.0
+    silence_unreachable: str = "defer"
+    alertmanager_timeout: float = 2.0
 
     @property
     def artifacts_dir(self) -> Path:
@@ -182,5 +189,10 @@ def load_config(path: str | os.PathLike[str] | None = None,
         degraded_modes=dict(raw.get("degraded_modes", {})),
         operators=dict(raw.get("operators", {})),
         webhook=dict(raw.get("webhook", {})),
-        alertmanagers=list(raw.get("alertmanagers", [])),
+        alertmanagers=[u.rstrip("/") for u in raw.get("alertmanagers", [])],
+        notify_interval=seconds(raw.get("alertmanager", {}).get("notify_interval", "60s"),
+                                "alertmanager.notify_interval"),
+        silence_unreachable=raw.get("alertmanager", {}).get("when_unreachable", "defer"),
+        alertmanager_timeout=seconds(raw.get("alertmanager", {}).get("timeout", "2s"),
+                                     "alertmanager.timeout"),
     )

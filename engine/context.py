@@ -42,7 +42,7 @@ class EngineContext:
         self.registry = registry or default_registry(config.action_modules)
         self.resources = resources or ResourceRegistry()
         self.resources.canonicalize_with(self.canonical_target)
-        self.gates = gates or GateChain(default_gates())
+        self.gates = gates or GateChain(default_gates(config))
         self.redactor = Redactor.from_environment()
         self.python = PythonExecutor(self.registry)
         self.leases = LeaseKeeper(self.store, config.lock_ttl)

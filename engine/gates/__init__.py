@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from engine.gates.approval import ApprovalGate
 from engine.gates.base import Decision, Gate, GateContext, Verdict
@@ -11,14 +12,23 @@ from engine.gates.cooldown import CooldownGate
 from engine.gates.kill_switch import KillSwitchGate
 from engine.gates.lock import Lease, LeaseKeeper, LockGate
 from engine.gates.observe import ObserveModeGate
+from engine.gates.silence import SilenceGate
 
-__all__ = ["Decision", "Gate", "GateChain", "GateContext", "Lease", "LeaseKeeper", "Verdict",
-           "default_gates"]
+if TYPE_CHECKING:
+    from engine.config import Config
+
+__all__ = ["Decision", "Gate", "GateChain", "GateContext", "Lease", "LeaseKeeper",
+           "SilenceGate", "Verdict", "default_gates"]
 
 
-def default_gates() -> list[Gate]:
-    """Refusals first, then deferrals, then approval; the lock last, since it takes the lease."""
-    return [KillSwitchGate(), ObserveModeGate(), CooldownGate(), ApprovalGate(), LockGate()]
+def default_gates(config: Config | None = None) -> list[Gate]:
+    """Refusals first, then deferrals, then approval; the lock last, since it takes the
+    lease. The silence gate joins when Alertmanagers are configured."""
+    gates: list[Gate] = [KillSwitchGate(), ObserveModeGate()]
+    if config is not None and config.alertmanagers:
+        gates.append(SilenceGate(config.alertmanagers, timeout=config.alertmanager_timeout,
+                                 when_unreachable=config.silence_unreachable))
+    return [*gates, CooldownGate(), ApprovalGate(), LockGate()]
 
 
 class GateChain:
