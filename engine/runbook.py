@@ -37,6 +37,18 @@ class Verify:
 
 
 @dataclass(frozen=True)
+class Probe:
+    """A check the workers run by themselves every ``interval`` on the hosts that
+    ``targets`` names (an inventory pattern), so recovery works without Alertmanager."""
+
+    targets: str
+    action: str
+    params: dict[str, Any] = field(default_factory=dict)
+    interval: float = 30.0
+    failure_type: str | None = None
+
+
+@dataclass(frozen=True)
 class Cooldown:
     max_attempts: int = 3
     window: float = 3600.0
@@ -102,6 +114,7 @@ class Runbook:
     degraded_mode: DegradedModeSpec | None = None
     approval_timeout: float = 3600.0
     description: str = ""
+    probe: Probe | None = None
 
     def strategies_for(self, failure_type: str | None) -> list[tuple[int, Strategy]]:
         """The escalation for one failure type, with each step's index in the file."""

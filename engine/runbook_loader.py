@@ -39,6 +39,7 @@ from engine.runbook import (
     Matcher,
     Mode,
     Priority,
+    Probe,
     Runbook,
     Strategy,
     Verify,
@@ -310,7 +311,27 @@ class _Builder:
             approval_timeout=self._duration(data, "approval_timeout", (),
                                             Runbook.approval_timeout, positive=True),
             description=data.get("description", ""),
+            probe=self._probe(data.get("probe"), verify),
         )
+
+    def _probe(self, raw: dict[str, Any] | None, verify: Verify | None) -> Probe | None:
+        """A probe checks with its own action, else the runbook's verify action."""
+        if raw is None:
+            return None
+        path: _Path = ("probe",)
+        action = raw.get("action") or (verify.action if verify else None)
+        if action is None:
+            raise self.src.error(path, "probe: needs an `action` (or a runbook `verify`)")
+        self._known_action(action, (*path, "action"))
+        self._template(raw.get("with", {}), (*path, "with"))
+        if "with" in raw:
+            params = dict(raw["with"])
+        else:
+            params = dict(verify.params) if verify and verify.action == action else {}
+        return Probe(targets=raw["targets"], action=action, params=params,
+                     interval=self._duration(raw, "interval", path, Probe.interval,
+                                             positive=True),
+                     failure_type=raw.get("failure_type"))
 
     def _check_schema(self, data: Any) -> None:
         error = best_match(_VALIDATOR.iter_errors(data))

@@ -1,0 +1,105 @@
+"""Health probes: a failing check opens an incident (trigger probe), a passing one clears
+the automatic degraded reasons for its host, each host at most once per interval."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from engine import probes
+from engine.lifecycle import IncidentState
+from engine.records import DegradedReason
+from tests.alertmanager import free_port
+
+
+def probed(env, health, **probe):
+    extra = "".join(f", {k}: {v}" for k, v in probe.items())
+    env.runbook("demo", f"""
+        probe: {{targets: "cache-*", interval: 60s{extra}}}
+        strategies: [{{name: fix, action: test.touch, with: {{path: "{health}"}}}}]
+        verify: {{action: test.file_exists, with: {{path: "{health}"}}, interval: 0.05s,
+                  deadline: 1s}}
+        degraded_mode: {{name: test_down}}
+    """)
+
+
+def test_a_failing_probe_opens_an_incident_that_recovers(engine_env):
+    health = engine_env.root / "healthy"
+    probed(engine_env, health, failure_type="connection_refused")
+    ctx = engine_env.context()
+    assert probes.run_due(ctx) == 2                       # cache-1 and cache-2
+    incidents = ctx.store.list_incidents()
+    # the first probe's fix made the file, so the second host's check passed
+    assert [(i.target, i.trigger, i.failure_type, i.state) for i in incidents] == [
+        ("cache-1", "probe", "connection_refused", IncidentState.RECOVERED)]
+    [run] = ctx.store.query_runs(incident_id=incidents[0].id)
+    assert run.trigger == "probe" and run.requested_by == "probe:test.file_exists"
+
+
+def test_a_passing_probe_clears_automatic_degraded_reasons_only(engine_env):
+    health = engine_env.root / "healthy"
+    health.touch()
+    probed(engine_env, health)
+    ctx = engine_env.context()
+    for key, manual, target in (("incident:x", False, "cache-1"), ("manual", True, None)):
+        ctx.store.add_degraded(DegradedReason(mode="test_down", key=key, target=target,
+                                              manual=manual))
+    probes.run_due(ctx)
+    assert [r.key for r in ctx.store.degraded_reasons("test_down")] == ["manual"]
+    assert ctx.store.list_incidents() == []
+
+
+def test_each_host_is_probed_at_most_once_per_interval(engine_env):
+    health = engine_env.root / "healthy"
+    health.touch()
+    probed(engine_env, health)
+    ctx = engine_env.context()
+    now = time.time()
+    assert probes.run_due(ctx, now) == 2
+    assert probes.run_due(ctx, now + 30) == 0
+    assert probes.run_due(ctx, now + 61) == 2
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server missing")
+def test_a_real_redis_probe_sees_the_server_stop(engine_env):
+    port = free_port()
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                               "--save", "", "--appendonly", "no"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        (engine_env.root / "inventory" / "hosts.yml").write_text(f"""
+all:
+  hosts:
+    cache-1:
+      ansible_connection: local
+      redis_url: redis://127.0.0.1:{port}/0
+""")
+        engine_env.runbook("cache", """
+            probe: {targets: cache-1, interval: 1s, failure_type: connection_refused}
+            strategies: [{name: fix, action: test.fail}]
+            verify: {action: redis.ping}
+            degraded_mode: {name: test_down}
+        """)
+        ctx = engine_env.context()
+        deadline = time.time() + 10
+        while time.time() < deadline:                      # wait for the server to answer
+            probes.run_due(ctx, time.time() + 100)
+            if not ctx.store.list_incidents():
+                break
+        ctx.store.add_degraded(DegradedReason(mode="test_down", key="incident:old",
+                                              target="cache-1"))
+        probes.run_due(ctx, time.time() + 200)               # PONG: the reason clears
+        assert ctx.store.degraded_reasons("test_down") == []
+        opened_before = len(ctx.store.list_incidents())
+        server.terminate()
+        server.wait(10)
+        probes.run_due(ctx, time.time() + 300)               # refused: an incident
+        incidents = ctx.store.list_incidents()
+        assert len(incidents) == opened_before + 1
+        assert incidents[0].trigger == "probe" and incidents[0].state == IncidentState.FAILED
+        assert ctx.store.degraded_reasons("test_down")       # exhausted: on again
+    finally:
+        server.kill()
