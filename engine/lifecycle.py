@@ -36,7 +36,8 @@ INCIDENT_TRANSITIONS: dict[IncidentState, frozenset[IncidentState]] = {
          IncidentState.FAILED, IncidentState.RESOLVED, IncidentState.CANCELED}
     ),
     # A recovered incident whose alert still fires after the verify window reopens.
-    IncidentState.RECOVERED: frozenset({IncidentState.OPEN, IncidentState.RESOLVED}),
+    IncidentState.RECOVERED: frozenset(
+        {IncidentState.OPEN, IncidentState.REMEDIATING, IncidentState.RESOLVED}),
     IncidentState.DEGRADED: frozenset({IncidentState.OPEN, IncidentState.RESOLVED}),
     IncidentState.FAILED: frozenset({IncidentState.OPEN, IncidentState.RESOLVED}),
     IncidentState.RESOLVED: frozenset(),

@@ -96,6 +96,16 @@ def open_incident(ctx: EngineContext, request: TriggerRequest) -> Opened:
                           f"{request.strategy!r} (it has: {', '.join(names)})")
         step = names.index(request.strategy)
     now = time.time()
+    if request.trigger == "alert" and request.fingerprint:
+        latest = ctx.store.latest_incident(runbook.name, target)
+        if (latest is not None and latest.state == IncidentState.RECOVERED
+                and latest.fingerprint == request.fingerprint):
+            if latest.verify_until and now < latest.verify_until:
+                return Opened(latest)  # the fix is still being verified: not a new signal
+            reopened = ctx.store.reopen_incident(
+                latest.id, "reopened: the alert still fires after the fix was verified")
+            if reopened is not None:
+                return Opened(reopened, claimed=True)
     incident = Incident(
         id=new_id("inc"), runbook=runbook.name, component=runbook.component, target=target,
         state=IncidentState.REMEDIATING,

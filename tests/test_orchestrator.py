@@ -483,3 +483,32 @@ def test_a_resource_registered_under_the_alias_wins_over_an_untargeted_one(
     assert run_incident(ctx, "demo", target="cache-1").incident.state == \
         IncidentState.RECOVERED
     assert (anywhere["n"], aliased["n"]) == (0, 1)
+
+
+def test_a_still_firing_alert_reopens_its_recovered_incident_after_the_verify_window(
+        engine_env, run_incident):
+    engine_env.runbook("demo", f"""
+        match: [alertname="DemoDown"]
+        strategies: [{{name: a, action: test.ok, with: {{trace: "{engine_env.trace}"}}}}]
+        verify: {{action: test.ok, interval: 0.05s, deadline: 0.4s}}
+        cooldown: {{max_attempts: 2, window: 1h}}
+    """)
+    ctx = engine_env.context()
+    labels = {"alertname": "DemoDown", "instance": "cache-1"}
+
+    def fire():
+        return run_incident(ctx, None, target=None, trigger="alert", labels=labels,
+                            fingerprint="fp-1").incident
+
+    first = fire()
+    assert first.state == IncidentState.RECOVERED and first.attempts == 1
+    soon = fire()                                   # within the verify window: no new signal
+    assert soon.id == first.id and soon.state == IncidentState.RECOVERED
+    time.sleep(0.45)
+    again = fire()                                  # the fix did not hold
+    assert again.id == first.id and again.state == IncidentState.RECOVERED
+    assert again.attempts == 2 and len(engine_env.traced()) == 2
+    time.sleep(0.45)
+    third = fire()                                  # within the cooldown: deferred
+    assert third.id == first.id and third.state == IncidentState.OPEN
+    assert "cooldown" in third.reason and len(engine_env.traced()) == 2

@@ -191,3 +191,16 @@ def test_begin_step_refuses_an_incident_no_longer_remediating(store):
     with pytest.raises(TransitionError):
         store.begin_step(run(incident_id=inc.id), None)
     assert store.query_runs(incident_id=inc.id) == []
+
+
+def test_a_firing_repeat_is_journaled_again_after_a_while_a_resolve_never(store):
+    firing, resolved = {"status": "firing"}, {"status": "resolved"}
+    assert store.enqueue_alerts([("f", firing), ("r", resolved)], repeat_after=0.2) == (2, 0)
+    claimed = store.claim_intake("w", 10, 60)
+    store.ack_intake(i.id for i in claimed)
+    assert store.enqueue_alerts([("f", firing), ("r", resolved)], repeat_after=0.2) == (0, 2)
+    assert store.intake_depth(time.time())[0] == 0          # too soon: deduplicated
+    time.sleep(0.25)
+    assert store.enqueue_alerts([("f", firing), ("r", resolved)], repeat_after=0.2) == (0, 2)
+    assert [i.dedup_key for i in store.claim_intake("w", 10, 60)] == ["f"]
+    assert store.enqueue_alerts([("f", firing)]) == (0, 1)  # without repeat_after: never

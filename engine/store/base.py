@@ -77,6 +77,15 @@ class Store(ABC):
     def find_open_incident(self, runbook: str, target: str) -> Incident | None: ...
 
     @abstractmethod
+    def latest_incident(self, runbook: str, target: str) -> Incident | None:
+        """The most recently opened incident of (runbook, target), open or closed."""
+
+    @abstractmethod
+    def reopen_incident(self, incident_id: str, reason: str) -> Incident | None:
+        """A recovered incident whose alert still fires: remediating again, as a new
+        attempt; None if it is not recovered or another incident is open for it."""
+
+    @abstractmethod
     def update_incident(
         self, incident_id: str, *, expect: Iterable[IncidentState] | None = None, **fields: Any
     ) -> Incident | None:
@@ -243,8 +252,11 @@ class Store(ABC):
 
     # -- intake queue (the webhook journals here before answering 200) --------------------
     @abstractmethod
-    def enqueue_alerts(self, items: list[tuple[str, dict[str, Any]]]) -> tuple[int, int]:
-        """Journal (dedup_key, payload) pairs; return (accepted, duplicates)."""
+    def enqueue_alerts(self, items: list[tuple[str, dict[str, Any]]], *,
+                       repeat_after: float | None = None) -> tuple[int, int]:
+        """Journal (dedup_key, payload) pairs; return (accepted, duplicates). With
+        ``repeat_after``, a firing duplicate last journaled longer ago than that is
+        journaled again (a repeat is a signal), still counted as a duplicate."""
 
     @abstractmethod
     def claim_intake(self, holder: str, limit: int, lease: float) -> list[IntakeItem]: ...

@@ -270,6 +270,31 @@ class SQLiteStore(Store):
         rows = self._read("SELECT * FROM incidents WHERE id = ?", (incident_id,))
         return _row_to(Incident, rows[0]) if rows else None
 
+    def latest_incident(self, runbook: str, target: str) -> Incident | None:
+        rows = self._read("SELECT * FROM incidents WHERE runbook = ? AND target = ? "
+                          "ORDER BY opened_at DESC LIMIT 1", (runbook, target))
+        return _row_to(Incident, rows[0]) if rows else None
+
+    def reopen_incident(self, incident_id: str, reason: str) -> Incident | None:
+        now = time.time()
+        try:
+            with self._tx() as db:
+                row = db.execute("SELECT * FROM incidents WHERE id = ?",
+                                 (incident_id,)).fetchone()
+                if row is None or row["state"] != IncidentState.RECOVERED.value:
+                    return None
+                db.execute(
+                    "UPDATE incidents SET state = ?, open_key = ?, closed_at = NULL, "
+                    "attempt_id = NULL, step = 0, next_try_at = NULL, verify_until = NULL, "
+                    "reason = ?, updated_at = ? WHERE id = ?",
+                    (IncidentState.REMEDIATING.value, f"{row['runbook']}\x00{row['target']}",
+                     reason, now, incident_id))
+                row = db.execute("SELECT * FROM incidents WHERE id = ?",
+                                 (incident_id,)).fetchone()
+        except sqlite3.IntegrityError:  # another incident is open for it: attach to that
+            return None
+        return _row_to(Incident, row)
+
     def find_open_incident(self, runbook: str, target: str) -> Incident | None:
         rows = self._read("SELECT * FROM incidents WHERE open_key = ?", (f"{runbook}\x00{target}",))
         return _row_to(Incident, rows[0]) if rows else None
@@ -647,7 +672,8 @@ class SQLiteStore(Store):
         return out
 
     # -- intake queue ----------
-    def enqueue_alerts(self, items: list[tuple[str, dict[str, Any]]]) -> tuple[int, int]:
+    def enqueue_alerts(self, items: list[tuple[str, dict[str, Any]]], *,
+                       repeat_after: float | None = None) -> tuple[int, int]:
         accepted = duplicates = 0
         now = time.time()
         with self._tx() as db:
@@ -655,10 +681,18 @@ class SQLiteStore(Store):
                 cur = db.execute("INSERT OR IGNORE INTO intake_seen VALUES (?, ?)", (key, now))
                 if cur.rowcount == 0:
                     duplicates += 1
-                    continue
+                    # A firing alert repeated after a while is still a signal (the fix may
+                    # not have held): journal it again, at most once per repeat_after.
+                    if repeat_after is None or payload.get("status") != "firing":
+                        continue
+                    cur = db.execute("UPDATE intake_seen SET seen_at = ? WHERE dedup_key = ? "
+                                     "AND seen_at < ?", (now, key, now - repeat_after))
+                    if cur.rowcount == 0:
+                        continue
+                else:
+                    accepted += 1
                 db.execute("INSERT INTO intake (dedup_key, payload, received_at) VALUES (?, ?, ?)",
                            (key, json.dumps(payload), now))
-                accepted += 1
         return accepted, duplicates
 
     def claim_intake(self, holder: str, limit: int, lease: float) -> list[IntakeItem]:
