@@ -171,7 +171,7 @@ class StoreCollector(Collector):
         f[INTAKE_DEPTH].add_metric([], float(depth))
         f[INTAKE_AGE].add_metric([], max(0.0, float(age)))
 
-        beat = _youngest_heartbeat(store.get_value(HEARTBEAT_KEY))
+        beat = youngest_heartbeat(store.get_value(HEARTBEAT_KEY))
         if beat is not None:
             f[HEARTBEAT_AGE].add_metric([], max(0.0, now - beat))
         else:
@@ -219,7 +219,7 @@ def _cooldowns(ctx: EngineContext, runbooks: list[Runbook],
     return out
 
 
-def _youngest_heartbeat(value: Any) -> float | None:
+def youngest_heartbeat(value: Any) -> float | None:
     if not isinstance(value, dict):
         return None
     beats = [float(v) for v in value.values()

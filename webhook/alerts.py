@@ -1,0 +1,83 @@
+"""``POST /api/v1/alerts``: Alertmanager's webhook. Authenticate, parse, journal, answer.
+
+Nobody watches this path, so it does as little as it can and never loses what it
+accepts: the alerts are committed to the store's intake queue (deduplicated on
+fingerprint, startsAt, status) *before* the 200; the workers take them from there. It
+never runs a remediation. Answers (DESIGN.md): 200 ``{"accepted", "duplicates",
+"ignored"}``; 400 with the reason for a body that is not a notification at all; 401
+without the webhook token (403 for an operator token: it may not post alerts); 413 over
+``webhook.max_body_bytes`` (refused on its Content-Length, before the body is read); 503
+when the store is down, which Alertmanager retries.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from engine.store.base import StoreUnavailable
+from webhook.auth import require_webhook_token
+from webhook.notification import NotANotification, parse_notification
+from webhook.state import state
+
+log = logging.getLogger(__name__)
+bp = Blueprint("alerts", __name__)
+
+
+@bp.post("/api/v1/alerts")
+@require_webhook_token
+def receive_alerts():
+    body = read_body()
+    try:
+        parsed = parse_notification(body)
+    except NotANotification as exc:
+        log.info("webhook: refused a notification (%d bytes): %s", len(body), exc)
+        return jsonify(error=str(exc)), 400
+    group = _printable(parsed.group_key)
+    for reason in parsed.ignored:
+        log.warning("webhook: ignored an alert of group %s: %s", group, reason)
+    accepted = duplicates = 0
+    if parsed.alerts:
+        try:
+            accepted, duplicates = state().context.store.enqueue_alerts(
+                [(alert.dedup_key, alert.to_payload()) for alert in parsed.alerts],
+                repeat_after=state().settings["repeat_signal_after"])
+        except StoreUnavailable as exc:
+            log.error("webhook: cannot journal %d alert(s) of group %s: %s",
+                      len(parsed.alerts), group, exc)
+            response = jsonify(error="the store is unavailable: alerts not accepted, "
+                                     "retry later")
+            response.status_code = 503
+            response.headers["Retry-After"] = "5"
+            return response
+    log.debug("webhook: group %s: %d accepted, %d duplicate(s), %d ignored",
+              group, accepted, duplicates, len(parsed.ignored))
+    return jsonify(accepted=accepted, duplicates=duplicates, ignored=len(parsed.ignored))
+
+
+def read_body(chunk: int = 64 * 1024) -> bytes:
+    """The request body, at most MAX_CONTENT_LENGTH bytes, else RequestEntityTooLarge (413).
+
+    Flask refuses a Content-Length over the limit before anything is read. A chunked body
+    (no Content-Length; the server terminates the stream) is read up to the limit: one
+    byte more is a 413, never a body silently cut at the limit (which ``get_data`` gives).
+    """
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    stream = request.stream   # raises the 413 itself for a Content-Length over the limit
+    parts, total = [], 0
+    while True:
+        data = stream.read(chunk)   # past a chunked body's limit: raises the 413
+        if not data:
+            return b"".join(parts)
+        total += len(data)
+        if total > limit:
+            raise RequestEntityTooLarge()
+        parts.append(data)
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """A group key fit for one log line: quoted, escapes visible, bounded."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."

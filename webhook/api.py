@@ -1,0 +1,179 @@
+"""The operators' HTTP API: ``/api/v1/*`` but the webhook, each route needing a named
+operator token (``g.operator``, so a decision records who).
+
+The same answers as the CLI, from the same functions: ``status`` is
+``engine.reports.status_report``, ``degraded`` is ``engine.reports.degraded_modes``, a run
+is its index row plus its artifacts directory (``engine.artifacts.RunArtifacts``), and a
+decision goes through ``engine.approvals``. Nothing here decides anything itself.
+Answers: 400 for a bad query or body (with the reason), 404 for an unknown run or
+approval, 409 when a decision cannot be taken (already decided, expired, incident
+closed), 503 when the store is down.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from flask import Blueprint, g, jsonify, request
+
+from engine.alerts import normalize_time
+from engine.approvals import DecisionError, approve, reject
+from engine.artifacts import RunArtifacts
+from engine.durations import parse_duration
+from engine.lifecycle import RunStatus
+from engine.reports import degraded_modes, status_report
+from webhook.auth import require_operator
+from webhook.state import state
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+MAX_LIMIT = 1000
+MAX_REASON = 2000
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+_EPOCH = re.compile(r"\d+(\.\d+)?")
+
+
+class BadQuery(ValueError):
+    """A query or body the API cannot use: a 400 with this reason."""
+
+
+@bp.errorhandler(BadQuery)
+def _bad_query(exc: BadQuery):
+    return jsonify(error=str(exc)), 400
+
+
+@bp.get("/status")
+@require_operator
+def get_status():
+    return jsonify(status_report(state().context))
+
+
+@bp.get("/degraded")
+@require_operator
+def get_degraded():
+    ctx = state().context
+    problems = []
+    try:
+        runbooks = list(ctx.runbooks)
+    except Exception as exc:  # noqa: BLE001 - RunbookError and friends: say so, answer anyway
+        runbooks = []
+        problems.append(f"runbooks do not load: {exc}")
+    modes = degraded_modes(ctx.store, ctx.config.degraded_modes, runbooks)
+    return jsonify(active=[m["mode"] for m in modes if m["active"]], modes=modes,
+                   problems=problems)
+
+
+@bp.get("/runs")
+@require_operator
+def list_runs():
+    args = request.args
+    status = args.get("status") or None
+    if status is not None and status not in {s.value for s in RunStatus}:
+        known = ", ".join(s.value for s in RunStatus)
+        raise BadQuery(f"status: unknown run status {status!r} (one of {known})")
+    runs = state().context.store.query_runs(
+        component=args.get("component") or None,
+        since=parse_since(args.get("since")),
+        status=status,
+        target=args.get("target") or None,
+        incident_id=args.get("incident") or None,
+        limit=_limit(args.get("limit")),
+    )
+    return jsonify(runs=[r.to_dict() for r in runs])
+
+
+@bp.get("/runs/<run_id>")
+@require_operator
+def get_run(run_id: str):
+    ctx = state().context
+    if not _RUN_ID.fullmatch(run_id):
+        return jsonify(error=f"no run {run_id[:64]!r}"), 404
+    artifacts = RunArtifacts(ctx.artifacts_dir, run_id, ctx.redactor)
+    record = ctx.store.get_run(run_id)
+    if record is None and not artifacts.exists():
+        return jsonify(error=f"no run {run_id}"), 404
+    return jsonify(run=record.to_dict() if record else None,
+                   run_json=artifacts.read_run_json(),
+                   status=artifacts.read_status(), rc=artifacts.read_rc(),
+                   events=list(artifacts.read_events()))
+
+
+@bp.get("/approvals")
+@require_operator
+def list_approvals():
+    wanted = request.args.get("status") or "pending"
+    known = ("pending", "approved", "rejected", "expired", "canceled", "all")
+    if wanted not in known:
+        raise BadQuery(f"status: one of {', '.join(known)}")
+    rows = state().context.store.list_approvals(None if wanted == "all" else wanted)
+    return jsonify(approvals=[a.to_dict() for a in rows])
+
+
+@bp.post("/approvals/<run_id>")
+@require_operator
+def decide(run_id: str):
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadQuery('expected a JSON object: {"decision": "approve"|"reject", '
+                       '"reason": "..."}')
+    decision = body.get("decision")
+    if decision not in ("approve", "reject"):
+        raise BadQuery('decision: "approve" or "reject"')
+    reason = body.get("reason", "")
+    if reason is None:
+        reason = ""
+    if not isinstance(reason, str) or len(reason) > MAX_REASON:
+        raise BadQuery(f"reason: a string of at most {MAX_REASON} characters")
+    ctx = state().context
+    if not _RUN_ID.fullmatch(run_id) or ctx.store.get_approval(run_id) is None:
+        return jsonify(error=f"no approval for run {run_id[:64]!r}"), 404
+    try:
+        if decision == "approve":
+            decided = approve(ctx, run_id, by=g.operator, reason=reason)
+        else:
+            decided = reject(ctx, run_id, by=g.operator, reason=reason)
+    except DecisionError as exc:
+        return jsonify(error=str(exc)), 409
+    return jsonify(approval=decided.approval.to_dict(),
+                   run=decided.run.to_dict() if decided.run else None)
+
+
+# -- query values ---------------------------------------------------------------------
+
+
+def parse_since(value: str | None, now: float | None = None) -> float | None:
+    """Epoch seconds (``1700000000``), a duration back from now (``24h``), or an RFC 3339
+    time; None when absent."""
+    if not value:
+        return None
+    text = value.strip()
+    if _EPOCH.fullmatch(text):
+        return float(text)
+    if "T" in text:
+        try:
+            normalized = normalize_time(text)
+        except ValueError:
+            normalized = None
+        if normalized:
+            from datetime import datetime
+
+            return datetime.fromisoformat(normalized.replace("Z", "+00:00")).timestamp()
+    try:
+        back = parse_duration(text)
+    except ValueError:
+        raise BadQuery(f"since: {text[:64]!r} is neither epoch seconds, a duration like "
+                       "24h, nor an RFC 3339 time") from None
+    return (time.time() if now is None else now) - back
+
+
+def _limit(value: str | None) -> int:
+    if not value:
+        return 100
+    try:
+        limit = int(value)
+    except ValueError:
+        raise BadQuery(f"limit: {value[:32]!r} is not a whole number") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadQuery(f"limit: between 1 and {MAX_LIMIT}")
+    return limit

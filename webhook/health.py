@@ -1,0 +1,73 @@
+"""``/healthz``, ``/readyz`` and ``/metrics``: open routes (``/metrics`` configurably not).
+
+- ``/healthz``: the process answers. Always 200; a load balancer restarts what fails it.
+- ``/readyz``: this instance can do its job: the store answers and a worker has reported
+  within ``webhook.ready_heartbeat_age`` seconds (30 by default). Otherwise 503 with the
+  reasons, so a proxy sends Alertmanager elsewhere. A journaled alert is never lost while
+  workers are down, only delayed; readiness says the delay has started.
+- ``/metrics``: the Prometheus text of ``engine.metrics`` (read from the store, so every
+  process shows the same numbers). Open, unless ``webhook.metrics_auth`` is true; then an
+  operator token is required.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from engine.metrics import HEARTBEAT_KEY, render_text, youngest_heartbeat
+from engine.store.base import StoreUnavailable
+from webhook.auth import operator_refusal
+from webhook.state import state
+
+log = logging.getLogger(__name__)
+bp = Blueprint("health", __name__)
+DEFAULT_HEARTBEAT_AGE = 30.0
+
+
+@bp.get("/healthz")
+def healthz():
+    return jsonify(ok=True)
+
+
+@bp.get("/readyz")
+def readyz():
+    ctx = state().context
+    max_age = state().settings.get("ready_heartbeat_age", DEFAULT_HEARTBEAT_AGE)
+    reasons: list[str] = []
+    answer: dict[str, Any] = {"store": "ok", "worker_heartbeat_age": None,
+                              "max_heartbeat_age": max_age}
+    try:
+        ctx.store.ping()
+        beats = ctx.store.get_value(HEARTBEAT_KEY)
+    except StoreUnavailable as exc:   # the details go to the log: this route is open
+        log.warning("readyz: store unavailable: %s", exc)
+        answer["store"] = "unavailable"
+        reasons.append("store unavailable")
+    else:
+        youngest = youngest_heartbeat(beats)
+        if youngest is None:
+            reasons.append("no worker has reported (is `recovery serve` running its workers?)")
+        else:
+            age = max(0.0, time.time() - youngest)
+            answer["worker_heartbeat_age"] = round(age, 3)
+            if age > max_age:
+                reasons.append(f"the youngest worker heartbeat is {age:.0f}s old "
+                               f"(limit {max_age:g}s): workers stuck or dead")
+    answer["ready"] = not reasons
+    answer["reasons"] = reasons
+    return jsonify(answer), 200 if not reasons else 503
+
+
+@bp.get("/metrics")
+def metrics():
+    if state().settings.get("metrics_auth"):
+        refusal = operator_refusal()
+        if refusal is not None:
+            return refusal
+    return Response(render_text(state().context), mimetype=None,
+                    content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,179 @@
+"""An Alertmanager webhook notification, parsed: pure functions, no Flask, no store.
+
+Two levels of wrong (DESIGN.md, "Interfaces"): a body that is not a notification at all
+(not JSON, not an object, no ``alerts`` list, wrong types at the top level, an unknown
+``version``) raises ``NotANotification`` and the request gets a 400. A single bad alert
+inside a good notification is skipped and counted in ``Parsed.ignored`` with its reason:
+Alertmanager re-sends whole groups, so rejecting the group would block its good alerts
+forever.
+
+Shapes accepted: version 4 and 3, and the older ones without ``version``; an alert
+without ``status`` takes the notification's; an empty or missing ``fingerprint`` falls
+back to a hash of the sorted labels; unknown keys are ignored. Reasons never quote a
+label value (they are logged), only label names, shortened.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+
+from engine.alerts import FIRING, RESOLVED, Alert, fingerprint_of, normalize_time
+
+MAX_FINGERPRINT = 256
+_STATUSES = (FIRING, RESOLVED)
+_STRING_MAP = {"type": ["object", "null"], "additionalProperties": {"type": "string"}}
+
+# The top level only; each alert is checked on its own (``parse_alert``).
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["alerts"],
+    "properties": {
+        "version": {"enum": ["3", "4"]},
+        "alerts": {"type": "array"},
+        "status": {"type": ["string", "null"]},
+        "receiver": {"type": ["string", "null"]},
+        "groupKey": {"type": ["string", "null"]},
+        "externalURL": {"type": ["string", "null"]},
+        "truncatedAlerts": {"type": ["integer", "null"], "minimum": 0},
+        "groupLabels": _STRING_MAP,
+        "commonLabels": _STRING_MAP,
+        "commonAnnotations": _STRING_MAP,
+    },
+}
+_VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+
+
+class NotANotification(ValueError):
+    """The body is not an Alertmanager notification at all; ``str()`` says why."""
+
+
+class BadAlert(ValueError):
+    """One alert of a notification cannot be used; ``str()`` says why (no label values)."""
+
+
+@dataclass
+class Parsed:
+    alerts: list[Alert]
+    ignored: list[str] = field(default_factory=list)   # one reason per skipped alert
+    group_key: str = ""
+    receiver: str = ""
+
+
+def parse_notification(body: bytes | str) -> Parsed:
+    """The alerts of a notification, and why any were skipped."""
+    try:
+        data = json.loads(body, parse_constant=_no_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise NotANotification(f"body is not JSON: {exc}") from None
+    except RecursionError:
+        raise NotANotification("body is not JSON: nested too deeply") from None
+    except ValueError as exc:   # NaN, Infinity
+        raise NotANotification(f"body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise NotANotification(f"not an Alertmanager notification: the body is a JSON "
+                               f"{_kind(data)}, not an object")
+    error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(data))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "top level"
+        raise NotANotification(f"not an Alertmanager notification: {where}: "
+                               f"{_short(error.message)}")
+    common = {
+        "receiver": data.get("receiver") or "",
+        "external_url": data.get("externalURL") or "",
+        "group_key": data.get("groupKey") or "",
+    }
+    fallback = data.get("status")
+    parsed = Parsed(alerts=[], group_key=common["group_key"], receiver=common["receiver"])
+    for index, raw in enumerate(data["alerts"]):
+        try:
+            parsed.alerts.append(parse_alert(raw, fallback_status=fallback, **common))
+        except BadAlert as exc:
+            parsed.ignored.append(f"alert {index}: {exc}")
+    return parsed
+
+
+def parse_alert(raw: Any, *, fallback_status: Any = None, receiver: str = "",
+                external_url: str = "", group_key: str = "") -> Alert:
+    """One alert object -> ``Alert``; ``BadAlert`` with the reason otherwise."""
+    if not isinstance(raw, dict):
+        raise BadAlert(f"an alert is an object, not a {_kind(raw)}")
+    labels = _string_map(raw.get("labels"), "labels")
+    if not labels:
+        raise BadAlert("labels are missing or empty")
+    annotations = _string_map(raw.get("annotations"), "annotations")
+
+    status = raw.get("status")
+    if status in (None, ""):
+        status = fallback_status
+        if status not in _STATUSES:
+            raise BadAlert("no status (firing or resolved), on the alert or the notification")
+    elif status not in _STATUSES:
+        raise BadAlert(f"status must be 'firing' or 'resolved', not {_short(repr(status))}")
+
+    starts_at = _time(raw, "startsAt")
+    ends_at = _time(raw, "endsAt")
+    fingerprint = raw.get("fingerprint")
+    if fingerprint is not None and not isinstance(fingerprint, str):
+        raise BadAlert(f"fingerprint must be a string, not a {_kind(fingerprint)}")
+    if fingerprint and len(fingerprint) > MAX_FINGERPRINT:
+        raise BadAlert(f"fingerprint longer than {MAX_FINGERPRINT} characters")
+    generator = raw.get("generatorURL")
+    if generator is not None and not isinstance(generator, str):
+        raise BadAlert(f"generatorURL must be a string, not a {_kind(generator)}")
+    return Alert(
+        status=status,
+        labels=labels,
+        annotations=annotations,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        fingerprint=fingerprint or fingerprint_of(labels),
+        generator_url=generator or "",
+        receiver=receiver,
+        external_url=external_url,
+        group_key=group_key,
+    )
+
+
+def _string_map(value: Any, what: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadAlert(f"{what} must be an object of strings, not a {_kind(value)}")
+    for key, item in value.items():
+        if not key:
+            raise BadAlert(f"{what}: an empty name")
+        if not isinstance(item, str):
+            raise BadAlert(f"{what}: the value of {_short(repr(key))} is a {_kind(item)}, "
+                           "not a string")
+    return dict(value)
+
+
+def _time(raw: dict[str, Any], key: str) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadAlert(f"{key} must be an RFC 3339 string, not a {_kind(value)}")
+    if not value:
+        return None
+    try:
+        return normalize_time(value)
+    except ValueError:
+        raise BadAlert(f"{key} is not an RFC 3339 time: {_short(repr(value))}") from None
+
+
+def _kind(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
+            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
