@@ -78,7 +78,8 @@ class Recovery:
         self.context = context
         self._pool = ThreadPoolExecutor(max_workers=context.config.worker_threads,
                                         thread_name_prefix="recovery")
-        self._worker = Worker(context).start() if worker else None
+        # An application retries its own deferred work; alerts are the service's to take.
+        self._worker = Worker(context, intake=False).start() if worker else None
         self._closed = threading.Event()
 
     @classmethod

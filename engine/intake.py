@@ -1,0 +1,222 @@
+"""What happens to a journaled alert: the worker's side of the intake queue.
+
+The webhook has already deduplicated deliveries on (fingerprint, startsAt, status) and
+journaled each ``Alert`` (``alert.to_payload()`` under ``alert.dedup_key``) before its
+200. Here a worker claims a batch, and for each alert:
+
+- **firing**: open the incident of (runbook, target) or attach to the open one. The
+  caller that opens or claims it hands its id to ``run`` (the worker's thread pool, or
+  ``advance`` inline); an attempt already under way gets nothing more, so one firing
+  episode never gets two concurrent attempts. The engine's own alerts
+  (``source="infra-recovery"``) are never remediated.
+- **resolved**: close the open incident of that alert as ``resolved``, cancel the steps
+  waiting for approval (or queued after it), end the attempt. A running step is not
+  aborted (the orchestrator stops after it, seeing the incident closed); nothing is
+  started; no degraded mode is switched off (a resolve is not proof of health).
+
+An item is acknowledged once processed. An item whose processing hit
+``StoreUnavailable`` is not: its claim lapses and a worker takes it again, so nothing
+accepted is lost. Any other error is logged and recorded (audit event
+``alert_failed``) and the item acknowledged, so one poison alert cannot block the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from engine.alerts import FIRING, RESOLVED, Alert
+from engine.approvals import cancel_waiting
+from engine.context import EngineContext
+from engine.inventory import UnknownTarget
+from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
+from engine.orchestrator import advance, finish_attempt
+from engine.records import AuditEvent, Incident
+from engine.routing import is_own_alert, match_runbook
+from engine.store import StoreUnavailable
+from engine.store.base import IntakeItem
+from engine.templating import TemplateError
+from engine.triggers import Opened, TriggerRequest, open_incident, resolve_target
+
+log = logging.getLogger(__name__)
+
+RunIncident = Callable[[str], None]
+RESOLVED_KEY = "intake:resolved:"   # + fingerprint -> {"starts_at", "at"} of its last resolve
+_LEASE_MARGIN = 0.8                 # past this share of the lease, others may hold our items
+
+
+def drain(ctx: EngineContext, *, limit: int = 100, lease: float = 60.0,
+          run: RunIncident | None = None) -> int:
+    """Claim up to ``limit`` journaled alerts, process and acknowledge them; return how
+    many were processed (acknowledged). ``run(incident_id)`` gets each incident this
+    worker claimed, to advance it inline or on a pool; default: ``advance`` here.
+
+    Items are acknowledged before an incident they claimed is handed to ``run``, so a
+    long attempt advanced inline never leaves processed items to be taken again. Items
+    not reached before most of the lease has passed are left (their claim lapses and a
+    worker takes them), so no item is processed by two workers at once. Raises
+    StoreUnavailable only when an acknowledgement cannot be written."""
+    items = ctx.store.claim_intake(ctx.holder, limit, lease)
+    if not items:
+        return 0
+    deadline = time.monotonic() + lease * _LEASE_MARGIN
+    acks: list[int] = []
+    processed = 0
+    for item in items:
+        if time.monotonic() > deadline:
+            log.info("intake: claim of %d items nearly lapsed; the rest is left to be "
+                     "taken again", len(items) - processed)
+            break
+        try:
+            claimed = _process_item(ctx, item)
+        except StoreUnavailable as exc:
+            log.warning("intake: store unavailable processing %s, left for a retry: %s",
+                        item.dedup_key, exc)
+            continue
+        except Exception as exc:  # noqa: BLE001 - one poison alert must not block the queue
+            log.exception("intake: alert %s could not be processed", item.dedup_key)
+            try:
+                _record_failure(ctx, item, exc)
+            except StoreUnavailable as store_exc:
+                log.warning("intake: store unavailable recording %s, left for a retry: %s",
+                            item.dedup_key, store_exc)
+                continue
+            claimed = None
+        acks.append(item.id)
+        processed += 1
+        if claimed is not None:
+            ctx.store.ack_intake(acks)   # before anything runs: never processed twice
+            acks = []
+            _hand_over(ctx, run, claimed)
+    if acks:
+        ctx.store.ack_intake(acks)
+    return processed
+
+
+def fire(ctx: EngineContext, alert: Alert) -> Opened | None:
+    """Open the alert's incident or attach to the open one (nothing is advanced here:
+    when ``claimed``, the caller must advance it). None when there is nothing to do:
+    the engine's own alert, or an episode already resolved."""
+    if is_own_alert(alert.labels):
+        log.debug("intake: %s is the engine's own alert: never remediated", alert.dedup_key)
+        return None
+    if _episode_resolved(ctx, alert):
+        log.info("intake: %s arrived after its resolve: nothing to start", alert.dedup_key)
+        return None
+    opened = open_incident(ctx, _request(alert))
+    if opened.incident is None:
+        if opened.refused_run:
+            log.info("intake: %s refused (run %s): %s", alert.dedup_key, opened.refused_run,
+                     opened.refusal)
+        else:
+            log.debug("intake: %s: %s", alert.dedup_key, opened.refusal)
+    elif not opened.claimed:
+        log.debug("intake: %s attached to incident %s (%s)", alert.dedup_key,
+                  opened.incident.id, opened.incident.state.value)
+    return opened
+
+
+def resolve(ctx: EngineContext, alert: Alert) -> Incident | None:
+    """Close the open incident of this alert as ``resolved``; return it, or None when
+    no incident of this alert is open. Starts nothing, aborts no running step, and
+    leaves degraded modes alone.
+
+    The incident must be this alert's (same fingerprint): a resolve of another alert
+    for the same runbook and target, or of one that attached to an incident opened
+    by an operator or a probe, does not end it."""
+    runbook = match_runbook(ctx.runbooks, alert.labels)
+    if runbook is None:
+        return None
+    _remember_resolve(ctx, alert)
+    try:
+        target = resolve_target(ctx, runbook, _request(alert))
+    except (UnknownTarget, TemplateError) as exc:
+        log.debug("intake: resolve %s: no target (%s)", alert.dedup_key, exc)
+        return None
+    incident = ctx.store.find_open_incident(runbook.name, target)
+    if incident is None:
+        log.debug("intake: resolve %s: no incident open for %s on %s", alert.dedup_key,
+                  runbook.name, target)
+        return None
+    if incident.fingerprint != alert.fingerprint:
+        log.info("intake: resolve %s: incident %s is another signal's (fingerprint %s): "
+                 "left open", alert.dedup_key, incident.id, incident.fingerprint)
+        return None
+    closed = ctx.store.update_incident(
+        incident.id, expect=[IncidentState.OPEN, IncidentState.REMEDIATING],
+        state=IncidentState.RESOLVED, closed_at=time.time(), next_try_at=None,
+        reason=f"alert resolved (fingerprint {alert.fingerprint})")
+    if closed is None:
+        return None  # ended by someone else meanwhile
+    for waiting in ctx.store.query_runs(incident_id=closed.id, limit=None):
+        if waiting.status in (RunStatus.PENDING_APPROVAL, RunStatus.QUEUED):
+            cancel_waiting(ctx, waiting, "alert resolved", None)
+    finish_attempt(ctx, closed, AttemptOutcome.RESOLVED)
+    log.info("intake: incident %s resolved by %s", closed.id, alert.dedup_key)
+    return ctx.store.get_incident(closed.id) or closed
+
+
+# -- the parts --------------------------------------------------------------------------
+def _process_item(ctx: EngineContext, item: IntakeItem) -> str | None:
+    if not isinstance(item.payload, dict):
+        raise ValueError(f"payload is {type(item.payload).__name__}, not an object")
+    return _process_alert(ctx, Alert.from_payload(item.payload))
+
+
+def _process_alert(ctx: EngineContext, alert: Alert) -> str | None:
+    """The id of an incident this call claimed (to be advanced), else None."""
+    if not isinstance(alert.labels, dict):
+        raise ValueError(f"labels are {type(alert.labels).__name__}, not an object")
+    if alert.status == FIRING:
+        opened = fire(ctx, alert)
+        if opened is not None and opened.claimed and opened.incident is not None:
+            return opened.incident.id
+        return None
+    if alert.status == RESOLVED:
+        if not is_own_alert(alert.labels):
+            resolve(ctx, alert)
+        return None
+    raise ValueError(f"unknown alert status {alert.status!r}")
+
+
+def _request(alert: Alert) -> TriggerRequest:
+    return TriggerRequest(labels=dict(alert.labels), annotations=dict(alert.annotations),
+                          trigger="alert", fingerprint=alert.fingerprint,
+                          requested_by=f"alertmanager:{alert.receiver or '?'}")
+
+
+def _hand_over(ctx: EngineContext, run: RunIncident | None, incident_id: str) -> None:
+    """Give a claimed incident to ``run``; an error there is the attempt's, not the
+    alert's (the item is acknowledged: the incident is in the store, and the workers
+    take up one left remediating with nothing running)."""
+    try:
+        if run is not None:
+            run(incident_id)
+        else:
+            advance(ctx, incident_id)
+    except Exception:  # noqa: BLE001
+        log.exception("intake: advancing incident %s failed", incident_id)
+
+
+def _record_failure(ctx: EngineContext, item: IntakeItem, exc: Exception) -> None:
+    error = f"{type(exc).__name__}: {exc}"[:500]
+    ctx.store.add_event(AuditEvent(at=time.time(), actor="intake", action="alert_failed",
+                                   detail={"dedup_key": item.dedup_key, "error": error}))
+
+
+def _remember_resolve(ctx: EngineContext, alert: Alert) -> None:
+    """So a firing delivery of the same episode processed late (a worker died holding
+    it, or the store failed on it) starts nothing: one row per fingerprint."""
+    if alert.starts_at and alert.fingerprint:
+        ctx.store.set_value(RESOLVED_KEY + alert.fingerprint,
+                            {"starts_at": alert.starts_at, "at": time.time()})
+
+
+def _episode_resolved(ctx: EngineContext, alert: Alert) -> bool:
+    """This firing episode (or a later one of the same alert) was resolved already.
+    Timestamps are normalized UTC (``...%fZ``), so they compare as strings."""
+    if not alert.starts_at or not alert.fingerprint:
+        return False
+    seen = ctx.store.get_value(RESOLVED_KEY + alert.fingerprint)
+    return isinstance(seen, dict) and str(seen.get("starts_at") or "") >= alert.starts_at

@@ -1,0 +1,356 @@
+"""The intake: a journaled alert opens or attaches to its incident, a resolve closes it,
+nothing accepted is lost, one poison alert blocks nothing. Real SQLite store, real engine."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from engine import approvals
+from engine.alerts import Alert
+from engine.intake import drain, resolve
+from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
+from engine.records import DegradedReason
+from engine.worker import Worker
+
+STARTS = "2024-05-01T10:00:00.000000Z"
+
+
+def alert(status: str = "firing", *, instance: str = "cache-1.example:9121",
+          starts_at: str = STARTS, fingerprint: str = "fp-demo", **labels: str) -> Alert:
+    return Alert(status=status,
+                 labels={"alertname": "DemoDown", "component": "demo", "instance": instance,
+                         **labels},
+                 annotations={"summary": "demo is down"}, starts_at=starts_at,
+                 ends_at=None if status == "firing" else "2024-05-01T10:05:00.000000Z",
+                 fingerprint=fingerprint, receiver="web\\.hook")
+
+
+def journal(ctx, *alerts: Alert) -> None:
+    accepted, _ = ctx.store.enqueue_alerts([(a.dedup_key, a.to_payload()) for a in alerts])
+    assert accepted == len(alerts)
+
+
+def wait_for(check, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def only_incident(ctx):
+    [incident] = ctx.store.list_incidents()
+    return incident
+
+
+@pytest.fixture
+def touching(engine_env):
+    """A runbook whose one step creates a file (and traces it)."""
+    marker = engine_env.root / "fixed"
+    engine_env.runbook("demo", f"""
+        strategies:
+          - {{name: fix, action: test.touch,
+              with: {{path: "{marker}", trace: "{engine_env.trace}"}}}}
+        degraded_mode: {{name: test_down}}
+    """)
+    return engine_env.context(), marker
+
+
+@pytest.fixture
+def sleeping(engine_env):
+    """A runbook whose step sleeps 1.5 s, saying when it started."""
+    started = engine_env.root / "started"
+    engine_env.runbook("demo", f"""
+        strategies:
+          - {{name: wait, action: test.sleep,
+              with: {{seconds: 1.5, started: "{started}", trace: "{engine_env.trace}"}}}}
+    """)
+    return engine_env.context(), started
+
+
+@pytest.fixture
+def parking(engine_env):
+    """A runbook whose step waits for approval."""
+    marker = engine_env.root / "flushed"
+    engine_env.runbook("demo", f"""
+        approval_timeout: 1h
+        strategies:
+          - {{name: flush, action: test.touch,
+              with: {{path: "{marker}", trace: "{engine_env.trace}"}}, approval: required}}
+        degraded_mode: {{name: test_down}}
+    """)
+    return engine_env.context(), marker
+
+
+# -- firing ---------------------------------------------------------------------------
+def test_a_firing_alert_opens_one_incident_and_runs_its_steps(touching, engine_env):
+    ctx, marker = touching
+    journal(ctx, alert())
+    assert drain(ctx) == 1
+    incident = only_incident(ctx)
+    assert incident.state == IncidentState.RECOVERED
+    assert (incident.runbook, incident.target) == ("demo", "cache-1")  # alias resolved
+    assert incident.trigger == "alert" and incident.fingerprint == "fp-demo"
+    assert incident.requested_by == "alertmanager:web\\.hook"
+    [run] = ctx.store.query_runs(incident_id=incident.id)
+    assert run.status == RunStatus.SUCCEEDED
+    assert run.trigger == "alert" and run.fingerprint == "fp-demo"
+    assert marker.read_text() == "cache-1"
+    assert len(engine_env.traced()) == 1
+    assert ctx.store.intake_depth(time.time())[0] == 0
+
+
+def test_a_repeat_while_the_attempt_runs_attaches_and_starts_nothing(sleeping, engine_env):
+    ctx, started = sleeping
+    worker = Worker(ctx)
+    try:
+        journal(ctx, alert())
+        worker.run_once()                       # the step goes to the worker's pool
+        assert wait_for(started.exists)
+        incident = only_incident(ctx)
+        assert incident.state == IncidentState.REMEDIATING   # run_once did not wait for it
+        # Alertmanager re-fires the same alert with a new startsAt: a new dedup key
+        journal(ctx, alert(starts_at="2024-05-01T10:01:00.000000Z"))
+        assert worker.run_once() >= 1
+        assert ctx.store.intake_depth(time.time())[0] == 0
+        assert worker.wait_idle(10)
+    finally:
+        worker.stop()
+    assert only_incident(ctx).state == IncidentState.RECOVERED
+    assert len(ctx.store.attempts_since("demo", "cache-1", 0)) == 1
+    assert [r.status for r in ctx.store.query_runs(incident_id=incident.id)] == \
+        [RunStatus.SUCCEEDED]
+    assert [line.split()[0] for line in engine_env.traced()] == ["sleep-start", "sleep-end"]
+
+
+def test_the_engines_own_alerts_are_never_remediated(touching, engine_env):
+    ctx, marker = touching
+    journal(ctx, alert(alertname="RecoveryExhausted", source="infra-recovery"),
+            alert("resolved", fingerprint="fp-own-2", source="infra-recovery"))
+    assert drain(ctx) == 2
+    assert ctx.store.list_incidents() == [] and ctx.store.query_runs() == []
+    assert not marker.exists() and engine_env.traced() == []
+    assert ctx.store.intake_depth(time.time())[0] == 0
+
+
+def test_an_alert_for_an_unknown_instance_is_refused_and_recorded(touching, engine_env):
+    ctx, marker = touching
+    journal(ctx, alert(instance="db-9.example:9121"))
+    assert drain(ctx) == 1
+    assert ctx.store.list_incidents() == []
+    [run] = ctx.store.query_runs()
+    assert run.status == RunStatus.REFUSED and run.trigger == "alert"
+    assert run.fingerprint == "fp-demo" and "unknown target" in run.reason
+    assert not marker.exists()
+
+
+def test_an_alert_no_runbook_matches_is_acknowledged(touching, engine_env):
+    ctx, _ = touching
+    journal(ctx, Alert(status="firing", labels={"alertname": "Other", "instance": "cache-1"},
+                       starts_at=STARTS, fingerprint="fp-other"))
+    assert drain(ctx) == 1
+    assert ctx.store.list_incidents() == [] and ctx.store.query_runs() == []
+    assert ctx.store.intake_depth(time.time())[0] == 0
+
+
+# -- resolved -------------------------------------------------------------------------
+def test_a_resolve_closes_the_incident_and_cancels_its_pending_approval(parking,
+                                                                        engine_env):
+    ctx, marker = parking
+    journal(ctx, alert())
+    drain(ctx)
+    incident = only_incident(ctx)
+    [parked] = ctx.store.query_runs(incident_id=incident.id)
+    assert parked.status == RunStatus.PENDING_APPROVAL
+    ctx.store.add_degraded(DegradedReason(mode="test_down", key="incident:earlier",
+                                          target="cache-1", reason="earlier failure",
+                                          since=time.time()))
+    traced = engine_env.traced()
+
+    journal(ctx, alert("resolved"))
+    assert drain(ctx) == 1
+    closed = ctx.store.get_incident(incident.id)
+    assert closed.state == IncidentState.RESOLVED and closed.closed_at
+    assert "alert resolved (fingerprint fp-demo)" in closed.reason
+    assert ctx.store.get_run(parked.id).status == RunStatus.CANCELED
+    approval = ctx.store.get_approval(parked.id)
+    assert approval.status == "canceled" and approval.reason == "alert resolved"
+    with pytest.raises(approvals.DecisionError):
+        approvals.approve(ctx, parked.id, by="alice")
+    Worker(ctx).run_once()
+    assert not marker.exists() and engine_env.traced() == traced   # nothing started
+    assert ctx.store.degraded_reasons("test_down")                # not proof of health
+    assert ctx.store.intake_depth(time.time())[0] == 0
+
+
+def test_a_resolve_cancels_an_approved_step_not_run_yet(parking, engine_env):
+    ctx, marker = parking
+    journal(ctx, alert())
+    drain(ctx)
+    incident = only_incident(ctx)
+    [parked] = ctx.store.query_runs(incident_id=incident.id)
+    approvals.approve(ctx, parked.id, by="alice")
+    assert ctx.store.get_run(parked.id).status == RunStatus.QUEUED
+    journal(ctx, alert("resolved"))
+    Worker(ctx).run_once()            # drains the resolve before it looks at queued runs
+    assert ctx.store.get_run(parked.id).status == RunStatus.CANCELED
+    assert ctx.store.get_approval(parked.id).status == "canceled"
+    assert ctx.store.get_incident(incident.id).state == IncidentState.RESOLVED
+    assert not marker.exists() and engine_env.traced() == []
+
+
+def test_a_resolve_never_aborts_a_running_step(sleeping, engine_env):
+    ctx, started = sleeping
+    worker = Worker(ctx)
+    try:
+        journal(ctx, alert())
+        worker.run_once()
+        assert wait_for(started.exists)
+        incident = only_incident(ctx)
+        [running] = ctx.store.query_runs(incident_id=incident.id)
+        assert running.status == RunStatus.RUNNING
+        journal(ctx, alert("resolved"))
+        assert drain(ctx) == 1                 # another worker takes the resolve
+        assert ctx.store.get_incident(incident.id).state == IncidentState.RESOLVED
+        assert ctx.store.get_run(running.id).status == RunStatus.RUNNING
+        assert worker.wait_idle(10)
+    finally:
+        worker.stop()
+    assert ctx.store.get_run(running.id).status == RunStatus.SUCCEEDED
+    final = ctx.store.get_incident(incident.id)
+    assert final.state == IncidentState.RESOLVED and final.attempt_id is None
+    [attempt] = ctx.store.attempts_since("demo", "cache-1", 0)
+    assert attempt.outcome == AttemptOutcome.RESOLVED
+    assert [line.split()[0] for line in engine_env.traced()] == ["sleep-start", "sleep-end"]
+
+
+def test_a_resolve_with_no_incident_open_does_nothing(touching, engine_env):
+    ctx, marker = touching
+    journal(ctx, alert("resolved"))
+    assert drain(ctx) == 1
+    assert ctx.store.list_incidents() == [] and ctx.store.query_runs() == []
+    assert not marker.exists()
+    assert resolve(ctx, alert("resolved")) is None
+
+
+def test_a_resolve_of_another_signal_leaves_the_incident_open(parking, run_incident):
+    ctx, _ = parking
+    journal(ctx, alert())
+    drain(ctx)
+    incident = only_incident(ctx)
+    # another alert for the same runbook and target resolves: this one still fires
+    journal(ctx, alert("resolved", fingerprint="fp-neighbour", alertname="DemoSlow"))
+    assert drain(ctx) == 1
+    assert ctx.store.get_incident(incident.id).state == IncidentState.REMEDIATING
+    # an operator's incident is not the alert's either
+    manual = run_incident(ctx, "demo", target="cache-2", requested_by="alice").incident
+    journal(ctx, alert("resolved", instance="cache-2"))
+    assert drain(ctx) == 1
+    assert ctx.store.get_incident(manual.id).state == IncidentState.REMEDIATING
+
+
+def test_a_firing_delivery_processed_after_its_resolve_starts_nothing(touching,
+                                                                      engine_env):
+    """A worker died holding the firing delivery (or the lagging member of an HA pair
+    sent it after the other one's resolve): the episode is over, nothing starts."""
+    ctx, marker = touching
+    journal(ctx, alert())
+    held = ctx.store.claim_intake("dead-worker", 10, 0.3)   # its worker dies holding it
+    assert len(held) == 1
+    journal(ctx, alert("resolved"))
+    assert drain(ctx) == 1                       # the resolve overtakes it
+    time.sleep(0.4)
+    assert drain(ctx) == 1                       # the firing one, taken again
+    assert ctx.store.list_incidents() == [] and not marker.exists()
+    # a new episode of the same alert (a new startsAt) is a new failure
+    journal(ctx, alert(starts_at="2024-05-01T11:00:00.000000Z"))
+    assert drain(ctx) == 1
+    assert only_incident(ctx).state == IncidentState.RECOVERED and marker.exists()
+
+
+# -- the queue ------------------------------------------------------------------------
+def test_a_poison_item_is_recorded_and_does_not_block_the_next(touching, engine_env):
+    ctx, marker = touching
+    ctx.store.enqueue_alerts([
+        ("poison|no-status", {"labels": {"component": "demo"}, "fingerprint": "x"}),
+        ("poison|bad-status", {**alert(fingerprint="fp-bad").to_payload(),
+                               "status": "exploded"}),
+        ("poison|labels", {**alert(fingerprint="fp-list").to_payload(), "labels": ["a"]}),
+    ])
+    journal(ctx, alert())
+    assert drain(ctx) == 4
+    assert only_incident(ctx).state == IncidentState.RECOVERED and marker.exists()
+    failed = [e for e in ctx.store.list_events() if e.action == "alert_failed"]
+    assert {e.detail["dedup_key"] for e in failed} == {
+        "poison|no-status", "poison|bad-status", "poison|labels"}
+    assert all(e.actor == "intake" and e.detail["error"] for e in failed)
+    assert ctx.store.intake_depth(time.time())[0] == 0
+
+
+def test_an_item_held_by_a_dead_worker_is_processed_by_another(touching, engine_env):
+    ctx, marker = touching
+    journal(ctx, alert())
+    assert len(ctx.store.claim_intake("dead-worker", 10, 0.3)) == 1   # never acked
+    assert drain(ctx) == 0                       # its claim is still live
+    assert ctx.store.intake_depth(time.time())[0] == 1
+    time.sleep(0.4)
+    assert drain(ctx) == 1
+    assert only_incident(ctx).state == IncidentState.RECOVERED and marker.exists()
+    assert ctx.store.intake_depth(time.time())[0] == 0
+    assert drain(ctx) == 0                       # once
+
+
+def test_a_storm_gives_one_attempt_per_target(engine_env):
+    engine_env.runbook("demo", f"""
+        strategies:
+          - {{name: wait, action: test.sleep,
+              with: {{seconds: 0.5, trace: "{engine_env.trace}"}}}}
+    """)
+    ctx = engine_env.context()
+    # repeats with new startsAt (new dedup keys) while the attempts run
+    storm = [alert(instance=host, fingerprint=f"fp-{host}",
+                   starts_at=f"2024-05-01T10:0{i}:00.000000Z")
+             for i in range(5) for host in ("cache-1", "cache-2")]
+    journal(ctx, *storm)
+    worker = Worker(ctx)
+    try:
+        assert worker.run_once() >= len(storm)
+        assert worker.wait_idle(10)
+    finally:
+        worker.stop()
+    incidents = ctx.store.list_incidents()
+    assert sorted(i.target for i in incidents) == ["cache-1", "cache-2"]
+    assert all(i.state == IncidentState.RECOVERED for i in incidents)
+    for host in ("cache-1", "cache-2"):
+        assert len(ctx.store.attempts_since("demo", host, 0)) == 1
+    assert [w.split()[0] for w in engine_env.traced()].count("sleep-start") == 2
+    assert ctx.store.intake_depth(time.time())[0] == 0
+
+
+def test_stopping_hands_back_attempts_not_started(engine_env):
+    engine_env.write_config(threads=1)
+    started = engine_env.root / "started"
+    engine_env.runbook("demo", f"""
+        strategies:
+          - {{name: wait, action: test.sleep,
+              with: {{seconds: 1, started: "{started}", trace: "{engine_env.trace}"}}}}
+    """)
+    ctx = engine_env.context()
+    worker = Worker(ctx)
+    journal(ctx, alert(instance="cache-1", fingerprint="fp-1"))
+    worker.run_once()
+    assert wait_for(started.exists)
+    journal(ctx, alert(instance="cache-2", fingerprint="fp-2"))
+    worker.run_once()                            # its one thread is busy: cache-2 waits
+    assert worker.stop(timeout=5)                # the running step finishes
+    by_target = {i.target: i for i in ctx.store.list_incidents()}
+    assert by_target["cache-1"].state == IncidentState.RECOVERED
+    waiting = by_target["cache-2"]
+    assert waiting.state == IncidentState.OPEN and waiting.next_try_at is not None
+    assert ctx.store.query_runs(incident_id=waiting.id) == []
+    # the next worker takes it at once
+    Worker(ctx).run_once()
+    assert ctx.store.get_incident(waiting.id).state == IncidentState.RECOVERED
