@@ -18,6 +18,7 @@ import queue
 import threading
 import time
 
+from engine import notifier, probes
 from engine.approvals import cancel_waiting, expire_due
 from engine.context import EngineContext
 from engine.intake import drain
@@ -68,9 +69,34 @@ class Worker:
                 break
             self._guard(lambda i=incident: advance(self.ctx, i.id, on_run=self.on_run))
             done += 1
+        if self.intake:  # the service's duties: probes, and what it tells Alertmanager
+            done += self._guarded_count(lambda: probes.run_due(self.ctx, now,
+                                                               run=self._advance_async))
+            self._notify(now)
         self.ctx.store.maintain()
         done += prune_if_due(self.ctx, now)
         return done
+
+    def _guarded_count(self, work) -> int:
+        try:
+            return int(work())
+        except Exception:  # noqa: BLE001 - a broken probe must not stop the loop
+            log.exception("worker: probes failed")
+            return 0
+
+    def _notify(self, now: float) -> None:
+        """Re-post the engine's own alerts every notify_interval (from one process at a
+        time: the last post's time is kept in the store)."""
+        if not self.ctx.config.alertmanagers:
+            return
+        last = self.ctx.store.get_value("notify_posted_at") or 0.0
+        if now - float(last) < self.ctx.config.notify_interval:
+            return
+        self.ctx.store.set_value("notify_posted_at", now)
+        try:
+            notifier.post(self.ctx)
+        except Exception:  # noqa: BLE001 - Alertmanager down must not stop the loop
+            log.exception("worker: posting outgoing alerts failed")
 
     # -- the alert intake ----------------------------------------------------------------
     def drain_intake(self) -> int:

@@ -121,3 +121,22 @@ def _run_json(ctx, run_id):
     from engine.artifacts import RunArtifacts
 
     return RunArtifacts(ctx.artifacts_dir, run_id).read_run_json()
+
+
+def test_a_worker_posts_the_engines_alerts_at_most_once_per_interval(engine_env,
+                                                                     run_incident, am):
+    from engine.worker import Worker
+
+    engine_env.write_config(alertmanagers=f'["{am.url}"]',
+                            alertmanager="{notify_interval: 60s}")
+    engine_env.runbook("careful", """
+        strategies: [{name: risky, action: test.ok, approval: required}]
+    """)
+    ctx = engine_env.context()
+    run_incident(ctx, "careful", target="cache-2")
+    worker = Worker(ctx)
+    worker.run_once()
+    assert [a["labels"]["alertname"] for a in am.alerts()] == ["RecoveryApprovalPending"]
+    posted = ctx.store.get_value("notify_posted_at")
+    worker.run_once()
+    assert ctx.store.get_value("notify_posted_at") == posted    # not again within 60 s

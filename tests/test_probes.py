@@ -103,3 +103,17 @@ all:
         assert ctx.store.degraded_reasons("test_down")       # exhausted: on again
     finally:
         server.kill()
+
+
+def test_workers_run_the_probes(engine_env):
+    from engine.worker import Worker
+
+    health = engine_env.root / "healthy"
+    probed(engine_env, health)
+    ctx = engine_env.context()
+    worker = Worker(ctx)
+    worker.run_once()
+    assert worker.wait_idle(10)
+    incidents = ctx.store.list_incidents()        # attempts run on the worker's pool,
+    assert sorted(i.target for i in incidents) == ["cache-1", "cache-2"]   # so both failed
+    assert {(i.trigger, i.state) for i in incidents} == {("probe", IncidentState.RECOVERED)}
