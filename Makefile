@@ -10,11 +10,12 @@ DEBIAN_PACKAGES := prometheus prometheus-alertmanager
 # apt-get needs root: as anyone else, go through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TEST_ARGS ?=
+SERVE_ARGS ?=
 
 .PHONY: run test lint install system-deps bench clean
 
 run: $(STAMP)
-	$(BIN)/recovery status
+	$(BIN)/recovery serve $(SERVE_ARGS)
 
 test: $(STAMP) system-deps
 	$(BIN)/ruff check engine webhook tests bench

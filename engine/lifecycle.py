@@ -87,6 +87,8 @@ class AttemptOutcome(StrEnum):
     DEGRADED = "degraded"
     FAILED = "failed"       # exhausted: starts the failure cooldown
     REJECTED = "rejected"   # an approval was rejected or expired and the runbook stops there
+    INTERRUPTED = "interrupted"  # its process stopped mid-step: counts in the window, but
+                                 # is no failed fix (no after-failure pause)
     CANCELED = "canceled"
     RESOLVED = "resolved"
 

@@ -24,10 +24,30 @@ from engine.context import EngineContext
 from engine.intake import drain
 from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
 from engine.orchestrator import RunCallback, advance
+from engine.records import RunRecord
 from engine.retention import prune_if_due
 from engine.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+
+def interrupt_run(ctx: EngineContext, run: RunRecord, reason: str, now: float) -> bool:
+    """A running step whose process stopped (or is stopping): ``interrupted``, its attempt
+    ended as interrupted, its incident handed back to the workers. False if the run had
+    already ended (the store refuses the move)."""
+    if ctx.store.update_run(run.id, status=RunStatus.INTERRUPTED, finished_at=now,
+                            reason=reason) is None:
+        return False
+    ctx.store.record_outcome(run.component, run.strategy, "failed", None)
+    incident = ctx.store.get_incident(run.incident_id or "")
+    if incident is not None and incident.state == IncidentState.REMEDIATING:
+        if incident.attempt_id:
+            ctx.store.finish_attempt(incident.attempt_id, AttemptOutcome.INTERRUPTED, now)
+        ctx.store.update_incident(
+            incident.id, expect=[IncidentState.REMEDIATING], state=IncidentState.OPEN,
+            next_try_at=now, attempt_id=None, step=0,
+            reason=f"run {run.id} interrupted: {reason}")
+    return True
 
 
 class Worker:
@@ -193,19 +213,8 @@ class Worker:
         """Runs still 'running' whose process stopped beating: interrupted, retried later."""
         stale = self.ctx.store.stale_running_runs(now - 3 * self.ctx.config.lock_ttl)
         for run in stale:
-            if run.id in self.ctx.running:
-                continue
-            self.ctx.store.update_run(run.id, status=RunStatus.INTERRUPTED, finished_at=now,
-                                      reason="the process running this step stopped")
-            self.ctx.store.record_outcome(run.component, run.strategy, "failed", None)
-            incident = self.ctx.store.get_incident(run.incident_id or "")
-            if incident is not None and incident.state == IncidentState.REMEDIATING:
-                if incident.attempt_id:
-                    self.ctx.store.finish_attempt(incident.attempt_id, AttemptOutcome.FAILED,
-                                                  now)
-                self.ctx.store.update_incident(
-                    incident.id, state=IncidentState.OPEN, next_try_at=now, attempt_id=None,
-                    step=0, reason=f"run {run.id} interrupted: its process stopped")
+            if run.id not in self.ctx.running:
+                interrupt_run(self.ctx, run, "the process running this step stopped", now)
         return len(stale) + self._reopen_orphans(now)
 
     def _reopen_orphans(self, now: float) -> int:

@@ -1,0 +1,106 @@
+"""``recovery serve``: the webhook and the engine workers, from one command.
+
+The process model and the shutdown are engine.service's; here: the flags, the checks
+that stop a start before anything runs (exit 2), and what the first start prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from engine.cli.common import USAGE, CliError, positive_int, runbooks
+from engine.cli.output import out
+from engine.context import EngineContext
+
+
+def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "serve", parents=parents, help="the webhook and the engine workers (one command)",
+        description="Serve the Alertmanager webhook and the HTTP API (gunicorn, gthread "
+        "workers) and run the engine workers in processes of their own. The first start "
+        "generates the webhook and operator tokens into RECOVERY_HOME (0600) and prints "
+        "them once, with an Alertmanager receiver to paste. SIGTERM or Ctrl-C: stop taking "
+        "requests, let running steps finish within webhook.shutdown_grace (30s), mark the "
+        "rest interrupted; a second signal stops at once.")
+    p.add_argument("--bind", metavar="HOST:PORT",
+                   help="where to listen (default: webhook.bind, else 127.0.0.1:9797); off "
+                   "loopback only with webhook.tls or webhook.behind_tls_proxy")
+    p.add_argument("--workers", type=positive_int, metavar="N",
+                   help="engine worker processes (default: webhook.workers, else 1)")
+    p.add_argument("--http-workers", type=positive_int, metavar="N",
+                   help="gunicorn worker processes, 8 threads each (default: "
+                   "webhook.http_workers, else 2)")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(ctx: EngineContext, args: argparse.Namespace) -> int:
+    from engine.config import ConfigError
+    from engine.credentials import load_credentials
+    from engine.service import Service, ServiceError, ServiceSettings
+
+    try:
+        settings = ServiceSettings.from_config(ctx.config, bind=args.bind, workers=args.workers,
+                                               http_workers=args.http_workers)
+    except ServiceError as exc:
+        raise CliError(str(exc), USAGE) from None
+    runbooks(ctx)  # a bad runbook stops the start with file:line, not every worker pass
+    try:
+        _credentials, generated = load_credentials(ctx.config, create=True)
+    except ConfigError as exc:
+        raise CliError(f"credentials: {exc}", USAGE) from None
+    if generated:
+        out(first_start(settings, generated, ctx.config.home))
+    ctx.store.close()  # the parent acts on nothing: its children open their own
+    level = ("DEBUG" if args.verbose > 1 else "INFO" if args.verbose else "WARNING")
+    logging.getLogger("engine.service").setLevel(logging.INFO)  # starts, deaths, stops
+    for handler in logging.getLogger().handlers:  # a service's log lines say when
+        handler.setFormatter(logging.Formatter(
+            f"%(asctime)s recovery-serve[{os.getpid()}] %(levelname)s %(name)s: %(message)s"))
+    return Service(ctx.config, settings, log_level=level).run()
+
+
+def first_start(settings, generated: dict[str, str], home) -> str:
+    """What the first start prints, once: the tokens it just generated (and only those),
+    a receiver for alertmanager.yml, and what to try next."""
+    from engine.credentials import OPERATOR_TOKEN_FILE, WEBHOOK_TOKEN_FILE
+
+    base = settings.url  # from this machine; Alertmanager reaches the proxy, if any
+    if settings.host in ("0.0.0.0", "::"):
+        base = base.replace("[::]", "[::1]", 1).replace("0.0.0.0", "127.0.0.1", 1)
+    url = ("https://<your TLS proxy>/api/v1/alerts" if settings.behind_tls_proxy
+           else f"{settings.url}/api/v1/alerts")
+    webhook = generated.get("webhook")
+    operator = generated.get("operator")
+    lines = ["recovery serve: first start: credentials generated. They are shown this once; "
+             f"they are kept (mode 0600) in {home}/."]
+    if webhook:
+        lines += ["", f"  webhook token (Alertmanager; it can only post alerts; "
+                  f"{WEBHOOK_TOKEN_FILE}):", f"    {webhook}"]
+    if operator:
+        lines += ["", f"  operator token (operator \"operator\", for /api/v1/*; "
+                  f"{OPERATOR_TOKEN_FILE}):", f"    {operator}"]
+    lines += [
+        "",
+        "Alertmanager receiver (alertmanager.yml, Alertmanager >= 0.22):",
+        "",
+        "receivers:",
+        "  - name: infra-recovery",
+        "    webhook_configs:",
+        f"      - url: {url}",
+        "        send_resolved: true",
+        "        http_config:",
+        "          authorization:",
+        "            type: Bearer",
+        f"            credentials: {webhook or '<the webhook token (RECOVERY_WEBHOOK_TOKEN)>'}",
+        "",
+        "Next:",
+        f"  curl -s {base}/healthz",
+        f"  curl -s {base}/readyz                # 200 once an engine worker reports",
+        "  recovery status",
+        f"  curl -s -H 'Authorization: Bearer {operator or '<an operator token>'}' "
+        f"{base}/api/v1/status",
+        "",
+    ]
+    return "\n".join(lines)
