@@ -2,11 +2,11 @@
 
 Alertmanager does not deliver silenced alerts, but a silence created after an alert was
 journaled must still stop its remediation: before each step of an alert's incident, the
-configured Alertmanagers are asked (``GET /api/v2/alerts``) whether an alert with the
-same labels is now silenced. A silenced alert's step is deferred (the incident stays
-open; its resolve closes it). When no Alertmanager answers, the step is deferred too
-(``alertmanager.when_unreachable: defer``, the default) or allowed (``allow``), and the
-record says which.
+configured Alertmanagers are asked for their active silences (``GET /api/v2/silences``)
+and each one's matchers are checked against the alert's labels. A silenced alert's step
+is deferred (the incident stays open; its resolve closes it). When no Alertmanager
+answers, the step is deferred too (``alertmanager.when_unreachable: defer``, the
+default) or allowed (``allow``), and the record says which.
 """
 
 from __future__ import annotations
@@ -14,11 +14,8 @@ from __future__ import annotations
 import httpx
 
 from engine.gates.base import Decision, Gate, GateContext
-
-
-def _matcher(name: str, value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'{name}="{escaped}"'
+from engine.matchers import MatcherError, matches_all
+from engine.runbook import Matcher
 
 
 class SilenceGate(Gate):
@@ -48,21 +45,34 @@ class SilenceGate(Gate):
         return self.allow()
 
     def _ask(self, labels: dict[str, str]) -> tuple[list[str], list[str]]:
-        """(silence ids found, Alertmanagers that did not answer)."""
-        params = [("filter", _matcher(k, v)) for k, v in sorted(labels.items())]
-        params += [("silenced", "true"), ("inhibited", "true"), ("active", "true")]
+        """(ids of active silences that match these labels, Alertmanagers that did not
+        answer). Silences are read directly (``GET /api/v2/silences``), not through the
+        alert: a silenced alert that resolves meanwhile is no longer listed, and
+        Alertmanager does not deliver its resolve either."""
         silenced: list[str] = []
         unreachable: list[str] = []
         for base in self.alertmanagers:
             try:
-                response = httpx.get(f"{base}/api/v2/alerts", params=params,
-                                     timeout=self.timeout)
+                response = httpx.get(f"{base}/api/v2/silences", timeout=self.timeout)
                 response.raise_for_status()
                 found = response.json()
             except (httpx.HTTPError, ValueError) as exc:
                 unreachable.append(f"{base}: {type(exc).__name__}: {exc}"[:200])
                 continue
-            for alert in found:
-                if alert.get("labels") == labels:
-                    silenced += alert.get("status", {}).get("silencedBy") or []
+            for silence in found:
+                if (silence.get("status", {}).get("state") == "active"
+                        and _silences(silence.get("matchers") or [], labels)):
+                    silenced.append(str(silence.get("id")))
         return sorted(set(silenced)), unreachable
+
+
+def _silences(matchers: list[dict], labels: dict[str, str]) -> bool:
+    """Alertmanager's matching: every matcher holds (a missing label is "")."""
+    try:
+        group = [Matcher(name=str(m["name"]),
+                         op=("=~" if m.get("isRegex") else "=") if m.get("isEqual", True)
+                         else ("!~" if m.get("isRegex") else "!="),
+                         value=str(m.get("value", ""))) for m in matchers]
+        return bool(group) and matches_all(group, labels)
+    except (KeyError, TypeError, MatcherError):
+        return False
