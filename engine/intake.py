@@ -71,15 +71,15 @@ def drain(ctx: EngineContext, *, limit: int = 100, lease: float = 60.0,
         try:
             claimed = _process_item(ctx, item)
         except StoreUnavailable as exc:
-            log.warning("intake: store unavailable processing %s, left for a retry: %s",
+            log.warning("intake: store unavailable processing %r, left for a retry: %s",
                         item.dedup_key, exc)
             continue
         except Exception as exc:  # noqa: BLE001 - one poison alert must not block the queue
-            log.exception("intake: alert %s could not be processed", item.dedup_key)
+            log.exception("intake: alert %r could not be processed", item.dedup_key)
             try:
                 _record_failure(ctx, item, exc)
             except StoreUnavailable as store_exc:
-                log.warning("intake: store unavailable recording %s, left for a retry: %s",
+                log.warning("intake: store unavailable recording %r, left for a retry: %s",
                             item.dedup_key, store_exc)
                 continue
             claimed = None
@@ -94,25 +94,25 @@ def drain(ctx: EngineContext, *, limit: int = 100, lease: float = 60.0,
     return processed
 
 
-def fire(ctx: EngineContext, alert: Alert) -> Opened | None:
+def fire(ctx: EngineContext, alert: Alert, received_at: float | None = None) -> Opened | None:
     """Open the alert's incident or attach to the open one (nothing is advanced here:
     when ``claimed``, the caller must advance it). None when there is nothing to do:
     the engine's own alert, or an episode already resolved."""
     if is_own_alert(alert.labels):
-        log.debug("intake: %s is the engine's own alert: never remediated", alert.dedup_key)
+        log.debug("intake: %r is the engine's own alert: never remediated", alert.dedup_key)
         return None
     if _episode_resolved(ctx, alert):
-        log.info("intake: %s arrived after its resolve: nothing to start", alert.dedup_key)
+        log.info("intake: %r arrived after its resolve: nothing to start", alert.dedup_key)
         return None
-    opened = open_incident(ctx, _request(alert))
+    opened = open_incident(ctx, _request(alert, received_at))
     if opened.incident is None:
         if opened.refused_run:
-            log.info("intake: %s refused (run %s): %s", alert.dedup_key, opened.refused_run,
+            log.info("intake: %r refused (run %s): %r", alert.dedup_key, opened.refused_run,
                      opened.refusal)
         else:
-            log.debug("intake: %s: %s", alert.dedup_key, opened.refusal)
+            log.debug("intake: %r: %r", alert.dedup_key, opened.refusal)
     elif not opened.claimed:
-        log.debug("intake: %s attached to incident %s (%s)", alert.dedup_key,
+        log.debug("intake: %r attached to incident %s (%s)", alert.dedup_key,
                   opened.incident.id, opened.incident.state.value)
     return opened
 
@@ -132,15 +132,15 @@ def resolve(ctx: EngineContext, alert: Alert) -> Incident | None:
     try:
         target = resolve_target(ctx, runbook, _request(alert))
     except (UnknownTarget, TemplateError) as exc:
-        log.debug("intake: resolve %s: no target (%s)", alert.dedup_key, exc)
+        log.debug("intake: resolve %r: no target (%r)", alert.dedup_key, exc)
         return None
     incident = ctx.store.find_open_incident(runbook.name, target)
     if incident is None:
-        log.debug("intake: resolve %s: no incident open for %s on %s", alert.dedup_key,
+        log.debug("intake: resolve %r: no incident open for %s on %s", alert.dedup_key,
                   runbook.name, target)
         return None
     if incident.fingerprint != alert.fingerprint:
-        log.info("intake: resolve %s: incident %s is another signal's (fingerprint %s): "
+        log.info("intake: resolve %r: incident %s is another signal's (fingerprint %r): "
                  "left open", alert.dedup_key, incident.id, incident.fingerprint)
         return None
     closed = ctx.store.update_incident(
@@ -153,7 +153,7 @@ def resolve(ctx: EngineContext, alert: Alert) -> Incident | None:
         if waiting.status in (RunStatus.PENDING_APPROVAL, RunStatus.QUEUED):
             cancel_waiting(ctx, waiting, "alert resolved", None)
     finish_attempt(ctx, closed, AttemptOutcome.RESOLVED)
-    log.info("intake: incident %s resolved by %s", closed.id, alert.dedup_key)
+    log.info("intake: incident %s resolved by %r", closed.id, alert.dedup_key)
     return ctx.store.get_incident(closed.id) or closed
 
 
@@ -161,15 +161,16 @@ def resolve(ctx: EngineContext, alert: Alert) -> Incident | None:
 def _process_item(ctx: EngineContext, item: IntakeItem) -> str | None:
     if not isinstance(item.payload, dict):
         raise ValueError(f"payload is {type(item.payload).__name__}, not an object")
-    return _process_alert(ctx, Alert.from_payload(item.payload))
+    return _process_alert(ctx, Alert.from_payload(item.payload), item.received_at)
 
 
-def _process_alert(ctx: EngineContext, alert: Alert) -> str | None:
+def _process_alert(ctx: EngineContext, alert: Alert,
+                   received_at: float | None = None) -> str | None:
     """The id of an incident this call claimed (to be advanced), else None."""
     if not isinstance(alert.labels, dict):
         raise ValueError(f"labels are {type(alert.labels).__name__}, not an object")
     if alert.status == FIRING:
-        opened = fire(ctx, alert)
+        opened = fire(ctx, alert, received_at)
         if opened is not None and opened.claimed and opened.incident is not None:
             return opened.incident.id
         return None
@@ -180,10 +181,11 @@ def _process_alert(ctx: EngineContext, alert: Alert) -> str | None:
     raise ValueError(f"unknown alert status {alert.status!r}")
 
 
-def _request(alert: Alert) -> TriggerRequest:
+def _request(alert: Alert, received_at: float | None = None) -> TriggerRequest:
     return TriggerRequest(labels=dict(alert.labels), annotations=dict(alert.annotations),
                           trigger="alert", fingerprint=alert.fingerprint,
-                          requested_by=f"alertmanager:{alert.receiver or '?'}")
+                          requested_by=f"alertmanager:{alert.receiver or '?'}",
+                          received_at=received_at)
 
 
 def _hand_over(ctx: EngineContext, run: RunIncident | None, incident_id: str) -> None:

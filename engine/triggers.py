@@ -34,6 +34,7 @@ class TriggerRequest:
     fingerprint: str | None = None
     strategy: str | None = None           # manual: run this one strategy only
     force: bool = False                   # manual: pass the kill switch and the cooldown
+    received_at: float | None = None      # alert: when it was journaled (not processed)
 
 
 @dataclass
@@ -100,8 +101,9 @@ def open_incident(ctx: EngineContext, request: TriggerRequest) -> Opened:
         latest = ctx.store.latest_incident(runbook.name, target)
         if (latest is not None and latest.state == IncidentState.RECOVERED
                 and latest.fingerprint == request.fingerprint):
-            if latest.verify_until and now < latest.verify_until:
-                return Opened(latest)  # the fix is still being verified: not a new signal
+            received = request.received_at or now
+            if latest.verify_until and received < latest.verify_until:
+                return Opened(latest)  # sent before the fix was verified: not a new signal
             reopened = ctx.store.reopen_incident(
                 latest.id, "reopened: the alert still fires after the fix was verified")
             if reopened is not None:

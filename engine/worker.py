@@ -244,7 +244,19 @@ class Worker:
             self._thread = threading.Thread(target=self._loop, daemon=True,
                                             name="recovery-worker")
             self._thread.start()
+            # Alive is not the same as idle: a long step on the loop must not make
+            # /readyz and the "workers dead" alert say this worker is gone.
+            threading.Thread(target=self._beat_loop, daemon=True,
+                             name="recovery-worker-heartbeat").start()
         return self
+
+    def _beat_loop(self) -> None:
+        interval = max(1.0, min(5.0, self.ctx.config.poll_interval * 5))
+        while not self._stop.wait(interval):
+            try:
+                self._beat(time.time())
+            except Exception:  # noqa: BLE001 - the store may be briefly unavailable
+                log.warning("worker heartbeat not written", exc_info=True)
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -108,11 +108,14 @@ def main() -> int:
     why = ("the service stopped before this step finished " +
            ("(stopped at once, on a second signal)" if cut_short else
             f"(shutdown grace {grace:g}s)"))
+    # What the steps started goes first: only then are their targets' locks released
+    # and their incidents handed back, so no other process can start a second step on a
+    # target while ours is still running.
+    _kill_descendants()
     interrupted = interrupt_running(ctx, why)
     if interrupted:
         log.warning("interrupted %d running step(s): %s", len(interrupted),
                     ", ".join(interrupted))
-    _kill_descendants()
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

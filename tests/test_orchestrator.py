@@ -512,3 +512,21 @@ def test_a_still_firing_alert_reopens_its_recovered_incident_after_the_verify_wi
     third = fire()                                  # within the cooldown: deferred
     assert third.id == first.id and third.state == IncidentState.OPEN
     assert "cooldown" in third.reason and len(engine_env.traced()) == 2
+
+
+def test_a_repeat_sent_before_the_fix_was_verified_does_not_reopen(engine_env, run_incident):
+    engine_env.runbook("demo", f"""
+        match: [alertname="DemoDown"]
+        strategies: [{{name: a, action: test.ok, with: {{trace: "{engine_env.trace}"}}}}]
+        verify: {{action: test.ok, interval: 0.05s, deadline: 0.3s}}
+    """)
+    ctx = engine_env.context()
+    labels = {"alertname": "DemoDown", "instance": "cache-1"}
+    sent = time.time()                        # journaled now, processed late (a backlog)
+    first = run_incident(ctx, None, target=None, trigger="alert", labels=labels,
+                         fingerprint="fp-1").incident
+    time.sleep(0.35)
+    late = run_incident(ctx, None, target=None, trigger="alert", labels=labels,
+                        fingerprint="fp-1", received_at=sent).incident
+    assert late.id == first.id and late.state == IncidentState.RECOVERED
+    assert len(engine_env.traced()) == 1      # not reopened by an old delivery

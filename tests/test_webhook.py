@@ -232,6 +232,12 @@ def test_a_bad_alert_among_good_ones_is_ignored_with_its_reason_logged(service, 
      "startsAt"),                                              # no offset
     ({"status": "firing", "labels": {"a": "b"}, "annotations": {"x": 1}}, "annotations"),
     ({"status": "firing", "labels": {"a": "b"}, "fingerprint": 42}, "fingerprint"),
+    # once a 500 retried forever, blocking the good alerts of the group:
+    ({"status": "firing", "labels": {"a": "b"}, "startsAt": "9999-12-31T23:59:59-01:00"},
+     "startsAt"),
+    ({"status": "firing", "labels": {"a": "b"}, "fingerprint": "\ud800"}, "Unicode"),
+    ({"status": "firing", "labels": {"a": "x" * 20_000}}, "longer than"),
+    ({"status": "firing", "labels": {f"l{i}": "v" for i in range(101)}}, "labels"),
 ])
 def test_each_kind_of_bad_alert_is_counted_not_fatal(service, caplog, alert, reason):
     with caplog.at_level(logging.INFO, logger="webhook"):
@@ -657,3 +663,14 @@ def test_bad_webhook_settings_are_a_config_error(engine_env):
     engine_env.write_config(webhook="{max_body_bytes: lots}")
     with pytest.raises(ConfigError, match="max_body_bytes"):
         create_app(load_config(engine_env.config_path), credentials=credentials())
+
+
+def test_more_alerts_than_a_notification_may_carry_are_counted_as_ignored(service):
+    from webhook.notification import MAX_ALERTS
+
+    alerts = [good_alert("cache-1") | {"labels": {"alertname": "X", "n": str(i)},
+                                       "fingerprint": f"fp-{i}"}
+              for i in range(MAX_ALERTS + 5)]
+    answer = service.post_alerts(notification(*alerts))
+    assert answer.status_code == 200
+    assert answer.json == {"accepted": MAX_ALERTS, "duplicates": 0, "ignored": 5}

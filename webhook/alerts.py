@@ -19,10 +19,11 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from engine.store.base import StoreUnavailable
 from webhook.auth import require_webhook_token
-from webhook.notification import NotANotification, parse_notification
+from webhook.notification import MAX_ALERTS, NotANotification, parse_notification
 from webhook.state import state
 
 log = logging.getLogger(__name__)
+LOGGED_REASONS = 10   # bad alerts logged one by one per notification; the rest summed up
 bp = Blueprint("alerts", __name__)
 
 
@@ -36,8 +37,12 @@ def receive_alerts():
         log.info("webhook: refused a notification (%d bytes): %s", len(body), exc)
         return jsonify(error=str(exc)), 400
     group = _printable(parsed.group_key)
-    for reason in parsed.ignored:
+    for reason in parsed.ignored[:LOGGED_REASONS]:   # a summary, not a line per bad alert
         log.warning("webhook: ignored an alert of group %s: %s", group, reason)
+    if parsed.ignored_count > LOGGED_REASONS:
+        log.warning("webhook: group %s: %d alert(s) ignored in all (%d past the limit of "
+                    "%d per notification)", group, parsed.ignored_count, parsed.beyond_limit,
+                    MAX_ALERTS)
     accepted = duplicates = 0
     if parsed.alerts:
         try:
@@ -53,8 +58,8 @@ def receive_alerts():
             response.headers["Retry-After"] = "5"
             return response
     log.debug("webhook: group %s: %d accepted, %d duplicate(s), %d ignored",
-              group, accepted, duplicates, len(parsed.ignored))
-    return jsonify(accepted=accepted, duplicates=duplicates, ignored=len(parsed.ignored))
+              group, accepted, duplicates, parsed.ignored_count)
+    return jsonify(accepted=accepted, duplicates=duplicates, ignored=parsed.ignored_count)
 
 
 def read_body(chunk: int = 64 * 1024) -> bytes:

@@ -24,6 +24,9 @@ import jsonschema
 from engine.alerts import FIRING, RESOLVED, Alert, fingerprint_of, normalize_time
 
 MAX_FINGERPRINT = 256
+MAX_ALERTS = 2000          # per notification: more are ignored (counted, with the reason)
+MAX_LABELS = 100           # per alert
+MAX_VALUE = 16384          # characters in one label or annotation value
 _STATUSES = (FIRING, RESOLVED)
 _STRING_MAP = {"type": ["object", "null"], "additionalProperties": {"type": "string"}}
 
@@ -59,6 +62,11 @@ class BadAlert(ValueError):
 class Parsed:
     alerts: list[Alert]
     ignored: list[str] = field(default_factory=list)   # one reason per skipped alert
+    beyond_limit: int = 0                              # alerts past MAX_ALERTS, skipped
+
+    @property
+    def ignored_count(self) -> int:
+        return len(self.ignored) + self.beyond_limit
     group_key: str = ""
     receiver: str = ""
 
@@ -89,6 +97,9 @@ def parse_notification(body: bytes | str) -> Parsed:
     fallback = data.get("status")
     parsed = Parsed(alerts=[], group_key=common["group_key"], receiver=common["receiver"])
     for index, raw in enumerate(data["alerts"]):
+        if index >= MAX_ALERTS:
+            parsed.beyond_limit = len(data["alerts"]) - MAX_ALERTS
+            break
         try:
             parsed.alerts.append(parse_alert(raw, fallback_status=fallback, **common))
         except BadAlert as exc:
@@ -104,7 +115,13 @@ def parse_alert(raw: Any, *, fallback_status: Any = None, receiver: str = "",
     labels = _string_map(raw.get("labels"), "labels")
     if not labels:
         raise BadAlert("labels are missing or empty")
+    if len(labels) > MAX_LABELS:
+        raise BadAlert(f"more than {MAX_LABELS} labels")
+    for text in (*labels, *labels.values(), raw.get("fingerprint") or ""):
+        _storable(text)
     annotations = _string_map(raw.get("annotations"), "annotations")
+    for text in (*annotations, *annotations.values()):
+        _storable(text)
 
     status = raw.get("status")
     if status in (None, ""):
@@ -162,8 +179,20 @@ def _time(raw: dict[str, Any], key: str) -> str | None:
         return None
     try:
         return normalize_time(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise BadAlert(f"{key} is not an RFC 3339 time: {_short(repr(value))}") from None
+
+
+def _storable(text: Any) -> None:
+    """Bounded, and text the store can write (no lone surrogates from a JSON escape)."""
+    if not isinstance(text, str):
+        return
+    if len(text) > MAX_VALUE:
+        raise BadAlert(f"a label or value longer than {MAX_VALUE} characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadAlert("a label or value is not valid Unicode text") from None
 
 
 def _kind(value: Any) -> str:

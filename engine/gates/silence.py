@@ -56,11 +56,14 @@ class SilenceGate(Gate):
                 response = httpx.get(f"{base}/api/v2/silences", timeout=self.timeout)
                 response.raise_for_status()
                 found = response.json()
+                if not isinstance(found, list):
+                    raise ValueError(f"expected a list of silences, got {type(found).__name__}")
             except (httpx.HTTPError, ValueError) as exc:
                 unreachable.append(f"{base}: {type(exc).__name__}: {exc}"[:200])
                 continue
             for silence in found:
-                if (silence.get("status", {}).get("state") == "active"
+                if (isinstance(silence, dict)
+                        and (silence.get("status") or {}).get("state") == "active"
                         and _silences(silence.get("matchers") or [], labels)):
                     silenced.append(str(silence.get("id")))
         return sorted(set(silenced)), unreachable

@@ -208,8 +208,20 @@ class SQLiteStore(Store):
             raise StoreUnavailable(f"store busy or unavailable: {exc}") from exc
         try:
             yield conn
-        except BaseException:
+        except sqlite3.IntegrityError:
             conn.execute("ROLLBACK")
+            raise  # a constraint the caller handles (one open incident per identity)
+        except sqlite3.Error as exc:  # disk full, I/O error: the store, not the caller
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise StoreUnavailable(f"store write failed: {exc}") from exc
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the original error is the one to report
             raise
         else:
             try:
