@@ -20,15 +20,23 @@ notification) and concurrency (8, 16, 32 connections): 1 s of warm-up, then ``--
 (15) measured. Latency is the client's: from before ``post`` to the parsed answer. After
 each cell the bench waits (bounded) for the engine worker to drain what was journaled,
 so the next cell starts on an empty queue, and reports how long that took; it checks that
-the store holds every alert a 200 accepted. CPU seconds of the service's processes and of
-the generators are read per cell (psutil), to say where the time goes.
+the store holds every alert a 200 accepted. CPU seconds of the service's processes, of
+the generators and of the whole machine are read over the measured window (psutil), to
+say where the time goes: the columns give cores used by the http workers (with gunicorn's
+master), the engine worker, the generators and "other" processes (not ours: a busy
+machine shows here, and a cell where they used more than 0.15 cores says so).
 
-``--profile`` also runs the same notifications through the Flask app in this process
-(``app.test_client()``, no HTTP server) under cProfile: the application's share.
+``--baseline`` adds GET /healthz rows (no work in the app: gunicorn and Flask only), the
+ceiling of this server and load generator on this machine. ``--profile`` also runs the
+same notifications through the Flask app in this process (``app.test_client()``, no HTTP
+server) under cProfile: the application's share.
 
     .venv/bin/python bench/intake.py [--quick] [--seconds 15] [--http-workers 2 4]
                                      [--conns 8 16 32] [--sizes 1 20] [--procs 2]
-                                     [--synchronous NORMAL|FULL] [--profile]
+                                     [--baseline] [--synchronous NORMAL|FULL] [--profile]
+
+A full run takes 12-16 minutes, most of it waiting for the engine worker to drain the
+20-alert cells (about 160,000 alerts each).
 
 Every loop is bounded in count and time; all traffic goes to 127.0.0.1.
 """
@@ -67,6 +75,7 @@ MAX_REQUESTS = 500_000      # per connection and cell: a bound besides the clock
 START_TIMEOUT = 60.0        # the service's start (gunicorn, the engine imports)
 DRAIN_TIMEOUT = 180.0       # per cell: the engine worker empties the intake queue
 STOP_TIMEOUT = 45.0         # SIGTERM -> exit (shutdown grace 30 s + margin)
+OTHER_LIMIT = 0.15          # cores used by processes not ours: the machine was not quiet
 
 RUNBOOK = """\
 name: bench-nothing
@@ -310,8 +319,11 @@ def generator(url: str, token: str, size: int, cell: str, proc: int, threads: in
                                       end, out)) for t in range(threads)]
     for w in workers:
         w.start()
+    time.sleep(max(0.0, measure_from - time.monotonic()))
+    cpu0 = os.times()
     for w in workers:
         w.join(end - time.monotonic() + 15)
+    cpu1 = os.times()
     lat, done = array("d"), array("d")
     errors: Counter = Counter()
     sent = accepted = requests = 0
@@ -324,10 +336,9 @@ def generator(url: str, token: str, size: int, cell: str, proc: int, threads: in
         requests += t_req
     if len(out) < threads:
         errors["connection thread did not finish"] += threads - len(out)
-    cpu = os.times()
     results.put({"lat": lat.tobytes(), "done": done.tobytes(), "errors": dict(errors),
                  "sent": sent, "accepted": accepted, "requests": requests,
-                 "cpu": cpu.user + cpu.system})
+                 "cpu": (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)})
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -406,7 +417,7 @@ def run_cell(service: Service, store: Store, size: int, conns: int, procs: int,
         "requests": requests, "backlog": backlog, "drained": drained, "left": left,
         "cpu": {k: cpu1.get(k, 0.0) - cpu0.get(k, 0.0) for k in cpu1}, "window": window,
         "gen_cpu": gen_cpu, "load": os.getloadavg()[0],
-        "machine_busy": busy / max(1e-9, busy + idle),
+        "machine_busy": busy / max(1e-9, busy + idle), "machine_cores": busy / window,
     }
 
 
@@ -427,18 +438,24 @@ def verdict(cell: dict) -> str:
 def print_header() -> None:
     print(f"  {'http':>4} {'alerts/post':>11} {'conns':>5} {'alerts/s':>9} {'posts/s':>8} "
           f"{'p50':>7} {'p90':>7} {'p99':>7} {'max':>7} {'errors':>6} {'backlog':>8} "
-          f"{'drain':>6}   {'cpu: http':>9} {'engine':>6} {'gen':>5} {'busy':>5}  verdict")
+          f"{'drain':>6}   {'cpu: http':>9} {'engine':>6} {'gen':>5} {'other':>6} {'busy':>5}  "
+          "verdict")
 
 
 def print_cell(http: int, c: dict) -> None:
     cores = {k: v / c["window"] for k, v in c["cpu"].items()}
-    gen = c["gen_cpu"] / (c["window"] + WARMUP)
+    gen = c["gen_cpu"] / c["window"]
+    other = c["machine_cores"] - sum(cores.values()) - gen
     shape = c["size"] or "GET"
     print(f"  {http:>4} {shape:>11} {c['conns']:>5} {c['alerts_s']:>9,.0f} "
           f"{c['req_s']:>8,.0f} {c['p50']:>5.1f}ms {c['p90']:>5.1f}ms {c['p99']:>5.1f}ms "
           f"{c['max']:>5.0f}ms {c['errors']:>6} {c['backlog']:>8,} {c['drained']:>5.1f}s   "
           f"{cores.get('http', 0) + cores.get('master', 0):>8.2f}c {cores.get('engine', 0):>5.2f}c "
-          f"{gen:>4.2f}c {c['machine_busy'] * 100:>4.0f}%  {verdict(c)}", flush=True)
+          f"{gen:>4.2f}c {other:>5.2f}c {c['machine_busy'] * 100:>4.0f}%  {verdict(c)}",
+          flush=True)
+    if other > OTHER_LIMIT:
+        print(f"         other processes used {other:.2f} cores in this cell: not a quiet "
+              "machine, the figures above are low")
     for kind, n in c["error_kinds"].items():
         print(f"         error: {n} x {kind}")
     if c["left"]:
