@@ -6,9 +6,14 @@ gate again), retries deferred incidents whose time has come, and prunes old
 artifacts. Whatever process runs a ``Worker`` (the service, or an application
 embedding the engine) does this for everyone.
 
-Approved and deferred steps run inside ``run_once``. Attempts that the intake claims
-run on a small pool of threads (``workers.threads``), so a long playbook never holds
-up the alerts behind it; ``wait_idle`` waits for them, ``stop`` waits (bounded).
+Nothing that runs a step runs on the loop itself: attempts the intake claims, approved
+steps and deferred incidents whose time has come all go to a small pool of threads
+(``workers.threads``), so a long playbook never holds up the alerts, approvals and
+retries behind it. Approved and deferred work is claimed only while a thread is free
+(what is claimed starts at once, and the rest stays in the store for any worker).
+Probes and outgoing alerts run on a thread of their own, so a probe waiting on a dead
+host does not hold up the intake either. ``run_once`` (one pass, for tests and one-shot
+callers) waits for what it started unless told not to; ``stop`` waits (bounded).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from engine import notifier, probes
 from engine.approvals import cancel_waiting, expire_due
@@ -62,12 +69,18 @@ class Worker:
         self.intake = intake    # False: leave the alert intake to other workers
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._helpers: list[threading.Thread] = []
         self._pool: _AdvancePool | None = None
         self._pool_lock = threading.Lock()
+        self._backlog = False   # the last pass left journaled alerts: no pause before the next
         self.heartbeat = 0.0
 
-    def run_once(self, now: float | None = None) -> int:
-        """One pass; returns how many things it moved."""
+    def run_once(self, now: float | None = None, *, wait: bool = True,
+                 duties: bool = True) -> int:
+        """One pass; returns how many things it moved. ``wait``: return once the steps
+        this pass started have finished (the background loop does not wait).
+        ``duties``: also run the probes, outgoing alerts and retention (the background
+        loop leaves them to their own thread)."""
         now = now or time.time()
         self.heartbeat = now
         self._beat(now)
@@ -76,25 +89,48 @@ class Worker:
         if self.intake:
             # Before approved steps: a resolve in the queue cancels what waits for it.
             done += self.drain_intake()
-        while not self._stop.is_set():
+        done += self._schedule_waiting()
+        if duties:
+            done += self.run_duties(now)
+        self.ctx.store.maintain()
+        if wait:
+            self.wait_idle()
+            if self._thread is None:
+                self._close_pool()   # a one-shot caller: no threads left behind
+        return done
+
+    def run_duties(self, now: float | None = None) -> int:
+        """The service's other duties: probes and what it tells Alertmanager (only where
+        this worker takes the intake), and retention."""
+        now = now or time.time()
+        done = 0
+        if self.intake:
+            done += self._guarded_count(lambda: probes.run_due(self.ctx, now,
+                                                               run=self._advance_async))
+            self._notify(now)
+        done += prune_if_due(self.ctx, now)
+        return done
+
+    def _schedule_waiting(self) -> int:
+        """Approved steps, then deferred incidents whose time has come, each claimed only
+        while a pool thread is free to start it at once."""
+        done = 0
+        while not self._stop.is_set() and self._free_threads() > 0:
             run = self.ctx.store.claim_queued_run(self.ctx.holder, time.time(),
                                                   self.ctx.config.lock_ttl * 2)
             if run is None:
                 break
-            self._resume(run)
+            self._submit(run.incident_id or run.id, lambda r=run: self._resume(r),
+                         lambda r=run: self._release_run(r))
             done += 1
-        while not self._stop.is_set():
+        while not self._stop.is_set() and self._free_threads() > 0:
             incident = self.ctx.store.claim_due_incident(time.time())
             if incident is None:
                 break
-            self._guard(lambda i=incident: advance(self.ctx, i.id, on_run=self.on_run))
+            self._submit(incident.id,
+                         lambda i=incident: self._advance_claimed(i.id, i.updated_at),
+                         lambda i=incident: self._hand_back(i.id, i.updated_at))
             done += 1
-        if self.intake:  # the service's duties: probes, and what it tells Alertmanager
-            done += self._guarded_count(lambda: probes.run_due(self.ctx, now,
-                                                               run=self._advance_async))
-            self._notify(now)
-        self.ctx.store.maintain()
-        done += prune_if_due(self.ctx, now)
         return done
 
     def _guarded_count(self, work) -> int:
@@ -120,8 +156,11 @@ class Worker:
 
     # -- the alert intake ----------------------------------------------------------------
     def drain_intake(self) -> int:
-        """Process journaled alerts; the attempts they open go to the thread pool."""
+        """Process journaled alerts; the attempts they open go to the thread pool. A pass
+        takes at most INTAKE_BATCHES batches; when that cap is hit the loop goes on at
+        once (no pause) after giving approvals and deferrals their turn."""
         done = 0
+        self._backlog = False
         for _ in range(self.INTAKE_BATCHES):
             if self._stop.is_set():
                 break
@@ -134,23 +173,40 @@ class Worker:
             done += n
             if n < self.INTAKE_BATCH:
                 break
+        else:
+            self._backlog = True
         return done
 
     def _advance_async(self, incident_id: str) -> None:
-        """Advance an incident the intake claimed, on the pool. What it claimed is
-        stamped (``updated_at``): if anything else has touched the incident by the time
-        a thread is free (the workers took it for abandoned and someone resumed it),
-        this worker leaves it to them, so an incident is never advanced twice at once."""
+        """Advance an incident the intake (or a probe) claimed, on the pool. What it
+        claimed is stamped (``updated_at``): if anything else has touched the incident by
+        the time a thread is free (the workers took it for abandoned and someone resumed
+        it), this worker leaves it to them, so an incident is never advanced twice at
+        once."""
         incident = self.ctx.store.get_incident(incident_id)
         if incident is None or incident.state != IncidentState.REMEDIATING:
             return
+        stamp = incident.updated_at
+        self._submit(incident_id, lambda: self._advance_claimed(incident_id, stamp),
+                     lambda: self._hand_back(incident_id, stamp))
+
+    def _submit(self, incident_id: str, work: Callable[[], None],
+                hand_back: Callable[[], None]) -> None:
+        """Queue work for the pool; stopping, it is handed back at once instead."""
         with self._pool_lock:
             if not self._stop.is_set():
                 if self._pool is None:
-                    self._pool = _AdvancePool(self, max(1, self.ctx.config.worker_threads))
-                self._pool.submit(incident_id, incident.updated_at)
+                    self._pool = _AdvancePool(max(1, self.ctx.config.worker_threads))
+                self._pool.submit(_Job(incident_id, work, hand_back))
                 return
-        self._hand_back(incident_id, incident.updated_at)
+        hand_back()
+
+    def _free_threads(self) -> int:
+        with self._pool_lock:
+            pool = self._pool
+        if pool is None:
+            return max(1, self.ctx.config.worker_threads)
+        return pool.free()
 
     def _advance_claimed(self, incident_id: str, stamp: float) -> None:
         current = self.ctx.store.get_incident(incident_id)
@@ -177,16 +233,30 @@ class Worker:
         except Exception:  # noqa: BLE001 - left remediating, the orphan check takes it up
             log.exception("worker: could not hand incident %s back", incident_id)
 
+    def _release_run(self, run: RunRecord) -> None:
+        """Stopping before a claimed approved step started: its claim is dropped, so the
+        next worker takes it at once instead of after the lease."""
+        try:
+            self.ctx.store.update_run(run.id, claimed_by=None, claimed_until=None)
+        except Exception:  # noqa: BLE001 - the claim lapses by itself
+            log.exception("worker: could not release run %s", run.id)
+
     def queued_incidents(self) -> set[str]:
         """Incidents waiting for, or advancing on, this worker's pool."""
         pool = self._pool
         return pool.pending_ids() if pool is not None else set()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait until no intake-claimed attempt is queued or advancing here; False on
+        """Wait until nothing is queued or advancing on this worker's pool; False on
         timeout."""
         pool = self._pool
         return pool.wait_idle(timeout) if pool is not None else True
+
+    def _close_pool(self) -> None:
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
 
     def _beat(self, now: float) -> None:
         """Say we are alive, in the store: metrics and /readyz read it from any process."""
@@ -195,11 +265,14 @@ class Worker:
         beats[self.ctx.holder] = now
         self.ctx.store.set_value("worker_heartbeat", beats)
 
-    def _resume(self, run) -> None:
+    def _resume(self, run: RunRecord) -> None:
         incident = self.ctx.store.get_incident(run.incident_id or "")
         if incident is None or incident.state not in (IncidentState.REMEDIATING,):
             state = incident.state.value if incident else "gone"
             cancel_waiting(self.ctx, run, f"approved, but the incident is {state}", None)
+            return
+        if self._stop.is_set():
+            self._release_run(run)
             return
         self._guard(lambda: advance(self.ctx, incident.id, resume=run, on_run=self.on_run))
 
@@ -238,17 +311,21 @@ class Worker:
                 n += 1
         return n
 
-    # -- background thread -----------------------------------------------------------------
+    # -- background threads ----------------------------------------------------------------
     def start(self) -> Worker:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, daemon=True,
-                                            name="recovery-worker")
-            self._thread.start()
-            # Alive is not the same as idle: a long step on the loop must not make
-            # /readyz and the "workers dead" alert say this worker is gone.
-            threading.Thread(target=self._beat_loop, daemon=True,
-                             name="recovery-worker-heartbeat").start()
+            self._thread = self._spawn(self._loop, "recovery-worker")
+            # Alive is not the same as idle: a long pass must not make /readyz and the
+            # "workers dead" alert say this worker is gone.
+            self._helpers = [self._spawn(self._beat_loop, "recovery-worker-heartbeat"),
+                             self._spawn(self._duties_loop, "recovery-worker-duties")]
         return self
+
+    @staticmethod
+    def _spawn(target: Callable[[], None], name: str) -> threading.Thread:
+        thread = threading.Thread(target=target, daemon=True, name=name)
+        thread.start()
+        return thread
 
     def _beat_loop(self) -> None:
         interval = max(1.0, min(5.0, self.ctx.config.poll_interval * 5))
@@ -258,74 +335,96 @@ class Worker:
             except Exception:  # noqa: BLE001 - the store may be briefly unavailable
                 log.warning("worker heartbeat not written", exc_info=True)
 
+    def _duties_loop(self) -> None:
+        while not self._stop.wait(self.ctx.config.poll_interval):
+            try:
+                self.run_duties()
+            except Exception:  # noqa: BLE001 - e.g. store briefly unavailable: try again
+                log.exception("worker duties failed")
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self.run_once()
+                self.run_once(wait=False, duties=False)
             except Exception:  # noqa: BLE001 - e.g. store briefly unavailable: try again
                 log.exception("worker pass failed")
-            self._stop.wait(self.ctx.config.poll_interval)
+                self._backlog = False
+            if not self._backlog:
+                self._stop.wait(self.ctx.config.poll_interval)
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Stop taking work; wait up to ``timeout`` for the pass under way and the steps
-        running on the pool (attempts not started yet are handed back). True if all
-        finished in time; steps still running then go on on daemon threads (``ctx.running``
-        holds their cancel events)."""
+        running on the pool (work not started yet is handed back). True if all finished
+        in time; steps still running then go on on daemon threads (``ctx.running`` holds
+        their cancel events)."""
         deadline = time.monotonic() + timeout
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        for thread in [self._thread, *self._helpers]:
+            if thread is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
+        self._thread, self._helpers = None, []
         with self._pool_lock:
             pool = self._pool
         if pool is None:
             return True
-        for incident_id, stamp in pool.take_unstarted():
-            self._hand_back(incident_id, stamp)
+        for job in pool.take_unstarted():
+            job.hand_back()
         idle = pool.wait_idle(max(0.0, deadline - time.monotonic()))
         pool.close()
         return idle
 
 
-class _AdvancePool:
-    """A few daemon threads advancing intake-claimed incidents. Daemon threads, not a
-    ThreadPoolExecutor: the interpreter joins those at exit, so a stuck playbook would
-    hold a stopping service past its grace period."""
+@dataclass(frozen=True)
+class _Job:
+    incident_id: str                  # what it advances (for the orphan check)
+    work: Callable[[], None]
+    hand_back: Callable[[], None]     # stopping before it started: give the claim back
 
-    def __init__(self, worker: Worker, size: int) -> None:
-        self.worker = worker
+
+class _AdvancePool:
+    """A few daemon threads running steps. Daemon threads, not a ThreadPoolExecutor:
+    the interpreter joins those at exit, so a stuck playbook would hold a stopping
+    service past its grace period."""
+
+    def __init__(self, size: int) -> None:
         self.size = size
-        self._queue: queue.Queue[tuple[str, float] | None] = queue.Queue()
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._pending: dict[str, int] = {}
+        self._jobs = 0                    # queued or running
         self._cond = threading.Condition()
         self._threads: list[threading.Thread] = []
 
-    def submit(self, incident_id: str, stamp: float) -> None:
+    def submit(self, job: _Job) -> None:
         with self._cond:
-            self._pending[incident_id] = self._pending.get(incident_id, 0) + 1
-            if len(self._threads) < self.size and len(self._threads) < sum(
-                    self._pending.values()):
+            self._pending[job.incident_id] = self._pending.get(job.incident_id, 0) + 1
+            self._jobs += 1
+            if len(self._threads) < min(self.size, self._jobs):
                 thread = threading.Thread(target=self._loop, daemon=True,
                                           name=f"recovery-advance-{len(self._threads)}")
                 self._threads.append(thread)
                 thread.start()
-        self._queue.put((incident_id, stamp))
+        self._queue.put(job)
+
+    def free(self) -> int:
+        """Threads that would start a job at once."""
+        with self._cond:
+            return max(0, self.size - self._jobs)
 
     def _loop(self) -> None:
         while True:
             job = self._queue.get()
             if job is None:
                 return
-            incident_id, stamp = job
             try:
-                self.worker._advance_claimed(incident_id, stamp)
+                job.work()
             except Exception:  # noqa: BLE001 - the thread must outlive one bad incident
-                log.exception("worker: advancing incident %s failed", incident_id)
+                log.exception("worker: advancing incident %s failed", job.incident_id)
             finally:
-                self._done(incident_id)
+                self._done(job.incident_id)
 
     def _done(self, incident_id: str) -> None:
         with self._cond:
+            self._jobs -= 1
             left = self._pending.get(incident_id, 1) - 1
             if left:
                 self._pending[incident_id] = left
@@ -333,7 +432,7 @@ class _AdvancePool:
                 self._pending.pop(incident_id, None)
             self._cond.notify_all()
 
-    def take_unstarted(self) -> list[tuple[str, float]]:
+    def take_unstarted(self) -> list[_Job]:
         """Remove the jobs no thread has started yet (stopping: they are handed back)."""
         jobs = []
         while True:
@@ -343,7 +442,7 @@ class _AdvancePool:
                 break
             if job is not None:
                 jobs.append(job)
-                self._done(job[0])
+                self._done(job.incident_id)
         return jobs
 
     def pending_ids(self) -> set[str]:
@@ -352,7 +451,7 @@ class _AdvancePool:
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         with self._cond:
-            return self._cond.wait_for(lambda: not self._pending, timeout)
+            return self._cond.wait_for(lambda: not self._jobs, timeout)
 
     def close(self) -> None:
         """Let the threads end once the queue is done (running steps finish first)."""

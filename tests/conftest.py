@@ -47,11 +47,12 @@ class EngineEnv:
         self.trace = root / "trace.log"
         self.write_config()
 
-    def write_config(self, lease: str = "3s", threads: int = 2, **extra: str) -> None:
+    def write_config(self, lease: str = "3s", threads: int = 2, poll_interval: str = "0.2s",
+                     **extra: str) -> None:
         lines = ["home: var", "runbooks: runbooks", "playbooks: playbooks",
                  "inventory: inventory", "action_modules: [tests.engine_actions]",
                  f"lock: {{lease: {lease}}}",
-                 f"workers: {{poll_interval: 0.2s, threads: {threads}}}",
+                 f"workers: {{poll_interval: {poll_interval}, threads: {threads}}}",
                  "degraded_modes:", "  test_down: {capabilities: {feature: false}}"]
         lines += [f"{k}: {v}" for k, v in extra.items()]
         self.config_path.write_text("\n".join(lines) + "\n")

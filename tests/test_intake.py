@@ -108,13 +108,13 @@ def test_a_repeat_while_the_attempt_runs_attaches_and_starts_nothing(sleeping, e
     worker = Worker(ctx)
     try:
         journal(ctx, alert())
-        worker.run_once()                       # the step goes to the worker's pool
+        worker.run_once(wait=False)             # the step goes to the worker's pool
         assert wait_for(started.exists)
         incident = only_incident(ctx)
         assert incident.state == IncidentState.REMEDIATING   # run_once did not wait for it
         # Alertmanager re-fires the same alert with a new startsAt: a new dedup key
         journal(ctx, alert(starts_at="2024-05-01T10:01:00.000000Z"))
-        assert worker.run_once() >= 1
+        assert worker.run_once(wait=False) >= 1
         assert ctx.store.intake_depth(time.time())[0] == 0
         assert worker.wait_idle(10)
     finally:
@@ -207,7 +207,7 @@ def test_a_resolve_never_aborts_a_running_step(sleeping, engine_env):
     worker = Worker(ctx)
     try:
         journal(ctx, alert())
-        worker.run_once()
+        worker.run_once(wait=False)
         assert wait_for(started.exists)
         incident = only_incident(ctx)
         [running] = ctx.store.query_runs(incident_id=incident.id)
@@ -317,7 +317,7 @@ def test_a_storm_gives_one_attempt_per_target(engine_env):
     journal(ctx, *storm)
     worker = Worker(ctx)
     try:
-        assert worker.run_once() >= len(storm)
+        assert worker.run_once(wait=False) >= len(storm)
         assert worker.wait_idle(10)
     finally:
         worker.stop()
@@ -341,10 +341,10 @@ def test_stopping_hands_back_attempts_not_started(engine_env):
     ctx = engine_env.context()
     worker = Worker(ctx)
     journal(ctx, alert(instance="cache-1", fingerprint="fp-1"))
-    worker.run_once()
+    worker.run_once(wait=False)
     assert wait_for(started.exists)
     journal(ctx, alert(instance="cache-2", fingerprint="fp-2"))
-    worker.run_once()                            # its one thread is busy: cache-2 waits
+    worker.run_once(wait=False)                  # its one thread is busy: cache-2 waits
     assert worker.stop(timeout=5)                # the running step finishes
     by_target = {i.target: i for i in ctx.store.list_incidents()}
     assert by_target["cache-1"].state == IncidentState.RECOVERED
@@ -354,3 +354,52 @@ def test_stopping_hands_back_attempts_not_started(engine_env):
     # the next worker takes it at once
     Worker(ctx).run_once()
     assert ctx.store.get_incident(waiting.id).state == IncidentState.RECOVERED
+
+
+def test_a_long_approved_step_does_not_hold_up_the_intake(engine_env, run_incident):
+    """Approved and deferred steps run on the pool too: while one sleeps, the loop
+    goes on draining alerts and another target's attempt runs beside it."""
+    started, marker = engine_env.root / "started", engine_env.root / "fixed"
+    engine_env.runbook("slow", f"""
+        approval_timeout: 1h
+        strategies:
+          - {{name: wait, action: test.sleep, approval: required,
+              with: {{seconds: 4, started: "{started}", trace: "{engine_env.trace}"}}}}
+    """)
+    engine_env.runbook("demo", f"""
+        strategies:
+          - {{name: fix, action: test.touch,
+              with: {{path: "{marker}", trace: "{engine_env.trace}"}}}}
+    """)
+    ctx = engine_env.context()
+    parked = run_incident(ctx, "slow", target="cache-2").incident
+    [run] = ctx.store.query_runs(incident_id=parked.id)
+    approvals.approve(ctx, run.id, by="alice")
+    worker = Worker(ctx).start()
+    try:
+        assert wait_for(started.exists)
+        journal(ctx, alert())                            # demo on cache-1
+        assert wait_for(marker.exists, timeout=3)
+        assert ctx.store.get_run(run.id).status == RunStatus.RUNNING   # still sleeping
+        assert worker.wait_idle(10)
+    finally:
+        worker.stop()
+    assert ctx.store.get_run(run.id).status == RunStatus.SUCCEEDED
+    assert ctx.store.get_incident(parked.id).state == IncidentState.RECOVERED
+
+
+def test_a_backlog_over_the_pass_cap_drains_without_pausing(touching, engine_env):
+    """More journaled alerts than one pass takes: the loop does not sleep its
+    poll_interval between passes while a backlog is left."""
+    engine_env.write_config(poll_interval="30s")
+    ctx = engine_env.context()
+    many = [alert(fingerprint=f"fp-{i}", starts_at=f"2024-05-01T10:00:{i % 60:02d}.{i:06d}Z",
+                  component="nothing-matches") for i in range(350)]
+    journal(ctx, *many)
+    worker = Worker(ctx)
+    worker.INTAKE_BATCHES, worker.INTAKE_BATCH = 2, 50     # 100 a pass
+    worker.start()
+    try:
+        assert wait_for(lambda: ctx.store.intake_depth(time.time())[0] == 0, timeout=5)
+    finally:
+        worker.stop()
