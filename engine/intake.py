@@ -9,7 +9,9 @@ journaled each ``Alert`` (``alert.to_payload()`` under ``alert.dedup_key``) befo
   ``advance`` inline); an attempt already under way gets nothing more, so one firing
   episode never gets two concurrent attempts. The engine's own alerts
   (``source="infra-recovery"``) are never remediated.
-- **resolved**: close the open incident of that alert as ``resolved``, cancel the steps
+- **resolved**: close the open incident of that alert (same fingerprint, and not opened
+  by a later episode: a delayed resolve of an earlier one is not this one's) as
+  ``resolved``, cancel the steps
   waiting for approval (or queued after it), end the attempt. A running step is not
   aborted (the orchestrator stops after it, seeing the incident closed); nothing is
   started; no degraded mode is switched off (a resolve is not proof of health).
@@ -42,7 +44,6 @@ from engine.triggers import Opened, TriggerRequest, open_incident, resolve_targe
 log = logging.getLogger(__name__)
 
 RunIncident = Callable[[str], None]
-RESOLVED_KEY = "intake:resolved:"   # + fingerprint -> {"starts_at", "at"} of its last resolve
 _LEASE_MARGIN = 0.8                 # past this share of the lease, others may hold our items
 
 
@@ -105,6 +106,13 @@ def fire(ctx: EngineContext, alert: Alert, received_at: float | None = None) -> 
         log.info("intake: %r arrived after its resolve: nothing to start", alert.dedup_key)
         return None
     opened = open_incident(ctx, _request(alert, received_at))
+    if opened.created and opened.incident is not None and _episode_resolved(ctx, alert):
+        # Its resolve was processed (by another worker) between the check above and
+        # the incident's creation, and found nothing to close: close it here.
+        _close_resolved(ctx, opened.incident, alert)
+        log.info("intake: %r resolved while its incident opened: nothing started",
+                 alert.dedup_key)
+        return None
     if opened.incident is None:
         if opened.refused_run:
             log.info("intake: %r refused (run %s): %r", alert.dedup_key, opened.refused_run,
@@ -143,6 +151,16 @@ def resolve(ctx: EngineContext, alert: Alert) -> Incident | None:
         log.info("intake: resolve %r: incident %s is another signal's (fingerprint %r): "
                  "left open", alert.dedup_key, incident.id, incident.fingerprint)
         return None
+    if incident.starts_at and alert.starts_at and alert.starts_at < incident.starts_at:
+        log.info("intake: resolve %r: incident %s was opened by a later episode (startsAt "
+                 "%s): left open", alert.dedup_key, incident.id, incident.starts_at)
+        return None
+    return _close_resolved(ctx, incident, alert)
+
+
+def _close_resolved(ctx: EngineContext, incident: Incident, alert: Alert) -> Incident | None:
+    """The incident ends ``resolved``: what waits for approval is canceled, the attempt
+    ends; nothing running is aborted."""
     closed = ctx.store.update_incident(
         incident.id, expect=[IncidentState.OPEN, IncidentState.REMEDIATING],
         state=IncidentState.RESOLVED, closed_at=time.time(), next_try_at=None,
@@ -185,7 +203,7 @@ def _request(alert: Alert, received_at: float | None = None) -> TriggerRequest:
     return TriggerRequest(labels=dict(alert.labels), annotations=dict(alert.annotations),
                           trigger="alert", fingerprint=alert.fingerprint,
                           requested_by=f"alertmanager:{alert.receiver or '?'}",
-                          received_at=received_at)
+                          received_at=received_at, starts_at=alert.starts_at or None)
 
 
 def _hand_over(ctx: EngineContext, run: RunIncident | None, incident_id: str) -> None:
@@ -209,10 +227,10 @@ def _record_failure(ctx: EngineContext, item: IntakeItem, exc: Exception) -> Non
 
 def _remember_resolve(ctx: EngineContext, alert: Alert) -> None:
     """So a firing delivery of the same episode processed late (a worker died holding
-    it, or the store failed on it) starts nothing: one row per fingerprint."""
+    it, or the store failed on it) starts nothing: one row per fingerprint, pruned with
+    the rest of the store's history (``delete_before``)."""
     if alert.starts_at and alert.fingerprint:
-        ctx.store.set_value(RESOLVED_KEY + alert.fingerprint,
-                            {"starts_at": alert.starts_at, "at": time.time()})
+        ctx.store.mark_resolved(alert.fingerprint, alert.starts_at, time.time())
 
 
 def _episode_resolved(ctx: EngineContext, alert: Alert) -> bool:
@@ -220,5 +238,5 @@ def _episode_resolved(ctx: EngineContext, alert: Alert) -> bool:
     Timestamps are normalized UTC (``...%fZ``), so they compare as strings."""
     if not alert.starts_at or not alert.fingerprint:
         return False
-    seen = ctx.store.get_value(RESOLVED_KEY + alert.fingerprint)
-    return isinstance(seen, dict) and str(seen.get("starts_at") or "") >= alert.starts_at
+    seen = ctx.store.resolved_starts_at(alert.fingerprint)
+    return seen is not None and seen >= alert.starts_at

@@ -44,6 +44,7 @@ class Incident:
     attempt_id: str | None = None        # the attempt under way, if any
     attempts: int = 0
     verify_until: float | None = None    # recovered: a still-firing alert after this reopens
+    starts_at: str | None = None         # alert: startsAt of the episode that opened it
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

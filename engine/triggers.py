@@ -35,6 +35,7 @@ class TriggerRequest:
     strategy: str | None = None           # manual: run this one strategy only
     force: bool = False                   # manual: pass the kill switch and the cooldown
     received_at: float | None = None      # alert: when it was journaled (not processed)
+    starts_at: str | None = None          # alert: its episode's startsAt (normalized UTC)
 
 
 @dataclass
@@ -113,7 +114,8 @@ def open_incident(ctx: EngineContext, request: TriggerRequest) -> Opened:
         state=IncidentState.REMEDIATING,
         failure_type=request.failure_type or runbook.failure_type_of(request.labels),
         trigger=request.trigger, requested_by=request.requested_by,
-        fingerprint=request.fingerprint, labels=dict(request.labels), opened_at=now,
+        fingerprint=request.fingerprint, starts_at=request.starts_at,
+        labels=dict(request.labels), opened_at=now,
         updated_at=now, only_strategy=request.strategy, forced=request.force, step=step,
         reason=f"opened by {request.trigger}",
     )

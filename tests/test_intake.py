@@ -271,6 +271,62 @@ def test_a_firing_delivery_processed_after_its_resolve_starts_nothing(touching,
     assert only_incident(ctx).state == IncidentState.RECOVERED and marker.exists()
 
 
+def test_a_late_resolve_of_an_earlier_episode_leaves_the_new_one_open(parking,
+                                                                       engine_env):
+    """Episode 1 fired and resolved; it fires again (a new startsAt) and parks for
+    approval; then a delayed copy of episode 1's resolve arrives (the lagging member
+    of an HA pair): the new episode's incident stays open, its approval stands."""
+    ctx, _ = parking
+    later = "2024-05-01T11:00:00.000000Z"
+    journal(ctx, alert(), alert("resolved"))
+    assert drain(ctx) == 2
+    assert only_incident(ctx).state == IncidentState.RESOLVED
+    journal(ctx, alert(starts_at=later))
+    assert drain(ctx) == 1
+    [second] = [i for i in ctx.store.list_incidents() if i.state != IncidentState.RESOLVED]
+    assert second.starts_at == later
+    assert resolve(ctx, alert("resolved")) is None   # same (fingerprint, startsAt, status)
+    assert ctx.store.get_incident(second.id).state == IncidentState.REMEDIATING
+    [parked] = ctx.store.query_runs(incident_id=second.id)
+    assert parked.status == RunStatus.PENDING_APPROVAL
+    # the resolve of the new episode does close it
+    journal(ctx, alert("resolved", starts_at=later))
+    assert drain(ctx) == 1
+    assert ctx.store.get_incident(second.id).state == IncidentState.RESOLVED
+    assert ctx.store.get_run(parked.id).status == RunStatus.CANCELED
+
+
+def test_a_resolve_processed_while_its_incident_opens_still_closes_it(touching,
+                                                                      engine_env):
+    """Two workers: one opens the incident of a firing delivery just as the other
+    processes its resolve (found no incident yet, so closed nothing). The opener sees
+    the resolve once the incident exists: it closes it and starts nothing."""
+    ctx, marker = touching
+    real_open = ctx.store.open_incident
+
+    def open_after_the_resolve(incident):
+        assert resolve(ctx, alert("resolved")) is None     # the other worker: nothing open
+        return real_open(incident)
+
+    ctx.store.open_incident = open_after_the_resolve
+    journal(ctx, alert())
+    assert drain(ctx) == 1
+    closed = only_incident(ctx)
+    assert closed.state == IncidentState.RESOLVED
+    assert ctx.store.query_runs(incident_id=closed.id) == [] and not marker.exists()
+
+
+def test_resolve_marks_are_pruned_with_the_history(touching, engine_env):
+    ctx, _ = touching
+    ctx.store.mark_resolved("fp-old", STARTS, time.time() - 100)
+    ctx.store.mark_resolved("fp-new", STARTS, time.time())
+    ctx.store.mark_resolved("fp-new", "2024-04-01T00:00:00.000000Z", time.time())
+    assert ctx.store.resolved_starts_at("fp-new") == STARTS   # the latest episode is kept
+    ctx.store.delete_before(time.time() - 50)
+    assert ctx.store.resolved_starts_at("fp-old") is None
+    assert ctx.store.resolved_starts_at("fp-new") == STARTS
+
+
 # -- the queue ------------------------------------------------------------------------
 def test_a_poison_item_is_recorded_and_does_not_block_the_next(touching, engine_env):
     ctx, marker = touching

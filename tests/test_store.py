@@ -204,3 +204,27 @@ def test_a_firing_repeat_is_journaled_again_after_a_while_a_resolve_never(store)
     assert store.enqueue_alerts([("f", firing), ("r", resolved)], repeat_after=0.2) == (0, 2)
     assert [i.dedup_key for i in store.claim_intake("w", 10, 60)] == ["f"]
     assert store.enqueue_alerts([("f", firing)]) == (0, 1)  # without repeat_after: never
+
+
+def test_a_store_created_before_a_column_was_added_opens_and_gains_it(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE incidents (id TEXT PRIMARY KEY, runbook TEXT NOT NULL, "
+               "component TEXT NOT NULL, target TEXT NOT NULL, state TEXT NOT NULL, "
+               "failure_type TEXT, trigger TEXT, requested_by TEXT, fingerprint TEXT, "
+               "labels TEXT, opened_at REAL, updated_at REAL, closed_at REAL, reason TEXT, "
+               "next_try_at REAL, step INTEGER, only_strategy TEXT, forced INTEGER, "
+               "approved_step INTEGER, approved_by TEXT, attempt_id TEXT, attempts INTEGER, "
+               "verify_until REAL, open_key TEXT UNIQUE)")
+    db.commit()
+    db.close()
+    store = open_store(f"sqlite:///{path}")
+    try:
+        opened = incident()
+        opened.starts_at = "2024-05-01T10:00:00.000000Z"
+        store.open_incident(opened)
+        assert store.get_incident(opened.id).starts_at == opened.starts_at
+    finally:
+        store.close()

@@ -268,6 +268,15 @@ class Store(ABC):
     def intake_depth(self, now: float) -> tuple[int, float]:
         """(entries waiting, age in seconds of the oldest)."""
 
+    @abstractmethod
+    def mark_resolved(self, fingerprint: str, starts_at: str, at: float) -> None:
+        """Remember that the episode of ``fingerprint`` that started at ``starts_at`` (or
+        a later one) has resolved; kept until ``delete_before`` passes ``at``."""
+
+    @abstractmethod
+    def resolved_starts_at(self, fingerprint: str) -> str | None:
+        """The latest resolved episode's ``startsAt`` of this fingerprint, if any."""
+
     # -- audit events and housekeeping ------------------------------------------------------
     @abstractmethod
     def add_event(self, event: AuditEvent) -> None: ...
@@ -278,7 +287,8 @@ class Store(ABC):
     @abstractmethod
     def delete_before(self, before: float) -> list[str]:
         """Drop what ended before ``before``: runs (their ids are returned, for their
-        artifacts), closed incidents, finished attempts, decided approvals, events."""
+        artifacts), closed incidents, finished attempts, decided approvals, events, the
+        intake's dedup keys and resolve marks."""
 
     @abstractmethod
     def set_value(self, key: str, value: Any) -> None: ...

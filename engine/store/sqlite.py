@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS incidents (
     labels TEXT, opened_at REAL, updated_at REAL, closed_at REAL, reason TEXT,
     next_try_at REAL, step INTEGER, only_strategy TEXT, forced INTEGER, approved_step INTEGER,
     approved_by TEXT, attempt_id TEXT, attempts INTEGER, verify_until REAL,
-    open_key TEXT UNIQUE
+    open_key TEXT UNIQUE, starts_at TEXT
 );
 CREATE INDEX IF NOT EXISTS incidents_due ON incidents(state, next_try_at);
 CREATE INDEX IF NOT EXISTS incidents_opened ON incidents(opened_at);
@@ -110,6 +110,7 @@ CREATE TABLE IF NOT EXISTS intake (
     claimed_by TEXT, claimed_until REAL
 );
 CREATE TABLE IF NOT EXISTS intake_seen (dedup_key TEXT PRIMARY KEY, seen_at REAL);
+CREATE TABLE IF NOT EXISTS resolved_alerts (fingerprint TEXT PRIMARY KEY, starts_at TEXT, at REAL);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL, actor TEXT, action TEXT, detail TEXT
 );
@@ -173,10 +174,25 @@ class SQLiteStore(Store):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
             self._conn().executescript(SCHEMA)  # commits by itself: not inside _tx
+            self._migrate()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot create the store at {self.path}: {exc}") from exc
         if self.path != ":memory:":
             os.chmod(self.path, 0o600)
+
+    def _migrate(self) -> None:
+        """Columns added since a store was created (CREATE TABLE IF NOT EXISTS leaves an
+        existing table as it was)."""
+        conn = self._conn()
+        columns = {row["name"] for row in conn.execute("PRAGMA table_info(incidents)")}
+        if "starts_at" not in columns:
+            try:
+                conn.execute("ALTER TABLE incidents ADD COLUMN starts_at TEXT")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):   # another process added it first
+                    raise
+        # resolve markers once kept in kv (one row per fingerprint, never pruned)
+        conn.execute("DELETE FROM kv WHERE key LIKE 'intake:resolved:%'")
 
     # -- connections and transactions ----------
     def _conn(self) -> sqlite3.Connection:
@@ -749,7 +765,19 @@ class SQLiteStore(Store):
                        (before,))
             db.execute("DELETE FROM events WHERE at < ?", (before,))
             db.execute("DELETE FROM intake_seen WHERE seen_at < ?", (before,))
+            db.execute("DELETE FROM resolved_alerts WHERE at < ?", (before,))
         return ids
+
+    def mark_resolved(self, fingerprint: str, starts_at: str, at: float) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO resolved_alerts VALUES (?, ?, ?) ON CONFLICT(fingerprint) "
+                       "DO UPDATE SET starts_at = max(starts_at, excluded.starts_at), "
+                       "at = excluded.at", (fingerprint, starts_at, at))
+
+    def resolved_starts_at(self, fingerprint: str) -> str | None:
+        rows = self._read("SELECT starts_at FROM resolved_alerts WHERE fingerprint = ?",
+                          (fingerprint,))
+        return rows[0]["starts_at"] if rows else None
 
     def set_value(self, key: str, value: Any) -> None:
         with self._tx() as db:
