@@ -35,10 +35,7 @@ import json
 import os
 import platform
 import random
-import signal
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -47,9 +44,13 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
-import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:       # run as a script: tests.service is the shared launcher
+    sys.path.insert(0, str(ROOT))
+
+from tests.service import Served, Store, free_port, service_env  # noqa: E402
+
 GROUP = 5                   # targets a group (rack): a group re-send carries 5 alerts
 SINGLES = 18                # single-alert notifications per target
 RESENDS = 10                # re-sends of each group
@@ -102,12 +103,6 @@ def register(registry):
 '''
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def build(root: Path, hosts: int) -> Path:
     for folder in ("runbooks", "playbooks", "inventory"):
         (root / folder).mkdir()
@@ -121,79 +116,6 @@ def build(root: Path, hosts: int) -> Path:
                       "inventory: inventory/hosts.yml\naction_modules: [bench_storm_actions]\n"
                       "webhook: {shutdown_grace: 5s, graceful_timeout: 5s}\n")
     return config
-
-
-class Service:
-    """One ``recovery serve`` in a session of its own; every process it started is
-    remembered and killed at the end if it is still there."""
-
-    def __init__(self, root: Path, config: Path, port: int, *args: str) -> None:
-        self.root, self.home, self.port, self.args = root, root / "home", port, args
-        self.url = f"http://127.0.0.1:{port}"
-        self.env = dict(os.environ)
-        for name in ("RECOVERY_WEBHOOK_TOKEN", "RECOVERY_API_TOKEN", "RECOVERY_STATE_URL",
-                     "GUNICORN_CMD_ARGS"):
-            self.env.pop(name, None)
-        self.env.update({"RECOVERY_CONFIG": str(config), "RECOVERY_HOME": str(self.home),
-                         "PYTHONPATH": os.pathsep.join([str(root), str(ROOT)])})
-        self.proc: subprocess.Popen | None = None
-        self.seen: dict[int, psutil.Process] = {}
-        self.log = root / "serve.log"
-
-    def start(self) -> Service:
-        with open(self.log, "w") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "engine", "serve", "--bind", f"127.0.0.1:{self.port}",
-                 *self.args], cwd=self.root, env=self.env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.seen[self.proc.pid] = psutil.Process(self.proc.pid)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"recovery serve exited {self.proc.returncode}:\n"
-                                   + self.log.read_text()[-3000:])
-            try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    self.remember()
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("recovery serve not ready in time:\n" + self.log.read_text()[-3000:])
-
-    def remember(self) -> list[psutil.Process]:
-        try:
-            kids = self.seen[self.proc.pid].children(recursive=True)
-        except psutil.Error:
-            return []
-        for p in kids:
-            self.seen.setdefault(p.pid, p)
-        return kids
-
-    @property
-    def token(self) -> str:
-        return (self.home / "webhook.token").read_text().strip()
-
-    def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        self.remember()
-        rc = None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                rc = self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                print(f"  recovery serve did not stop in {STOP_TIMEOUT:g}s: killed")
-        for p in self.seen.values():
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(list(self.seen.values()), timeout=5)
-        if self.proc.poll() is None:
-            self.proc.wait(5)
-        return rc if rc is not None else self.proc.returncode
 
 
 # -- the storm -------------------------------------------------------------------------------
@@ -300,29 +222,6 @@ class Poster:
             self.errors[f"not posted within {POST_TIMEOUT:g}s"] += len(self.bodies) - self._next
 
 
-class Store:
-    """Read-only looks into the service's store."""
-
-    def __init__(self, home: Path) -> None:
-        self.db = sqlite3.connect(f"file:{home / 'recovery.db'}?mode=ro", uri=True,
-                                  timeout=15, isolation_level=None)
-        self.db.row_factory = sqlite3.Row
-
-    def one(self, sql: str, *params) -> int:
-        return int(self.db.execute(sql, params).fetchone()[0] or 0)
-
-    def rows(self, sql: str, *params) -> list[sqlite3.Row]:
-        return self.db.execute(sql, params).fetchall()
-
-    def busy(self) -> tuple[int, int, int]:
-        """(intake items left, incidents open or remediating, runs not final)."""
-        return (self.one("SELECT COUNT(*) FROM intake"),
-                self.one("SELECT COUNT(*) FROM incidents WHERE state IN "
-                         "('open', 'remediating')"),
-                self.one("SELECT COUNT(*) FROM runs WHERE status IN "
-                         "('running', 'queued', 'pending_approval')"))
-
-
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -376,10 +275,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-storm-") as tmp:
         root = Path(tmp)
         config = build(root, targets)
-        service = Service(root, config, free_port(), "--workers", str(args.workers),
-                          "--http-workers", str(args.http_workers))
+        service = Served(service_env(config, root), root / "home", free_port(),
+                         "--workers", str(args.workers), "--http-workers",
+                         str(args.http_workers), cwd=root)
         try:
-            service.start()
+            service.start().wait_ready(START_TIMEOUT)
             store = Store(service.home)
             poster = Poster(service.url, service.token, bodies, args.conns)
             t0 = time.monotonic()
@@ -450,9 +350,9 @@ def main() -> int:
             if not exact:
                 print(f"  NOT EXACTLY {targets} ATTEMPTS: {attempts}")
                 explain_extras(store, targets)
-            store.db.close()
+            store.close()
         finally:
-            rc = service.stop()
+            rc = service.terminate(STOP_TIMEOUT)
             print(f"  stopped (exit {rc})")
     return 0 if ok else 1
 
