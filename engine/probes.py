@@ -42,10 +42,8 @@ def run_due(ctx: EngineContext, now: float | None = None,
             continue
         for host in hosts:
             key = f"probe:{runbook.name}:{host.name}"
-            last = ctx.store.get_value(key)
-            if last is not None and now - float(last) < probe.interval:
-                continue
-            ctx.store.set_value(key, now)
+            if not ctx.store.claim_due(key, now, probe.interval):
+                continue   # not due, or another worker took this round
             checks += 1
             result = ctx.python.call(probe.action, ActionContext(
                 component=runbook.component, target=host.name, params=dict(probe.params),

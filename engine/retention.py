@@ -18,10 +18,8 @@ def prune_if_due(ctx: EngineContext, now: float | None = None) -> int:
     """Prune at most hourly, whoever asks (a worker, or any CLI command where no
     service runs): the last time is kept in the store."""
     now = now or time.time()
-    last = ctx.store.get_value("retention_pruned_at") or 0.0
-    if now - float(last) < PRUNE_EVERY:
+    if not ctx.store.claim_due("retention_pruned_at", now, PRUNE_EVERY):
         return 0
-    ctx.store.set_value("retention_pruned_at", now)
     return prune(ctx, now)
 
 

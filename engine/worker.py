@@ -145,10 +145,9 @@ class Worker:
         time: the last post's time is kept in the store)."""
         if not self.ctx.config.alertmanagers:
             return
-        last = self.ctx.store.get_value("notify_posted_at") or 0.0
-        if now - float(last) < self.ctx.config.notify_interval:
+        if not self.ctx.store.claim_due("notify_posted_at", now,
+                                        self.ctx.config.notify_interval):
             return
-        self.ctx.store.set_value("notify_posted_at", now)
         try:
             notifier.post(self.ctx)
         except Exception:  # noqa: BLE001 - Alertmanager down must not stop the loop
@@ -260,10 +259,12 @@ class Worker:
 
     def _beat(self, now: float) -> None:
         """Say we are alive, in the store: metrics and /readyz read it from any process."""
-        beats = self.ctx.store.get_value("worker_heartbeat") or {}
-        beats = {h: t for h, t in beats.items() if now - t < 86400}
-        beats[self.ctx.holder] = now
-        self.ctx.store.set_value("worker_heartbeat", beats)
+        def beat(beats: dict[str, float] | None) -> dict[str, float]:
+            beats = {h: t for h, t in (beats or {}).items() if now - t < 86400}
+            beats[self.ctx.holder] = now
+            return beats
+
+        self.ctx.store.update_value("worker_heartbeat", beat)
 
     def _resume(self, run: RunRecord) -> None:
         incident = self.ctx.store.get_incident(run.incident_id or "")

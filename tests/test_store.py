@@ -228,3 +228,31 @@ def test_a_store_created_before_a_column_was_added_opens_and_gains_it(tmp_path):
         assert store.get_incident(opened.id).starts_at == opened.starts_at
     finally:
         store.close()
+
+
+def _claim_race(path, barrier, results):
+    store = open_store(f"sqlite:///{path}")
+    barrier.wait()
+    now = time.time()
+    claims = [store.claim_due("probe:x", now, 3600) for _ in range(5)]
+    store.update_value("beats", lambda beats: {**(beats or {}), str(os.getpid()): now})
+    results.put(claims.count(True))
+
+
+def test_claim_due_and_update_value_are_atomic_across_processes(tmp_path):
+    """A probe round (or a re-post, or a prune) is taken by one worker alone, and
+    heartbeats written at once by several processes all survive."""
+    path = str(tmp_path / "race.db")
+    open_store(f"sqlite:///{path}")
+    n = 6
+    mp = multiprocessing.get_context("spawn")
+    barrier, results = mp.Barrier(n), mp.Queue()
+    procs = [mp.Process(target=_claim_race, args=(path, barrier, results)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert sum(results.get(timeout=5) for _ in range(n)) == 1
+    store = open_store(f"sqlite:///{path}")
+    assert len(store.get_value("beats")) == n
+    assert store.claim_due("probe:x", time.time() + 3600, 3600)   # due again later

@@ -10,7 +10,7 @@ processes race for the same incident, approval or lock.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -295,6 +295,24 @@ class Store(ABC):
 
     @abstractmethod
     def get_value(self, key: str) -> Any: ...
+
+    @abstractmethod
+    def update_value(self, key: str, update: Callable[[Any], Any]) -> Any:
+        """Replace the value with ``update(old)`` (old: None when absent) atomically
+        against every other writer; returns the new value."""
+
+    def claim_due(self, key: str, now: float, interval: float) -> bool:
+        """True for exactly one caller per ``interval`` (whatever process asks): the time
+        of the last claim is kept under ``key``."""
+        claimed = False
+
+        def take(last: Any) -> Any:
+            nonlocal claimed
+            claimed = last is None or now - float(last) >= interval
+            return now if claimed else last
+
+        self.update_value(key, take)
+        return claimed
 
     @abstractmethod
     def ping(self) -> None:

@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
@@ -766,6 +766,8 @@ class SQLiteStore(Store):
             db.execute("DELETE FROM events WHERE at < ?", (before,))
             db.execute("DELETE FROM intake_seen WHERE seen_at < ?", (before,))
             db.execute("DELETE FROM resolved_alerts WHERE at < ?", (before,))
+            db.execute("DELETE FROM kv WHERE key LIKE 'cancel:%' "
+                       "AND json_extract(value, '$.at') < ?", (before,))
         return ids
 
     def mark_resolved(self, fingerprint: str, starts_at: str, at: float) -> None:
@@ -786,3 +788,10 @@ class SQLiteStore(Store):
     def get_value(self, key: str) -> Any:
         rows = self._read("SELECT value FROM kv WHERE key = ?", (key,))
         return json.loads(rows[0]["value"]) if rows else None
+
+    def update_value(self, key: str, update: Callable[[Any], Any]) -> Any:
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+            value = update(json.loads(row["value"]) if row else None)
+            db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (key, json.dumps(value)))
+        return value
