@@ -205,3 +205,19 @@ def test_create_keeps_a_token_given_in_the_environment(config):
     assert set(generated) == {"operator"}
     assert not (config.home / "webhook.token").exists()
     assert creds.webhook_ok(f"Bearer {WEBHOOK}")
+
+
+def test_the_first_start_banner_never_offers_a_wildcard_address():
+    """Bound to every address, the banner cannot know which one Alertmanager reaches:
+    it says so instead of offering http://0.0.0.0 (which no Alertmanager can post to);
+    its curl lines, run on this machine, use loopback."""
+    from engine.cli.serve import first_start
+    from engine.service import ServiceSettings
+
+    text = first_start(ServiceSettings(host="0.0.0.0", port=9797),
+                       {"webhook": "w-token", "operator": "o-token"}, "/var/x")
+    assert "url: http://<this host's address>:9797/api/v1/alerts" in text
+    assert "0.0.0.0" not in text
+    assert "curl -s http://127.0.0.1:9797/healthz" in text
+    local = first_start(ServiceSettings(host="127.0.0.1", port=9797), {"webhook": "w"}, "/x")
+    assert "url: http://127.0.0.1:9797/api/v1/alerts" in local

@@ -69,8 +69,13 @@ def first_start(settings, generated: dict[str, str], home) -> str:
     base = settings.url  # from this machine; Alertmanager reaches the proxy, if any
     if settings.host in ("0.0.0.0", "::"):
         base = base.replace("[::]", "[::1]", 1).replace("0.0.0.0", "127.0.0.1", 1)
-    url = ("https://<your TLS proxy>/api/v1/alerts" if settings.behind_tls_proxy
-           else f"{settings.url}/api/v1/alerts")
+    if settings.behind_tls_proxy:
+        url = "https://<your TLS proxy>/api/v1/alerts"
+    elif settings.host in ("0.0.0.0", "::"):   # every address: say which is for the reader
+        scheme = "https" if settings.tls else "http"
+        url = f"{scheme}://<this host's address>:{settings.port}/api/v1/alerts"
+    else:
+        url = f"{settings.url}/api/v1/alerts"
     webhook = generated.get("webhook")
     operator = generated.get("operator")
     lines = ["recovery serve: first start: credentials generated. They are shown this once; "
