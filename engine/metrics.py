@@ -230,16 +230,21 @@ def youngest_heartbeat(value: Any) -> float | None:
 # -- public --------------------------------------------------------------------------------
 
 
-def registry_for(ctx: EngineContext) -> CollectorRegistry:
-    """A registry holding one ``StoreCollector`` for ``ctx`` (and nothing per-process)."""
+def registry_for(ctx: EngineContext, *extra: Collector) -> CollectorRegistry:
+    """A registry holding one ``StoreCollector`` for ``ctx`` and the ``extra`` collectors
+    (``GET /metrics`` adds the webhook's request counters, ``webhook.request_metrics``).
+    A family name in two collectors is a ``ValueError`` (when the collector describes
+    itself), never the same family twice in one exposition."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(ctx))
+    for collector in extra:
+        registry.register(collector)
     return registry
 
 
-def render_text(ctx: EngineContext) -> str:
+def render_text(ctx: EngineContext, *extra: Collector) -> str:
     """The Prometheus text exposition (``recovery metrics``, ``GET /metrics``)."""
-    return generate_latest(registry_for(ctx)).decode("utf-8")
+    return generate_latest(registry_for(ctx, *extra)).decode("utf-8")
 
 
 def render_json(ctx: EngineContext) -> dict[str, list[dict[str, Any]]]:

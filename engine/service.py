@@ -26,6 +26,16 @@ gunicorn's workers watch theirs).
 gunicorn reads a ``gunicorn.conf.py`` in the working directory, as it always does (to
 tune what is not set here); the flags given here (bind, workers, TLS, timeouts) win over it.
 ``GUNICORN_CMD_ARGS`` is not passed on: nothing changes the bind behind the TLS check.
+(gunicorn is given ``--config engine/gunicorn_conf.py``, which reads that file itself and
+adds the ``child_exit`` hook of the metrics.)
+
+Metrics: each http worker counts the webhook's answers (``webhook.request_metrics``) in
+prometheus_client's multiprocess mode, so whichever worker answers ``/metrics`` shows the
+sum of all. ``PROMETHEUS_MULTIPROC_DIR`` is set for gunicorn alone (the engine workers
+count nothing there) to ``RECOVERY_HOME/metrics/serve-<pid of this parent>``: created 0700
+and empty at every start; a folder left by a service that died without cleaning up is
+removed at the next start, that of a service still running on the same home is left
+alone; a clean stop removes its own.
 
 What it cannot do: restart a child that keeps dying at once forever (after
 ``MAX_QUICK_DEATHS`` quick deaths in a row the service stops, exit 1, with the reason),
@@ -39,6 +49,7 @@ import ctypes
 import ipaddress
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -61,6 +72,9 @@ QUICK_DEATH = 10.0                # ... and one that lived less died "at once"
 MAX_QUICK_DEATHS = 5              # in a row: the service gives up (exit 1)
 SHUTDOWN_MARGIN = 10.0            # beyond the grace: then what is left is killed
 POLL = 0.2
+METRICS_DIR = "metrics"           # under RECOVERY_HOME: one folder per running service
+MULTIPROC_ENV = ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
+GUNICORN_CONF = Path(__file__).with_name("gunicorn_conf.py")
 
 
 class ServiceError(ValueError):
@@ -194,6 +208,60 @@ def _seconds(hook: dict, key: str, default: float) -> float:
         raise ServiceError(f"webhook.{key}: {exc}") from None
 
 
+# -- the metrics folder of the http workers ------------------------------------------------
+
+
+def metrics_dir(home: Path, pid: int) -> Path:
+    """The ``PROMETHEUS_MULTIPROC_DIR`` of the service whose parent is ``pid``."""
+    return home / METRICS_DIR / f"serve-{pid}"
+
+
+def prepare_metrics_dir(home: Path, pid: int) -> Path:
+    """``metrics_dir(home, pid)``, created empty (0700, as ``RECOVERY_HOME/metrics``), and
+    every other folder there removed unless its service is still running."""
+    root = home / METRICS_DIR
+    if root.is_symlink() or (root.exists() and not root.is_dir()):
+        root.unlink()                       # not ours to follow: our 0700 home holds it
+    root.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(root, 0o700)
+    mine = metrics_dir(home, pid)
+    for entry in root.iterdir():
+        if entry != mine and _service_running(entry):
+            continue
+        _remove(entry)
+    mine.mkdir(mode=0o700)
+    os.chmod(mine, 0o700)
+    return mine
+
+
+def remove_metrics_dir(path: Path) -> None:
+    _remove(path)
+
+
+def _service_running(entry: Path) -> bool:
+    """Is the service that made ``entry`` (``serve-<pid>``) running? A pid reused since
+    then belongs to a process started after the folder last changed."""
+    prefix, _, pid = entry.name.partition("-")
+    if prefix != "serve" or not pid.isdigit() or entry.is_symlink() or not entry.is_dir():
+        return False
+    try:
+        return psutil.Process(int(pid)).create_time() <= entry.stat().st_ctime + 1.0
+    except (psutil.Error, OSError):
+        return False
+
+
+def _remove(path: Path) -> None:
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("metrics: cannot remove %s: %s", path, exc)
+
+
 # -- children ------------------------------------------------------------------------------
 _PR_SET_PDEATHSIG = 1
 try:  # loaded here, in the parent: nothing but one call is done between fork and exec
@@ -283,9 +351,12 @@ class Service:
             "RECOVERY_LOG_LEVEL": log_level,
             "PYTHONUNBUFFERED": "1",
         })
-        self.http = Child("http server (gunicorn)", self._gunicorn_argv(log_level), env)
+        engine_env = {k: v for k, v in env.items() if k not in MULTIPROC_ENV}
+        self.metrics_dir = metrics_dir(config.home, os.getpid())
+        http_env = {**engine_env, "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir)}
+        self.http = Child("http server (gunicorn)", self._gunicorn_argv(log_level), http_env)
         self.workers = [Child(f"engine worker {i + 1}",
-                              [sys.executable, "-m", "engine.worker_process"], env)
+                              [sys.executable, "-m", "engine.worker_process"], engine_env)
                         for i in range(settings.workers)]
         self.signals = 0
         self.failure: str | None = None
@@ -304,6 +375,7 @@ class Service:
                 "--graceful-timeout", str(max(1, round(s.graceful_timeout))),
                 "--timeout", str(max(1, round(s.request_timeout))),
                 "--no-control-socket",              # its default path is shared by all
+                "--config", str(GUNICORN_CONF),     # ./gunicorn.conf.py + child_exit
                 "--error-logfile", "-",
                 "--log-level", "debug" if log_level == "DEBUG" else "info"]
         if os.path.isdir("/dev/shm"):
@@ -319,6 +391,7 @@ class Service:
         saved = {sig: signal.signal(sig, self._on_signal)
                  for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
+            prepare_metrics_dir(self.config.home, os.getpid())
             for child in self.children:
                 if self.signals:
                     break
@@ -331,6 +404,7 @@ class Service:
                 time.sleep(POLL)
         finally:
             self._shutdown()
+            remove_metrics_dir(self.metrics_dir)
             for sig, handler in saved.items():
                 signal.signal(sig, handler)
         if self.failure is not None:

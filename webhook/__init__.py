@@ -7,6 +7,8 @@ state, tests build one per case). What it serves with (the ``EngineContext``, th
 - ``webhook.alerts``: ``POST /api/v1/alerts`` (the webhook token only)
 - ``webhook.api``: the rest of ``/api/v1`` (a named operator token)
 - ``webhook.health``: ``/healthz``, ``/readyz``, ``/metrics``
+- ``webhook.request_metrics``: counts the answers of ``POST /api/v1/alerts`` (hooks on the
+  ``alerts`` blueprint only), shown by ``/metrics``
 
 Every answer is JSON, errors included: never an HTML page, never a stack trace (a 500
 says only that something went wrong; the log has the rest). A production WSGI server
@@ -56,8 +58,9 @@ def create_app(config: Config | None = None, *, context: EngineContext | None = 
     attach(app, WebhookState(config=config, context=context, credentials=credentials,
                               settings=settings))
 
-    from webhook import alerts, api, health
+    from webhook import alerts, api, health, request_metrics
 
+    request_metrics.install(app)
     app.register_blueprint(alerts.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)

@@ -6,8 +6,9 @@
   reasons, so a proxy sends Alertmanager elsewhere. A journaled alert is never lost while
   workers are down, only delayed; readiness says the delay has started.
 - ``/metrics``: the Prometheus text of ``engine.metrics`` (read from the store, so every
-  process shows the same numbers). Open, unless ``webhook.metrics_auth`` is true; then an
-  operator token is required.
+  process shows the same numbers) and the webhook's request counters
+  (``webhook.request_metrics``: under ``recovery serve`` the sum over every http worker).
+  Open, unless ``webhook.metrics_auth`` is true; then an operator token is required.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import logging
 import time
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from engine.metrics import HEARTBEAT_KEY, render_text, youngest_heartbeat
 from engine.store.base import StoreUnavailable
+from webhook import request_metrics
 from webhook.auth import operator_refusal
 from webhook.state import state
 
@@ -69,5 +71,6 @@ def metrics():
         refusal = operator_refusal()
         if refusal is not None:
             return refusal
-    return Response(render_text(state().context), mimetype=None,
+    text = render_text(state().context, *request_metrics.collectors(current_app))
+    return Response(text, mimetype=None,
                     content_type=CONTENT_TYPE_LATEST)
