@@ -50,11 +50,8 @@ import multiprocessing
 import os
 import platform
 import pstats
-import signal
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -67,6 +64,11 @@ import httpx
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:       # run as a script: tests.service is the shared launcher
+    sys.path.insert(0, str(ROOT))
+
+from tests.service import Served, Store, free_port, service_env  # noqa: E402
+
 TARGET_SINGLE = 2000.0      # alerts/s, single-alert notifications
 TARGET_BATCH = 10000.0      # alerts/s, 20-alert notifications
 TARGET_P99_MS = 20.0
@@ -102,13 +104,7 @@ NOTIFICATION = ('{"version":"4","groupKey":"{}:{alertname=\\"BenchIntake\\"}",'
                 '"externalURL":"http://alertmanager.bench:9093","alerts":[%s]}')
 
 
-# -- the service ---------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
+# -- the service (tests/service.py: Served, the shared launcher; Store, read-only looks) --
 def build(root: Path, synchronous: str) -> Path:
     for folder in ("runbooks", "playbooks", "inventory"):
         (root / folder).mkdir()
@@ -121,134 +117,6 @@ def build(root: Path, synchronous: str) -> Path:
                       f"state_synchronous: {synchronous}\n"
                       "webhook: {workers: 1, shutdown_grace: 5s, graceful_timeout: 5s}\n")
     return config
-
-
-class Service:
-    """One ``recovery serve`` in a session of its own; every process it started is
-    remembered and killed at the end if it is still there."""
-
-    def __init__(self, root: Path, config: Path, port: int, *args: str) -> None:
-        self.root, self.home, self.port, self.args = root, root / "home", port, args
-        self.url = f"http://127.0.0.1:{port}"
-        self.env = dict(os.environ)
-        for name in ("RECOVERY_WEBHOOK_TOKEN", "RECOVERY_API_TOKEN", "RECOVERY_STATE_URL",
-                     "GUNICORN_CMD_ARGS"):
-            self.env.pop(name, None)
-        self.env.update({"RECOVERY_CONFIG": str(config), "RECOVERY_HOME": str(self.home),
-                         "PYTHONPATH": os.pathsep.join([str(root), str(ROOT)])})
-        self.proc: subprocess.Popen | None = None
-        self.seen: dict[int, psutil.Process] = {}
-        self.log = root / f"serve-{port}.log"
-
-    def start(self) -> Service:
-        with open(self.log, "w") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "engine", "serve", "--bind", f"127.0.0.1:{self.port}",
-                 *self.args], cwd=self.root, env=self.env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.seen[self.proc.pid] = psutil.Process(self.proc.pid)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"recovery serve exited {self.proc.returncode}:\n"
-                                   + self.log.read_text()[-3000:])
-            try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    self.processes()
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("recovery serve not ready in time:\n" + self.log.read_text()[-3000:])
-
-    @property
-    def token(self) -> str:
-        return (self.home / "webhook.token").read_text().strip()
-
-    def processes(self) -> dict[str, list[psutil.Process]]:
-        """The service's processes by role: parent, gunicorn master, http workers, engine."""
-        roles: dict[str, list[psutil.Process]] = {"parent": [self.seen[self.proc.pid]],
-                                                  "master": [], "http": [], "engine": []}
-        try:
-            kids = self.seen[self.proc.pid].children(recursive=True)
-        except psutil.Error:
-            return roles
-        masters = set()
-        for p in kids:
-            self.seen.setdefault(p.pid, p)
-            try:
-                cmd = " ".join(p.cmdline())
-                if "engine.worker_process" in cmd:
-                    roles["engine"].append(p)
-                elif "gunicorn" in cmd and p.ppid() == self.proc.pid:
-                    roles["master"].append(p)
-                    masters.add(p.pid)
-            except psutil.Error:
-                continue
-        for p in kids:
-            try:
-                if p.ppid() in masters:
-                    roles["http"].append(p)
-            except psutil.Error:
-                continue
-        return roles
-
-    def cpu(self) -> dict[str, float]:
-        """CPU seconds (user + system) so far, by role."""
-        out: dict[str, float] = {}
-        for role, procs in self.processes().items():
-            total = 0.0
-            for p in procs:
-                try:
-                    t = p.cpu_times()
-                    total += t.user + t.system
-                except psutil.Error:
-                    pass
-            out[role] = total
-        return out
-
-    def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        rc = None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                rc = self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                print(f"  recovery serve did not stop in {STOP_TIMEOUT:g}s: killed")
-        for p in self.seen.values():
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(list(self.seen.values()), timeout=5)
-        if self.proc.poll() is None:
-            self.proc.wait(5)
-        return rc if rc is not None else self.proc.returncode
-
-
-class Store:
-    """Read-only looks into the service's store (its own connection, WAL readers)."""
-
-    def __init__(self, home: Path) -> None:
-        self.db = sqlite3.connect(f"file:{home / 'recovery.db'}?mode=ro", uri=True,
-                                  timeout=15, isolation_level=None)
-
-    def one(self, sql: str) -> int:
-        return int(self.db.execute(sql).fetchone()[0] or 0)
-
-    def depth(self) -> int:
-        return self.one("SELECT COUNT(*) FROM intake")
-
-    def seen(self) -> int:
-        return self.one("SELECT COUNT(*) FROM intake_seen")
-
-    def journal(self) -> str:
-        return str(self.db.execute("PRAGMA journal_mode").fetchone()[0])
-
-    def close(self) -> None:
-        self.db.close()
 
 
 # -- the load generator (separate processes) -----------------------------------------------
@@ -348,7 +216,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
-def run_cell(service: Service, store: Store, size: int, conns: int, procs: int,
+def run_cell(service: Served, store: Store, size: int, conns: int, procs: int,
              seconds: float, cell: str) -> dict:
     mp = multiprocessing.get_context("spawn")
     results = mp.Queue()
@@ -531,11 +399,11 @@ def main() -> int:
             root = Path(tmp) / f"http{http}"
             root.mkdir()
             config = build(root, args.synchronous)
-            service = Service(root, config, free_port(), "--workers", "1",
-                              "--http-workers", str(http))
+            service = Served(service_env(config, root), root / "home", free_port(),
+                             "--workers", "1", "--http-workers", str(http), cwd=root)
             try:
                 t0 = time.monotonic()
-                service.start()
+                service.start().wait_ready(START_TIMEOUT)
                 store = Store(service.home)
                 roles = service.processes()
                 print(f"\n  --http-workers {http}: ready in {time.monotonic() - t0:.1f}s; "
@@ -551,7 +419,7 @@ def main() -> int:
                         print_cell(http, c)
                 store.close()
             finally:
-                rc = service.stop()
+                rc = service.terminate(STOP_TIMEOUT)
                 print(f"  stopped (exit {rc})")
             last_root = (root, config)
         if args.profile and last_root:

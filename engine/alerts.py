@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -73,8 +73,14 @@ class Alert:
         return self.status == FIRING
 
     def to_payload(self) -> dict[str, Any]:
-        return asdict(self)
+        """``dataclasses.asdict`` without its deep copy (22 µs an alert): the fields are
+        strings, None, or a str -> str dict, copied one level down."""
+        return {name: dict(value) if type(value) is dict else value
+                for name in _FIELD_NAMES for value in (getattr(self, name),)}
 
     @classmethod
     def from_payload(cls, data: dict[str, Any]) -> Alert:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+_FIELD_NAMES = tuple(Alert.__dataclass_fields__)

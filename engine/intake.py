@@ -10,7 +10,8 @@ journaled each ``Alert`` (``alert.to_payload()`` under ``alert.dedup_key``) befo
   episode never gets two concurrent attempts. The engine's own alerts
   (``source="infra-recovery"``) are never remediated.
 - **resolved**: close the open incident of that alert (same fingerprint, and not opened
-  by a later episode: a delayed resolve of an earlier one is not this one's) as
+  by an episode that started after this resolve ended: a delayed resolve of an earlier
+  episode is not this one's) as
   ``resolved``, cancel the steps
   waiting for approval (or queued after it), end the attempt. A running step is not
   aborted (the orchestrator stops after it, seeing the incident closed); nothing is
@@ -151,9 +152,10 @@ def resolve(ctx: EngineContext, alert: Alert) -> Incident | None:
         log.info("intake: resolve %r: incident %s is another signal's (fingerprint %r): "
                  "left open", alert.dedup_key, incident.id, incident.fingerprint)
         return None
-    if incident.starts_at and alert.starts_at and alert.starts_at < incident.starts_at:
-        log.info("intake: resolve %r: incident %s was opened by a later episode (startsAt "
-                 "%s): left open", alert.dedup_key, incident.id, incident.starts_at)
+    if incident.starts_at and alert.ends_at and alert.ends_at <= incident.starts_at:
+        log.info("intake: resolve %r (ended %s): incident %s was opened by a later episode "
+                 "(startsAt %s): left open", alert.dedup_key, alert.ends_at, incident.id,
+                 incident.starts_at)
         return None
     return _close_resolved(ctx, incident, alert)
 
@@ -229,14 +231,18 @@ def _remember_resolve(ctx: EngineContext, alert: Alert) -> None:
     """So a firing delivery of the same episode processed late (a worker died holding
     it, or the store failed on it) starts nothing: one row per fingerprint, pruned with
     the rest of the store's history (``delete_before``)."""
-    if alert.starts_at and alert.fingerprint:
-        ctx.store.mark_resolved(alert.fingerprint, alert.starts_at, time.time())
+    ended = alert.ends_at or alert.starts_at
+    if ended and alert.fingerprint:
+        ctx.store.mark_resolved(alert.fingerprint, ended, time.time())
 
 
 def _episode_resolved(ctx: EngineContext, alert: Alert) -> bool:
-    """This firing episode (or a later one of the same alert) was resolved already.
-    Timestamps are normalized UTC (``...%fZ``), so they compare as strings."""
+    """This firing episode started before a resolve of the same alert ended: it is
+    over. (Episodes are told apart by time, not by equal ``startsAt``: Alertmanager
+    merges updates of one alert keeping the earliest ``startsAt``, so a resolve may carry
+    an earlier one than the firing notifications had; a new episode starts after the
+    last one ended.) Timestamps are normalized UTC (``...%fZ``): they compare as text."""
     if not alert.starts_at or not alert.fingerprint:
         return False
-    seen = ctx.store.resolved_starts_at(alert.fingerprint)
-    return seen is not None and seen >= alert.starts_at
+    ended = ctx.store.resolved_until(alert.fingerprint)
+    return ended is not None and alert.starts_at < ended

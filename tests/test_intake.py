@@ -18,12 +18,13 @@ STARTS = "2024-05-01T10:00:00.000000Z"
 
 
 def alert(status: str = "firing", *, instance: str = "cache-1.example:9121",
-          starts_at: str = STARTS, fingerprint: str = "fp-demo", **labels: str) -> Alert:
+          starts_at: str = STARTS, fingerprint: str = "fp-demo",
+          ends_at: str = "2024-05-01T10:05:00.000000Z", **labels: str) -> Alert:
     return Alert(status=status,
                  labels={"alertname": "DemoDown", "component": "demo", "instance": instance,
                          **labels},
                  annotations={"summary": "demo is down"}, starts_at=starts_at,
-                 ends_at=None if status == "firing" else "2024-05-01T10:05:00.000000Z",
+                 ends_at=None if status == "firing" else ends_at,
                  fingerprint=fingerprint, receiver="web\\.hook")
 
 
@@ -290,7 +291,7 @@ def test_a_late_resolve_of_an_earlier_episode_leaves_the_new_one_open(parking,
     [parked] = ctx.store.query_runs(incident_id=second.id)
     assert parked.status == RunStatus.PENDING_APPROVAL
     # the resolve of the new episode does close it
-    journal(ctx, alert("resolved", starts_at=later))
+    journal(ctx, alert("resolved", starts_at=later, ends_at="2024-05-01T11:05:00.000000Z"))
     assert drain(ctx) == 1
     assert ctx.store.get_incident(second.id).state == IncidentState.RESOLVED
     assert ctx.store.get_run(parked.id).status == RunStatus.CANCELED
@@ -316,15 +317,33 @@ def test_a_resolve_processed_while_its_incident_opens_still_closes_it(touching,
     assert ctx.store.query_runs(incident_id=closed.id) == [] and not marker.exists()
 
 
+def test_a_resolve_with_an_earlier_start_than_its_firing_one_still_ends_the_episode(
+        parking, engine_env):
+    """Alertmanager merges updates of one alert keeping the earliest startsAt, so the
+    resolve of an episode may carry an earlier startsAt than its firing notifications
+    did (a real Alertmanager does this in test_alertmanager_e2e). It still closes the
+    incident, and a firing copy of that episode processed late starts nothing."""
+    ctx, _ = parking
+    journal(ctx, alert())
+    assert drain(ctx) == 1
+    incident = only_incident(ctx)
+    journal(ctx, alert("resolved", starts_at="2024-05-01T09:59:00.000000Z"))
+    assert drain(ctx) == 1
+    assert ctx.store.get_incident(incident.id).state == IncidentState.RESOLVED
+    journal(ctx, alert(starts_at="2024-05-01T10:02:00.000000Z"))   # same episode, late
+    assert drain(ctx) == 1
+    assert len(ctx.store.list_incidents()) == 1
+
+
 def test_resolve_marks_are_pruned_with_the_history(touching, engine_env):
     ctx, _ = touching
     ctx.store.mark_resolved("fp-old", STARTS, time.time() - 100)
     ctx.store.mark_resolved("fp-new", STARTS, time.time())
     ctx.store.mark_resolved("fp-new", "2024-04-01T00:00:00.000000Z", time.time())
-    assert ctx.store.resolved_starts_at("fp-new") == STARTS   # the latest episode is kept
+    assert ctx.store.resolved_until("fp-new") == STARTS   # the latest end is kept
     ctx.store.delete_before(time.time() - 50)
-    assert ctx.store.resolved_starts_at("fp-old") is None
-    assert ctx.store.resolved_starts_at("fp-new") == STARTS
+    assert ctx.store.resolved_until("fp-old") is None
+    assert ctx.store.resolved_until("fp-new") == STARTS
 
 
 # -- the queue ------------------------------------------------------------------------

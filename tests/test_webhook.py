@@ -674,3 +674,57 @@ def test_more_alerts_than_a_notification_may_carry_are_counted_as_ignored(servic
     answer = service.post_alerts(notification(*alerts))
     assert answer.status_code == 200
     assert answer.json == {"accepted": MAX_ALERTS, "duplicates": 0, "ignored": 5}
+
+
+# -- the fast path: jsonschema only for a doubtful top level, a shallow payload ----------
+
+
+@pytest.mark.parametrize("top", [
+    {}, {"alerts": []}, {"alerts": None}, {"alerts": {}},
+    {"alerts": [], "version": "4"}, {"alerts": [], "version": "3"},
+    {"alerts": [], "version": 4}, {"alerts": [], "version": None}, {"alerts": [], "version": "5"},
+    {"alerts": [], "status": "firing", "receiver": "r", "groupKey": "g", "externalURL": "u"},
+    {"alerts": [], "status": None, "receiver": None, "groupKey": None, "externalURL": None},
+    {"alerts": [], "status": 1}, {"alerts": [], "receiver": []}, {"alerts": [], "groupKey": {}},
+    {"alerts": [], "truncatedAlerts": 0}, {"alerts": [], "truncatedAlerts": 3},
+    {"alerts": [], "truncatedAlerts": None}, {"alerts": [], "truncatedAlerts": -1},
+    {"alerts": [], "truncatedAlerts": True}, {"alerts": [], "truncatedAlerts": 2.0},
+    {"alerts": [], "truncatedAlerts": 2.5}, {"alerts": [], "truncatedAlerts": "2"},
+    {"alerts": [], "groupLabels": {"a": "b"}, "commonLabels": {}, "commonAnnotations": None},
+    {"alerts": [], "groupLabels": {"a": 1}}, {"alerts": [], "commonLabels": ["a"]},
+    {"alerts": [], "commonAnnotations": {"a": None}}, {"alerts": [], "unknown": {"x": 1}},
+])
+def test_the_quick_top_level_check_is_never_looser_than_the_schema(top):
+    from webhook.notification import _VALIDATOR, _well_formed
+
+    valid = not list(_VALIDATOR.iter_errors(top))
+    if _well_formed(top):
+        assert valid
+    if not valid:   # and a bad one still gets jsonschema's words
+        from webhook.notification import NotANotification, parse_notification
+
+        with pytest.raises(NotANotification, match="not an Alertmanager notification"):
+            parse_notification(json.dumps(top))
+
+
+def test_every_alertmanager_fixture_takes_the_quick_path():
+    from webhook.notification import _well_formed
+
+    fixtures = sorted(FIXTURES.glob("*.json"))
+    assert fixtures
+    for path in fixtures:
+        assert _well_formed(json.loads(path.read_text())), path.name
+
+
+def test_the_journaled_payload_is_a_copy_equal_to_asdict():
+    from dataclasses import asdict
+
+    from webhook.notification import parse_notification
+
+    parsed = parse_notification(json.dumps(notification(good_alert("cache-1"))))
+    alert = parsed.alerts[0]
+    payload = alert.to_payload()
+    assert payload == asdict(alert) and list(payload) == list(asdict(alert))
+    payload["labels"]["instance"] = "changed"
+    payload["annotations"]["x"] = "y"
+    assert alert.labels["instance"] != "changed" and "x" not in alert.annotations

@@ -269,13 +269,13 @@ class Store(ABC):
         """(entries waiting, age in seconds of the oldest)."""
 
     @abstractmethod
-    def mark_resolved(self, fingerprint: str, starts_at: str, at: float) -> None:
-        """Remember that the episode of ``fingerprint`` that started at ``starts_at`` (or
-        a later one) has resolved; kept until ``delete_before`` passes ``at``."""
+    def mark_resolved(self, fingerprint: str, ends_at: str, at: float) -> None:
+        """Remember that an episode of ``fingerprint`` resolved, ending at ``ends_at``
+        (the latest such time is kept); kept until ``delete_before`` passes ``at``."""
 
     @abstractmethod
-    def resolved_starts_at(self, fingerprint: str) -> str | None:
-        """The latest resolved episode's ``startsAt`` of this fingerprint, if any."""
+    def resolved_until(self, fingerprint: str) -> str | None:
+        """When the last resolved episode of this fingerprint ended, if any."""
 
     # -- audit events and housekeeping ------------------------------------------------------
     @abstractmethod

@@ -1,9 +1,21 @@
 """SQLite (WAL) backend: the default store, nothing to install or start.
 
 Safe under several processes at once (the CLI, embedded applications, the service):
-WAL lets readers go on while one writer commits, ``busy_timeout`` queues writers,
-and every read-then-write runs inside ``BEGIN IMMEDIATE`` so two processes cannot
-both open the same incident or take the same lock. One connection per thread.
+WAL lets readers go on while one writer commits, and every read-then-write runs inside
+``BEGIN IMMEDIATE`` so two processes cannot both open the same incident or take the same
+lock. One connection per thread.
+
+Waiting for the write lock (``_begin``): SQLite's own busy handler retries by *sleeping*
+1, 2, 5, 10, 15, 20, 25 ... ms, so a writer that finds the lock taken waits at least 1 ms
+even when it is freed 50 us later, and writers do not queue: under the webhook's load
+that over-sleeping was most of the p99 acknowledgement (docs/BENCHMARKS.md, "Webhook
+intake"). So the threads of one process queue on a Python lock per database file (the
+next one starts as soon as the last commits), and between processes a writer retries
+``BEGIN IMMEDIATE`` itself every 0.2-1 ms; both bounded by ``busy_timeout`` in all,
+after which the store is unavailable (StoreUnavailable: a 503 for Alertmanager), never
+a hang. Connections therefore run with SQLite's busy handler off (``busy_timeout=0``):
+reads retry the same way (``_read``), and code that runs statements on ``_conn()``
+outside ``_tx``/``_read`` must wrap them in ``_busy_handler()`` (as ``__init__`` does).
 """
 
 from __future__ import annotations
@@ -48,6 +60,43 @@ from engine.store.base import (
 
 T = TypeVar("T")
 WAL_AUTOCHECKPOINT_PAGES = 10000   # ~40 MB of WAL at most where no worker checkpoints
+BUSY_FIRST_SLEEP = 0.0002   # s: the first retry of a write lock another process holds
+BUSY_MAX_SLEEP = 0.001      # s: retries double up to this (SQLite's own: 1 ms to 100 ms)
+SQLITE_BUSY = 5
+_ROWS_PER_INSERT = 300      # rows in one multi-row INSERT (3 values each: < 999 variables)
+
+# One writer lock per database file and process (see the module's docstring), reentrant
+# so that a thread that nests two stores' transactions on one file fails as it did
+# before (SQLite's lock, after busy_timeout) rather than deadlocking here.
+_WRITE_LOCKS: dict[str, threading.RLock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _write_lock(path: str) -> threading.RLock:
+    if path == ":memory:":   # a database per connection: nothing shared to queue for
+        return threading.RLock()
+    key = os.path.realpath(path)
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(key, threading.RLock())
+
+
+def _forget_write_locks() -> None:
+    """In a forked child: a lock held by a thread of the parent would never be freed.
+    Reset in place (as ``logging`` does for its handlers' locks): stores made before the
+    fork keep a reference to theirs."""
+    _WRITE_LOCKS_GUARD._at_fork_reinit()
+    for lock in _WRITE_LOCKS.values():
+        lock._at_fork_reinit()
+
+
+os.register_at_fork(after_in_child=_forget_write_locks)
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF == SQLITE_BUSY
+    return "database is locked" in str(exc)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (
@@ -110,7 +159,7 @@ CREATE TABLE IF NOT EXISTS intake (
     claimed_by TEXT, claimed_until REAL
 );
 CREATE TABLE IF NOT EXISTS intake_seen (dedup_key TEXT PRIMARY KEY, seen_at REAL);
-CREATE TABLE IF NOT EXISTS resolved_alerts (fingerprint TEXT PRIMARY KEY, starts_at TEXT, at REAL);
+CREATE TABLE IF NOT EXISTS resolved_alerts (fingerprint TEXT PRIMARY KEY, ends_at TEXT, at REAL);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL, actor TEXT, action TEXT, detail TEXT
 );
@@ -161,6 +210,107 @@ def _bucket_counts(raw: str) -> dict[str, float]:
     return json.loads(raw)
 
 
+class _Enqueue:
+    """One ``enqueue_alerts`` call waiting in a group commit."""
+
+    __slots__ = ("items", "texts", "repeat_after", "result", "error", "lead", "done")
+
+    def __init__(self, items: list[tuple[str, dict[str, Any]]], texts: list[str],
+                 repeat_after: float | None) -> None:
+        self.items, self.texts, self.repeat_after = items, texts, repeat_after
+        self.result: tuple[int, int] | None = None
+        self.error: BaseException | None = None
+        self.lead = False                  # promoted: journal the pending batch
+        self.done = threading.Event()      # result or error set, or promoted
+
+
+class _GroupCommit:
+    """Leader/follower group commit, for the threads of one process (no thread of its
+    own). A caller queues its request; if no transaction is on its way it leads: takes
+    every request queued, runs ``journal(batch)`` (one transaction) and wakes each
+    caller with its outcome. Callers that queue meanwhile wait; when the leader is done,
+    the first of them leads the next batch. A caller waits ``wait`` seconds at most
+    (the store's busy timeout and a margin): then it withdraws its request if no leader
+    has taken it yet, else it waits as long again for the transaction that holds it."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._mutex = threading.Lock()
+        self._pending: list[_Enqueue] = []
+        self._leading = False
+        self._pid = os.getpid()   # a forked child starts afresh (no leader there)
+
+    def submit(self, request: _Enqueue, journal: Callable[[list[_Enqueue]], None], *,
+               wait: float) -> tuple[int, int]:
+        if self._pid != os.getpid():
+            self._reset()
+        with self._mutex:
+            self._pending.append(request)
+            lead = request.lead = not self._leading
+            self._leading = True
+        if not lead:
+            self._follow(request, wait)
+        if request.lead:
+            self._lead(request, journal)
+        if request.error is not None:
+            raise request.error
+        assert request.result is not None
+        return request.result
+
+    def _follow(self, request: _Enqueue, wait: float) -> None:
+        if request.done.wait(wait):
+            return
+        with self._mutex:
+            if request.lead or request.done.is_set():
+                return
+            if request in self._pending:   # no leader took it: nothing written
+                self._pending.remove(request)
+                raise StoreUnavailable(f"store busy: alerts not journaled within {wait:g}s")
+        if not request.done.wait(wait):   # in a transaction on its way: its outcome
+            raise StoreUnavailable(f"store busy: alerts not known journaled within "
+                                   f"{2 * wait:g}s")
+
+    def _lead(self, request: _Enqueue, journal: Callable[[list[_Enqueue]], None]) -> None:
+        with self._mutex:
+            batch, self._pending = self._pending, []
+        try:
+            journal(batch)
+        except BaseException as exc:
+            for other in batch:
+                other.error = exc if other is request else _for_follower(exc)
+        finally:
+            with self._mutex:
+                following = self._pending[0] if self._pending else None
+                if following is None:
+                    self._leading = False
+                else:
+                    following.lead = True
+            for other in batch:
+                if other is not request:
+                    other.done.set()
+            if following is not None:
+                following.done.set()
+
+
+def _for_follower(exc: BaseException) -> BaseException:
+    """The leader's exception for another caller of the batch (one object is not
+    raised in two threads: its traceback would be shared)."""
+    if isinstance(exc, StoreUnavailable):
+        copy = StoreUnavailable(str(exc))
+    else:
+        copy = StoreUnavailable(f"journaling the alerts failed: {type(exc).__name__}: {exc}")
+    copy.__cause__ = exc
+    return copy
+
+
+def _parts(values: list[Any], size: int) -> Iterator[list[Any]]:
+    """``values`` in slices of at most ``size`` (bound parameters of one statement)."""
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
 class SQLiteStore(Store):
     def __init__(self, path: str | Path, *, synchronous: str = "NORMAL",
                  busy_timeout: float = 15.0) -> None:
@@ -170,11 +320,14 @@ class SQLiteStore(Store):
         self.synchronous = synchronous.upper()
         self.busy_timeout = busy_timeout
         self._local = threading.local()
+        self._write_lock = _write_lock(self.path)
+        self._intake_group = _GroupCommit()
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
-            self._conn().executescript(SCHEMA)  # commits by itself: not inside _tx
-            self._migrate()
+            with self._busy_handler():   # writes outside _tx: SQLite's busy handler on
+                self._conn().executescript(SCHEMA)  # commits by itself: not inside _tx
+                self._migrate()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot create the store at {self.path}: {exc}") from exc
         if self.path != ":memory:":
@@ -191,8 +344,11 @@ class SQLiteStore(Store):
             except sqlite3.OperationalError as exc:
                 if "duplicate column" not in str(exc):   # another process added it first
                     raise
-        # resolve markers once kept in kv (one row per fingerprint, never pruned)
-        conn.execute("DELETE FROM kv WHERE key LIKE 'intake:resolved:%'")
+        # resolve markers once kept in kv (one row per fingerprint, never pruned); looked
+        # for first, so that opening a store takes no write lock once they are gone
+        if conn.execute("SELECT 1 FROM kv WHERE key LIKE 'intake:resolved:%' LIMIT 1"
+                        ).fetchone():
+            conn.execute("DELETE FROM kv WHERE key LIKE 'intake:resolved:%'")
 
     # -- connections and transactions ----------
     def _conn(self) -> sqlite3.Connection:
@@ -209,47 +365,94 @@ class SQLiteStore(Store):
                 # whichever commit crosses 1000 pages, on the path from alert to action;
                 # workers checkpoint between passes (maintain), this is only the bound.
                 conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+                # Waits for locks are ours from here on (_begin, _read): the module's doc.
+                conn.execute("PRAGMA busy_timeout=0")
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"cannot open the store at {self.path}: {exc}") from exc
             self._local.conn = conn
         return conn
 
     @contextmanager
+    def _busy_handler(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection with SQLite's sleeping busy handler on (busy_timeout),
+        for the rare statements run outside ``_tx`` and ``_read`` (the schema)."""
+        conn = self._conn()
+        conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+        try:
+            yield conn
+        finally:
+            conn.execute("PRAGMA busy_timeout=0")
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE``, holding this process's writer lock for the file: the
+        threads of one process queue on the lock, another process's writer is waited for
+        by retrying every 0.2-1 ms; at most ``busy_timeout`` in all, then StoreUnavailable.
+        On return the lock is held: the caller releases it after COMMIT or ROLLBACK."""
+        deadline = time.monotonic() + self.busy_timeout
+        if not self._write_lock.acquire(timeout=max(0.0, self.busy_timeout)):
+            raise StoreUnavailable(f"store busy: no write turn in this process within "
+                                   f"{self.busy_timeout:g}s")
+        delay = BUSY_FIRST_SLEEP
+        try:
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.Error as exc:
+                    left = deadline - time.monotonic()
+                    if not _is_busy(exc) or left <= 0:
+                        raise StoreUnavailable(f"store busy or unavailable: {exc}") from exc
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, BUSY_MAX_SLEEP)
+        except BaseException:
+            self._write_lock.release()
+            raise
+
+    @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """A write transaction, taken at once (IMMEDIATE) so read-then-write is atomic."""
         conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"store busy or unavailable: {exc}") from exc
+        self._begin(conn)
         try:
             yield conn
         except sqlite3.IntegrityError:
             conn.execute("ROLLBACK")
             raise  # a constraint the caller handles (one open incident per identity)
         except sqlite3.Error as exc:  # disk full, I/O error: the store, not the caller
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+            self._rollback(conn)
             raise StoreUnavailable(f"store write failed: {exc}") from exc
         except BaseException:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass  # the original error is the one to report
+            self._rollback(conn)  # the original error is the one to report
             raise
         else:
             try:
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
+                self._rollback(conn)  # never leave this thread's connection inside a tx
                 raise StoreUnavailable(f"store commit failed: {exc}") from exc
+        finally:
+            self._write_lock.release()
+
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        try:
-            return self._conn().execute(sql, tuple(params)).fetchall()
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"store read failed: {exc}") from exc
+        deadline = time.monotonic() + self.busy_timeout
+        delay = BUSY_FIRST_SLEEP
+        while True:
+            try:
+                return self._conn().execute(sql, tuple(params)).fetchall()
+            except sqlite3.OperationalError as exc:
+                left = deadline - time.monotonic()
+                if not _is_busy(exc) or left <= 0:
+                    raise StoreUnavailable(f"store read failed: {exc}") from exc
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, BUSY_MAX_SLEEP)
 
     @staticmethod
     def _insert(db: sqlite3.Connection, table: str, values: dict[str, Any],
@@ -702,26 +905,70 @@ class SQLiteStore(Store):
     # -- intake queue ----------
     def enqueue_alerts(self, items: list[tuple[str, dict[str, Any]]], *,
                        repeat_after: float | None = None) -> tuple[int, int]:
-        accepted = duplicates = 0
+        """Journal the alerts not seen before (by dedup key), in order, and a firing one
+        seen more than ``repeat_after`` seconds ago again: (accepted, duplicates), once
+        committed.
+
+        Group commit: the calls of one process's threads that arrive while a transaction
+        of theirs is on its way are journaled together in the next one, by one of them
+        (the leader; ``_GroupCommit``), each caller getting its own counts as if it had
+        been alone, in turn. One transaction of a handful of statements, whatever the
+        number of alerts and callers (the keys already seen, one multi-row INSERT per
+        table), the JSON encoded before: each statement lets go of the GIL, and a thread
+        that has to wait to get it back keeps the write lock all that time."""
+        if not items:
+            return 0, 0
+        request = _Enqueue(items, [json.dumps(payload) for _, payload in items],
+                           repeat_after)
+        return self._intake_group.submit(request, self._journal_alerts,
+                                         wait=self.busy_timeout + 5.0)
+
+    def _journal_alerts(self, batch: list[_Enqueue]) -> None:
+        """One transaction for the requests of ``batch``, in order; sets their counts."""
         now = time.time()
+        keys = list(dict.fromkeys(key for request in batch for key, _ in request.items))
+        counts = []
         with self._tx() as db:
-            for key, payload in items:
-                cur = db.execute("INSERT OR IGNORE INTO intake_seen VALUES (?, ?)", (key, now))
-                if cur.rowcount == 0:
-                    duplicates += 1
-                    # A firing alert repeated after a while is still a signal (the fix may
-                    # not have held): journal it again, at most once per repeat_after.
-                    if repeat_after is None or payload.get("status") != "firing":
-                        continue
-                    cur = db.execute("UPDATE intake_seen SET seen_at = ? WHERE dedup_key = ? "
-                                     "AND seen_at < ?", (now, key, now - repeat_after))
-                    if cur.rowcount == 0:
-                        continue
-                else:
-                    accepted += 1
-                db.execute("INSERT INTO intake (dedup_key, payload, received_at) VALUES (?, ?, ?)",
-                           (key, json.dumps(payload), now))
-        return accepted, duplicates
+            seen: dict[str, float | None] = {}
+            for part in _parts(keys, 900):
+                marks = ",".join("?" * len(part))
+                seen.update(db.execute(f"SELECT dedup_key, seen_at FROM intake_seen "
+                                       f"WHERE dedup_key IN ({marks})", part).fetchall())
+            fresh: list[Any] = []
+            repeated: list[str] = []
+            journal: list[Any] = []
+            for request in batch:
+                accepted = duplicates = 0
+                repeat_after = request.repeat_after
+                for (key, payload), text in zip(request.items, request.texts, strict=True):
+                    if key in seen:   # in the store, or earlier in this batch
+                        duplicates += 1
+                        # A firing alert repeated after a while is still a signal (the fix
+                        # may not have held): journal it again, at most once per
+                        # repeat_after.
+                        if repeat_after is None or payload.get("status") != "firing":
+                            continue
+                        last = seen[key]
+                        if last is None or not last < now - repeat_after:
+                            continue
+                        repeated.append(key)
+                    else:
+                        accepted += 1
+                        fresh += (key, now)
+                    seen[key] = now
+                    journal += (key, text, now)
+                counts.append((accepted, duplicates))
+            for part in _parts(fresh, 2 * _ROWS_PER_INSERT):
+                db.execute("INSERT INTO intake_seen (dedup_key, seen_at) VALUES "
+                           + ",".join(["(?,?)"] * (len(part) // 2)), part)
+            for part in _parts(repeated, 900):
+                db.execute(f"UPDATE intake_seen SET seen_at = ? WHERE dedup_key IN "
+                           f"({','.join('?' * len(part))})", (now, *part))
+            for part in _parts(journal, 3 * _ROWS_PER_INSERT):
+                db.execute("INSERT INTO intake (dedup_key, payload, received_at) VALUES "
+                           + ",".join(["(?,?,?)"] * (len(part) // 3)), part)
+        for request, result in zip(batch, counts, strict=True):   # committed
+            request.result = result
 
     def claim_intake(self, holder: str, limit: int, lease: float) -> list[IntakeItem]:
         now = time.time()
@@ -729,14 +976,21 @@ class SQLiteStore(Store):
             rows = db.execute(
                 "SELECT * FROM intake WHERE claimed_until IS NULL OR claimed_until < ? "
                 "ORDER BY id LIMIT ?", (now, limit)).fetchall()
-            db.executemany("UPDATE intake SET claimed_by = ?, claimed_until = ? WHERE id = ?",
-                           [(holder, now + lease, r["id"]) for r in rows])
+            ids = [r["id"] for r in rows]
+            for part in _parts(ids, 900):
+                db.execute(f"UPDATE intake SET claimed_by = ?, claimed_until = ? WHERE id IN "
+                           f"({','.join('?' * len(part))})", (holder, now + lease, *part))
         return [IntakeItem(r["id"], r["dedup_key"], json.loads(r["payload"]), r["received_at"])
                 for r in rows]
 
     def ack_intake(self, ids: Iterable[int]) -> None:
+        ids = list(ids)
+        if not ids:
+            return
         with self._tx() as db:
-            db.executemany("DELETE FROM intake WHERE id = ?", [(i,) for i in ids])
+            for part in _parts(ids, 900):
+                db.execute(f"DELETE FROM intake WHERE id IN ({','.join('?' * len(part))})",
+                           part)
 
     def intake_depth(self, now: float) -> tuple[int, float]:
         row = self._read("SELECT COUNT(*) AS n, MIN(received_at) AS oldest FROM intake")[0]
@@ -770,16 +1024,16 @@ class SQLiteStore(Store):
                        "AND json_extract(value, '$.at') < ?", (before,))
         return ids
 
-    def mark_resolved(self, fingerprint: str, starts_at: str, at: float) -> None:
+    def mark_resolved(self, fingerprint: str, ends_at: str, at: float) -> None:
         with self._tx() as db:
             db.execute("INSERT INTO resolved_alerts VALUES (?, ?, ?) ON CONFLICT(fingerprint) "
-                       "DO UPDATE SET starts_at = max(starts_at, excluded.starts_at), "
-                       "at = excluded.at", (fingerprint, starts_at, at))
+                       "DO UPDATE SET ends_at = max(ends_at, excluded.ends_at), "
+                       "at = excluded.at", (fingerprint, ends_at, at))
 
-    def resolved_starts_at(self, fingerprint: str) -> str | None:
-        rows = self._read("SELECT starts_at FROM resolved_alerts WHERE fingerprint = ?",
+    def resolved_until(self, fingerprint: str) -> str | None:
+        rows = self._read("SELECT ends_at FROM resolved_alerts WHERE fingerprint = ?",
                           (fingerprint,))
-        return rows[0]["starts_at"] if rows else None
+        return rows[0]["ends_at"] if rows else None
 
     def set_value(self, key: str, value: Any) -> None:
         with self._tx() as db:
