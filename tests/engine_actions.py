@@ -5,8 +5,9 @@ Remote scope unless said, so they run from the CLI where nothing is registered:
 ``test.file_exists`` (a verify) checks it, ``test.sleep`` waits ``with: {seconds}``
 (cancel-aware), ``test.wait_for_file`` holds the target's lock until ``with: {release}``
 exists, ``test.bump`` (embedded) increments a registered ``counter``, ``test.slow``
-ignores cancel. A ``trace`` param appends what ran to a file, so tests can count what
-really ran, also across processes.
+ignores cancel, ``test.later`` is not implemented (its step is skipped). A ``trace``
+param appends what ran to a file, so tests can count what really ran, also across
+processes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ import os
 import time
 from pathlib import Path
 
-from engine.actions.base import EMBEDDED, REMOTE, Action, ActionContext, ActionResult
+from engine.actions.base import (
+    EMBEDDED,
+    REMOTE,
+    Action,
+    ActionContext,
+    ActionResult,
+    NotImplementedAction,
+)
 
 
 def _trace(ctx: ActionContext, word: str) -> None:
@@ -131,3 +139,4 @@ class Slow(Action):
 def register(registry) -> None:
     for cls in (Ok, Fail, Touch, FileExists, Sleep, WaitForFile, Bump, Slow):
         registry.register(cls())
+    registry.register(NotImplementedAction("test.later"))   # a strategy not written yet

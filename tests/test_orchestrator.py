@@ -163,7 +163,7 @@ def test_unimplemented_and_unregistered_embedded_actions_are_skipped_never_succe
         engine_env, run_incident):
     engine_env.runbook("demo", """
         strategies:
-          - {name: later, action: redis.flush_corrupted}
+          - {name: later, action: test.later}
           - {name: embedded, action: test.bump}
         degraded_mode: {name: test_down}
     """)

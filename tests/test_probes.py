@@ -3,8 +3,6 @@ the automatic degraded reasons for its host, each host at most once per interval
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 
 import pytest
@@ -12,7 +10,7 @@ import pytest
 from engine import probes
 from engine.lifecycle import IncidentState
 from engine.records import DegradedReason
-from tests.alertmanager import free_port
+from tests.redis_servers import HAS_REDIS, RedisServer
 
 
 def probed(env, health, **probe):
@@ -63,12 +61,11 @@ def test_each_host_is_probed_at_most_once_per_interval(engine_env):
     assert probes.run_due(ctx, now + 61) == 2
 
 
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server missing")
+@pytest.mark.skipif(not HAS_REDIS, reason="redis-server missing")
 def test_a_real_redis_probe_sees_the_server_stop(engine_env):
-    port = free_port()
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                               "--save", "", "--appendonly", "no"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = RedisServer(engine_env.root / "redis")
+    port = server.port
+    server.start()
     try:
         (engine_env.root / "inventory" / "hosts.yml").write_text(f"""
 all:
@@ -94,8 +91,7 @@ all:
         probes.run_due(ctx, time.time() + 200)               # PONG: the reason clears
         assert ctx.store.degraded_reasons("test_down") == []
         opened_before = len(ctx.store.list_incidents())
-        server.terminate()
-        server.wait(10)
+        server.stop()
         probes.run_due(ctx, time.time() + 300)               # refused: an incident
         incidents = ctx.store.list_incidents()
         assert len(incidents) == opened_before + 1
