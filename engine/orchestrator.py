@@ -200,7 +200,8 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
 
     if result.status == RunStatus.SUCCEEDED:
         if strategy.degrades:
-            _degrade(ctx, incident, runbook, f"{strategy.name} switched to degraded service")
+            _degrade(ctx, incident, runbook,
+                     f"{strategy.name} switched to degraded service: {result.reason}")
             _close(ctx, incident, IncidentState.DEGRADED, AttemptOutcome.DEGRADED,
                    f"degraded by {strategy.name}: {result.reason}")
         else:
