@@ -472,12 +472,14 @@ def test_disk_cleanup_lists_in_check_mode_then_deletes_only_old_matches(
     (root / "link").symlink_to(outside.parent)  # find must not follow it
 
     result = run_shipped(shipped, artifacts_root, "disk_cleanup.yml", check=True,
-                         cleanup_roots=[str(root)], max_age_days=7)
+                         cleanup_roots=[str(root)], max_age_days=7,
+                         cleanup_max_usage_percent=0)
     assert result.status == RunStatus.SUCCEEDED, result.reason
     assert old_tmp.exists() and old_log.exists()
 
     result = run_shipped(shipped, artifacts_root, "disk_cleanup.yml",
-                         cleanup_roots=[str(root)], max_age_days=7)
+                         cleanup_roots=[str(root)], max_age_days=7,
+                         cleanup_max_usage_percent=0)
     assert result.status == RunStatus.SUCCEEDED, result.reason
     assert not old_tmp.exists() and not old_log.exists()
     assert old_other.exists() and new_tmp.exists() and outside.exists()
@@ -512,7 +514,8 @@ def test_snapshot_take_then_rollback_restores_the_data(
     (data / "a.txt").write_text("v1")
     (data / "sub" / "b.txt").write_text("s1")
     snaps = tmp_path / "snaps"
-    dirs = {"persist_dir": str(data), "snapshot_dir": str(snaps)}
+    dirs = {"persist_dir": str(data), "snapshot_dir": str(snaps),
+            "snapshot_roots": [str(tmp_path)]}
 
     result = run_shipped(shipped, artifacts_root, "snapshot_take.yml", check=True, **dirs)
     assert result.status == RunStatus.SUCCEEDED, result.reason
@@ -546,7 +549,8 @@ def test_snapshot_rollback_refuses_when_there_is_nothing_to_restore(
     data = tmp_path / "data"
     data.mkdir()
     result = run_shipped(shipped, artifacts_root, "snapshot_rollback.yml", check=True,
-                         persist_dir=str(data), snapshot_dir=str(tmp_path / "snaps"))
+                         persist_dir=str(data), snapshot_dir=str(tmp_path / "snaps"),
+                         snapshot_roots=[str(tmp_path)])
     assert result.status == RunStatus.FAILED
     assert "no snapshot" in result.reason
 

@@ -23,7 +23,9 @@ ACTIONS = {
     "chromadb.query_retry", "chromadb.collection_reload", "chromadb.index_rebuild",
     "chromadb.heartbeat", "openwebui.token_refresh", "openwebui.model_failover",
     "openwebui.graceful_degradation", "openwebui.health", "system.memory_gc",
-    "system.file_handle_cleanup", "system.health",
+    "system.file_handle_cleanup", "system.health", "system.file_handles",
+    "system.process_running", "chromadb.collection_check", "openwebui.session_valid",
+    "openwebui.default_model_answers",
 }
 PLAYBOOKS = {"restart_container.yml", "snapshot_rollback.yml", "disk_cleanup.yml",
              "process_restart.yml"}
