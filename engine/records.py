@@ -45,6 +45,7 @@ class Incident:
     attempts: int = 0
     verify_until: float | None = None    # recovered: a still-firing alert after this reopens
     starts_at: str | None = None         # alert: startsAt of the episode that opened it
+    held_by: str | None = None           # the worker process whose pool is to advance it
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -127,9 +127,7 @@ class Worker:
             incident = self.ctx.store.claim_due_incident(time.time())
             if incident is None:
                 break
-            self._submit(incident.id,
-                         lambda i=incident: self._advance_claimed(i.id, i.updated_at),
-                         lambda i=incident: self._hand_back(i.id, i.updated_at))
+            self._advance_async(incident.id)
             done += 1
         return done
 
@@ -177,13 +175,17 @@ class Worker:
         return done
 
     def _advance_async(self, incident_id: str) -> None:
-        """Advance an incident the intake (or a probe) claimed, on the pool. What it
-        claimed is stamped (``updated_at``): if anything else has touched the incident by
-        the time a thread is free (the workers took it for abandoned and someone resumed
-        it), this worker leaves it to them, so an incident is never advanced twice at
-        once."""
-        incident = self.ctx.store.get_incident(incident_id)
-        if incident is None or incident.state != IncidentState.REMEDIATING:
+        """Advance an incident this worker claimed (from the intake, a probe or the due
+        deferrals), on the pool. What it claimed is stamped (``updated_at``): if anything
+        else has touched the incident by the time a thread is free (the workers took it
+        for abandoned and someone resumed it), this worker leaves it to them, so an
+        incident is never advanced twice at once."""
+        # Marked as held by this process: while it is alive (its heartbeat is fresh), the
+        # orphan check of other worker processes leaves the incident to it, however long
+        # it waits here for a thread.
+        incident = self.ctx.store.update_incident(
+            incident_id, expect=[IncidentState.REMEDIATING], held_by=self.ctx.holder)
+        if incident is None:
             return
         stamp = incident.updated_at
         self._submit(incident_id, lambda: self._advance_claimed(incident_id, stamp),
@@ -293,16 +295,24 @@ class Worker:
 
     def _reopen_orphans(self, now: float) -> int:
         """Incidents left 'remediating' with nothing running or waiting for them (their
-        process died between two steps): handed back to the workers, not lost."""
+        process died between two steps): handed back to the workers, not lost. One held
+        by another worker process that is alive (its heartbeat fresh) is that worker's:
+        it may be waiting for a free thread there."""
         waiting = (RunStatus.RUNNING, RunStatus.PENDING_APPROVAL, RunStatus.QUEUED)
         stale_before = now - 3 * self.ctx.config.lock_ttl
         n = 0
         ours = self.queued_incidents()   # waiting for a thread of this worker: not orphans
+        beats: dict[str, float] | None = None
         for incident in self.ctx.store.list_incidents(open_only=True, limit=1000):
             if incident.state != IncidentState.REMEDIATING or incident.updated_at > stale_before:
                 continue
             if incident.id in ours:
                 continue
+            if incident.held_by and incident.held_by != self.ctx.holder:
+                if beats is None:
+                    beats = self.ctx.store.get_value("worker_heartbeat") or {}
+                if float(beats.get(incident.held_by, 0.0)) > stale_before:
+                    continue
             runs = self.ctx.store.query_runs(incident_id=incident.id, limit=None)
             if any(r.status in waiting for r in runs):
                 continue

@@ -478,3 +478,34 @@ def test_a_backlog_over_the_pass_cap_drains_without_pausing(touching, engine_env
         assert wait_for(lambda: ctx.store.intake_depth(time.time())[0] == 0, timeout=5)
     finally:
         worker.stop()
+
+
+def test_an_incident_waiting_in_a_live_workers_pool_is_not_taken_for_abandoned(engine_env):
+    """Two worker processes: one claims an incident while its only thread is busy, so
+    it waits in its pool longer than the orphan check's three leases. The other's
+    orphan check leaves it alone (its holder's heartbeat is fresh): one attempt, once."""
+    engine_env.write_config(lease="1s", threads=1)
+    started = engine_env.root / "started"
+    engine_env.runbook("demo", f"""
+        strategies:
+          - {{name: wait, action: test.sleep,
+              with: {{seconds: 4, started: "{started}", trace: "{engine_env.trace}"}}}}
+    """)
+    ctx, other = engine_env.context(), engine_env.context()
+    other.holder = "another-host:1:1"           # a second worker process on the same store
+    worker = Worker(ctx).start()
+    try:
+        journal(ctx, alert(instance="cache-1", fingerprint="fp-1"))
+        assert wait_for(started.exists)
+        journal(ctx, alert(instance="cache-2", fingerprint="fp-2"))   # waits for the thread
+        assert wait_for(lambda: len(ctx.store.list_incidents()) == 2)
+        time.sleep(3.5)                           # past 3 leases, still queued in the pool
+        waiting = [i for i in ctx.store.list_incidents() if i.target == "cache-2"][0]
+        assert waiting.held_by == ctx.holder
+        assert Worker(other, intake=False)._reopen_orphans(time.time()) == 0
+        assert worker.wait_idle(15)
+    finally:
+        worker.stop()
+    for host in ("cache-1", "cache-2"):
+        assert len(ctx.store.attempts_since("demo", host, 0)) == 1
+    assert [w.split()[0] for w in engine_env.traced()].count("sleep-start") == 2

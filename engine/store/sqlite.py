@@ -105,7 +105,7 @@ CREATE TABLE IF NOT EXISTS incidents (
     labels TEXT, opened_at REAL, updated_at REAL, closed_at REAL, reason TEXT,
     next_try_at REAL, step INTEGER, only_strategy TEXT, forced INTEGER, approved_step INTEGER,
     approved_by TEXT, attempt_id TEXT, attempts INTEGER, verify_until REAL,
-    open_key TEXT UNIQUE, starts_at TEXT
+    open_key TEXT UNIQUE, starts_at TEXT, held_by TEXT
 );
 CREATE INDEX IF NOT EXISTS incidents_due ON incidents(state, next_try_at);
 CREATE INDEX IF NOT EXISTS incidents_opened ON incidents(opened_at);
@@ -338,9 +338,11 @@ class SQLiteStore(Store):
         existing table as it was)."""
         conn = self._conn()
         columns = {row["name"] for row in conn.execute("PRAGMA table_info(incidents)")}
-        if "starts_at" not in columns:
+        for column in ("starts_at", "held_by"):
+            if column in columns:
+                continue
             try:
-                conn.execute("ALTER TABLE incidents ADD COLUMN starts_at TEXT")
+                conn.execute(f"ALTER TABLE incidents ADD COLUMN {column} TEXT")
             except sqlite3.OperationalError as exc:
                 if "duplicate column" not in str(exc):   # another process added it first
                     raise
