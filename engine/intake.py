@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 
 RunIncident = Callable[[str], None]
 _LEASE_MARGIN = 0.8                 # past this share of the lease, others may hold our items
+# A firing delivery journaled this long after its episode's resolve is not a late copy
+# but the alert firing again (Prometheus sends endsAt 4 resend intervals ahead, 4 min by
+# default: copies of a resolved episode stop within that).
+LATE_COPY_WINDOW = 300.0
 
 
 def drain(ctx: EngineContext, *, limit: int = 100, lease: float = 60.0,
@@ -103,11 +107,12 @@ def fire(ctx: EngineContext, alert: Alert, received_at: float | None = None) -> 
     if is_own_alert(alert.labels):
         log.debug("intake: %r is the engine's own alert: never remediated", alert.dedup_key)
         return None
-    if _episode_resolved(ctx, alert):
+    if _episode_resolved(ctx, alert, received_at):
         log.info("intake: %r arrived after its resolve: nothing to start", alert.dedup_key)
         return None
     opened = open_incident(ctx, _request(alert, received_at))
-    if opened.created and opened.incident is not None and _episode_resolved(ctx, alert):
+    if (opened.created and opened.incident is not None
+            and _episode_resolved(ctx, alert, received_at)):
         # Its resolve was processed (by another worker) between the check above and
         # the incident's creation, and found nothing to close: close it here.
         _close_resolved(ctx, opened.incident, alert)
@@ -236,13 +241,24 @@ def _remember_resolve(ctx: EngineContext, alert: Alert) -> None:
         ctx.store.mark_resolved(alert.fingerprint, ended, time.time())
 
 
-def _episode_resolved(ctx: EngineContext, alert: Alert) -> bool:
-    """This firing episode started before a resolve of the same alert ended: it is
-    over. (Episodes are told apart by time, not by equal ``startsAt``: Alertmanager
-    merges updates of one alert keeping the earliest ``startsAt``, so a resolve may carry
-    an earlier one than the firing notifications had; a new episode starts after the
-    last one ended.) Timestamps are normalized UTC (``...%fZ``): they compare as text."""
+def _episode_resolved(ctx: EngineContext, alert: Alert, received_at: float | None) -> bool:
+    """This firing delivery is a late copy of an episode already resolved: it started
+    before a resolve of the same alert ended, and was journaled before that resolve was
+    processed or soon after (a lagging HA peer, a worker that died holding it).
+
+    Episodes are told apart by time, not by equal ``startsAt``: Alertmanager merges
+    updates of one alert keeping the earliest ``startsAt``, so a resolve may carry an
+    earlier one than the firing notifications had. A delivery journaled more than
+    ``LATE_COPY_WINDOW`` after the resolve is a new signal even with an old ``startsAt``
+    (Prometheus restores an alert's start after a restart, and Alertmanager had resolved
+    it meanwhile). Timestamps are normalized UTC (``...%fZ``): they compare as text."""
     if not alert.starts_at or not alert.fingerprint:
         return False
-    ended = ctx.store.resolved_until(alert.fingerprint)
-    return ended is not None and alert.starts_at < ended
+    mark = ctx.store.resolved_until(alert.fingerprint)
+    if mark is None or alert.starts_at >= mark[0]:
+        return False
+    if received_at is not None and received_at - mark[1] > LATE_COPY_WINDOW:
+        log.info("intake: %r fires again %.0f s after its resolve: a new signal",
+                 alert.dedup_key, received_at - mark[1])
+        return False
+    return True

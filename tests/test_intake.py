@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from engine import approvals
+from engine import approvals, intake
 from engine.alerts import Alert
 from engine.intake import drain, resolve
 from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
@@ -335,15 +335,28 @@ def test_a_resolve_with_an_earlier_start_than_its_firing_one_still_ends_the_epis
     assert len(ctx.store.list_incidents()) == 1
 
 
+def test_an_old_episode_firing_again_long_after_its_resolve_is_a_new_signal(touching,
+                                                                            engine_env):
+    """Prometheus restarted and restored the alert's old startsAt; Alertmanager had
+    resolved it meanwhile. Journaled minutes after that resolve, it is the failure going
+    on, not a late copy: it is remediated."""
+    ctx, marker = touching
+    long_ago = time.time() - intake.LATE_COPY_WINDOW - 60
+    ctx.store.mark_resolved("fp-demo", "2024-05-01T10:05:00.000000Z", long_ago)
+    journal(ctx, alert())                        # startsAt 10:00, before that resolve ended
+    assert drain(ctx) == 1
+    assert only_incident(ctx).state == IncidentState.RECOVERED and marker.exists()
+
+
 def test_resolve_marks_are_pruned_with_the_history(touching, engine_env):
     ctx, _ = touching
     ctx.store.mark_resolved("fp-old", STARTS, time.time() - 100)
     ctx.store.mark_resolved("fp-new", STARTS, time.time())
     ctx.store.mark_resolved("fp-new", "2024-04-01T00:00:00.000000Z", time.time())
-    assert ctx.store.resolved_until("fp-new") == STARTS   # the latest end is kept
+    assert ctx.store.resolved_until("fp-new")[0] == STARTS   # the latest end is kept
     ctx.store.delete_before(time.time() - 50)
     assert ctx.store.resolved_until("fp-old") is None
-    assert ctx.store.resolved_until("fp-new") == STARTS
+    assert ctx.store.resolved_until("fp-new")[0] == STARTS
 
 
 # -- the queue ------------------------------------------------------------------------

@@ -206,6 +206,11 @@ def test_a_lock_freed_within_the_timeout_is_waited_for(other_process):
     assert sorted(results) == [(1, 0)] * 4
 
 
+def soon(seconds: float) -> float:
+    """A request's deadline, ``seconds`` from now."""
+    return time.monotonic() + seconds
+
+
 def test_group_commit_batches_the_callers_that_wait_and_answers_each():
     group = _GroupCommit()
     first_in = threading.Event()
@@ -223,8 +228,8 @@ def test_group_commit_batches_the_callers_that_wait_and_answers_each():
     answers: dict[str, tuple[int, int]] = {}
 
     def caller(name: str, size: int) -> None:
-        request = _Enqueue([(name, {})] * size, ["{}"] * size, None)
-        answers[name] = group.submit(request, journal, wait=JOIN)
+        request = _Enqueue([(name, {})] * size, ["{}"] * size, None, soon(JOIN))
+        answers[name] = group.submit(request, journal)
 
     lead = threading.Thread(target=caller, args=("a0", 1))
     lead.start()
@@ -263,8 +268,8 @@ def test_group_commit_failure_reaches_every_caller_and_the_next_batch_still_runs
 
     def caller() -> None:
         try:
-            outcomes.append(group.submit(_Enqueue([("k", {})], ["{}"], None), journal,
-                                         wait=JOIN))
+            outcomes.append(group.submit(_Enqueue([("k", {})], ["{}"], None, soon(JOIN)),
+                                         journal))
         except StoreUnavailable as exc:
             outcomes.append(str(exc))
 
@@ -292,11 +297,37 @@ def test_group_commit_caller_that_waits_too_long_withdraws_its_alerts():
             r.result = (1, 0)
 
     lead = threading.Thread(target=lambda: group.submit(
-        _Enqueue([("first", {})], ["{}"], None), journal, wait=JOIN))
+        _Enqueue([("first", {})], ["{}"], None, soon(JOIN)), journal))
     lead.start()
     assert first_in.wait(JOIN)
     with pytest.raises(StoreUnavailable):
-        group.submit(_Enqueue([("late", {})], ["{}"], None), journal, wait=0.2)
+        group.submit(_Enqueue([("late", {})], ["{}"], None, soon(0.2)), journal)
     go_on.set()
     lead.join(JOIN)
     assert journaled == ["first"] and not group._pending and not group._leading
+
+
+def test_every_caller_answers_by_its_own_wait_whatever_the_store_timeout(other_process):
+    """The webhook bounds each notification's wait for the store (webhook.store_wait),
+    below the store's own busy timeout: leader and followers alike answer 503 while the
+    other process still holds the lock, so Alertmanager retries instead of timing out."""
+    path, hold, release = other_process
+    store = SQLiteStore(path, busy_timeout=600)
+    hold()
+    outcomes: list[object] = []
+
+    def writer(i: int) -> None:
+        try:
+            outcomes.append(store.enqueue_alerts([alert(f"k{i}")], wait=0.3))
+        except StoreUnavailable as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,), daemon=True) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(JOIN)
+    assert not any(t.is_alive() for t in threads)          # answered, lock still held
+    assert len(outcomes) == 6 and all(isinstance(o, StoreUnavailable) for o in outcomes)
+    release()
+    assert store.enqueue_alerts([alert(f"k{i}") for i in range(6)], wait=5) == (6, 0)

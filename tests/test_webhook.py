@@ -8,6 +8,8 @@ import copy
 import io
 import json
 import logging
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -728,3 +730,31 @@ def test_the_journaled_payload_is_a_copy_equal_to_asdict():
     payload["labels"]["instance"] = "changed"
     payload["annotations"]["x"] = "y"
     assert alert.labels["instance"] != "changed" and "x" not in alert.annotations
+
+
+def test_a_store_held_by_another_writer_is_a_503_within_store_wait_and_not_ready(engine_env):
+    """Another process holds the store's write lock (a stuck CLI, a long transaction):
+    a notification answers 503 once webhook.store_wait has passed (so Alertmanager
+    retries, instead of timing out on a request parked for the store's own 15 s), and
+    /readyz says this instance cannot take alerts."""
+    engine_env.write_config(webhook="{store_wait: 300ms}")
+    service = Service(load_config(engine_env.config_path))
+    service.store.set_value("worker_heartbeat", {"w": time.time()})
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys\n"
+         "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+         "db.execute('BEGIN IMMEDIATE'); print('locked', flush=True)\n"
+         "sys.stdin.readline(); db.execute('COMMIT')", service.store.path],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        answer = service.post_alerts(fixture("01_promgen_firing_2alerts.json"))
+        assert answer.status_code == 503 and answer.headers["Retry-After"]
+        ready = service.client.get("/readyz")
+        assert ready.status_code == 503 and ready.json["store"] == "unavailable"
+    finally:
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(30)
+    assert service.post_alerts(fixture("01_promgen_firing_2alerts.json")).json["accepted"] == 2
+    assert service.client.get("/readyz").status_code == 200

@@ -16,7 +16,9 @@ serves it (``recovery serve``); this package never runs a server itself.
 
 Settings under ``webhook:`` in ``recovery.yml`` read here: ``max_body_bytes`` (4 MiB),
 ``ready_heartbeat_age`` (30 s), ``metrics_auth`` (false), ``repeat_signal_after`` (60 s:
-a firing alert repeated after that long is journaled again, a signal that it still fires).
+a firing alert repeated after that long is journaled again, a signal that it still fires),
+``store_wait`` (5 s: how long a notification waits for the store before its 503, so
+Alertmanager retries rather than times out).
 """
 
 from __future__ import annotations
@@ -90,8 +92,14 @@ def webhook_settings(config: Config) -> dict[str, Any]:
         repeat = parse_duration(raw.get("repeat_signal_after", 60))
     except ValueError as exc:
         raise ConfigError(f"{where}.repeat_signal_after: {exc}") from exc
+    try:
+        store_wait = parse_duration(raw.get("store_wait", 5))
+    except ValueError as exc:
+        raise ConfigError(f"{where}.store_wait: {exc}") from exc
+    if store_wait <= 0:
+        raise ConfigError(f"{where}.store_wait: more than 0 seconds")
     return {"max_body_bytes": limit, "ready_heartbeat_age": age, "metrics_auth": metrics_auth,
-            "repeat_signal_after": repeat}
+            "repeat_signal_after": repeat, "store_wait": store_wait}
 
 
 def _http_error(exc: HTTPException):

@@ -48,7 +48,8 @@ def receive_alerts():
         try:
             accepted, duplicates = state().context.store.enqueue_alerts(
                 [(alert.dedup_key, alert.to_payload()) for alert in parsed.alerts],
-                repeat_after=state().settings["repeat_signal_after"])
+                repeat_after=state().settings["repeat_signal_after"],
+                wait=state().settings["store_wait"])
         except StoreUnavailable as exc:
             log.error("webhook: cannot journal %d alert(s) of group %s: %s",
                       len(parsed.alerts), group, exc)

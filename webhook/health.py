@@ -44,7 +44,9 @@ def readyz():
     answer: dict[str, Any] = {"store": "ok", "worker_heartbeat_age": None,
                               "max_heartbeat_age": max_age}
     try:
-        ctx.store.ping()
+        # Writable, within what a notification would wait: a writer stuck on the store
+        # makes alerts 503, so this instance is not ready either.
+        ctx.store.ping(write=True, wait=state().settings.get("store_wait", 5.0))
         beats = ctx.store.get_value(HEARTBEAT_KEY)
     except StoreUnavailable as exc:   # the details go to the log: this route is open
         log.warning("readyz: store unavailable: %s", exc)

@@ -9,6 +9,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
+import shutil
+import sys
+from pathlib import Path
 
 from engine.cli.common import USAGE, CliError, positive_int, runbooks
 from engine.cli.output import out
@@ -61,6 +65,20 @@ def cmd_serve(ctx: EngineContext, args: argparse.Namespace) -> int:
     return Service(ctx.config, settings, log_level=level).run()
 
 
+def _cli(home) -> str:
+    """How to run ``recovery`` from where the service was started: the venv's script
+    when it is not on PATH (``make run`` does not activate the venv), with this home
+    when it is not the default one."""
+    script = Path(sys.executable).with_name("recovery")
+    command = "recovery"
+    if script.exists() and shutil.which("recovery") != str(script):
+        relative = os.path.relpath(script)
+        command = relative if not relative.startswith("..") else str(script)
+    if os.environ.get("RECOVERY_HOME"):
+        command = f"RECOVERY_HOME={shlex.quote(str(home))} {command}"
+    return command
+
+
 def first_start(settings, generated: dict[str, str], home) -> str:
     """What the first start prints, once: the tokens it just generated (and only those),
     a receiver for alertmanager.yml, and what to try next."""
@@ -103,7 +121,7 @@ def first_start(settings, generated: dict[str, str], home) -> str:
         "Next:",
         f"  curl -s {base}/healthz",
         f"  curl -s {base}/readyz                # 200 once an engine worker reports",
-        "  recovery status",
+        f"  {_cli(home)} status",
         f"  curl -s -H 'Authorization: Bearer {operator or '<an operator token>'}' "
         f"{base}/api/v1/status",
         "",

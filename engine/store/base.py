@@ -253,10 +253,13 @@ class Store(ABC):
     # -- intake queue (the webhook journals here before answering 200) --------------------
     @abstractmethod
     def enqueue_alerts(self, items: list[tuple[str, dict[str, Any]]], *,
-                       repeat_after: float | None = None) -> tuple[int, int]:
+                       repeat_after: float | None = None,
+                       wait: float | None = None) -> tuple[int, int]:
         """Journal (dedup_key, payload) pairs; return (accepted, duplicates). With
         ``repeat_after``, a firing duplicate last journaled longer ago than that is
-        journaled again (a repeat is a signal), still counted as a duplicate."""
+        journaled again (a repeat is a signal), still counted as a duplicate. Waits for
+        the store ``wait`` seconds at most (default: the store's own bound), then raises
+        StoreUnavailable."""
 
     @abstractmethod
     def claim_intake(self, holder: str, limit: int, lease: float) -> list[IntakeItem]: ...
@@ -274,8 +277,9 @@ class Store(ABC):
         (the latest such time is kept); kept until ``delete_before`` passes ``at``."""
 
     @abstractmethod
-    def resolved_until(self, fingerprint: str) -> str | None:
-        """When the last resolved episode of this fingerprint ended, if any."""
+    def resolved_until(self, fingerprint: str) -> tuple[str, float] | None:
+        """(when the last resolved episode of this fingerprint ended, when that resolve
+        was processed), if any."""
 
     # -- audit events and housekeeping ------------------------------------------------------
     @abstractmethod
@@ -315,8 +319,9 @@ class Store(ABC):
         return claimed
 
     @abstractmethod
-    def ping(self) -> None:
-        """Raise StoreUnavailable if the store cannot be used."""
+    def ping(self, *, write: bool = False, wait: float | None = None) -> None:
+        """Raise StoreUnavailable if the store cannot be read (``write``: written, within
+        ``wait`` seconds)."""
 
     def maintain(self) -> None:  # noqa: B027 - optional for backends
         """Housekeeping a worker runs between passes, off the path of any request."""

@@ -213,11 +213,13 @@ def _bucket_counts(raw: str) -> dict[str, float]:
 class _Enqueue:
     """One ``enqueue_alerts`` call waiting in a group commit."""
 
-    __slots__ = ("items", "texts", "repeat_after", "result", "error", "lead", "done")
+    __slots__ = ("items", "texts", "repeat_after", "deadline", "result", "error", "lead",
+                 "done")
 
     def __init__(self, items: list[tuple[str, dict[str, Any]]], texts: list[str],
-                 repeat_after: float | None) -> None:
+                 repeat_after: float | None, deadline: float) -> None:
         self.items, self.texts, self.repeat_after = items, texts, repeat_after
+        self.deadline = deadline           # time.monotonic() by which the caller answers
         self.result: tuple[int, int] | None = None
         self.error: BaseException | None = None
         self.lead = False                  # promoted: journal the pending batch
@@ -229,9 +231,11 @@ class _GroupCommit:
     own). A caller queues its request; if no transaction is on its way it leads: takes
     every request queued, runs ``journal(batch)`` (one transaction) and wakes each
     caller with its outcome. Callers that queue meanwhile wait; when the leader is done,
-    the first of them leads the next batch. A caller waits ``wait`` seconds at most
-    (the store's busy timeout and a margin): then it withdraws its request if no leader
-    has taken it yet, else it waits as long again for the transaction that holds it."""
+    the first of them leads the next batch. Every caller answers by its own deadline:
+    a follower still queued then withdraws its request; one whose transaction is on its
+    way is told the store is busy (its alerts may yet commit: Alertmanager's retry is
+    deduplicated); a leader's transaction waits for the lock until the earliest deadline
+    of its batch."""
 
     def __init__(self) -> None:
         self._reset()
@@ -242,8 +246,8 @@ class _GroupCommit:
         self._leading = False
         self._pid = os.getpid()   # a forked child starts afresh (no leader there)
 
-    def submit(self, request: _Enqueue, journal: Callable[[list[_Enqueue]], None], *,
-               wait: float) -> tuple[int, int]:
+    def submit(self, request: _Enqueue, journal: Callable[[list[_Enqueue]], None]
+               ) -> tuple[int, int]:
         if self._pid != os.getpid():
             self._reset()
         with self._mutex:
@@ -251,7 +255,7 @@ class _GroupCommit:
             lead = request.lead = not self._leading
             self._leading = True
         if not lead:
-            self._follow(request, wait)
+            self._follow(request)
         if request.lead:
             self._lead(request, journal)
         if request.error is not None:
@@ -259,18 +263,17 @@ class _GroupCommit:
         assert request.result is not None
         return request.result
 
-    def _follow(self, request: _Enqueue, wait: float) -> None:
-        if request.done.wait(wait):
+    def _follow(self, request: _Enqueue) -> None:
+        if request.done.wait(max(0.0, request.deadline - time.monotonic())):
             return
         with self._mutex:
             if request.lead or request.done.is_set():
                 return
             if request in self._pending:   # no leader took it: nothing written
                 self._pending.remove(request)
-                raise StoreUnavailable(f"store busy: alerts not journaled within {wait:g}s")
-        if not request.done.wait(wait):   # in a transaction on its way: its outcome
-            raise StoreUnavailable(f"store busy: alerts not known journaled within "
-                                   f"{2 * wait:g}s")
+                raise StoreUnavailable("store busy: alerts not journaled in time")
+        # In a transaction on its way: it may yet commit, and then a retry is a duplicate.
+        raise StoreUnavailable("store busy: alerts not known journaled in time")
 
     def _lead(self, request: _Enqueue, journal: Callable[[list[_Enqueue]], None]) -> None:
         with self._mutex:
@@ -385,15 +388,16 @@ class SQLiteStore(Store):
         finally:
             conn.execute("PRAGMA busy_timeout=0")
 
-    def _begin(self, conn: sqlite3.Connection) -> None:
+    def _begin(self, conn: sqlite3.Connection, deadline: float | None = None) -> None:
         """``BEGIN IMMEDIATE``, holding this process's writer lock for the file: the
         threads of one process queue on the lock, another process's writer is waited for
-        by retrying every 0.2-1 ms; at most ``busy_timeout`` in all, then StoreUnavailable.
-        On return the lock is held: the caller releases it after COMMIT or ROLLBACK."""
-        deadline = time.monotonic() + self.busy_timeout
-        if not self._write_lock.acquire(timeout=max(0.0, self.busy_timeout)):
-            raise StoreUnavailable(f"store busy: no write turn in this process within "
-                                   f"{self.busy_timeout:g}s")
+        by retrying every 0.2-1 ms; until ``deadline`` (``time.monotonic()``; default:
+        ``busy_timeout`` from now), then StoreUnavailable. On return the lock is held:
+        the caller releases it after COMMIT or ROLLBACK."""
+        if deadline is None:
+            deadline = time.monotonic() + self.busy_timeout
+        if not self._write_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise StoreUnavailable("store busy: no write turn in this process in time")
         delay = BUSY_FIRST_SLEEP
         try:
             while True:
@@ -411,10 +415,11 @@ class SQLiteStore(Store):
             raise
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction, taken at once (IMMEDIATE) so read-then-write is atomic."""
+    def _tx(self, deadline: float | None = None) -> Iterator[sqlite3.Connection]:
+        """A write transaction, taken at once (IMMEDIATE) so read-then-write is atomic;
+        the lock waited for until ``deadline`` (see ``_begin``)."""
         conn = self._conn()
-        self._begin(conn)
+        self._begin(conn, deadline)
         try:
             yield conn
         except sqlite3.IntegrityError:
@@ -472,8 +477,12 @@ class SQLiteStore(Store):
         db.execute(f"UPDATE {table} SET {sets} WHERE {key} = ?",
                    (*values.values(), key_value))
 
-    def ping(self) -> None:
+    def ping(self, *, write: bool = False, wait: float | None = None) -> None:
         self._read("SELECT 1")
+        if write:
+            bound = self.busy_timeout if wait is None else min(wait, self.busy_timeout)
+            with self._tx(deadline=time.monotonic() + bound):
+                pass   # BEGIN IMMEDIATE then COMMIT: the write lock can be had
 
     def maintain(self) -> None:
         try:
@@ -906,7 +915,8 @@ class SQLiteStore(Store):
 
     # -- intake queue ----------
     def enqueue_alerts(self, items: list[tuple[str, dict[str, Any]]], *,
-                       repeat_after: float | None = None) -> tuple[int, int]:
+                       repeat_after: float | None = None,
+                       wait: float | None = None) -> tuple[int, int]:
         """Journal the alerts not seen before (by dedup key), in order, and a firing one
         seen more than ``repeat_after`` seconds ago again: (accepted, duplicates), once
         committed.
@@ -920,17 +930,17 @@ class SQLiteStore(Store):
         that has to wait to get it back keeps the write lock all that time."""
         if not items:
             return 0, 0
+        bound = self.busy_timeout if wait is None else min(wait, self.busy_timeout)
         request = _Enqueue(items, [json.dumps(payload) for _, payload in items],
-                           repeat_after)
-        return self._intake_group.submit(request, self._journal_alerts,
-                                         wait=self.busy_timeout + 5.0)
+                           repeat_after, time.monotonic() + bound)
+        return self._intake_group.submit(request, self._journal_alerts)
 
     def _journal_alerts(self, batch: list[_Enqueue]) -> None:
         """One transaction for the requests of ``batch``, in order; sets their counts."""
         now = time.time()
         keys = list(dict.fromkeys(key for request in batch for key, _ in request.items))
         counts = []
-        with self._tx() as db:
+        with self._tx(deadline=min(request.deadline for request in batch)) as db:
             seen: dict[str, float | None] = {}
             for part in _parts(keys, 900):
                 marks = ",".join("?" * len(part))
@@ -1032,10 +1042,10 @@ class SQLiteStore(Store):
                        "DO UPDATE SET ends_at = max(ends_at, excluded.ends_at), "
                        "at = excluded.at", (fingerprint, ends_at, at))
 
-    def resolved_until(self, fingerprint: str) -> str | None:
-        rows = self._read("SELECT ends_at FROM resolved_alerts WHERE fingerprint = ?",
+    def resolved_until(self, fingerprint: str) -> tuple[str, float] | None:
+        rows = self._read("SELECT ends_at, at FROM resolved_alerts WHERE fingerprint = ?",
                           (fingerprint,))
-        return rows[0]["ends_at"] if rows else None
+        return (rows[0]["ends_at"], rows[0]["at"]) if rows else None
 
     def set_value(self, key: str, value: Any) -> None:
         with self._tx() as db:
