@@ -10,7 +10,8 @@ every figure). Two clocks per run:
   through it; or SCAN + delete), timed around the call; the verify is not in it.
 - **to verified**: from ``trigger()`` (or the approved step's start) to the incident
   recovered *and* the application's next write answered (reconnect), or to the incident
-  recovered (flush, its verify sampling the keys left).
+  recovered (flush, its verify scanning the whole ``cache:*`` namespace, 10,000 keys
+  left, for any key without a TTL, and reading a sample back).
 
 Cases:
   reconnect, endpoints   primary SIGKILLed, replica promoted by REPLICAOF NO ONE, then
@@ -19,7 +20,8 @@ Cases:
                          real Sentinel (down-after 500 ms, quorum 1) has promoted the
                          replica; the figure includes Sentinel's own failover time.
   flush_corrupted        10,000 keys without a TTL and 10,000 with one under cache:*, cap
-                         10,000, SCAN batches of 500 (the shipped parameters).
+                         10,000, SCAN batches of 500 (the shipped parameters). The
+                         cap is reached, so the run recounts what is left (nothing).
 restart_container cannot run here (no Docker daemon): it is not measured.
 
     .venv/bin/python bench/actions_redis.py [--quick] [-n 20]

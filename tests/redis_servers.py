@@ -7,6 +7,7 @@ reap the process, so a failing test leaves nothing behind.
     replica = RedisServer(tmp_path / "r", replica_of=primary).start()
     replica.wait_synced()
     sentinel = Sentinel(tmp_path / "s", primary, "cache").start()
+    locked = RedisServer(tmp_path / "l", disabled=("KEYS", "FLUSHALL")).start()  # as in prod
     primary.kill()                      # SIGKILL: the primary dies without a word
     replica.client().execute_command("REPLICAOF", "NO", "ONE")   # or let Sentinel do it
 """
@@ -51,11 +52,12 @@ class RedisServer:
 
     def __init__(self, folder: Path, *, replica_of: RedisServer | None = None,
                  password: str | None = None, port: int | None = None,
-                 **config: str | int) -> None:
+                 disabled: tuple[str, ...] = (), **config: str | int) -> None:
         self.folder = Path(folder)
         self.port = port or free_port()
         self.replica_of = replica_of
         self.password = password
+        self.disabled = disabled      # commands renamed away (`rename-command X ""`)
         # No persistence unless asked; a replica's first sync at once (Redis 7 waits 5 s
         # for more replicas to share a diskless sync by default).
         self.config = {"save": "", "appendonly": "no", "repl_diskless_sync_delay": 0,
@@ -76,6 +78,8 @@ class RedisServer:
                 "--daemonize", "no"]
         for key, value in self.config.items():
             argv += [f"--{key.replace('_', '-')}", str(value)]
+        for command in self.disabled:
+            argv += ["--rename-command", command, ""]
         if self.password:
             argv += ["--requirepass", self.password, "--masterauth", self.password]
         if self.replica_of is not None:

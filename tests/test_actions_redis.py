@@ -8,8 +8,11 @@ or a real Sentinel failover), and ``trigger("redis", "connection_timeout")`` mov
 application's pool: its next writes succeed, where without the action they fail.
 Service side: ``recovery test|recover|approve`` as subprocesses (flush_corrupted with its
 approval, its plan under ``--check``, restart_container in check mode: Docker cannot run
-here), and an alert through the real webhook of ``recovery serve``. The runbook is the
-shipped ``runbooks/redis.yml`` with only its verify timings shortened.
+here, with a per-host ``redis_container``), and an alert through the real webhook of
+``recovery serve``. The flush is also run where KEYS/FLUSHALL/FLUSHDB are renamed away,
+capped (it fails: "N more remain"), and against a writer that keeps losing its EXPIRE
+(the verify fails). The runbook is the shipped ``runbooks/redis.yml`` with only its
+verify timings shortened.
 """
 
 from __future__ import annotations
@@ -234,6 +237,37 @@ def test_a_dead_primary_with_only_a_replica_left_fails_escalates_and_degrades(
     assert not recovery.degraded("redis_unavailable")
 
 
+def test_reconnect_moves_a_single_connection_client(engine_env, servers):
+    """``redis.Redis(single_connection_client=True)`` holds its own connection outside
+    the pool's free list: reconnect replaces it with one to the new primary."""
+    primary = servers("primary")
+    replica = servers("replica", replica_of=primary)
+    replica.wait_synced()
+    inventory(engine_env, redis_url=primary.url, redis_failover_urls=[replica.url])
+    shipped_redis(engine_env)
+    ctx = engine_env.context()
+    app = redis.Redis.from_url(primary.url, single_connection_client=True, socket_timeout=1,
+                               socket_connect_timeout=1)
+    app.set("a", "1")
+    assert wait_until(lambda: replica.client().get("a") == b"1", 10)
+    old = app.connection
+    ctx.resources.register("redis", app)
+    primary.kill()
+    replica.promote()
+    with pytest.raises(redis.ConnectionError):        # the held connection is dead
+        app.set("b", "2")
+
+    moved = ctx.python.call("redis.reconnect", ActionContext(
+        "redis", "cache-1", params={"rounds": 2}, host_vars=dict(ctx.host_vars("cache-1")),
+        resources=ctx.resources))
+
+    assert moved.ok and f"to {replica.address}" in moved.summary, moved.summary
+    assert app.connection is not old and app.connection.port == replica.port
+    app.set("b", "2")                                  # the same client object writes
+    assert replica.client().get("b") == b"2" and app.get("a") == b"1"
+    app.close()
+
+
 def test_reconnect_where_nothing_is_registered_is_skipped_and_plans_without_moving(
         engine_env, servers):
     primary = servers("primary")
@@ -286,22 +320,32 @@ def test_flush_corrupted_from_the_cli_plans_parks_then_deletes_up_to_the_cap(
     assert parked.returncode == 3, parked.stdout + parked.stderr       # approval required
     run_id = re.search(r"approve (run-[\w-]+)", parked.stdout).group(1)
     done = cli(engine_env, "approve", run_id, "--now", "--as", "alice", secret=True)
-    assert done.returncode == 0, done.stdout + done.stderr
+    # Stopped at the cap with keys left: the step FAILS, the incident is not `recovered`.
+    assert done.returncode == 1, done.stdout + done.stderr
     assert count(client, "cache:bad:*") == 15             # the cap: 25 of 40 went
     assert count(client, "cache:ok:*") == 15 and count(client, "session:*") == 10
+    run = engine_env.context().store.get_run(run_id)
+    assert run.status == RunStatus.FAILED
+    assert "not recovered" in run.reason and "15 more key(s) without a TTL remain" in run.reason
     result = run_result(engine_env, run_id)["result"]
-    assert (result["deleted"], result["capped"], result["cap"]) == (25, True, 25)
+    assert (result["deleted"], result["capped"], result["cap"], result["remaining"]) == (
+        25, True, 25, 15)
     assert result["batches"] > 1 and len(result["sample"]) == 10
     assert all(k.startswith("cache:bad:") for k in result["sample"])
 
-    monkeypatch.setenv("REDIS_PASSWORD", SECRET)      # the second pass: the CLI in-process
-    code, printed = cli_here(engine_env, capsys, "recover", *target)
+    # The second pass: the CLI in-process; --force, because the failed attempt started
+    # the cooldown (300 s after a failure), which would defer it.
+    monkeypatch.setenv("REDIS_PASSWORD", SECRET)
+    code, printed = cli_here(engine_env, capsys, "recover", *target, "--force")
     assert code == 3, printed
     run_id = re.search(r"approve (run-[\w-]+)", printed).group(1)
     assert cli_here(engine_env, capsys, "approve", run_id, "--now")[0] == 0
     assert count(client, "cache:bad:*") == 0               # the rest, and nothing else
     assert count(client, "cache:ok:*") == 15 and count(client, "session:*") == 10
     assert run_result(engine_env, run_id)["result"]["capped"] is False
+    last = engine_env.context().store.get_run(run_id)
+    assert last.status == RunStatus.SUCCEEDED       # the verify scanned the whole namespace
+    assert "none of the 15 key(s) matching 'cache:*' lacks a TTL" in last.reason
 
     leaked = subprocess.run(["grep", "-rl", SECRET, str(engine_env.root / "var")],
                             capture_output=True, text=True)
@@ -321,10 +365,16 @@ def test_flush_refuses_a_match_everything_pattern_and_fails_on_a_stopped_server(
         return ctx.python.call("redis.flush_corrupted", ActionContext(
             "redis", "cache-1", params={"match": match, "max_keys": 10}, host_vars=host))
 
-    for pattern in ("*", "**", "", "[a-z]*"):
+    for pattern in ("*", "**", "", "[a-z]*", "c*", "cache*", "?ache:*", ":*", "::*",
+                    "\\*", "cache\\:*"):
         refused = flush(pattern)
-        assert not refused.ok and "refused" in refused.summary, pattern
+        assert not refused.ok and refused.summary.startswith("refused"), pattern
+        assert pattern == "" or "must name a namespace" in refused.summary, refused.summary
     assert server.client().dbsize() == 1
+    for pattern in ("cache:*", "cache:bad:*", "app/v1.*", "cache:x"):    # x: one key
+        planned = ctx.python.call("redis.flush_corrupted", ActionContext(
+            "redis", "cache-1", params={"match": pattern}, host_vars=host), plan=True)
+        assert planned.ok, (pattern, planned.summary)
     server.stop()
     failed = flush("cache:*")
     assert not failed.ok and "no primary for cache-1" in failed.summary
@@ -351,6 +401,91 @@ def test_sample_keys_readable_reads_back_what_is_left(engine_env, servers):
     assert result.ok and result.data["sampled"] == 31
     typed = sample(match="cache:*", sample=50, type="string")  # the hash fails GET
     assert not typed.ok and "cache:h: a hash, not a string" in typed.summary
+    # The flush's verify: the whole namespace scanned, not a sample of 20 readable keys.
+    corrupted = sample(match="cache:*", require_ttl=True)
+    assert not corrupted.ok and "31 key(s) matching 'cache:*' still have no TTL" in \
+        corrupted.summary
+    assert corrupted.data["without_ttl"] == 31 and corrupted.data["scanned_all"]
+    for i in range(30):
+        client.expire(f"cache:{i}", 600)
+    assert not sample(match="cache:*", require_ttl=True).ok          # cache:h still none
+    client.expire("cache:h", 600)
+    fixed = sample(match="cache:*", require_ttl=True)
+    assert fixed.ok and fixed.data["without_ttl"] == 0 and fixed.data["with_ttl"] == 31
+    client.set("session:1", "no ttl, another namespace")
+    assert sample(match="cache:*", require_ttl=True).ok
+    refused = sample(require_ttl=True)                  # which namespace? never all keys
+    assert not refused.ok and "require_ttl needs `match`" in refused.summary
+
+
+def test_the_flush_uses_scan_only_where_keys_and_flushall_are_disabled(engine_env, servers):
+    """Production servers often rename KEYS/FLUSHALL/FLUSHDB away: plan, flush (over two
+    capped runs) and verify still work, SCAN being all they use."""
+    server = servers("locked", disabled=("KEYS", "FLUSHALL", "FLUSHDB"))
+    client = server.client()
+    for command in (lambda: client.keys("*"), client.flushall, client.flushdb):
+        with pytest.raises(redis.exceptions.ResponseError, match="unknown command"):
+            command()
+    client.mset({f"cache:{i}": 1 for i in range(3000)})
+    client.set("cache:ttl", 1, ex=600)
+    client.set("other", 1)
+    inventory(engine_env, redis_url=server.url)
+    shipped_redis(engine_env)
+    ctx = engine_env.context()
+    host = dict(ctx.host_vars("cache-1"))
+
+    def call(name: str, plan: bool = False, **params):
+        return ctx.python.call(name, ActionContext("redis", "cache-1", params=params,
+                                                   host_vars=host), plan=plan)
+
+    flush = {"match": "cache:*", "max_keys": 2500, "batch": 100}
+    planned = call("redis.flush_corrupted", plan=True, **flush)
+    assert planned.ok and planned.data["more_than_cap"] and client.dbsize() == 3002
+    first = call("redis.flush_corrupted", **flush)
+    assert not first.ok and "500 more key(s) without a TTL remain" in first.summary
+    assert first.data["deleted"] == 2500 and client.dbsize() == 502
+    assert not call("redis.sample_keys_readable", match="cache:*", require_ttl=True).ok
+    second = call("redis.flush_corrupted", **flush)
+    assert second.ok and second.data["deleted"] == 500, second.summary
+    assert client.dbsize() == 2 and client.get("other") == b"1"
+    assert call("redis.sample_keys_readable", match="cache:*", require_ttl=True).ok
+
+
+def test_the_flush_verify_fails_while_the_application_still_writes_without_ttl(
+        engine_env, servers, capsys):
+    """The flush deletes every corrupted key, but the bug that lost the EXPIRE is still
+    writing: the shipped verify (no key of the namespace without a TTL, for stable_for)
+    fails the step instead of calling it recovered."""
+    import threading
+
+    server = servers("writer")
+    seed(server.client())
+    inventory(engine_env, redis_url=server.url)
+    shipped_redis(engine_env, **{"approval: required                # required":
+                                 "approval: none   # required", "deadline: 60s": "deadline: 3s"})
+    stop = threading.Event()
+
+    def buggy_application() -> None:
+        writer = server.client()
+        i = 0
+        while not stop.wait(0.02):
+            writer.set(f"cache:bad:new:{i}", "x")             # the EXPIRE lost again
+            i += 1
+
+    thread = threading.Thread(target=buggy_application, daemon=True)
+    thread.start()
+    try:
+        code, printed = cli_here(engine_env, capsys, "recover", "--component", "redis",
+                                 "--strategy", "flush_corrupted", "--target", "cache-1")
+    finally:
+        stop.set()
+        thread.join(5)
+    assert code == 1, printed
+    run = last_run(engine_env.context(), "flush_corrupted")
+    assert run.status == RunStatus.FAILED
+    assert "step succeeded but verify failed" in run.reason
+    assert "still have no TTL" in run.reason and "cache:bad:new:" in run.reason
+    assert count(server.client(), "cache:ok:*") == 15
 
 
 # -- ping: the probe and verify -------------------------------------------------------------
@@ -432,11 +567,15 @@ def test_recovery_test_shows_the_strategy_for_each_failure_type(engine_env, caps
     assert plan["first_step"] == first and plan["target"] == "cache-1"
 
 
-def test_restart_container_runs_in_check_mode_through_the_runbook(engine_env, servers,
-                                                                capsys):
-    """Docker and Podman cannot run here: the playbook is proven by check mode only."""
+@pytest.mark.parametrize(("host_vars", "container"), [
+    ({}, "redis"), ({"redis_container": "redis-cache-1"}, "redis-cache-1")])
+def test_restart_container_runs_in_check_mode_through_the_runbook(
+        engine_env, servers, capsys, host_vars, container):
+    """Docker and Podman cannot run here: the playbook is proven by check mode only. The
+    runbook's `container_default: redis` is only a default: a host's `redis_container`
+    names its own container (an extravar `container` would beat every host var)."""
     server = servers("restart")
-    inventory(engine_env, redis_url=server.url, container_runtime="podman")
+    inventory(engine_env, redis_url=server.url, container_runtime="podman", **host_vars)
     shipped_redis(engine_env)
     code, printed = cli_here(engine_env, capsys, "recover", "--component", "redis",
                              "--strategy", "restart_container", "--target", "cache-1",
@@ -447,6 +586,7 @@ def test_restart_container_runs_in_check_mode_through_the_runbook(engine_env, se
     assert run.check_mode and run.status == RunStatus.SUCCEEDED
     stdout = (engine_env.root / "var" / "artifacts" / run.id / "stdout").read_text()
     assert "skipping: [cache-1]" in stdout
+    assert f"restart container {container} with podman (-t 10)" in stdout
 
 
 def test_an_alert_through_the_webhook_flushes_after_approval(engine_env, servers, tmp_path):

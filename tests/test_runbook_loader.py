@@ -106,12 +106,14 @@ def test_redis_runbook_means_what_the_design_says() -> None:
     assert flush.params == {"match": "cache:*", "max_keys": 10000}
     assert flush.when == ("corruption",) and flush.on_reject == "next"
     assert restart.playbook == "restart_container.yml" and restart.extravars == {
-        "container": "redis"}
+        "container_var": "redis_container", "container_default": "redis"}
     assert restart.timeout == 300.0 and restart.when == ()
     assert redis.verify == Verify("redis.ping", {}, 2.0, 1.0, 60.0, 5.0)
     # the override replaces the action, keeps the runbook's timing
-    assert redis.verify_for(flush) == Verify("redis.sample_keys_readable", {}, 2.0, 1.0, 60.0,
-                                             5.0)
+    assert redis.verify_for(flush) == Verify(
+        "redis.sample_keys_readable", {"match": "cache:*", "require_ttl": True}, 2.0, 1.0,
+        60.0, 5.0)
+    assert redis.verify_for(flush).params["match"] == flush.params["match"]
     assert redis.verify_for(reconnect) == redis.verify
     assert (redis.cooldown.max_attempts, redis.cooldown.window,
             redis.cooldown.after_failure) == (3, 3600.0, 300.0)
