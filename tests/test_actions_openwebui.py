@@ -6,7 +6,8 @@ API behind it. The shipped runbooks/openwebui.yml is what runs.
 Given an expired token, the application's registered httpx.Client gets a new one; given a
 default model that does not answer, the next healthy fallback becomes the default; given
 nothing left to try, the incident ends `degraded` with callers pointed at the direct model
-API, until a passing probe switches the mode off. Credentials come from the environment
+API, until a passing probe (the default model answers, not merely /health) switches the
+mode off. Credentials come from the environment
 and never land under RECOVERY_HOME.
 """
 
@@ -102,7 +103,7 @@ def with_probe(env) -> None:
     """The shipped runbook with its (commented-out) probe switched on for webui-1."""
     path = env.root / "runbooks" / "openwebui.yml"
     path.write_text(path.read_text() + "probe: {targets: webui-1, interval: 60s, "
-                    "failure_type: service_down}\n")
+                    "failure_type: model_unavailable}\n")
 
 
 def assert_no_secret_under(home: Path, *secrets: str) -> None:
@@ -259,11 +260,12 @@ def test_nothing_answers_the_incident_ends_degraded_until_a_probe_passes(
                                                        "direct_model_api": True}
     assert {r["target"] for r in mode["reasons"]} == {"webui-1"}
     assert any("switched to degraded service" in r["reason"] for r in mode["reasons"])
-    webui.unhealthy = True                                     # still down: the mode stays
+    # OpenWebUI itself is up (/health 200) but the default model still does not answer:
+    # a probe must not switch the mode off, chat would still fail.
+    assert httpx.get(webui.url + "/health", timeout=5).status_code == 200
     assert probes.run_due(ctx, time.time()) == 1
     assert ctx.store.degraded_reasons(MODE)
-    webui.unhealthy = False
-    webui.model_up("llama3")
+    webui.model_up("llama3")                                   # the default answers again
     assert probes.run_due(ctx, time.time() + 61) == 1          # a passing probe
     assert ctx.store.degraded_reasons(MODE) == []
 

@@ -156,6 +156,20 @@ def test_threshold_zero_takes_every_old_match_but_nothing_outside_the_roots(
     assert "still over: nothing else here is old enough to delete" in result.data["stdout"]
 
 
+def test_fails_when_what_it_may_delete_does_not_bring_usage_under_the_threshold(
+        tmp_path, tree, tmpfs):
+    """The playbook's own check, df after deleting (on a host the engine's psutil cannot
+    see, the one that verifies the cleanup): every old match goes, 84% -> about 37%, and
+    that is still over 10%, so the step fails rather than calling it cleaned."""
+    result = run_playbook(tmp_path, cleanup_roots=[str(tmpfs / "cache"), str(tmpfs / "logs")],
+                          cleanup_max_usage_percent=10)
+    assert result.status == RunStatus.FAILED, result.reason
+    assert left(tree) == {"new", "nomatch", "outside", "pointed"}
+    assert f"{tmpfs} ({tmpfs / 'cache'}, {tmpfs / 'logs'}) is still" in result.reason
+    assert "threshold 10.0%: nothing else under the roots is old enough" in result.reason
+    assert usage(tmpfs) > 10
+
+
 def test_a_filesystem_already_under_the_threshold_is_left_alone(tmp_path, tree, tmpfs):
     result = run_playbook(tmp_path, cleanup_roots=[str(tmpfs / "cache"), str(tmpfs / "logs")],
                           cleanup_max_usage_percent=90)

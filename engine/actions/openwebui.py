@@ -442,8 +442,9 @@ class ModelFailover(Action):
 
 
 class DefaultModelAnswers(Action):
-    """Verify of ``model_failover``: the configured default model answers a one-token chat
-    completion (GET /health proves nothing about a model)."""
+    """Verify of ``model_failover``, and the runbook's verify (so the probe's check): the
+    configured default model answers a one-token chat completion. GET /health answers 200
+    while every model is down, so only this may switch ``openwebui_unavailable`` off."""
 
     name = "openwebui.default_model_answers"
     scope = REMOTE

@@ -6,6 +6,14 @@ host it is `skipped` with the reason (host-level changes there are playbooks:
 ``disk_cleanup.yml``, ``process_restart.yml``). What they act on comes from the
 inventory (host vars) or the runbook's ``with:``, never from alert labels.
 
+The verify of a playbook step on another host: with ``with: {remote: playbook}`` (set
+by the runbook on disk_cleanup's and process_restart's verify only) ``system.health``
+and ``system.process_running`` pass for a non-local target and say that the playbook's
+own check is the verification there (disk_cleanup fails unless df after the cleanup is
+under the threshold; process_restart fails unless the program runs with a new pid). A
+verify only runs after the step succeeded, so that check has passed; nothing watches
+the host from here afterwards (no ``stable_for`` there). Never set it on a probe.
+
 - ``system.health``: probe and verify: disk use of the cleanup roots and memory.
 - ``system.memory_gc``: ``gc.collect()`` in the process that registered ``system``;
   elsewhere a report of the biggest processes only.
@@ -30,16 +38,27 @@ from typing import Any
 from engine.actions.base import REMOTE, Action, ActionContext, ActionResult
 
 LOCAL_TARGETS = {"localhost", "127.0.0.1", "::1"}
+LOCAL_CONNECTIONS = {"local", "ansible.builtin.local"}
 MIB = 1 << 20
-PROGRAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$")   # as process_restart.yml
+# As process_restart.yml: one program, or one `group:name`; never `group:` (supervisorctl
+# restarts the whole group for that), never an option.
+PROGRAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]*(:[A-Za-z0-9_.@-]+)?$")
 
 
 def is_local(ctx: ActionContext) -> bool:
     """psutil and subprocesses see this machine: only a local target is theirs to read."""
-    return ctx.target in LOCAL_TARGETS or ctx.host_vars.get("ansible_connection") == "local"
+    return (ctx.target in LOCAL_TARGETS
+            or ctx.host_vars.get("ansible_connection") in LOCAL_CONNECTIONS)
 
 
-def not_here(ctx: ActionContext, action: str) -> ActionResult:
+def not_here(ctx: ActionContext, action: str, checked: str | None = None) -> ActionResult:
+    """Skipped; or, as the verify of a playbook step (``remote: playbook``) whose playbook
+    checks ``checked`` itself, passed on that check: psutil cannot see another host."""
+    if ctx.params.get("remote") == "playbook" and checked:
+        return ActionResult(True, (
+            f"{ctx.target} is not this machine, so {action} cannot look; the step's "
+            f"playbook checked {checked} on {ctx.target} itself and succeeded, which is all "
+            "that verifies it there"), {"checked_by": "playbook", "target": ctx.target})
     return ActionResult(False, f"{action} reads this machine only, not {ctx.target} "
                         "(no ansible_connection: local)", not_applicable=True)
 
@@ -74,12 +93,13 @@ class Health(Action):
     def run(self, ctx: ActionContext) -> ActionResult:
         import psutil
 
-        if not is_local(ctx):
-            return not_here(ctx, self.name)
         checks = set(names(ctx.params.get("checks")) or ["disk", "memory"])
         if not checks <= {"disk", "memory"}:
             return ActionResult(False, f"unknown checks {sorted(checks - {'disk', 'memory'})}: "
                                 "system.health checks disk and memory", not_applicable=True)
+        if not is_local(ctx):   # disk_cleanup.yml measures df after it deleted; memory: nobody
+            return not_here(ctx, self.name, "that disk use is under the threshold after the "
+                            "cleanup (df)" if checks == {"disk"} else None)
         problems, seen = [], {}
         data: dict[str, Any] = {}
         if "disk" in checks:
@@ -336,7 +356,8 @@ class ProcessRunning(Action):
 
     That it is a *new* process is checked by the playbook itself (pid before and
     after); this check, polled for ``stable_for``, catches a program that comes back
-    and dies again. It cannot tell whether the program does useful work."""
+    and dies again. It cannot tell whether the program does useful work. On another
+    host (``remote: playbook``) the playbook's new-pid check is all there is."""
 
     name = "system.process_running"
     scope = REMOTE
@@ -344,7 +365,7 @@ class ProcessRunning(Action):
 
     def run(self, ctx: ActionContext) -> ActionResult:
         if not is_local(ctx):
-            return not_here(ctx, self.name)
+            return not_here(ctx, self.name, "that the program runs again with a new pid")
         program = str(ctx.host_vars.get("program") or "")
         if not PROGRAM_NAME.match(program) or program == "all":
             return ActionResult(False, f"no valid `program` for {ctx.target} in the inventory",
