@@ -3,14 +3,15 @@ real ``chroma run`` under a real supervisord (tests/chroma_server.py), own embed
 
 Per action, N runs (20; ``--quick``: 3), each one break -> action -> verify:
   query_retry        chroma stopped, started again 1 s later; query_retry until a test
-                     query answers (heartbeat verify)
+                     query answers (verify: collection_check, server side)
   collection_reload  the collection dropped and re-created under its name (new id); the
                      application's registered handles re-opened; verify: collection_check
   index_rebuild      as the service runs it (no handles registered): 200 records (dim 8)
                      copied to a new collection, counts and 10 sample queries checked,
-                     names swapped, old dropped; verify: collection_check
+                     the original read again (digests: no write meanwhile) before and
+                     after the names are swapped, old dropped; verify: collection_check
   snapshot_rollback  (``--rollback N``, default 3; 0 skips) the collection dropped; the
-                     playbook snapshots, stops chroma, restores, starts it; verify:
+                     playbook stops chroma, snapshots, restores, starts it; verify:
                      collection_check. Ansible's start-up dominates it.
 Prints p50, min and max in seconds. Temp RECOVERY_HOME, every wait bounded.
 

@@ -147,8 +147,9 @@ def test_query_retry_waits_out_a_restart_and_keeps_the_token_out_of_the_record(
 
 # -- index_rebuild + collection_reload, embedded ------------------------------------------
 def test_an_embedding_application_follows_the_rebuilt_collection(engine_env, chroma):
-    """index_rebuild passes its own checks, its verify finds this process's handles on
-    the replaced id, and reload_after_rebuild re-opens them: recovered, same data."""
+    """index_rebuild, run by an application that embeds the engine, re-opens the handles
+    this process registered as part of the step, and its verify checks the server side:
+    one step, succeeded, recovered, same data."""
     from engine import Recovery
 
     records = chroma.populate("docs", 200)
@@ -162,13 +163,14 @@ def test_an_embedding_application_follows_the_rebuilt_collection(engine_env, chr
         incident.wait(120)
         ctx = recovery.context
         assert incident.state == IncidentState.RECOVERED.value, incident.incident.reason
-        ran = [(r.strategy, r.status) for r in runs(ctx)]
-        assert ran == [("index_rebuild", RunStatus.FAILED),
-                       ("reload_after_rebuild", RunStatus.SUCCEEDED)]
-        assert "still point at replaced" in runs(ctx)[0].reason
-        data = json.loads((ctx.artifacts_dir / runs(ctx)[0].id / "run.json").read_text())
+        [run] = runs(ctx)
+        assert (run.strategy, run.status) == ("index_rebuild", RunStatus.SUCCEEDED)
+        assert "this process's handles re-opened (docs)" in run.reason
+        assert "no write during the rebuild" in run.reason
+        data = json.loads((ctx.artifacts_dir / run.id / "run.json").read_text())
         figures = data["result"]["collections"]["docs"]
         assert figures["copied"] == 200 and figures["sample_hits"] == figures["sample"] == 10
+        assert data["result"]["reloaded_here"] == ["docs"]
     finally:
         recovery.close()
     current = chroma.client().get_collection("docs", embedding_function=None)
@@ -180,6 +182,58 @@ def test_an_embedding_application_follows_the_rebuilt_collection(engine_env, chr
     assert got["metadatas"] == [{"n": 57}] and got["documents"] == ["document r57"]
     assert [c.name for c in chroma.client().list_collections()
             if c.name.startswith("docs")] == ["docs"]      # no copy or old one left over
+
+
+def rebuild_with(chroma, when: str, write) -> object:
+    """Runs index_rebuild on docs (batches of 50) and calls ``write(collection)`` on a
+    handle to the original the first time the action logs ``when``: a write that lands
+    at that point of the rebuild, deterministically."""
+    from engine.actions.base import ActionContext
+    from engine.actions.registry import default_registry
+
+    app = chroma.client().get_collection("docs", embedding_function=None)
+    fired: list[str] = []
+
+    def log(message: str) -> None:
+        if when in message and not fired:
+            fired.append(message)
+            write(app)
+
+    ctx = ActionContext("chromadb", "chroma-1", params={"collection": "docs",
+                        "batch_size": 50}, host_vars=chroma.inventory_host(), log=log)
+    result = default_registry().get("chromadb.index_rebuild").run(ctx)
+    assert fired, "the write never happened"
+    return result
+
+
+@pytest.mark.parametrize("when,write,what", [
+    ("copied 50/", lambda c: c.update(ids=["r5"], metadatas=[{"n": 5, "edited": "yes"}]),
+     "changed during the rebuild (0 added, 0 removed, 1 changed: r5)"),
+    ("copied 100/", lambda c: c.delete(ids=["r7"]),    # also shifts the offsets: r100
+     "changed during the rebuild (1 added, 1 removed, 0 changed)"),   # was never copied
+    ("swapping the names", lambda c: c.upsert(ids=["r5"], embeddings=[[0.5] * 8],
+                                              metadatas=[{"n": 5, "edited": "yes"}]),
+     "was written to during the swap (0 added, 0 removed, 1 changed: r5)"),
+])
+def test_index_rebuild_refuses_to_swap_when_a_write_lands_meanwhile(chroma, when, write,
+                                                                    what):
+    """An acknowledged write during the copy (an update: same count; a delete of a copied
+    record) or just before the swap is never lost: the rebuild stops, the original
+    collection stays (or comes back) under its name with the write in it, and no copy is
+    left. (An add during the copy lands past the read offset and is copied.)"""
+    chroma.populate("docs", 200)
+    old_id = chroma.client().get_collection("docs").id
+    result = rebuild_with(chroma, when, write)
+    assert not result.ok and what in result.summary, result.summary
+    current = chroma.client().get_collection("docs", embedding_function=None)
+    assert current.id == old_id
+    if "r5" in what:
+        got = current.get(ids=["r5"], include=["metadatas"])
+        assert got["metadatas"] == [{"n": 5, "edited": "yes"}]
+    else:
+        assert current.count() == 199 and current.get(ids=["r7"])["ids"] == []
+    assert [c.name for c in chroma.client().list_collections()
+            if c.name.startswith("docs")] == ["docs"]
 
 
 def test_an_application_keeps_answering_while_the_service_side_rebuilds(engine_env,
@@ -227,21 +281,23 @@ def test_snapshot_take_refuses_a_data_dir_that_resolves_outside_the_roots(
     outside.mkdir()
     link = chroma.root / "link-out"
     link.symlink_to(outside)
+    snapshots = chroma.root / "refused-snapshots"    # a successful take would create it
     try:
-        env = shipped_env(engine_env, chroma, chromadb_persist_dir=str(link))
+        env = shipped_env(engine_env, chroma, chromadb_persist_dir=str(link),
+                          chromadb_snapshot_dir=str(snapshots))
         result = take_snapshot(env.context())
     finally:
         link.unlink()
     assert result.status == RunStatus.FAILED and "refused" in result.reason
-    assert not list(chroma.snapshots.glob("*")) if chroma.snapshots.exists() else True
+    assert f"({outside.resolve()})" in result.reason     # refused for where it resolves
+    assert not snapshots.exists() and list(outside.iterdir()) == []
 
 
 def test_a_corrupted_index_and_a_dropped_collection_come_back_from_the_snapshot(
         engine_env, chroma):
-    """Snapshot (good), break two ways, then the runbook: the
-    rebuild cannot read the broken index, the reload has nothing registered, the
-    rollback parks; approved, it snapshots the broken state, stops chroma, restores,
-    starts it: both collections answer again."""
+    """Snapshot (good), break two ways, then the runbook: the rebuild cannot read the
+    broken index, the rollback parks; approved, it stops chroma, snapshots the broken
+    state, restores, starts it: both collections answer again."""
     docs = chroma.populate("docs", 200)
     small = chroma.populate("small", 200, seed=11, configuration={
         "hnsw": {"sync_threshold": 10, "batch_size": 10}})   # its index goes to disk
@@ -263,13 +319,23 @@ def test_a_corrupted_index_and_a_dropped_collection_come_back_from_the_snapshot(
     chroma.wait_healthy()
     with pytest.raises(Exception, match="hnsw"):
         chroma.client().get_collection("small").get(limit=1, include=["embeddings"])
+    # A heartbeat cannot see it; the runbook's verify (and default probe) does.
+    from engine.actions.base import ActionContext
+
+    rb = ctx.runbook("chromadb")
+    check = ActionContext("chromadb", "chroma-1", params=dict(rb.verify.params),
+                          host_vars=ctx.host_vars("chroma-1"))
+    assert ctx.python.call("chromadb.heartbeat", check).ok
+    assert rb.verify.action == "chromadb.collection_check"
+    broken = ctx.python.call(rb.verify.action, check)
+    assert not broken.ok and not broken.not_applicable and "hnsw" in broken.summary.lower()
 
     opened = _incident(ctx, "index_corruption")
     assert opened.state in (IncidentState.OPEN, IncidentState.REMEDIATING)   # parked
     ran = {r.strategy: r for r in runs(ctx)}
     assert ran["index_rebuild"].status == RunStatus.FAILED
     assert "snapshot rollback is the next step" in ran["index_rebuild"].reason
-    assert ran["reload_after_rebuild"].status == RunStatus.SKIPPED
+    assert list(ran) == ["index_rebuild", "snapshot_rollback"]
     parked = ran["snapshot_rollback"]
     assert parked.status == RunStatus.PENDING_APPROVAL
     pid_before = chroma.supervisor.pid("chroma")
@@ -286,6 +352,8 @@ def test_a_corrupted_index_and_a_dropped_collection_come_back_from_the_snapshot(
         assert self_query(collection, records, ["r3", "r150"]) == ["r3", "r150"]
     [pre] = chroma.snapshots.glob("data-*.pre-rollback.tar.gz")
     assert not Path(f"{pre}.good").exists()          # never picked as a good one
+    assert list(chroma.snapshots.glob("*.partial")) == []
+    assert not list(chroma.root.glob("data.rollback-*"))   # old data deleted once healthy
     incident = ctx.store.get_incident(opened.id)
     assert incident.state == IncidentState.RECOVERED, incident.reason
 

@@ -21,8 +21,8 @@ RUNBOOKS_DIR = Path(__file__).resolve().parent.parent / "runbooks"
 ACTIONS = {
     "redis.reconnect", "redis.flush_corrupted", "redis.sample_keys_readable", "redis.ping",
     "chromadb.query_retry", "chromadb.collection_reload", "chromadb.index_rebuild",
-    "chromadb.heartbeat", "openwebui.token_refresh", "openwebui.model_failover",
-    "openwebui.graceful_degradation", "openwebui.health", "system.memory_gc",
+    "openwebui.token_refresh", "openwebui.model_failover",
+    "openwebui.graceful_degradation", "system.memory_gc",
     "system.file_handle_cleanup", "system.health", "system.file_handles",
     "system.process_running", "chromadb.collection_check", "openwebui.session_valid",
     "openwebui.default_model_answers",
@@ -127,12 +127,11 @@ def test_redis_runbook_means_what_the_design_says() -> None:
         "flush_corrupted", "restart_container"]
 
 
-def test_chromadb_rebuild_is_followed_by_a_reload_and_rollback_is_last() -> None:
+def test_chromadb_rebuild_then_rollback_last() -> None:
     chroma = load_runbook(RUNBOOKS_DIR / "chromadb.yml")
     steps = [(s.name, s.action or s.playbook) for _, s in chroma.strategies_for("index_corruption")]
     assert steps == [
         ("index_rebuild", "chromadb.index_rebuild"),
-        ("reload_after_rebuild", "chromadb.collection_reload"),
         ("snapshot_rollback", "snapshot_rollback.yml"),
     ]
     assert chroma.degraded_mode is not None and chroma.degraded_mode.name == "chromadb_unavailable"

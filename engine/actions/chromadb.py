@@ -1,6 +1,7 @@
 """ChromaDB actions.
 
-``heartbeat`` is the probe and the runbook's verify (plain HTTP, no chromadb import).
+``heartbeat`` says the server answers (plain HTTP, no chromadb import); it cannot see a
+broken collection, so the runbook's verify and probe are ``collection_check``.
 The strategies use the ``chromadb`` HTTP client, imported lazily inside the actions
 (it is an optional extra: without it they end with a clear failure, and the engine
 still imports and runs):
@@ -12,10 +13,13 @@ still imports and runs):
   collection *ids*, so an application keeps querying a replaced collection (after
   ``index_rebuild``, a drop and re-create, a restore) until it re-opens it by name.
 - ``index_rebuild`` (remote): copies a collection's records into a new collection,
-  checks counts and a sample of queries, then swaps the names; the old collection is
-  kept until the new one answers under the name. It reads records through the API, so it
-  cannot rebuild a collection whose stored index no longer loads (ChromaDB 1.x fails
-  every read of it): it fails saying so, and the runbook escalates to a rollback.
+  checks counts, a sample of queries and that no write reached the original meanwhile
+  (content digests read again before and after the swap), then swaps the names; the old
+  collection is deleted only once the new one answers under the name and the old one is
+  still unchanged. It reads records through the API, so it cannot rebuild a collection
+  whose stored index no longer loads (ChromaDB 1.x fails every read of it): it fails
+  saying so, and the runbook escalates to a rollback. Handles this process registered
+  are re-opened on the rebuilt collection as part of the step.
 - ``collection_check`` (remote; verify): the collections answer a query, and where this
   process registered handles, they point at the collections that now carry the names.
 
@@ -27,10 +31,12 @@ environment variable ``CHROMADB_TOKEN`` (sent as ``Authorization: Bearer``).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -325,14 +331,24 @@ class CollectionReload(Action):
 class IndexRebuild(Action):
     """Rebuilds each collection's index by copying its records (ids, embeddings,
     metadatas, documents; ``batch_size`` at a time) into a new collection with the same
-    metadata and configuration, then checks the count and ``sample`` self-queries, swaps
-    the names, checks the new one answers under the name, and only then deletes the old
-    one (``keep_old: true`` keeps it, renamed ``NAME__replaced_<time>``).
+    metadata and configuration, then checks the copy (count, ``sample`` self-queries)
+    and swaps the names.
 
-    Writes arriving during the copy make the counts differ: the rebuild then stops and
-    the original stays in place. A collection whose stored index no longer loads cannot
-    be read, so it cannot be copied: that is a rollback's job. Applications that embed
-    the engine hold the old collection id: ``collection_reload`` must follow."""
+    ChromaDB has no transactions and no write version, so writes during the rebuild are
+    caught by content: every copied record's digest (id, metadata, document, embedding)
+    is kept, the old collection is read again just before the swap and must match it
+    exactly (an add, update, upsert or delete since the copy stops the rebuild: the copy
+    is dropped, the original stays). After the swap the old collection (renamed
+    ``NAME__replaced_<time>``; processes holding its id still write into it) is read once
+    more: changed, the swap is undone; unchanged, it is deleted, so that a stale handle
+    fails loudly instead of writing into an orphan (``keep_old: true`` keeps it). What is
+    left is a window of milliseconds between that last read and the delete.
+
+    A collection whose stored index no longer loads cannot be read, so it cannot be
+    copied: that is a rollback's job. Handles this process registered
+    (:class:`ChromaCollections`) are re-opened on the rebuilt collection as part of the
+    step; other applications follow by name (``ChromaCollections.query`` does it when
+    the old id is gone) or through ``collection_reload``."""
 
     name = "chromadb.index_rebuild"
     scope = REMOTE
@@ -353,11 +369,28 @@ class IndexRebuild(Action):
             if not ok:
                 return ActionResult(False, summary, {"collections": done})
         words = "; ".join(f"{n}: {d['copied']} records copied in {d['batches']} batches, "
-                          f"{d['sample_hits']}/{d['sample']} sample queries found themselves"
+                          f"{d['sample_hits']}/{d['sample']} sample queries found themselves, "
+                          "no write during the rebuild"
+                          + (f", old one kept as {d['kept_old']}" if d.get("kept_old") else "")
                           for n, d in done.items())
-        return ActionResult(True, f"rebuilt {', '.join(names)} ({words}); applications "
-                            "embedding the engine must reload their handles "
-                            "(collection_reload)", {"collections": done})
+        reloaded, note = self._reload_here(ctx, names)
+        return ActionResult(True, f"rebuilt {', '.join(names)} ({words}){note}; other "
+                            "applications re-open the collections by name",
+                            {"collections": done, "reloaded_here": reloaded})
+
+    def _reload_here(self, ctx: ActionContext, names: list[str]) -> tuple[list[str], str]:
+        """Re-opens the handles this process registered for the rebuilt collections (an
+        application that embeds the engine), so it does not go on using the old ids."""
+        handles = _handles(ctx)
+        mine = [n for n in names if handles is not None and n in handles.names]
+        if not mine:
+            return [], ""
+        try:
+            handles.reload(mine)
+        except Exception as exc:  # noqa: BLE001 - the rebuild stands; say what is left
+            return [], (f"; this process's handles could NOT be re-opened ({_error(exc)}): "
+                        "collection_reload must follow")
+        return mine, f"; this process's handles re-opened ({', '.join(mine)})"
 
     def _rebuild(self, ctx: ActionContext, client: Any,
                  name: str) -> tuple[bool, str, dict[str, Any]]:
@@ -381,26 +414,31 @@ class IndexRebuild(Action):
             return False, f"cannot create {temp}: {_error(exc)}", data
         data["new_id"] = str(new.id)
         try:
-            sampled = self._copy(ctx, old, new, expected, batch, sample, data)
-            if new.count() != expected or data["copied"] != expected:
-                raise RebuildError(f"{name}: copied {data['copied']}, new collection holds "
-                                   f"{new.count()}, expected {expected} (writes during the "
-                                   "rebuild?); the original is untouched")
+            copied, sampled = self._copy(ctx, old, new, expected, batch, sample, data)
+            if new.count() != len(copied):
+                raise RebuildError(f"{name}: copied {len(copied)} records, the new "
+                                   f"collection holds {new.count()}; the original is "
+                                   "untouched")
             self._check_sample(new, sampled, data)
+            ctx.log(f"{name}: reading the original again for writes since the copy")
+            _unchanged(old, copied, batch, f"{name} changed during the rebuild")
         except Exception as exc:  # noqa: BLE001 - the original stays; the copy goes
             _drop(client, temp)
             reason = str(exc) if isinstance(exc, RebuildError) else (
                 f"cannot read {name} ({_error(exc)}); the original is untouched: a "
                 "snapshot rollback is the next step")
             return False, reason, data
-        return self._swap(ctx, client, old, new, name, stamp, data, start)
+        return self._swap(ctx, client, old, new, name, stamp, data, start, copied, batch)
 
     def _copy(self, ctx: ActionContext, old: Any, new: Any, expected: int, batch: int,
-              sample: int, data: dict[str, Any]) -> list[tuple[str, list[float]]]:
+              sample: int, data: dict[str, Any]
+              ) -> tuple[dict[str, str], list[tuple[str, list[float]]]]:
+        """Copies the records; returns id -> digest of what was copied, and the sample."""
         every = max(1, expected // sample)
         sampled: list[tuple[str, list[float]]] = []
+        copied: dict[str, str] = {}
         offset = 0
-        while offset < expected:
+        while True:
             if ctx.cancel.is_set():
                 raise RebuildError("canceled during the copy; the original is untouched")
             got = old.get(limit=batch, offset=offset, include=INCLUDE)
@@ -410,12 +448,16 @@ class IndexRebuild(Action):
             embeddings = [list(map(float, e)) for e in got["embeddings"]]
             new.add(ids=ids, embeddings=embeddings, metadatas=_or_none(got["metadatas"]),
                     documents=_or_none(got["documents"]))
+            copied.update(_digests(got))
             sampled += [(ids[i], embeddings[i]) for i in range(len(ids))
                         if (offset + i) % every == 0][:sample - len(sampled)]
             offset += len(ids)
             data["copied"], data["batches"] = offset, data["batches"] + 1
             ctx.log(f"{old.name}: copied {offset}/{expected}")
-        return sampled
+        if len(copied) != offset:
+            raise RebuildError(f"{old.name}: {offset - len(copied)} records were read twice "
+                               "(writes during the copy); the original is untouched")
+        return copied, sampled
 
     def _check_sample(self, new: Any, sampled: list[tuple[str, list[float]]],
                       data: dict[str, Any]) -> None:
@@ -433,8 +475,10 @@ class IndexRebuild(Action):
                                "record in the rebuilt index; the original is untouched")
 
     def _swap(self, ctx: ActionContext, client: Any, old: Any, new: Any, name: str,
-              stamp: str, data: dict[str, Any], start: float) -> tuple[bool, str, dict]:
-        aside = f"{name}__replaced_{stamp}"
+              stamp: str, data: dict[str, Any], start: float, copied: dict[str, str],
+              batch: int) -> tuple[bool, str, dict]:
+        aside, temp = f"{name}__replaced_{stamp}", f"{name}__rebuild_{stamp}"
+        ctx.log(f"{name}: swapping the names")
         try:
             old.modify(name=aside)
         except Exception as exc:  # noqa: BLE001
@@ -443,17 +487,16 @@ class IndexRebuild(Action):
         try:
             new.modify(name=name)
             current = client.get_collection(name, embedding_function=None)
-            if str(current.id) != str(new.id) or current.count() != data["expected"]:
+            if str(current.id) != str(new.id) or current.count() != len(copied):
                 raise RebuildError(f"{name} does not answer as the rebuilt collection")
             _probe_query(current)
+            # Writers holding the old id wrote into it until now: nothing may be lost.
+            _unchanged(old, copied, batch, f"{name} was written to during the swap")
         except Exception as exc:  # noqa: BLE001 - put the original back under its name
-            for collection, back in ((new, f"{name}__rebuild_{stamp}"), (old, name)):
-                try:
-                    collection.modify(name=back)
-                except Exception:  # noqa: BLE001, S110 - best effort; the record says so
-                    pass
-            return False, (f"the rebuilt {name} did not verify under its name "
-                           f"({_error(exc)}); the original is back under {name}"), data
+            back = _swap_back(new, temp, old, name)
+            kept = _unchanged_or_keep(client, new, temp, copied, batch)
+            return False, (f"the rebuilt {name} was not put in place ({_error(exc)}); "
+                           f"{back}; {kept}"), data
         if ctx.params.get("keep_old"):
             data["kept_old"] = aside
         else:
@@ -477,12 +520,66 @@ class IndexRebuild(Action):
             except Exception as exc:  # noqa: BLE001
                 words.append(f"{name} (cannot open: {_error(exc)})")
         return ActionResult(True, f"would copy {', '.join(words)} into new collections, "
-                            "check counts and sample queries, swap the names and delete the "
-                            "old ones")
+                            "check counts, sample queries and that nothing was written "
+                            "meanwhile, swap the names and delete the old ones")
 
 
 class RebuildError(Exception):
     """A rebuild stopped on purpose, with the reason an operator reads."""
+
+
+def _digests(got: Mapping[str, Any]) -> dict[str, str]:
+    """id -> sha256 of (metadata, document, embedding) of a ``get`` page."""
+    metadatas = got.get("metadatas") or [None] * len(got["ids"])
+    documents = got.get("documents") or [None] * len(got["ids"])
+    out = {}
+    for i, rid in enumerate(got["ids"]):
+        text = json.dumps([metadatas[i], documents[i], list(map(float, got["embeddings"][i]))],
+                          sort_keys=True, default=str)
+        out[rid] = hashlib.sha256(text.encode()).hexdigest()
+    return out
+
+
+def _unchanged(collection: Any, copied: Mapping[str, str], batch: int, what: str) -> None:
+    """Reads ``collection`` again; raises RebuildError saying how it differs from what
+    was copied (records added, removed or changed)."""
+    now: dict[str, str] = {}
+    offset = 0
+    while True:
+        got = collection.get(limit=batch, offset=offset, include=INCLUDE)
+        if not got["ids"]:
+            break
+        now.update(_digests(got))
+        offset += len(got["ids"])
+    if now == copied:
+        return
+    added = len(now.keys() - copied.keys())
+    removed = len(copied.keys() - now.keys())
+    changed = sorted(k for k in now.keys() & copied.keys() if now[k] != copied[k])
+    raise RebuildError(f"{what} ({added} added, {removed} removed, {len(changed)} changed"
+                       f"{': ' + ', '.join(changed[:5]) if changed else ''}); the original "
+                       "stays in place: rebuild when writes are quiet")
+
+
+def _swap_back(new: Any, temp: str, old: Any, name: str) -> str:
+    try:
+        new.modify(name=temp)
+        old.modify(name=name)
+    except Exception as exc:  # noqa: BLE001 - say exactly where things are
+        return (f"putting the original back FAILED ({_error(exc)}): the original is "
+                f"collection id {old.id}, the copy id {new.id}")
+    return f"the original is back under {name}"
+
+
+def _unchanged_or_keep(client: Any, new: Any, temp: str, copied: Mapping[str, str],
+                       batch: int) -> str:
+    """The copy is dropped unless something was written into it while it had the name."""
+    try:
+        _unchanged(new, copied, batch, "the copy")
+    except Exception:  # noqa: BLE001 - written to, or unreadable: keep it for a person
+        return f"the copy is kept as {temp} (it may hold writes made meanwhile)"
+    _drop(client, temp)
+    return "the copy was dropped"
 
 
 def _shape_of(collection: Any) -> dict[str, Any]:
@@ -519,7 +616,9 @@ class CollectionCheck(Action):
     """Verify: each configured collection opens by name and answers a query; where this
     process registered :class:`ChromaCollections`, its handles must point at those same
     collections. A stale handle is reported as not verifiable here (the verify fails at
-    once) so the runbook goes on to ``collection_reload``."""
+    once) so the runbook goes on to ``collection_reload``. ``with: {handles: false}``
+    checks the server side only (the data answers under the names), whatever this
+    process holds: the verify of a step that acts on the server, and the probe."""
 
     name = "chromadb.collection_check"
     scope = REMOTE
@@ -531,7 +630,7 @@ class CollectionCheck(Action):
             return failed
         handles = _handles(ctx)
         names = _collections(ctx, handles.names if handles else ())
-        held = handles.ids() if handles else {}
+        held = handles.ids() if handles and ctx.params.get("handles", True) else {}
         answers, stale = [], []
         try:
             client.heartbeat()
