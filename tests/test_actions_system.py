@@ -143,9 +143,14 @@ def test_on_a_fleet_host_the_playbook_steps_are_verified_by_their_playbooks():
         component="system", target="web-1", host_vars=host,
         params={"checks": ["memory"], "remote": "playbook"}))
     assert memory.not_applicable and not memory.ok
+    # threshold 0 ("every old match") is not checked by the playbook: not verified
+    cleanup = next(s for s in book.strategies if s.name == "disk_cleanup")
+    host["cleanup_max_usage_percent"] = 0
+    zero = check(book.verify_for(cleanup))
+    assert not zero.ok and "threshold is 0" in zero.summary
 
 
-@pytest.mark.parametrize("program", ["workers:", "workers:*", "-c", "all", "a:b:c"])
+@pytest.mark.parametrize("program", ["workers:", "workers:*", "-c", "all", "a:b:c", "web\n"])
 def test_process_running_refuses_a_whole_group_or_an_option(program):
     result = default_registry().get("system.process_running").run(ActionContext(
         component="system", target="localhost", host_vars={"program": program}))

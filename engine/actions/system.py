@@ -42,7 +42,7 @@ LOCAL_CONNECTIONS = {"local", "ansible.builtin.local"}
 MIB = 1 << 20
 # As process_restart.yml: one program, or one `group:name`; never `group:` (supervisorctl
 # restarts the whole group for that), never an option.
-PROGRAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]*(:[A-Za-z0-9_.@-]+)?$")
+PROGRAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]*(:[A-Za-z0-9_.@-]+)?\Z")
 
 
 def is_local(ctx: ActionContext) -> bool:
@@ -98,6 +98,13 @@ class Health(Action):
             return ActionResult(False, f"unknown checks {sorted(checks - {'disk', 'memory'})}: "
                                 "system.health checks disk and memory", not_applicable=True)
         if not is_local(ctx):   # disk_cleanup.yml measures df after it deleted; memory: nobody
+            limit = setting(ctx, "max_disk_percent", "cleanup_max_usage_percent", 90)
+            if checks == {"disk"} and float(limit) <= 0:
+                # Threshold 0 ("every old match") is not checked by the playbook: nothing
+                # measured the disk there, so this is no verified recovery.
+                return ActionResult(False, f"{ctx.target} is not this machine and its "
+                                    "cleanup threshold is 0, which disk_cleanup.yml does not "
+                                    "check: nothing verified the disk there")
             return not_here(ctx, self.name, "that disk use is under the threshold after the "
                             "cleanup (df)" if checks == {"disk"} else None)
         problems, seen = [], {}
