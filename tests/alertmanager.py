@@ -5,7 +5,6 @@ posting to the receiver URL a test gives it."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -14,13 +13,9 @@ from typing import Any
 
 import httpx
 
+from tests.service import free_port
+
 BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def iso(moment: datetime) -> str:

@@ -15,21 +15,16 @@ reap the process, so a failing test leaves nothing behind.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import redis
 
+from tests.service import free_port
+
 START = 15.0        # bound on a start, seconds
 HAS_REDIS = shutil.which("redis-server") is not None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(predicate, timeout: float, every: float = 0.05):
