@@ -5,7 +5,6 @@ it started killed at the end, even when a test fails."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import shutil
 import signal
@@ -25,11 +24,7 @@ from engine.lifecycle import IncidentState, RunStatus
 from engine.triggers import TriggerRequest, open_incident
 from tests.service import GRACE, Served, command, free_port, history, wait_for, webhook_token
 
-FIXTURE = Path("/work/shared/fixtures/alertmanager/01_promgen_firing_2alerts.json")
-HAS_INTAKE = importlib.util.find_spec("engine.intake") is not None
-needs_intake = pytest.mark.skipif(
-    not HAS_INTAKE, reason="engine/intake.py (the worker's side of the alert intake) has not "
-    "landed: nothing drains journaled alerts yet")
+FIXTURE = Path(__file__).parent / "fixtures" / "alertmanager" / "01_promgen_firing_2alerts.json"
 
 
 @pytest.fixture
@@ -266,7 +261,6 @@ def test_a_step_still_running_after_the_grace_is_interrupted(serve, engine_env, 
 
 # -- alerts in, remediation out ----------------------------------------------------------
 
-@needs_intake
 def test_an_alert_is_remediated_by_an_engine_worker_process(serve, engine_env, tmp_path):
     markers = tmp_path / "markers"
     markers.mkdir()
@@ -307,7 +301,6 @@ def _store_writable(db: Path) -> bool:
         return False
 
 
-@needs_intake
 def test_an_alert_journaled_before_a_sigkill_is_processed_once_after_restart(
         serve, engine_env, tmp_path):
     markers = tmp_path / "markers"
@@ -362,7 +355,6 @@ def test_make_run_starts_the_service():
     assert "recovery serve" in target
 
 
-@needs_intake
 def test_a_second_sigterm_interrupts_an_alerts_step_at_once(serve, engine_env, tmp_path):
     started = tmp_path / "started"
     engine_env.runbook("stuck", f"""

@@ -25,7 +25,7 @@ from engine.store.base import StoreUnavailable
 from engine.store.sqlite import SQLiteStore
 from webhook import EXTENSION, create_app
 
-FIXTURES = Path("/work/shared/fixtures/alertmanager")
+FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager"
 FIXTURE_FILES = sorted(FIXTURES.glob("*.json"))
 WEBHOOK = "webhook-token-0123456789abcdef"
 ALICE = "alice-token-0123456789abcdef"
