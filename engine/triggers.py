@@ -106,7 +106,8 @@ def open_incident(ctx: EngineContext, request: TriggerRequest) -> Opened:
             if latest.verify_until and received < latest.verify_until:
                 return Opened(latest)  # sent before the fix was verified: not a new signal
             reopened = ctx.store.reopen_incident(
-                latest.id, "reopened: the alert still fires after the fix was verified")
+                latest.id, "reopened: the alert still fires after the fix was verified",
+                trigger=request.trigger, requested_by=request.requested_by)
             if reopened is not None:
                 return Opened(reopened, claimed=True)
     incident = Incident(
@@ -138,7 +139,8 @@ def open_incident(ctx: EngineContext, request: TriggerRequest) -> Opened:
     else:
         # A repeat of the signal retries a deferred incident once its time has come, so
         # progress never depends on a worker running somewhere.
-        claimed = ctx.store.claim_incident(stored.id, now)
+        claimed = ctx.store.claim_incident(stored.id, now, trigger=request.trigger,
+                                           requested_by=request.requested_by)
     return Opened(claimed, claimed=True) if claimed is not None else Opened(stored)
 
 

@@ -167,6 +167,10 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS fencing (name TEXT PRIMARY KEY, value INTEGER);
 """
 
+# An incident claimed or reopened for a new request: who asks now, and nothing of the
+# last request's --force or --strategy (a SET clause; parameters trigger, requested_by).
+_NEW_REQUEST = "trigger = ?, requested_by = ?, forced = 0, only_strategy = NULL"
+
 _JSON_FIELDS = {"labels", "plan", "detail"}
 _BOOL_FIELDS = {"check_mode", "forced", "manual"}
 
@@ -517,7 +521,8 @@ class SQLiteStore(Store):
                           "ORDER BY opened_at DESC LIMIT 1", (runbook, target))
         return _row_to(Incident, rows[0]) if rows else None
 
-    def reopen_incident(self, incident_id: str, reason: str) -> Incident | None:
+    def reopen_incident(self, incident_id: str, reason: str, *, trigger: str,
+                        requested_by: str) -> Incident | None:
         now = time.time()
         try:
             with self._tx() as db:
@@ -528,9 +533,9 @@ class SQLiteStore(Store):
                 db.execute(
                     "UPDATE incidents SET state = ?, open_key = ?, closed_at = NULL, "
                     "attempt_id = NULL, step = 0, next_try_at = NULL, verify_until = NULL, "
-                    "reason = ?, updated_at = ? WHERE id = ?",
+                    f"{_NEW_REQUEST}, reason = ?, updated_at = ? WHERE id = ?",
                     (IncidentState.REMEDIATING.value, f"{row['runbook']}\x00{row['target']}",
-                     reason, now, incident_id))
+                     trigger, requested_by, reason, now, incident_id))
                 row = db.execute("SELECT * FROM incidents WHERE id = ?",
                                  (incident_id,)).fetchone()
         except sqlite3.IntegrityError:  # another incident is open for it: attach to that
@@ -556,6 +561,8 @@ class SQLiteStore(Store):
                 check_incident_transition(current.state, IncidentState(new_state))
                 open_key = f"{current.runbook}\x00{current.target}"
                 values["open_key"] = open_key if IncidentState(new_state).is_open else None
+                if IncidentState(new_state) != IncidentState.REMEDIATING:
+                    values["forced"] = 0   # --force ends with the attempt in hand
             values["updated_at"] = changes.get("updated_at", time.time())
             self._update(db, "incidents", "id", incident_id, values)
             row = db.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
@@ -585,8 +592,8 @@ class SQLiteStore(Store):
             if row is None:
                 return None
             db.execute(
-                "UPDATE incidents SET state = ?, next_try_at = NULL, updated_at = ? WHERE id = ?",
-                (IncidentState.REMEDIATING.value, now, row["id"]),
+                "UPDATE incidents SET state = ?, next_try_at = NULL, forced = 0, updated_at = ? "
+                "WHERE id = ?", (IncidentState.REMEDIATING.value, now, row["id"]),
             )
             row = db.execute("SELECT * FROM incidents WHERE id = ?", (row["id"],)).fetchone()
         return _row_to(Incident, row)
@@ -701,13 +708,17 @@ class SQLiteStore(Store):
             row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         return _row_to(RunRecord, row)
 
-    def claim_incident(self, incident_id: str, now: float) -> Incident | None:
+    def claim_incident(self, incident_id: str, now: float, *, trigger: str,
+                       requested_by: str) -> Incident | None:
         with self._tx() as db:
             cur = db.execute(
-                "UPDATE incidents SET state = ?, next_try_at = NULL, updated_at = ? "
+                "UPDATE incidents SET state = ?, next_try_at = NULL, "
+                # an operator's --strategy chose the step: the new request starts afresh
+                "step = CASE WHEN only_strategy IS NOT NULL AND attempt_id IS NULL THEN 0 "
+                f"ELSE step END, {_NEW_REQUEST}, updated_at = ? "
                 "WHERE id = ? AND state = ? AND (next_try_at IS NULL OR next_try_at <= ?)",
-                (IncidentState.REMEDIATING.value, now, incident_id, IncidentState.OPEN.value,
-                 now))
+                (IncidentState.REMEDIATING.value, trigger, requested_by, now, incident_id,
+                 IncidentState.OPEN.value, now))
             if cur.rowcount != 1:
                 return None
             row = db.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
