@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.alertmanager import BINARY
@@ -24,8 +25,9 @@ pytestmark = pytest.mark.skipif(BINARY is None, reason="prometheus-alertmanager 
 LABELS = {"alertname": "E2ERedisDown", "instance": "cache-1", "severity": "critical"}
 
 
-def redis_runbook(env, tmp_path: Path) -> Path:
-    """The runbook; returns the trace file its step appends to (one line a restart)."""
+def redis_runbook(env, tmp_path: Path, *, attempts: int = 1, verify: str = "0.5s") -> Path:
+    """The runbook (``attempts`` an hour; a verify window of ``verify`` after a fix);
+    returns the trace file its step appends to (one line a restart)."""
     trace = tmp_path / "restarts.log"
     env.runbook("cache", f"""
         match: [alertname="E2ERedisDown"]
@@ -33,8 +35,8 @@ def redis_runbook(env, tmp_path: Path) -> Path:
         strategies:
           - {{name: restart, action: test.touch,
               with: {{path: "{tmp_path / 'restarted'}", trace: "{trace}"}}}}
-        verify: {{action: test.ok, interval: 0.05s, deadline: 0.5s}}
-        cooldown: {{max_attempts: 1, window: 1h}}
+        verify: {{action: test.ok, interval: 0.05s, deadline: {verify}}}
+        cooldown: {{max_attempts: {attempts}, window: 1h}}
     """)
     return trace
 
@@ -99,3 +101,68 @@ def test_a_forced_take_over_is_not_inherited_when_alertmanager_reopens_the_incid
         assert incident["id"] == latest["incident_id"]   # the one the operator took over
         assert (incident["state"], incident["forced"], incident["trigger"]) == \
             ("canceled", False, "alert")
+
+
+def test_a_target_down_under_a_kill_switch_shows_in_status_and_enable_replays_it(
+        engine_env, tmp_path):
+    """Redis recovers, a kill switch goes on, Redis dies again at once (within the fix's
+    verify window): Alertmanager re-fires the alert. The refusal is recorded, status
+    says the target is down and refused, `enable` lists it, `enable --replay` runs it
+    through the gates again, credited to the alert."""
+    trace = redis_runbook(engine_env, tmp_path, attempts=3, verify="60s")
+    with stack(engine_env, tmp_path) as s:
+        s.am.fire(LABELS)
+        fp = fingerprint(s.am, LABELS)
+        assert wait_for(lambda: restarts(trace) == 1 and runs_of(s)
+                        and runs_of(s)[-1]["status"] == "succeeded", 15), \
+            s.served.stderr()[-3000:]
+        assert s.cli("disable", "--target", "cache-1", "--for", "10m",
+                     "--as", "alice").returncode == 0
+        fire_again(s)
+        assert wait_for(lambda: runs_of(s)[-1]["status"] == "refused", 10), \
+            f"the re-fire left no refused record: {runs_of(s)}"
+        refused = runs_of(s)[-1]
+        assert (refused["trigger"], refused["fingerprint"]) == ("alert", fp), refused
+        assert restarts(trace) == 1
+
+        # status, in every form, says the target is down and refused
+        status = s.cli_json("status")
+        [cache] = [c for c in status["components"] if c["component"] == "cache"]
+        assert cache["health"] == "refused", cache
+        [row] = status["refused_alerts"]
+        assert (row["component"], row["runbook"], row["target"], row["alertname"],
+                row["fingerprint"], row["run_id"], row["firing"]) == \
+            ("cache", "cache", "cache-1", "E2ERedisDown", fp, refused["id"], True), row
+        assert "auto-recovery disabled for target=cache-1" in row["reason"]
+        printed = s.cli("status").stdout
+        assert "refused" in printed and refused["id"] in printed, printed
+        operator = (s.served.home / "operator.token").read_text().strip()
+        api = httpx.get(f"{s.served.url}/api/v1/status", timeout=10,
+                        headers={"Authorization": f"Bearer {operator}"}).json()
+        assert [r["run_id"] for r in api["refused_alerts"]] == [refused["id"]]
+
+        # enable without --replay: the switch goes, the alert is listed, nothing runs
+        done = s.cli("enable", "--target", "cache-1", "--as", "alice")
+        assert done.returncode == 0, done.stderr
+        assert "E2ERedisDown" in done.stdout and refused["id"] in done.stdout, done.stdout
+        assert "recovery enable --target cache-1 --replay" in done.stdout, done.stdout
+        time.sleep(1.0)
+        assert restarts(trace) == 1 and runs_of(s)[-1]["id"] == refused["id"]
+
+        # --replay: re-queued, gates asked again, run, credited to the alert
+        done = s.cli("enable", "--target", "cache-1", "--replay", "--as", "alice")
+        assert done.returncode == 0, done.stderr
+        assert "replayed" in done.stdout and fp in done.stdout, done.stdout
+        assert wait_for(lambda: restarts(trace) == 2, 15), s.served.stderr()[-3000:]
+        assert wait_for(lambda: runs_of(s)[-1]["status"] == "succeeded", 10)
+        replayed = runs_of(s)[-1]
+        assert (replayed["trigger"], replayed["fingerprint"], replayed["forced"]) == \
+            ("alert", fp, False), replayed
+        assert replayed["requested_by"].startswith("alertmanager:")
+        assert "replayed by alice" in replayed["requested_by"], replayed
+        assert s.cli_json("status")["refused_alerts"] == []
+        # a second --replay finds nothing left to replay
+        done = s.cli("enable", "--target", "cache-1", "--replay", "--as", "alice")
+        assert done.returncode == 0 and "nothing to replay" in done.stdout, done.stdout
+        time.sleep(1.0)
+        assert restarts(trace) == 2

@@ -22,7 +22,12 @@ again). Manual `recovery recover --force` still runs. Recorded with who and why.
 """
 ENABLE_HELP = """\
 Remove the kill switches of exactly this scope (what `disable` with the same
---component/--target added). Says what was removed and what still applies.
+--component/--target added). Says what was removed and what still applies, and lists
+the alerts a kill switch refused in this scope that still fire (the intake journal: the
+newest delivery of the alert was firing, no resolve came after it), which nothing
+would run until Alertmanager repeats them. --replay re-queues those: each goes the
+normal way (every gate asked again, trigger alert, credited to the alert, replayed by
+you), once per refusal.
 """
 UNLOCK_HELP = """\
 Break the lock on a target (one run at a time per target), e.g. one left by a killed
@@ -58,6 +63,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--component", "-c", metavar="C")
     p.add_argument("--target", "-t", metavar="T")
+    p.add_argument("--replay", action="store_true",
+                   help="re-queue the refused alerts of this scope that still fire")
     p.set_defaults(func=cmd_enable)
 
     p = sub.add_parser("unlock", parents=parents, help="break a target's lock (recorded)",
@@ -176,7 +183,54 @@ def cmd_enable(ctx: EngineContext, args: argparse.Namespace) -> int:
         out("still active: " + "; ".join(
             f"{s.scope()} ({s.id}, until {when(s.until) if s.until else 'enabled'})"
             for s in still))
+    since = min([t - ctx.config.status_window, *(s.created_at for s in removed)])
+    _refused_while_off(ctx, args, who, t, since, component, target, still)
     return OK
+
+
+def _refused_while_off(ctx: EngineContext, args: argparse.Namespace, who: str, t: float,
+                       since: float, component: str | None, target: str | None,
+                       still: list[Switch]) -> None:
+    """List the alerts of this scope a kill switch refused that still fire; with
+    --replay, re-queue them (recorded as the operator's ``replay``)."""
+    from engine.cli.recover import approve_hint
+    from engine.cli.status import refused_table
+    from engine.refused_alerts import refused_alerts, replay
+
+    scope = _scope(component, target)
+    found = refused_alerts(ctx.store, since=since, component=component, target=target)
+    if not found:
+        if args.replay:
+            out(f"nothing to replay: no alert refused by a kill switch for {scope} still "
+                "fires")
+        return
+    out(f"\nrefused by a kill switch for {scope}, still firing:")
+    out(_indent(refused_table([a.to_dict() for a in found], t)))
+    for a in found:
+        covering = [s for s in still if s.covers(a.run.component, a.run.target)]
+        if covering:
+            out(f"note: {a.run.target} is still covered by {covering[0].scope()} "
+                f"({covering[0].id}): a replay of {a.run.fingerprint} is refused again")
+    if not args.replay:
+        flags = "".join(f" --{k} {v}" for k, v in (("component", component),
+                                                    ("target", target)) if v)
+        out(f"to run them now: recovery{approve_hint(args)} enable{flags} --replay")
+        return
+    queued = replay(ctx.store, found, by=who)
+    if queued:
+        ctx.store.add_event(AuditEvent(at=t, actor=who, action="replay", detail={
+            "component": component, "target": target,
+            "replayed": [{"fingerprint": a.run.fingerprint, "refused_run": a.run.id}
+                         for a in queued]}))
+    for a in found:
+        if a in queued:
+            out(f"replayed {a.alertname or 'alert'} {a.run.fingerprint} on {a.run.target} "
+                f"(refused run {a.run.id}): queued in the intake for the service's workers "
+                "(where no service runs, it waits there until one starts)")
+        elif a.firing:
+            out(f"not replayed {a.run.fingerprint}: already queued for refusal {a.run.id}")
+        else:
+            out(f"not replayed {a.run.fingerprint}: not known to fire (no delivery kept)")
 
 
 # -- unlock -----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from engine.records import (
     Attempt,
     AuditEvent,
     DegradedReason,
+    Delivery,
     Incident,
     Lock,
     RunRecord,
@@ -136,6 +137,7 @@ class Store(ABC):
         status: str | None = None,
         incident_id: str | None = None,
         target: str | None = None,
+        fingerprint: str | None = None,
         limit: int | None = 100,
     ) -> list[RunRecord]:
         """Newest first."""
@@ -274,7 +276,14 @@ class Store(ABC):
     def claim_intake(self, holder: str, limit: int, lease: float) -> list[IntakeItem]: ...
 
     @abstractmethod
-    def ack_intake(self, ids: Iterable[int]) -> None: ...
+    def ack_intake(self, ids: Iterable[int], deliveries: Iterable[Delivery] = ()) -> None:
+        """Drop processed items from the queue, and keep what was made of them
+        (``deliveries``) in the same transaction."""
+
+    @abstractmethod
+    def deliveries(self, *, fingerprint: str | None = None, incident_id: str | None = None,
+                   limit: int | None = 100) -> list[Delivery]:
+        """Kept deliveries, newest first (pruned with the history, ``delete_before``)."""
 
     @abstractmethod
     def intake_depth(self, now: float) -> tuple[int, float]:
@@ -301,7 +310,7 @@ class Store(ABC):
     def delete_before(self, before: float) -> list[str]:
         """Drop what ended before ``before``: runs (their ids are returned, for their
         artifacts), closed incidents, finished attempts, decided approvals, events, the
-        intake's dedup keys and resolve marks."""
+        intake's dedup keys, resolve marks and kept deliveries."""
 
     @abstractmethod
     def set_value(self, key: str, value: Any) -> None: ...

@@ -44,6 +44,7 @@ from engine.records import (
     Attempt,
     AuditEvent,
     DegradedReason,
+    Delivery,
     Incident,
     Lock,
     RunRecord,
@@ -115,12 +116,13 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at REAL, finished_at REAL, check_mode INTEGER, fingerprint TEXT,
     requested_by TEXT, approved_by TEXT, forced INTEGER, reason TEXT,
     runbook_sha256 TEXT, playbook_sha256 TEXT,
-    heartbeat_at REAL, claimed_by TEXT, claimed_until REAL
+    heartbeat_at REAL, claimed_by TEXT, claimed_until REAL, gate TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
 CREATE INDEX IF NOT EXISTS runs_component ON runs(component, started_at);
 CREATE INDEX IF NOT EXISTS runs_incident ON runs(incident_id);
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
+CREATE INDEX IF NOT EXISTS runs_fingerprint ON runs(fingerprint, started_at);
 CREATE TABLE IF NOT EXISTS attempts (
     id TEXT PRIMARY KEY, incident_id TEXT, runbook TEXT, target TEXT,
     started_at REAL, finished_at REAL, outcome TEXT
@@ -160,6 +162,14 @@ CREATE TABLE IF NOT EXISTS intake (
 );
 CREATE TABLE IF NOT EXISTS intake_seen (dedup_key TEXT PRIMARY KEY, seen_at REAL);
 CREATE TABLE IF NOT EXISTS resolved_alerts (fingerprint TEXT PRIMARY KEY, ends_at TEXT, at REAL);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, fingerprint TEXT, status TEXT, starts_at TEXT,
+    received_at REAL, processed_at REAL, outcome TEXT, incident_id TEXT, run_id TEXT,
+    replayed_by TEXT, payload TEXT
+);
+CREATE INDEX IF NOT EXISTS deliveries_fingerprint ON deliveries(fingerprint, id);
+CREATE INDEX IF NOT EXISTS deliveries_incident ON deliveries(incident_id);
+CREATE INDEX IF NOT EXISTS deliveries_processed ON deliveries(processed_at);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL, actor TEXT, action TEXT, detail TEXT
 );
@@ -171,7 +181,7 @@ CREATE TABLE IF NOT EXISTS fencing (name TEXT PRIMARY KEY, value INTEGER);
 # last request's --force or --strategy (a SET clause; parameters trigger, requested_by).
 _NEW_REQUEST = "trigger = ?, requested_by = ?, forced = 0, only_strategy = NULL"
 
-_JSON_FIELDS = {"labels", "plan", "detail"}
+_JSON_FIELDS = {"labels", "plan", "detail", "payload"}
 _BOOL_FIELDS = {"check_mode", "forced", "manual"}
 
 
@@ -344,12 +354,13 @@ class SQLiteStore(Store):
         """Columns added since a store was created (CREATE TABLE IF NOT EXISTS leaves an
         existing table as it was)."""
         conn = self._conn()
-        columns = {row["name"] for row in conn.execute("PRAGMA table_info(incidents)")}
-        for column in ("starts_at", "held_by"):
+        for table, column in (("incidents", "starts_at"), ("incidents", "held_by"),
+                              ("runs", "gate")):
+            columns = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
             if column in columns:
                 continue
             try:
-                conn.execute(f"ALTER TABLE incidents ADD COLUMN {column} TEXT")
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
             except sqlite3.OperationalError as exc:
                 if "duplicate column" not in str(exc):   # another process added it first
                     raise
@@ -464,6 +475,28 @@ class SQLiteStore(Store):
                     raise StoreUnavailable(f"store read failed: {exc}") from exc
             time.sleep(min(delay, left))
             delay = min(delay * 2, BUSY_MAX_SLEEP)
+
+    def _select(self, table: str, equal: Iterable[tuple[str, Any]], *, order: str,
+                limit: int | None, since: tuple[str, float | None] = ("", None)
+                ) -> list[sqlite3.Row]:
+        """Rows of ``table`` whose columns equal the values given (None: any), whose
+        ``since`` column is at or after its value (if given), in ``order``."""
+        where, params = [], []
+        for column, value in equal:
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since[1] is not None:
+            where.append(f"{since[0]} >= ?")
+            params.append(since[1])
+        sql = f"SELECT * FROM {table}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY {order}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return self._read(sql, params)
 
     @staticmethod
     def _insert(db: sqlite3.Connection, table: str, values: dict[str, Any],
@@ -623,7 +656,7 @@ class SQLiteStore(Store):
             values["heartbeat_at"] = run.started_at
             if resumed:
                 keep = ("status", "attempt_id", "reason", "approved_by", "started_at",
-                        "forced", "heartbeat_at")
+                        "forced", "heartbeat_at", "gate")
                 values = {k: v for k, v in values.items() if k in keep}
                 values.update(claimed_by=None, claimed_until=None)
                 sets = ", ".join(f"{k} = ?" for k in values)
@@ -665,24 +698,14 @@ class SQLiteStore(Store):
 
     def query_runs(self, *, component: str | None = None, since: float | None = None,
                    status: str | None = None, incident_id: str | None = None,
-                   target: str | None = None, limit: int | None = 100) -> list[RunRecord]:
-        where, params = [], []
-        for column, value in (("component", component), ("status", status),
-                              ("incident_id", incident_id), ("target", target)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if since is not None:
-            where.append("started_at >= ?")
-            params.append(since)
-        sql = "SELECT * FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY started_at DESC, id DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        return [_row_to(RunRecord, r) for r in self._read(sql, params)]
+                   target: str | None = None, fingerprint: str | None = None,
+                   limit: int | None = 100) -> list[RunRecord]:
+        rows = self._select("runs", (("component", component), ("status", status),
+                                     ("incident_id", incident_id), ("target", target),
+                                     ("fingerprint", fingerprint)),
+                            order="started_at DESC, id DESC", limit=limit,
+                            since=("started_at", since))
+        return [_row_to(RunRecord, r) for r in rows]
 
     def claim_queued_run(self, holder: str, now: float, lease: float) -> RunRecord | None:
         with self._tx() as db:
@@ -1006,14 +1029,25 @@ class SQLiteStore(Store):
         return [IntakeItem(r["id"], r["dedup_key"], json.loads(r["payload"]), r["received_at"])
                 for r in rows]
 
-    def ack_intake(self, ids: Iterable[int]) -> None:
-        ids = list(ids)
-        if not ids:
+    def ack_intake(self, ids: Iterable[int], deliveries: Iterable[Delivery] = ()) -> None:
+        ids, kept = list(ids), list(deliveries)
+        if not ids and not kept:
             return
         with self._tx() as db:
             for part in _parts(ids, 900):
                 db.execute(f"DELETE FROM intake WHERE id IN ({','.join('?' * len(part))})",
                            part)
+            for delivery in kept:
+                values = _columns(delivery)
+                values.pop("id")
+                self._insert(db, "deliveries", values)
+
+    def deliveries(self, *, fingerprint: str | None = None, incident_id: str | None = None,
+                   limit: int | None = 100) -> list[Delivery]:
+        rows = self._select("deliveries", (("fingerprint", fingerprint),
+                                           ("incident_id", incident_id)),
+                            order="id DESC", limit=limit)
+        return [_row_to(Delivery, r) for r in rows]
 
     def intake_depth(self, now: float) -> tuple[int, float]:
         row = self._read("SELECT COUNT(*) AS n, MIN(received_at) AS oldest FROM intake")[0]
@@ -1043,6 +1077,7 @@ class SQLiteStore(Store):
             db.execute("DELETE FROM events WHERE at < ?", (before,))
             db.execute("DELETE FROM intake_seen WHERE seen_at < ?", (before,))
             db.execute("DELETE FROM resolved_alerts WHERE at < ?", (before,))
+            db.execute("DELETE FROM deliveries WHERE processed_at < ?", (before,))
             db.execute("DELETE FROM kv WHERE key LIKE 'cancel:%' "
                        "AND json_extract(value, '$.at') < ?", (before,))
         return ids
