@@ -124,6 +124,14 @@ def test_a_target_down_under_a_kill_switch_shows_in_status_and_enable_replays_it
         refused = runs_of(s)[-1]
         assert (refused["trigger"], refused["fingerprint"]) == ("alert", fp), refused
         assert restarts(trace) == 1
+        # why nothing ran: the alert's timeline
+        shown = s.cli("show", fp)
+        assert shown.returncode == 0, shown.stderr
+        told = shown.stdout
+        assert told.index("disable target=cache-1 by alice") < \
+            told.index("alert resolved") < told.index("gate kill_switch: refuse"), told
+        assert f"run {refused['id']}" in told
+        assert [e["kind"] for e in s.cli_json("show", fp)["entries"]].count("delivery") >= 3
 
         # status, in every form, says the target is down and refused
         status = s.cli_json("status")
@@ -166,3 +174,55 @@ def test_a_target_down_under_a_kill_switch_shows_in_status_and_enable_replays_it
         assert done.returncode == 0 and "nothing to replay" in done.stdout, done.stdout
         time.sleep(1.0)
         assert restarts(trace) == 2
+
+
+def test_an_emergency_stop_cancels_what_the_service_runs_and_rejects_what_waits(
+        engine_env, tmp_path):
+    """The service is restarting Redis for one alert and waits for approval of a flush
+    for another, both on cache-1: `disable --target cache-1 --cancel-running` stops the
+    one and rejects the other in the same step, and Alertmanager's repeats are refused
+    from then on."""
+    trace = tmp_path / "trace.log"
+    started = tmp_path / "started"
+    engine_env.runbook("slow", f"""
+        match: [alertname="E2ERedisDown"]
+        target: "{{{{ labels.instance }}}}"
+        strategies:
+          - {{name: restart, action: test.sleep,
+              with: {{seconds: 30, started: "{started}", trace: "{trace}"}}}}
+    """)
+    engine_env.runbook("flush", f"""
+        match: [alertname="E2ERedisCorrupted"]
+        target: "{{{{ labels.instance }}}}"
+        strategies:
+          - {{name: flush, action: test.touch, with: {{path: "{tmp_path / 'flushed'}"}},
+              approval: required}}
+    """)
+    corrupted = dict(LABELS, alertname="E2ERedisCorrupted")
+    with stack(engine_env, tmp_path, webhook="{workers: 1, http_workers: 1, "
+               "shutdown_grace: 5s, graceful_timeout: 2s, repeat_signal_after: 1s}") as s:
+        s.am.fire(LABELS)
+        s.am.fire(corrupted)
+        assert wait_for(started.exists, 15), s.served.stderr()[-3000:]
+        parked = s.wait_parked("flush")
+        [running] = [r for r in s.runs("slow") if r["status"] == "running"]
+
+        done = s.cli("disable", "--target", "cache-1", "--cancel-running", "--reason",
+                     "wrong host", "--as", "carol")
+        assert done.returncode == 0, done.stderr
+        assert f"asked run {running['id']} to stop" in done.stdout, done.stdout
+        assert f"rejected {parked}" in done.stdout, done.stdout
+        assert wait_for(lambda: [r for r in s.runs("slow") if r["id"] == running["id"]
+                                 and r["status"] == "canceled"], 15), \
+            f"the step was not stopped: {s.served.stderr()[-3000:]}"
+        assert "sleep-stopped" in trace.read_text()
+        [incident] = [i for i in s.incidents("slow") if i["id"] == running["incident_id"]]
+        assert (incident["state"], incident["reason"]) == ("canceled", "canceled by carol")
+        [approval] = s.query("SELECT * FROM approvals WHERE run_id = ?", parked)
+        assert (approval["status"], approval["decided_by"]) == ("rejected", "carol")
+        assert not (tmp_path / "flushed").exists()
+        # Alertmanager goes on repeating RedisDown: refused now, recorded, never run
+        assert wait_for(lambda: [r for r in s.runs("slow") if r["status"] == "refused"], 15)
+        assert trace.read_text().count("sleep-start") == 1
+        [event] = [e for e in s.query("SELECT * FROM events WHERE action = 'disable'")]
+        assert event["actor"] == "carol" and running["id"] in event["detail"]

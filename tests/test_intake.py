@@ -13,6 +13,7 @@ from engine.intake import drain, resolve
 from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
 from engine.records import DegradedReason
 from engine.worker import Worker
+from tests.alertmanager import iso_at
 
 STARTS = "2024-05-01T10:00:00.000000Z"
 
@@ -360,11 +361,6 @@ def test_resolve_marks_are_pruned_with_the_history(touching, engine_env):
 
 
 # -- a kill switch, a re-fire, and what the journal keeps ------------------------------
-def _utc(moment: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment)) + \
-        f".{int(moment % 1 * 1e6):06d}Z"
-
-
 def test_a_re_fire_within_the_verify_window_reopens_and_its_refusal_is_recorded(engine_env):
     """The fix was verified a moment ago; the target dies again at once and the alert
     fires anew (a new startsAt, after the incident closed). That is a new signal, not a
@@ -378,18 +374,18 @@ def test_a_re_fire_within_the_verify_window_reopens_and_its_refusal_is_recorded(
     """)
     ctx = engine_env.context()
     first = time.time() - 30
-    journal(ctx, alert(starts_at=_utc(first)))
+    journal(ctx, alert(starts_at=iso_at(first)))
     assert drain(ctx) == 1
     incident = only_incident(ctx)
     assert incident.state == IncidentState.RECOVERED and incident.verify_until > time.time()
-    repeat = alert(starts_at=_utc(first))        # a repeat of that episode: nothing
+    repeat = alert(starts_at=iso_at(first))        # a repeat of that episode: nothing
     ctx.store.enqueue_alerts([(repeat.dedup_key + "|again", repeat.to_payload())])
     assert drain(ctx) == 1
     assert only_incident(ctx).state == IncidentState.RECOVERED
     ctx.store.add_switch(Switch(id=new_id("sw"), component=None, target="cache-1",
                                 until=time.time() + 600, created_by="alice"))
-    journal(ctx, alert("resolved", starts_at=_utc(first), ends_at=_utc(time.time() - 1)))
-    journal(ctx, alert(starts_at=_utc(time.time())))     # dies again: a new episode
+    journal(ctx, alert("resolved", starts_at=iso_at(first), ends_at=iso_at(time.time() - 1)))
+    journal(ctx, alert(starts_at=iso_at(time.time())))     # dies again: a new episode
     assert drain(ctx) == 2
     again = only_incident(ctx)
     assert again.id == incident.id and again.state == IncidentState.CANCELED

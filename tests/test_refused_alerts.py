@@ -14,19 +14,15 @@ from engine.cli import main
 from engine.intake import drain
 from engine.lifecycle import IncidentState, RunStatus
 from engine.refused_alerts import refused_alerts
+from tests.alertmanager import iso_at
 
 T0 = time.time() - 120
-
-
-def utc(moment: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment)) + \
-        f".{int(moment % 1 * 1e6):06d}Z"
 
 
 def alert(status: str = "firing", *, starts: float = T0, ends: float | None = None,
           fingerprint: str = "fp-redis") -> Alert:
     return Alert(status=status, labels={"alertname": "RedisDown", "instance": "cache-1"},
-                 starts_at=utc(starts), ends_at=utc(ends) if ends else None,
+                 starts_at=iso_at(starts), ends_at=iso_at(ends) if ends else None,
                  fingerprint=fingerprint, receiver="recovery")
 
 

@@ -19,6 +19,11 @@ DISABLE_HELP = """\
 Stop auto-recovery (alerts and probes) for everything, a component, a target, or a
 component on a target, for a while (--for, default 1h; `--for never` until enabled
 again). Manual `recovery recover --force` still runs. Recorded with who and why.
+
+--cancel-running is the emergency stop: in the same step, every approval waiting in
+that scope is rejected and every run in flight there is canceled (a running step is
+asked to stop: a playbook at its next task, a python action when it returns; its
+incident is canceled; an approved step still queued is canceled), recorded with who.
 """
 ENABLE_HELP = """\
 Remove the kill switches of exactly this scope (what `disable` with the same
@@ -56,6 +61,9 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--for", dest="duration", default="1h", metavar="DURATION",
                    help="how long (default 1h; 'never' = until `recovery enable`)")
     p.add_argument("--reason", "-r", default="", metavar="R")
+    p.add_argument("--cancel-running", action="store_true",
+                   help="also cancel the runs in flight and reject the approvals waiting "
+                   "in this scope")
     p.set_defaults(func=cmd_disable)
 
     p = sub.add_parser("enable", parents=parents, help="remove kill switches of a scope",
@@ -152,12 +160,24 @@ def cmd_disable(ctx: EngineContext, args: argparse.Namespace) -> int:
     switch = Switch(id=new_id("sw"), component=_component(ctx, args.component),
                     target=_target(ctx, args.target), until=until, reason=args.reason,
                     created_by=who, created_at=t)
-    ctx.store.add_switch(switch)
-    ctx.store.add_event(AuditEvent(at=t, actor=who, action="disable", detail=switch.to_dict()))
+    ctx.store.add_switch(switch)   # first: nothing new starts in the scope from here on
+    detail = switch.to_dict()
+    said: list[str] = []
+    if args.cancel_running:
+        from engine.approvals import stop_in_scope
+
+        stopped = stop_in_scope(ctx, switch.component, switch.target, by=who,
+                                reason=switch.reason)
+        detail.update(canceled_runs=stopped.canceled_runs,
+                      rejected_approvals=stopped.rejected_approvals)
+        said = stopped.said or [f"nothing running or waiting for approval in {switch.scope()}"]
+    ctx.store.add_event(AuditEvent(at=t, actor=who, action="disable", detail=detail))
     length = f"until {when_ago(until, t)}" if until else "until `recovery enable`"
     why = f": {switch.reason}" if switch.reason else ""
     out(f"auto-recovery disabled for {switch.scope()} {length}, by {who}{why} "
         f"(switch {switch.id})")
+    for line in said:
+        out(line)
     out("manual runs still work with `recovery recover --force`")
     return OK
 
