@@ -38,7 +38,8 @@ class Incident:
     next_try_at: float | None = None     # deferred: when a worker may go on
     step: int = 0                        # index of the next strategy in the runbook
     only_strategy: str | None = None     # a manual `recover --strategy S`
-    forced: bool = False                 # a manual `--force`
+    forced: bool = False                 # the attempt in hand was asked with --force
+                                         # (dropped when it ends, pauses or is taken up)
     approved_step: int | None = None     # approval already granted for this step
     approved_by: str | None = None
     attempt_id: str | None = None        # the attempt under way, if any
