@@ -49,6 +49,13 @@ def normalize_time(value: str | None) -> str | None:
     return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def timestamp_of(normalized: str | None) -> float | None:
+    """Epoch seconds of a ``normalize_time`` value (None stays None)."""
+    if not normalized:
+        return None
+    return datetime.fromisoformat(normalized.replace("Z", "+00:00")).timestamp()
+
+
 @dataclass(frozen=True)
 class Alert:
     status: str                                   # firing | resolved

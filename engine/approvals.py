@@ -2,7 +2,9 @@
 
 Approve queues the step: a worker (or ``approve --now`` in the foreground) asks every
 gate again and runs it only if the incident is still open. Reject and expiry end the
-attempt, unless the strategy says ``on_reject: next``. Every decision records who.
+attempt, unless the strategy says ``on_reject: next``. Cancel stops a run or an
+incident; ``stop_in_scope`` (``disable --cancel-running``) rejects and cancels all that
+waits or runs in a scope. Every decision records who.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from engine.context import EngineContext
 from engine.gates.base import when
 from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
 from engine.orchestrator import finish_attempt
-from engine.records import Approval, Incident, RunRecord
+from engine.records import Approval, Incident, RunRecord, Switch
 
 
 class DecisionError(ValueError):
@@ -125,6 +127,45 @@ def cancel(ctx: EngineContext, ident: str, *, by: str) -> str:
             finish_attempt(ctx, incident, AttemptOutcome.CANCELED)
             said.append(f"canceled incident {incident.id}")
     return "; ".join(said) or f"{ident}: nothing left to cancel"
+
+
+@dataclass
+class Stopped:
+    """What an emergency stop did: runs asked to stop (running) or canceled (approved,
+    queued), approvals rejected; ``said`` in words, one line each."""
+
+    canceled_runs: list[str]
+    rejected_approvals: list[str]
+    said: list[str]
+
+
+def stop_in_scope(ctx: EngineContext, component: str | None, target: str | None, *,
+                  by: str, reason: str = "") -> Stopped:
+    """Reject every approval waiting in the scope (a component, a target, both, or
+    everything when both are None), then cancel every run in flight there: running
+    (asked to stop, its incident canceled) or approved and queued. Run after the kill
+    switch is on, so nothing new starts there meanwhile."""
+    scope = Switch("-", component, target, None)
+    stopped = Stopped([], [], [])
+    words = "emergency stop" + (f": {reason}" if reason else "")
+    for approval in ctx.store.list_approvals("pending"):
+        if not scope.covers(approval.component, approval.target):
+            continue
+        try:
+            reject(ctx, approval.run_id, by=by, reason=words)
+        except DecisionError as exc:
+            stopped.said.append(f"not rejected {approval.run_id}: {exc}")
+            continue
+        stopped.rejected_approvals.append(approval.run_id)
+        stopped.said.append(f"rejected {approval.run_id} ({approval.strategy} on "
+                            f"{approval.target})")
+    for status in (RunStatus.RUNNING, RunStatus.QUEUED):
+        for run in ctx.store.query_runs(status=status.value, limit=None):
+            if not scope.covers(run.component, run.target):
+                continue
+            stopped.canceled_runs.append(run.id)
+            stopped.said.append(cancel(ctx, run.id, by=by))
+    return stopped
 
 
 def cancel_waiting(ctx: EngineContext, run: RunRecord, reason: str, by: str | None) -> bool:

@@ -17,10 +17,15 @@ journaled each ``Alert`` (``alert.to_payload()`` under ``alert.dedup_key``) befo
   aborted (the orchestrator stops after it, seeing the incident closed); nothing is
   started; no degraded mode is switched off (a resolve is not proof of health).
 
-An item is acknowledged once processed. An item whose processing hit
-``StoreUnavailable`` is not: its claim lapses and a worker takes it again, so nothing
-accepted is lost. Any other error is logged and recorded (audit event
+An item is acknowledged once processed, and what was made of it is kept with the
+acknowledgement (a ``Delivery``: opened, attached, refused, a late copy, nothing to
+close...), so ``recovery show FINGERPRINT`` can say why nothing happened. An item whose
+processing hit ``StoreUnavailable`` is not: its claim lapses and a worker takes it
+again, so nothing accepted is lost. Any other error is logged and recorded (audit event
 ``alert_failed``) and the item acknowledged, so one poison alert cannot block the queue.
+
+An item re-queued by ``recovery enable --replay`` carries ``replayed_by`` (the
+operator): it goes the normal way, credited to the alert "replayed by" that operator.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from engine.context import EngineContext
 from engine.inventory import UnknownTarget
 from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
 from engine.orchestrator import advance, finish_attempt
-from engine.records import AuditEvent, Incident
+from engine.records import AuditEvent, Delivery, Incident
 from engine.routing import is_own_alert, match_runbook
 from engine.store import StoreUnavailable
 from engine.store.base import IntakeItem
@@ -68,6 +73,7 @@ def drain(ctx: EngineContext, *, limit: int = 100, lease: float = 60.0,
         return 0
     deadline = time.monotonic() + lease * _LEASE_MARGIN
     acks: list[int] = []
+    kept: list[Delivery] = []
     processed = 0
     for item in items:
         if time.monotonic() > deadline:
@@ -75,7 +81,7 @@ def drain(ctx: EngineContext, *, limit: int = 100, lease: float = 60.0,
                      "taken again", len(items) - processed)
             break
         try:
-            claimed = _process_item(ctx, item)
+            claimed, delivery = _process_item(ctx, item)
         except StoreUnavailable as exc:
             log.warning("intake: store unavailable processing %r, left for a retry: %s",
                         item.dedup_key, exc)
@@ -88,29 +94,32 @@ def drain(ctx: EngineContext, *, limit: int = 100, lease: float = 60.0,
                 log.warning("intake: store unavailable recording %r, left for a retry: %s",
                             item.dedup_key, store_exc)
                 continue
-            claimed = None
+            claimed, delivery = None, _failed_delivery(item, exc)
         acks.append(item.id)
+        kept.append(delivery)
         processed += 1
         if claimed is not None:
-            ctx.store.ack_intake(acks)   # before anything runs: never processed twice
-            acks = []
+            ctx.store.ack_intake(acks, kept)   # before anything runs: never processed twice
+            acks, kept = [], []
             _hand_over(ctx, run, claimed)
     if acks:
-        ctx.store.ack_intake(acks)
+        ctx.store.ack_intake(acks, kept)
     return processed
 
 
-def fire(ctx: EngineContext, alert: Alert, received_at: float | None = None) -> Opened | None:
+def fire(ctx: EngineContext, alert: Alert, received_at: float | None = None,
+         replayed_by: str | None = None) -> Opened:
     """Open the alert's incident or attach to the open one (nothing is advanced here:
-    when ``claimed``, the caller must advance it). None when there is nothing to do:
-    the engine's own alert, or an episode already resolved."""
+    when ``claimed``, the caller must advance it). Nothing is claimed when there is
+    nothing to do: the engine's own alert, or an episode already resolved (``note``
+    says which)."""
     if is_own_alert(alert.labels):
         log.debug("intake: %r is the engine's own alert: never remediated", alert.dedup_key)
-        return None
+        return Opened(note="the engine's own alert: never remediated")
     if _episode_resolved(ctx, alert, received_at):
         log.info("intake: %r arrived after its resolve: nothing to start", alert.dedup_key)
-        return None
-    opened = open_incident(ctx, _request(alert, received_at))
+        return Opened(note="a late copy of an episode already resolved: nothing started")
+    opened = open_incident(ctx, _request(alert, received_at, replayed_by))
     if (opened.created and opened.incident is not None
             and _episode_resolved(ctx, alert, received_at)):
         # Its resolve was processed (by another worker) between the check above and
@@ -118,7 +127,8 @@ def fire(ctx: EngineContext, alert: Alert, received_at: float | None = None) -> 
         _close_resolved(ctx, opened.incident, alert)
         log.info("intake: %r resolved while its incident opened: nothing started",
                  alert.dedup_key)
-        return None
+        return Opened(opened.incident, note=f"opened incident {opened.incident.id}, closed "
+                      "at once: its resolve was processed meanwhile; nothing started")
     if opened.incident is None:
         if opened.refused_run:
             log.info("intake: %r refused (run %s): %r", alert.dedup_key, opened.refused_run,
@@ -183,33 +193,55 @@ def _close_resolved(ctx: EngineContext, incident: Incident, alert: Alert) -> Inc
 
 
 # -- the parts --------------------------------------------------------------------------
-def _process_item(ctx: EngineContext, item: IntakeItem) -> str | None:
+def _process_item(ctx: EngineContext, item: IntakeItem) -> tuple[str | None, Delivery]:
+    """The id of an incident this item's alert claimed (to be advanced), else None; and
+    the delivery to keep, saying what was done."""
     if not isinstance(item.payload, dict):
         raise ValueError(f"payload is {type(item.payload).__name__}, not an object")
-    return _process_alert(ctx, Alert.from_payload(item.payload), item.received_at)
-
-
-def _process_alert(ctx: EngineContext, alert: Alert,
-                   received_at: float | None = None) -> str | None:
-    """The id of an incident this call claimed (to be advanced), else None."""
+    alert = Alert.from_payload(item.payload)
+    replayed_by = item.payload.get("replayed_by") or None
     if not isinstance(alert.labels, dict):
         raise ValueError(f"labels are {type(alert.labels).__name__}, not an object")
+    claimed: str | None = None
+    incident: Incident | None = None
+    run_id: str | None = None
     if alert.status == FIRING:
-        opened = fire(ctx, alert, received_at)
-        if opened is not None and opened.claimed and opened.incident is not None:
-            return opened.incident.id
-        return None
-    if alert.status == RESOLVED:
-        if not is_own_alert(alert.labels):
-            resolve(ctx, alert)
-        return None
-    raise ValueError(f"unknown alert status {alert.status!r}")
+        opened = fire(ctx, alert, item.received_at, replayed_by)
+        incident, run_id, outcome = opened.incident, opened.refused_run, opened.note
+        if opened.claimed and incident is not None:
+            claimed = incident.id
+    elif alert.status == RESOLVED:
+        if is_own_alert(alert.labels):
+            outcome = "the engine's own alert resolved"
+        else:
+            incident = resolve(ctx, alert)
+            outcome = (f"closed incident {incident.id} as resolved" if incident is not None
+                       else "nothing of this alert open: nothing to close")
+    else:
+        raise ValueError(f"unknown alert status {alert.status!r}")
+    return claimed, Delivery(
+        fingerprint=alert.fingerprint, status=alert.status, starts_at=alert.starts_at,
+        received_at=item.received_at, processed_at=time.time(), outcome=outcome,
+        incident_id=incident.id if incident is not None else None, run_id=run_id,
+        replayed_by=replayed_by, payload=item.payload)
 
 
-def _request(alert: Alert, received_at: float | None = None) -> TriggerRequest:
+def _failed_delivery(item: IntakeItem, exc: Exception) -> Delivery:
+    payload = item.payload if isinstance(item.payload, dict) else {}
+    return Delivery(
+        fingerprint=str(payload.get("fingerprint") or item.dedup_key.split("|", 1)[0]),
+        status=str(payload.get("status") or "?"), starts_at=None,
+        received_at=item.received_at, processed_at=time.time(),
+        outcome=f"could not be processed: {type(exc).__name__}: {exc}"[:500])
+
+
+def _request(alert: Alert, received_at: float | None = None,
+             replayed_by: str | None = None) -> TriggerRequest:
+    who = f"alertmanager:{alert.receiver or '?'}"
+    if replayed_by:
+        who += f", replayed by {replayed_by}"
     return TriggerRequest(labels=dict(alert.labels), annotations=dict(alert.annotations),
-                          trigger="alert", fingerprint=alert.fingerprint,
-                          requested_by=f"alertmanager:{alert.receiver or '?'}",
+                          trigger="alert", fingerprint=alert.fingerprint, requested_by=who,
                           received_at=received_at, starts_at=alert.starts_at or None)
 
 

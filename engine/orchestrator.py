@@ -111,7 +111,8 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
         started_at=resume.started_at if resume else now, fingerprint=incident.fingerprint,
         requested_by=incident.requested_by, approved_by=approved_by,
         forced=any(d.forced for d in asked), reason=final.reason,
-        runbook_sha256=runbook.sha256, playbook_sha256=_playbook_sha(ctx, strategy))
+        runbook_sha256=runbook.sha256, playbook_sha256=_playbook_sha(ctx, strategy),
+        gate=final.gate if final.verdict != Verdict.ALLOW else None)
     artifacts = RunArtifacts(ctx.artifacts_dir, run_id, ctx.redactor).create()
     record = {"gates": [d.to_dict() for d in asked], "labels": incident.labels,
               "failure_type": incident.failure_type}
@@ -275,7 +276,7 @@ def _end_run(ctx: EngineContext, run: RunRecord, artifacts: RunArtifacts, status
              data: dict[str, Any] | None = None, already_added: bool = False) -> None:
     finished = time.time()
     if already_added or resume is not None:
-        if ctx.store.update_run(run.id, status=status, reason=reason,
+        if ctx.store.update_run(run.id, status=status, reason=reason, gate=run.gate,
                                 finished_at=finished) is None:
             # Someone else ended it first (a cancel, a worker marking it interrupted):
             # the store's account stands, and the artifacts say the same.
@@ -315,7 +316,8 @@ def _park(ctx: EngineContext, incident: Incident, runbook: Runbook, strategy: St
     if ctx.store.get_run(run.id) is None:
         ctx.store.add_run(run)
     else:
-        ctx.store.update_run(run.id, status=RunStatus.PENDING_APPROVAL, reason=run.reason)
+        ctx.store.update_run(run.id, status=RunStatus.PENDING_APPROVAL, reason=run.reason,
+                             gate=run.gate)
     ctx.store.add_approval(Approval(
         run_id=run.id, incident_id=incident.id, runbook=runbook.name,
         component=runbook.component, strategy=strategy.name, target=incident.target,

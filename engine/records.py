@@ -38,7 +38,8 @@ class Incident:
     next_try_at: float | None = None     # deferred: when a worker may go on
     step: int = 0                        # index of the next strategy in the runbook
     only_strategy: str | None = None     # a manual `recover --strategy S`
-    forced: bool = False                 # a manual `--force`
+    forced: bool = False                 # the attempt in hand was asked with --force
+                                         # (dropped when it ends, pauses or is taken up)
     approved_step: int | None = None     # approval already granted for this step
     approved_by: str | None = None
     attempt_id: str | None = None        # the attempt under way, if any
@@ -75,6 +76,7 @@ class RunRecord:
     reason: str = ""
     runbook_sha256: str = ""
     playbook_sha256: str | None = None
+    gate: str | None = None              # refused, deferred or parked: the gate that said so
 
     @property
     def duration(self) -> float | None:
@@ -171,6 +173,27 @@ class DegradedReason:
     reason: str = ""
     created_by: str = ""
     since: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Delivery:
+    """One journaled alert delivery and what the intake made of it: the part of "why
+    didn't it act?" that no run records (attached, a late copy, nothing to close...)."""
+
+    fingerprint: str
+    status: str                          # firing | resolved
+    starts_at: str | None
+    received_at: float                   # journaled: when the webhook answered 200
+    processed_at: float
+    outcome: str                         # what the intake did, in words
+    incident_id: str | None = None
+    run_id: str | None = None            # the refusal recorded at the door, if any
+    replayed_by: str | None = None       # re-queued by an operator (`enable --replay`)
+    payload: dict[str, Any] = field(default_factory=dict)   # the alert as journaled
+    id: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,5 +1,6 @@
 """Figures an operator reads: per-component health, success rate, time to recover,
-cooldowns, locks, degraded modes, kill switches, approvals waiting.
+alerts a kill switch refused that still fire, cooldowns, locks, degraded modes, kill
+switches, approvals waiting.
 
 Pure functions over a ``Store`` (and the runbooks and configuration), so the CLI's
 ``recovery status`` and the HTTP API's ``/api/v1/status`` answer the same thing. They
@@ -138,10 +139,13 @@ def degraded_modes(store: Store, configured: Mapping[str, Mapping[str, Any]],
     return modes
 
 
-def health(stat: Mapping[str, Any], degraded_on: bool) -> str:
-    """One word per component: degraded, remediating, failing, ok (or idle)."""
+def health(stat: Mapping[str, Any], degraded_on: bool, refused: bool = False) -> str:
+    """One word per component: degraded, refused (an alert a kill switch refused still
+    fires), remediating, failing, ok (or idle)."""
     if degraded_on:
         return "degraded"
+    if refused:
+        return "refused"
     if stat["open_incidents"]:
         return "remediating"
     last = stat.get("last_incident")
@@ -154,6 +158,7 @@ def health(stat: Mapping[str, Any], degraded_on: bool) -> str:
 
 def status_report(ctx: EngineContext, now: float | None = None) -> dict[str, Any]:
     """Everything ``recovery status`` shows, as one JSON-ready dict."""
+    from engine.refused_alerts import refused_alerts
     from engine.runbook_loader import RunbookError
     from engine.store.base import StoreUnavailable
 
@@ -177,14 +182,19 @@ def status_report(ctx: EngineContext, now: float | None = None) -> dict[str, Any
     modes = degraded_modes(store, ctx.config.degraded_modes, runbooks)
     on = {m["mode"] for m in modes if m["active"]}
     stats = component_stats(store, components, ctx.config.status_window, now)
+    refused = [a.to_dict() for a in
+               refused_alerts(store, since=now - ctx.config.status_window)]
     for stat in stats:
         mine = [rb for rb in runbooks if rb.component == stat["component"]]
         stat["runbooks"] = [rb.name for rb in mine]
         stat["degraded_modes"] = sorted({rb.degraded_mode.name for rb in mine
                                          if rb.degraded_mode is not None} & on)
-        stat["health"] = health(stat, bool(stat["degraded_modes"]))
+        stat["refused_alerts"] = sum(r["component"] == stat["component"] for r in refused)
+        stat["health"] = health(stat, bool(stat["degraded_modes"]),
+                                bool(stat["refused_alerts"]))
     switches = store.active_switches(now)
     report.update({
+        "refused_alerts": refused,
         "components": stats,
         "cooldowns": cooldowns(store, runbooks, now),
         "locks": [lock.to_dict() for lock in store.list_locks()],

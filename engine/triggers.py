@@ -12,8 +12,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.alerts import timestamp_of
 from engine.artifacts import RunArtifacts
 from engine.context import EngineContext, UnknownRunbook
+from engine.gates.base import when
 from engine.inventory import AmbiguousTarget, UnknownTarget
 from engine.lifecycle import IncidentState, RunStatus
 from engine.records import Incident, RunRecord, new_id
@@ -45,6 +47,7 @@ class Opened:
     claimed: bool = False                 # this caller owns the attempt: it must advance it
     refusal: str | None = None
     refused_run: str | None = None
+    note: str = ""                        # what was done, in words (a delivery's outcome)
 
 
 def resolve_target(ctx: EngineContext, runbook: Runbook, request: TriggerRequest) -> str:
@@ -81,21 +84,21 @@ def open_incident(ctx: EngineContext, request: TriggerRequest) -> Opened:
         else:
             matched = match_runbook(ctx.runbooks, request.labels)
             if matched is None:
-                return Opened(refusal="no runbook matches this alert")
+                return _refused("no runbook matches this alert")
             runbook = matched
     except UnknownRunbook as exc:
-        return Opened(refusal=str(exc.args[0]))
+        return _refused(str(exc.args[0]))
     try:
         target = resolve_target(ctx, runbook, request)
     except (UnknownTarget, TemplateError) as exc:
         reason = f"unknown target: {exc.args[0] if exc.args else exc}"
-        return Opened(refusal=reason, refused_run=record_refusal(ctx, runbook, request, reason))
+        return _refused(reason, record_refusal(ctx, runbook, request, reason))
     step = 0
     if request.strategy:
         names = [s.name for s in runbook.strategies]
         if request.strategy not in names:
-            return Opened(refusal=f"runbook {runbook.name} has no strategy "
-                          f"{request.strategy!r} (it has: {', '.join(names)})")
+            return _refused(f"runbook {runbook.name} has no strategy "
+                            f"{request.strategy!r} (it has: {', '.join(names)})")
         step = names.index(request.strategy)
     now = time.time()
     if request.trigger == "alert" and request.fingerprint:
@@ -103,12 +106,20 @@ def open_incident(ctx: EngineContext, request: TriggerRequest) -> Opened:
         if (latest is not None and latest.state == IncidentState.RECOVERED
                 and latest.fingerprint == request.fingerprint):
             received = request.received_at or now
-            if latest.verify_until and received < latest.verify_until:
-                return Opened(latest)  # sent before the fix was verified: not a new signal
+            if (latest.verify_until and received < latest.verify_until
+                    and not _started_after(request.starts_at, latest.closed_at)):
+                # A repeat of the episode that was being fixed, sent before the fix was
+                # verified: not a new signal. (A re-fire that started after the fix is.)
+                return Opened(latest, note=f"attached to incident {latest.id} (recovered): "
+                              f"sent before its fix was verified (until "
+                              f"{when(latest.verify_until)})")
             reopened = ctx.store.reopen_incident(
-                latest.id, "reopened: the alert still fires after the fix was verified")
+                latest.id, "reopened: the alert still fires after the fix was verified",
+                trigger=request.trigger, requested_by=request.requested_by)
             if reopened is not None:
-                return Opened(reopened, claimed=True)
+                return Opened(reopened, claimed=True,
+                              note=f"reopened incident {latest.id}: the alert fires again "
+                              "after its fix was verified")
     incident = Incident(
         id=new_id("inc"), runbook=runbook.name, component=runbook.component, target=target,
         state=IncidentState.REMEDIATING,
@@ -121,9 +132,10 @@ def open_incident(ctx: EngineContext, request: TriggerRequest) -> Opened:
     )
     stored, created = ctx.store.open_incident(incident)
     if created:
-        return Opened(stored, created=True, claimed=True)
-    if stored.state != IncidentState.OPEN:
-        return Opened(stored)  # an attempt is under way (or parked): attach to it
+        return Opened(stored, created=True, claimed=True, note=f"opened incident {stored.id}")
+    if stored.state != IncidentState.OPEN:   # an attempt is under way (or parked): attach
+        return Opened(stored, note=f"attached to incident {stored.id} ({stored.state.value}):"
+                      " its attempt is under way")
     if request.trigger == "manual":
         # An operator takes over now, whatever the deferral said: the gates decide.
         changes: dict[str, Any] = {"state": IncidentState.REMEDIATING, "next_try_at": None,
@@ -138,8 +150,24 @@ def open_incident(ctx: EngineContext, request: TriggerRequest) -> Opened:
     else:
         # A repeat of the signal retries a deferred incident once its time has come, so
         # progress never depends on a worker running somewhere.
-        claimed = ctx.store.claim_incident(stored.id, now)
-    return Opened(claimed, claimed=True) if claimed is not None else Opened(stored)
+        claimed = ctx.store.claim_incident(stored.id, now, trigger=request.trigger,
+                                           requested_by=request.requested_by)
+    if claimed is not None:
+        return Opened(claimed, claimed=True, note=f"took up incident {stored.id} (open)")
+    later = f" until {when(stored.next_try_at)}" if stored.next_try_at else ""
+    return Opened(stored, note=f"attached to incident {stored.id} (open, deferred{later}): "
+                  f"{stored.reason}")
+
+
+def _refused(reason: str, run_id: str | None = None) -> Opened:
+    return Opened(refusal=reason, refused_run=run_id,
+                  note=f"refused: {reason}" + (f" (run {run_id})" if run_id else ""))
+
+
+def _started_after(starts_at: str | None, moment: float | None) -> bool:
+    """An alert episode that started after ``moment`` (a new failure, not a repeat)."""
+    started = timestamp_of(starts_at)
+    return started is not None and moment is not None and started > moment
 
 
 def record_refusal(ctx: EngineContext, runbook: Runbook, request: TriggerRequest,
@@ -152,7 +180,7 @@ def record_refusal(ctx: EngineContext, runbook: Runbook, request: TriggerRequest
         str(request.labels.get("instance", "")), status=RunStatus.REFUSED,
         trigger=request.trigger, started_at=now, finished_at=now,
         fingerprint=request.fingerprint, requested_by=request.requested_by, reason=reason,
-        runbook_sha256=runbook.sha256,
+        runbook_sha256=runbook.sha256, gate="target",
     )
     artifacts = RunArtifacts(ctx.artifacts_dir, run.id, ctx.redactor).create()
     artifacts.write_run_json({**run.to_dict(), "labels": request.labels,

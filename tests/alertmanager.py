@@ -22,6 +22,11 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def iso_at(epoch: float) -> str:
+    """``iso`` of a Unix time: an alert's startsAt or endsAt as the engine keeps them."""
+    return iso(datetime.fromtimestamp(epoch, UTC))
+
+
 class Alertmanager:
     def __init__(self, folder: Path, receiver_url: str, token: str, *,
                  repeat_interval: str = "2s") -> None:

@@ -133,13 +133,14 @@ def fire_everywhere(ams: list[Alertmanager], labels: dict[str, str]) -> None:
 
 
 @contextmanager
-def stack(engine_env, tmp_path: Path, *, alertmanagers: int = 1, **config: str) -> Iterator[Stack]:
+def stack(engine_env, tmp_path: Path, *, alertmanagers: int = 1, webhook: str = WEBHOOK,
+          **config: str) -> Iterator[Stack]:
     """``recovery serve --workers 1`` on a free port, with ``alertmanagers`` real
     Alertmanagers whose receiver is its /api/v1/alerts with its webhook token, listed
     under the service's ``alertmanagers:`` (silence checks, outgoing alerts). Everything
     started is stopped on the way out."""
     served = Served(engine_env, tmp_path / "home", free_port())
-    engine_env.write_config(webhook=WEBHOOK, **config)
+    engine_env.write_config(webhook=webhook, **config)
     # The webhook token, generated as the service's first start generates it (the same
     # code, into the same RECOVERY_HOME file): the Alertmanagers' configuration needs it
     # and the service's configuration needs their URLs, so it is made first.
@@ -154,7 +155,7 @@ def stack(engine_env, tmp_path: Path, *, alertmanagers: int = 1, **config: str) 
     ams = [Alertmanager(tmp_path / f"am{i}", f"{served.url}/api/v1/alerts", token)
            for i in range(alertmanagers)]
     config["alertmanagers"] = json.dumps([am.url for am in ams])
-    engine_env.write_config(webhook=WEBHOOK, **config)
+    engine_env.write_config(webhook=webhook, **config)
     try:
         served.start("--workers", "1")
         for am in ams:

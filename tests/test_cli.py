@@ -524,6 +524,49 @@ def test_kill_switch_refuses_with_4_and_force_passes_on_the_record(env: Env) -> 
     assert [e.action for e in env.store().list_events()] == ["enable", "disable"]
 
 
+def test_disable_cancel_running_stops_runs_and_rejects_approvals_in_its_scope(
+        env: Env) -> None:
+    """The emergency stop: in one step auto-recovery goes off for localhost, the run in
+    flight there is stopped, the approval waiting there is rejected, each recorded with
+    who; what waits on another target is left alone."""
+    proc = env.popen("recover", "-c", "sleepy")
+    try:
+        wait_for(env.work("nap-started"))
+        assert env.cli("recover", "-c", "guarded").code == 3                 # localhost
+        assert env.cli("recover", "-c", "guarded", "-t", "web-1").code == 3  # elsewhere
+        parked = {p["target"]: p["run_id"] for p in env.cli("pending", "--json").json()}
+        [running] = [r for r in env.cli("history", "--json").json()
+                     if r["status"] == "running"]
+        r = env.cli("disable", "-t", "localhost", "--cancel-running", "--reason", "fire",
+                    "--as", "carol")
+        assert r.code == 0, r.err
+        assert "auto-recovery disabled for target=localhost" in r.out
+        assert f"asked run {running['id']} to stop" in r.out, r.out
+        assert f"rejected {parked['localhost']}" in r.out, r.out
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, (out, err)
+    assert "never" not in out                          # the next strategy did not start
+    store = env.store()
+    stopped = store.get_run(running["id"])
+    assert stopped.status.value == "canceled", stopped
+    incident = store.get_incident(stopped.incident_id)
+    assert (incident.state.value, incident.reason) == ("canceled", "canceled by carol")
+    rejected = store.get_approval(parked["localhost"])
+    assert (rejected.status, rejected.decided_by) == ("rejected", "carol")
+    assert store.get_run(parked["localhost"]).status.value == "rejected"
+    assert store.get_approval(parked["web-1"]).status == "pending"
+    [event] = [e for e in store.list_events() if e.action == "disable"]
+    assert event.actor == "carol"
+    assert event.detail["canceled_runs"] == [running["id"]]
+    assert event.detail["rejected_approvals"] == [parked["localhost"]]
+    # without --cancel-running nothing in flight is touched
+    assert env.cli("disable", "-t", "web-1").code == 0
+    assert store.get_approval(parked["web-1"]).status == "pending"
+
+
 def test_disable_for_a_second_expires(env: Env) -> None:
     assert env.cli("disable", "--for", "1s").code == 0
     assert len(env.cli("status", "--json").json()["switches"]) == 1

@@ -138,3 +138,82 @@ def test_forced_is_what_a_gate_did_not_words_in_a_reason(engine_env, run_inciden
     assert run_incident(ctx, "demo", target="cache-1").incident.state == \
         IncidentState.RECOVERED
     assert [r.forced for r in ctx.store.query_runs(target="cache-1")] == [False, False]
+
+
+# -- --force belongs to the operator's attempt, never to what comes after it -----------------
+
+def _alert_runbook(env) -> None:
+    env.runbook("demo", f"""
+        match: [alertname="DemoDown"]
+        target: "{{{{ labels.instance }}}}"
+        strategies: [{{name: a, action: test.ok, with: {{trace: "{env.trace}"}}}}]
+        verify: {{action: test.ok, interval: 0.05s, deadline: 0.2s}}
+        cooldown: {{max_attempts: 1, window: 1h}}
+    """)
+
+
+def test_a_forced_take_over_is_not_inherited_by_the_alert_that_reopens_the_incident(
+        engine_env, run_incident):
+    """The operator forced a run on an alert's deferred incident (the cooldown held it);
+    later a kill switch covers the target and the same alert fires again: the reopened
+    incident is refused, and the refusal is the alert's, not the operator's."""
+    _alert_runbook(engine_env)
+    ctx = engine_env.context()
+    labels = {"alertname": "DemoDown", "instance": "cache-1"}
+
+    def fire():
+        return run_incident(ctx, None, target=None, trigger="alert", labels=labels,
+                            fingerprint="fp-1", requested_by="alertmanager:recovery").incident
+
+    assert run_incident(ctx, "demo", target="cache-1").incident.state == \
+        IncidentState.RECOVERED                              # the cooldown's one attempt
+    deferred = fire()
+    assert deferred.state == IncidentState.OPEN and "cooldown" in deferred.reason
+    taken = run_incident(ctx, "demo", target="cache-1", force=True,
+                         requested_by="cli:root").incident
+    assert taken.id == deferred.id and taken.state == IncidentState.RECOVERED
+    forced, deferred_run = ctx.store.query_runs(incident_id=taken.id)   # newest first
+    assert (deferred_run.status, deferred_run.trigger) == (RunStatus.DEFERRED, "alert")
+    assert (forced.trigger, forced.requested_by, forced.forced) == ("manual", "cli:root", True)
+    assert not taken.forced                      # the attempt is over: so is its --force
+
+    ctx.store.add_switch(Switch(id=new_id("sw"), component=None, target="cache-1",
+                                until=time.time() + 600, created_by="cli:root"))
+    time.sleep(0.25)                             # past the verify window: a new signal
+    again = fire()
+    assert again.id == deferred.id and again.state == IncidentState.CANCELED
+    assert "auto-recovery disabled" in again.reason
+    refused = ctx.store.query_runs(incident_id=again.id)[0]
+    assert refused.status == RunStatus.REFUSED
+    assert (refused.trigger, refused.requested_by, refused.forced, refused.fingerprint) == \
+        ("alert", "alertmanager:recovery", False, "fp-1")
+    gates = {g["gate"]: g for g in _run_json(ctx, refused.id)["gates"]}
+    assert gates["kill_switch"]["verdict"] == "refuse"
+    assert "--force" not in gates["kill_switch"]["reason"]
+    assert len(engine_env.traced()) == 2                    # nothing ran the third time
+
+
+def test_a_forced_run_deferred_by_a_lock_is_retried_without_force(engine_env, run_incident):
+    """--force passes the kill switch and the cooldown, never a lock: the step the lock
+    deferred is retried by a worker later, and that retry is not forced."""
+    _alert_runbook(engine_env)
+    ctx = engine_env.context()
+    ctx.store.add_switch(Switch(id=new_id("sw"), component=None, target="cache-1",
+                                until=time.time() + 600))
+    held = ctx.store.acquire_lock("cache-1", "someone-else", 0.5)
+    assert held is not None
+    deferred = run_incident(ctx, "demo", target="cache-1", force=True,
+                            requested_by="cli:root").incident
+    assert deferred.state == IncidentState.OPEN and "locked" in deferred.reason
+    assert not deferred.forced
+    worker = Worker(ctx)
+    deadline = time.time() + 5
+    while time.time() < deadline and \
+            ctx.store.get_incident(deferred.id).state == IncidentState.OPEN:
+        worker.run_once()
+        time.sleep(0.1)
+    retried = ctx.store.get_incident(deferred.id)
+    assert retried.state == IncidentState.CANCELED and "auto-recovery disabled" in retried.reason
+    statuses = [(r.status, r.forced) for r in ctx.store.query_runs(incident_id=deferred.id)]
+    assert statuses == [(RunStatus.REFUSED, False), (RunStatus.DEFERRED, True)]
+    assert engine_env.traced() == []

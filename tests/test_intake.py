@@ -13,6 +13,7 @@ from engine.intake import drain, resolve
 from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
 from engine.records import DegradedReason
 from engine.worker import Worker
+from tests.alertmanager import iso_at
 
 STARTS = "2024-05-01T10:00:00.000000Z"
 
@@ -357,6 +358,64 @@ def test_resolve_marks_are_pruned_with_the_history(touching, engine_env):
     ctx.store.delete_before(time.time() - 50)
     assert ctx.store.resolved_until("fp-old") is None
     assert ctx.store.resolved_until("fp-new")[0] == STARTS
+
+
+# -- a kill switch, a re-fire, and what the journal keeps ------------------------------
+def test_a_re_fire_within_the_verify_window_reopens_and_its_refusal_is_recorded(engine_env):
+    """The fix was verified a moment ago; the target dies again at once and the alert
+    fires anew (a new startsAt, after the incident closed). That is a new signal, not a
+    late repeat: under a kill switch it is refused, and the refusal is recorded."""
+    from engine.records import Switch, new_id
+
+    marker = engine_env.root / "fixed"
+    engine_env.runbook("demo", f"""
+        strategies: [{{name: fix, action: test.touch, with: {{path: "{marker}"}}}}]
+        verify: {{action: test.ok, interval: 0.05s, deadline: 60s}}
+    """)
+    ctx = engine_env.context()
+    first = time.time() - 30
+    journal(ctx, alert(starts_at=iso_at(first)))
+    assert drain(ctx) == 1
+    incident = only_incident(ctx)
+    assert incident.state == IncidentState.RECOVERED and incident.verify_until > time.time()
+    repeat = alert(starts_at=iso_at(first))        # a repeat of that episode: nothing
+    ctx.store.enqueue_alerts([(repeat.dedup_key + "|again", repeat.to_payload())])
+    assert drain(ctx) == 1
+    assert only_incident(ctx).state == IncidentState.RECOVERED
+    ctx.store.add_switch(Switch(id=new_id("sw"), component=None, target="cache-1",
+                                until=time.time() + 600, created_by="alice"))
+    journal(ctx, alert("resolved", starts_at=iso_at(first), ends_at=iso_at(time.time() - 1)))
+    journal(ctx, alert(starts_at=iso_at(time.time())))     # dies again: a new episode
+    assert drain(ctx) == 2
+    again = only_incident(ctx)
+    assert again.id == incident.id and again.state == IncidentState.CANCELED
+    refused = ctx.store.query_runs(incident_id=incident.id)[0]
+    assert (refused.status, refused.trigger, refused.fingerprint, refused.gate) == \
+        (RunStatus.REFUSED, "alert", "fp-demo", "kill_switch")
+    assert "auto-recovery disabled for target=cache-1" in refused.reason
+    # every delivery is kept, newest first, with what the intake made of it
+    kept = ctx.store.deliveries(fingerprint="fp-demo")
+    assert [d.status for d in kept] == ["firing", "resolved", "firing", "firing"]
+    assert [d.incident_id for d in kept] == [incident.id, None, incident.id, incident.id]
+    assert "reopened" in kept[0].outcome
+    assert "nothing to close" in kept[1].outcome
+    assert "sent before its fix was verified" in kept[2].outcome
+    assert "opened" in kept[3].outcome
+    assert kept[0].payload["labels"]["alertname"] == "DemoDown"
+
+
+def test_a_delivery_that_starts_nothing_still_says_why(touching, engine_env):
+    ctx, _ = touching
+    journal(ctx, alert(instance="db-9.example:9121", fingerprint="fp-nowhere"),
+            alert(alertname="RecoveryExhausted", source="infra-recovery",
+                  fingerprint="fp-own"))
+    assert drain(ctx) == 2
+    [unknown] = ctx.store.deliveries(fingerprint="fp-nowhere")
+    [refusal] = ctx.store.query_runs(fingerprint="fp-nowhere")
+    assert unknown.run_id == refusal.id and "unknown target" in unknown.outcome
+    assert refusal.gate == "target"
+    [own] = ctx.store.deliveries(fingerprint="fp-own")
+    assert "the engine's own alert" in own.outcome and own.incident_id is None
 
 
 # -- the queue ------------------------------------------------------------------------

@@ -177,3 +177,53 @@ def test_status_report_puts_it_together(tmp_path: Path, store: SQLiteStore) -> N
     assert report["pending_approvals"] == 1
     assert [lk["target"] for lk in report["locks"]] == ["cache-9"]
     assert report["window"] == WINDOW
+
+
+def test_a_target_down_under_a_kill_switch_is_not_ok(tmp_path: Path, store: SQLiteStore) -> None:
+    """RedisDown fires and a kill switch refuses it: status shows the refusal (per
+    component and target, the newest one) and redis is "refused", not "ok". An alert
+    that resolved since, or ran since, is not listed."""
+    from engine.records import Delivery
+
+    (tmp_path / "recovery.yml").write_text("home: var\nstatus_window: 24h\n")
+    ctx = EngineContext(load_config(tmp_path / "recovery.yml", environ={}), store=store,
+                        runbooks=[runbook(), runbook("system")])
+    add_run(store, "redis", RunStatus.SUCCEEDED, NOW - 2 * HOUR)        # it was fine
+
+    def refusal(run_id: str, fingerprint: str, at: float, gate: str = "kill_switch") -> None:
+        store.add_run(RunRecord(
+            id=run_id, component="redis", runbook="redis", strategy="reconnect",
+            target="cache-1", status=RunStatus.REFUSED, trigger="alert", started_at=at,
+            finished_at=at, fingerprint=fingerprint, gate=gate,
+            reason="auto-recovery disabled for target=cache-1 until enabled again"))
+
+    def delivered(fingerprint: str, status: str, at: float) -> None:
+        store.ack_intake([], [Delivery(
+            fingerprint=fingerprint, status=status, starts_at=None, received_at=at,
+            processed_at=at, outcome="-", payload={"labels": {"alertname": "RedisDown"}})])
+
+    delivered("fp-down", "firing", NOW - 600)
+    refusal("run-r1", "fp-down", NOW - 600)
+    delivered("fp-down", "firing", NOW - 60)
+    refusal("run-r2", "fp-down", NOW - 60)              # refused again: the newest counts
+    delivered("fp-gone", "firing", NOW - 500)
+    refusal("run-r3", "fp-gone", NOW - 500)
+    delivered("fp-gone", "resolved", NOW - 400)         # resolved since: not listed
+    refusal("run-r4", "fp-unknown-target", NOW - 300, gate="target")   # not the switch
+
+    report = status_report(ctx, NOW)
+    comps = {c["component"]: c for c in report["components"]}
+    assert comps["redis"]["health"] == "refused"
+    assert comps["system"]["health"] == "idle"
+    [row] = report["refused_alerts"]
+    assert (row["component"], row["target"], row["alertname"], row["run_id"],
+            row["refusals"], row["firing"]) == ("redis", "cache-1", "RedisDown", "run-r2",
+                                                2, True)
+    # once it has run again, it is no longer "refused"
+    store.add_run(RunRecord(id="run-replayed", component="redis", runbook="redis",
+                            strategy="reconnect", target="cache-1", trigger="alert",
+                            status=RunStatus.SUCCEEDED, started_at=NOW - 30,
+                            finished_at=NOW - 20, fingerprint="fp-down"))
+    report = status_report(ctx, NOW)
+    assert report["refused_alerts"] == []
+    assert {c["component"]: c for c in report["components"]}["redis"]["health"] == "ok"

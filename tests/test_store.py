@@ -136,6 +136,41 @@ def test_history_query_is_newest_first_and_filtered(store):
     assert [round(now - r.started_at) for r in got] == [0, 2]
 
 
+def test_runs_of_one_alert_and_the_gate_that_stopped_them(store):
+    now = time.time()
+    store.add_run(run(status=RunStatus.REFUSED, fingerprint="fp-a", gate="kill_switch",
+                      started_at=now - 2))
+    store.add_run(run(status=RunStatus.SUCCEEDED, fingerprint="fp-a", started_at=now - 1))
+    store.add_run(run(status=RunStatus.SUCCEEDED, fingerprint="fp-b", started_at=now))
+    got = store.query_runs(fingerprint="fp-a")
+    assert [(r.status, r.gate) for r in got] == [(RunStatus.SUCCEEDED, None),
+                                                 (RunStatus.REFUSED, "kill_switch")]
+
+
+def test_deliveries_are_kept_with_the_acknowledgement_newest_first_and_pruned(store):
+    from engine.records import Delivery
+
+    def delivery(fingerprint, status, at, **kw):
+        return Delivery(fingerprint=fingerprint, status=status, starts_at=None,
+                        received_at=at, processed_at=at, outcome=f"{status} at {at}", **kw)
+
+    store.enqueue_alerts([("k1", {"a": 1}), ("k2", {"a": 2})])
+    items = store.claim_intake("w", 10, 60)
+    now = time.time()
+    store.ack_intake([i.id for i in items], [
+        delivery("fp-a", "firing", now - 100, payload={"labels": {"x": "1"}}),
+        delivery("fp-b", "firing", now - 50, incident_id="inc-b")])
+    assert store.intake_depth(now)[0] == 0
+    store.ack_intake([], [delivery("fp-a", "resolved", now, replayed_by="bob")])
+    got = store.deliveries(fingerprint="fp-a")
+    assert [(d.status, d.replayed_by) for d in got] == [("resolved", "bob"), ("firing", None)]
+    assert got[1].payload == {"labels": {"x": "1"}} and got[0].id > got[1].id
+    assert [d.fingerprint for d in store.deliveries(incident_id="inc-b")] == ["fp-b"]
+    assert len(store.deliveries(limit=2)) == 2
+    store.delete_before(now - 10)
+    assert [d.status for d in store.deliveries()] == ["resolved"]
+
+
 def test_the_sqlite_file_is_private(tmp_path):
     path = tmp_path / "home" / "recovery.db"
     open_store(f"sqlite:///{path}")
@@ -218,6 +253,13 @@ def test_a_store_created_before_a_column_was_added_opens_and_gains_it(tmp_path):
                "next_try_at REAL, step INTEGER, only_strategy TEXT, forced INTEGER, "
                "approved_step INTEGER, approved_by TEXT, attempt_id TEXT, attempts INTEGER, "
                "verify_until REAL, open_key TEXT UNIQUE)")
+    db.execute("CREATE TABLE runs (id TEXT PRIMARY KEY, component TEXT NOT NULL, "
+               "runbook TEXT, strategy TEXT, target TEXT, status TEXT NOT NULL, trigger TEXT, "
+               "incident_id TEXT, attempt_id TEXT, kind TEXT, started_at REAL, "
+               "finished_at REAL, check_mode INTEGER, fingerprint TEXT, requested_by TEXT, "
+               "approved_by TEXT, forced INTEGER, reason TEXT, runbook_sha256 TEXT, "
+               "playbook_sha256 TEXT, heartbeat_at REAL, claimed_by TEXT, "
+               "claimed_until REAL)")
     db.commit()
     db.close()
     store = open_store(f"sqlite:///{path}")
@@ -226,6 +268,9 @@ def test_a_store_created_before_a_column_was_added_opens_and_gains_it(tmp_path):
         opened.starts_at = "2024-05-01T10:00:00.000000Z"
         store.open_incident(opened)
         assert store.get_incident(opened.id).starts_at == opened.starts_at
+        refused = run(status=RunStatus.REFUSED, gate="kill_switch")
+        store.add_run(refused)
+        assert store.get_run(refused.id).gate == "kill_switch"
     finally:
         store.close()
 

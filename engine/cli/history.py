@@ -27,11 +27,16 @@ from engine.context import EngineContext
 from engine.lifecycle import RunStatus
 
 SHOW_HELP = """\
-One run: its record (run.json), its events in order (each event's output), then its
+A run id: its record (run.json), its events in order (each event's output), then its
 stdout. --follow keeps printing new events until the run has ended (a run waiting for
 approval is followed until it is decided and done); Ctrl-C stops following (exit 0).
 
-exit codes: 0 shown, 4 no such run.
+An incident id or an alert's fingerprint: its timeline, in order, to see why something
+did or did not happen: every delivery of the alert and what the intake made of it,
+the incident opening and ending, every gate's answer (refusals, deferrals, approvals
+asked), each run and its verify, and the kill switches that covered it.
+
+exit codes: 0 shown, 2 no run, incident or alert fingerprint by that name.
 """
 POLL = 0.5
 
@@ -56,10 +61,11 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_history)
 
-    p = sub.add_parser("show", parents=parents, help="one run: record, events, output",
-                       description=SHOW_HELP,
+    p = sub.add_parser("show", parents=parents,
+                       help="one run (record, events, output), or an incident's or an "
+                       "alert's timeline", description=SHOW_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("run_id", metavar="RUN_ID|INCIDENT_ID|FINGERPRINT")
     p.add_argument("--follow", "-f", action="store_true", help="print new events until done")
     p.add_argument("--json", action="store_true",
                    help="machine-readable output (with --follow: one JSON object per line)")
@@ -125,13 +131,11 @@ def cmd_show(ctx: EngineContext, args: argparse.Namespace) -> int:
 
     try:
         artifacts = RunArtifacts(ctx.artifacts_dir, args.run_id)
-    except ValueError as exc:
-        err(str(exc))
-        return USAGE
+    except ValueError:   # no run is named so: an incident or a fingerprint may be
+        return _show_timeline(ctx, args)
     record = ctx.store.get_run(args.run_id)
     if record is None and not artifacts.exists():
-        err(f"no run {args.run_id}")
-        return USAGE
+        return _show_timeline(ctx, args)
     run_json = artifacts.read_run_json()
     events = list(artifacts.read_events())
     if args.json and not args.follow:
@@ -156,6 +160,37 @@ def cmd_show(ctx: EngineContext, args: argparse.Namespace) -> int:
     out("\nstdout:")
     text = artifacts.read_stdout()
     out(_indent(text.rstrip("\n")) if text.strip() else "  (empty)")
+    return OK
+
+
+def _show_timeline(ctx: EngineContext, args: argparse.Namespace) -> int:
+    from engine.timeline import timeline
+
+    found = timeline(ctx, args.run_id)
+    if found is None:
+        err(f"no run, incident or alert fingerprint {args.run_id}")
+        return USAGE
+    if args.follow:
+        err("--follow follows a run: give a RUN_ID (the timeline lists them)")
+        return USAGE
+    if args.json:
+        emit_json(found.to_dict())
+        return OK
+    t = now()
+    if "fingerprint" in found.subject:
+        out(f"alert {found.subject['fingerprint']}: "
+            f"{len(found.incidents)} incident(s)")
+    for incident in found.incidents:
+        later = (f" (next try {when(incident.next_try_at)})"
+                 if incident.state.value == "open" and incident.next_try_at else "")
+        out(f"incident {incident.id} ({incident.runbook} on {incident.target}): "
+            f"{incident.state.value}{later} — {incident.reason}")
+    out("")
+    for entry in found.entries:
+        out(f"{when(entry.at)}  {entry.kind:<9} {entry.what}")
+    if not found.entries:
+        out("(nothing recorded)")
+    out(f"\n(now {when(t)}; `recovery show RUN_ID` for a run's record and output)")
     return OK
 
 

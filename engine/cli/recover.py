@@ -35,9 +35,10 @@ Run a runbook by hand and wait for the whole attempt, printing each run as it go
 PATTERN is an inventory host, alias or Ansible --limit pattern (a group, web-*,
 a:!b); every host it names is remediated in turn, one after the other. A target
 that names nothing is refused and recorded. --force passes the kill switch and the
-cooldown (never a lock or an approval); the run record says so. --check runs every
-step in check mode (playbooks under ansible --check, python actions asked for their
-plan): no incident, no lock, no cooldown counted; the runs are recorded as
+cooldown (never a lock or an approval) for this command's attempt only: a deferred
+retry, an alert or a probe later never inherits it; the run record says so. --check
+runs every step in check mode (playbooks under ansible --check, python actions asked
+for their plan): no incident, no lock, no cooldown counted; the runs are recorded as
 check-mode runs.
 
 exit codes: 0 recovered (verified), 1 failed (exhausted, canceled, interrupted, or
@@ -254,6 +255,9 @@ def _one(ctx: EngineContext, args: argparse.Namespace, fg: Foreground, name: str
         fg.cancel_incident()
         incident = ctx.store.get_incident(incident.id) or incident
     code, words = outcome(ctx, incident, approve_hint(args))
+    if args.force and incident.state == IncidentState.OPEN:
+        words += ("\n  --force was for this run only: the service's retry is not forced "
+                  "(run this again with --force to pass the kill switch and the cooldown)")
     (out if code in (OK, PARKED) else err)(words)
     return FAILED if fg.interrupted else code
 

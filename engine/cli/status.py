@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p = sub.add_parser("status", parents=parents,
                        help="health, success rate, MTTR; cooldowns, locks, switches",
                        description="Per component: health, success rate and mean time to "
-                       "recover over `status_window`, open incidents; then cooldowns, locks, "
+                       "recover over `status_window`, open incidents; alerts a kill switch "
+                       "refused that still fire (health `refused`); then cooldowns, locks, "
                        "degraded modes, kill switches and approvals waiting.")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
@@ -51,6 +52,10 @@ def cmd_status(ctx: EngineContext, args: argparse.Namespace) -> int:
         ("OPEN", lambda s: s["open_incidents"]),
         ("LAST INCIDENT", lambda s: _last(s["last_incident"], t)),
     ], empty="no runbooks loaded")))
+    if report["refused_alerts"]:
+        out("\nrefused by a kill switch, still firing (`recovery enable ... --replay` runs "
+            "them):")
+        out(_indent(refused_table(report["refused_alerts"], t)))
     out("\ncooldowns:")
     out(_indent(table(report["cooldowns"], [
         ("RUNBOOK", lambda c: c["runbook"]),
@@ -94,6 +99,21 @@ def cmd_status(ctx: EngineContext, args: argparse.Namespace) -> int:
     pending = report["pending_approvals"]
     out(f"\npending approvals: {pending}" + (" (recovery pending)" if pending else ""))
     return OK
+
+
+def refused_table(rows: list[dict], t: float) -> str:
+    """Alerts a kill switch refused (``RefusedAlert.to_dict``), one line each: status
+    and ``enable`` print the same."""
+    return table(rows, [
+        ("COMPONENT", lambda r: r["component"]),
+        ("TARGET", lambda r: r["target"]),
+        ("ALERT", lambda r: r["alertname"] or "?"),
+        ("FINGERPRINT", lambda r: r["fingerprint"]),
+        ("FIRING", lambda r: {True: "yes", False: "no", None: "unknown"}[r["firing"]]),
+        ("REFUSED", lambda r: f"{r['refusals']}x, last {ago(r['refused_at'], t)}"),
+        ("RUN", lambda r: r["run_id"]),
+        ("REASON", lambda r: r["reason"]),
+    ])
 
 
 def _last(last: dict | None, t: float) -> str:

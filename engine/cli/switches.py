@@ -19,10 +19,20 @@ DISABLE_HELP = """\
 Stop auto-recovery (alerts and probes) for everything, a component, a target, or a
 component on a target, for a while (--for, default 1h; `--for never` until enabled
 again). Manual `recovery recover --force` still runs. Recorded with who and why.
+
+--cancel-running is the emergency stop: in the same step, every approval waiting in
+that scope is rejected and every run in flight there is canceled (a running step is
+asked to stop: a playbook at its next task, a python action when it returns; its
+incident is canceled; an approved step still queued is canceled), recorded with who.
 """
 ENABLE_HELP = """\
 Remove the kill switches of exactly this scope (what `disable` with the same
---component/--target added). Says what was removed and what still applies.
+--component/--target added). Says what was removed and what still applies, and lists
+the alerts a kill switch refused in this scope that still fire (the intake journal: the
+newest delivery of the alert was firing, no resolve came after it), which nothing
+would run until Alertmanager repeats them. --replay re-queues those: each goes the
+normal way (every gate asked again, trigger alert, credited to the alert, replayed by
+you), once per refusal.
 """
 UNLOCK_HELP = """\
 Break the lock on a target (one run at a time per target), e.g. one left by a killed
@@ -51,6 +61,9 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--for", dest="duration", default="1h", metavar="DURATION",
                    help="how long (default 1h; 'never' = until `recovery enable`)")
     p.add_argument("--reason", "-r", default="", metavar="R")
+    p.add_argument("--cancel-running", action="store_true",
+                   help="also cancel the runs in flight and reject the approvals waiting "
+                   "in this scope")
     p.set_defaults(func=cmd_disable)
 
     p = sub.add_parser("enable", parents=parents, help="remove kill switches of a scope",
@@ -58,6 +71,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--component", "-c", metavar="C")
     p.add_argument("--target", "-t", metavar="T")
+    p.add_argument("--replay", action="store_true",
+                   help="re-queue the refused alerts of this scope that still fire")
     p.set_defaults(func=cmd_enable)
 
     p = sub.add_parser("unlock", parents=parents, help="break a target's lock (recorded)",
@@ -145,12 +160,24 @@ def cmd_disable(ctx: EngineContext, args: argparse.Namespace) -> int:
     switch = Switch(id=new_id("sw"), component=_component(ctx, args.component),
                     target=_target(ctx, args.target), until=until, reason=args.reason,
                     created_by=who, created_at=t)
-    ctx.store.add_switch(switch)
-    ctx.store.add_event(AuditEvent(at=t, actor=who, action="disable", detail=switch.to_dict()))
+    ctx.store.add_switch(switch)   # first: nothing new starts in the scope from here on
+    detail = switch.to_dict()
+    said: list[str] = []
+    if args.cancel_running:
+        from engine.approvals import stop_in_scope
+
+        stopped = stop_in_scope(ctx, switch.component, switch.target, by=who,
+                                reason=switch.reason)
+        detail.update(canceled_runs=stopped.canceled_runs,
+                      rejected_approvals=stopped.rejected_approvals)
+        said = stopped.said or [f"nothing running or waiting for approval in {switch.scope()}"]
+    ctx.store.add_event(AuditEvent(at=t, actor=who, action="disable", detail=detail))
     length = f"until {when_ago(until, t)}" if until else "until `recovery enable`"
     why = f": {switch.reason}" if switch.reason else ""
     out(f"auto-recovery disabled for {switch.scope()} {length}, by {who}{why} "
         f"(switch {switch.id})")
+    for line in said:
+        out(line)
     out("manual runs still work with `recovery recover --force`")
     return OK
 
@@ -176,7 +203,54 @@ def cmd_enable(ctx: EngineContext, args: argparse.Namespace) -> int:
         out("still active: " + "; ".join(
             f"{s.scope()} ({s.id}, until {when(s.until) if s.until else 'enabled'})"
             for s in still))
+    since = min([t - ctx.config.status_window, *(s.created_at for s in removed)])
+    _refused_while_off(ctx, args, who, t, since, component, target, still)
     return OK
+
+
+def _refused_while_off(ctx: EngineContext, args: argparse.Namespace, who: str, t: float,
+                       since: float, component: str | None, target: str | None,
+                       still: list[Switch]) -> None:
+    """List the alerts of this scope a kill switch refused that still fire; with
+    --replay, re-queue them (recorded as the operator's ``replay``)."""
+    from engine.cli.recover import approve_hint
+    from engine.cli.status import refused_table
+    from engine.refused_alerts import refused_alerts, replay
+
+    scope = _scope(component, target)
+    found = refused_alerts(ctx.store, since=since, component=component, target=target)
+    if not found:
+        if args.replay:
+            out(f"nothing to replay: no alert refused by a kill switch for {scope} still "
+                "fires")
+        return
+    out(f"\nrefused by a kill switch for {scope}, still firing:")
+    out(_indent(refused_table([a.to_dict() for a in found], t)))
+    for a in found:
+        covering = [s for s in still if s.covers(a.run.component, a.run.target)]
+        if covering:
+            out(f"note: {a.run.target} is still covered by {covering[0].scope()} "
+                f"({covering[0].id}): a replay of {a.run.fingerprint} is refused again")
+    if not args.replay:
+        flags = "".join(f" --{k} {v}" for k, v in (("component", component),
+                                                    ("target", target)) if v)
+        out(f"to run them now: recovery{approve_hint(args)} enable{flags} --replay")
+        return
+    queued = replay(ctx.store, found, by=who)
+    if queued:
+        ctx.store.add_event(AuditEvent(at=t, actor=who, action="replay", detail={
+            "component": component, "target": target,
+            "replayed": [{"fingerprint": a.run.fingerprint, "refused_run": a.run.id}
+                         for a in queued]}))
+    for a in found:
+        if a in queued:
+            out(f"replayed {a.alertname or 'alert'} {a.run.fingerprint} on {a.run.target} "
+                f"(refused run {a.run.id}): queued in the intake for the service's workers "
+                "(where no service runs, it waits there until one starts)")
+        elif a.firing:
+            out(f"not replayed {a.run.fingerprint}: already queued for refusal {a.run.id}")
+        else:
+            out(f"not replayed {a.run.fingerprint}: not known to fire (no delivery kept)")
 
 
 # -- unlock -----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from engine.records import (
     Attempt,
     AuditEvent,
     DegradedReason,
+    Delivery,
     Incident,
     Lock,
     RunRecord,
@@ -81,15 +82,20 @@ class Store(ABC):
         """The most recently opened incident of (runbook, target), open or closed."""
 
     @abstractmethod
-    def reopen_incident(self, incident_id: str, reason: str) -> Incident | None:
+    def reopen_incident(self, incident_id: str, reason: str, *, trigger: str,
+                        requested_by: str) -> Incident | None:
         """A recovered incident whose alert still fires: remediating again, as a new
-        attempt; None if it is not recovered or another incident is open for it."""
+        attempt asked for by ``trigger``/``requested_by`` (whatever the last attempt's
+        request was: an operator's ``--force`` or ``--strategy`` is not carried over);
+        None if it is not recovered or another incident is open for it."""
 
     @abstractmethod
     def update_incident(
         self, incident_id: str, *, expect: Iterable[IncidentState] | None = None, **fields: Any
     ) -> Incident | None:
-        """Change fields; with ``expect``, only if the state is one of them (else None)."""
+        """Change fields; with ``expect``, only if the state is one of them (else None).
+        An incident leaving ``remediating`` loses ``forced``: an operator's ``--force``
+        belongs to the attempt in hand, and ends when that attempt ends or pauses."""
 
     @abstractmethod
     def list_incidents(
@@ -98,7 +104,8 @@ class Store(ABC):
 
     @abstractmethod
     def claim_due_incident(self, now: float) -> Incident | None:
-        """Take one deferred incident whose time has come: OPEN -> REMEDIATING, atomically."""
+        """Take one deferred incident whose time has come: OPEN -> REMEDIATING, atomically
+        (the deferred request is retried as it was asked, never forced)."""
 
     # -- runs (the index; the account is in the artifacts) -----------------------------
     @abstractmethod
@@ -130,6 +137,7 @@ class Store(ABC):
         status: str | None = None,
         incident_id: str | None = None,
         target: str | None = None,
+        fingerprint: str | None = None,
         limit: int | None = 100,
     ) -> list[RunRecord]:
         """Newest first."""
@@ -143,8 +151,11 @@ class Store(ABC):
         """Take this queued run (``approve --now``), unless another claim is live."""
 
     @abstractmethod
-    def claim_incident(self, incident_id: str, now: float) -> Incident | None:
-        """Take this incident's attempt: OPEN (and due, if deferred) -> REMEDIATING."""
+    def claim_incident(self, incident_id: str, now: float, *, trigger: str,
+                       requested_by: str) -> Incident | None:
+        """Take this incident's attempt for a repeated signal: OPEN (and due, if
+        deferred) -> REMEDIATING, asked for by ``trigger``/``requested_by`` from now on;
+        an operator's ``--force`` or ``--strategy`` of an earlier request is dropped."""
 
     @abstractmethod
     def heartbeat_runs(self, run_ids: Iterable[str], now: float) -> None: ...
@@ -265,7 +276,14 @@ class Store(ABC):
     def claim_intake(self, holder: str, limit: int, lease: float) -> list[IntakeItem]: ...
 
     @abstractmethod
-    def ack_intake(self, ids: Iterable[int]) -> None: ...
+    def ack_intake(self, ids: Iterable[int], deliveries: Iterable[Delivery] = ()) -> None:
+        """Drop processed items from the queue, and keep what was made of them
+        (``deliveries``) in the same transaction."""
+
+    @abstractmethod
+    def deliveries(self, *, fingerprint: str | None = None, incident_id: str | None = None,
+                   limit: int | None = 100) -> list[Delivery]:
+        """Kept deliveries, newest first (pruned with the history, ``delete_before``)."""
 
     @abstractmethod
     def intake_depth(self, now: float) -> tuple[int, float]:
@@ -292,7 +310,7 @@ class Store(ABC):
     def delete_before(self, before: float) -> list[str]:
         """Drop what ended before ``before``: runs (their ids are returned, for their
         artifacts), closed incidents, finished attempts, decided approvals, events, the
-        intake's dedup keys and resolve marks."""
+        intake's dedup keys, resolve marks and kept deliveries."""
 
     @abstractmethod
     def set_value(self, key: str, value: Any) -> None: ...

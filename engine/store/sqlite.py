@@ -44,6 +44,7 @@ from engine.records import (
     Attempt,
     AuditEvent,
     DegradedReason,
+    Delivery,
     Incident,
     Lock,
     RunRecord,
@@ -115,12 +116,13 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at REAL, finished_at REAL, check_mode INTEGER, fingerprint TEXT,
     requested_by TEXT, approved_by TEXT, forced INTEGER, reason TEXT,
     runbook_sha256 TEXT, playbook_sha256 TEXT,
-    heartbeat_at REAL, claimed_by TEXT, claimed_until REAL
+    heartbeat_at REAL, claimed_by TEXT, claimed_until REAL, gate TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
 CREATE INDEX IF NOT EXISTS runs_component ON runs(component, started_at);
 CREATE INDEX IF NOT EXISTS runs_incident ON runs(incident_id);
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
+CREATE INDEX IF NOT EXISTS runs_fingerprint ON runs(fingerprint, started_at);
 CREATE TABLE IF NOT EXISTS attempts (
     id TEXT PRIMARY KEY, incident_id TEXT, runbook TEXT, target TEXT,
     started_at REAL, finished_at REAL, outcome TEXT
@@ -160,6 +162,14 @@ CREATE TABLE IF NOT EXISTS intake (
 );
 CREATE TABLE IF NOT EXISTS intake_seen (dedup_key TEXT PRIMARY KEY, seen_at REAL);
 CREATE TABLE IF NOT EXISTS resolved_alerts (fingerprint TEXT PRIMARY KEY, ends_at TEXT, at REAL);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, fingerprint TEXT, status TEXT, starts_at TEXT,
+    received_at REAL, processed_at REAL, outcome TEXT, incident_id TEXT, run_id TEXT,
+    replayed_by TEXT, payload TEXT
+);
+CREATE INDEX IF NOT EXISTS deliveries_fingerprint ON deliveries(fingerprint, id);
+CREATE INDEX IF NOT EXISTS deliveries_incident ON deliveries(incident_id);
+CREATE INDEX IF NOT EXISTS deliveries_processed ON deliveries(processed_at);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL, actor TEXT, action TEXT, detail TEXT
 );
@@ -167,7 +177,11 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS fencing (name TEXT PRIMARY KEY, value INTEGER);
 """
 
-_JSON_FIELDS = {"labels", "plan", "detail"}
+# An incident claimed or reopened for a new request: who asks now, and nothing of the
+# last request's --force or --strategy (a SET clause; parameters trigger, requested_by).
+_NEW_REQUEST = "trigger = ?, requested_by = ?, forced = 0, only_strategy = NULL"
+
+_JSON_FIELDS = {"labels", "plan", "detail", "payload"}
 _BOOL_FIELDS = {"check_mode", "forced", "manual"}
 
 
@@ -340,12 +354,13 @@ class SQLiteStore(Store):
         """Columns added since a store was created (CREATE TABLE IF NOT EXISTS leaves an
         existing table as it was)."""
         conn = self._conn()
-        columns = {row["name"] for row in conn.execute("PRAGMA table_info(incidents)")}
-        for column in ("starts_at", "held_by"):
+        for table, column in (("incidents", "starts_at"), ("incidents", "held_by"),
+                              ("runs", "gate")):
+            columns = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
             if column in columns:
                 continue
             try:
-                conn.execute(f"ALTER TABLE incidents ADD COLUMN {column} TEXT")
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
             except sqlite3.OperationalError as exc:
                 if "duplicate column" not in str(exc):   # another process added it first
                     raise
@@ -461,6 +476,28 @@ class SQLiteStore(Store):
             time.sleep(min(delay, left))
             delay = min(delay * 2, BUSY_MAX_SLEEP)
 
+    def _select(self, table: str, equal: Iterable[tuple[str, Any]], *, order: str,
+                limit: int | None, since: tuple[str, float | None] = ("", None)
+                ) -> list[sqlite3.Row]:
+        """Rows of ``table`` whose columns equal the values given (None: any), whose
+        ``since`` column is at or after its value (if given), in ``order``."""
+        where, params = [], []
+        for column, value in equal:
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since[1] is not None:
+            where.append(f"{since[0]} >= ?")
+            params.append(since[1])
+        sql = f"SELECT * FROM {table}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY {order}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return self._read(sql, params)
+
     @staticmethod
     def _insert(db: sqlite3.Connection, table: str, values: dict[str, Any],
                 verb: str = "INSERT") -> None:
@@ -517,7 +554,8 @@ class SQLiteStore(Store):
                           "ORDER BY opened_at DESC LIMIT 1", (runbook, target))
         return _row_to(Incident, rows[0]) if rows else None
 
-    def reopen_incident(self, incident_id: str, reason: str) -> Incident | None:
+    def reopen_incident(self, incident_id: str, reason: str, *, trigger: str,
+                        requested_by: str) -> Incident | None:
         now = time.time()
         try:
             with self._tx() as db:
@@ -528,9 +566,9 @@ class SQLiteStore(Store):
                 db.execute(
                     "UPDATE incidents SET state = ?, open_key = ?, closed_at = NULL, "
                     "attempt_id = NULL, step = 0, next_try_at = NULL, verify_until = NULL, "
-                    "reason = ?, updated_at = ? WHERE id = ?",
+                    f"{_NEW_REQUEST}, reason = ?, updated_at = ? WHERE id = ?",
                     (IncidentState.REMEDIATING.value, f"{row['runbook']}\x00{row['target']}",
-                     reason, now, incident_id))
+                     trigger, requested_by, reason, now, incident_id))
                 row = db.execute("SELECT * FROM incidents WHERE id = ?",
                                  (incident_id,)).fetchone()
         except sqlite3.IntegrityError:  # another incident is open for it: attach to that
@@ -556,6 +594,8 @@ class SQLiteStore(Store):
                 check_incident_transition(current.state, IncidentState(new_state))
                 open_key = f"{current.runbook}\x00{current.target}"
                 values["open_key"] = open_key if IncidentState(new_state).is_open else None
+                if IncidentState(new_state) != IncidentState.REMEDIATING:
+                    values["forced"] = 0   # --force ends with the attempt in hand
             values["updated_at"] = changes.get("updated_at", time.time())
             self._update(db, "incidents", "id", incident_id, values)
             row = db.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
@@ -585,8 +625,8 @@ class SQLiteStore(Store):
             if row is None:
                 return None
             db.execute(
-                "UPDATE incidents SET state = ?, next_try_at = NULL, updated_at = ? WHERE id = ?",
-                (IncidentState.REMEDIATING.value, now, row["id"]),
+                "UPDATE incidents SET state = ?, next_try_at = NULL, forced = 0, updated_at = ? "
+                "WHERE id = ?", (IncidentState.REMEDIATING.value, now, row["id"]),
             )
             row = db.execute("SELECT * FROM incidents WHERE id = ?", (row["id"],)).fetchone()
         return _row_to(Incident, row)
@@ -616,7 +656,7 @@ class SQLiteStore(Store):
             values["heartbeat_at"] = run.started_at
             if resumed:
                 keep = ("status", "attempt_id", "reason", "approved_by", "started_at",
-                        "forced", "heartbeat_at")
+                        "forced", "heartbeat_at", "gate")
                 values = {k: v for k, v in values.items() if k in keep}
                 values.update(claimed_by=None, claimed_until=None)
                 sets = ", ".join(f"{k} = ?" for k in values)
@@ -658,24 +698,14 @@ class SQLiteStore(Store):
 
     def query_runs(self, *, component: str | None = None, since: float | None = None,
                    status: str | None = None, incident_id: str | None = None,
-                   target: str | None = None, limit: int | None = 100) -> list[RunRecord]:
-        where, params = [], []
-        for column, value in (("component", component), ("status", status),
-                              ("incident_id", incident_id), ("target", target)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if since is not None:
-            where.append("started_at >= ?")
-            params.append(since)
-        sql = "SELECT * FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY started_at DESC, id DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        return [_row_to(RunRecord, r) for r in self._read(sql, params)]
+                   target: str | None = None, fingerprint: str | None = None,
+                   limit: int | None = 100) -> list[RunRecord]:
+        rows = self._select("runs", (("component", component), ("status", status),
+                                     ("incident_id", incident_id), ("target", target),
+                                     ("fingerprint", fingerprint)),
+                            order="started_at DESC, id DESC", limit=limit,
+                            since=("started_at", since))
+        return [_row_to(RunRecord, r) for r in rows]
 
     def claim_queued_run(self, holder: str, now: float, lease: float) -> RunRecord | None:
         with self._tx() as db:
@@ -701,13 +731,17 @@ class SQLiteStore(Store):
             row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         return _row_to(RunRecord, row)
 
-    def claim_incident(self, incident_id: str, now: float) -> Incident | None:
+    def claim_incident(self, incident_id: str, now: float, *, trigger: str,
+                       requested_by: str) -> Incident | None:
         with self._tx() as db:
             cur = db.execute(
-                "UPDATE incidents SET state = ?, next_try_at = NULL, updated_at = ? "
+                "UPDATE incidents SET state = ?, next_try_at = NULL, "
+                # an operator's --strategy chose the step: the new request starts afresh
+                "step = CASE WHEN only_strategy IS NOT NULL AND attempt_id IS NULL THEN 0 "
+                f"ELSE step END, {_NEW_REQUEST}, updated_at = ? "
                 "WHERE id = ? AND state = ? AND (next_try_at IS NULL OR next_try_at <= ?)",
-                (IncidentState.REMEDIATING.value, now, incident_id, IncidentState.OPEN.value,
-                 now))
+                (IncidentState.REMEDIATING.value, trigger, requested_by, now, incident_id,
+                 IncidentState.OPEN.value, now))
             if cur.rowcount != 1:
                 return None
             row = db.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
@@ -995,14 +1029,25 @@ class SQLiteStore(Store):
         return [IntakeItem(r["id"], r["dedup_key"], json.loads(r["payload"]), r["received_at"])
                 for r in rows]
 
-    def ack_intake(self, ids: Iterable[int]) -> None:
-        ids = list(ids)
-        if not ids:
+    def ack_intake(self, ids: Iterable[int], deliveries: Iterable[Delivery] = ()) -> None:
+        ids, kept = list(ids), list(deliveries)
+        if not ids and not kept:
             return
         with self._tx() as db:
             for part in _parts(ids, 900):
                 db.execute(f"DELETE FROM intake WHERE id IN ({','.join('?' * len(part))})",
                            part)
+            for delivery in kept:
+                values = _columns(delivery)
+                values.pop("id")
+                self._insert(db, "deliveries", values)
+
+    def deliveries(self, *, fingerprint: str | None = None, incident_id: str | None = None,
+                   limit: int | None = 100) -> list[Delivery]:
+        rows = self._select("deliveries", (("fingerprint", fingerprint),
+                                           ("incident_id", incident_id)),
+                            order="id DESC", limit=limit)
+        return [_row_to(Delivery, r) for r in rows]
 
     def intake_depth(self, now: float) -> tuple[int, float]:
         row = self._read("SELECT COUNT(*) AS n, MIN(received_at) AS oldest FROM intake")[0]
@@ -1032,6 +1077,7 @@ class SQLiteStore(Store):
             db.execute("DELETE FROM events WHERE at < ?", (before,))
             db.execute("DELETE FROM intake_seen WHERE seen_at < ?", (before,))
             db.execute("DELETE FROM resolved_alerts WHERE at < ?", (before,))
+            db.execute("DELETE FROM deliveries WHERE processed_at < ?", (before,))
             db.execute("DELETE FROM kv WHERE key LIKE 'cancel:%' "
                        "AND json_extract(value, '$.at') < ?", (before,))
         return ids

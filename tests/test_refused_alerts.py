@@ -1,0 +1,111 @@
+"""Alerts a kill switch refused that still fire: listed by `recovery status` and
+`recovery enable`, re-queued by `enable --replay` and run the normal way. The engine
+in this process (the intake drained by hand, the CLI through ``engine.cli.main``); the
+same story with a real Alertmanager and service is in test_alertmanager_switches.py."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from engine.alerts import Alert
+from engine.cli import main
+from engine.intake import drain
+from engine.lifecycle import IncidentState, RunStatus
+from engine.refused_alerts import refused_alerts
+from tests.alertmanager import iso_at
+
+T0 = time.time() - 120
+
+
+def alert(status: str = "firing", *, starts: float = T0, ends: float | None = None,
+          fingerprint: str = "fp-redis") -> Alert:
+    return Alert(status=status, labels={"alertname": "RedisDown", "instance": "cache-1"},
+                 starts_at=iso_at(starts), ends_at=iso_at(ends) if ends else None,
+                 fingerprint=fingerprint, receiver="recovery")
+
+
+def journal(ctx, *alerts: Alert) -> None:
+    ctx.store.enqueue_alerts([(a.dedup_key, a.to_payload()) for a in alerts])
+    assert drain(ctx) == len(alerts)
+
+
+@pytest.fixture
+def refused(engine_env, capsys):
+    """RedisDown fired and was fixed; a kill switch went on; Redis died again and the
+    re-fire was refused. Returns (ctx, cli) with ``cli(*args) -> (code, stdout)``."""
+    engine_env.runbook("redis", f"""
+        match: [alertname="RedisDown"]
+        target: "{{{{ labels.instance }}}}"
+        strategies: [{{name: restart, action: test.ok, with: {{trace: "{engine_env.trace}"}}}}]
+    """)
+    ctx = engine_env.context()
+
+    def cli(*args: str) -> tuple[int, str]:
+        capsys.readouterr()
+        code = main(["--config", str(engine_env.config_path), *args])
+        return code, capsys.readouterr().out
+
+    journal(ctx, alert())
+    assert len(engine_env.traced()) == 1
+    assert cli("disable", "--target", "cache-1", "--for", "10m", "--as", "alice")[0] == 0
+    journal(ctx, alert("resolved", ends=time.time() - 5), alert(starts=time.time()))
+    [run, *_] = ctx.store.query_runs(fingerprint="fp-redis")
+    assert (run.status, run.gate) == (RunStatus.REFUSED, "kill_switch")
+    return ctx, cli
+
+
+def test_enable_lists_what_the_switch_refused_and_replay_runs_it_once(refused, engine_env):
+    ctx, cli = refused
+    [listed] = refused_alerts(ctx.store, since=0)
+    assert (listed.alertname, listed.firing, listed.run.target) == ("RedisDown", True,
+                                                                     "cache-1")
+    code, printed = cli("enable", "--target", "cache-1", "--as", "alice")
+    assert code == 0 and "RedisDown" in printed and listed.run.id in printed
+    assert "recovery --config" in printed and "enable --target cache-1 --replay" in printed
+    assert ctx.store.intake_depth(time.time())[0] == 0          # nothing re-queued
+    code, printed = cli("enable", "--target", "cache-1", "--replay", "--as", "bob")
+    assert code == 0 and "replayed RedisDown fp-redis" in printed, printed
+    # twice is once: the same refusal is re-queued at most once
+    code, printed = cli("enable", "--target", "cache-1", "--replay", "--as", "bob")
+    assert "already queued" in printed
+    assert drain(ctx) == 1
+    newest = ctx.store.query_runs(fingerprint="fp-redis")[0]
+    assert (newest.status, newest.trigger, newest.forced) == (RunStatus.SUCCEEDED, "alert",
+                                                              False)
+    assert newest.requested_by == "alertmanager:recovery, replayed by bob"
+    assert ctx.store.get_incident(newest.incident_id).state == IncidentState.RECOVERED
+    assert len(engine_env.traced()) == 2
+    [kept, *_] = ctx.store.deliveries(fingerprint="fp-redis")
+    assert kept.replayed_by == "bob" and kept.incident_id == newest.incident_id
+    [event] = [e for e in ctx.store.list_events() if e.action == "replay"]
+    assert event.actor == "bob"
+    assert event.detail["replayed"] == [{"fingerprint": "fp-redis",
+                                         "refused_run": listed.run.id}]
+    assert refused_alerts(ctx.store, since=0) == []
+    code, printed = cli("enable", "--target", "cache-1", "--replay", "--as", "bob")
+    assert "nothing to replay" in printed
+
+
+def test_a_replay_under_a_switch_still_on_is_refused_again(refused, engine_env):
+    ctx, cli = refused
+    assert cli("disable", "--for", "10m", "--as", "carol")[0] == 0     # everything, too
+    code, printed = cli("enable", "--target", "cache-1", "--replay", "--as", "bob")
+    assert "still covered by everything" in printed and "replayed" in printed
+    assert drain(ctx) == 1
+    newest = ctx.store.query_runs(fingerprint="fp-redis")[0]
+    assert (newest.status, newest.gate) == (RunStatus.REFUSED, "kill_switch")
+    assert "replayed by bob" in newest.requested_by
+    assert len(engine_env.traced()) == 1                               # the gates held
+
+
+def test_an_alert_that_resolved_is_neither_listed_nor_replayed(refused, engine_env):
+    ctx, cli = refused
+    journal(ctx, alert("resolved", starts=time.time() - 1, ends=time.time()))
+    assert refused_alerts(ctx.store, since=0) == []
+    code, printed = cli("enable", "--target", "cache-1", "--replay")
+    assert code == 0 and "nothing to replay" in printed
+    assert ctx.store.intake_depth(time.time())[0] == 0
+    code, printed = cli("status")
+    assert "refused by a kill switch" not in printed
