@@ -5,6 +5,15 @@ gate again and runs it only if the incident is still open. Reject and expiry end
 attempt, unless the strategy says ``on_reject: next``. Cancel stops a run or an
 incident; ``stop_in_scope`` (``disable --cancel-running``) rejects and cancels all that
 waits or runs in a scope. Every decision records who.
+
+An approval is bound to the runbook text it was asked under (the plan's
+``runbook_sha256``): once a reload has put another text in force, approving it is refused
+(``RunbookChanged``), its run ends ``canceled`` with the reason ``runbook_changed``, and the
+step is planned again under the new text (and parked again, if it still needs approval)
+when the new runbook still has it; else the incident ends ``canceled`` with that reason.
+A worker that finds the text changed between the approval and its claim does the same.
+Approving a step of a runbook the deciding process has not loaded at all is refused
+(``RunbookNotLoaded``) and changes nothing: after ``recovery reload`` it can be approved.
 """
 
 from __future__ import annotations
@@ -18,10 +27,27 @@ from engine.gates.base import when
 from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
 from engine.orchestrator import finish_attempt
 from engine.records import Approval, Incident, RunRecord, Switch
+from engine.runbook import Runbook
 
 
 class DecisionError(ValueError):
-    """The decision cannot be taken (unknown run, already decided): the reason says why."""
+    """The decision cannot be taken (unknown run, already decided): the reason says why.
+    ``code`` names the case for machines (the HTTP API's ``error``) where it has one."""
+
+    code: str | None = None
+
+
+class RunbookNotLoaded(DecisionError):
+    """The step's runbook is not in the set this process acts on: nothing was decided."""
+
+    code = "runbook_not_loaded"
+
+
+class RunbookChanged(DecisionError):
+    """The runbook changed since the step was asked for: the run was canceled and the
+    step planned again (or its incident ended): the message says which."""
+
+    code = "runbook_changed"
 
 
 @dataclass
@@ -41,6 +67,8 @@ def approve(ctx: EngineContext, run_id: str, *, by: str, reason: str = "") -> De
         if incident is None or not incident.state.is_open:
             state = incident.state.value if incident else "gone"
             raise DecisionError(f"run {run_id}'s incident is {state}: nothing to approve")
+    if waiting is not None and waiting.status == "pending":
+        _check_runbook(ctx, waiting, by)
     approval = _decide(ctx, run_id, "approved", by, reason)
     run = ctx.store.update_run(run_id, status=RunStatus.QUEUED, approved_by=by,
                                reason=f"approved by {by}" + (f": {reason}" if reason else ""))
@@ -77,6 +105,71 @@ def reject(ctx: EngineContext, run_id: str, *, by: str | None, reason: str = "",
     if approval.incident_id:
         _after_no(ctx, approval, words)
     return Decided(approval, run)
+
+
+def _check_runbook(ctx: EngineContext, approval: Approval, by: str | None) -> None:
+    """Refuse to approve a step whose runbook is not loaded here, or whose text changed
+    since it was asked for (then the step is planned again: ``replan_changed``)."""
+    runbook = ctx.find_runbook(approval.runbook)
+    if runbook is None:
+        if ctx.files.sha256:
+            where = (f"the set in force in the service ({ctx.files.sha256[:12]}): `recovery "
+                     "reload` puts the files on disk in force, then approve again")
+        else:
+            where = (f"{ctx.files.paths.runbooks_dir} any more: restore it, or reject the "
+                     "step")
+        raise RunbookNotLoaded(f"runbook {approval.runbook} of run {approval.run_id} is not "
+                               f"in {where}")
+    why = runbook_change(approval, runbook)
+    if why is not None:
+        raise RunbookChanged(replan_changed(ctx, approval, runbook, why, by))
+
+
+def runbook_change(approval: Approval, runbook: Runbook) -> str | None:
+    """Why ``runbook`` is not the text the approval was asked under; None when it is (or
+    the approval predates the binding: no hash in its plan)."""
+    asked = (approval.plan or {}).get("runbook_sha256")
+    if not asked or asked == runbook.sha256:
+        return None
+    return (f"runbook {runbook.name} changed since step {approval.strategy} was asked for "
+            f"(sha256 {str(asked)[:12]}, now {runbook.sha256[:12]})")
+
+
+def replan_changed(ctx: EngineContext, approval: Approval, runbook: Runbook | None, why: str,
+                   by: str | None) -> str:
+    """The runbook changed under a parked or queued step: its run ends ``canceled`` with
+    ``runbook_changed``; the incident goes back to the workers at that step of the new
+    text (planned, and parked, again), or ends ``canceled`` when the step is gone. Returns
+    what happened, in words."""
+    reason = f"runbook_changed: {why}"
+    run = ctx.store.get_run(approval.run_id)
+    if run is None:
+        ctx.store.decide_approval(approval.run_id, status="canceled", by=by, reason=reason,
+                                  at=time.time(), expect=approval.status)
+    elif not cancel_waiting(ctx, run, reason, by):   # it started or ended meanwhile
+        now = ctx.store.get_run(run.id)
+        return f"{reason}; run {run.id} is {now.status.value if now else 'gone'}: left as it is"
+    incident = ctx.store.get_incident(approval.incident_id or "")
+    if incident is None or not incident.state.is_open:
+        return f"{reason}; run {approval.run_id} canceled"
+    names = [s.name for s in runbook.strategies] if runbook is not None else []
+    if approval.strategy not in names:
+        words = (f"{reason}; run {approval.run_id} canceled; the runbook has no step "
+                 f"{approval.strategy} any more: incident {incident.id} canceled")
+        closed = ctx.store.update_incident(
+            incident.id, expect=[IncidentState.OPEN, IncidentState.REMEDIATING],
+            state=IncidentState.CANCELED, closed_at=time.time(), next_try_at=None,
+            approved_step=None, approved_by=None, reason=words)
+        if closed is not None:
+            finish_attempt(ctx, incident, AttemptOutcome.CANCELED)
+        return words
+    words = (f"{reason}; run {approval.run_id} canceled; step {approval.strategy} of "
+             f"incident {incident.id} is planned again under the new text")
+    ctx.store.update_incident(incident.id, expect=[IncidentState.REMEDIATING],
+                              state=IncidentState.OPEN, next_try_at=time.time(),
+                              step=names.index(approval.strategy), approved_step=None,
+                              approved_by=None, reason=words)
+    return words
 
 
 def claim(ctx: EngineContext, run_id: str, lease: float | None = None) -> RunRecord | None:
@@ -203,8 +296,8 @@ def _after_no(ctx: EngineContext, approval: Approval, words: str) -> None:
     incident = ctx.store.get_incident(approval.incident_id or "")
     if incident is None or incident.state != IncidentState.REMEDIATING:
         return
-    runbook = ctx.runbook(incident.runbook)
-    strategy = runbook.strategy(approval.strategy)
+    runbook = ctx.find_runbook(incident.runbook)
+    strategy = runbook.strategy(approval.strategy) if runbook is not None else None
     if strategy is not None and strategy.on_reject == "next":
         # Hand the rest of the attempt to a worker: it goes on at the next step.
         ctx.store.update_incident(incident.id, expect=[IncidentState.REMEDIATING],
@@ -220,7 +313,9 @@ def _after_no(ctx: EngineContext, approval: Approval, words: str) -> None:
 
 
 def _index_of(ctx: EngineContext, incident: Incident, strategy: str) -> int:
-    runbook = ctx.runbook(incident.runbook)
+    runbook = ctx.find_runbook(incident.runbook)
+    if runbook is None:
+        return incident.step
     for i, s in enumerate(runbook.strategies):
         if s.name == strategy:
             return i

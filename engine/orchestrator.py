@@ -15,7 +15,6 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from engine.actions.base import ActionContext
@@ -51,7 +50,15 @@ class StepEnd(enum.Enum):
 
 def advance(ctx: EngineContext, incident_id: str, *, resume: RunRecord | None = None,
             on_run: RunCallback | None = None) -> Incident:
-    """Carry the incident's attempt as far as the gates allow; return the incident."""
+    """Carry the incident's attempt as far as the gates allow; return the incident. The
+    whole call acts on the set of runbooks, playbooks and inventory in force when it
+    began, whatever a reload puts in force meanwhile (engine.loaded_set)."""
+    with ctx.pinned():
+        return _advance(ctx, incident_id, resume, on_run)
+
+
+def _advance(ctx: EngineContext, incident_id: str, resume: RunRecord | None,
+             on_run: RunCallback | None) -> Incident:
     incident = ctx.store.get_incident(incident_id)
     if incident is None:
         raise LookupError(f"no incident {incident_id}")
@@ -64,8 +71,14 @@ def advance(ctx: EngineContext, incident_id: str, *, resume: RunRecord | None = 
     try:
         runbook = ctx.runbook(incident.runbook)
     except UnknownRunbook as exc:
-        return _close(ctx, incident, IncidentState.CANCELED, AttemptOutcome.CANCELED,
-                      f"runbook no longer loaded: {exc.args[0]}")
+        reason = f"runbook {incident.runbook} is not in the set in force: {exc.args[0]}"
+        if resume is not None:   # its approved step goes with it, on the record
+            from engine.approvals import cancel_waiting
+
+            cancel_waiting(ctx, resume, reason, None)
+        return _close(ctx, incident, IncidentState.CANCELED, AttemptOutcome.CANCELED, reason)
+    if resume is not None and _replanned(ctx, resume, runbook):
+        return ctx.store.get_incident(incident_id) or incident
     steps = _steps(runbook, incident)
     if not _steps(runbook, incident, from_step=0):
         return _refuse_unhandled(ctx, incident, runbook)
@@ -80,6 +93,20 @@ def advance(ctx: EngineContext, incident_id: str, *, resume: RunRecord | None = 
         if end is not StepEnd.NEXT:
             return ctx.store.get_incident(incident_id) or incident
     return _exhausted(ctx, ctx.store.get_incident(incident_id) or incident, runbook)
+
+
+def _replanned(ctx: EngineContext, resume: RunRecord, runbook: Runbook) -> bool:
+    """An approved step whose runbook changed since it was asked for is not run: it is
+    planned again under the text in force (engine.approvals.replan_changed)."""
+    from engine.approvals import replan_changed, runbook_change
+
+    approval = ctx.store.get_approval(resume.id)
+    why = runbook_change(approval, runbook) if approval is not None else None
+    if why is None:
+        return False
+    log.info("run %s not started: %s", resume.id,
+             replan_changed(ctx, approval, runbook, why, None))
+    return True
 
 
 def _steps(runbook: Runbook, incident: Incident,
@@ -265,7 +292,7 @@ def _playbook_sha(ctx: EngineContext, strategy: Strategy) -> str | None:
     if not strategy.playbook:
         return None
     try:
-        return hashlib.sha256((Path(ctx.config.playbooks_dir) / strategy.playbook)
+        return hashlib.sha256((ctx.files.paths.playbooks_dir / strategy.playbook)
                               .read_bytes()).hexdigest()
     except OSError:
         return None

@@ -1,6 +1,6 @@
 """Figures an operator reads: per-component health, success rate, time to recover,
 alerts a kill switch refused that still fire, cooldowns, locks, degraded modes, kill
-switches, approvals waiting.
+switches, approvals waiting, and the set of runbooks, playbooks and inventory in force.
 
 Pure functions over a ``Store`` (and the runbooks and configuration), so the CLI's
 ``recovery status`` and the HTTP API's ``/api/v1/status`` answer the same thing. They
@@ -192,6 +192,7 @@ def status_report(ctx: EngineContext, now: float | None = None) -> dict[str, Any
         stat["refused_alerts"] = sum(r["component"] == stat["component"] for r in refused)
         stat["health"] = health(stat, bool(stat["degraded_modes"]),
                                 bool(stat["refused_alerts"]))
+    report["loaded_set"] = loaded_set_status(ctx, report["problems"])
     switches = store.active_switches(now)
     report.update({
         "refused_alerts": refused,
@@ -203,6 +204,31 @@ def status_report(ctx: EngineContext, now: float | None = None) -> dict[str, Any
         "pending_approvals": len(store.list_approvals("pending")),
     })
     return report
+
+
+def loaded_set_status(ctx: EngineContext, problems: list[str]) -> dict[str, Any]:
+    """The set of runbooks, playbooks and inventory in force (engine.loaded_set): its hash,
+    when and by whom it was loaded, and whether the files on disk differ from it (then a
+    line in ``problems`` says what to do). ``this_process``: the set the answering process
+    acts on (None: the files on disk, as the CLI reads them)."""
+    from engine.loaded_set import describe, disk_differs, recorded_set
+
+    record = recorded_set(ctx.store)
+    differs, disk = disk_differs(ctx.config, record)
+    if differs:
+        problems.append(f"the files on disk differ from the set in force ({describe(record)}): "
+                        "`recovery reload` validates them and puts them in force")
+    here = ctx.files.sha256
+    if ctx.follow_loaded_set and record is not None and here != record.sha256:
+        held = f"set {here[:12]}" if here else "the files on disk"
+        problems.append(f"this process still acts on {held}, not set {record.sha256[:12]}: "
+                        "it could not switch (see its log)")
+    return {"sha256": record.sha256 if record else None,
+            "loaded_at": record.loaded_at if record else None,
+            "loaded_by": record.loaded_by if record else None,
+            "runbooks": record.runbooks if record else [],
+            "files": record.files if record else 0,
+            "files_differ": differs, "disk_sha256": disk, "this_process": here}
 
 
 def _safe_url(url: str) -> str:

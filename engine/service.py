@@ -4,7 +4,8 @@ The process model::
 
     recovery serve                 the parent (``Service``): runs no request and no step;
     │                              it starts its children, restarts one that dies, and
-    │                              stops them in order on SIGTERM/SIGINT
+    │                              stops them in order on SIGTERM/SIGINT; on SIGHUP it
+    │                              runs ``recovery reload`` (a child of its own, below)
     ├── gunicorn master            ``webhook:create_app()`` on gthread workers
     │   └── http workers           pre-forked; gunicorn may recycle one at any moment
     └── engine worker × N          ``python -m engine.worker_process``: ``Worker.run_once``
@@ -28,6 +29,16 @@ tune what is not set here); the flags given here (bind, workers, TLS, timeouts) 
 ``GUNICORN_CMD_ARGS`` is not passed on: nothing changes the bind behind the TLS check.
 (gunicorn is given ``--config engine/gunicorn_conf.py``, which reads that file itself and
 adds the ``child_exit`` hook of the metrics.)
+
+Reload: SIGHUP never stops the service. The parent runs ``python -m engine reload`` (one
+at a time; a SIGHUP during one runs another after it), which validates the runbooks,
+playbooks and inventory on disk and, only when all are valid, records them in force in
+the store (engine.loaded_set); every child switches to them by itself before its next
+claim or request. A refused set leaves the old one in force; the reasons are in the log.
+The children are process groups of their own, so a SIGHUP to the service (or a closed
+terminal) reaches the parent alone; an engine worker ignores one sent to it directly, and
+gunicorn's master, sent one directly, restarts its http workers (which load the set in
+force).
 
 Metrics: each http worker counts the webhook's answers (``webhook.request_metrics``) in
 prometheus_client's multiprocess mode, so whichever worker answers ``/metrics`` shows the
@@ -354,6 +365,7 @@ class Service:
         engine_env = {k: v for k, v in env.items() if k not in MULTIPROC_ENV}
         self.metrics_dir = metrics_dir(config.home, os.getpid())
         http_env = {**engine_env, "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir)}
+        self.engine_env = engine_env
         self.http = Child("http server (gunicorn)", self._gunicorn_argv(log_level), http_env)
         self.workers = [Child(f"engine worker {i + 1}",
                               [sys.executable, "-m", "engine.worker_process"], engine_env)
@@ -361,6 +373,9 @@ class Service:
         self.signals = 0
         self.failure: str | None = None
         self.http_up = False
+        self.hangups = 0                  # SIGHUPs received; each asks for a reload
+        self.reloads = 0                  # ... and how many of them a reload has served
+        self.reloader: subprocess.Popen | None = None
 
     @property
     def children(self) -> list[Child]:
@@ -390,6 +405,7 @@ class Service:
     def run(self) -> int:
         saved = {sig: signal.signal(sig, self._on_signal)
                  for sig in (signal.SIGTERM, signal.SIGINT)}
+        saved[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hangup)
         try:
             prepare_metrics_dir(self.config.home, os.getpid())
             for child in self.children:
@@ -401,8 +417,10 @@ class Service:
                      ", ".join(str(w.pid) for w in self.workers))
             while not self.signals and self.failure is None:
                 self._supervise(time.monotonic())
+                self._reload_if_asked()
                 time.sleep(POLL)
         finally:
+            self._stop_reloader()
             self._shutdown()
             remove_metrics_dir(self.metrics_dir)
             for sig, handler in saved.items():
@@ -420,6 +438,42 @@ class Service:
             log.info("%s: stopping (the HTTP server first; running steps may finish "
                         "within %gs; send again to cut the grace short)",
                         signal.Signals(signum).name, self.settings.shutdown_grace)
+
+    def _on_hangup(self, signum: int, frame: object) -> None:
+        self.hangups += 1   # a flag only: the loop starts the reload
+
+    def _reload_if_asked(self) -> None:
+        """Run ``recovery reload`` for the SIGHUPs received, one at a time, never waiting
+        for it here: the loop keeps supervising the children meanwhile."""
+        if self.reloader is not None:
+            code = self.reloader.poll()
+            if code is None:
+                return
+            if code == 0:
+                log.info("SIGHUP: reload done (its report is above)")
+            else:
+                log.error("SIGHUP: reload refused or failed (exit %d): the set in force "
+                          "stays (the reasons are above)", code)
+            self.reloader = None
+        if self.hangups == self.reloads:
+            return
+        self.reloads = self.hangups
+        log.info("SIGHUP: validating the runbooks, playbooks and inventory (recovery reload)")
+        self.reloader = subprocess.Popen(
+            [sys.executable, "-m", "engine", "reload",
+             "--as", f"SIGHUP to recovery serve (pid {os.getpid()})"],
+            env=self.engine_env, stdin=subprocess.DEVNULL, stdout=sys.stderr,
+            process_group=0, preexec_fn=_die_with(os.getpid()))
+
+    def _stop_reloader(self) -> None:
+        """Stopping: a reload under way is abandoned (it records nothing until its end)."""
+        if self.reloader is not None and self.reloader.poll() is None:
+            self.reloader.terminate()
+            try:
+                self.reloader.wait(5)
+            except subprocess.TimeoutExpired:
+                self.reloader.kill()
+                self.reloader.wait(5)
 
     def _supervise(self, now: float) -> None:
         for child in self.children:

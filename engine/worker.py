@@ -3,7 +3,9 @@
 It expires unanswered approvals, marks runs whose process died as ``interrupted``,
 drains the alert intake (engine/intake.py), runs approved steps (after asking every
 gate again), retries deferred incidents whose time has come, and prunes old
-artifacts. Whatever process runs a ``Worker`` (the service, or an application
+artifacts. Each pass first switches to the set of runbooks, playbooks and inventory a
+reload put in force (where the context follows one: a service's processes), then acts on
+that set alone. Whatever process runs a ``Worker`` (the service, or an application
 embedding the engine) does this for everyone.
 
 Nothing that runs a step runs on the loop itself: attempts the intake claims, approved
@@ -84,6 +86,11 @@ class Worker:
         now = now or time.time()
         self.heartbeat = now
         self._beat(now)
+        self._refresh()
+        with self.ctx.pinned():
+            return self._pass(now, wait, duties)
+
+    def _pass(self, now: float, wait: bool, duties: bool) -> int:
         done = len(expire_due(self.ctx, now))
         done += self.mark_interrupted(now)
         if self.intake:
@@ -103,6 +110,10 @@ class Worker:
         """The service's other duties: probes and what it tells Alertmanager (only where
         this worker takes the intake), and retention."""
         now = now or time.time()
+        with self.ctx.pinned():
+            return self._duties(now)
+
+    def _duties(self, now: float) -> int:
         done = 0
         if self.intake:
             done += self._guarded_count(lambda: probes.run_due(self.ctx, now,
@@ -130,6 +141,15 @@ class Worker:
             self._advance_async(incident.id)
             done += 1
         return done
+
+    def _refresh(self) -> None:
+        """Before anything is claimed: switch to the set of runbooks, playbooks and
+        inventory a reload put in force (a service's processes only; engine.loaded_set).
+        Steps already running keep the set they started with."""
+        try:
+            self.ctx.refresh()
+        except StoreUnavailable as exc:
+            log.warning("worker: the set in force could not be read: %s", exc)
 
     def _guarded_count(self, work) -> int:
         try:

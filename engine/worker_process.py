@@ -3,7 +3,9 @@
 It runs a ``Worker`` pass (intake, due incidents, approved steps, expiries) every
 ``poll_interval``, in a thread of its own, while the main thread waits for a reason to
 stop: SIGTERM or SIGINT from the service, or the service gone (its pid is in
-``RECOVERY_SERVICE_PID``; the kernel also sends SIGTERM, see engine.service).
+``RECOVERY_SERVICE_PID``; the kernel also sends SIGTERM, see engine.service). It acts on
+the set of runbooks, playbooks and inventory recorded in force (engine.loaded_set), and
+switches to a newer one before its next pass; SIGHUP is ignored here.
 
 Stopping: claim nothing new; steps already running may finish within
 ``webhook.shutdown_grace`` (30 s); a second signal cuts the grace short. What is still
@@ -37,7 +39,9 @@ WAIT = 0.2
 
 
 class Stop:
-    """Counts SIGTERM/SIGINT: the first asks for a graceful stop, the second for now."""
+    """Counts SIGTERM/SIGINT: the first asks for a graceful stop, the second for now.
+    SIGHUP is ignored: a reload reaches this process through the store (the set in force,
+    read before every pass), never by a signal, and must never stop it."""
 
     def __init__(self) -> None:
         self.signals = 0
@@ -46,6 +50,7 @@ class Stop:
     def install(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self.signals += 1  # a flag only: the main thread acts on it
@@ -69,7 +74,7 @@ def main() -> int:
     try:
         config = load_config()
         grace = shutdown_grace(config)
-        ctx = EngineContext(config)
+        ctx = EngineContext(config, follow_loaded_set=True)
         ctx.runbooks  # noqa: B018 - a bad runbook stops us here, not in every pass
     except (ConfigError, ServiceError, RunbookError, StoreUnavailable, ImportError,
             OSError, ValueError) as exc:
@@ -77,7 +82,8 @@ def main() -> int:
         return 2
 
     worker = Worker(ctx).start()
-    log.info("engine worker started (%s)", ctx.holder)
+    log.info("engine worker started (%s) on %s", ctx.holder,
+             f"set {ctx.files.sha256[:12]}" if ctx.files.sha256 else "the files on disk")
     while not stop.requested:
         if os.getppid() != parent:
             stop.parent_gone = True
@@ -170,8 +176,9 @@ def _setup_logging() -> None:
         level=getattr(logging, level, logging.WARNING), stream=sys.stderr,
         format=f"%(asctime)s recovery-worker[{os.getpid()}] %(levelname)s %(name)s: "
                "%(message)s")
-    if log.getEffectiveLevel() > logging.INFO:
-        log.setLevel(logging.INFO)  # start, stop and interruptions are always said
+    for said in (log, logging.getLogger("engine.context")):
+        if said.getEffectiveLevel() > logging.INFO:
+            said.setLevel(logging.INFO)  # start, stop, interruptions, set switches: said
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ import os
 import re
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,6 +93,26 @@ class EngineEnv:
 @pytest.fixture
 def engine_env(tmp_path: Path) -> EngineEnv:
     return EngineEnv(tmp_path)
+
+
+@pytest.fixture
+def serve(engine_env: EngineEnv, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """``serve(*args)``: a ``recovery serve`` (tests/service.py) on ``engine_env``, not
+    started yet; everything it started is killed at the end, even when the test fails."""
+    from tests.service import GRACE, Served, free_port
+
+    started: list[Served] = []
+    engine_env.write_config(webhook=f"{{workers: 1, http_workers: 1, shutdown_grace: {GRACE}s, "
+                            "graceful_timeout: 2s}")
+
+    def make(*args: str) -> Served:
+        served = Served(engine_env, tmp_path / "home", free_port(), *args)
+        started.append(served)
+        return served
+
+    yield make
+    for served in started:
+        served.kill_all()
 
 
 @pytest.fixture

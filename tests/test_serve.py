@@ -22,25 +22,9 @@ import pytest
 
 from engine.lifecycle import IncidentState, RunStatus
 from engine.triggers import TriggerRequest, open_incident
-from tests.service import GRACE, Served, command, free_port, history, wait_for, webhook_token
+from tests.service import GRACE, Served, command, history, wait_for, webhook_token
 
 FIXTURE = Path(__file__).parent / "fixtures" / "alertmanager" / "01_promgen_firing_2alerts.json"
-
-
-@pytest.fixture
-def serve(engine_env, tmp_path):
-    started: list[Served] = []
-    engine_env.write_config(webhook=f"{{workers: 1, http_workers: 1, shutdown_grace: {GRACE}s, "
-                            "graceful_timeout: 2s}")
-
-    def make(*args: str) -> Served:
-        served = Served(engine_env, tmp_path / "home", free_port(), *args)
-        started.append(served)
-        return served
-
-    yield make
-    for served in started:
-        served.kill_all()
 
 
 def context(served: Served):
@@ -88,15 +72,17 @@ def alert_payload(marker_dir: Path, *instances: str, starts_at: str | None = Non
     return body
 
 
-def touch_runbook(env, marker_dir: Path) -> None:
-    env.runbook("touchy", f"""
+def touch_runbook(env, marker_dir: Path, name: str = "touchy",
+                  marker: str = "{{ labels.instance }}.marker") -> None:
+    """A runbook for the test alerts that touches ``marker_dir/marker`` (a template)."""
+    env.runbook(name, f"""
         match:
           - alertname="test-alert"
         target: "{{{{ labels.instance }}}}"
         strategies:
           - name: touch
             action: test.touch
-            with: {{path: "{marker_dir}/{{{{ labels.instance }}}}.marker"}}
+            with: {{path: "{marker_dir}/{marker}"}}
     """)
 
 

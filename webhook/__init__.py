@@ -45,14 +45,17 @@ DEFAULT_MAX_BODY = 4 * 1024 * 1024
 def create_app(config: Config | None = None, *, context: EngineContext | None = None,
                credentials: Credentials | None = None) -> Flask:
     """The app for ``config`` (default: ``load_config()``). ``ConfigError`` when the
-    ``webhook:`` settings are wrong or no credentials are configured."""
+    ``webhook:`` settings are wrong or no credentials are configured. Without a
+    ``context``, the app is a service's (gunicorn's ``webhook:create_app()``): it acts on
+    the set of runbooks, playbooks and inventory recorded in force, not on the files as
+    they are on disk now (engine.loaded_set)."""
     if config is None:
         config = context.config if context is not None else load_config()
     settings = webhook_settings(config)
     if credentials is None:
         credentials, _ = load_credentials(config)
     if context is None:
-        context = EngineContext(config)
+        context = EngineContext(config, follow_loaded_set=True)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings["max_body_bytes"]

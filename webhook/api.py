@@ -7,13 +7,22 @@ is its index row plus its artifacts directory (``engine.artifacts.RunArtifacts``
 decision goes through ``engine.approvals``. Nothing here decides anything itself.
 Answers: 400 for a bad query or body (with the reason), 404 for an unknown run or
 approval, 409 when a decision cannot be taken (already decided, expired, incident
-closed), 503 when the store is down.
+closed; ``{"error": "runbook_changed"|"runbook_not_loaded", "reason"}`` when the step's
+runbook is not the one it was asked under), 503 when the store is down.
+
+Every request acts on one set of runbooks, playbooks and inventory: before it, this
+process switches to the set in force (engine.loaded_set) and keeps that set for the
+whole request. ``POST /api/v1/reload`` validates the files on disk and puts them in force
+(200), or refuses them whole (409 ``{"error": "invalid_set", "problems": [...]}``); it
+syntax-checks every playbook within the request, so a very large playbooks folder is
+better reloaded with ``recovery reload`` (gunicorn's ``request_timeout`` bounds a request).
 """
 
 from __future__ import annotations
 
 import re
 import time
+from contextlib import ExitStack
 
 from flask import Blueprint, g, jsonify, request
 
@@ -22,9 +31,10 @@ from engine.approvals import DecisionError, approve, reject
 from engine.artifacts import RunArtifacts
 from engine.durations import parse_duration
 from engine.lifecycle import RunStatus
+from engine.loaded_set import reload_set
 from engine.reports import degraded_modes, status_report
 from webhook.auth import require_operator
-from webhook.state import state
+from webhook.state import context_in_force, state
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -41,6 +51,33 @@ class BadQuery(ValueError):
 @bp.errorhandler(BadQuery)
 def _bad_query(exc: BadQuery):
     return jsonify(error=str(exc)), 400
+
+
+@bp.before_request
+def _on_the_set_in_force():
+    """Switch to the set a reload put in force, then keep it for this request."""
+    g.set_pin = ExitStack()
+    g.set_pin.enter_context(context_in_force().pinned())
+
+
+@bp.teardown_request
+def _unpin(exc: BaseException | None) -> None:
+    pin = g.pop("set_pin", None)
+    if pin is not None:
+        pin.close()
+
+
+@bp.post("/reload")
+@require_operator
+def reload():
+    ctx = state().context
+    done = reload_set(ctx, g.operator)
+    if not done.ok:
+        invalid = done.validation is not None and not done.validation.ok
+        return jsonify(error="invalid_set" if invalid else "reload_failed",
+                       **done.to_dict()), 409 if invalid else 500
+    ctx.refresh()
+    return jsonify(done.to_dict())
 
 
 @bp.get("/status")
@@ -134,6 +171,8 @@ def decide(run_id: str):
         else:
             decided = reject(ctx, run_id, by=g.operator, reason=reason)
     except DecisionError as exc:
+        if exc.code:
+            return jsonify(error=exc.code, reason=str(exc)), 409
         return jsonify(error=str(exc)), 409
     return jsonify(approval=decided.approval.to_dict(),
                    run=decided.run.to_dict() if decided.run else None)

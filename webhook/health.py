@@ -24,7 +24,7 @@ from engine.metrics import HEARTBEAT_KEY, render_text, youngest_heartbeat
 from engine.store.base import StoreUnavailable
 from webhook import request_metrics
 from webhook.auth import operator_refusal
-from webhook.state import state
+from webhook.state import context_in_force, state
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
@@ -73,6 +73,6 @@ def metrics():
         refusal = operator_refusal()
         if refusal is not None:
             return refusal
-    text = render_text(state().context, *request_metrics.collectors(current_app))
+    text = render_text(context_in_force(), *request_metrics.collectors(current_app))
     return Response(text, mimetype=None,
                     content_type=CONTENT_TYPE_LATEST)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,8 +11,10 @@ from flask import Flask, current_app
 from engine.config import Config
 from engine.context import EngineContext
 from engine.credentials import Credentials
+from engine.store.base import StoreUnavailable
 
 EXTENSION = "infra_recovery"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -29,3 +32,15 @@ def attach(app: Flask, state: WebhookState) -> None:
 def state() -> WebhookState:
     """The state of the app handling the current request."""
     return current_app.extensions[EXTENSION]
+
+
+def context_in_force() -> EngineContext:
+    """The app's context, first switched to the set of runbooks, playbooks and inventory
+    a reload put in force since the last request (engine.loaded_set). A store that cannot
+    be read leaves the set as it is: the route answers what it can."""
+    ctx = state().context
+    try:
+        ctx.refresh()
+    except StoreUnavailable as exc:
+        log.warning("the set in force could not be read: %s", exc)
+    return ctx

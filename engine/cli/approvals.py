@@ -19,10 +19,16 @@ where no service runs (exit codes then as `recovery recover`). --now also runs a
 that was approved earlier and waits queued. The decision records who (--as,
 RECOVERY_OPERATOR, or cli:$USER) and the reason.
 
+An approval is bound to the runbook text it was asked under: when the runbook has
+changed since (a reload, or the file here), approving is refused, the parked run is
+canceled (runbook_changed) and the step is planned again under the new text (with
+--now: here, so it parks again at once, exit 3 with the new run to approve).
+
 exit codes: 0 decided (and, with --now, recovered), 1 failed (or ended degraded),
 2 no such run, 3 the next step waits for approval, 4 the decision cannot be taken (the
 step is not waiting for approval: already decided, expired, canceled; or its incident
-is closed; or a worker holds it) or a gate refused or deferred the step.
+is closed; or a worker holds it; or its runbook changed or is not loaded) or a gate
+refused or deferred the step.
 """
 
 CANCEL_HELP = """\
@@ -97,7 +103,7 @@ def cmd_pending(ctx: EngineContext, args: argparse.Namespace) -> int:
 
 
 def cmd_approve(ctx: EngineContext, args: argparse.Namespace) -> int:
-    from engine.approvals import DecisionError, approve, reject
+    from engine.approvals import DecisionError, RunbookChanged, approve, reject
 
     who = operator(args)
     if args.reject and args.now:
@@ -148,11 +154,22 @@ def cmd_approve(ctx: EngineContext, args: argparse.Namespace) -> int:
         err(f"run {args.run_id} cannot be approved: {closed} "
             f"(`recovery approve {args.run_id} --reject` or `recovery cancel` clears it)")
         return REFUSED
+    if not args.now:
+        # Queued, the step runs in the service: it is bound to the text in force there,
+        # not to the files here (which `recovery reload` has maybe not put in force yet).
+        ctx.follow_set_in_force()
     try:
         if args.reject:
             decided = reject(ctx, args.run_id, by=who, reason=args.reason)
         else:
             decided = approve(ctx, args.run_id, by=who, reason=args.reason)
+    except RunbookChanged as exc:
+        err(str(exc))
+        if args.now and current.incident_id:
+            return _plan_again(ctx, args, who, current.incident_id)
+        err("a running service plans it again at once: `recovery pending` shows the new "
+            "run to approve (with --now, this command plans it here)")
+        return REFUSED
     except DecisionError as exc:
         err(str(exc))
         return REFUSED
@@ -217,6 +234,27 @@ def _run_now(ctx: EngineContext, args: argparse.Namespace, who: str) -> int:
     if after is not None and after.status == RunStatus.CANCELED:
         err(f"run {claimed.id} canceled: {after.reason}")
         return FAILED
+    code, words = outcome(ctx, incident, approve_hint(args))
+    (out if code in (OK, PARKED) else err)(words)
+    return code
+
+
+def _plan_again(ctx: EngineContext, args: argparse.Namespace, who: str,
+                incident_id: str) -> int:
+    """``approve --now`` of a step whose runbook changed: plan the step again here, under
+    the new text (it parks again where it needs approval: exit 3 with the new run)."""
+    from engine.orchestrator import advance
+
+    if ctx.store.claim_incident(incident_id, now()) is None:
+        err(f"incident {incident_id} was taken up by a worker: `recovery pending` shows "
+            "the step once it is parked again")
+        return REFUSED
+    with Foreground(ctx, who) as fg:
+        fg.incident_id = incident_id
+        incident = advance(ctx, incident_id, on_run=fg.on_run)
+        if fg.interrupted:
+            fg.cancel_incident()
+            return FAILED
     code, words = outcome(ctx, incident, approve_hint(args))
     (out if code in (OK, PARKED) else err)(words)
     return code

@@ -149,3 +149,19 @@ def positive_int(text: str) -> int:
 
 def now() -> float:
     return time.time()
+
+
+def loaded_set_note(ctx: EngineContext) -> str | None:
+    """A line for commands that read the files afresh while a service may run another set:
+    None when no set is recorded or the files on disk are that set."""
+    from engine.loaded_set import describe, disk_differs, recorded_set
+
+    try:
+        record = recorded_set(ctx.store)
+    except Exception:  # noqa: BLE001 - a note must not break the command
+        return None
+    differs, _sha = disk_differs(ctx.config, record)
+    if not differs:
+        return None
+    return (f"note: the files on disk differ from the set in force in the service "
+            f"({describe(record)}): `recovery reload` validates them and puts them in force")

@@ -29,7 +29,8 @@ from engine.lifecycle import RunStatus
 SHOW_HELP = """\
 A run id: its record (run.json), its events in order (each event's output), then its
 stdout. --follow keeps printing new events until the run has ended (a run waiting for
-approval is followed until it is decided and done); Ctrl-C stops following (exit 0).
+approval is followed until it is decided and done, or until its incident closes: then it
+will never go on); Ctrl-C stops following (exit 0).
 
 An incident id or an alert's fingerprint: its timeline, in order, to see why something
 did or did not happen: every delivery of the alert and what the intake made of it,
@@ -201,22 +202,36 @@ def _follow(ctx: EngineContext, artifacts: Any, args: argparse.Namespace, last: 
             # ended is read in this same pass, so stopping on a final status loses none.
             record = ctx.store.get_run(args.run_id)
             final = record is None or record.status.is_final
+            stuck = None if final else cannot_progress(ctx, record)
             for event in artifacts.read_events(after=last):
                 _print_event(event, args.json)
                 last = max(last, int(event.get("counter") or 0))
-            if final:
+            if final or stuck:
                 break
             time.sleep(POLL)
     except KeyboardInterrupt:
         return OK
     status = record.status.value if record else artifacts.read_status()
-    reason = record.reason if record else ""
+    reason = stuck or (record.reason if record else "")
     if args.json:
         emit_json_line({"type": "end", "status": status, "reason": reason,
                         "run": record.to_dict() if record else None})
     else:
         out(f"\nended: {status}" + (f": {reason}" if reason else ""))
     return OK
+
+
+def cannot_progress(ctx: EngineContext, run: Any) -> str | None:
+    """Why a run waiting for approval (or queued after it) will never go on: its incident
+    has closed; None while it may still run."""
+    if run.status not in (RunStatus.PENDING_APPROVAL, RunStatus.QUEUED) or not run.incident_id:
+        return None
+    incident = ctx.store.get_incident(run.incident_id)
+    if incident is not None and incident.state.is_open:
+        return None
+    state = incident.state.value if incident else "gone"
+    why = f" ({incident.reason})" if incident is not None and incident.reason else ""
+    return f"its incident {run.incident_id} is {state}{why}: this run will not go on"
 
 
 def _print_record(record: Any, run_json: dict[str, Any]) -> None:

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engine.cli.common import OK, USAGE, CliError, runbooks
-from engine.cli.output import emit_json, out, table, when
+from engine.cli.common import OK, USAGE, CliError, loaded_set_note, runbooks
+from engine.cli.output import emit_json, err, out, table, when
 from engine.context import EngineContext
 
 HELP = """\
@@ -18,6 +18,9 @@ which strategies apply, what every gate answers now, and what would happen
 
 --alert FILE reads an Alertmanager webhook notification (with `alerts`) or one alert
 object (with `labels`), as JSON, and plans each alert.
+
+The plan reads the files on disk afresh; where a running service has another set in
+force (`recovery reload` not run since they changed), a note on stderr says so.
 
 exit codes: 0 the plan was printed (whatever it says), 2 unreadable file or usage error.
 """
@@ -67,6 +70,8 @@ def cmd_test(ctx: EngineContext, args: argparse.Namespace) -> int:
     from engine.triggers import TriggerRequest
 
     runbooks(ctx)
+    if (note := loaded_set_note(ctx)) is not None:   # the plan is of the files, not the service
+        err(note)
     plans: list[dict[str, Any]] = []
     if args.alert:
         if args.failure_type or args.target or args.strategy:

@@ -14,7 +14,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from engine.cli.common import USAGE, CliError, positive_int, runbooks
+from engine.cli.common import USAGE, CliError, positive_int
 from engine.cli.output import out
 from engine.context import EngineContext
 
@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
         "generates the webhook and operator tokens into RECOVERY_HOME (0600) and prints "
         "them once, with an Alertmanager receiver to paste. SIGTERM or Ctrl-C: stop taking "
         "requests, let running steps finish within webhook.shutdown_grace (30s), mark the "
-        "rest interrupted; a second signal stops at once.")
+        "rest interrupted; a second signal stops at once. SIGHUP: `recovery reload` (the "
+        "runbooks, playbooks and inventory validated and put in force; never a stop).")
     p.add_argument("--bind", metavar="HOST:PORT",
                    help="where to listen (default: webhook.bind, else 127.0.0.1:9797); off "
                    "loopback only with webhook.tls or webhook.behind_tls_proxy")
@@ -49,7 +50,7 @@ def cmd_serve(ctx: EngineContext, args: argparse.Namespace) -> int:
                                                http_workers=args.http_workers)
     except ServiceError as exc:
         raise CliError(str(exc), USAGE) from None
-    runbooks(ctx)  # a bad runbook stops the start with file:line, not every worker pass
+    _load_set(ctx)  # a bad runbook stops the start with file:line, not every worker pass
     try:
         _credentials, generated = load_credentials(ctx.config, create=True)
     except ConfigError as exc:
@@ -63,6 +64,19 @@ def cmd_serve(ctx: EngineContext, args: argparse.Namespace) -> int:
         handler.setFormatter(logging.Formatter(
             f"%(asctime)s recovery-serve[{os.getpid()}] %(levelname)s %(name)s: %(message)s"))
     return Service(ctx.config, settings, log_level=level).run()
+
+
+def _load_set(ctx: EngineContext) -> None:
+    """Put the files on disk in force as the set every process of the service loads (a
+    copy: engine.loaded_set); a runbook that does not load stops the start (exit 2)."""
+    from engine.loaded_set import reload_set
+
+    done = reload_set(ctx, f"recovery serve (start, pid {os.getpid()})", start=True)
+    if not done.ok:
+        what = "runbook error: " if done.validation and not done.validation.ok else ""
+        raise CliError(what + "; ".join(done.problems) + " (see `recovery validate`)", USAGE)
+    for warning in done.validation.warnings if done.validation else []:
+        logging.getLogger("engine.service").warning("%s", warning)
 
 
 def _cli(home) -> str:

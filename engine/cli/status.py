@@ -15,7 +15,9 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                        description="Per component: health, success rate and mean time to "
                        "recover over `status_window`, open incidents; alerts a kill switch "
                        "refused that still fire (health `refused`); then cooldowns, locks, "
-                       "degraded modes, kill switches and approvals waiting.")
+                       "degraded modes, kill switches and approvals waiting. First: the set of "
+                       "runbooks, playbooks and inventory in force (its hash, when and by whom "
+                       "it was loaded) and whether the files on disk differ from it.")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
 
@@ -34,6 +36,9 @@ def cmd_status(ctx: EngineContext, args: argparse.Namespace) -> int:
         return OK
     store = report["store"]
     out(f"store: {store['url']} ({'reachable' if store['reachable'] else 'UNREACHABLE'})")
+    loaded = report.get("loaded_set")
+    if loaded is not None:
+        out(_loaded_set(loaded, t))
     for problem in report["problems"]:
         out(f"problem: {problem}")
     if not store["reachable"]:
@@ -114,6 +119,17 @@ def refused_table(rows: list[dict], t: float) -> str:
         ("RUN", lambda r: r["run_id"]),
         ("REASON", lambda r: r["reason"]),
     ])
+
+
+def _loaded_set(loaded: dict, t: float) -> str:
+    if not loaded["sha256"]:
+        return ("loaded set: none recorded (`recovery serve` records one at its start, "
+                "`recovery reload` whenever the files change)")
+    return (f"loaded set: {loaded['sha256'][:12]} loaded {when(loaded['loaded_at'])} "
+            f"({ago(loaded['loaded_at'], t)}) by {loaded['loaded_by']}: "
+            f"{len(loaded['runbooks'])} runbooks, {loaded['files']} files"
+            + ("; the files on disk DIFFER" if loaded["files_differ"] else
+               "; the files on disk are the same"))
 
 
 def _last(last: dict | None, t: float) -> str:

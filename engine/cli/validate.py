@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any
 
-from engine.cli.common import OK, USAGE, runbooks
+from engine.cli.common import OK, USAGE, loaded_set_note, runbooks
 from engine.cli.output import emit_json, err, out, table
 from engine.context import EngineContext
 
@@ -18,9 +15,9 @@ reason for each bad one), every playbook in playbooks/ (ansible-playbook
 --syntax-check), and the inventory (unknown or ambiguous names, malformed endpoints).
 
 exit codes: 0 all valid, 2 something is invalid (each problem printed) or the
-configuration itself cannot be read: both are configuration errors.
+configuration itself cannot be read: both are configuration errors. Where a service
+runs, `recovery reload` puts the files in force there (validate only reads them).
 """
-PLAYBOOK_SUFFIXES = (".yml", ".yaml")
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -36,81 +33,23 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.set_defaults(func=cmd_runbooks)
 
 
-def playbook_files(folder: Path) -> list[str]:
-    if not folder.is_dir():
-        return []
-    return sorted(p.name for p in folder.iterdir()
-                  if p.name.endswith(PLAYBOOK_SUFFIXES) and not p.name.startswith(".")
-                  and p.is_file())
-
-
 def cmd_validate(ctx: EngineContext, args: argparse.Namespace) -> int:
-    from engine.runbook_loader import RunbookError, check_runbooks
+    from engine.loaded_set import SetPaths
+    from engine.validation import validate_set
 
-    config = ctx.config
-    errors: list[str] = []
-    warnings: list[str] = []
-    try:
-        loaded, bad = check_runbooks(config.runbooks_dir, known_actions=ctx.registry.names(),
-                                     playbooks_dir=config.playbooks_dir)
-    except RunbookError as exc:  # the folder itself is missing
-        loaded, bad = [], [exc]
-    runbook_errors = [str(e) for e in bad]
-    errors.extend(runbook_errors)
-    modes = set(config.degraded_modes)
-    for rb in loaded:
-        if rb.degraded_mode is not None and rb.degraded_mode.name not in modes:
-            warnings.append(f"{rb.path}: degraded mode {rb.degraded_mode.name!r} has no "
-                            "capability matrix in recovery.yml (degraded_modes)")
-
-    names = playbook_files(config.playbooks_dir)
-    playbook_errors: dict[str, str] = {}
-    if not config.playbooks_dir.is_dir():
-        errors.append(f"{config.playbooks_dir}: playbooks directory does not exist")
-    elif names:
-        with ThreadPoolExecutor(max_workers=min(4, len(names), os.cpu_count() or 2)) as pool:
-            for name, problem in zip(names, pool.map(_syntax_check(ctx), names), strict=True):
-                if problem:
-                    playbook_errors[name] = problem
-                    first = problem.strip().splitlines()
-                    errors.append(f"{config.playbooks_dir / name}:1: syntax check failed: "
-                                  + " / ".join(line.strip() for line in first[:4]))
-
-    inventory_problems = ctx.inventory.validate()
-    errors.extend(f"{config.inventory_path}: {p}" for p in inventory_problems)
-
+    found = validate_set(SetPaths.of(ctx.config), known_actions=ctx.registry.names(),
+                         degraded_modes=ctx.config.degraded_modes, redactor=ctx.redactor)
     if args.json:
-        emit_json({
-            "ok": not errors,
-            "runbooks": {"loaded": [rb.name for rb in loaded], "errors": runbook_errors},
-            "playbooks": {"checked": names, "errors": playbook_errors},
-            "inventory": {"path": str(config.inventory_path), "problems": inventory_problems},
-            "warnings": warnings,
-        })
-        return USAGE if errors else OK
-    for line in errors:
+        emit_json(found.to_dict())
+        return USAGE if found.errors else OK
+    for line in found.errors:
         out(line)
-    for line in warnings:
+    for line in found.warnings:
         err(f"warning: {line}")
-    inv = "ok" if not inventory_problems else f"{len(inventory_problems)} problem(s)"
-    summary = (f"{len(loaded)} runbooks" + (f" ({len(runbook_errors)} invalid)"
-                                              if runbook_errors else "")
-               + f", {len(names)} playbooks" + (f" ({len(playbook_errors)} invalid)"
-                                                 if playbook_errors else "")
-               + f", inventory: {inv}")
-    out(f"{summary}: {'valid' if not errors else 'INVALID'}")
-    return USAGE if errors else OK
-
-
-def _syntax_check(ctx: EngineContext) -> Any:
-    ansible = ctx.ansible  # built once, before the threads
-
-    def check(name: str) -> str | None:
-        try:
-            return ansible.syntax_check(name)
-        except (OSError, ValueError) as exc:
-            return str(exc)
-    return check
+    out(f"{found.summary}: {'valid' if not found.errors else 'INVALID'}")
+    if (note := loaded_set_note(ctx)) is not None:
+        err(note)
+    return USAGE if found.errors else OK
 
 
 def cmd_runbooks(ctx: EngineContext, args: argparse.Namespace) -> int:
