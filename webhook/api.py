@@ -5,9 +5,9 @@ The same answers as the CLI, from the same functions: ``status`` is
 ``engine.reports.status_report``, ``degraded`` is ``engine.reports.degraded_modes``, a run
 is its index row plus its artifacts directory (``engine.artifacts.RunArtifacts``), and a
 decision goes through ``engine.approvals``. Nothing here decides anything itself.
-Answers: 400 for a bad query or body (with the reason), 404 for an unknown run or
-approval, 409 when a decision cannot be taken (already decided, expired, incident
-closed), 503 when the store is down.
+Answers: 400 for a bad query or body (with the reason), 404 for an unknown run,
+approval or incident, 409 when a decision cannot be taken (already decided, expired,
+incident closed; no exhausted alert to acknowledge), 503 when the store is down.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from engine.alerts import normalize_time
 from engine.approvals import DecisionError, approve, reject
 from engine.artifacts import RunArtifacts
 from engine.durations import parse_duration
+from engine.exhaustion import AckRefused, acknowledge
 from engine.lifecycle import RunStatus
 from engine.reports import degraded_modes, status_report
 from webhook.auth import require_operator
@@ -137,6 +138,20 @@ def decide(run_id: str):
         return jsonify(error=str(exc)), 409
     return jsonify(approval=decided.approval.to_dict(),
                    run=decided.run.to_dict() if decided.run else None)
+
+
+@bp.post("/incidents/<incident_id>/ack")
+@require_operator
+def acknowledge_incident(incident_id: str):
+    """``recovery ack``: the exhausted alert of this incident resolves, recorded with who."""
+    ctx = state().context
+    if not _RUN_ID.fullmatch(incident_id) or ctx.store.get_incident(incident_id) is None:
+        return jsonify(error=f"no incident {incident_id[:64]!r}"), 404
+    try:
+        gone = acknowledge(ctx, incident_id, by=g.operator)
+    except AckRefused as exc:
+        return jsonify(error=str(exc)), 409
+    return jsonify(acknowledged=gone.to_dict(), by=g.operator)
 
 
 # -- query values ---------------------------------------------------------------------

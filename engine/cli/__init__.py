@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from engine.cli import approvals, history, plan, recover, serve, status, switches, validate
+from engine.cli import ack, approvals, history, plan, recover, serve, status, switches, validate
 from engine.cli.common import FAILED, OK, USAGE, CliError, build_context, housekeeping
 from engine.cli.output import err
 
@@ -28,7 +28,7 @@ unknown target). Every listing command takes --json (machine output only on stdo
 The operator recorded for approvals, switches and manual runs is --as NAME, else
 RECOVERY_OPERATOR, else cli:$USER.
 """
-MODULES = (recover, plan, history, approvals, switches, status, validate, serve)
+MODULES = (recover, plan, history, approvals, ack, switches, status, validate, serve)
 
 
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
