@@ -794,6 +794,57 @@ def test_validate_fails_with_file_and_line(env: Env) -> None:
         "playbooks"]["errors"]
 
 
+def test_overlapping_runbooks_are_named_by_validate_and_test(env: Env) -> None:
+    # Two runbooks of equal priority for the same alerts: the file name decides.
+    for name in ("a-restart", "b-failover"):
+        env.write_runbook(f"{name}.yml", f"""\
+            name: {name}
+            priority: high
+            match: [alertname=~"Svc(Down|Slow)"]
+            match_component_label: false
+            strategies: [{{name: fix, action: test.ok}}]
+            """)
+    r = env.run("validate")
+    assert r.code == 0, r.out + r.err        # a warning, not an error
+    [warning] = [line for line in r.err.splitlines() if "overlap" in line]
+    assert "a-restart (a-restart.yml)" in warning and "b-failover (b-failover.yml)" in warning
+    assert "the file name decides" in warning and 'alertname="SvcDown"' in warning
+    doc = env.run("validate", "--json").json()
+    [overlap] = doc["overlaps"]
+    assert overlap["winner"] == "a-restart" and overlap["example"] == {"alertname": "SvcDown"}
+    assert any("overlap" in w for w in doc["warnings"])
+
+    alert = env.root / "alert.json"
+    alert.write_text(json.dumps({"labels": {"alertname": "SvcSlow", "instance": "web-1"}}))
+    plan = env.cli("test", "--alert", str(alert), "--json").json()[0]
+    assert plan["runbook"] == "a-restart"
+    assert [(m["runbook"], m["chosen"]) for m in plan["matched"]] == [
+        ("a-restart", True), ("b-failover", False)]
+    assert "the file name decides" in plan["matched"][1]["why"]
+    shown = env.cli("test", "--alert", str(alert)).out
+    assert "matched:      2 runbooks" in shown and "b-failover" in shown
+    assert "a-restart.yml sorts before b-failover.yml" in shown
+
+
+def test_validate_says_nothing_of_runbooks_that_cannot_take_the_same_alert(env: Env) -> None:
+    # Different values of one label prove the groups disjoint; a more specific runbook
+    # of higher priority is an override, on purpose.
+    for name, match, priority in (("one", 'instance="web-1"', "high"),
+                                  ("two", 'instance="web-2"', "high"),
+                                  ("generic", 'alertname=~"Svc.*"', "warning"),
+                                  ("special", 'alertname="SvcDown"', "critical")):
+        env.write_runbook(f"{name}.yml", f"""\
+            name: {name}
+            priority: {priority}
+            match: [{match}]
+            match_component_label: false
+            strategies: [{{name: fix, action: test.ok}}]
+            """)
+    r = env.run("validate")
+    assert r.code == 0 and "overlap" not in r.err, r.err
+    assert env.run("validate", "--json").json()["overlaps"] == []
+
+
 def test_runbooks_lists_strategies_with_approval_markers(env: Env) -> None:
     r = env.cli("runbooks")
     assert r.code == 0

@@ -16,6 +16,8 @@ VALIDATE_HELP = """\
 Check everything the engine will read before it runs: every runbook (file:line:
 reason for each bad one), every playbook in playbooks/ (ansible-playbook
 --syntax-check), and the inventory (unknown or ambiguous names, malformed endpoints).
+Warns (without failing) where one runbook's matchers provably cover another's and the
+priorities tie (the file name decides) or the covered runbook never wins.
 
 exit codes: 0 all valid, 2 something is invalid (each problem printed) or the
 configuration itself cannot be read: both are configuration errors.
@@ -45,6 +47,7 @@ def playbook_files(folder: Path) -> list[str]:
 
 
 def cmd_validate(ctx: EngineContext, args: argparse.Namespace) -> int:
+    from engine.overlaps import overlaps
     from engine.runbook_loader import RunbookError, check_runbooks
 
     config = ctx.config
@@ -62,6 +65,8 @@ def cmd_validate(ctx: EngineContext, args: argparse.Namespace) -> int:
         if rb.degraded_mode is not None and rb.degraded_mode.name not in modes:
             warnings.append(f"{rb.path}: degraded mode {rb.degraded_mode.name!r} has no "
                             "capability matrix in recovery.yml (degraded_modes)")
+    overlapping = overlaps(loaded)
+    warnings.extend(o.describe() for o in overlapping)
 
     names = playbook_files(config.playbooks_dir)
     playbook_errors: dict[str, str] = {}
@@ -85,6 +90,9 @@ def cmd_validate(ctx: EngineContext, args: argparse.Namespace) -> int:
             "runbooks": {"loaded": [rb.name for rb in loaded], "errors": runbook_errors},
             "playbooks": {"checked": names, "errors": playbook_errors},
             "inventory": {"path": str(config.inventory_path), "problems": inventory_problems},
+            "overlaps": [{"runbook": o.covered.name, "covered_by": o.by.name,
+                          "winner": o.winner.name, "example": o.example}
+                         for o in overlapping],
             "warnings": warnings,
         })
         return USAGE if errors else OK
