@@ -759,6 +759,25 @@ def test_degraded_on_and_off_by_hand_show_in_status(env: Env) -> None:
     assert env.cli("degraded", "--off", "no_such_mode").code == 2
 
 
+def test_history_says_why_a_playbook_step_failed(env: Env) -> None:
+    """Not only "non-zero return code": the failed task's own words."""
+    playbook = REPO / "tests" / "playbooks" / "fail_command.yml"
+    (env.root / "playbooks" / playbook.name).write_text(playbook.read_text())
+    env.write_runbook("container.yml", """\
+        name: container
+        strategies: [{name: restart_container, playbook: fail_command.yml}]
+        """)
+    r = env.run("recover", "-c", "container", "-t", "localhost")
+    assert r.code == 1, r.out + r.err
+    shown = env.run("history", "--component", "container")
+    [line] = [x for x in shown.out.splitlines() if "restart_container" in x]
+    assert "Cannot connect to the Docker daemon" in line, shown.out
+    [run] = env.run("history", "--json").json()
+    assert run["reason"].startswith("task 'Restart the container' failed on localhost: "
+                                    "Cannot connect to the Docker daemon at ")
+    assert run["reason"].endswith("(non-zero return code, rc 1)")
+
+
 # -- validate and runbooks -------------------------------------------------------------------------
 
 def test_validate_passes_on_the_shipped_configuration(tmp_path: Path) -> None:
