@@ -747,7 +747,8 @@ def test_degraded_on_and_off_by_hand_show_in_status(env: Env) -> None:
     assert (reason["key"], reason["created_by"], reason["reason"]) == (
         "manual", "dave", "db migration")
     listing = env.cli("degraded").out
-    assert "broken_down: ON" in listing and "writes OFF" in listing
+    assert "broken_down: ON" in listing
+    assert "  off now: writes (still on: reads)" in listing
 
     r = env.cli("degraded", "--off", "broken_down", "--as", "erin")
     assert r.code == 0 and "cleared 1" in r.out
@@ -757,6 +758,26 @@ def test_degraded_on_and_off_by_hand_show_in_status(env: Env) -> None:
         ("degraded_off", "erin"), ("degraded_on", "dave")]
     assert env.cli("degraded", "--on", "no_such_mode").code == 2
     assert env.cli("degraded", "--off", "no_such_mode").code == 2
+
+
+def test_degraded_modes_say_what_they_would_switch_off_not_that_it_is_off(env: Env) -> None:
+    """Off, a mode's matrix is what it would switch off; on, what is off now."""
+    listing = env.cli("degraded").out
+    assert "broken_down: off" in listing
+    assert "  when on, switches off: writes (keeps on: reads)" in listing
+    assert "OFF" not in listing
+    status = env.cli("status").out
+    assert "broken_down: off" in status
+    assert "when on, switches off: writes (keeps on: reads)" in status and "OFF" not in status
+    [mode] = [m for m in env.cli("degraded", "--json").json() if m["mode"] == "broken_down"]
+    assert (mode["switches_off"], mode["off_now"]) == (["writes"], [])
+
+    assert env.cli("degraded", "--on", "broken_down").code == 0
+    status = env.cli("status").out
+    assert "broken_down: ON" in status and "off now: writes (still on: reads)" in status
+    [mode] = [m for m in env.cli("status", "--json").json()["degraded_modes"]
+              if m["mode"] == "broken_down"]
+    assert (mode["switches_off"], mode["off_now"]) == (["writes"], ["writes"])
 
 
 def test_history_says_why_a_playbook_step_failed(env: Env) -> None:
