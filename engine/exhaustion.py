@@ -28,6 +28,10 @@ class AckRefused(ValueError):
     """The acknowledgement cannot be taken; ``str()`` says why, in words for an operator."""
 
 
+class UnknownIncident(AckRefused):
+    """No such incident, and no exhausted alert names it."""
+
+
 @dataclass(frozen=True)
 class Exhaustion:
     runbook: str
@@ -79,20 +83,26 @@ def clear(ctx: EngineContext, runbook: str, target: str) -> Exhaustion | None:
 def acknowledge(ctx: EngineContext, incident_id: str, *, by: str) -> Exhaustion:
     """An operator has seen it: the condition goes off (until the target's next exhausted
     incident), recorded with who. Raises AckRefused when ``incident_id`` is not the
-    incident an exhausted alert fires for."""
+    incident an exhausted alert names (UnknownIncident when there is no such incident)."""
+    entries = ctx.store.get_value(KEY) or {}
+    named = next((key for key, entry in entries.items()
+                  if entry["incident_id"] == incident_id), None)
+    if named is not None:   # its incident row may be gone (retention): the alert is not
+        return _acknowledged(ctx, named, incident_id, by)
     incident = ctx.store.get_incident(incident_id)
     if incident is None:
-        raise AckRefused(f"no incident {incident_id}")
-    key = _key(incident.runbook, incident.target)
-    firing = (ctx.store.get_value(KEY) or {}).get(key)
+        raise UnknownIncident(f"no incident {incident_id}")
+    firing = entries.get(_key(incident.runbook, incident.target))
     if firing is None:
         raise AckRefused(f"incident {incident_id} ({incident.runbook} on {incident.target}, "
                          f"{incident.state.value}): no exhausted alert of it is firing "
                          "(never exhausted, already acknowledged, or the target recovered)")
-    if firing["incident_id"] != incident_id:
-        raise AckRefused(f"incident {incident_id} is not the one the exhausted alert of "
-                         f"{incident.runbook} on {incident.target} names: acknowledge "
-                         f"{firing['incident_id']}")
+    raise AckRefused(f"incident {incident_id} is not the one the exhausted alert of "
+                     f"{incident.runbook} on {incident.target} names: acknowledge "
+                     f"{firing['incident_id']}")
+
+
+def _acknowledged(ctx: EngineContext, key: str, incident_id: str, by: str) -> Exhaustion:
     removed = _remove(ctx, key, lambda entry: entry["incident_id"] == incident_id)
     if removed is None:
         raise AckRefused(f"incident {incident_id}: the exhausted alert stopped meanwhile")

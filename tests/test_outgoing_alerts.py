@@ -194,3 +194,21 @@ def test_a_restarted_service_still_resolves_what_the_last_one_posted(engine_env,
     restarted = engine_env.context()      # another process: it knows only the store
     notifier.post(restarted)
     assert firing(am, "RecoveryApprovalPending") == []
+
+
+def test_an_exhausted_alert_outlives_its_pruned_incident_and_can_still_be_acked(
+        engine_env, run_incident):
+    import time
+
+    from engine import exhaustion
+
+    engine_env.runbook("broken", "strategies: [{name: a, action: test.fail}]\n")
+    ctx = engine_env.context()
+    gone = run_incident(ctx, "broken", target="cache-1").incident
+    ctx.store.delete_before(time.time() + 1)          # retention took the incident row
+    assert ctx.store.get_incident(gone.id) is None
+    assert [e.incident_id for e in exhaustion.current(ctx)] == [gone.id]
+    assert exhaustion.acknowledge(ctx, gone.id, by="carol").target == "cache-1"
+    assert exhaustion.current(ctx) == []
+    with pytest.raises(exhaustion.UnknownIncident):
+        exhaustion.acknowledge(ctx, gone.id, by="carol")

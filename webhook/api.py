@@ -21,7 +21,7 @@ from engine.alerts import normalize_time
 from engine.approvals import DecisionError, approve, reject
 from engine.artifacts import RunArtifacts
 from engine.durations import parse_duration
-from engine.exhaustion import AckRefused, acknowledge
+from engine.exhaustion import AckRefused, UnknownIncident, acknowledge
 from engine.lifecycle import RunStatus
 from engine.reports import degraded_modes, status_report
 from webhook.auth import require_operator
@@ -144,11 +144,12 @@ def decide(run_id: str):
 @require_operator
 def acknowledge_incident(incident_id: str):
     """``recovery ack``: the exhausted alert of this incident resolves, recorded with who."""
-    ctx = state().context
-    if not _RUN_ID.fullmatch(incident_id) or ctx.store.get_incident(incident_id) is None:
+    if not _RUN_ID.fullmatch(incident_id):
         return jsonify(error=f"no incident {incident_id[:64]!r}"), 404
     try:
-        gone = acknowledge(ctx, incident_id, by=g.operator)
+        gone = acknowledge(state().context, incident_id, by=g.operator)
+    except UnknownIncident as exc:
+        return jsonify(error=str(exc)), 404
     except AckRefused as exc:
         return jsonify(error=str(exc)), 409
     return jsonify(acknowledged=gone.to_dict(), by=g.operator)

@@ -32,14 +32,13 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 
 def cmd_ack(ctx: EngineContext, args: argparse.Namespace) -> int:
-    from engine.exhaustion import AckRefused, acknowledge
+    from engine.exhaustion import AckRefused, UnknownIncident, acknowledge
 
-    if ctx.store.get_incident(args.incident_id) is None:
-        raise CliError(f"no incident {args.incident_id} (`recovery incidents` lists them)",
-                       USAGE)
     who = operator(args)
     try:
         gone = acknowledge(ctx, args.incident_id, by=who)
+    except UnknownIncident as exc:
+        raise CliError(f"{exc} (`recovery incidents` lists them)", USAGE) from None
     except AckRefused as exc:
         err(str(exc))
         return REFUSED
