@@ -25,6 +25,7 @@ from engine.artifacts import RunArtifacts
 from engine.context import EngineContext
 from engine.gates.base import when
 from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
+from engine.notifier import post_soon
 from engine.orchestrator import finish_attempt
 from engine.records import Approval, Incident, RunRecord, Switch
 from engine.runbook import Runbook
@@ -270,6 +271,7 @@ def cancel_waiting(ctx: EngineContext, run: RunRecord, reason: str, by: str | No
     if approval is not None and approval.status in ("pending", "approved"):  # queued: approved
         ctx.store.decide_approval(run.id, status="canceled", by=by, reason=reason, at=now,
                                   expect=approval.status)
+        post_soon(ctx)
     if ctx.store.update_run(run.id, status=RunStatus.CANCELED, reason=reason,
                             finished_at=now) is None:
         return False  # it started meanwhile: a running step is stopped another way
@@ -285,6 +287,7 @@ def _decide(ctx: EngineContext, run_id: str, status: str, by: str | None,
         raise DecisionError(f"no approval is waiting for run {run_id}")
     decided = ctx.store.decide_approval(run_id, status=status, by=by, reason=reason,
                                         at=time.time())
+    post_soon(ctx)   # its RecoveryApprovalPending resolves at the next worker pass
     if decided is None:
         now = ctx.store.get_approval(run_id)
         raise DecisionError(f"run {run_id} is not waiting for approval "

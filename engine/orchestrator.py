@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from engine import exhaustion
 from engine.actions.base import ActionContext
 from engine.artifacts import RunArtifacts
 from engine.context import EngineContext, UnknownRunbook
@@ -29,6 +30,7 @@ from engine.lifecycle import (
     RunStatus,
     TransitionError,
 )
+from engine.notifier import post_soon
 from engine.records import Approval, Attempt, DegradedReason, Incident, RunRecord, new_id
 from engine.runbook import Runbook, Strategy
 from engine.templating import TemplateError, render_data
@@ -218,7 +220,7 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
              data=result.data, already_added=True)
     store.update_incident(incident.id, approved_step=None, approved_by=None)
     if result.status == RunStatus.SUCCEEDED and not strategy.degrades:
-        _clear_degraded(ctx, runbook, incident.target)   # a passing verify, whatever else
+        seen_healthy(ctx, runbook, incident.target)   # a passing verify, whatever else
     current = store.get_incident(incident.id)
     if current is None or current.state != IncidentState.REMEDIATING:
         # Canceled or resolved while the step ran: its reason stands, nothing more is done.
@@ -352,6 +354,7 @@ def _park(ctx: EngineContext, incident: Incident, runbook: Runbook, strategy: St
         expires_at=time.time() + runbook.approval_timeout, reason=decision.reason, plan=plan))
     artifacts.write_run_json({"status": run.status.value, "plan": plan})
     artifacts.set_status("pending_approval", 0)
+    post_soon(ctx)          # RecoveryApprovalPending: told at the next worker pass
     if on_run:
         on_run(run)
 
@@ -361,8 +364,11 @@ def _exhausted(ctx: EngineContext, incident: Incident, runbook: Runbook) -> Inci
         return incident
     tried = incident.reason or "no strategy applied"
     _degrade(ctx, incident, runbook, f"{runbook.name} exhausted on {incident.target}")
-    return _close(ctx, incident, IncidentState.FAILED, AttemptOutcome.FAILED,
-                  f"exhausted: {tried}")
+    closed = _close(ctx, incident, IncidentState.FAILED, AttemptOutcome.FAILED,
+                    f"exhausted: {tried}")
+    if closed.state == IncidentState.FAILED:
+        exhaustion.mark(ctx, closed, closed.reason)
+    return closed
 
 
 def _refuse_unhandled(ctx: EngineContext, incident: Incident, runbook: Runbook) -> Incident:
@@ -411,7 +417,12 @@ def _degrade(ctx: EngineContext, incident: Incident, runbook: Runbook, reason: s
         since=time.time()))
 
 
-def _clear_degraded(ctx: EngineContext, runbook: Runbook, target: str) -> None:
-    """A passing verify or probe for the target switches its automatic reasons off."""
-    if runbook.degraded_mode is not None:
-        ctx.store.clear_degraded(mode=runbook.degraded_mode.name, target=target, manual=False)
+def seen_healthy(ctx: EngineContext, runbook: Runbook, target: str) -> list[DegradedReason]:
+    """A passing verify or probe for the target (or an application's health check): its
+    automatic degraded-mode reasons go off (a mode switched on by hand stays), and so
+    does its exhausted alert. Returns the degraded reasons cleared."""
+    exhaustion.clear(ctx, runbook.name, target)
+    if runbook.degraded_mode is None:
+        return []
+    return ctx.store.clear_degraded(mode=runbook.degraded_mode.name, target=target,
+                                    manual=False)

@@ -45,14 +45,21 @@ def plan_step(ctx: EngineContext, incident: Incident, runbook: Runbook,
 
 def plan(ctx: EngineContext, request: TriggerRequest) -> dict[str, Any]:
     """``recovery test``: runbook, resolved target, the escalation, what each gate says now."""
-    from engine.routing import match_runbook
+    from engine.routing import matching_runbooks, precedence
 
-    runbook = ctx.runbook(request.runbook) if request.runbook else match_runbook(
-        ctx.runbooks, request.labels)
+    matched = [] if request.runbook else matching_runbooks(ctx.runbooks, request.labels)
+    runbook = ctx.runbook(request.runbook) if request.runbook else (
+        matched[0] if matched else None)
     if runbook is None:
         return {"runbook": None, "reason": "no runbook matches this alert"}
     out: dict[str, Any] = {"runbook": runbook.name, "component": runbook.component,
                            "mode": runbook.mode.value, "file": runbook.path}
+    if matched:
+        # Every runbook the alert matches, in the order they are preferred, and why.
+        out["matched"] = [{"runbook": rb.name, "file": rb.path,
+                           "priority": rb.priority.name.lower(), "chosen": rb is runbook,
+                           "why": "" if rb is runbook else precedence(runbook, rb)}
+                          for rb in matched]
     try:
         target = resolve_target(ctx, runbook, request)
         out["target"] = target

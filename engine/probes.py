@@ -5,7 +5,8 @@ Every ``probe.interval`` per (runbook, host), one check (the probe's action, or 
 runbook's verify action) runs once, without polling. A failing check opens an incident
 (or attaches to the open one) with ``trigger: probe`` and the probe's failure type; a
 passing one clears the automatic degraded-mode reasons for that host (never a mode
-switched on by hand). A check that cannot run here (not applicable) does neither.
+switched on by hand) and resolves its exhausted alert. A check that cannot run here
+(not applicable) does neither.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def run_due(ctx: EngineContext, now: float | None = None,
             run: Callable[[str], None] | None = None) -> int:
     """Run the probes whose time has come; returns how many checks ran. ``run`` takes
     the id of an incident this opened and claimed (default: advance it here)."""
-    from engine.orchestrator import advance
+    from engine.orchestrator import advance, seen_healthy
 
     run = run or (lambda incident_id: advance(ctx, incident_id))
     now = now or time.time()
@@ -52,9 +53,7 @@ def run_due(ctx: EngineContext, now: float | None = None,
                 log.info("probe %s on %s cannot run here: %s", probe.action, host.name,
                          result.summary)
             elif result.ok:
-                if runbook.degraded_mode is not None:
-                    ctx.store.clear_degraded(mode=runbook.degraded_mode.name,
-                                             target=host.name, manual=False)
+                seen_healthy(ctx, runbook, host.name)
             else:
                 opened = open_incident(ctx, TriggerRequest(
                     runbook=runbook.name, target=host.name, trigger="probe",

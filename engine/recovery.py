@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from engine.config import Config, load_config
 from engine.context import EngineContext
 from engine.lifecycle import IncidentState
-from engine.orchestrator import advance
+from engine.orchestrator import advance, seen_healthy
 from engine.records import Incident
 from engine.resources import ResourceRegistry
 from engine.triggers import TriggerRequest, open_incident
@@ -127,17 +127,12 @@ class Recovery:
 
     def healthy(self, component: str, target: str | None = None) -> int:
         """The application's health check passed: like a passing probe, it switches off
-        the automatic degraded-mode reasons for that target (not a mode set by hand).
-        Returns how many reasons it cleared."""
+        the automatic degraded-mode reasons for that target (not a mode set by hand) and
+        resolves its exhausted alert. Returns how many degraded reasons it cleared."""
         runbook = self.context.runbook(component)
-        if runbook.degraded_mode is None:
-            return 0
         registered = self.resources.targets(component)
         name = target or (registered[0] if len(registered) == 1 else "localhost")
-        cleared = self.context.store.clear_degraded(
-            mode=runbook.degraded_mode.name, target=self.context.canonical_target(name),
-            manual=False)
-        return len(cleared)
+        return len(seen_healthy(self.context, runbook, self.context.canonical_target(name)))
 
     def degraded(self, mode: str) -> bool:
         """Is this degraded mode on (for any reason: automatic or by hand)?"""

@@ -125,12 +125,18 @@ def degraded_modes(store: Store, configured: Mapping[str, Mapping[str, Any]],
     for name in names:
         spec = dict(configured.get(name) or {})
         mine = [r.to_dict() for r in reasons if r.mode == name]
+        capabilities = dict(spec.get("capabilities") or {})
+        # The matrix says what the mode switches off *when on*: said apart from what is
+        # off now, so an idle mode never reads as features being off.
+        switches_off = [cap for cap, stays_on in capabilities.items() if not stays_on]
         modes.append({
             "mode": name,
             "active": bool(mine),
             "manual": any(r["manual"] for r in mine),
             "description": spec.get("description", ""),
-            "capabilities": dict(spec.get("capabilities") or {}),
+            "capabilities": capabilities,
+            "switches_off": switches_off,
+            "off_now": switches_off if mine else [],
             "configured": name in configured,
             "runbooks": [rb.name for rb in runbooks
                          if rb.degraded_mode is not None and rb.degraded_mode.name == name],

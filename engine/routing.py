@@ -32,6 +32,18 @@ def routing_key(runbook: Runbook) -> tuple[int, str, str]:
     return (-int(runbook.priority), os.path.basename(runbook.path), runbook.name)
 
 
+def precedence(winner: Runbook, other: Runbook) -> str:
+    """Why ``winner`` goes before ``other`` for an alert both match, in words."""
+    mine, theirs = winner.priority.name.lower(), other.priority.name.lower()
+    if winner.priority != other.priority:
+        return f"priority {mine} over {theirs}"
+    files = os.path.basename(winner.path), os.path.basename(other.path)
+    if files[0] != files[1]:
+        return f"both priority {mine}: the file name decides ({files[0]} sorts before {files[1]})"
+    return (f"both priority {mine}, both in a file {files[0]}: the runbook name decides "
+            f"({winner.name} before {other.name})")
+
+
 def matching_runbooks(runbooks: Iterable[Runbook], labels: Mapping[str, str]) -> list[Runbook]:
     """Every runbook that matches, in the order they are preferred."""
     return sorted((rb for rb in runbooks if runbook_matches(rb, labels)), key=routing_key)

@@ -19,6 +19,7 @@ from engine.runbook_loader import PLAYBOOK_SUFFIXES
 
 if TYPE_CHECKING:
     from engine.loaded_set import SetPaths
+    from engine.overlaps import Overlap
     from engine.redaction import Redactor
     from engine.runbook import Runbook
 
@@ -36,6 +37,7 @@ class SetValidation:
     inventory_problems: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    overlaps: list[Overlap] = field(default_factory=list)
     syntax_checked: bool = True
 
     @property
@@ -61,6 +63,9 @@ class SetValidation:
             "playbooks": {"checked": self.playbooks, "errors": self.playbook_errors},
             "inventory": {"path": str(self.inventory_path),
                           "problems": self.inventory_problems},
+            "overlaps": [{"runbook": o.covered.name, "covered_by": o.by.name,
+                          "winner": o.winner.name, "example": o.example}
+                         for o in self.overlaps],
             "warnings": self.warnings,
         }
 
@@ -79,6 +84,7 @@ def validate_set(paths: SetPaths, *, known_actions: Iterable[str],
     """Check the set at ``paths``. ``syntax_check=False`` leaves the playbooks to
     ``ansible-playbook`` at run time (they are listed, not parsed)."""
     from engine.inventory import Inventory
+    from engine.overlaps import overlaps
     from engine.runbook_loader import RunbookError, check_runbooks
 
     found = SetValidation(inventory_path=paths.inventory_path, syntax_checked=syntax_check)
@@ -94,6 +100,8 @@ def validate_set(paths: SetPaths, *, known_actions: Iterable[str],
         if rb.degraded_mode is not None and rb.degraded_mode.name not in degraded_modes:
             found.warnings.append(f"{rb.path}: degraded mode {rb.degraded_mode.name!r} has "
                                   "no capability matrix in recovery.yml (degraded_modes)")
+    found.overlaps = overlaps(loaded)
+    found.warnings.extend(o.describe() for o in found.overlaps)
 
     found.playbooks = playbook_files(paths.playbooks_dir)
     if not paths.playbooks_dir.is_dir():

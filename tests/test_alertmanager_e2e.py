@@ -420,7 +420,7 @@ def test_the_outgoing_alert_reaches_alertmanager_comes_back_and_is_not_remediate
         assert shown, f"no RecoveryApprovalPending in {s.am.url}: {s.served.stderr()[-3000:]}"
         [alert] = shown
         assert alert["labels"]["source"] == "infra-recovery"
-        assert alert["labels"]["run"] == run_id
+        assert alert["annotations"]["run"] == run_id
         assert alert["labels"]["target"] == "cache-2"
         assert alert["labels"]["severity"] == "warning"
         assert alert["status"]["state"] == "active"

@@ -90,11 +90,12 @@ def test_outgoing_alerts_reach_alertmanager_and_are_never_remediated(engine_env,
     parked = run_incident(ctx, "careful", target="cache-2").incident
     [waiting] = ctx.store.query_runs(incident_id=parked.id)
     assert notifier.post(ctx) == {}
-    shown = {a["labels"]["alertname"]: a["labels"] for a in am.alerts()}
+    posted = {a["labels"]["alertname"]: a for a in am.alerts()}
+    shown = {name: alert["labels"] for name, alert in posted.items()}
     assert shown["RecoveryExhausted"]["target"] == "cache-1"
     assert shown["RecoveryExhausted"]["severity"] == "critical"
     assert shown["RecoveryDegradedMode"]["mode"] == "test_down"
-    assert shown["RecoveryApprovalPending"]["run"] == waiting.id
+    assert posted["RecoveryApprovalPending"]["annotations"]["run"] == waiting.id
     assert {labels["source"] for labels in shown.values()} == {"infra-recovery"}
     # no runbook takes the engine's own alerts, even one matching everything
     engine_env.runbook("greedy", "match: []\nstrategies: [{name: a, action: test.ok}]\n")

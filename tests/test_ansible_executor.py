@@ -10,6 +10,7 @@ refused at once, no traffic leaves the machine.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -160,6 +161,49 @@ def test_failed_task_names_the_task_the_host_and_the_message(
     assert result.reason == "task 'Break on purpose' failed on localhost: the disk is on fire"
     assert "ignored" not in result.reason
     assert run.read_status() == "failed"
+    assert_private_dirs_deleted(private_root)
+
+
+def test_a_failed_command_gives_its_own_error_not_only_its_return_code(
+    executor: AnsibleExecutor, artifacts_root: Path, private_root: Path
+) -> None:
+    """`history` shows the reason: it must say why the command failed (its stderr)."""
+    run = new_run(artifacts_root)
+    result = executor.run(artifacts=run, playbook="fail_command.yml", limit="localhost",
+                          extravars={})
+
+    assert result.status == RunStatus.FAILED
+    assert result.reason == (
+        "task 'Restart the container' failed on localhost: Cannot connect to the Docker "
+        "daemon at unix:///var/run/docker.sock. Is the docker daemon running? "
+        "(non-zero return code, rc 1)")
+    assert "\n" not in result.reason
+    assert_private_dirs_deleted(private_root)
+
+
+PYTHON_WARNING = re.compile(r"^\S+:\d+: \w*Warning: ", re.M)   # file:line: XWarning: text
+
+
+def test_warnings_of_the_tooling_stay_out_of_the_run_and_the_playbooks_own_stay_in(
+    executor: AnsibleExecutor, artifacts_root: Path, private_root: Path
+) -> None:
+    run = new_run(artifacts_root)
+    result = executor.run(artifacts=run, playbook="own_output.yml", limit="localhost",
+                          extravars={})
+
+    assert result.status == RunStatus.SUCCEEDED, result.reason
+    stdout = run.read_stdout()
+    events = list(run.read_events())
+    printed = stdout + "\n".join(str(e.get("stdout") or "") for e in events)
+    assert PYTHON_WARNING.search(printed) is None, PYTHON_WARNING.search(printed)
+    assert "Deprecat" not in printed.replace("[DEPRECATION WARNING]", "")
+    assert stdout.lstrip().startswith("[WARNING]") or stdout.lstrip().startswith("PLAY")
+    # the playbook's own: Ansible's warning about it, its debug message, its program's
+    assert "[WARNING]: Found variable using reserved name 'environment'" in printed
+    assert "the playbook's own message" in printed
+    [task] = [e for e in events if e["event"] == "runner_on_ok"
+              and e["event_data"]["task"] == "Run a program that warns"]
+    assert "UserWarning: the task program own warning" in task["event_data"]["res"]["stderr"]
     assert_private_dirs_deleted(private_root)
 
 

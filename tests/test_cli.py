@@ -790,7 +790,8 @@ def test_degraded_on_and_off_by_hand_show_in_status(env: Env) -> None:
     assert (reason["key"], reason["created_by"], reason["reason"]) == (
         "manual", "dave", "db migration")
     listing = env.cli("degraded").out
-    assert "broken_down: ON" in listing and "writes OFF" in listing
+    assert "broken_down: ON" in listing
+    assert "  off now: writes (still on: reads)" in listing
 
     r = env.cli("degraded", "--off", "broken_down", "--as", "erin")
     assert r.code == 0 and "cleared 1" in r.out
@@ -800,6 +801,45 @@ def test_degraded_on_and_off_by_hand_show_in_status(env: Env) -> None:
         ("degraded_off", "erin"), ("degraded_on", "dave")]
     assert env.cli("degraded", "--on", "no_such_mode").code == 2
     assert env.cli("degraded", "--off", "no_such_mode").code == 2
+
+
+def test_degraded_modes_say_what_they_would_switch_off_not_that_it_is_off(env: Env) -> None:
+    """Off, a mode's matrix is what it would switch off; on, what is off now."""
+    listing = env.cli("degraded").out
+    assert "broken_down: off" in listing
+    assert "  when on, switches off: writes (keeps on: reads)" in listing
+    assert "OFF" not in listing
+    status = env.cli("status").out
+    assert "broken_down: off" in status
+    assert "when on, switches off: writes (keeps on: reads)" in status and "OFF" not in status
+    [mode] = [m for m in env.cli("degraded", "--json").json() if m["mode"] == "broken_down"]
+    assert (mode["switches_off"], mode["off_now"]) == (["writes"], [])
+
+    assert env.cli("degraded", "--on", "broken_down").code == 0
+    status = env.cli("status").out
+    assert "broken_down: ON" in status and "off now: writes (still on: reads)" in status
+    [mode] = [m for m in env.cli("status", "--json").json()["degraded_modes"]
+              if m["mode"] == "broken_down"]
+    assert (mode["switches_off"], mode["off_now"]) == (["writes"], ["writes"])
+
+
+def test_history_says_why_a_playbook_step_failed(env: Env) -> None:
+    """Not only "non-zero return code": the failed task's own words."""
+    playbook = REPO / "tests" / "playbooks" / "fail_command.yml"
+    (env.root / "playbooks" / playbook.name).write_text(playbook.read_text())
+    env.write_runbook("container.yml", """\
+        name: container
+        strategies: [{name: restart_container, playbook: fail_command.yml}]
+        """)
+    r = env.run("recover", "-c", "container", "-t", "localhost")
+    assert r.code == 1, r.out + r.err
+    shown = env.run("history", "--component", "container")
+    [line] = [x for x in shown.out.splitlines() if "restart_container" in x]
+    assert "Cannot connect to the Docker daemon" in line, shown.out
+    [run] = env.run("history", "--json").json()
+    assert run["reason"].startswith("task 'Restart the container' failed on localhost: "
+                                    "Cannot connect to the Docker daemon at ")
+    assert run["reason"].endswith("(non-zero return code, rc 1)")
 
 
 # -- validate and runbooks -------------------------------------------------------------------------
@@ -835,6 +875,57 @@ def test_validate_fails_with_file_and_line(env: Env) -> None:
     doc = env.cli("validate", "--json").json()
     assert doc["ok"] is False and doc["runbooks"]["errors"] and "broken.yml" in doc[
         "playbooks"]["errors"]
+
+
+def test_overlapping_runbooks_are_named_by_validate_and_test(env: Env) -> None:
+    # Two runbooks of equal priority for the same alerts: the file name decides.
+    for name in ("a-restart", "b-failover"):
+        env.write_runbook(f"{name}.yml", f"""\
+            name: {name}
+            priority: high
+            match: [alertname=~"Svc(Down|Slow)"]
+            match_component_label: false
+            strategies: [{{name: fix, action: test.ok}}]
+            """)
+    r = env.run("validate")
+    assert r.code == 0, r.out + r.err        # a warning, not an error
+    [warning] = [line for line in r.err.splitlines() if "overlap" in line]
+    assert "a-restart (a-restart.yml)" in warning and "b-failover (b-failover.yml)" in warning
+    assert "the file name decides" in warning and 'alertname="SvcDown"' in warning
+    doc = env.run("validate", "--json").json()
+    [overlap] = doc["overlaps"]
+    assert overlap["winner"] == "a-restart" and overlap["example"] == {"alertname": "SvcDown"}
+    assert any("overlap" in w for w in doc["warnings"])
+
+    alert = env.root / "alert.json"
+    alert.write_text(json.dumps({"labels": {"alertname": "SvcSlow", "instance": "web-1"}}))
+    plan = env.cli("test", "--alert", str(alert), "--json").json()[0]
+    assert plan["runbook"] == "a-restart"
+    assert [(m["runbook"], m["chosen"]) for m in plan["matched"]] == [
+        ("a-restart", True), ("b-failover", False)]
+    assert "the file name decides" in plan["matched"][1]["why"]
+    shown = env.cli("test", "--alert", str(alert)).out
+    assert "matched:      2 runbooks" in shown and "b-failover" in shown
+    assert "a-restart.yml sorts before b-failover.yml" in shown
+
+
+def test_validate_says_nothing_of_runbooks_that_cannot_take_the_same_alert(env: Env) -> None:
+    # Different values of one label prove the groups disjoint; a more specific runbook
+    # of higher priority is an override, on purpose.
+    for name, match, priority in (("one", 'instance="web-1"', "high"),
+                                  ("two", 'instance="web-2"', "high"),
+                                  ("generic", 'alertname=~"Svc.*"', "warning"),
+                                  ("special", 'alertname="SvcDown"', "critical")):
+        env.write_runbook(f"{name}.yml", f"""\
+            name: {name}
+            priority: {priority}
+            match: [{match}]
+            match_component_label: false
+            strategies: [{{name: fix, action: test.ok}}]
+            """)
+    r = env.run("validate")
+    assert r.code == 0 and "overlap" not in r.err, r.err
+    assert env.run("validate", "--json").json()["overlaps"] == []
 
 
 def test_runbooks_lists_strategies_with_approval_markers(env: Env) -> None:

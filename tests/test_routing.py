@@ -128,3 +128,72 @@ def test_shipped_runbooks_leave_other_alerts_alone(
     shipped: list[Runbook], labels: dict[str, str]
 ) -> None:
     assert match_runbook(shipped, labels) is None
+
+
+# -- overlaps `recovery validate` can prove ------------------------------------------------
+
+
+def overlap_pairs(*books: Runbook) -> list[tuple[str, str, str]]:
+    from engine.overlaps import overlaps
+
+    return [(o.covered.name, o.by.name, o.winner.name) for o in overlaps(books)]
+
+
+def test_identical_groups_of_equal_priority_overlap_once() -> None:
+    a = runbook("a", "a.yml", Priority.HIGH, 'alertname=~"Svc(Down|Slow)"',
+                component_label=False)
+    b = runbook("b", "b.yml", Priority.HIGH, 'alertname=~"Svc(Down|Slow)"',
+                component_label=False)
+    assert overlap_pairs(b, a) == [("a", "b", "a")]
+
+
+def test_a_group_contained_in_another_overlaps() -> None:
+    from engine.overlaps import overlaps
+
+    general = runbook("z-general", "z.yml", Priority.HIGH, 'alertname=~"Redis.*"')
+    # more matchers, and an equality that implies the other's regex
+    specific = runbook("a-specific", "a.yml", Priority.HIGH, 'alertname="RedisDown"',
+                       'instance="cache-1"')
+    [found] = overlaps([general, specific])
+    assert (found.covered, found.by, found.winner) == (specific, general, specific)
+    assert found.example == {"alertname": "RedisDown", "instance": "cache-1"}
+    assert "the file name decides (a.yml sorts before z.yml)" in found.describe()
+    # one matcher more (severity!="info") is a subset of the alerts: covered as well
+    wider = runbook("b-wider", "b.yml", Priority.HIGH, 'alertname=~"Redis.*"',
+                    component_label=False)
+    narrower = runbook("c-narrower", "c.yml", Priority.HIGH, 'alertname=~"Redis.*"',
+                       'severity!="info"', component_label=False)
+    assert overlap_pairs(wider, narrower) == [("c-narrower", "b-wider", "b-wider")]
+
+
+def test_a_lower_priority_group_covered_by_a_higher_one_never_wins() -> None:
+    generic = runbook("generic", "a.yml", Priority.CRITICAL, 'alertname=~".*Down"',
+                      component_label=False)
+    specific = runbook("redis", "z.yml", Priority.WARNING, 'alertname="RedisDown"',
+                       component_label=False)
+    assert overlap_pairs(generic, specific) == [("redis", "generic", "generic")]
+    # the other way round is an override, on purpose: nothing to say
+    generic = runbook("generic", "a.yml", Priority.WARNING, 'alertname=~".*Down"',
+                      component_label=False)
+    specific = runbook("redis", "z.yml", Priority.CRITICAL, 'alertname="RedisDown"',
+                       component_label=False)
+    assert overlap_pairs(generic, specific) == []
+
+
+@pytest.mark.parametrize(("one", "other"), [
+    (['instance="cache-1"'], ['instance="cache-2"']),                 # disjoint values
+    (['alertname=~"Redis.*"'], ['alertname=~"Redis.*"', 'alertname="HostDown"']),  # empty
+    (['alertname="A"', 'alertname="B"'], ['alertname="A"', 'alertname="B"']),     # empty
+    (['alertname=~"Redis.*"'], ['instance="cache-1"']),                # partial, not covered
+    (['alertname=~"Redis.*"'], ['alertname=~"Redis(Down|Up)"']),       # not provable here
+])
+def test_nothing_is_reported_without_proof(one: list[str], other: list[str]) -> None:
+    a = runbook("a", "a.yml", Priority.HIGH, *one, component_label=False)
+    b = runbook("b", "b.yml", Priority.HIGH, *other, component_label=False)
+    assert overlap_pairs(a, b) == []
+
+
+def test_the_shipped_runbooks_do_not_overlap(shipped: list[Runbook]) -> None:
+    from engine.overlaps import overlaps
+
+    assert overlaps(shipped) == []

@@ -586,6 +586,27 @@ def test_deciding_an_unknown_approval_is_a_404(service):
     assert answer.status_code == 404
 
 
+def test_an_operator_acknowledges_an_exhausted_incident_over_http(engine_env, run_incident):
+    from engine import exhaustion
+
+    engine_env.runbook("broken", "strategies: [{name: a, action: test.fail}]\n")
+    ctx = engine_env.context()
+    exhausted = run_incident(ctx, "broken", target="cache-1").incident
+    service = Service(ctx.config, context=ctx)
+    ack = service.client.post
+    assert ack("/api/v1/incidents/inc-nope/ack", headers=AS_ALICE).status_code == 404
+    assert [e.incident_id for e in exhaustion.current(ctx)] == [exhausted.id]
+    answer = ack(f"/api/v1/incidents/{exhausted.id}/ack", headers=AS_ALICE)
+    assert answer.status_code == 200, answer.json
+    assert answer.json["acknowledged"]["incident_id"] == exhausted.id
+    assert answer.json["acknowledged"]["target"] == "cache-1"
+    assert exhaustion.current(ctx) == []
+    [event] = [e for e in ctx.store.list_events() if e.action == "ack"]
+    assert event.actor == "alice"
+    again = ack(f"/api/v1/incidents/{exhausted.id}/ack", headers=AS_BOB)
+    assert again.status_code == 409 and "already acknowledged" in again.json["error"]
+
+
 def test_runs_are_listed_newest_first_with_filters(parked):
     service, run, _ = parked
     get = service.client.get

@@ -5,10 +5,11 @@ The same answers as the CLI, from the same functions: ``status`` is
 ``engine.reports.status_report``, ``degraded`` is ``engine.reports.degraded_modes``, a run
 is its index row plus its artifacts directory (``engine.artifacts.RunArtifacts``), and a
 decision goes through ``engine.approvals``. Nothing here decides anything itself.
-Answers: 400 for a bad query or body (with the reason), 404 for an unknown run or
-approval, 409 when a decision cannot be taken (already decided, expired, incident
-closed; ``{"error": "runbook_changed"|"runbook_not_loaded", "reason"}`` when the step's
-runbook is not the one it was asked under), 503 when the store is down.
+Answers: 400 for a bad query or body (with the reason), 404 for an unknown run,
+approval or incident, 409 when a decision cannot be taken (already decided, expired,
+incident closed; no exhausted alert to acknowledge; ``{"error":
+"runbook_changed"|"runbook_not_loaded", "reason"}`` when the step's runbook is not the
+one it was asked under), 503 when the store is down.
 
 Every request acts on one set of runbooks, playbooks and inventory: before it, this
 process switches to the set in force (engine.loaded_set) and keeps that set for the
@@ -30,6 +31,7 @@ from engine.alerts import normalize_time
 from engine.approvals import DecisionError, approve, reject
 from engine.artifacts import RunArtifacts
 from engine.durations import parse_duration
+from engine.exhaustion import AckRefused, UnknownIncident, acknowledge
 from engine.lifecycle import RunStatus
 from engine.loaded_set import reload_set
 from engine.reports import degraded_modes, status_report
@@ -176,6 +178,21 @@ def decide(run_id: str):
         return jsonify(error=str(exc)), 409
     return jsonify(approval=decided.approval.to_dict(),
                    run=decided.run.to_dict() if decided.run else None)
+
+
+@bp.post("/incidents/<incident_id>/ack")
+@require_operator
+def acknowledge_incident(incident_id: str):
+    """``recovery ack``: the exhausted alert of this incident resolves, recorded with who."""
+    if not _RUN_ID.fullmatch(incident_id):
+        return jsonify(error=f"no incident {incident_id[:64]!r}"), 404
+    try:
+        gone = acknowledge(state().context, incident_id, by=g.operator)
+    except UnknownIncident as exc:
+        return jsonify(error=str(exc)), 404
+    except AckRefused as exc:
+        return jsonify(error=str(exc)), 409
+    return jsonify(acknowledged=gone.to_dict(), by=g.operator)
 
 
 # -- query values ---------------------------------------------------------------------

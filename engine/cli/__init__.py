@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from engine.cli import (
+    ack,
     approvals,
     history,
     plan,
@@ -38,7 +39,7 @@ unknown target). Every listing command takes --json (machine output only on stdo
 The operator recorded for approvals, switches and manual runs is --as NAME, else
 RECOVERY_OPERATOR, else cli:$USER.
 """
-MODULES = (recover, plan, history, approvals, switches, status, validate, reload, serve)
+MODULES = (recover, plan, history, approvals, ack, switches, status, validate, reload, serve)
 
 
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:

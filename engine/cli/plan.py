@@ -17,7 +17,8 @@ which strategies apply, what every gate answers now, and what would happen
 (allow, defer, park for approval, refuse). Nothing is run or recorded.
 
 --alert FILE reads an Alertmanager webhook notification (with `alerts`) or one alert
-object (with `labels`), as JSON, and plans each alert.
+object (with `labels`), as JSON, and plans each alert; when several runbooks match it,
+each is listed with why the first one wins (priority, then file name).
 
 The plan reads the files on disk afresh; where a running service has another set in
 force (`recovery reload` not run since they changed), a note on stderr says so.
@@ -135,6 +136,17 @@ def _print(entry: dict[str, Any]) -> None:
         return
     out(f"runbook:      {entry['runbook']} (component {entry['component']}, mode "
         f"{entry['mode']}, {entry['file']})")
+    matched = entry.get("matched") or []
+    if len(matched) > 1:
+        out(f"matched:      {len(matched)} runbooks; the highest priority wins, then the "
+            "file name:")
+        out(_indent(table(matched, [
+            ("", lambda m: "->" if m["chosen"] else ""),
+            ("RUNBOOK", lambda m: m["runbook"]),
+            ("PRIORITY", lambda m: m["priority"]),
+            ("FILE", lambda m: Path(m["file"]).name),
+            ("WHY NOT", lambda m: m["why"]),
+        ])))
     target = entry.get("target") or f"refused — {entry.get('refused')}"
     out(f"target:       {target}")
     out(f"failure type: {entry.get('failure_type') or '(any)'}")

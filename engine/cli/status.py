@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 
 def cmd_status(ctx: EngineContext, args: argparse.Namespace) -> int:
+    from engine.cli.switches import capability_words
     from engine.reports import status_report
 
     t = now()
@@ -88,9 +89,8 @@ def cmd_status(ctx: EngineContext, args: argparse.Namespace) -> int:
                 f"{r['key']}{' on ' + r['target'] if r['target'] else ''} by "
                 f"{r['created_by'] or '?'} {ago(r['since'], t)}" for r in mode["reasons"])
         out(f"  {mode['mode']}: {state}{why}")
-        if mode["active"] and mode["capabilities"]:
-            out("    capabilities: " + ", ".join(
-                f"{k} {'on' if v else 'OFF'}" for k, v in mode["capabilities"].items()))
+        if mode["capabilities"]:
+            out(f"    {capability_words(mode)}")
     if not report["degraded_modes"]:
         out("  none configured")
     out("\nkill switches:")

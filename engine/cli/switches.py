@@ -340,10 +340,8 @@ def cmd_degraded(ctx: EngineContext, args: argparse.Namespace) -> int:
         state = "ON" if mode["active"] else "off"
         desc = f" — {mode['description']}" if mode.get("description") else ""
         out(f"{mode['mode']}: {state}{desc}")
-        caps = mode.get("capabilities") or {}
-        if caps:
-            out("  capabilities: " + ", ".join(
-                f"{k} {'on' if v else 'OFF'}" for k, v in caps.items()))
+        if mode.get("capabilities"):
+            out(f"  {capability_words(mode)}")
         if mode["reasons"]:
             out(_indent(table(mode["reasons"], [
                 ("KEY", lambda r: r["key"]),
@@ -357,6 +355,19 @@ def cmd_degraded(ctx: EngineContext, args: argparse.Namespace) -> int:
     if not modes:
         out("no degraded modes configured")
     return OK
+
+
+def capability_words(mode: dict[str, Any]) -> str:
+    """A mode's capability matrix in words that cannot be misread: what it switches off
+    when on (the mode is off), or what is off now (it is on)."""
+    caps = mode.get("capabilities") or {}
+    off = [k for k, stays_on in caps.items() if not stays_on]
+    kept = [k for k, stays_on in caps.items() if stays_on]
+    if mode["active"]:
+        words = f"off now: {', '.join(off) or 'nothing'}"
+        return words + (f" (still on: {', '.join(kept)})" if kept else "")
+    words = f"when on, switches off: {', '.join(off) or 'nothing'}"
+    return words + (f" (keeps on: {', '.join(kept)})" if kept else "")
 
 
 def _reason_words(r: DegradedReason, t: float) -> str:

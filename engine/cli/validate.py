@@ -13,6 +13,8 @@ VALIDATE_HELP = """\
 Check everything the engine will read before it runs: every runbook (file:line:
 reason for each bad one), every playbook in playbooks/ (ansible-playbook
 --syntax-check), and the inventory (unknown or ambiguous names, malformed endpoints).
+Warns (without failing) where one runbook's matchers provably cover another's and the
+priorities tie (the file name decides) or the covered runbook never wins.
 
 exit codes: 0 all valid, 2 something is invalid (each problem printed) or the
 configuration itself cannot be read: both are configuration errors. Where a service

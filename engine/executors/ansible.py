@@ -205,6 +205,26 @@ def ansible_playbook_binary() -> str:
     return shutil.which("ansible-playbook") or "ansible-playbook"
 
 
+def ansible_playbook_command() -> list[str]:
+    """How to start ``ansible-playbook``: by its own Python with that Python's warnings
+    off (``-W ignore``), so what the libraries it imports say about themselves
+    (cryptography's "DSA is deprecated", through paramiko) never opens every run's
+    output. Only the controller: the ``-W`` option is not inherited, so modules and the
+    programs a playbook runs keep their own warnings, and Ansible's own ``[WARNING]``
+    and ``[DEPRECATION WARNING]`` lines about the playbook are not Python warnings. A
+    binary that is not a Python script is started as it is."""
+    binary = ansible_playbook_binary()
+    try:
+        with open(binary, "rb") as fh:
+            first = fh.readline(512).decode("utf-8", "replace")
+    except OSError:
+        return [binary]
+    interpreter = shlex.split(first[2:]) if first.startswith("#!") else []
+    if interpreter and Path(interpreter[-1]).name.startswith("python"):
+        return [*interpreter, "-W", "ignore", binary]
+    return [binary]
+
+
 class AnsibleExecutor:
     """Runs playbooks from one folder against one inventory; one fresh runner per run."""
 
@@ -241,8 +261,8 @@ class AnsibleExecutor:
             env = self._scrub_env({**os.environ, **self._base_env(private)})
             try:
                 proc = subprocess.run(
-                    [ansible_playbook_binary(), "--syntax-check", "-i", str(self.inventory),
-                     str(path)],
+                    [*ansible_playbook_command(), "--syntax-check", "-i",
+                     str(self.inventory), str(path)],
                     cwd=self.playbooks_dir, env=env, capture_output=True, text=True,
                     timeout=SYNTAX_CHECK_TIMEOUT, check=False,
                 )
@@ -423,7 +443,7 @@ class AnsibleExecutor:
         marker = uuid.uuid4().hex
         config.env = {**self._scrub_env(config.env), RUN_MARKER: marker}
         if config.command and config.command[0] == "ansible-playbook":
-            config.command[0] = ansible_playbook_binary()
+            config.command[:1] = ansible_playbook_command()
 
         watcher = _EventWatcher(artifacts, redactor)
         stopper = _Stopper(marker, cancel, timeout)
@@ -564,13 +584,37 @@ def _result_msg(res: Any) -> str:
             if isinstance(item, Mapping) and (item.get("failed") or item.get("unreachable")):
                 label = item.get("_ansible_item_label", item.get("item", "?"))
                 return _shorten(f"item {label}: {_result_msg(item)}")
-    for key in ("msg", "stderr", "reason", "module_stderr", "exception"):
-        value = res.get(key)
-        if value:
-            return _shorten(" ".join(str(value).split()))
+    said = next((str(res[k]) for k in ("msg", "reason") if res.get(k)), "")
+    # What the failed program said itself: a command's "non-zero return code" names no
+    # cause, its stderr does ("Cannot connect to the Docker daemon ..."), so that comes
+    # first (a listing that shortens the reason keeps it). Its last lines: that is where
+    # a program (or a traceback) says what went wrong.
+    output = next((str(res[k]) for k in ("stderr", "module_stderr") if res.get(k)), "")
+    if not output and res.get("rc"):
+        output = str(res.get("stdout") or "")
+    said, output = " ".join(said.split()), _last_lines(output)
+    rc = res.get("rc")
+    if said and output and output not in said:
+        return _shorten(f"{output} ({said}" + (f", rc {rc})" if rc else ")"))
+    if said:
+        return _shorten(said)
+    if output:
+        return _shorten(f"rc {rc}: {output}" if rc else output)
+    if res.get("exception"):
+        return _last_lines(str(res["exception"]))
     if "rc" in res:
         return f"rc {res['rc']}"
     return ""
+
+
+def _last_lines(text: str, room: int = MAX_REASON_MSG // 2) -> str:
+    """The last non-empty lines of ``text`` that fit in ``room``, on one line."""
+    picked: list[str] = []
+    for line in reversed([" ".join(x.split()) for x in text.splitlines() if x.strip()]):
+        if picked and sum(len(p) + 1 for p in picked) + len(line) > room:
+            break
+        picked.insert(0, line)
+    return _shorten(" ".join(picked))
 
 
 def _shorten(text: str) -> str:
