@@ -245,7 +245,12 @@ def _plan_again(ctx: EngineContext, args: argparse.Namespace, who: str,
     the new text (it parks again where it needs approval: exit 3 with the new run)."""
     from engine.orchestrator import advance
 
-    if ctx.store.claim_incident(incident_id, now()) is None:
+    # The attempt goes on as it was asked (its trigger and requester): approving is
+    # not asking for a new one.
+    current = ctx.store.get_incident(incident_id)
+    if current is None or ctx.store.claim_incident(
+            incident_id, now(), trigger=current.trigger,
+            requested_by=current.requested_by) is None:
         err(f"incident {incident_id} was taken up by a worker: `recovery pending` shows "
             "the step once it is parked again")
         return REFUSED
