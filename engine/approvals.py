@@ -166,10 +166,12 @@ def replan_changed(ctx: EngineContext, approval: Approval, runbook: Runbook | No
         return words
     words = (f"{reason}; run {approval.run_id} canceled; step {approval.strategy} of "
              f"incident {incident.id} is planned again under the new text")
+    # Still the request that parked the step (its trigger, requester, --strategy and
+    # --force): handed back to the workers, who plan it again, not a new signal.
     ctx.store.update_incident(incident.id, expect=[IncidentState.REMEDIATING],
                               state=IncidentState.OPEN, next_try_at=time.time(),
-                              step=names.index(approval.strategy), approved_step=None,
-                              approved_by=None, reason=words)
+                              step=names.index(approval.strategy), forced=incident.forced,
+                              approved_step=None, approved_by=None, reason=words)
     return words
 
 

@@ -419,6 +419,87 @@ def test_approve_now_after_the_runbook_changed_parks_the_step_again_here(engine_
     assert not marker.exists()
 
 
+# -- a step planned again after an edit is still the operator's request ----------------------
+
+def two_steps(env) -> Path:
+    """``first`` then ``second`` (approval required); each leaves a line in the trace."""
+    return env.runbook("two", f"""
+        strategies:
+          - {{name: first, action: test.ok, with: {{trace: "{env.trace}"}}}}
+          - name: second
+            action: test.touch
+            with: {{path: "{env.root / 'second'}", trace: "{env.trace}"}}
+            approval: required
+    """)
+
+
+@pytest.fixture
+def forced_second(engine_env, capsys):
+    """Under a kill switch, ``recover -c two --strategy second --force``: parked (exit 3).
+    Returns (context, its approval, the runbook's path, cli)."""
+    from engine.cli import main
+
+    path = two_steps(engine_env)
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        code = main(["--config", str(engine_env.config_path), *args])
+        said = capsys.readouterr()
+        return code, said.out, said.err
+
+    assert cli("disable", "--for", "1h", "--as", "alice")[0] == 0
+    code, out, err = cli("recover", "-c", "two", "-t", "localhost", "--strategy", "second",
+                         "--force", "--as", "oncall")
+    assert code == 3, (out, err)
+    ctx = engine_env.context()
+    [parked] = ctx.store.list_approvals("pending")
+    assert parked.strategy == "second"
+    return ctx, parked, path, cli
+
+
+def _asked_again_as_the_operator_did(ctx, parked) -> str:
+    """The step parked again is ``second`` of the same incident, still the operator's
+    forced request; returns its run id."""
+    [again] = ctx.store.list_approvals("pending")
+    assert (again.strategy, again.incident_id) == ("second", parked.incident_id)
+    assert again.run_id != parked.run_id
+    assert ctx.store.get_run(parked.run_id).status == RunStatus.CANCELED
+    run = ctx.store.get_run(again.run_id)
+    assert (run.forced, run.trigger, run.requested_by) == (True, "manual", "oncall")
+    incident = ctx.store.get_incident(parked.incident_id)
+    assert (incident.state, incident.forced, incident.only_strategy) == \
+        (IncidentState.REMEDIATING, True, "second")
+    return again.run_id
+
+
+def test_approve_now_after_an_edit_parks_the_operators_forced_step_again(engine_env,
+                                                                        forced_second):
+    ctx, parked, path, cli = forced_second
+    path.write_text(path.read_text() + "# a comment\n")
+    code, out, err = cli("approve", parked.run_id, "--now", "--as", "boss")
+    assert code == 3, (out, err)                               # parked again: not run
+    assert "runbook_changed" in err
+    again = _asked_again_as_the_operator_did(ctx, parked)
+    assert again in out
+    assert engine_env.traced() == []                           # `first` never ran
+    # Approved now, the step runs: its --force passes the kill switch, as it was asked.
+    code, out, err = cli("approve", again, "--now", "--as", "boss")
+    assert code == 0, (out, err)
+    assert [line.split()[0] for line in engine_env.traced()] == ["touch"]
+
+
+def test_a_worker_plans_the_operators_forced_step_again_after_an_edit(engine_env,
+                                                                     forced_second):
+    ctx, parked, path, _cli = forced_second
+    approvals.approve(ctx, parked.run_id, by="boss")           # queued under the old text
+    path.write_text(path.read_text() + "# a comment\n")
+    worker = Worker(engine_env.context())
+    worker.run_once()                                          # the text changed: planned again
+    assert ctx.store.get_run(parked.run_id).status == RunStatus.CANCELED
+    worker.run_once()                                          # ... and parked again
+    _asked_again_as_the_operator_did(ctx, parked)
+    assert engine_env.traced() == []
+
+
 def test_a_queued_approval_is_bound_to_the_set_in_force_not_to_the_files(engine_env, parked,
                                                                          capsys):
     from engine.cli import main

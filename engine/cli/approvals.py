@@ -9,7 +9,7 @@ from engine.cli.common import FAILED, OK, PARKED, REFUSED, USAGE, CliError, now,
 from engine.cli.output import ago, emit_json, err, out, table, when
 from engine.cli.recover import Foreground, approve_hint, outcome
 from engine.context import EngineContext
-from engine.lifecycle import RunStatus
+from engine.lifecycle import IncidentState, RunStatus
 from engine.records import Approval
 
 APPROVE_HELP = """\
@@ -245,12 +245,10 @@ def _plan_again(ctx: EngineContext, args: argparse.Namespace, who: str,
     the new text (it parks again where it needs approval: exit 3 with the new run)."""
     from engine.orchestrator import advance
 
-    # The attempt goes on as it was asked (its trigger and requester): approving is
-    # not asking for a new one.
-    current = ctx.store.get_incident(incident_id)
-    if current is None or ctx.store.claim_incident(
-            incident_id, now(), trigger=current.trigger,
-            requested_by=current.requested_by) is None:
+    # Taken back as it was handed over (engine.approvals.replan_changed): the same
+    # request, its step, --strategy and --force; approving is not asking for a new one.
+    if ctx.store.update_incident(incident_id, expect=[IncidentState.OPEN],
+                                 state=IncidentState.REMEDIATING, next_try_at=None) is None:
         err(f"incident {incident_id} was taken up by a worker: `recovery pending` shows "
             "the step once it is parked again")
         return REFUSED

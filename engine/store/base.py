@@ -95,7 +95,9 @@ class Store(ABC):
     ) -> Incident | None:
         """Change fields; with ``expect``, only if the state is one of them (else None).
         An incident leaving ``remediating`` loses ``forced``: an operator's ``--force``
-        belongs to the attempt in hand, and ends when that attempt ends or pauses."""
+        belongs to the attempt in hand, and ends when that attempt ends or pauses; unless
+        the change names ``forced`` itself (the operator's own step handed back to be
+        planned again under a changed runbook keeps its request)."""
 
     @abstractmethod
     def list_incidents(
@@ -105,7 +107,8 @@ class Store(ABC):
     @abstractmethod
     def claim_due_incident(self, now: float) -> Incident | None:
         """Take one deferred incident whose time has come: OPEN -> REMEDIATING, atomically
-        (the deferred request is retried as it was asked, never forced)."""
+        (the request is retried as it stands: a deferral dropped its ``--force``, see
+        ``update_incident``)."""
 
     # -- runs (the index; the account is in the artifacts) -----------------------------
     @abstractmethod

@@ -594,7 +594,8 @@ class SQLiteStore(Store):
                 check_incident_transition(current.state, IncidentState(new_state))
                 open_key = f"{current.runbook}\x00{current.target}"
                 values["open_key"] = open_key if IncidentState(new_state).is_open else None
-                if IncidentState(new_state) != IncidentState.REMEDIATING:
+                if (IncidentState(new_state) != IncidentState.REMEDIATING
+                        and "forced" not in changes):
                     values["forced"] = 0   # --force ends with the attempt in hand
             values["updated_at"] = changes.get("updated_at", time.time())
             self._update(db, "incidents", "id", incident_id, values)
@@ -625,7 +626,7 @@ class SQLiteStore(Store):
             if row is None:
                 return None
             db.execute(
-                "UPDATE incidents SET state = ?, next_try_at = NULL, forced = 0, updated_at = ? "
+                "UPDATE incidents SET state = ?, next_try_at = NULL, updated_at = ? "
                 "WHERE id = ?", (IncidentState.REMEDIATING.value, now, row["id"]),
             )
             row = db.execute("SELECT * FROM incidents WHERE id = ?", (row["id"],)).fetchone()
