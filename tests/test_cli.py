@@ -552,8 +552,11 @@ def test_disable_cancel_running_stops_runs_and_rejects_approvals_in_its_scope(
     store = env.store()
     stopped = store.get_run(running["id"])
     assert stopped.status.value == "canceled", stopped
+    # who stopped it and why, on the run's record too (not only "canceled")
+    assert stopped.reason.startswith("canceled by carol: emergency stop: fire ("), stopped
     incident = store.get_incident(stopped.incident_id)
-    assert (incident.state.value, incident.reason) == ("canceled", "canceled by carol")
+    assert (incident.state.value, incident.reason) == \
+        ("canceled", "canceled by carol: emergency stop: fire")
     rejected = store.get_approval(parked["localhost"])
     assert (rejected.status, rejected.decided_by) == ("rejected", "carol")
     assert store.get_run(parked["localhost"]).status.value == "rejected"

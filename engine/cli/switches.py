@@ -169,7 +169,8 @@ def cmd_disable(ctx: EngineContext, args: argparse.Namespace) -> int:
         stopped = stop_in_scope(ctx, switch.component, switch.target, by=who,
                                 reason=switch.reason)
         detail.update(canceled_runs=stopped.canceled_runs,
-                      rejected_approvals=stopped.rejected_approvals)
+                      rejected_approvals=stopped.rejected_approvals,
+                      canceled_incidents=stopped.canceled_incidents)
         said = stopped.said or [f"nothing running or waiting for approval in {switch.scope()}"]
     ctx.store.add_event(AuditEvent(at=t, actor=who, action="disable", detail=detail))
     length = f"until {when_ago(until, t)}" if until else "until `recovery enable`"
