@@ -281,12 +281,15 @@ class Store(ABC):
     @abstractmethod
     def ack_intake(self, ids: Iterable[int], deliveries: Iterable[Delivery] = ()) -> None:
         """Drop processed items from the queue, and keep what was made of them
-        (``deliveries``) in the same transaction."""
+        (``deliveries``) in the same transaction: one kept delivery per dedup key, a
+        repeat counted on it (see ``Delivery``), a payload only on the newest firing
+        delivery of each fingerprint."""
 
     @abstractmethod
     def deliveries(self, *, fingerprint: str | None = None, incident_id: str | None = None,
                    limit: int | None = 100) -> list[Delivery]:
-        """Kept deliveries, newest first (pruned with the history, ``delete_before``)."""
+        """Kept deliveries, the latest processed first (pruned with the history,
+        ``delete_before``, once their latest delivery is older)."""
 
     @abstractmethod
     def intake_depth(self, now: float) -> tuple[int, float]:
