@@ -517,6 +517,49 @@ def test_a_queued_approval_is_bound_to_the_set_in_force_not_to_the_files(engine_
     assert not marker.exists()
 
 
+# -- an application embedding the engine acts on the set in force ----------------------------
+
+def test_an_application_triggers_on_the_set_in_force_not_on_edited_files(engine_env):
+    from engine import Recovery
+    from engine.cli import main
+
+    old, new = engine_env.root / "old", engine_env.root / "new"
+    engine_env.runbook("plain", f"strategies: [{{name: touch, action: test.touch, "
+                                f"with: {{path: '{old}'}}}}]\n")
+    assert main(["--config", str(engine_env.config_path), "reload"]) == 0
+    engine_env.runbook("plain", f"strategies: [{{name: touch, action: test.touch, "
+                                f"with: {{path: '{new}'}}}}]\n")   # edited, not reloaded
+    app = Recovery.from_config(engine_env.config_path)
+    try:
+        assert app.trigger("plain", target="cache-1").wait(15).state == \
+            IncidentState.RECOVERED
+    finally:
+        app.close()
+    assert old.exists() and not new.exists()
+
+
+def test_an_application_worker_runs_a_queued_step_on_the_set_in_force(engine_env, parked):
+    """The service queued an approved step; an application's worker (``worker=True``)
+    takes it: it runs the text in force, not the files edited on disk meanwhile."""
+    from engine import Recovery
+    from engine.cli import main
+
+    ctx, incident, run, marker = parked
+    assert main(["--config", str(engine_env.config_path), "reload"]) == 0
+    approvals.approve(ctx, run.id, by="alice")                 # queued under that text
+    guarded(engine_env, engine_env.root / "other")             # edited, not reloaded
+    app = Recovery.from_config(engine_env.config_path, worker=True)
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not ctx.store.get_run(run.id).status.is_final:
+            time.sleep(0.1)
+    finally:
+        app.close()
+    done = ctx.store.get_run(run.id)
+    assert done.status == RunStatus.SUCCEEDED, done.reason
+    assert marker.exists() and not (engine_env.root / "other").exists()
+
+
 def test_the_set_hash_covers_what_the_engine_reads_and_nothing_else(tmp_path):
     from engine.loaded_set import SetPaths
 
