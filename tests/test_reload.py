@@ -419,6 +419,24 @@ def test_approve_now_after_the_runbook_changed_parks_the_step_again_here(engine_
     assert not marker.exists()
 
 
+def test_recover_and_approve_now_say_when_the_files_differ_from_the_set_in_force(
+        engine_env, parked, capsys):
+    from engine.cli import main
+
+    ctx, incident, run, marker = parked
+    config = str(engine_env.config_path)
+    assert main(["--config", config, "reload"]) == 0
+    add_host(engine_env)                                       # edited, not reloaded
+    capsys.readouterr()
+    note = "note: the files on disk differ from the set in force in the service"
+    assert main(["--config", config, "recover", "-c", "guarded", "-t", "cache-3",
+                 "--check"]) == 0
+    assert note in capsys.readouterr().err
+    assert main(["--config", config, "approve", run.id, "--now"]) == 0
+    said = capsys.readouterr()
+    assert note in said.err and marker.exists(), said
+
+
 # -- a step planned again after an edit is still the operator's request ----------------------
 
 def two_steps(env) -> Path:

@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.cli.common import FAILED, OK, PARKED, REFUSED, USAGE, CliError, now, operator
+from engine.cli.common import (
+    FAILED,
+    OK,
+    PARKED,
+    REFUSED,
+    USAGE,
+    CliError,
+    loaded_set_note,
+    now,
+    operator,
+)
 from engine.cli.output import ago, emit_json, err, out, table, when
 from engine.cli.recover import Foreground, approve_hint, outcome
 from engine.context import EngineContext
@@ -108,6 +118,8 @@ def cmd_approve(ctx: EngineContext, args: argparse.Namespace) -> int:
     who = operator(args)
     if args.reject and args.now:
         raise CliError("--now runs an approved step; it cannot go with --reject")
+    if args.now and (note := loaded_set_note(ctx)) is not None:   # it runs the files here
+        err(note)
     current = ctx.store.get_approval(args.run_id)
     run = ctx.store.get_run(args.run_id)
     if current is None and run is None:
