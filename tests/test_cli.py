@@ -845,6 +845,37 @@ def test_history_says_why_a_playbook_step_failed(env: Env) -> None:
     assert run["reason"].endswith("(non-zero return code, rc 1)")
 
 
+REDIS_FATAL = ("task 'Start redis' failed on localhost: rc 1: 12294:C 06 Dec 2026 "
+               "19:07:31.123 # Fatal error, can't open config file '/etc/redis/redis.conf': "
+               "No such file or directory (non-zero return code, rc 1)")
+
+
+def test_history_gives_the_reason_the_rest_of_the_terminal_and_all_of_it_in_a_pipe(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A program's own error comes after its log prefix (redis: pid, role, time):
+    a reason cut at a fixed width loses it."""
+    from engine.lifecycle import RunStatus
+    from engine.records import RunRecord, new_id
+
+    now = time.time()
+    env.store().add_run(RunRecord(
+        id=new_id("run"), component="redis", runbook="redis", strategy="restart",
+        target="localhost", status=RunStatus.FAILED, trigger="manual", started_at=now - 1,
+        finished_at=now, requested_by="cli:root", reason=REDIS_FATAL))
+    # For people, the program's log prefix goes: its own words come sooner.
+    readable = REDIS_FATAL.replace("12294:C 06 Dec 2026 19:07:31.123 # ", "")
+    monkeypatch.delenv("COLUMNS", raising=False)
+    piped = env.run("history")                               # not a terminal: all of it
+    assert readable in piped.out, piped.out
+    monkeypatch.setenv("COLUMNS", "400")                     # a wide terminal: all of it
+    assert readable in env.cli("history").out
+    monkeypatch.setenv("COLUMNS", "200")                     # a narrower one: up to its edge
+    lines = env.cli("history").out.splitlines()
+    assert max(len(line) for line in lines) == 200, lines
+    assert "rc 1: Fatal error, can't open" in lines[1] and lines[1].endswith("...")
+    assert env.cli("history", "--json").json()[0]["reason"] == REDIS_FATAL   # the record
+
+
 # -- validate and runbooks -------------------------------------------------------------------------
 
 def test_validate_passes_on_the_shipped_configuration(tmp_path: Path) -> None:
