@@ -17,6 +17,7 @@ import logging
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from engine.alerts import printable
 from engine.store.base import StoreUnavailable
 from webhook.auth import require_webhook_token
 from webhook.notification import MAX_ALERTS, NotANotification, parse_notification
@@ -36,7 +37,7 @@ def receive_alerts():
     except NotANotification as exc:
         log.info("webhook: refused a notification (%d bytes): %s", len(body), exc)
         return jsonify(error=str(exc)), 400
-    group = _printable(parsed.group_key)
+    group = printable(parsed.group_key)
     for reason in parsed.ignored[:LOGGED_REASONS]:   # a summary, not a line per bad alert
         log.warning("webhook: ignored an alert of group %s: %s", group, reason)
     if parsed.ignored_count > LOGGED_REASONS:
@@ -81,9 +82,3 @@ def read_body(chunk: int = 64 * 1024) -> bytes:
         if total > limit:
             raise RequestEntityTooLarge()
         parts.append(data)
-
-
-def _printable(text: str, limit: int = 200) -> str:
-    """A group key fit for one log line: quoted, escapes visible, bounded."""
-    shown = repr(text)
-    return shown if len(shown) <= limit else shown[: limit - 3] + "..."

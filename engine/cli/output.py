@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from engine.alerts import printable
+
 Column = tuple[str, Callable[[Any], Any]]
 
 
@@ -82,6 +84,13 @@ def when_ago(ts: float | None, now: float | None = None) -> str:
     if ts is None:
         return "-"
     return f"{when(ts)} ({ago(ts, now)})"
+
+
+def alert_text(text: str | None) -> str:
+    """Words that came with an alert (a label value, a fingerprint) as the CLI prints
+    them: as they are, unless they hold control characters (an escape sequence, a
+    newline): then quoted with those made visible (``engine.alerts.printable``)."""
+    return printable(text, 500, quoted=False) if text else ""
 
 
 def shorten(text: Any, width: int) -> str:

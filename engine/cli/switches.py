@@ -11,7 +11,16 @@ import argparse
 from typing import Any
 
 from engine.cli.common import OK, CliError, now, operator
-from engine.cli.output import ago, emit_json, err, out, table, when, when_ago
+from engine.cli.output import (
+    ago,
+    alert_text,
+    emit_json,
+    err,
+    out,
+    table,
+    when,
+    when_ago,
+)
 from engine.context import EngineContext
 from engine.records import AuditEvent, DegradedReason, Switch, new_id
 
@@ -231,7 +240,8 @@ def _refused_while_off(ctx: EngineContext, args: argparse.Namespace, who: str, t
         covering = [s for s in still if s.covers(a.run.component, a.run.target)]
         if covering:
             out(f"note: {a.run.target} is still covered by {covering[0].scope()} "
-                f"({covering[0].id}): a replay of {a.run.fingerprint} is refused again")
+                f"({covering[0].id}): a replay of {alert_text(a.run.fingerprint)} is refused "
+                "again")
     if not args.replay:
         flags = "".join(f" --{k} {v}" for k, v in (("component", component),
                                                     ("target", target)) if v)
@@ -245,13 +255,16 @@ def _refused_while_off(ctx: EngineContext, args: argparse.Namespace, who: str, t
                          for a in queued]}))
     for a in found:
         if a in queued:
-            out(f"replayed {a.alertname or 'alert'} {a.run.fingerprint} on {a.run.target} "
+            out(f"replayed {alert_text(a.alertname) or 'alert'} {alert_text(a.run.fingerprint)} on "
+                f"{a.run.target} "
                 f"(refused run {a.run.id}): queued in the intake for the service's workers "
                 "(where no service runs, it waits there until one starts)")
         elif a.firing:
-            out(f"not replayed {a.run.fingerprint}: already queued for refusal {a.run.id}")
+            out(f"not replayed {alert_text(a.run.fingerprint)}: already queued for refusal "
+                f"{a.run.id}")
         else:
-            out(f"not replayed {a.run.fingerprint}: not known to fire (no delivery kept)")
+            out(f"not replayed {alert_text(a.run.fingerprint)}: not known to fire (no delivery "
+                "kept)")
 
 
 # -- unlock -----------------------------------------------------------------------------------
