@@ -258,7 +258,7 @@ def stop_in_scope(ctx: EngineContext, component: str | None, target: str | None,
     meanwhile; the open incidents are what the switch cannot stop: a step whose gates
     said yes before it went on, not begun yet (``begin_step`` refuses a canceled
     incident)."""
-    scope = Switch("-", component, target, None)
+    scope = Switch.scope_of(component, target)
     stopped = Stopped([], [], [])
     words = "emergency stop" + (f": {reason}" if reason else "")
     for approval in ctx.store.list_approvals("pending"):

@@ -149,6 +149,12 @@ class Switch:
     created_by: str = ""
     created_at: float = 0.0
 
+    @classmethod
+    def scope_of(cls, component: str | None, target: str | None) -> Switch:
+        """A scope (a component, a target, both, or everything when both are None) as a
+        switch has one, without being one: to ask what it ``covers`` and name it."""
+        return cls("-", component, target, None)
+
     def covers(self, component: str, target: str | None) -> bool:
         return (self.component in (None, component)) and (
             self.target is None or self.target == target

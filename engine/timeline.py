@@ -191,7 +191,7 @@ def _operator_entries(ctx: EngineContext, incidents: list[Incident],
         if event.at < start and not (event.action == "disable"
                                      and (detail.get("until") or now) >= start):
             continue
-        scope = Switch("-", detail.get("component"), detail.get("target"), None)
+        scope = Switch.scope_of(detail.get("component"), detail.get("target"))
         if not any(scope.covers(c, t) for c, t in places):
             continue
         why = f": {detail['reason']}" if detail.get("reason") else ""

@@ -146,7 +146,7 @@ def _target(ctx: EngineContext, name: str | None) -> str | None:
 
 
 def _scope(component: str | None, target: str | None) -> str:
-    return Switch("-", component, target, None).scope()
+    return Switch.scope_of(component, target).scope()
 
 
 # -- disable / enable -------------------------------------------------------------------------
@@ -374,13 +374,11 @@ def cmd_degraded(ctx: EngineContext, args: argparse.Namespace) -> int:
 def capability_words(mode: dict[str, Any]) -> str:
     """A mode's capability matrix in words that cannot be misread: what it switches off
     when on (the mode is off), or what is off now (it is on)."""
-    caps = mode.get("capabilities") or {}
-    off = [k for k, stays_on in caps.items() if not stays_on]
-    kept = [k for k, stays_on in caps.items() if stays_on]
+    kept = [k for k, stays_on in (mode.get("capabilities") or {}).items() if stays_on]
     if mode["active"]:
-        words = f"off now: {', '.join(off) or 'nothing'}"
+        words = f"off now: {', '.join(mode['off_now']) or 'nothing'}"
         return words + (f" (still on: {', '.join(kept)})" if kept else "")
-    words = f"when on, switches off: {', '.join(off) or 'nothing'}"
+    words = f"when on, switches off: {', '.join(mode['switches_off']) or 'nothing'}"
     return words + (f" (keeps on: {', '.join(kept)})" if kept else "")
 
 
