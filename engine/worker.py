@@ -32,6 +32,7 @@ from engine.approvals import cancel_waiting, expire_due
 from engine.context import EngineContext
 from engine.intake import drain
 from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
+from engine.loaded_set import drop_replaced
 from engine.orchestrator import RunCallback, advance
 from engine.records import RunRecord
 from engine.retention import prune_if_due
@@ -120,6 +121,7 @@ class Worker:
                                                                run=self._advance_async))
             self._notify(now)
         done += prune_if_due(self.ctx, now)
+        done += drop_replaced(self.ctx, now)   # its inventory copy holds secrets
         return done
 
     def _schedule_waiting(self) -> int:

@@ -578,6 +578,73 @@ def test_an_application_worker_runs_a_queued_step_on_the_set_in_force(engine_env
     assert marker.exists() and not (engine_env.root / "other").exists()
 
 
+# -- the copies of a set: private, and not kept once replaced ---------------------------------
+
+def _sets(env) -> set[str]:
+    root = env.root / "var" / "sets"
+    return {p.name for p in root.iterdir()} if root.is_dir() else set()
+
+
+def _reload(env) -> str:
+    from engine.cli import main
+    from engine.loaded_set import recorded_set
+
+    assert main(["--config", str(env.config_path), "reload"]) == 0
+    return recorded_set(env.context().store).sha256
+
+
+def test_a_set_copy_is_private_to_its_owner(engine_env):
+    """The copy holds the whole inventory folder: keys, vault files."""
+    import os
+    import stat
+
+    secrets = engine_env.root / "inventory" / "host_vars" / "cache-1.yml"
+    secrets.parent.mkdir()
+    secrets.write_text("ansible_become_password: hunter2\n")
+    secrets.chmod(0o644)
+    script = engine_env.root / "playbooks" / "files" / "probe.sh"
+    script.parent.mkdir()
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    copy = engine_env.root / "var" / "sets" / _reload(engine_env)
+    modes = {p.relative_to(copy).as_posix(): stat.S_IMODE(os.lstat(p).st_mode)
+             for p in [copy, *copy.rglob("*")]}
+    assert modes["inventory/host_vars/cache-1.yml"] == 0o600
+    assert modes["playbooks/files/probe.sh"] == 0o700           # still runnable, by its owner
+    assert all(mode == 0o700 for name, mode in modes.items()
+               if (copy / name).is_dir()), modes
+    assert all(mode & 0o077 == 0 for mode in modes.values()), modes
+    assert stat.S_IMODE(os.stat(copy.parent).st_mode) == 0o700
+
+
+def test_a_replaced_set_is_removed_once_no_step_can_use_it(engine_env):
+    from engine.lifecycle import RunStatus as Status
+    from engine.loaded_set import reload_set
+    from engine.records import RunRecord, new_id
+
+    first = _reload(engine_env)
+    add_host(engine_env)
+    second = _reload(engine_env)
+    assert _sets(engine_env) == {first, second}   # a step begun on the first may still run
+    ctx = engine_env.context()
+    running = RunRecord(id=new_id("run"), component="c", runbook="c", strategy="s",
+                        target="cache-1", status=Status.RUNNING, started_at=time.time())
+    ctx.store.add_run(running)
+    later = time.time() + 3600
+    Worker(ctx).run_duties(later)
+    assert _sets(engine_env) == {first, second}   # a step runs: it may be on the first
+    ctx.store.update_run(running.id, status=Status.SUCCEEDED, finished_at=time.time())
+    Worker(ctx).run_duties(later)
+    assert _sets(engine_env) == {second}          # nothing runs: nothing can use it
+    (engine_env.root / "inventory" / "more.yml").write_text("all: {}\n")
+    third = _reload(engine_env)
+    (engine_env.root / "inventory" / "more.yml").write_text("all: {hosts: {x: {}}}\n")
+    fourth = _reload(engine_env)
+    assert _sets(engine_env) == {third, fourth}   # at most the one it replaced stays
+    assert reload_set(ctx, "recovery serve (start)", start=True).unchanged
+    assert _sets(engine_env) == {fourth}          # a start: no step of the service runs
+
+
 def test_the_set_hash_covers_what_the_engine_reads_and_nothing_else(tmp_path):
     from engine.loaded_set import SetPaths
 
