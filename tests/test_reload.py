@@ -419,6 +419,19 @@ def test_approve_now_after_the_runbook_changed_parks_the_step_again_here(engine_
     assert not marker.exists()
 
 
+def test_approve_now_of_a_step_the_runbook_dropped_says_so_and_nothing_else(engine_env,
+                                                                           parked, capsys):
+    from engine.cli import main
+
+    ctx, incident, run, marker = parked
+    engine_env.runbook("guarded", "strategies: [{name: something_else, action: test.ok}]\n")
+    code = main(["--config", str(engine_env.config_path), "approve", run.id, "--now"])
+    said = capsys.readouterr()
+    assert code == 4, said
+    assert "no step touch any more" in said.err and "taken up by a worker" not in said.err
+    assert ctx.store.get_incident(incident.id).state == IncidentState.CANCELED
+
+
 def test_recover_and_approve_now_say_when_the_files_differ_from_the_set_in_force(
         engine_env, parked, capsys):
     from engine.cli import main

@@ -261,6 +261,9 @@ def _plan_again(ctx: EngineContext, args: argparse.Namespace, who: str,
     # request, its step, --strategy and --force; approving is not asking for a new one.
     if ctx.store.update_incident(incident_id, expect=[IncidentState.OPEN],
                                  state=IncidentState.REMEDIATING, next_try_at=None) is None:
+        current = ctx.store.get_incident(incident_id)
+        if current is None or not current.state.is_open:   # the step is gone: said above
+            return REFUSED
         err(f"incident {incident_id} was taken up by a worker: `recovery pending` shows "
             "the step once it is parked again")
         return REFUSED
