@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 
+from engine.store import StoreUnavailable
 from tests.service import Served, store_rows, wait_for
 from tests.test_reload import post_alerts
 from tests.test_serve import alert_payload, touch_runbook
@@ -76,6 +79,80 @@ def test_a_step_whose_record_cannot_be_written_ends_and_its_incident_goes_on(
                 served.stderr()[-3000:]
         finally:
             served.terminate()
+
+
+# -- the intake: an outage is retried, never a bad alert ---------------------------------
+
+def leave_room_in_the_store(db: Path, size: int = 1 << 20) -> None:
+    """As on a disk that filled under a running store: the database has free pages and
+    its write-ahead log is reused from its start, so the store's small writes still fit
+    where a new file's first block no longer does."""
+    conn = sqlite3.connect(db, timeout=15, isolation_level=None)
+    try:
+        conn.execute("INSERT INTO kv VALUES ('room', ?)", ("x" * size,))
+        conn.execute("PRAGMA wal_checkpoint(RESTART)")
+        conn.execute("DELETE FROM kv WHERE key = 'room'")
+        conn.execute("PRAGMA wal_checkpoint(RESTART)")
+    finally:
+        conn.close()
+
+
+def passes(worker, count: int) -> None:
+    """Worker passes as the service's loop runs them: a pass the store fails is logged
+    and the next one goes on."""
+    for _ in range(count):
+        try:
+            worker.run_once()
+        except StoreUnavailable:
+            pass
+        time.sleep(worker.INTAKE_LEASE / 2)
+
+
+def test_alerts_processed_while_the_disk_is_full_are_kept_until_it_has_room(engine_env):
+    from engine.worker import Worker
+    from tests.test_intake import alert, journal
+
+    engine_env.runbook("demo", f"""
+        strategies:
+          - {{name: fix, action: test.touch,
+              with: {{path: "{engine_env.root}/fixed-{{{{ labels.instance }}}}",
+                     trace: "{engine_env.trace}"}}}}
+    """)
+    hosts = ["cache-1", "cache-2", "localhost", "nowhere-1", "nowhere-2", "nowhere-3"]
+    with mounted(engine_env.root / "var", "4m") as home:
+        ctx = engine_env.context()
+        try:
+            journal(ctx, *[alert(instance=h, fingerprint=f"fp-{h}") for h in hosts])
+            leave_room_in_the_store(home / "recovery.db")
+            worker = Worker(ctx)
+            worker.INTAKE_LEASE = 1.0          # claims of items left behind lapse at once
+            with filled(home):
+                passes(worker, 6)
+                # Nothing was thrown away as a bad alert: what could not be recorded is
+                # still in the intake, and no step is left running.
+                assert not [e for e in ctx.store.list_events(limit=1000)
+                            if e.action == "alert_failed"]
+                done = ctx.store.deliveries(limit=None)
+                assert not [d.outcome for d in done if "could not be processed" in d.outcome]
+                assert ctx.store.intake_depth(time.time())[0] == len(hosts) - len(done)
+                assert ctx.store.intake_depth(time.time())[0] > 0
+                assert not ctx.store.query_runs(status="running", limit=None)
+            # Space is back: every alert is processed, once.
+            for _ in range(40):
+                passes(worker, 1)
+                if (ctx.store.intake_depth(time.time())[0] == 0 and all(
+                        i.state == "recovered" for i in ctx.store.list_incidents())):
+                    break
+            done = {d.fingerprint: d.outcome for d in ctx.store.deliveries(limit=None)}
+            assert sorted(done) == sorted(f"fp-{h}" for h in hosts), done
+            for h in hosts[3:]:
+                assert done[f"fp-{h}"].startswith("refused:"), done
+            assert sorted(i.target for i in ctx.store.list_incidents()
+                          if i.state == "recovered") == sorted(hosts[:3])
+            assert all((engine_env.root / f"fixed-{h}").exists() for h in hosts[:3])
+            assert not ctx.store.query_runs(status="running", limit=None)
+        finally:
+            ctx.store.close()
 
 
 def caught(work) -> BaseException:
