@@ -197,3 +197,48 @@ def test_what_a_full_or_read_only_disk_raises_is_an_outage_and_a_bad_value_is_no
                 caught(lambda: sqlite3.connect(":memory:").execute("SELECT ?", ({},))),
                 FileNotFoundError(2, "No such file or directory"), KeyError("x")):
         assert not is_outage(exc), repr(exc)
+
+
+def test_a_step_that_loses_its_record_while_it_runs_is_interrupted_and_verified_after(
+        engine_env, tmp_path):
+    import threading
+
+    from engine.orchestrator import advance
+    from engine.triggers import TriggerRequest, open_incident
+    from engine.worker import Worker
+
+    started = tmp_path / "started"
+    engine_env.runbook("slow", f"""
+        strategies:
+          - {{name: wait, action: test.sleep,
+              with: {{seconds: 2, started: "{started}", trace: "{engine_env.trace}"}}}}
+    """)
+    (engine_env.root / "var").mkdir(mode=0o700)
+    with mounted(engine_env.root / "var" / "artifacts", "1m") as artifacts:
+        ctx = engine_env.context()
+        try:
+            opened = open_incident(ctx, TriggerRequest(runbook="slow", target="cache-1"))
+            step = threading.Thread(target=advance, args=(ctx, opened.incident.id))
+            step.start()
+            assert wait_for(started.exists, 20)
+            with filled(artifacts):           # while it runs (it logs a tick every 0.5 s)
+                step.join(30)
+                assert not step.is_alive()
+                [run] = ctx.store.query_runs(incident_id=opened.incident.id)
+                assert run.status == "interrupted", run
+                assert "could not be written while it ran" in run.reason, run.reason
+                assert "No space left on device" in run.reason
+                incident = ctx.store.get_incident(opened.incident.id)
+                assert (incident.state, incident.interrupted_run) == ("open", run.id)
+                assert ctx.store.get_lock("cache-1") is None
+                assert not ctx.running
+            # Space is back; the step had done its work: verified, not run again.
+            assert wait_for(lambda: (Worker(ctx).run_once() or True) and ctx.store.get_incident(
+                opened.incident.id).state == "recovered", 30)
+            incident = ctx.store.get_incident(opened.incident.id)
+            assert "verified after interruption" in incident.reason
+            assert incident.interrupted_run is None
+            assert [line.split()[0] for line in engine_env.traced()] == ["sleep-start",
+                                                                        "sleep-end"]
+        finally:
+            ctx.store.close()
