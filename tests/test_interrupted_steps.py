@@ -9,8 +9,6 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-import psutil
-
 from tests.service import Served, store_rows, wait_for
 from tests.test_reload import post_alerts
 from tests.test_serve import alert_payload
@@ -63,11 +61,8 @@ class Rollback:
         assert wait_for(lambda: self.executions() == 1 and self.done.exists() == work_done
                         and [r["status"] for r in self.runs()] == ["running"], 60), \
             served.stderr()[-3000:]
-        everything = [psutil.Process(served.proc.pid), *served.children()]
-        for p in everything:
-            p.kill()
-        psutil.wait_procs(everything, timeout=10)
-        served.proc.wait(5)
+        served.children()                 # the playbook's processes too, remembered
+        served.kill_all()                 # SIGKILL to all of them at once
         served.start()
         served.wait_ready()
 
