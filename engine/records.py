@@ -47,6 +47,9 @@ class Incident:
     verify_until: float | None = None    # recovered: a still-firing alert after this reopens
     starts_at: str | None = None         # alert: startsAt of the episode that opened it
     held_by: str | None = None           # the worker process whose pool is to advance it
+    interrupted_run: str | None = None   # its step's run that was interrupted: what it did
+                                         # is not known, so the step's verify is asked
+                                         # before that step runs again
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

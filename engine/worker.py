@@ -31,8 +31,8 @@ from engine import notifier, probes
 from engine.approvals import cancel_waiting, expire_due
 from engine.context import EngineContext
 from engine.intake import drain
-from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
-from engine.orchestrator import RunCallback, advance
+from engine.lifecycle import IncidentState, RunStatus
+from engine.orchestrator import RunCallback, advance, hand_back_interrupted
 from engine.records import RunRecord
 from engine.retention import prune_if_due
 from engine.store import StoreUnavailable
@@ -42,20 +42,14 @@ log = logging.getLogger(__name__)
 
 def interrupt_run(ctx: EngineContext, run: RunRecord, reason: str, now: float) -> bool:
     """A running step whose process stopped (or is stopping): ``interrupted``, its attempt
-    ended as interrupted, its incident handed back to the workers. False if the run had
-    already ended (the store refuses the move)."""
+    ended as interrupted, its incident handed back to the workers at that step, which is
+    verified before it runs again (engine.orchestrator.hand_back_interrupted). False if
+    the run had already ended (the store refuses the move)."""
     if ctx.store.update_run(run.id, status=RunStatus.INTERRUPTED, finished_at=now,
                             reason=reason) is None:
         return False
     ctx.store.record_outcome(run.component, run.strategy, "failed", None)
-    incident = ctx.store.get_incident(run.incident_id or "")
-    if incident is not None and incident.state == IncidentState.REMEDIATING:
-        if incident.attempt_id:
-            ctx.store.finish_attempt(incident.attempt_id, AttemptOutcome.INTERRUPTED, now)
-        ctx.store.update_incident(
-            incident.id, expect=[IncidentState.REMEDIATING], state=IncidentState.OPEN,
-            next_try_at=now, attempt_id=None, step=0,
-            reason=f"run {run.id} interrupted: {reason}")
+    hand_back_interrupted(ctx, run, reason, now, retry_at=now)
     return True
 
 

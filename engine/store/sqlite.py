@@ -106,7 +106,7 @@ CREATE TABLE IF NOT EXISTS incidents (
     labels TEXT, opened_at REAL, updated_at REAL, closed_at REAL, reason TEXT,
     next_try_at REAL, step INTEGER, only_strategy TEXT, forced INTEGER, approved_step INTEGER,
     approved_by TEXT, attempt_id TEXT, attempts INTEGER, verify_until REAL,
-    open_key TEXT UNIQUE, starts_at TEXT, held_by TEXT
+    open_key TEXT UNIQUE, starts_at TEXT, held_by TEXT, interrupted_run TEXT
 );
 CREATE INDEX IF NOT EXISTS incidents_due ON incidents(state, next_try_at);
 CREATE INDEX IF NOT EXISTS incidents_opened ON incidents(opened_at);
@@ -355,7 +355,7 @@ class SQLiteStore(Store):
         existing table as it was)."""
         conn = self._conn()
         for table, column in (("incidents", "starts_at"), ("incidents", "held_by"),
-                              ("runs", "gate")):
+                              ("incidents", "interrupted_run"), ("runs", "gate")):
             columns = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
             if column in columns:
                 continue
@@ -642,8 +642,10 @@ class SQLiteStore(Store):
                    resumed: bool = False) -> Incident | None:
         with self._tx() as db:
             # The incident must still be ours to act on: canceled or resolved since the
-            # gates were asked, the step does not start.
-            cur = db.execute("UPDATE incidents SET updated_at = ? WHERE id = ? AND state = ?",
+            # gates were asked, the step does not start. A step starting supersedes an
+            # interrupted one: there is no unverified step left.
+            cur = db.execute("UPDATE incidents SET updated_at = ?, interrupted_run = NULL "
+                             "WHERE id = ? AND state = ?",
                              (run.started_at, run.incident_id,
                               IncidentState.REMEDIATING.value))
             if cur.rowcount != 1:
