@@ -72,6 +72,7 @@ import psutil
 
 from engine.config import Config
 from engine.durations import parse_duration
+from engine.liveness import alive_since
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +250,18 @@ def remove_metrics_dir(path: Path) -> None:
     _remove(path)
 
 
+def sweep_private_dirs() -> None:
+    """At start-up, before any child runs a step: the private data dirs (secrets in clear)
+    of runs whose process died, a previous start's killed workers included, are read for
+    their runs' records and removed (engine.executors.private_dirs)."""
+    from engine.executors import private_dirs
+
+    try:
+        private_dirs.sweep()
+    except Exception:  # noqa: BLE001 - the workers sweep again; the start goes on
+        log.exception("could not sweep the private data dirs of dead runs")
+
+
 def _service_running(entry: Path) -> bool:
     """Is the service that made ``entry`` (``serve-<pid>``) running? A pid reused since
     then belongs to a process started after the folder last changed."""
@@ -256,8 +269,8 @@ def _service_running(entry: Path) -> bool:
     if prefix != "serve" or not pid.isdigit() or entry.is_symlink() or not entry.is_dir():
         return False
     try:
-        return psutil.Process(int(pid)).create_time() <= entry.stat().st_ctime + 1.0
-    except (psutil.Error, OSError):
+        return alive_since(int(pid), entry.stat().st_ctime)
+    except OSError:
         return False
 
 
@@ -408,6 +421,7 @@ class Service:
         saved[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hangup)
         try:
             prepare_metrics_dir(self.config.home, os.getpid())
+            sweep_private_dirs()
             for child in self.children:
                 if self.signals:
                     break
