@@ -20,9 +20,10 @@ alone, which then stops the children in order: gunicorn first gets SIGTERM (it s
 accepting, finishes the requests in flight within ``graceful_timeout``), the engine
 workers get SIGTERM (they claim nothing new, let running steps finish within
 ``shutdown_grace`` and mark the rest ``interrupted``). The parent waits for them,
-bounded, and kills what is left. Children never outlive the parent: each gets SIGTERM
-when it dies (``PR_SET_PDEATHSIG``; the engine workers also watch their parent's pid,
-gunicorn's workers watch theirs).
+bounded, kills what is left, and removes the private data dirs their interrupted steps
+left (engine.executors.private_dirs; it sweeps at start-up too). Children never outlive
+the parent: each gets SIGTERM when it dies (``PR_SET_PDEATHSIG``; the engine workers also
+watch their parent's pid, gunicorn's workers watch theirs).
 
 gunicorn reads a ``gunicorn.conf.py`` in the working directory, as it always does (to
 tune what is not set here); the flags given here (bind, workers, TLS, timeouts) win over it.
@@ -251,9 +252,10 @@ def remove_metrics_dir(path: Path) -> None:
 
 
 def sweep_private_dirs() -> None:
-    """At start-up, before any child runs a step: the private data dirs (secrets in clear)
-    of runs whose process died, a previous start's killed workers included, are read for
-    their runs' records and removed (engine.executors.private_dirs)."""
+    """At start-up, before any child runs a step, and once the children are gone: the
+    private data dirs (secrets in clear) of runs whose process died, a previous start's
+    killed workers included, are read for their runs' records and removed, and so are
+    Ansible's temp dirs of dead processes (engine.executors.private_dirs)."""
     from engine.executors import private_dirs
 
     try:
@@ -437,6 +439,7 @@ class Service:
             self._stop_reloader()
             self._shutdown()
             remove_metrics_dir(self.metrics_dir)
+            sweep_private_dirs()   # what steps interrupted past the grace left behind
             for sig, handler in saved.items():
                 signal.signal(sig, handler)
         if self.failure is not None:

@@ -135,6 +135,34 @@ def test_no_secret_is_left_on_the_machine_after_a_sigkill_and_a_restart(serve, e
             path.unlink(missing_ok=True)
 
 
+def test_a_step_stopped_past_the_shutdown_grace_leaves_no_secret(serve, engine_env, tmp_path):
+    """SIGTERM: the step outlives the grace, its worker process exits without its
+    executor's cleanup; the service removes what the run left before it exits."""
+    secret = f"pw-{secrets.token_hex(12)}"
+    secret_runbook(engine_env, secret)
+    served = serve().start()
+    served.wait_ready()
+    roots = (Path("/dev/shm"), Path(tempfile.gettempdir()), Path.home() / ".ansible",
+             served.home, tmp_path)
+    besides = (engine_env.root / "runbooks", served.home / "sets")
+    run_ids: list[str] = []
+    try:
+        hand_to_workers(served, "secretive", target="localhost")
+        assert wait_for(lambda: sleeping_module(served), 60), served.stderr()
+        store = Store(served.home)
+        run_ids = [r["id"] for r in store.rows("SELECT id FROM runs WHERE runbook = ?",
+                                               "secretive")]
+        store.close()
+        rc, _ = served.stop()
+        assert rc == 0, served.stderr()
+        assert private_dirs_of(run_ids) == []
+        assert copies_of(secret, *roots, besides=besides) == []
+    finally:
+        served.kill_all()
+        for path in private_dirs_of(run_ids):
+            subprocess.run(["rm", "-rf", "--", str(path)], check=False, timeout=30)
+
+
 # -- the sweep, one dir at a time -------------------------------------------------------------
 
 def dead_pid() -> int:
