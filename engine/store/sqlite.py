@@ -377,7 +377,7 @@ class SQLiteStore(Store):
                 self._identity = FileIdentity.of(self.path)
                 self._keeper = self._connect()
                 self._keeper.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
-                self._keeper.execute("SELECT 1 FROM kv LIMIT 1")   # opens the WAL, kept
+                self._keeper.execute("SELECT 1 FROM kv LIMIT 1").fetchall()   # opens the WAL
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot create the store at {self.path}: {exc}") from exc
         except OSError as exc:
