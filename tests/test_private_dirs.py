@@ -18,13 +18,17 @@ import os
 import secrets
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+import pytest
 
 from engine.artifacts import RunArtifacts, runner_event
 from engine.executors.ansible import AnsibleExecutor, default_tmp_root
@@ -65,102 +69,141 @@ def private_dirs_of(run_ids: list[str]) -> list[Path]:
     return [p for run_id in run_ids for p in root.glob(f"recovery-{run_id}-*")]
 
 
-def kill_everything(served: Served) -> None:
-    """SIGKILL to the whole tree at once: the parent, gunicorn, the engine workers, and
-    the playbook's processes (ansible-playbook, its forks, the module, sleep)."""
-    everything = [psutil.Process(served.proc.pid), *served.children()]
+def kill_tree(top: psutil.Process) -> None:
+    """SIGKILL to a process and all it started, at once (for a service: the parent,
+    gunicorn, the engine workers, the playbook's processes down to the module's sleep)."""
+    try:
+        everything = [top, *top.children(recursive=True)]
+    except psutil.Error:
+        return
     for p in everything:
         try:
             p.kill()
         except psutil.Error:
             pass
     psutil.wait_procs(everything, timeout=10)
-    served.proc.wait(5)
 
 
-def sleeping_module(served: Served) -> bool:
-    """The playbook's module runs (its ``sleep`` is a process of the service's tree)."""
-    for p in served.children():
+def module_sleeps(top: psutil.Process) -> bool:
+    """The playbook's module runs: its ``sleep`` is among ``top``'s descendants."""
+    try:
+        return any(p.name() == "sleep" for p in top.children(recursive=True))
+    except psutil.Error:
+        return False
+
+
+@dataclass
+class Secretive:
+    """A running service with the secret runbook, and where to look for its secret: the
+    machine's shared memory and tmp dirs, Ansible's folder, the service's home and logs."""
+
+    served: Served
+    secret: str
+    roots: tuple[Path, ...]
+    besides: tuple[Path, ...]
+    run_ids: list[str] = field(default_factory=list)
+
+    def copies(self) -> list[Path]:
+        return copies_of(self.secret, *self.roots, besides=self.besides)
+
+    def note_runs(self) -> list[str]:
+        """The ids of the runs of the secret runbook so far (read-only, from the store)."""
+        store = Store(self.served.home)
         try:
-            if p.name() == "sleep":
-                return True
-        except psutil.Error:
-            continue
-    return False
+            self.run_ids = [r["id"] for r in store.rows(
+                "SELECT id FROM runs WHERE runbook = ?", "secretive")]
+        finally:
+            store.close()
+        return self.run_ids
+
+    def cleaned_up(self) -> bool:
+        return not private_dirs_of(self.run_ids) and not self.copies()
 
 
-def test_no_secret_is_left_on_the_machine_after_a_sigkill_and_a_restart(serve, engine_env,
-                                                                         tmp_path):
+@pytest.fixture
+def secretive(serve, engine_env, tmp_path) -> Iterator[Secretive]:
     secret = f"pw-{secrets.token_hex(12)}"
     secret_runbook(engine_env, secret)
     served = serve().start()
     served.wait_ready()
-    home = served.home
-    roots = (Path("/dev/shm"), Path(tempfile.gettempdir()), Path.home() / ".ansible", home,
-             tmp_path)
-    besides = (engine_env.root / "runbooks", home / "sets")
-    run_ids: list[str] = []
+    found = Secretive(served, secret,
+                      roots=(Path("/dev/shm"), Path(tempfile.gettempdir()),
+                             Path.home() / ".ansible", served.home, tmp_path),
+                      besides=(engine_env.root / "runbooks", served.home / "sets"))
     try:
-        hand_to_workers(served, "secretive", target="localhost")
-        assert wait_for(lambda: sleeping_module(served), 60), served.stderr()
-        store = Store(home)
-        run_ids = [r["id"] for r in store.rows("SELECT id FROM runs WHERE runbook = ?",
-                                               "secretive")]
-        store.close()
-        assert len(run_ids) == 1
-        kill_everything(served)
-
-        left = copies_of(secret, *roots, besides=besides)
-        print("\nafter the kill, the secret is in:\n  " + "\n  ".join(map(str, left)))
-        assert private_dirs_of(run_ids), "the kill left no private data dir to clean up"
-        assert any(p.is_relative_to(private_dirs_of(run_ids)[0]) for p in left)
-
-        served.start()
-        served.wait_ready()
-        gone = wait_for(lambda: not private_dirs_of(run_ids)
-                        and not copies_of(secret, *roots, besides=besides), 30)
-        assert gone, (f"left after the restart: {private_dirs_of(run_ids)} "
-                      f"{copies_of(secret, *roots, besides=besides)}\n{served.stderr()[-2000:]}")
-
-        # The run's record kept what it had, redacted: the password line, masked.
-        artifacts = home / "artifacts" / run_ids[0]
-        assert "password is ********" in (artifacts / "stdout").read_text()
-        text = "\n".join(p.read_text() for p in (artifacts / "job_events").glob("*.json"))
-        assert "private data dir" in text and "removed" in text
+        yield found
     finally:
         served.kill_all()
-        for path in private_dirs_of(run_ids):   # a failed test leaves no secret behind
+        for path in private_dirs_of(found.run_ids):   # a failed test leaves no secret
             subprocess.run(["rm", "-rf", "--", str(path)], check=False, timeout=30)
         for path in copies_of(secret, Path.home() / ".ansible"):
             path.unlink(missing_ok=True)
 
 
-def test_a_step_stopped_past_the_shutdown_grace_leaves_no_secret(serve, engine_env, tmp_path):
+def test_no_secret_is_left_on_the_machine_after_a_sigkill_and_a_restart(secretive):
+    served = secretive.served
+    hand_to_workers(served, "secretive", target="localhost")
+    top = psutil.Process(served.proc.pid)
+    assert wait_for(lambda: module_sleeps(top), 60), served.stderr()
+    [run_id] = secretive.note_runs()
+    kill_tree(top)
+    served.proc.wait(5)
+
+    left = secretive.copies()
+    print("\nafter the kill, the secret is in:\n  " + "\n  ".join(map(str, left)))
+    [private] = private_dirs_of([run_id])
+    assert any(p.is_relative_to(private) for p in left)
+
+    served.start()
+    served.wait_ready()
+    assert wait_for(secretive.cleaned_up, 30), (
+        f"left after the restart: {private_dirs_of([run_id])} {secretive.copies()}\n"
+        + served.stderr()[-2000:])
+
+    # The run's record kept what it had, redacted: the password line, masked.
+    artifacts = served.home / "artifacts" / run_id
+    assert "password is ********" in (artifacts / "stdout").read_text()
+    text = "\n".join(p.read_text() for p in (artifacts / "job_events").glob("*.json"))
+    assert "private data dir" in text and "removed" in text
+
+
+def test_a_running_service_removes_what_a_killed_cli_run_left(secretive):
+    """The CLI, applications and the service share the store: a `recovery recover` killed
+    in the middle of its playbook is cleaned up by the service's workers (periodically),
+    with no other engine process started meanwhile."""
+    served = secretive.served
+    cli = subprocess.Popen([sys.executable, "-m", "engine", "recover", "--component",
+                            "secretive", "--target", "localhost"], env=served.environ(),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    try:
+        top = psutil.Process(cli.pid)
+        assert wait_for(lambda: module_sleeps(top), 60)
+        secretive.note_runs()
+        kill_tree(top)
+        cli.wait(10)
+        assert private_dirs_of(secretive.run_ids)
+        assert wait_for(secretive.cleaned_up, 30), (private_dirs_of(secretive.run_ids),
+                                                    secretive.copies())
+        assert "private data dir" in served.stderr()
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait(10)
+
+
+def test_a_step_stopped_past_the_shutdown_grace_leaves_no_secret(secretive):
     """SIGTERM: the step outlives the grace, its worker process exits without its
     executor's cleanup; the service removes what the run left before it exits."""
-    secret = f"pw-{secrets.token_hex(12)}"
-    secret_runbook(engine_env, secret)
-    served = serve().start()
-    served.wait_ready()
-    roots = (Path("/dev/shm"), Path(tempfile.gettempdir()), Path.home() / ".ansible",
-             served.home, tmp_path)
-    besides = (engine_env.root / "runbooks", served.home / "sets")
-    run_ids: list[str] = []
-    try:
-        hand_to_workers(served, "secretive", target="localhost")
-        assert wait_for(lambda: sleeping_module(served), 60), served.stderr()
-        store = Store(served.home)
-        run_ids = [r["id"] for r in store.rows("SELECT id FROM runs WHERE runbook = ?",
-                                               "secretive")]
-        store.close()
-        rc, _ = served.stop()
-        assert rc == 0, served.stderr()
-        assert private_dirs_of(run_ids) == []
-        assert copies_of(secret, *roots, besides=besides) == []
-    finally:
-        served.kill_all()
-        for path in private_dirs_of(run_ids):
-            subprocess.run(["rm", "-rf", "--", str(path)], check=False, timeout=30)
+    served = secretive.served
+    hand_to_workers(served, "secretive", target="localhost")
+    assert wait_for(lambda: module_sleeps(psutil.Process(served.proc.pid)), 60), \
+        served.stderr()
+    secretive.note_runs()
+    rc, _ = served.stop()
+    assert rc == 0, served.stderr()
+    assert private_dirs_of(secretive.run_ids) == []
+    assert secretive.copies() == []
 
 
 # -- the sweep, one dir at a time -------------------------------------------------------------
