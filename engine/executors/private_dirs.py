@@ -221,7 +221,7 @@ def _salvage(path: Path, pid: int, redactor: Redactor) -> tuple[str | None, int]
         have = {str(e.get("uuid")): int(e.get("counter") or 0) for e in record.read_events()}
         events = _runner_events(runner_dir / "job_events")
         # Runner numbers its events from 1; the record, after the engine's own events.
-        base = next((have[str(e.get("uuid"))] - int(e.get("counter") or 0)
+        base = next((have[str(e.get("uuid"))] - e["counter"]
                      for e in events if str(e.get("uuid")) in have), record.counter)
         for event in events:
             if str(event.get("uuid")) in have:
@@ -235,7 +235,7 @@ def _salvage(path: Path, pid: int, redactor: Redactor) -> tuple[str | None, int]
             f"the process that ran this step (pid {pid}) stopped before the step ended; "
             f"process {os.getpid()} removed its private data dir"
             + (f" after copying {copied} event(s) from it" if copied else "")))
-    except OSError as exc:
+    except (OSError, ValueError, TypeError) as exc:   # the dir goes anyway: it holds secrets
         log.error("run %s: could not copy what its private data dir %s held: %s",
                   run_id, path, exc)
     return run_id, copied
@@ -250,9 +250,9 @@ def _runner_events(folder: Path) -> list[dict[str, Any]]:
             event = json.loads(p.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(event, dict):
+        if isinstance(event, dict) and isinstance(event.get("counter"), int):
             events.append(event)
-    return sorted(events, key=lambda e: int(e.get("counter") or 0))
+    return sorted(events, key=lambda e: e["counter"])
 
 
 class _ExtravarsLoader(yaml.SafeLoader):
