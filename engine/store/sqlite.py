@@ -84,6 +84,7 @@ WAL_AUTOCHECKPOINT_PAGES = 10000   # ~40 MB of WAL at most where no worker check
 BUSY_FIRST_SLEEP = 0.0002   # s: the first retry of a write lock another process holds
 BUSY_MAX_SLEEP = 0.001      # s: retries double up to this (SQLite's own: 1 ms to 100 ms)
 SQLITE_BUSY = 5
+SAVE_RETRY = 60.0           # s between attempts to save a lost database file's copy
 _ROWS_PER_INSERT = 300      # rows in one multi-row INSERT (3 values each: < 999 variables)
 
 # One writer lock per database file and process (see the module's docstring), reentrant
@@ -362,7 +363,9 @@ class SQLiteStore(Store):
         self._identity: FileIdentity | None = None   # the file opened (None: in memory)
         self._keeper: sqlite3.Connection | None = None   # saves it if it is lost
         self._lost_lock = threading.Lock()
-        self._lost_reason: str | None = None
+        self._lost_reason: str | None = None      # once lost: why writes are refused
+        self._saved = False                       # ... and whether its copy is saved
+        self._save_tried = 0.0
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             refusal = None if os.path.exists(self.path) else refusal_to_create(self.path)
@@ -449,29 +452,36 @@ class SQLiteStore(Store):
             raise StoreUnavailable(self._lost(how))
 
     def _lost(self, how: str) -> str:
-        """The reason every write is refused from now on, said in the log once (with the
-        copy saved of what this process still holds of the file)."""
+        """The reason every write is refused from now on, said in the log when it changes:
+        with the copy saved of what this process still holds of the file, or why it could
+        not be saved (tried again at most every ``SAVE_RETRY`` seconds: a full disk)."""
         with self._lost_lock:
-            if self._lost_reason is None:
-                assert self._identity is not None
-                saved = rescued_path(self.path, self._identity)
-                try:
-                    if self._keeper is None:
-                        raise OSError("this store was closed")
-                    save_copy(self._keeper, saved)
-                    then = (f"its content is saved in {saved}: stop the service, move that "
-                            f"file to {self.path} (first removing {self.path}-wal and "
-                            f"{self.path}-shm if they are left), and start it again")
-                except (OSError, sqlite3.Error) as exc:
-                    then = (f"its content could not be saved ({exc}): it is still open in "
-                            "this process only; do not stop it before reading what to do")
-                self._lost_reason = (
-                    f"the database file {self.path} was {how} under this process (pid "
-                    f"{os.getpid()}): it takes no more writes (alerts are answered 503), "
-                    f"rather than writing into a file no one will read again; {then} "
-                    f"({HOWTO})")
-                log.error("%s", self._lost_reason)
-            return self._lost_reason
+            now = time.monotonic()
+            if self._lost_reason is not None and (
+                    self._saved or now - self._save_tried < SAVE_RETRY):
+                return self._lost_reason
+            self._save_tried = now
+            saved = rescued_path(self.path, self._identity or FileIdentity(0, 0))
+            try:
+                if self._keeper is None:
+                    raise OSError("this store was closed")
+                save_copy(self._keeper, saved)
+                self._saved = True
+                then = (f"its content is saved in {saved}: stop the service, move that file "
+                        f"to {self.path} (first removing {self.path}-wal and {self.path}-shm "
+                        "if they are left), and start it again")
+            except (OSError, sqlite3.Error) as exc:
+                then = (f"its content could not be saved to {saved} ({exc}; tried again "
+                        "every minute or so): it is still open in this process only, so do "
+                        "not stop the service yet")
+            reason = (f"the database file {self.path} was {how} under this process (pid "
+                      f"{os.getpid()}): it takes no more writes (alerts are answered 503), "
+                      f"rather than writing into a file no one will read again; {then} "
+                      f"({HOWTO})")
+            if reason != self._lost_reason:
+                log.error("%s", reason)
+            self._lost_reason = reason
+            return reason
 
     @contextmanager
     def _busy_handler(self) -> Iterator[sqlite3.Connection]:
