@@ -162,6 +162,16 @@ class RunArtifacts:
                 continue    # damaged long ago: show the rest
 
 
+def runner_event(event: dict[str, Any], base: int) -> dict[str, Any]:
+    """An event of ansible-runner's as a run's record keeps it: numbered after the
+    engine's own ``base`` events (runner counts from 1), the pty's ``\\r\\n`` as ``\\n``."""
+    payload = dict(event)
+    payload["counter"] = base + int(event.get("counter") or 0)
+    if isinstance(payload.get("stdout"), str):
+        payload["stdout"] = payload["stdout"].replace("\r\n", "\n")
+    return payload
+
+
 def _recent(path: Path, seconds: float = 5.0) -> bool:
     try:
         return time.time() - path.stat().st_mtime < seconds

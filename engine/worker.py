@@ -2,11 +2,12 @@
 
 It expires unanswered approvals, marks runs whose process died as ``interrupted``,
 drains the alert intake (engine/intake.py), runs approved steps (after asking every
-gate again), retries deferred incidents whose time has come, and prunes old
-artifacts. Each pass first switches to the set of runbooks, playbooks and inventory a
-reload put in force (where the context follows one: a service's processes), then acts on
-that set alone. Whatever process runs a ``Worker`` (the service, or an application
-embedding the engine) does this for everyone.
+gate again), retries deferred incidents whose time has come, prunes old artifacts, and
+removes the private data dirs (and Ansible's temp dirs) of runs whose process died,
+secrets and all (engine.executors.private_dirs). Each pass first switches to the set
+of runbooks, playbooks and inventory a reload put in force (where the context follows
+one: a service's processes), then acts on that set alone. Whatever process runs a
+``Worker`` (the service, or an application embedding the engine) does this for everyone.
 
 Nothing that runs a step runs on the loop itself: attempts the intake claims, approved
 steps and deferred incidents whose time has come all go to a small pool of threads
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from engine import notifier, probes
 from engine.approvals import cancel_waiting, expire_due
 from engine.context import EngineContext
+from engine.executors import private_dirs
 from engine.intake import drain
 from engine.lifecycle import IncidentState, RunStatus
 from engine.orchestrator import RunCallback, advance, hand_back_interrupted
@@ -69,6 +71,7 @@ class Worker:
         self._pool: _AdvancePool | None = None
         self._pool_lock = threading.Lock()
         self._backlog = False   # the last pass left journaled alerts: no pause before the next
+        self._swept_at = 0.0    # the last sweep of dead runs' private dirs
         self.heartbeat = 0.0
 
     def run_once(self, now: float | None = None, *, wait: bool = True,
@@ -114,7 +117,20 @@ class Worker:
                                                                run=self._advance_async))
             self._notify(now)
         done += prune_if_due(self.ctx, now)
+        done += self._sweep_if_due(now)
         return done
+
+    def _sweep_if_due(self, now: float) -> int:
+        """What runs of dead processes left (their private data dirs, with secrets in
+        clear): at the first duties pass, then every ``SWEEP_EVERY`` seconds."""
+        if abs(now - self._swept_at) < private_dirs.SWEEP_EVERY:
+            return 0
+        self._swept_at = now
+        try:
+            return len(private_dirs.sweep(redactor=self.ctx.redactor))
+        except Exception:  # noqa: BLE001 - a bad leftover must not stop the duties
+            log.exception("worker: sweeping dead runs' private data dirs failed")
+            return 0
 
     def _schedule_waiting(self) -> int:
         """Approved steps, then deferred incidents whose time has come, each claimed only

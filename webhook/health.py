@@ -1,8 +1,10 @@
 """``/healthz``, ``/readyz`` and ``/metrics``: open routes (``/metrics`` configurably not).
 
 - ``/healthz``: the process answers. Always 200; a load balancer restarts what fails it.
-- ``/readyz``: this instance can do its job: the store answers and a worker has reported
-  within ``webhook.ready_heartbeat_age`` seconds (30 by default). Otherwise 503 with the
+- ``/readyz``: this instance can do its job: the store can be written now (a real write,
+  a success reused for 2 s: webhook.write_probe; a full disk, a database file made
+  read-only or deleted under the service is not ready) and a worker has reported within
+  ``webhook.ready_heartbeat_age`` seconds (30 by default). Otherwise 503 with the
   reasons, so a proxy sends Alertmanager elsewhere. A journaled alert is never lost while
   workers are down, only delayed; readiness says the delay has started.
 - ``/metrics``: the Prometheus text of ``engine.metrics`` (read from the store, so every
@@ -46,7 +48,7 @@ def readyz():
     try:
         # Writable, within what a notification would wait: a writer stuck on the store
         # makes alerts 503, so this instance is not ready either.
-        ctx.store.ping(write=True, wait=state().settings.get("store_wait", 5.0))
+        state().write_probe.check(ctx.store, state().settings.get("store_wait", 5.0))
         beats = ctx.store.get_value(HEARTBEAT_KEY)
     except StoreUnavailable as exc:   # the details go to the log: this route is open
         log.warning("readyz: store unavailable: %s", exc)

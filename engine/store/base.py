@@ -338,8 +338,8 @@ class Store(ABC):
 
     @abstractmethod
     def ping(self, *, write: bool = False, wait: float | None = None) -> None:
-        """Raise StoreUnavailable if the store cannot be read (``write``: written, within
-        ``wait`` seconds)."""
+        """Raise StoreUnavailable if the store cannot be read (``write``: written now, by
+        a real write within ``wait`` seconds: an empty transaction proves nothing)."""
 
     def maintain(self) -> None:  # noqa: B027 - optional for backends
         """Housekeeping a worker runs between passes, off the path of any request."""

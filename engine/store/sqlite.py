@@ -16,11 +16,20 @@ after which the store is unavailable (StoreUnavailable: a 503 for Alertmanager),
 a hang. Connections therefore run with SQLite's busy handler off (``busy_timeout=0``):
 reads retry the same way (``_read``), and code that runs statements on ``_conn()``
 outside ``_tx``/``_read`` must wrap them in ``_busy_handler()`` (as ``__init__`` does).
+
+The file itself (engine.store.database_file): only the constructor may create it, and not
+where a deleted one is still open or was saved from; every later connection opens the
+file that is there (``mode=rw``) and only while the path still names the file the store
+opened (device, inode), which every write transaction checks first. A file deleted or
+replaced under the store takes no more writes (StoreUnavailable, with what to do) and
+what the store still holds is saved beside it once, from a connection kept for that.
+``ping(write=True)`` writes a row for real: an empty transaction passes on a full disk.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -30,6 +39,7 @@ from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from engine.lifecycle import (
     RUN_TRANSITIONS,
@@ -58,12 +68,23 @@ from engine.store.base import (
     Store,
     StoreUnavailable,
 )
+from engine.store.database_file import (
+    HOWTO,
+    FileIdentity,
+    lost,
+    refusal_to_create,
+    rescued_path,
+    save_copy,
+    unwritable,
+)
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 WAL_AUTOCHECKPOINT_PAGES = 10000   # ~40 MB of WAL at most where no worker checkpoints
 BUSY_FIRST_SLEEP = 0.0002   # s: the first retry of a write lock another process holds
 BUSY_MAX_SLEEP = 0.001      # s: retries double up to this (SQLite's own: 1 ms to 100 ms)
 SQLITE_BUSY = 5
+SAVE_RETRY = 60.0           # s between attempts to save a lost database file's copy
 _ROWS_PER_INSERT = 300      # rows in one multi-row INSERT (3 values each: < 999 variables)
 
 # One writer lock per database file and process (see the module's docstring), reentrant
@@ -339,16 +360,31 @@ class SQLiteStore(Store):
         self._local = threading.local()
         self._write_lock = _write_lock(self.path)
         self._intake_group = _GroupCommit()
+        self._identity: FileIdentity | None = None   # the file opened (None: in memory)
+        self._keeper: sqlite3.Connection | None = None   # saves it if it is lost
+        self._lost_lock = threading.Lock()
+        self._lost_reason: str | None = None      # once lost: why writes are refused
+        self._saved = False                       # ... and whether its copy is saved
+        self._save_tried = 0.0
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            refusal = None if os.path.exists(self.path) else refusal_to_create(self.path)
+            if refusal is not None:
+                raise StoreUnavailable(refusal)
         try:
             with self._busy_handler():   # writes outside _tx: SQLite's busy handler on
                 self._conn().executescript(SCHEMA)  # commits by itself: not inside _tx
                 self._migrate()
+            if self.path != ":memory:":
+                os.chmod(self.path, 0o600)
+                self._identity = FileIdentity.of(self.path)
+                self._keeper = self._connect()
+                self._keeper.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+                self._keeper.execute("SELECT 1 FROM kv LIMIT 1").fetchall()   # opens the WAL
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot create the store at {self.path}: {exc}") from exc
-        if self.path != ":memory:":
-            os.chmod(self.path, 0o600)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot use the store at {self.path}: {exc}") from exc
 
     def _migrate(self) -> None:
         """Columns added since a store was created (CREATE TABLE IF NOT EXISTS leaves an
@@ -374,9 +410,22 @@ class SQLiteStore(Store):
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
+            self._check_file()   # never a connection to a file that took our file's place
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        """A new connection, set up. Once the store is made, to the file that is there
+        only (``mode=rw``): never a new, empty one where ours was deleted."""
+        if self._identity is None:
+            target, uri = self.path, False
+        else:
+            target, uri = f"file:{quote(os.path.abspath(self.path))}?mode=rw", True
+        try:
+            conn = sqlite3.connect(target, timeout=self.busy_timeout, uri=uri,
+                                   isolation_level=None, check_same_thread=False)
             try:
-                conn = sqlite3.connect(self.path, timeout=self.busy_timeout,
-                                       isolation_level=None, check_same_thread=False)
                 conn.row_factory = sqlite3.Row
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(f"PRAGMA synchronous={self.synchronous}")
@@ -387,10 +436,52 @@ class SQLiteStore(Store):
                 conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
                 # Waits for locks are ours from here on (_begin, _read): the module's doc.
                 conn.execute("PRAGMA busy_timeout=0")
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"cannot open the store at {self.path}: {exc}") from exc
-            self._local.conn = conn
+            except sqlite3.Error:
+                conn.close()
+                raise
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open the store at {self.path}: {exc}") from exc
         return conn
+
+    def _check_file(self) -> None:
+        """StoreUnavailable once the path no longer names the file this store opened."""
+        if self._identity is None:
+            return
+        how = lost(self.path, self._identity)
+        if how is not None:
+            raise StoreUnavailable(self._lost(how))
+
+    def _lost(self, how: str) -> str:
+        """The reason every write is refused from now on, said in the log when it changes:
+        with the copy saved of what this process still holds of the file, or why it could
+        not be saved (tried again at most every ``SAVE_RETRY`` seconds: a full disk)."""
+        with self._lost_lock:
+            now = time.monotonic()
+            if self._lost_reason is not None and (
+                    self._saved or now - self._save_tried < SAVE_RETRY):
+                return self._lost_reason
+            self._save_tried = now
+            saved = rescued_path(self.path, self._identity or FileIdentity(0, 0))
+            try:
+                if self._keeper is None:
+                    raise OSError("this store was closed")
+                save_copy(self._keeper, saved)
+                self._saved = True
+                then = (f"its content is saved in {saved}: stop the service, move that file "
+                        f"to {self.path} (first removing {self.path}-wal and {self.path}-shm "
+                        "if they are left), and start it again")
+            except (OSError, sqlite3.Error) as exc:
+                then = (f"its content could not be saved to {saved} ({exc}; tried again "
+                        "every minute or so): it is still open in this process only, so do "
+                        "not stop the service yet")
+            reason = (f"the database file {self.path} was {how} under this process (pid "
+                      f"{os.getpid()}): it takes no more writes (alerts are answered 503), "
+                      f"rather than writing into a file no one will read again; {then} "
+                      f"({HOWTO})")
+            if reason != self._lost_reason:
+                log.error("%s", reason)
+            self._lost_reason = reason
+            return reason
 
     @contextmanager
     def _busy_handler(self) -> Iterator[sqlite3.Connection]:
@@ -433,6 +524,7 @@ class SQLiteStore(Store):
     def _tx(self, deadline: float | None = None) -> Iterator[sqlite3.Connection]:
         """A write transaction, taken at once (IMMEDIATE) so read-then-write is atomic;
         the lock waited for until ``deadline`` (see ``_begin``)."""
+        self._check_file()
         conn = self._conn()
         self._begin(conn, deadline)
         try:
@@ -515,11 +607,19 @@ class SQLiteStore(Store):
                    (*values.values(), key_value))
 
     def ping(self, *, write: bool = False, wait: float | None = None) -> None:
+        self._check_file()
         self._read("SELECT 1")
         if write:
+            # A row written for real: BEGIN and COMMIT alone write nothing, and pass on a
+            # full disk and on a file SQLite has (quietly) opened read-only.
+            why = unwritable(self.path) if self._identity is not None else None
+            if why is not None:
+                raise StoreUnavailable(why)
             bound = self.busy_timeout if wait is None else min(wait, self.busy_timeout)
-            with self._tx(deadline=time.monotonic() + bound):
-                pass   # BEGIN IMMEDIATE then COMMIT: the write lock can be had
+            with self._tx(deadline=time.monotonic() + bound) as db:
+                db.execute("INSERT INTO kv (key, value) VALUES ('write_probe', ?) "
+                           "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                           (json.dumps(time.time()),))
 
     def maintain(self) -> None:
         try:
@@ -532,6 +632,9 @@ class SQLiteStore(Store):
         if conn is not None:
             conn.close()
             self._local.conn = None
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            keeper.close()
 
     # -- incidents ----------
     def open_incident(self, incident: Incident) -> tuple[Incident, bool]:
