@@ -148,6 +148,8 @@ class Credentials:
     operators: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, str] = field(default_factory=dict)
     tokens: TokenFile | None = field(default=None, compare=False)
+    _configured: tuple[Credential, ...] = field(default=(), init=False, repr=False,
+                                                compare=False)
 
     def __post_init__(self) -> None:
         if not self.webhook_token:
@@ -166,12 +168,14 @@ class Credentials:
                                   "give it its own")
         object.__setattr__(self, "operators", operators)
         object.__setattr__(self, "metrics", metrics)
+        object.__setattr__(self, "_configured", (
+            Credential(WEBHOOK_NAME, "webhook", mine),
+            *(Credential(n, "operator", h) for n, h in operators.items()),
+            *(Credential(n, "metrics", h) for n, h in metrics.items())))
 
     def configured(self) -> list[Credential]:
         """The credentials of the environment, the token files and ``recovery.yml``."""
-        return [Credential(WEBHOOK_NAME, "webhook", hash_token(self.webhook_token)),
-                *(Credential(n, "operator", h) for n, h in self.operators.items()),
-                *(Credential(n, "metrics", h) for n, h in self.metrics.items())]
+        return list(self._configured)
 
     def all(self) -> list[Credential]:
         """Every credential now: the configured ones, then the issued ones (an issued
