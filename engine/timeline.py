@@ -131,7 +131,8 @@ def _run_entries(ctx: EngineContext, run: RunRecord) -> list[Entry]:
     record = artifacts.read_run_json()
     ids = {"run_id": run.id, "incident_id": run.incident_id}
     by = run.requested_by or run.trigger
-    entries = [Entry(run.started_at, "gate", _gate_words(g), **ids)
+    first = "the first counted: " if run.count > 1 else ""   # run.json is the first's
+    entries = [Entry(run.started_at, "gate", first + _gate_words(g), **ids)
                for g in record.get("gates") or [] if isinstance(g, dict)]
     approval = ctx.store.get_approval(run.id)
     if approval is not None:
