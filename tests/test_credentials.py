@@ -338,3 +338,17 @@ def test_recovery_token_add_list_remove(engine_env, capsys):
               if e.action.startswith("token_")]
     assert events == [("token_remove", "alice", {"name": "grafana-agent", "role": "metrics"}),
                       ("token_add", "alice", {"name": "grafana-agent", "role": "metrics"})]
+
+
+def test_a_start_that_generates_only_the_metrics_token_prints_how_to_scrape():
+    """An upgraded home has its webhook and operator tokens: only the metrics one is new,
+    and the banner says how Prometheus sends it, nothing about Alertmanager."""
+    from engine.cli.serve import first_start
+    from engine.service import ServiceSettings
+
+    text = first_start(ServiceSettings(host="127.0.0.1", port=9797), {"metrics": "m-token"},
+                       "/var/x")
+    assert "first start" not in text and "receivers:" not in text
+    assert "metrics token" in text and "m-token" in text
+    assert 'targets: ["127.0.0.1:9797"]' in text and "credentials_file:" in text
+    assert "curl -s -H 'Authorization: Bearer m-token' http://127.0.0.1:9797/metrics" in text
