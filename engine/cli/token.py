@@ -79,16 +79,28 @@ def cmd_add(ctx: EngineContext, args: argparse.Namespace) -> int:
         _tokens(ctx).add(issued)
     except ConfigError as exc:
         raise CliError(str(exc), USAGE) from None
-    ctx.store.add_event(AuditEvent(at=issued.created_at, actor=who, action="token_add",
-                                   detail={"name": issued.name, "role": issued.role}))
     if args.json:
         emit_json({**issued.to_dict(), "token": token})
-        return OK
-    out(f"token {issued.name!r} (role {issued.role}) added; it is shown this once, kept "
-        "only as a hash, and a running service takes it now:\n")
-    out(f"  {token}\n")
-    out(USE[issued.role].format(token=token, name=issued.name))
+    else:
+        out(f"token {issued.name!r} (role {issued.role}) added; it is shown this once, "
+            "kept only as a hash, and a running service takes it now:\n")
+        out(f"  {token}\n")
+        out(USE[issued.role].format(token=token, name=issued.name))
+    _audit(ctx, AuditEvent(at=issued.created_at, actor=who, action="token_add",
+                           detail={"name": issued.name, "role": issued.role}))
     return OK
+
+
+def _audit(ctx: EngineContext, event) -> None:
+    """The audit event of a change already made (and, for an add, shown): a store that
+    cannot take it is a warning, never a token lost unseen."""
+    from engine.store.base import StoreUnavailable
+
+    try:
+        ctx.store.add_event(event)
+    except StoreUnavailable as exc:
+        err(f"warning: the {event.action} of {event.detail['name']!r} is done but not in "
+            f"the audit log: the store is unavailable ({exc})")
 
 
 USE = {
@@ -133,7 +145,7 @@ def cmd_remove(ctx: EngineContext, args: argparse.Namespace) -> int:
         err(f"recovery token remove: no issued token named {args.name!r} (`recovery token "
             "list`; configured credentials are changed where they are configured)")
         return USAGE
-    ctx.store.add_event(AuditEvent(at=time.time(), actor=who, action="token_remove",
-                                   detail={"name": removed.name, "role": removed.role}))
     out(f"token {removed.name!r} (role {removed.role}) removed: refused from now on")
+    _audit(ctx, AuditEvent(at=time.time(), actor=who, action="token_remove",
+                           detail={"name": removed.name, "role": removed.role}))
     return OK
