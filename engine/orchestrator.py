@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from engine import exhaustion
+from engine import exhaustion, refusals
 from engine.actions.base import ActionContext
 from engine.artifacts import RunArtifacts
 from engine.context import EngineContext, UnknownRunbook
@@ -160,11 +160,17 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
         forced=any(d.forced for d in asked), reason=final.reason,
         runbook_sha256=runbook.sha256, playbook_sha256=_playbook_sha(ctx, strategy),
         gate=final.gate if final.verdict != Verdict.ALLOW else None)
-    artifacts = RunArtifacts(ctx.artifacts_dir, run_id, ctx.redactor)
     record = {"gates": [d.to_dict() for d in asked], "labels": incident.labels,
               "failure_type": incident.failure_type}
     if after_interruption:
         record["after_interruption"] = after_interruption
+    if (final.verdict == Verdict.REFUSE and resume is None
+            and refusals.counted(incident.trigger, opens_incident=True)):
+        if final.gate == "observe":  # shadow mode: what the whole escalation would do
+            record["plan"] = _plan(ctx, incident, runbook)
+        _refuse_counted(ctx, incident, run, record, final.reason, on_run)
+        return StepEnd.HALT
+    artifacts = RunArtifacts(ctx.artifacts_dir, run_id, ctx.redactor)
     if final.verdict != Verdict.ALLOW:
         _keep(run_id, lambda: artifacts.create().write_run_json({**run.to_dict(), **record}))
 
@@ -176,9 +182,7 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
         return StepEnd.HALT
     if final.verdict == Verdict.REFUSE:
         if final.gate == "observe":  # shadow mode: what the whole escalation would do
-            from engine.planner import plan_step
-
-            plan = [plan_step(ctx, incident, runbook, s) for _i, s in _steps(runbook, incident)]
+            plan = _plan(ctx, incident, runbook)
             _keep(run_id, lambda: artifacts.write_run_json({"plan": plan}))
         _end_run(ctx, run, artifacts, RunStatus.REFUSED, final.reason, resume, on_run)
         _close(ctx, incident, IncidentState.CANCELED, AttemptOutcome.CANCELED,
@@ -553,9 +557,29 @@ def _exhausted(ctx: EngineContext, incident: Incident, runbook: Runbook) -> Inci
     return closed
 
 
+def _plan(ctx: EngineContext, incident: Incident, runbook: Runbook) -> list[dict[str, Any]]:
+    from engine.planner import plan_step
+
+    return [plan_step(ctx, incident, runbook, s) for _i, s in _steps(runbook, incident)]
+
+
+def _refuse_counted(ctx: EngineContext, incident: Incident, run: RunRecord,
+                    details: dict[str, Any], reason: str, on_run: RunCallback | None, *,
+                    reason_key: str | None = None) -> Incident:
+    """A refusal of an alert or a probe, counted into the record of its minute
+    (engine.refusals): no directory of its own; the incident it opened is canceled."""
+    run.finished_at = time.time()
+    stored = refusals.record_counted(ctx, run, details, reason_key=reason_key)
+    if on_run:
+        on_run(stored)
+    return _close(ctx, incident, IncidentState.CANCELED, AttemptOutcome.CANCELED,
+                  f"refused: {reason}")
+
+
 def _refuse_unhandled(ctx: EngineContext, incident: Incident, runbook: Runbook) -> Incident:
     """No strategy handles this failure type: nothing was tried, so nothing failed. The
-    refusal is recorded as a run; no degraded mode, no cooldown."""
+    refusal is recorded as a run (an alert's or a probe's counted with the others of its
+    minute, under no failure type: a label chose it); no degraded mode, no cooldown."""
     reason = (f"no strategy of runbook {runbook.name} handles failure type "
               f"{incident.failure_type!r}")
     now = time.time()
@@ -565,9 +589,12 @@ def _refuse_unhandled(ctx: EngineContext, incident: Incident, runbook: Runbook) 
         incident_id=incident.id, started_at=now, finished_at=now,
         fingerprint=incident.fingerprint, requested_by=incident.requested_by, reason=reason,
         runbook_sha256=runbook.sha256)
+    details = {"labels": incident.labels, "failure_type": incident.failure_type}
+    if refusals.counted(incident.trigger, opens_incident=True):
+        return _refuse_counted(ctx, incident, run, details, reason, None,
+                               reason_key="no strategy handles its failure type")
     artifacts = RunArtifacts(ctx.artifacts_dir, run.id, ctx.redactor)
-    _keep(run.id, lambda: artifacts.create().write_run_json({
-        **run.to_dict(), "labels": incident.labels, "failure_type": incident.failure_type}))
+    _keep(run.id, lambda: artifacts.create().write_run_json({**run.to_dict(), **details}))
     _end_run(ctx, run, artifacts, RunStatus.REFUSED, reason, None, None)
     return _close(ctx, incident, IncidentState.CANCELED, AttemptOutcome.CANCELED,
                   f"refused: {reason}")

@@ -80,6 +80,11 @@ class RunRecord:
     runbook_sha256: str = ""
     playbook_sha256: str | None = None
     gate: str | None = None              # refused, deferred or parked: the gate that said so
+    # A refusal stands for every refusal of its (reason, runbook, target) in its minute
+    # (engine.refusals): how many, and the first fingerprints among them; its other
+    # fields (reason, requested_by, incident_id, times, run.json) are the first's.
+    count: int = 1
+    fingerprints: list[str] = field(default_factory=list)
 
     @property
     def duration(self) -> float | None:
@@ -91,6 +96,8 @@ class RunRecord:
         d = asdict(self)
         d["status"] = self.status.value
         d["duration"] = self.duration
+        if not self.fingerprints and self.fingerprint:
+            d["fingerprints"] = [self.fingerprint]   # the alerts it stands for, always
         return d
 
 

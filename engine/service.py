@@ -90,6 +90,20 @@ MULTIPROC_ENV = ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
 GUNICORN_CONF = Path(__file__).with_name("gunicorn_conf.py")
 
 
+def root_warning(euid: int) -> str | None:
+    """What a service run as root says at its start (None for any other user): why its
+    own protections mean nothing then, and the way out."""
+    if euid != 0:
+        return None
+    return ("running as root (uid 0): the permissions this service relies on "
+            "(RECOVERY_HOME 0700; its database, token files and artifacts 0600) keep other "
+            "users out but never root, so every process running as root can read its "
+            "tokens and approve steps through its store; and every playbook and python "
+            "action runs with root's powers whether it needs them or not. Run it as a "
+            "dedicated user (a systemd unit: docs/operations.md, \"Running as a dedicated "
+            "user\"); a playbook that needs root asks for it with `become`")
+
+
 class ServiceError(ValueError):
     """A setting that keeps the service from starting (exit code 2), with the reason."""
 

@@ -230,7 +230,7 @@ def _refused_while_off(ctx: EngineContext, args: argparse.Namespace, who: str, t
         covering = [s for s in still if s.covers(a.run.component, a.run.target)]
         if covering:
             out(f"note: {a.run.target} is still covered by {covering[0].scope()} "
-                f"({covering[0].id}): a replay of {a.run.fingerprint} is refused again")
+                f"({covering[0].id}): a replay of {a.fingerprint} is refused again")
     if not args.replay:
         flags = "".join(f" --{k} {v}" for k, v in (("component", component),
                                                     ("target", target)) if v)
@@ -240,17 +240,17 @@ def _refused_while_off(ctx: EngineContext, args: argparse.Namespace, who: str, t
     if queued:
         ctx.store.add_event(AuditEvent(at=t, actor=who, action="replay", detail={
             "component": component, "target": target,
-            "replayed": [{"fingerprint": a.run.fingerprint, "refused_run": a.run.id}
+            "replayed": [{"fingerprint": a.fingerprint, "refused_run": a.run.id}
                          for a in queued]}))
     for a in found:
         if a in queued:
-            out(f"replayed {a.alertname or 'alert'} {a.run.fingerprint} on {a.run.target} "
+            out(f"replayed {a.alertname or 'alert'} {a.fingerprint} on {a.run.target} "
                 f"(refused run {a.run.id}): queued in the intake for the service's workers "
                 "(where no service runs, it waits there until one starts)")
         elif a.firing:
-            out(f"not replayed {a.run.fingerprint}: already queued for refusal {a.run.id}")
+            out(f"not replayed {a.fingerprint}: already queued for refusal {a.run.id}")
         else:
-            out(f"not replayed {a.run.fingerprint}: not known to fire (no delivery kept)")
+            out(f"not replayed {a.fingerprint}: not known to fire (no delivery kept)")
 
 
 # -- unlock -----------------------------------------------------------------------------------

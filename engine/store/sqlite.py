@@ -137,13 +137,18 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at REAL, finished_at REAL, check_mode INTEGER, fingerprint TEXT,
     requested_by TEXT, approved_by TEXT, forced INTEGER, reason TEXT,
     runbook_sha256 TEXT, playbook_sha256 TEXT,
-    heartbeat_at REAL, claimed_by TEXT, claimed_until REAL, gate TEXT
+    heartbeat_at REAL, claimed_by TEXT, claimed_until REAL, gate TEXT,
+    count INTEGER, fingerprints TEXT, refusal_key TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
 CREATE INDEX IF NOT EXISTS runs_component ON runs(component, started_at);
 CREATE INDEX IF NOT EXISTS runs_incident ON runs(incident_id);
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
 CREATE INDEX IF NOT EXISTS runs_fingerprint ON runs(fingerprint, started_at);
+CREATE TABLE IF NOT EXISTS refusal_members (run_id TEXT, fingerprint TEXT, incident_id TEXT);
+CREATE INDEX IF NOT EXISTS refusal_members_run ON refusal_members(run_id);
+CREATE INDEX IF NOT EXISTS refusal_members_fingerprint ON refusal_members(fingerprint);
+CREATE INDEX IF NOT EXISTS refusal_members_incident ON refusal_members(incident_id);
 CREATE TABLE IF NOT EXISTS attempts (
     id TEXT PRIMARY KEY, incident_id TEXT, runbook TEXT, target TEXT,
     started_at REAL, finished_at REAL, outcome TEXT
@@ -203,6 +208,7 @@ CREATE TABLE IF NOT EXISTS fencing (name TEXT PRIMARY KEY, value INTEGER);
 _NEW_REQUEST = "trigger = ?, requested_by = ?, forced = 0, only_strategy = NULL"
 
 _JSON_FIELDS = {"labels", "plan", "detail", "payload"}
+_JSON_LISTS = {"fingerprints"}
 _BOOL_FIELDS = {"check_mode", "forced", "manual"}
 
 
@@ -215,6 +221,10 @@ def _row_to(cls: type[T], row: sqlite3.Row) -> T:
         value = row[f.name]
         if f.name in _JSON_FIELDS:
             value = json.loads(value) if value else {}
+        elif f.name in _JSON_LISTS:
+            value = json.loads(value) if value else []
+        elif f.name == "count" and cls is RunRecord:
+            value = 1 if value is None else value   # a row from before counts existed
         elif f.name in _BOOL_FIELDS:
             value = bool(value)
         elif f.name == "state":
@@ -230,6 +240,8 @@ def _row_to(cls: type[T], row: sqlite3.Row) -> T:
 def _to_column(name: str, value: Any) -> Any:
     if name in _JSON_FIELDS:
         return json.dumps(value or {})
+    if name in _JSON_LISTS:
+        return json.dumps(list(value or []))
     if isinstance(value, (IncidentState, RunStatus, AttemptOutcome)):
         return value.value
     if isinstance(value, bool):
@@ -390,16 +402,23 @@ class SQLiteStore(Store):
         """Columns added since a store was created (CREATE TABLE IF NOT EXISTS leaves an
         existing table as it was)."""
         conn = self._conn()
-        for table, column in (("incidents", "starts_at"), ("incidents", "held_by"),
-                              ("incidents", "interrupted_run"), ("runs", "gate")):
+        for table, column, kind in (("incidents", "starts_at", "TEXT"),
+                                    ("incidents", "held_by", "TEXT"),
+                                    ("incidents", "interrupted_run", "TEXT"),
+                                    ("runs", "gate", "TEXT"), ("runs", "count", "INTEGER"),
+                                    ("runs", "fingerprints", "TEXT"),
+                                    ("runs", "refusal_key", "TEXT")):
             columns = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
             if column in columns:
                 continue
             try:
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             except sqlite3.OperationalError as exc:
                 if "duplicate column" not in str(exc):   # another process added it first
                     raise
+        # after the columns: an index on one an older store lacked until just now
+        conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS runs_refusal ON runs(refusal_key) "
+                     "WHERE refusal_key IS NOT NULL")
         # resolve markers once kept in kv (one row per fingerprint, never pruned); looked
         # for first, so that opening a store takes no write lock once they are gone
         if conn.execute("SELECT 1 FROM kv WHERE key LIKE 'intake:resolved:%' LIMIT 1"
@@ -569,15 +588,19 @@ class SQLiteStore(Store):
             delay = min(delay * 2, BUSY_MAX_SLEEP)
 
     def _select(self, table: str, equal: Iterable[tuple[str, Any]], *, order: str,
-                limit: int | None, since: tuple[str, float | None] = ("", None)
-                ) -> list[sqlite3.Row]:
+                limit: int | None, since: tuple[str, float | None] = ("", None),
+                extra: Iterable[tuple[str, list[Any]]] = ()) -> list[sqlite3.Row]:
         """Rows of ``table`` whose columns equal the values given (None: any), whose
-        ``since`` column is at or after its value (if given), in ``order``."""
+        ``since`` column is at or after its value (if given), that meet the ``extra``
+        conditions (SQL, parameters), in ``order``."""
         where, params = [], []
         for column, value in equal:
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        for condition, values in extra:
+            where.append(condition)
+            params.extend(values)
         if since[1] is not None:
             where.append(f"{since[0]} >= ?")
             params.append(since[1])
@@ -805,12 +828,40 @@ class SQLiteStore(Store):
                    status: str | None = None, incident_id: str | None = None,
                    target: str | None = None, fingerprint: str | None = None,
                    limit: int | None = 100) -> list[RunRecord]:
+        # A refusal record is found by each of the alerts (and incidents) it counts.
+        members = [(f"({column} = ? OR id IN (SELECT run_id FROM refusal_members "
+                    f"WHERE {column} = ?))", [value, value])
+                   for column, value in (("incident_id", incident_id),
+                                         ("fingerprint", fingerprint)) if value is not None]
         rows = self._select("runs", (("component", component), ("status", status),
-                                     ("incident_id", incident_id), ("target", target),
-                                     ("fingerprint", fingerprint)),
+                                     ("target", target)),
                             order="started_at DESC, id DESC", limit=limit,
-                            since=("started_at", since))
+                            since=("started_at", since), extra=members)
         return [_row_to(RunRecord, r) for r in rows]
+
+    def add_refusal(self, run: RunRecord, key: str, *, max_fingerprints: int) -> RunRecord:
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM runs WHERE refusal_key = ?", (key,)).fetchone()
+            if row is None:
+                values = _columns(run)
+                values.update(heartbeat_at=run.started_at, refusal_key=key, count=1,
+                              fingerprints=json.dumps([run.fingerprint] if run.fingerprint
+                                                      else []))
+                self._insert(db, "runs", values)
+                counted, run_id = 0, run.id
+            else:
+                counted, run_id = int(row["count"] or 1), row["id"]
+                listed = json.loads(row["fingerprints"] or "[]")
+                if (run.fingerprint and run.fingerprint not in listed
+                        and len(listed) < max_fingerprints):
+                    listed.append(run.fingerprint)
+                db.execute("UPDATE runs SET count = count + 1, fingerprints = ? WHERE id = ?",
+                           (json.dumps(listed), run_id))
+            if counted < max_fingerprints and (run.fingerprint or run.incident_id):
+                db.execute("INSERT INTO refusal_members VALUES (?, ?, ?)",
+                           (run_id, run.fingerprint, run.incident_id))
+            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return _row_to(RunRecord, row)
 
     def claim_queued_run(self, holder: str, now: float, lease: float) -> RunRecord | None:
         with self._tx() as db:
@@ -1174,6 +1225,7 @@ class SQLiteStore(Store):
                               "AND finished_at < ?", (before,)).fetchall()
             ids = [r["id"] for r in rows]
             db.executemany("DELETE FROM runs WHERE id = ?", [(i,) for i in ids])
+            db.executemany("DELETE FROM refusal_members WHERE run_id = ?", [(i,) for i in ids])
             db.execute("DELETE FROM incidents WHERE open_key IS NULL AND closed_at < ?",
                        (before,))
             db.execute("DELETE FROM attempts WHERE finished_at < ?", (before,))
