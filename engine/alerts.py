@@ -6,6 +6,10 @@ is deduplicated on (fingerprint, startsAt, status); the fingerprint can be empty
 missing (before 0.19), so it falls back to a hash of the sorted labels; a firing
 alert's ``endsAt`` is ``0001-01-01T00:00:00Z``, read as "none"; timestamps come with
 any offset and nanoseconds. Labels and annotations are data: plain str -> str.
+
+Every string of an ``Alert`` is one the store can keep (``unstorable`` says why not): a
+JSON escape can carry a lone UTF-16 surrogate, which no UTF-8 store can write; the
+webhook refuses those at the door, so the worker never has to drop what was accepted.
 """
 
 from __future__ import annotations
@@ -18,6 +22,22 @@ from typing import Any
 
 FIRING, RESOLVED = "firing", "resolved"
 _ZERO_TIME = ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000Z")
+MAX_TEXT = 16384          # characters in any one string the engine keeps from an alert
+
+
+def unstorable(text: str, limit: int = MAX_TEXT) -> str | None:
+    """Why ``text`` cannot be kept as it is (journal, store, run record, artifacts), in
+    words that never quote it; None when it can: over ``limit`` characters, or a lone
+    UTF-16 surrogate (valid in a JSON escape, not in UTF-8: the store's write fails).
+    Any other character is data, NUL and control characters included (kept verbatim;
+    SQLite and JSON keep them, and a playbook that chokes on one fails its run)."""
+    if len(text) > limit:
+        return f"longer than {limit} characters"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode text (a lone UTF-16 surrogate)"
+    return None
 
 
 def printable(text: str, limit: int = 200, *, quoted: bool = True) -> str:

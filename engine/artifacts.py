@@ -4,7 +4,9 @@
 ``job_events/<counter>-<uuid>.json`` (as ansible-runner writes them) and the
 engine's own ``run.json``. Python actions write the same layout, so one reader
 serves history, ``recovery show``, the API and metrics. Every write goes through
-the ``Redactor``; nothing here ever holds a secret.
+the ``Redactor``; nothing here ever holds a secret. Files are created 0600 and folders
+0700 whatever the umask: a run's record (labels, output, host names) is for whoever
+runs the engine, not for every user of the machine.
 """
 
 from __future__ import annotations
@@ -21,18 +23,30 @@ from typing import Any
 from engine.redaction import Redactor
 
 
+def _write_private(path: Path, text: str, flags: int) -> None:
+    """Write ``text`` to ``path`` opened with ``flags``, the file 0600 (also one left
+    with another mode by an older version)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flags, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        if flags & os.O_EXCL == 0:
+            os.fchmod(fh.fileno(), 0o600)
+        fh.write(text)
+
+
 def _write_new(path: Path, text: str) -> None:
     """A new file, written once: an event is never rewritten, so no rename is needed;
     a reader that finds it half-written stops there and reads it on its next pass."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
+    _write_private(path, text, os.O_EXCL)
 
 
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text)
+    _write_private(tmp, text, os.O_TRUNC)
     os.replace(tmp, path)
+
+
+def _append(path: Path, text: str) -> None:
+    _write_private(path, text, os.O_APPEND)
 
 
 class RunArtifacts:
@@ -96,8 +110,7 @@ class RunArtifacts:
             name = f"{payload['counter']}-{payload['uuid']}.json"
             _write_new(self.path / "job_events" / name, json.dumps(payload, default=str))
             if stdout:
-                with open(self.path / "stdout", "a") as fh:
-                    fh.write(payload["stdout"].rstrip("\n") + "\n")
+                _append(self.path / "stdout", payload["stdout"].rstrip("\n") + "\n")
             return payload
 
     def write_raw_event(self, payload: dict[str, Any]) -> None:
@@ -109,8 +122,7 @@ class RunArtifacts:
             name = f"{counter}-{clean.get('uuid') or uuid.uuid4()}.json"
             _write_new(self.path / "job_events" / name, json.dumps(clean, default=str))
             if clean.get("stdout"):
-                with open(self.path / "stdout", "a") as fh:
-                    fh.write(str(clean["stdout"]).rstrip("\n") + "\n")
+                _append(self.path / "stdout", str(clean["stdout"]).rstrip("\n") + "\n")
 
     def set_status(self, status: str, rc: int | None = None) -> None:
         _atomic_write(self.path / "status", status)
@@ -160,6 +172,16 @@ class RunArtifacts:
                 if _recent(p):
                     return  # being written by a live run: read it (and what follows) next pass
                 continue    # damaged long ago: show the rest
+
+
+def runner_event(event: dict[str, Any], base: int) -> dict[str, Any]:
+    """An event of ansible-runner's as a run's record keeps it: numbered after the
+    engine's own ``base`` events (runner counts from 1), the pty's ``\\r\\n`` as ``\\n``."""
+    payload = dict(event)
+    payload["counter"] = base + int(event.get("counter") or 0)
+    if isinstance(payload.get("stdout"), str):
+        payload["stdout"] = payload["stdout"].replace("\r\n", "\n")
+    return payload
 
 
 def _recent(path: Path, seconds: float = 5.0) -> bool:

@@ -20,10 +20,12 @@ journaled each ``Alert`` (``alert.to_payload()`` under ``alert.dedup_key``) befo
 An item is acknowledged once processed, and what was made of it is kept with the
 acknowledgement (a ``Delivery``: opened, attached, refused, a late copy, nothing to
 close...; one per dedup key, repeats counted), so ``recovery show FINGERPRINT`` can say
-why nothing happened. An item whose
-processing hit ``StoreUnavailable`` is not: its claim lapses and a worker takes it
-again, so nothing accepted is lost. Any other error is logged and recorded (audit event
-``alert_failed``) and the item acknowledged, so one poison alert cannot block the queue.
+why nothing happened. An item whose processing hit a storage outage is not
+(``StoreUnavailable``, or a full, read-only or failing disk under the store or the
+artifacts: engine.outages): its claim lapses and a worker takes it again once the
+storage is back, so nothing accepted is lost. Any other error is the alert's own: logged
+and recorded (audit event ``alert_failed``) and the item acknowledged, so one poison
+alert cannot block the queue.
 
 An item re-queued by ``recovery enable --replay`` carries ``replayed_by`` (the
 operator): it goes the normal way, credited to the alert "replayed by" that operator.
@@ -41,6 +43,7 @@ from engine.context import EngineContext
 from engine.inventory import UnknownTarget
 from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
 from engine.orchestrator import advance, finish_attempt
+from engine.outages import describe, is_outage
 from engine.records import AuditEvent, Delivery, Incident
 from engine.routing import is_own_alert, match_runbook
 from engine.store import StoreUnavailable
@@ -83,11 +86,11 @@ def drain(ctx: EngineContext, *, limit: int = 100, lease: float = 60.0,
             break
         try:
             claimed, delivery = _process_item(ctx, item)
-        except StoreUnavailable as exc:
-            log.warning("intake: store unavailable processing %r, left for a retry: %s",
-                        item.dedup_key, exc)
-            continue
         except Exception as exc:  # noqa: BLE001 - one poison alert must not block the queue
+            if is_outage(exc):
+                log.warning("intake: storage unavailable processing %r, left for a retry: "
+                            "%s", item.dedup_key, describe(exc))
+                continue
             log.exception("intake: alert %r could not be processed", item.dedup_key)
             try:
                 _record_failure(ctx, item, exc)

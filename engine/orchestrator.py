@@ -17,12 +17,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from engine import exhaustion
+from engine import exhaustion, refusals
 from engine.actions.base import ActionContext
 from engine.artifacts import RunArtifacts
 from engine.context import EngineContext, UnknownRunbook
 from engine.executors import StepResult
 from engine.gates import Decision, GateContext, Verdict
+from engine.gates.base import when
 from engine.lifecycle import (
     METRIC_OUTCOME,
     AttemptOutcome,
@@ -31,7 +32,16 @@ from engine.lifecycle import (
     TransitionError,
 )
 from engine.notifier import post_soon
-from engine.records import Approval, Attempt, DegradedReason, Incident, RunRecord, new_id
+from engine.outages import describe, is_outage
+from engine.records import (
+    Approval,
+    Attempt,
+    DegradedReason,
+    Incident,
+    Lock,
+    RunRecord,
+    new_id,
+)
 from engine.runbook import Runbook, Strategy
 from engine.templating import TemplateError, render_data
 from engine.verify import verify
@@ -124,14 +134,22 @@ def _steps(runbook: Runbook, incident: Incident,
 def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
           strategy: Strategy, resume: RunRecord | None, on_run: RunCallback | None) -> StepEnd:
     store = ctx.store
-    now = time.time()
     run_id = resume.id if resume else new_id("run")
+    after_interruption = None
+    interrupted = _interrupted_run(ctx, incident, strategy) if resume is None else None
+    if interrupted is not None:
+        verified, after_interruption = _verify_after_interruption(
+            ctx, incident, runbook, strategy, run_id, interrupted, on_run)
+        if verified:
+            return StepEnd.DONE
+    now = time.time()
     approved_by = incident.approved_by if incident.approved_step == index else None
     gate_ctx = GateContext(
         runbook=runbook, strategy=strategy, target=incident.target, store=store,
         trigger=incident.trigger, incident=incident, forced=incident.forced,
         approved_by=approved_by, starts_attempt=incident.attempt_id is None,
-        holder=ctx.holder, run_id=run_id, lock_ttl=ctx.config.lock_ttl, now=now)
+        holder=ctx.holder, run_id=run_id, lock_ttl=ctx.config.lock_ttl, now=now,
+        after_interruption=after_interruption)
     final, asked = ctx.gates.decide(gate_ctx)
     run = RunRecord(
         id=run_id, component=runbook.component, runbook=runbook.name, strategy=strategy.name,
@@ -142,11 +160,19 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
         forced=any(d.forced for d in asked), reason=final.reason,
         runbook_sha256=runbook.sha256, playbook_sha256=_playbook_sha(ctx, strategy),
         gate=final.gate if final.verdict != Verdict.ALLOW else None)
-    artifacts = RunArtifacts(ctx.artifacts_dir, run_id, ctx.redactor).create()
     record = {"gates": [d.to_dict() for d in asked], "labels": incident.labels,
               "failure_type": incident.failure_type}
+    if after_interruption:
+        record["after_interruption"] = after_interruption
+    if (final.verdict == Verdict.REFUSE and resume is None
+            and refusals.counted(incident.trigger, opens_incident=True)):
+        if final.gate == "observe":  # shadow mode: what the whole escalation would do
+            record["plan"] = _plan(ctx, incident, runbook)
+        _refuse_counted(ctx, incident, run, record, final.reason, on_run)
+        return StepEnd.HALT
+    artifacts = RunArtifacts(ctx.artifacts_dir, run_id, ctx.redactor)
     if final.verdict != Verdict.ALLOW:
-        artifacts.write_run_json({**run.to_dict(), **record})
+        _keep(run_id, lambda: artifacts.create().write_run_json({**run.to_dict(), **record}))
 
     if final.verdict == Verdict.DEFER:
         _end_run(ctx, run, artifacts, RunStatus.DEFERRED, final.reason, resume, on_run)
@@ -156,10 +182,8 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
         return StepEnd.HALT
     if final.verdict == Verdict.REFUSE:
         if final.gate == "observe":  # shadow mode: what the whole escalation would do
-            from engine.planner import plan_step
-
-            artifacts.write_run_json({"plan": [plan_step(ctx, incident, runbook, s)
-                                               for _i, s in _steps(runbook, incident)]})
+            plan = _plan(ctx, incident, runbook)
+            _keep(run_id, lambda: artifacts.write_run_json({"plan": plan}))
         _end_run(ctx, run, artifacts, RunStatus.REFUSED, final.reason, resume, on_run)
         _close(ctx, incident, IncidentState.CANCELED, AttemptOutcome.CANCELED,
                f"refused: {final.reason}")
@@ -182,19 +206,30 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
     if resume:
         # Its duration starts now, not when it parked: waiting for a person is not work.
         run.started_at = now
-    # The attempt (if this step starts one), its count on the incident and the run row:
-    # one transaction, so a step is never half started.
+    begun = False
     try:
+        artifacts.create()
+        if resume is None:
+            # Its record first: a step whose record cannot be written (a full disk)
+            # never starts, and no attempt is counted for it.
+            artifacts.write_run_json({**run.to_dict(), **record})
+        # The attempt (if this step starts one), its count on the incident and the run
+        # row: one transaction, so a step is never half started.
         incident = store.begin_step(run, attempt, resumed=resume is not None) or incident
+        begun = True
+        if resume is not None:
+            artifacts.write_run_json({**run.to_dict(), **record})
     except TransitionError as exc:  # canceled or resolved since the gates: do nothing
         ctx.running.pop(run.id, None)
-        if lock is not None:
-            store.release_lock(lock.target, lock.token)
+        _release(ctx, lock)
         if resume is None:
             shutil.rmtree(artifacts.path, ignore_errors=True)  # no run row: no record
         log.info("step %s not started: %s", run.id, exc)
         return StepEnd.HALT
-    artifacts.write_run_json({**run.to_dict(), **record})   # once, before the step starts
+    except Exception as exc:  # noqa: BLE001 - a full disk, the store down: not started
+        ctx.running.pop(run.id, None)
+        _release(ctx, lock)
+        return _not_started(ctx, incident, index, run, artifacts, resume, begun, exc, on_run)
     if on_run:
         on_run(run)
     lease = ctx.leases.hold(lock, on_beat=lambda: beat(ctx, run.id, cancel))
@@ -210,10 +245,17 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
                           StepResult(RunStatus.FAILED, f"step succeeded but verify failed: "
                                      f"{why}", result.rc, result.data))
     except Exception as exc:  # noqa: BLE001 - an engine bug ends the step, not the process
-        result = StepResult(RunStatus.FAILED, f"engine error: {type(exc).__name__}: {exc}", 1)
+        if is_outage(exc):   # what the step did is not known: verified before a retry
+            result = StepResult(RunStatus.INTERRUPTED, "the run's record could not be "
+                                f"written while it ran: {describe(exc)}", 1)
+        else:
+            result = StepResult(RunStatus.FAILED, f"engine error: {describe(exc)}", 1)
     finally:
-        lease.release()
         ctx.running.pop(run.id, None)
+        try:
+            lease.release()
+        except Exception as exc:  # noqa: BLE001 - the lock lapses by itself
+            log.warning("run %s: its lock was not released (it lapses): %s", run.id, exc)
     if lease.lost:
         result.reason += " (the target's lock was broken while this ran)"
     if result.status == RunStatus.CANCELED:
@@ -224,6 +266,10 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
             result.reason = f"{asked} ({result.reason})"
     _end_run(ctx, run, artifacts, result.status, result.reason, None, on_run,
              data=result.data, already_added=True)
+    if result.status == RunStatus.INTERRUPTED:
+        ended = time.time()
+        hand_back_interrupted(ctx, run, result.reason, ended, ended + ctx.config.lock_ttl)
+        return StepEnd.HALT
     store.update_incident(incident.id, approved_step=None, approved_by=None)
     if result.status == RunStatus.SUCCEEDED and not strategy.degrades:
         seen_healthy(ctx, runbook, incident.target)   # a passing verify, whatever else
@@ -306,6 +352,146 @@ def _playbook_sha(ctx: EngineContext, strategy: Strategy) -> str | None:
         return None
 
 
+def _keep(run_id: str, write: Callable[[], Any]) -> bool:
+    """An artifacts write once a decision is made or a step has run. A full or read-only
+    disk must not keep the store from recording the outcome: the store's row is then the
+    account, and the log says what is missing. (A step whose record cannot be written
+    before it starts never starts: ``_step``.)"""
+    try:
+        write()
+        return True
+    except OSError as exc:
+        log.warning("run %s: its artifacts could not be written: %s", run_id, describe(exc))
+        return False
+
+
+def _release(ctx: EngineContext, lock: Lock | None) -> None:
+    if lock is None:
+        return
+    try:
+        ctx.store.release_lock(lock.target, lock.token)
+    except Exception as exc:  # noqa: BLE001 - the store down: the lock lapses by itself
+        log.warning("lock on %s not released (it lapses): %s", lock.target, describe(exc))
+
+
+def _not_started(ctx: EngineContext, incident: Incident, index: int, run: RunRecord,
+                 artifacts: RunArtifacts, resume: RunRecord | None, begun: bool,
+                 exc: Exception, on_run: RunCallback | None) -> StepEnd:
+    """The step could not start: its record or its state could not be written.
+
+    On a storage outage (a full or read-only disk, the store down: engine.outages)
+    nothing ran. The run ends ``interrupted`` with the reason, and the incident goes back
+    to the workers at this step, tried again a lease later (no attempt was counted for
+    a step that never started). An approved step that could not even be marked started
+    stays queued: its claim lapses and a worker takes it again. Any other error is the
+    engine's own: the run fails and the escalation goes on."""
+    why = describe(exc)
+    if resume is not None and not begun:
+        log.warning("approved step %s not started, left queued for a retry: %s", run.id, why)
+        return StepEnd.HALT
+    outage = is_outage(exc)
+    status = RunStatus.INTERRUPTED if outage else RunStatus.FAILED
+    reason = (f"not started: its record could not be written: {why}" if outage
+              else f"not started: engine error: {why}")
+    if not begun:
+        run.attempt_id = incident.attempt_id   # the attempt it was to start did not
+    retry_at = time.time() + ctx.config.lock_ttl
+    try:
+        _end_run(ctx, run, artifacts, status, reason, None, on_run, already_added=begun)
+        if not outage:
+            ctx.store.update_incident(incident.id, expect=[IncidentState.REMEDIATING],
+                                      step=index + 1, reason=f"{run.strategy} {reason}")
+            return StepEnd.NEXT
+        ctx.store.update_incident(
+            incident.id, expect=[IncidentState.REMEDIATING], state=IncidentState.OPEN,
+            next_try_at=retry_at, step=index,
+            reason=f"{run.strategy} {reason}; tried again at {when(retry_at)}")
+    except Exception as store_exc:  # noqa: BLE001 - the store is out too
+        # Left remediating with nothing running: the workers hand it back once the
+        # store answers again (Worker._reopen_orphans).
+        log.warning("run %s %s, and the store could not record it: %s", run.id, reason,
+                    describe(store_exc))
+    log.warning("run %s of incident %s %s", run.id, incident.id, reason)
+    return StepEnd.HALT
+
+
+def hand_back_interrupted(ctx: EngineContext, run: RunRecord, reason: str, now: float,
+                          retry_at: float) -> None:
+    """A step stopped before it could say what it did (its process died, or its record
+    could not be written while it ran): its attempt ends ``interrupted`` and the
+    incident goes back to the workers, due at ``retry_at``, at the same step. Before
+    that step runs again, its verify is asked (``Incident.interrupted_run``): the step
+    may well have done its work."""
+    incident = ctx.store.get_incident(run.incident_id or "")
+    if incident is None or incident.state != IncidentState.REMEDIATING:
+        return
+    if incident.attempt_id:
+        ctx.store.finish_attempt(incident.attempt_id, AttemptOutcome.INTERRUPTED, now)
+    ctx.store.update_incident(
+        incident.id, expect=[IncidentState.REMEDIATING], state=IncidentState.OPEN,
+        next_try_at=retry_at, attempt_id=None, interrupted_run=run.id,
+        reason=f"run {run.id} interrupted: {reason}")
+
+
+def _interrupted_run(ctx: EngineContext, incident: Incident,
+                     strategy: Strategy) -> RunRecord | None:
+    """The interrupted run of this step that the incident was handed back with, if any."""
+    if not incident.interrupted_run:
+        return None
+    run = ctx.store.get_run(incident.interrupted_run)
+    return run if run is not None and run.strategy == strategy.name else None
+
+
+def _verify_after_interruption(ctx: EngineContext, incident: Incident, runbook: Runbook,
+                               strategy: Strategy, run_id: str, interrupted: RunRecord,
+                               on_run: RunCallback | None) -> tuple[bool, str]:
+    """Before an interrupted step runs again, the step's verify, on the target as it is
+    now: the step may have done its work before it was stopped, and running it twice can
+    hurt (a second snapshot rollback loses what the first restored). Passing: the run
+    ``run_id`` is recorded ``skipped`` ("verified after interruption"), the incident is
+    ``recovered``, nothing runs again; returns (True, why). Failing (or no verify to
+    ask: a step that only degrades): (False, why); the step goes to its gates, which park
+    one that is not ``idempotent`` for approval, and the check's events open the
+    artifacts of the run that follows. No lock, no attempt: a verify changes nothing."""
+    spec = runbook.verify_for(strategy)
+    what = f"run {interrupted.id} of {strategy.name} was interrupted"
+    if spec is None or strategy.degrades:
+        return False, f"{what}; no verify to ask"
+    started = time.time()
+    artifacts = RunArtifacts(ctx.artifacts_dir, run_id, ctx.redactor)
+    cancel = threading.Event()
+    # The incident is touched while the check runs, so no worker takes it for orphaned.
+    lease = ctx.leases.hold(None, on_beat=lambda: ctx.store.update_incident(
+        incident.id, expect=[IncidentState.REMEDIATING]))
+    try:
+        artifacts.create()
+        ok, why = verify(spec, _action_ctx(ctx, incident, runbook, spec.params, cancel),
+                         ctx.python, artifacts, cancel)
+    except Exception as exc:  # noqa: BLE001 - e.g. a full disk: the step's own start decides
+        ok, why = False, f"the verify could not run: {describe(exc)}"
+    finally:
+        lease.release()
+    if not ok:
+        log.info("incident %s: %s and the target still fails its verify: %s", incident.id,
+                 what, why)
+        return False, f"{what} and the target still fails its verify ({why})"
+    reason = f"verified after interruption: {why}; {what} and had done its work: not run again"
+    run = RunRecord(
+        id=run_id, component=runbook.component, runbook=runbook.name, strategy=strategy.name,
+        target=incident.target, status=RunStatus.SKIPPED, trigger=incident.trigger,
+        incident_id=incident.id, kind=strategy.kind, started_at=started,
+        fingerprint=incident.fingerprint, requested_by=incident.requested_by, reason=reason,
+        runbook_sha256=runbook.sha256, playbook_sha256=_playbook_sha(ctx, strategy))
+    _keep(run_id, lambda: artifacts.write_run_json({
+        **run.to_dict(), "labels": incident.labels, "failure_type": incident.failure_type,
+        "interrupted_run": interrupted.id}))
+    _end_run(ctx, run, artifacts, RunStatus.SKIPPED, reason, None, on_run)
+    seen_healthy(ctx, runbook, incident.target)
+    _close(ctx, incident, IncidentState.RECOVERED, AttemptOutcome.RECOVERED,
+           f"recovered: {reason}", verify_until=time.time() + spec.deadline)
+    return True, reason
+
+
 def _end_run(ctx: EngineContext, run: RunRecord, artifacts: RunArtifacts, status: RunStatus,
              reason: str, resume: RunRecord | None, on_run: RunCallback | None,
              data: dict[str, Any] | None = None, already_added: bool = False) -> None:
@@ -320,18 +506,18 @@ def _end_run(ctx: EngineContext, run: RunRecord, artifacts: RunArtifacts, status
                         stored.status.value if stored else "gone")
             if stored is not None:
                 run.status, run.reason = stored.status, stored.reason
-                artifacts.write_run_json({"status": stored.status.value,
-                                          "reason": stored.reason, "result": data or {},
-                                          "refused_update": status.value})
+                _keep(run.id, lambda: artifacts.write_run_json({
+                    "status": stored.status.value, "reason": stored.reason,
+                    "result": data or {}, "refused_update": status.value}))
             return
     run.status, run.reason, run.finished_at = status, reason, finished
     if not (already_added or resume is not None):
         ctx.store.add_run(run)
-    artifacts.write_run_json({"status": status.value, "reason": reason,
-                              "finished_at": finished, "duration": run.duration,
-                              "result": data or {}})
+    _keep(run.id, lambda: artifacts.write_run_json({
+        "status": status.value, "reason": reason, "finished_at": finished,
+        "duration": run.duration, "result": data or {}}))
     if status in (RunStatus.DEFERRED, RunStatus.REFUSED):
-        artifacts.set_status(status.value, 0)
+        _keep(run.id, lambda: artifacts.set_status(status.value, 0))
     outcome = METRIC_OUTCOME.get(status)
     if outcome:
         duration = run.duration if status not in (RunStatus.DEFERRED, RunStatus.REFUSED) else None
@@ -358,8 +544,8 @@ def _park(ctx: EngineContext, incident: Incident, runbook: Runbook, strategy: St
         component=runbook.component, strategy=strategy.name, target=incident.target,
         requested_by=incident.requested_by or incident.trigger, requested_at=time.time(),
         expires_at=time.time() + runbook.approval_timeout, reason=decision.reason, plan=plan))
-    artifacts.write_run_json({"status": run.status.value, "plan": plan})
-    artifacts.set_status("pending_approval", 0)
+    _keep(run.id, lambda: artifacts.write_run_json({"status": run.status.value, "plan": plan}))
+    _keep(run.id, lambda: artifacts.set_status("pending_approval", 0))
     post_soon(ctx)          # RecoveryApprovalPending: told at the next worker pass
     if on_run:
         on_run(run)
@@ -377,9 +563,29 @@ def _exhausted(ctx: EngineContext, incident: Incident, runbook: Runbook) -> Inci
     return closed
 
 
+def _plan(ctx: EngineContext, incident: Incident, runbook: Runbook) -> list[dict[str, Any]]:
+    from engine.planner import plan_step
+
+    return [plan_step(ctx, incident, runbook, s) for _i, s in _steps(runbook, incident)]
+
+
+def _refuse_counted(ctx: EngineContext, incident: Incident, run: RunRecord,
+                    details: dict[str, Any], reason: str, on_run: RunCallback | None, *,
+                    reason_key: str | None = None) -> Incident:
+    """A refusal of an alert or a probe, counted into the record of its minute
+    (engine.refusals): no directory of its own; the incident it opened is canceled."""
+    run.finished_at = time.time()
+    stored = refusals.record_counted(ctx, run, details, reason_key=reason_key)
+    if on_run:
+        on_run(stored)
+    return _close(ctx, incident, IncidentState.CANCELED, AttemptOutcome.CANCELED,
+                  f"refused: {reason}")
+
+
 def _refuse_unhandled(ctx: EngineContext, incident: Incident, runbook: Runbook) -> Incident:
     """No strategy handles this failure type: nothing was tried, so nothing failed. The
-    refusal is recorded as a run; no degraded mode, no cooldown."""
+    refusal is recorded as a run (an alert's or a probe's counted with the others of its
+    minute, under no failure type: a label chose it); no degraded mode, no cooldown."""
     reason = (f"no strategy of runbook {runbook.name} handles failure type "
               f"{incident.failure_type!r}")
     now = time.time()
@@ -389,9 +595,12 @@ def _refuse_unhandled(ctx: EngineContext, incident: Incident, runbook: Runbook) 
         incident_id=incident.id, started_at=now, finished_at=now,
         fingerprint=incident.fingerprint, requested_by=incident.requested_by, reason=reason,
         runbook_sha256=runbook.sha256)
-    artifacts = RunArtifacts(ctx.artifacts_dir, run.id, ctx.redactor).create()
-    artifacts.write_run_json({**run.to_dict(), "labels": incident.labels,
-                              "failure_type": incident.failure_type})
+    details = {"labels": incident.labels, "failure_type": incident.failure_type}
+    if refusals.counted(incident.trigger, opens_incident=True):
+        return _refuse_counted(ctx, incident, run, details, reason, None,
+                               reason_key="no strategy handles its failure type")
+    artifacts = RunArtifacts(ctx.artifacts_dir, run.id, ctx.redactor)
+    _keep(run.id, lambda: artifacts.create().write_run_json({**run.to_dict(), **details}))
     _end_run(ctx, run, artifacts, RunStatus.REFUSED, reason, None, None)
     return _close(ctx, incident, IncidentState.CANCELED, AttemptOutcome.CANCELED,
                   f"refused: {reason}")
@@ -402,7 +611,7 @@ def _close(ctx: EngineContext, incident: Incident, state: IncidentState,
     now = time.time()
     closed = ctx.store.update_incident(
         incident.id, expect=[IncidentState.REMEDIATING], state=state,
-        closed_at=now, reason=reason, next_try_at=None, **extra)
+        closed_at=now, reason=reason, next_try_at=None, interrupted_run=None, **extra)
     finish_attempt(ctx, closed or incident, outcome)
     return closed or ctx.store.get_incident(incident.id) or incident
 

@@ -47,6 +47,9 @@ class Incident:
     verify_until: float | None = None    # recovered: a still-firing alert after this reopens
     starts_at: str | None = None         # alert: startsAt of the episode that opened it
     held_by: str | None = None           # the worker process whose pool is to advance it
+    interrupted_run: str | None = None   # its step's run that was interrupted: what it did
+                                         # is not known, so the step's verify is asked
+                                         # before that step runs again
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -77,6 +80,11 @@ class RunRecord:
     runbook_sha256: str = ""
     playbook_sha256: str | None = None
     gate: str | None = None              # refused, deferred or parked: the gate that said so
+    # A refusal stands for every refusal of its (reason, runbook, target) in its minute
+    # (engine.refusals): how many, and the first fingerprints among them; its other
+    # fields (reason, requested_by, incident_id, times, run.json) are the first's.
+    count: int = 1
+    fingerprints: list[str] = field(default_factory=list)
 
     @property
     def duration(self) -> float | None:
@@ -88,6 +96,8 @@ class RunRecord:
         d = asdict(self)
         d["status"] = self.status.value
         d["duration"] = self.duration
+        if not self.fingerprints and self.fingerprint:
+            d["fingerprints"] = [self.fingerprint]   # the alerts it stands for, always
         return d
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from engine.config import Config, load_config
 from engine.context import EngineContext
+from engine.executors import private_dirs
 from engine.lifecycle import IncidentState
 from engine.orchestrator import advance, seen_healthy
 from engine.records import Incident
@@ -84,6 +85,12 @@ class Recovery:
         context.follow_set_in_force()
         self._pool = ThreadPoolExecutor(max_workers=context.config.worker_threads,
                                         thread_name_prefix="recovery")
+        # A run of this application killed last time left its private data dir (secrets
+        # in clear): removed now; a worker also does it periodically.
+        try:
+            private_dirs.sweep(redactor=context.redactor)
+        except Exception:  # noqa: BLE001 - never keeps the application from starting
+            log.exception("could not sweep the private data dirs of dead runs")
         # An application retries its own deferred work; alerts are the service's to take.
         self._worker = Worker(context, intake=False).start() if worker else None
         self._closed = threading.Event()

@@ -41,10 +41,9 @@ class Redactor:
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Redactor:
         """Values of secret-named variables, and the password inside any URL
         (``REDIS_URL=redis://:pw@host``), whatever the variable is called."""
-        env = os.environ if environ is None else environ
-        secrets = [v for k, v in env.items() if is_secret_name(k)]
-        secrets += [m.group(1) for v in env.values() for m in URL_PASSWORD.finditer(v)]
-        return cls(secrets)
+        redactor = cls()
+        redactor.add_from_environment(os.environ if environ is None else environ)
+        return redactor
 
     def copy(self) -> Redactor:
         """A new redactor that knows the same secrets; learning more leaves this one alone."""
@@ -55,6 +54,12 @@ class Redactor:
         if new:
             self._values |= new
             self._pattern = None
+
+    def add_from_environment(self, environ: Mapping[str, str]) -> None:
+        """Learn what ``from_environment`` knows of ``environ`` (another process's)."""
+        values = {k: v for k, v in environ.items() if isinstance(v, str)}
+        self.add(*(v for k, v in values.items() if is_secret_name(k)))
+        self.add(*(m.group(1) for v in values.values() for m in URL_PASSWORD.finditer(v)))
 
     def add_from_mapping(self, data: Any) -> None:
         """Learn the values of every secret-named key in a nested structure."""

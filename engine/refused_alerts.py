@@ -10,9 +10,11 @@ normal way (every gate asked again, trigger ``alert``, credited to the alert, "r
 by" the operator).
 
 An alert counts while the last thing the engine did with it (its fingerprint's newest
-run) is a refusal by the kill switch. Whether it still fires is what the engine knows,
-from its intake journal (``Store.deliveries``): the newest delivery of that fingerprint
-was firing, no resolve came after it. Alertmanager is not asked; an alert whose
+run) is a refusal by the kill switch. Refusals of alerts are counted into one record per
+minute (engine.refusals): each alert that record lists (its first 100) is one here.
+Whether it still fires is what the engine knows, from its intake journal
+(``Store.deliveries``): the newest delivery of that fingerprint was firing, no resolve
+came after it. Alertmanager is not asked; an alert whose
 deliveries were not kept (pruned, or triggered without the webhook) is "unknown" and is
 listed but never replayed.
 """
@@ -32,9 +34,10 @@ KILL_SWITCH = "kill_switch"     # the gate's name, as refused runs record it
 
 @dataclass(frozen=True)
 class RefusedAlert:
-    run: RunRecord                  # the newest refusal of this alert
-    refusals: int                   # how many times it was refused in the window
+    run: RunRecord                  # the newest refusal record of this alert
+    refusals: int                   # how many records of the window list it
     delivery: Delivery | None       # its newest kept delivery (what a replay re-queues)
+    fingerprint: str                # this alert's (the record may count others too)
 
     @property
     def firing(self) -> bool | None:
@@ -51,7 +54,7 @@ class RefusedAlert:
     def to_dict(self) -> dict[str, Any]:
         return {"component": self.run.component, "runbook": self.run.runbook,
                 "target": self.run.target, "alertname": self.alertname,
-                "fingerprint": self.run.fingerprint, "run_id": self.run.id,
+                "fingerprint": self.fingerprint, "run_id": self.run.id,
                 "incident_id": self.run.incident_id, "refused_at": self.run.started_at,
                 "reason": self.run.reason, "refusals": self.refusals,
                 "firing": self.firing}
@@ -65,16 +68,18 @@ def refused_alerts(store: Store, *, since: float, component: str | None = None,
     scope = Switch.scope_of(component, target)
     refused: dict[str, list[RunRecord]] = {}
     for run in store.query_runs(status=RunStatus.REFUSED.value, since=since, limit=None):
-        if (run.gate == KILL_SWITCH and run.trigger == "alert" and run.fingerprint
+        if (run.gate == KILL_SWITCH and run.trigger == "alert"
                 and scope.covers(run.component, run.target)):
-            refused.setdefault(run.fingerprint, []).append(run)
+            for fingerprint in run.fingerprints or [run.fingerprint]:
+                if fingerprint:
+                    refused.setdefault(fingerprint, []).append(run)
     found = []
     for fingerprint, runs in refused.items():
         newest = store.query_runs(fingerprint=fingerprint, limit=1)
         if not newest or newest[0].id != runs[0].id:
             continue                  # something ran (or was refused otherwise) since
         kept = store.deliveries(fingerprint=fingerprint, limit=1)
-        alert = RefusedAlert(runs[0], len(runs), kept[0] if kept else None)
+        alert = RefusedAlert(runs[0], len(runs), kept[0] if kept else None, fingerprint)
         if alert.firing is not False:
             found.append(alert)
     return sorted(found, key=lambda a: a.run.started_at, reverse=True)
@@ -83,13 +88,15 @@ def refused_alerts(store: Store, *, since: float, component: str | None = None,
 def replay(store: Store, alerts: list[RefusedAlert], *, by: str) -> list[RefusedAlert]:
     """Re-queue each firing alert's newest delivery into the intake, marked as replayed
     ``by`` the operator; the ones re-queued now (one already re-queued for the same
-    refusal, or not known to fire, is not)."""
+    refusal, or not known to fire, is not). A record that has counted more refusals
+    since (a replay refused again under a switch still on) is a new refusal."""
     queued = []
     for alert in alerts:
         if not alert.firing or alert.delivery is None:
             continue
         payload = {**alert.delivery.payload, "replayed_by": by}
-        key = f"{Alert.from_payload(payload).dedup_key}|replay:{alert.run.id}"
+        refusal = alert.run.id if alert.run.count == 1 else f"{alert.run.id}#{alert.run.count}"
+        key = f"{Alert.from_payload(payload).dedup_key}|replay:{refusal}"
         accepted, _ = store.enqueue_alerts([(key, payload)])
         if accepted:
             queued.append(alert)

@@ -76,6 +76,7 @@ class Strategy:
     verify: Verify | None = None        # overrides the runbook's verify
     timeout: float = 300.0
     degrades: bool = False              # graceful_degradation: ends the incident `degraded`
+    idempotent: bool = True             # false: after an interruption, re-run only approved
     line: int = 0                       # where it stands in its file, for messages
 
     @property

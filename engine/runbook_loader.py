@@ -415,6 +415,7 @@ class _Builder:
             verify=step_verify,
             timeout=self._duration(item, "timeout", path, Strategy.timeout, positive=True),
             degrades=item.get("degrades", False),
+            idempotent=item.get("idempotent", True),
             line=self.src.line_of(path),
         )
 

@@ -20,9 +20,10 @@ alone, which then stops the children in order: gunicorn first gets SIGTERM (it s
 accepting, finishes the requests in flight within ``graceful_timeout``), the engine
 workers get SIGTERM (they claim nothing new, let running steps finish within
 ``shutdown_grace`` and mark the rest ``interrupted``). The parent waits for them,
-bounded, and kills what is left. Children never outlive the parent: each gets SIGTERM
-when it dies (``PR_SET_PDEATHSIG``; the engine workers also watch their parent's pid,
-gunicorn's workers watch theirs).
+bounded, kills what is left, and removes the private data dirs their interrupted steps
+left (engine.executors.private_dirs; it sweeps at start-up too). Children never outlive
+the parent: each gets SIGTERM when it dies (``PR_SET_PDEATHSIG``; the engine workers also
+watch their parent's pid, gunicorn's workers watch theirs).
 
 gunicorn reads a ``gunicorn.conf.py`` in the working directory, as it always does (to
 tune what is not set here); the flags given here (bind, workers, TLS, timeouts) win over it.
@@ -72,6 +73,7 @@ import psutil
 
 from engine.config import Config
 from engine.durations import parse_duration
+from engine.liveness import alive_since
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,20 @@ POLL = 0.2
 METRICS_DIR = "metrics"           # under RECOVERY_HOME: one folder per running service
 MULTIPROC_ENV = ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
 GUNICORN_CONF = Path(__file__).with_name("gunicorn_conf.py")
+
+
+def root_warning(euid: int) -> str | None:
+    """What a service run as root says at its start (None for any other user): why its
+    own protections mean nothing then, and the way out."""
+    if euid != 0:
+        return None
+    return ("running as root (uid 0): the permissions this service relies on "
+            "(RECOVERY_HOME 0700; its database, token files and artifacts 0600) keep other "
+            "users out but never root, so every process running as root can read its "
+            "tokens and approve steps through its store; and every playbook and python "
+            "action runs with root's powers whether it needs them or not. Run it as a "
+            "dedicated user (a systemd unit: docs/operations.md, \"Running as a dedicated "
+            "user\"); a playbook that needs root asks for it with `become`")
 
 
 class ServiceError(ValueError):
@@ -249,6 +265,19 @@ def remove_metrics_dir(path: Path) -> None:
     _remove(path)
 
 
+def sweep_private_dirs() -> None:
+    """At start-up, before any child runs a step, and once the children are gone: the
+    private data dirs (secrets in clear) of runs whose process died, a previous start's
+    killed workers included, are read for their runs' records and removed, and so are
+    Ansible's temp dirs of dead processes (engine.executors.private_dirs)."""
+    from engine.executors import private_dirs
+
+    try:
+        private_dirs.sweep()
+    except Exception:  # noqa: BLE001 - the workers sweep again; the start goes on
+        log.exception("could not sweep the private data dirs of dead runs")
+
+
 def _service_running(entry: Path) -> bool:
     """Is the service that made ``entry`` (``serve-<pid>``) running? A pid reused since
     then belongs to a process started after the folder last changed."""
@@ -256,8 +285,8 @@ def _service_running(entry: Path) -> bool:
     if prefix != "serve" or not pid.isdigit() or entry.is_symlink() or not entry.is_dir():
         return False
     try:
-        return psutil.Process(int(pid)).create_time() <= entry.stat().st_ctime + 1.0
-    except (psutil.Error, OSError):
+        return alive_since(int(pid), entry.stat().st_ctime)
+    except OSError:
         return False
 
 
@@ -408,6 +437,7 @@ class Service:
         saved[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hangup)
         try:
             prepare_metrics_dir(self.config.home, os.getpid())
+            sweep_private_dirs()
             for child in self.children:
                 if self.signals:
                     break
@@ -423,6 +453,7 @@ class Service:
             self._stop_reloader()
             self._shutdown()
             remove_metrics_dir(self.metrics_dir)
+            sweep_private_dirs()   # what steps interrupted past the grace left behind
             for sig, handler in saved.items():
                 signal.signal(sig, handler)
         if self.failure is not None:

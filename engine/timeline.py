@@ -70,6 +70,11 @@ def timeline(ctx: EngineContext, ident: str) -> Timeline | None:
         incidents = [i for i in (store.get_incident(x) for x in ids if x) if i is not None]
         subject = {"fingerprint": ident, "incidents": [i.id for i in incidents]}
         seen = {r.id for r in runs}
+        for run_id in dict.fromkeys(d.run_id for d in deliveries if d.run_id):
+            found = store.get_run(run_id) if run_id not in seen else None
+            if found is not None:   # a refusal record past its listed alerts counts it too
+                runs.append(found)
+                seen.add(run_id)
         for other in incidents:   # steps of these incidents not caused by this alert
             runs += [r for r in store.query_runs(incident_id=other.id, limit=None)
                      if r.id not in seen]
@@ -136,7 +141,8 @@ def _run_entries(ctx: EngineContext, run: RunRecord) -> list[Entry]:
     record = artifacts.read_run_json()
     ids = {"run_id": run.id, "incident_id": run.incident_id}
     by = run.requested_by or run.trigger
-    entries = [Entry(run.started_at, "gate", _gate_words(g), **ids)
+    first = "the first counted: " if run.count > 1 else ""   # run.json is the first's
+    entries = [Entry(run.started_at, "gate", first + _gate_words(g), **ids)
                for g in record.get("gates") or [] if isinstance(g, dict)]
     approval = ctx.store.get_approval(run.id)
     if approval is not None:
@@ -156,8 +162,9 @@ def _run_entries(ctx: EngineContext, run: RunRecord) -> list[Entry]:
                              f"last {'ok' if data.get('ok') else 'failing'}: "
                              f"{data.get('summary', '')}", **ids))
     forced = ", forced" if run.forced else ""
+    counted = f" (one of {run.count} counted in this record)" if run.count > 1 else ""
     head = (f"run {run.id} {run.strategy} on {run.target} ({run.trigger}, {by}{forced}): "
-            f"{run.status.value}")
+            f"{run.status.value}{counted}")
     end = run.finished_at if run.finished_at is not None else time.time()
     entries.append(Entry(end if run.status.is_final else run.started_at, "run",
                          f"{head}: {run.reason}" if run.reason else head, **ids))

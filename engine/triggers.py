@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine import refusals
 from engine.alerts import timestamp_of
-from engine.artifacts import RunArtifacts
 from engine.context import EngineContext, UnknownRunbook
 from engine.gates.base import when
 from engine.inventory import AmbiguousTarget, UnknownTarget
@@ -22,6 +22,8 @@ from engine.records import Incident, RunRecord, new_id
 from engine.routing import match_runbook
 from engine.runbook import Runbook
 from engine.templating import TemplateError, render
+
+NO_TARGET = "-"     # a refusal's target when the request names no inventory host
 
 
 @dataclass
@@ -172,21 +174,21 @@ def _started_after(starts_at: str | None, moment: float | None) -> bool:
 
 def record_refusal(ctx: EngineContext, runbook: Runbook, request: TriggerRequest,
                    reason: str) -> str:
-    """A refused request leaves a run record too: the audit shows what was not done."""
+    """A request refused for its target leaves a record too (the audit shows what was
+    not done), counted with the others of its minute (engine.refusals): the target is
+    ``-`` (no inventory host), the key "unknown target" (the words name the instance:
+    a sender's choice). Returns the id of the record it counts in."""
     now = time.time()
     run = RunRecord(
         id=new_id("run"), component=runbook.component, runbook=runbook.name,
-        strategy=request.strategy or "-", target=request.target or
-        str(request.labels.get("instance", "")), status=RunStatus.REFUSED,
+        strategy=request.strategy or "-", target=NO_TARGET, status=RunStatus.REFUSED,
         trigger=request.trigger, started_at=now, finished_at=now,
         fingerprint=request.fingerprint, requested_by=request.requested_by, reason=reason,
         runbook_sha256=runbook.sha256, gate="target",
     )
-    artifacts = RunArtifacts(ctx.artifacts_dir, run.id, ctx.redactor).create()
-    artifacts.write_run_json({**run.to_dict(), "labels": request.labels,
-                              "gates": [{"gate": "target", "verdict": "refuse",
-                                         "reason": reason}]})
-    artifacts.set_status("refused", 0)
-    ctx.store.add_run(run)
-    ctx.store.record_outcome(runbook.component, run.strategy, "refused", None)
-    return run.id
+    asked = request.target or str(request.labels.get("instance", ""))
+    stored = refusals.record_counted(
+        ctx, run, {"labels": request.labels, "requested_target": asked,
+                   "gates": [{"gate": "target", "verdict": "refuse", "reason": reason}]},
+        reason_key="unknown target")
+    return stored.id

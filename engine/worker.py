@@ -2,11 +2,12 @@
 
 It expires unanswered approvals, marks runs whose process died as ``interrupted``,
 drains the alert intake (engine/intake.py), runs approved steps (after asking every
-gate again), retries deferred incidents whose time has come, and prunes old
-artifacts. Each pass first switches to the set of runbooks, playbooks and inventory a
-reload put in force (where the context follows one: a service's processes), then acts on
-that set alone. Whatever process runs a ``Worker`` (the service, or an application
-embedding the engine) does this for everyone.
+gate again), retries deferred incidents whose time has come, prunes old artifacts, and
+removes the private data dirs (and Ansible's temp dirs) of runs whose process died,
+secrets and all (engine.executors.private_dirs). Each pass first switches to the set
+of runbooks, playbooks and inventory a reload put in force (where the context follows
+one: a service's processes), then acts on that set alone. Whatever process runs a
+``Worker`` (the service, or an application embedding the engine) does this for everyone.
 
 Nothing that runs a step runs on the loop itself: attempts the intake claims, approved
 steps and deferred incidents whose time has come all go to a small pool of threads
@@ -30,10 +31,11 @@ from dataclasses import dataclass
 from engine import notifier, probes
 from engine.approvals import cancel_waiting, expire_due
 from engine.context import EngineContext
+from engine.executors import private_dirs
 from engine.intake import drain
-from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
+from engine.lifecycle import IncidentState, RunStatus
 from engine.loaded_set import drop_replaced
-from engine.orchestrator import RunCallback, advance
+from engine.orchestrator import RunCallback, advance, hand_back_interrupted
 from engine.records import RunRecord
 from engine.retention import prune_if_due
 from engine.store import StoreUnavailable
@@ -43,20 +45,14 @@ log = logging.getLogger(__name__)
 
 def interrupt_run(ctx: EngineContext, run: RunRecord, reason: str, now: float) -> bool:
     """A running step whose process stopped (or is stopping): ``interrupted``, its attempt
-    ended as interrupted, its incident handed back to the workers. False if the run had
-    already ended (the store refuses the move)."""
+    ended as interrupted, its incident handed back to the workers at that step, which is
+    verified before it runs again (engine.orchestrator.hand_back_interrupted). False if
+    the run had already ended (the store refuses the move)."""
     if ctx.store.update_run(run.id, status=RunStatus.INTERRUPTED, finished_at=now,
                             reason=reason) is None:
         return False
     ctx.store.record_outcome(run.component, run.strategy, "failed", None)
-    incident = ctx.store.get_incident(run.incident_id or "")
-    if incident is not None and incident.state == IncidentState.REMEDIATING:
-        if incident.attempt_id:
-            ctx.store.finish_attempt(incident.attempt_id, AttemptOutcome.INTERRUPTED, now)
-        ctx.store.update_incident(
-            incident.id, expect=[IncidentState.REMEDIATING], state=IncidentState.OPEN,
-            next_try_at=now, attempt_id=None, step=0,
-            reason=f"run {run.id} interrupted: {reason}")
+    hand_back_interrupted(ctx, run, reason, now, retry_at=now)
     return True
 
 
@@ -76,6 +72,7 @@ class Worker:
         self._pool: _AdvancePool | None = None
         self._pool_lock = threading.Lock()
         self._backlog = False   # the last pass left journaled alerts: no pause before the next
+        self._swept_at = 0.0    # the last sweep of dead runs' private dirs
         self.heartbeat = 0.0
 
     def run_once(self, now: float | None = None, *, wait: bool = True,
@@ -121,8 +118,21 @@ class Worker:
                                                                run=self._advance_async))
             self._notify(now)
         done += prune_if_due(self.ctx, now)
+        done += self._sweep_if_due(now)
         done += drop_replaced(self.ctx, now)   # its inventory copy holds secrets
         return done
+
+    def _sweep_if_due(self, now: float) -> int:
+        """What runs of dead processes left (their private data dirs, with secrets in
+        clear): at the first duties pass, then every ``SWEEP_EVERY`` seconds."""
+        if abs(now - self._swept_at) < private_dirs.SWEEP_EVERY:
+            return 0
+        self._swept_at = now
+        try:
+            return len(private_dirs.sweep(redactor=self.ctx.redactor))
+        except Exception:  # noqa: BLE001 - a bad leftover must not stop the duties
+            log.exception("worker: sweeping dead runs' private data dirs failed")
+            return 0
 
     def _schedule_waiting(self) -> int:
         """Approved steps, then deferred incidents whose time has come, each claimed only

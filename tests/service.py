@@ -305,6 +305,15 @@ class Store:
         self.db.close()
 
 
+def store_rows(home: Path, sql: str, *params: Any) -> list[sqlite3.Row]:
+    """One read-only query of the store in ``home`` (a connection of its own, closed)."""
+    store = Store(home)
+    try:
+        return store.rows(sql, *params)
+    finally:
+        store.close()
+
+
 def webhook_token(home: Path) -> str:
     return (home / "webhook.token").read_text().strip()
 

@@ -1,4 +1,5 @@
-"""Credentials: the webhook token posts alerts, named operators do the rest; never optional."""
+"""Credentials: each has one role (the webhook token posts alerts, metrics readers read
+/metrics, named operators do the rest); issued tokens are taken at once; never optional."""
 
 from __future__ import annotations
 
@@ -81,8 +82,11 @@ def test_the_webhook_token_is_refused_as_an_operator_token_even_if_configured(cr
 
 
 def test_the_webhook_token_is_no_operator_even_if_the_hashes_were_changed_later():
+    from engine.credentials import Credential
+
     creds = Credentials(WEBHOOK, {"alice": hash_token(ALICE)})
-    object.__setattr__(creds, "operators", {"alice": hash_token(WEBHOOK)})  # bypass the check
+    clash = Credential("alice", "operator", hash_token(WEBHOOK))
+    object.__setattr__(creds, "_configured", (*creds.configured(), clash))  # past the check
     assert creds.operator(f"Bearer {WEBHOOK}") is None
     assert creds.operator(basic("alice", WEBHOOK)) is None
 
@@ -170,15 +174,17 @@ def test_the_same_value_for_both_tokens_is_refused(config):
                                           "RECOVERY_API_TOKEN": WEBHOOK})
 
 
-def test_the_first_start_generates_both_tokens_once(config):
+def test_the_first_start_generates_its_three_tokens_once(config):
     assert not config.home.exists()
     creds, generated = load_credentials(config, environ={}, create=True)
-    assert set(generated) == {"webhook", "operator"}
+    assert set(generated) == {"webhook", "operator", "metrics"}
+    assert len(set(generated.values())) == 3
     assert generated["webhook"] != generated["operator"]
     assert len(generated["webhook"]) >= 40
     assert creds.webhook_ok(f"Bearer {generated['webhook']}")
     assert creds.operator(f"Bearer {generated['operator']}") == "operator"
-    for name in ("webhook.token", "operator.token"):
+    assert creds.identify(f"Bearer {generated['metrics']}").role == "metrics"
+    for name in ("webhook.token", "operator.token", "metrics.token"):
         mode = stat.S_IMODE(os.stat(config.home / name).st_mode)
         assert mode == 0o600, (name, oct(mode))
     assert stat.S_IMODE(os.stat(config.home).st_mode) == 0o700
@@ -194,7 +200,7 @@ def test_the_first_start_generates_both_tokens_once(config):
 def test_create_makes_no_operator_token_when_one_is_configured(config):
     creds, generated = load_credentials(config, environ={"RECOVERY_API_TOKEN": ALICE},
                                         create=True)
-    assert set(generated) == {"webhook"}
+    assert set(generated) == {"webhook", "metrics"}
     assert not (config.home / "operator.token").exists()
     assert creds.operator(f"Bearer {ALICE}") == "operator"
 
@@ -202,7 +208,7 @@ def test_create_makes_no_operator_token_when_one_is_configured(config):
 def test_create_keeps_a_token_given_in_the_environment(config):
     creds, generated = load_credentials(config, environ={"RECOVERY_WEBHOOK_TOKEN": WEBHOOK},
                                         create=True)
-    assert set(generated) == {"operator"}
+    assert set(generated) == {"operator", "metrics"}
     assert not (config.home / "webhook.token").exists()
     assert creds.webhook_ok(f"Bearer {WEBHOOK}")
 
@@ -221,3 +227,128 @@ def test_the_first_start_banner_never_offers_a_wildcard_address():
     assert "curl -s http://127.0.0.1:9797/healthz" in text
     local = first_start(ServiceSettings(host="127.0.0.1", port=9797), {"webhook": "w"}, "/x")
     assert "url: http://127.0.0.1:9797/api/v1/alerts" in local
+
+
+# -- roles and issued tokens -----------------------------------------------------------------
+
+PROM = "prometheus-token-0123456789abcdef"
+
+
+def issued(home, name: str, role: str, token: str):
+    from engine.token_file import TOKENS_FILE, IssuedToken, TokenFile
+
+    tokens = TokenFile(home / TOKENS_FILE)
+    tokens.add(IssuedToken(name=name, role=role, hash=hash_token(token)))
+    return tokens
+
+
+def test_a_metrics_token_is_a_metrics_reader_and_nothing_else(config):
+    creds, _ = load_credentials(config, environ={"RECOVERY_WEBHOOK_TOKEN": WEBHOOK,
+                                                 "RECOVERY_METRICS_TOKEN": PROM})
+    found = creds.identify(f"Bearer {PROM}")
+    assert (found.name, found.role) == ("metrics", "metrics")
+    assert not creds.webhook_ok(f"Bearer {PROM}") and creds.operator(f"Bearer {PROM}") is None
+    assert creds.identify(basic("metrics", PROM)).role == "metrics"
+    assert creds.identify(basic("prometheus", PROM)) is None      # a named token: its name
+
+
+def test_a_token_issued_after_the_start_is_taken_at_once_and_a_removed_one_refused(config):
+    config.ensure_home()
+    creds, _ = load_credentials(config, environ={"RECOVERY_WEBHOOK_TOKEN": WEBHOOK})
+    assert creds.identify(f"Bearer {PROM}") is None
+    tokens = issued(config.home, "prom", "metrics", PROM)          # another process, say
+    assert creds.identify(f"Bearer {PROM}").name == "prom"
+    issued(config.home, "carol", "operator", BOB)
+    assert creds.operator(f"Bearer {BOB}") == "carol"
+    assert creds.operator(basic("carol", BOB)) == "carol"
+    assert creds.webhook_ok(basic("anyone", WEBHOOK))              # the webhook's: any user
+    assert tokens.remove("prom").role == "metrics"
+    assert creds.identify(f"Bearer {PROM}") is None
+    assert "prom" not in (config.home / "tokens.json").read_text().replace("prometheus", "")
+    assert PROM not in (config.home / "tokens.json").read_text()   # hashes only
+
+
+def test_a_taken_name_is_refused_and_a_repeated_token_ignored(config, caplog):
+    config.ensure_home()
+    issued(config.home, "prom", "metrics", PROM)
+    with pytest.raises(ConfigError, match="exists already"):
+        issued(config.home, "prom", "operator", ALICE)
+    issued(config.home, "sneaky", "operator", WEBHOOK)             # the webhook's own token
+    creds, _ = load_credentials(config, environ={"RECOVERY_WEBHOOK_TOKEN": WEBHOOK})
+    assert creds.identify(f"Bearer {WEBHOOK}").role == "webhook"
+    assert "sneaky" not in [c.name for c in creds.all()]
+    assert "repeats the name or the token" in caplog.text
+
+
+def test_a_tokens_file_others_can_read_stops_a_start_and_is_refused_while_running(config,
+                                                                                 caplog):
+    config.ensure_home()
+    creds, _ = load_credentials(config, environ={"RECOVERY_WEBHOOK_TOKEN": WEBHOOK})
+    issued(config.home, "prom", "metrics", PROM)
+    assert creds.identify(f"Bearer {PROM}") is not None
+    (config.home / "tokens.json").chmod(0o644)
+    assert creds.identify(f"Bearer {PROM}") is None                 # refused, never guessed
+    assert "chmod 600" in caplog.text
+    with pytest.raises(ConfigError, match="chmod 600"):
+        load_credentials(config, environ={"RECOVERY_WEBHOOK_TOKEN": WEBHOOK})
+
+
+def test_no_metrics_token_is_generated_when_metrics_are_open_or_one_is_issued(engine_env):
+    engine_env.write_config(webhook="{metrics_auth: false}")
+    config = load_config(engine_env.config_path, environ={})
+    assert set(load_credentials(config, environ={}, create=True)[1]) == {"webhook",
+                                                                         "operator"}
+    engine_env.write_config()
+    config = load_config(engine_env.config_path, environ={})
+    issued(config.home, "prom", "metrics", PROM)
+    assert load_credentials(config, environ={}, create=True)[1] == {}
+    assert not (config.home / "metrics.token").exists()
+
+
+def test_recovery_token_add_list_remove(engine_env, capsys):
+    import json
+
+    from engine.cli import main
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(["--config", str(engine_env.config_path), "--as", "alice", *args])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    code, printed, _ = cli("token", "add", "grafana-agent", "--role", "metrics")
+    assert code == 0 and "credentials_file" in printed and "shown this once" in printed
+    token = printed.split("\n\n")[1].strip()
+    assert len(token) >= 40
+    config = load_config(engine_env.config_path, environ={})
+    creds, _ = load_credentials(config, environ={"RECOVERY_WEBHOOK_TOKEN": WEBHOOK})
+    assert creds.identify(f"Bearer {token}").role == "metrics"
+    for taken in ("grafana-agent", "webhook", "operator", "metrics"):
+        assert cli("token", "add", taken, "--role", "operator")[0] == 2
+    assert cli("token", "add", "bad:name", "--role", "operator")[0] == 2
+    code, listed, _ = cli("token", "list", "--json")
+    assert json.loads(listed)[0]["name"] == "grafana-agent" and "sha256" not in listed
+    code, printed, _ = cli("token", "list")
+    assert "grafana-agent" in printed and "metrics" in printed and "alice" in printed
+    assert cli("token", "remove", "grafana-agent")[0] == 0
+    assert creds.identify(f"Bearer {token}") is None
+    code, _, err = cli("token", "remove", "grafana-agent")
+    assert code == 2 and "no issued token" in err
+    events = [(e.action, e.actor, e.detail) for e in engine_env.context().store.list_events()
+              if e.action.startswith("token_")]
+    assert events == [("token_remove", "alice", {"name": "grafana-agent", "role": "metrics"}),
+                      ("token_add", "alice", {"name": "grafana-agent", "role": "metrics"})]
+
+
+def test_a_start_that_generates_only_the_metrics_token_prints_how_to_scrape():
+    """An upgraded home has its webhook and operator tokens: only the metrics one is new,
+    and the banner says how Prometheus sends it, nothing about Alertmanager."""
+    from engine.cli.serve import first_start
+    from engine.service import ServiceSettings
+
+    text = first_start(ServiceSettings(host="127.0.0.1", port=9797), {"metrics": "m-token"},
+                       "/var/x")
+    assert "first start" not in text and "receivers:" not in text
+    assert "metrics token" in text and "m-token" in text
+    assert 'targets: ["127.0.0.1:9797"]' in text and "credentials_file:" in text
+    assert "curl -s -H 'Authorization: Bearer m-token' http://127.0.0.1:9797/metrics" in text

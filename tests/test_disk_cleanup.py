@@ -30,6 +30,7 @@ from tests.system_env import (
     artifacts_text,
     home_of,
     install_system_runbook,
+    mounted_tmpfs,
     recovery,
     runs_of,
 )
@@ -44,13 +45,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0,
 @pytest.fixture(scope="module")
 def tmpfs(tmp_path_factory) -> Path:
     """One 8 MiB tmpfs for the module, unmounted at the end whatever happens."""
-    mountpoint = Path(os.path.realpath(tmp_path_factory.mktemp("tmpfs")))
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mountpoint)],
-                   check=True, timeout=30)
-    try:
-        yield mountpoint
-    finally:
-        subprocess.run(["umount", "-l", str(mountpoint)], check=False, timeout=30)
+    with mounted_tmpfs(Path(os.path.realpath(tmp_path_factory.mktemp("tmpfs"))), "8m") as fs:
+        yield fs
 
 
 def write(path: Path, size: int, days: int = 0) -> Path:

@@ -2,12 +2,15 @@
 Prometheus alert rules that pass ``promtool check rules`` and their own ``promtool test
 rules``; the Alertmanager configuration passes ``amtool check-config`` and routes every
 one of those alerts to the engine; and the shipped runbook matches each of them with a
-failure type one of its strategies handles."""
+failure type one of its strategies handles. The Prometheus configuration passes
+``promtool check config`` and scrapes /metrics with a token from a file; the systemd
+unit passes ``systemd-analyze verify`` and runs the service as a user of its own."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,3 +98,67 @@ def test_the_engines_own_alerts_never_go_back_to_the_engine():
     own = {"alertname": "RecoveryExhausted", "severity": "critical",
            "source": "infra-recovery", "component": "redis", "target": "cache-1"}
     assert routed_to(own) == {"on-call"}
+
+
+PROMETHEUS = EXAMPLES / "prometheus.yml"
+METRICS_TOKEN_FILE = "/etc/prometheus/recovery-metrics.token"
+
+
+def test_the_prometheus_example_scrapes_the_engine_with_a_token_from_a_file():
+    config = yaml.safe_load(PROMETHEUS.read_text())
+    [job] = [j for j in config["scrape_configs"] if j["job_name"] == "infra-recovery"]
+    assert job["static_configs"][0]["targets"] == ["127.0.0.1:9797"]
+    assert job["authorization"] == {"type": "Bearer", "credentials_file": METRICS_TOKEN_FILE}
+    assert "recovery-engine-rules.yml" in config["rule_files"]
+
+
+@needs_promtool
+def test_the_prometheus_example_passes_promtool(tmp_path):
+    """promtool checks that the token file exists: the example's, put here."""
+    for rules in EXAMPLES.glob("*-rules.yml"):
+        shutil.copy(rules, tmp_path)
+    token = tmp_path / "recovery-metrics.token"
+    token.write_text("a-metrics-token-0123456789abcdef\n")
+    token.chmod(0o600)
+    copy = tmp_path / "prometheus.yml"
+    copy.write_text(PROMETHEUS.read_text().replace(METRICS_TOKEN_FILE, str(token)))
+    done = subprocess.run(["promtool", "check", "config", str(copy)], capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout + done.stderr
+
+
+UNIT = EXAMPLES / "infra-recovery.service"
+needs_systemd_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                                           reason="systemd-analyze missing")
+
+
+def unit_settings() -> dict[str, str]:
+    settings = {}
+    for line in UNIT.read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            settings.setdefault(key.strip(), value.strip())
+    return settings
+
+
+def test_the_systemd_unit_runs_the_service_as_a_dedicated_user_and_stops_it_in_order():
+    unit = unit_settings()
+    assert unit["User"] not in ("root", "0") and unit["Group"] not in ("root", "0")
+    assert unit["ExecStart"].endswith("recovery serve")
+    assert unit["KillMode"] == "mixed"           # SIGTERM to the parent alone
+    assert int(unit["TimeoutStopSec"]) > 30 + 10  # shutdown_grace + graceful_timeout
+    assert unit["StateDirectoryMode"] == "0700" and unit["UMask"] == "0077"
+
+
+@needs_systemd_analyze
+def test_the_systemd_unit_passes_systemd_analyze_verify(tmp_path):
+    """verify checks that ExecStart exists: this checkout's ``recovery`` stands in."""
+    recovery = Path(sys.executable).with_name("recovery")
+    copy = tmp_path / UNIT.name
+    copy.write_text(UNIT.read_text().replace("/opt/infra-recovery/.venv/bin/recovery",
+                                             str(recovery)))
+    done = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 0 and not (done.stdout + done.stderr).strip(), \
+        done.stdout + done.stderr

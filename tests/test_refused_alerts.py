@@ -13,7 +13,7 @@ from engine.alerts import Alert
 from engine.cli import main
 from engine.intake import drain
 from engine.lifecycle import IncidentState, RunStatus
-from engine.refused_alerts import refused_alerts
+from engine.refused_alerts import refused_alerts, replay
 from tests.alertmanager import iso_at
 
 T0 = time.time() - 120
@@ -109,6 +109,36 @@ def test_an_alert_that_resolved_is_neither_listed_nor_replayed(refused, engine_e
     assert ctx.store.intake_depth(time.time())[0] == 0
     code, printed = cli("status")
     assert "refused by a kill switch" not in printed
+
+
+def test_alerts_counted_into_one_refusal_record_are_each_listed_and_replayed(refused,
+                                                                             engine_env):
+    """Refusals of one minute share a record (engine.refusals): each alert it lists is
+    listed and replayed on its own; one refused again after its replay (the switch still
+    on) can be replayed again."""
+    ctx, cli = refused
+    other = Alert(status="firing", labels={"alertname": "RedisDown", "instance": "cache-1",
+                                           "job": "other"},
+                  starts_at=iso_at(time.time()), fingerprint="fp-other", receiver="recovery")
+    journal(ctx, other)
+    [record] = ctx.store.query_runs(status="refused")
+    assert (record.count, record.fingerprints) == (2, ["fp-redis", "fp-other"])
+    listed = refused_alerts(ctx.store, since=0)
+    assert sorted(a.fingerprint for a in listed) == ["fp-other", "fp-redis"]
+    assert {a.run.id for a in listed} == {record.id}
+
+    assert [a.fingerprint for a in replay(ctx.store, listed, by="bob")] == [
+        a.fingerprint for a in listed]
+    assert replay(ctx.store, listed, by="bob") == []            # twice is once
+    assert drain(ctx) == 2          # the switch is still on: refused again, same words
+    [record] = ctx.store.query_runs(status="refused")
+    assert record.count == 4 and len(engine_env.traced()) == 1
+    again = refused_alerts(ctx.store, since=0)
+    assert {a.run.count for a in again} == {4}
+    assert len(replay(ctx.store, again, by="bob")) == 2         # a new refusal: once more
+    code, printed = cli("enable", "--target", "cache-1", "--as", "bob")
+    assert code == 0 and drain(ctx) == 2
+    assert len(engine_env.traced()) == 3       # each replayed alert went the normal way
 
 
 def test_label_values_are_printed_with_their_control_characters_made_visible(engine_env,

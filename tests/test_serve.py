@@ -73,8 +73,11 @@ def alert_payload(marker_dir: Path, *instances: str, starts_at: str | None = Non
 
 
 def touch_runbook(env, marker_dir: Path, name: str = "touchy",
-                  marker: str = "{{ labels.instance }}.marker") -> None:
-    """A runbook for the test alerts that touches ``marker_dir/marker`` (a template)."""
+                  marker: str = "{{ labels.instance }}.marker",
+                  trace: Path | None = None) -> None:
+    """A runbook for the test alerts that touches ``marker_dir/marker`` (a template);
+    with ``trace``, each touch appends a line there (``touch <target> <pid>``)."""
+    traced = f', trace: "{trace}"' if trace else ""
     env.runbook(name, f"""
         match:
           - alertname="test-alert"
@@ -82,7 +85,7 @@ def touch_runbook(env, marker_dir: Path, name: str = "touchy",
         strategies:
           - name: touch
             action: test.touch
-            with: {{path: "{marker_dir}/{marker}"}}
+            with: {{path: "{marker_dir}/{marker}"{traced}}}
     """)
 
 

@@ -491,24 +491,25 @@ def test_readyz_needs_a_live_worker(service):
     assert answer.status_code == 503 and "heartbeat" in answer.json["reasons"][0]
 
 
-def test_metrics_are_open_and_read_the_store(service):
+def test_metrics_need_a_metrics_or_operator_credential_and_read_the_store(service):
     service.post_alerts(fixture("01_promgen_firing_2alerts.json"))
-    answer = service.client.get("/metrics")
+    assert service.client.get("/metrics").status_code == 401
+    assert service.client.get("/metrics", headers=HOOK).status_code == 403
+    answer = service.client.get("/metrics", headers=AS_ALICE)
     assert answer.status_code == 200
     assert answer.content_type.startswith("text/plain")
     text = answer.get_data(as_text=True)
     assert "infra_recovery_store_up 1.0" in text
     assert "infra_recovery_intake_queue_depth 2.0" in text
-
-
-def test_metrics_can_require_an_operator(engine_env):
-    engine_env.write_config(webhook="{metrics_auth: true}")
-    service = Service(load_config(engine_env.config_path))
-    assert service.client.get("/metrics").status_code == 401
-    assert service.client.get("/metrics", headers=HOOK).status_code == 403
-    answer = service.client.get("/metrics", headers=AS_ALICE)
-    assert answer.status_code == 200 and b"infra_recovery_store_up" in answer.data
     assert service.client.get("/healthz").status_code == 200   # never behind auth
+
+
+def test_metrics_can_be_opened_on_purpose(engine_env):
+    engine_env.write_config(webhook="{metrics_auth: false}")
+    service = Service(load_config(engine_env.config_path))
+    answer = service.client.get("/metrics")
+    assert answer.status_code == 200 and b"infra_recovery_store_up" in answer.data
+    assert service.client.get("/api/v1/status").status_code == 401   # nothing else opens
 
 
 # -- the operators' API ---------------------------------------------------------------------

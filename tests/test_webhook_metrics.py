@@ -91,7 +91,7 @@ def test_every_answer_of_the_webhook_is_counted_by_code_and_result(app_service):
     assert s.client.get("/api/v1/status", headers=AS_ALICE).status_code == 200
 
     for _ in range(2):                                  # a scrape changes nothing
-        families = scrape(s.client.get("/metrics").get_data(as_text=True))
+        families = scrape(s.client.get("/metrics", headers=AS_ALICE).get_data(as_text=True))
         assert codes(families) == {"200": 2, "400": 1, "401": 1, "403": 1, "413": 1,
                                    "500": 0, "503": 0}
         assert results(families) == {"accepted": 2, "duplicates": 1, "ignored": 1}
@@ -105,7 +105,7 @@ def test_a_store_down_is_counted_as_503(engine_env):
     s = Service(config, context=EngineContext(
         config, store=JournalDown(config.home / "recovery.db")))
     assert s.post_alerts(notification(good_alert("a"))).status_code == 503
-    families = scrape(s.client.get("/metrics").get_data(as_text=True))
+    families = scrape(s.client.get("/metrics", headers=AS_ALICE).get_data(as_text=True))
     assert codes(families)["503"] == 1 and codes(families)["200"] == 0
     assert results(families) == {"accepted": 0, "duplicates": 0, "ignored": 0}
 
@@ -114,8 +114,9 @@ def test_each_app_counts_its_own_answers_without_a_service(engine_env):
     config = load_config(engine_env.config_path)
     one, two = Service(config), Service(config)
     one.post_alerts(notification(good_alert("a")))
-    assert codes(scrape(one.client.get("/metrics").get_data(as_text=True)))["200"] == 1
-    assert codes(scrape(two.client.get("/metrics").get_data(as_text=True)))["200"] == 0
+    for app, answered in ((one, 1), (two, 0)):
+        text = app.client.get("/metrics", headers=AS_ALICE).get_data(as_text=True)
+        assert codes(scrape(text))["200"] == answered
 
 
 def test_the_cli_exposition_has_no_webhook_families(engine_env):
@@ -218,7 +219,8 @@ def per_process(directory: Path) -> dict[int, float]:
 
 def assert_scrapes(s: Served, expect_codes: dict, expect_results: dict, times: int = 8):
     for _ in range(times):      # a connection each: any worker may answer
-        answer = httpx.get(s.url + "/metrics", timeout=10)
+        answer = httpx.get(s.url + "/metrics", timeout=10, headers={   # its first start's
+            "Authorization": f"Bearer {(s.home / 'metrics.token').read_text().strip()}"})
         assert answer.status_code == 200
         families = scrape(answer.text)
         assert codes(families) == expect_codes

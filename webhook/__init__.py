@@ -4,19 +4,24 @@
 state, tests build one per case). What it serves with (the ``EngineContext``, the
 ``Credentials``) sits on ``app.extensions``. One blueprint per concern:
 
-- ``webhook.alerts``: ``POST /api/v1/alerts`` (the webhook token only)
-- ``webhook.api``: the rest of ``/api/v1`` (a named operator token)
-- ``webhook.health``: ``/healthz``, ``/readyz``, ``/metrics``
+- ``webhook.alerts``: ``POST /api/v1/alerts`` (the ``webhook`` role only)
+- ``webhook.api``: the rest of ``/api/v1`` (the ``operator`` role)
+- ``webhook.health``: ``/healthz``, ``/readyz`` (open), ``/metrics`` (``metrics`` or
+  ``operator``)
 - ``webhook.request_metrics``: counts the answers of ``POST /api/v1/alerts`` (hooks on the
   ``alerts`` blueprint only), shown by ``/metrics``
+
+Every route states its access (``webhook.auth.requires``); the roles that grant it are
+one table (``engine.roles``).
 
 Every answer is JSON, errors included: never an HTML page, never a stack trace (a 500
 says only that something went wrong; the log has the rest). A production WSGI server
 serves it (``recovery serve``); this package never runs a server itself.
 
 Settings under ``webhook:`` in ``recovery.yml`` read here: ``max_body_bytes`` (4 MiB),
-``ready_heartbeat_age`` (30 s), ``metrics_auth`` (false), ``repeat_signal_after`` (60 s:
-a firing alert repeated after that long is journaled again, a signal that it still fires),
+``ready_heartbeat_age`` (30 s), ``metrics_auth`` (true: ``/metrics`` needs a credential of
+the ``metrics`` or ``operator`` role), ``repeat_signal_after`` (60 s: a firing alert
+repeated after that long is journaled again, a signal that it still fires),
 ``store_wait`` (5 s: how long a notification waits for the store before its 503, so
 Alertmanager retries rather than times out).
 """
@@ -88,7 +93,7 @@ def webhook_settings(config: Config) -> dict[str, Any]:
         age = parse_duration(raw.get("ready_heartbeat_age", 30))
     except ValueError as exc:
         raise ConfigError(f"{where}.ready_heartbeat_age: {exc}") from exc
-    metrics_auth = raw.get("metrics_auth", False)
+    metrics_auth = raw.get("metrics_auth", True)
     if not isinstance(metrics_auth, bool):
         raise ConfigError(f"{where}.metrics_auth: true or false")
     try:

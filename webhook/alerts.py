@@ -5,7 +5,8 @@ accepts: the alerts are committed to the store's intake queue (deduplicated on
 fingerprint, startsAt, status) *before* the 200; the workers take them from there. It
 never runs a remediation. Answers (DESIGN.md): 200 ``{"accepted", "duplicates",
 "ignored"}``; 400 with the reason for a body that is not a notification at all; 401
-without the webhook token (403 for an operator token: it may not post alerts); 413 over
+without the webhook token (403 for a credential of another role: only ``webhook`` posts
+alerts); 413 over
 ``webhook.max_body_bytes`` (refused on its Content-Length, before the body is read); 503
 when the store is down, which Alertmanager retries.
 """
@@ -18,8 +19,9 @@ from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from engine.alerts import printable
+from engine.roles import Access
 from engine.store.base import StoreUnavailable
-from webhook.auth import require_webhook_token
+from webhook.auth import requires
 from webhook.notification import MAX_ALERTS, NotANotification, parse_notification
 from webhook.state import state
 
@@ -29,7 +31,7 @@ bp = Blueprint("alerts", __name__)
 
 
 @bp.post("/api/v1/alerts")
-@require_webhook_token
+@requires(Access.POST_ALERTS)
 def receive_alerts():
     body = read_body()
     try:

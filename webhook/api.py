@@ -1,5 +1,7 @@
-"""The operators' HTTP API: ``/api/v1/*`` but the webhook, each route needing a named
-operator token (``g.operator``, so a decision records who).
+"""The operators' HTTP API: ``/api/v1/*`` but the webhook. Each route states its access
+(engine.roles): reading (``status``, ``degraded``, ``runs``, ``approvals``) needs
+``Access.READ``, a decision (approve, reject, acknowledge, reload) ``Access.OPERATE``;
+today the ``operator`` role holds both. ``g.operator`` names who, for the record.
 
 The same answers as the CLI, from the same functions: ``status`` is
 ``engine.reports.status_report``, ``degraded`` is ``engine.reports.degraded_modes``, a run
@@ -35,7 +37,8 @@ from engine.exhaustion import AckRefused, UnknownIncident, acknowledge
 from engine.lifecycle import RunStatus
 from engine.loaded_set import reload_set
 from engine.reports import degraded_modes, status_report
-from webhook.auth import require_operator
+from engine.roles import Access
+from webhook.auth import requires
 from webhook.state import context_in_force, state
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -70,7 +73,7 @@ def _unpin(exc: BaseException | None) -> None:
 
 
 @bp.post("/reload")
-@require_operator
+@requires(Access.OPERATE)
 def reload():
     ctx = state().context
     done = reload_set(ctx, g.operator)
@@ -83,13 +86,13 @@ def reload():
 
 
 @bp.get("/status")
-@require_operator
+@requires(Access.READ)
 def get_status():
     return jsonify(status_report(state().context))
 
 
 @bp.get("/degraded")
-@require_operator
+@requires(Access.READ)
 def get_degraded():
     ctx = state().context
     problems = []
@@ -104,7 +107,7 @@ def get_degraded():
 
 
 @bp.get("/runs")
-@require_operator
+@requires(Access.READ)
 def list_runs():
     args = request.args
     status = args.get("status") or None
@@ -123,7 +126,7 @@ def list_runs():
 
 
 @bp.get("/runs/<run_id>")
-@require_operator
+@requires(Access.READ)
 def get_run(run_id: str):
     ctx = state().context
     if not _RUN_ID.fullmatch(run_id):
@@ -139,7 +142,7 @@ def get_run(run_id: str):
 
 
 @bp.get("/approvals")
-@require_operator
+@requires(Access.READ)
 def list_approvals():
     wanted = request.args.get("status") or "pending"
     known = ("pending", "approved", "rejected", "expired", "canceled", "all")
@@ -150,7 +153,7 @@ def list_approvals():
 
 
 @bp.post("/approvals/<run_id>")
-@require_operator
+@requires(Access.OPERATE)
 def decide(run_id: str):
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
@@ -181,7 +184,7 @@ def decide(run_id: str):
 
 
 @bp.post("/incidents/<incident_id>/ack")
-@require_operator
+@requires(Access.OPERATE)
 def acknowledge_incident(incident_id: str):
     """``recovery ack``: the exhausted alert of this incident resolves, recorded with who."""
     if not _RUN_ID.fullmatch(incident_id):

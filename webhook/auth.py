@@ -1,10 +1,13 @@
-"""Who may call what: the webhook token posts alerts, named operators do the rest.
+"""Who may call what: every route states the one access it needs; a credential's role
+(engine.roles) grants it or not.
 
-``require_webhook_token`` lets only the webhook token through (an operator token is
-refused with 403: it is a credential, just not this one). ``require_operator`` lets only a
-named operator through and puts the name on ``flask.g.operator`` for the record; the
-webhook token gets a 403 there, anything else a 401 with a ``WWW-Authenticate`` challenge.
-The comparisons themselves (constant time) live in ``engine.credentials``.
+``requires(access)`` wraps a view: without credentials (or with ones that match none)
+the answer is a 401 with a ``WWW-Authenticate`` challenge; a valid credential whose role
+does not grant the access gets a 403 that names its role and the roles that would do;
+otherwise the view runs with ``flask.g.credential`` set and ``flask.g.operator`` holding
+its name, for the record. ``requires(Access.OPEN)`` states that a route needs nothing.
+``access_of(view)`` reads the statement back (the tests check every route has one). The
+comparisons themselves (constant time) live in ``engine.credentials``.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from typing import Any, TypeVar
 
 from flask import Response, g, jsonify, request
 
+from engine.roles import Access, allows, roles_for
 from webhook.state import state
 
 F = TypeVar("F", bound=Callable[..., Any])
 REALM = "infra-recovery"
+_ACCESS = "required_access"
 
 
 def unauthorized(reason: str) -> Response:
@@ -35,49 +40,49 @@ def forbidden(reason: str) -> Response:
     return response
 
 
-def operator_refusal() -> Response | None:
-    """None when a named operator is calling (``g.operator`` set), else the answer to give."""
-    creds = state().credentials
+def refusal(access: Access) -> Response | None:
+    """None when the request's credential may do ``access`` (``g.credential`` and
+    ``g.operator`` then set), else the answer to give."""
+    if access is Access.OPEN or (access is Access.READ_METRICS
+                                 and not state().settings.get("metrics_auth", True)):
+        return None                  # webhook.metrics_auth: false opens /metrics
     header = request.headers.get("Authorization")
-    name = creds.operator(header)
-    if name is not None:
-        g.operator = name
-        return None
-    if creds.webhook_ok(header):
-        return forbidden("the webhook token can only post alerts: use an operator token")
-    if not header:
-        return unauthorized("credentials required: an operator token (Bearer, or basic auth "
-                            "with the operator's name)")
-    return unauthorized("invalid credentials")
+    credential = state().credentials.identify(header)
+    needed = " or ".join(_token_of(role) for role in roles_for(access))
+    if credential is None:
+        if header:
+            return unauthorized("invalid credentials")
+        return unauthorized(f"credentials required: {needed} (Bearer, or basic auth: "
+                            "the token as the password, a named token's name as the user)")
+    if not allows(credential.role, access):
+        who = ("the webhook token can only post alerts: it" if credential.role == "webhook"
+               else f"{credential.name!r} (role {credential.role})")
+        return forbidden(f"{who} may not {access.value}: that takes {needed}")
+    g.credential = credential
+    g.operator = credential.name
+    return None
 
 
-def webhook_refusal() -> Response | None:
-    """None when the webhook token is presented, else the answer to give."""
-    creds = state().credentials
-    header = request.headers.get("Authorization")
-    if creds.webhook_ok(header):
-        return None
-    if not header:
-        return unauthorized("credentials required: the webhook token (Bearer, or as the "
-                            "basic-auth password)")
-    if creds.operator(header) is not None:
-        return forbidden("only the webhook token may post alerts")
-    return unauthorized("invalid credentials")
+def _token_of(role: str) -> str:
+    if role == "webhook":
+        return "the webhook token"
+    return f"{'an' if role[0] in 'aeiou' else 'a'} {role} token"
 
 
-def require_webhook_token(view: F) -> F:
-    @functools.wraps(view)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        refusal = webhook_refusal()
-        return refusal if refusal is not None else view(*args, **kwargs)
+def requires(access: Access) -> Callable[[F], F]:
+    """The route needs a credential whose role grants ``access`` (OPEN: none)."""
+    def wrap(view: F) -> F:
+        @functools.wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            refused = refusal(access)
+            return refused if refused is not None else view(*args, **kwargs)
 
-    return wrapped  # type: ignore[return-value]
+        setattr(wrapped, _ACCESS, access)
+        return wrapped  # type: ignore[return-value]
+
+    return wrap
 
 
-def require_operator(view: F) -> F:
-    @functools.wraps(view)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        refusal = operator_refusal()
-        return refusal if refusal is not None else view(*args, **kwargs)
-
-    return wrapped  # type: ignore[return-value]
+def access_of(view: Callable[..., Any]) -> Access | None:
+    """The access a view stated with ``requires``; None when it stated none."""
+    return getattr(view, _ACCESS, None)

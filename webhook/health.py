@@ -1,14 +1,18 @@
-"""``/healthz``, ``/readyz`` and ``/metrics``: open routes (``/metrics`` configurably not).
+"""``/healthz``, ``/readyz`` (open routes) and ``/metrics`` (a credential by default).
 
 - ``/healthz``: the process answers. Always 200; a load balancer restarts what fails it.
-- ``/readyz``: this instance can do its job: the store answers and a worker has reported
-  within ``webhook.ready_heartbeat_age`` seconds (30 by default). Otherwise 503 with the
+- ``/readyz``: this instance can do its job: the store can be written now (a real write,
+  a success reused for 2 s: webhook.write_probe; a full disk, a database file made
+  read-only or deleted under the service is not ready) and a worker has reported within
+  ``webhook.ready_heartbeat_age`` seconds (30 by default). Otherwise 503 with the
   reasons, so a proxy sends Alertmanager elsewhere. A journaled alert is never lost while
   workers are down, only delayed; readiness says the delay has started.
 - ``/metrics``: the Prometheus text of ``engine.metrics`` (read from the store, so every
   process shows the same numbers) and the webhook's request counters
   (``webhook.request_metrics``: under ``recovery serve`` the sum over every http worker).
-  Open, unless ``webhook.metrics_auth`` is true; then an operator token is required.
+  It names inventory hosts, components and degraded modes, so it needs a credential that
+  may read it (``Access.READ_METRICS``: the ``metrics`` role, which can do nothing else,
+  or an operator), unless ``webhook.metrics_auth`` is false.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from engine.metrics import HEARTBEAT_KEY, render_text, youngest_heartbeat
+from engine.roles import Access
 from engine.store.base import StoreUnavailable
 from webhook import request_metrics
-from webhook.auth import operator_refusal
+from webhook.auth import requires
 from webhook.state import context_in_force, state
 
 log = logging.getLogger(__name__)
@@ -32,11 +37,13 @@ DEFAULT_HEARTBEAT_AGE = 30.0
 
 
 @bp.get("/healthz")
+@requires(Access.OPEN)
 def healthz():
     return jsonify(ok=True)
 
 
 @bp.get("/readyz")
+@requires(Access.OPEN)
 def readyz():
     ctx = state().context
     max_age = state().settings.get("ready_heartbeat_age", DEFAULT_HEARTBEAT_AGE)
@@ -46,7 +53,7 @@ def readyz():
     try:
         # Writable, within what a notification would wait: a writer stuck on the store
         # makes alerts 503, so this instance is not ready either.
-        ctx.store.ping(write=True, wait=state().settings.get("store_wait", 5.0))
+        state().write_probe.check(ctx.store, state().settings.get("store_wait", 5.0))
         beats = ctx.store.get_value(HEARTBEAT_KEY)
     except StoreUnavailable as exc:   # the details go to the log: this route is open
         log.warning("readyz: store unavailable: %s", exc)
@@ -68,11 +75,8 @@ def readyz():
 
 
 @bp.get("/metrics")
+@requires(Access.READ_METRICS)
 def metrics():
-    if state().settings.get("metrics_auth"):
-        refusal = operator_refusal()
-        if refusal is not None:
-            return refusal
     text = render_text(context_in_force(), *request_metrics.collectors(current_app))
     return Response(text, mimetype=None,
                     content_type=CONTENT_TYPE_LATEST)

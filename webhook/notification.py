@@ -11,6 +11,13 @@ Shapes accepted: version 4 and 3, and the older ones without ``version``; an ale
 without ``status`` takes the notification's; an empty or missing ``fingerprint`` falls
 back to a hash of the sorted labels; unknown keys are ignored. Reasons never quote a
 label value (they are logged), only label names, shortened.
+
+Everything kept is storable (``engine.alerts.unstorable``: bounded, no lone UTF-16
+surrogate), so the worker never drops an alert the webhook answered 200 for: a
+top-level field the engine keeps (``receiver``, ``groupKey``, ``externalURL``, and
+``status``, the alerts' fallback) that is not is a ``NotANotification``; an alert field
+(``status``, ``fingerprint``, ``startsAt``, ``endsAt``, ``generatorURL``, label and
+annotation names and values) that is not is a ``BadAlert``.
 """
 
 from __future__ import annotations
@@ -21,12 +28,20 @@ from typing import Any
 
 import jsonschema
 
-from engine.alerts import FIRING, RESOLVED, Alert, fingerprint_of, normalize_time
+from engine.alerts import (
+    FIRING,
+    MAX_TEXT,
+    RESOLVED,
+    Alert,
+    fingerprint_of,
+    normalize_time,
+    unstorable,
+)
 
 MAX_FINGERPRINT = 256
 MAX_ALERTS = 2000          # per notification: more are ignored (counted, with the reason)
 MAX_LABELS = 100           # per alert
-MAX_VALUE = 16384          # characters in one label or annotation value
+MAX_VALUE = MAX_TEXT       # characters in any kept string (label, annotation, URL...)
 _STATUSES = (FIRING, RESOLVED)
 _STRING_MAP = {"type": ["object", "null"], "additionalProperties": {"type": "string"}}
 
@@ -90,6 +105,11 @@ def parse_notification(body: bytes | str) -> Parsed:
             where = "/".join(str(p) for p in error.absolute_path) or "top level"
             raise NotANotification(f"not an Alertmanager notification: {where}: "
                                    f"{_short(error.message)}")
+    for key in _KEPT_STRINGS:
+        value = data.get(key)
+        why = unstorable(value, MAX_VALUE) if isinstance(value, str) else None
+        if why is not None:
+            raise NotANotification(f"not an Alertmanager notification: {key} {why}")
     common = {
         "receiver": data.get("receiver") or "",
         "external_url": data.get("externalURL") or "",
@@ -109,6 +129,7 @@ def parse_notification(body: bytes | str) -> Parsed:
 
 
 _OPTIONAL_STRINGS = ("status", "receiver", "groupKey", "externalURL")
+_KEPT_STRINGS = _OPTIONAL_STRINGS   # each alert keeps them (status: as its fallback)
 _STRING_MAPS = ("groupLabels", "commonLabels", "commonAnnotations")
 
 
@@ -149,11 +170,9 @@ def parse_alert(raw: Any, *, fallback_status: Any = None, receiver: str = "",
         raise BadAlert("labels are missing or empty")
     if len(labels) > MAX_LABELS:
         raise BadAlert(f"more than {MAX_LABELS} labels")
-    for text in (*labels, *labels.values(), raw.get("fingerprint") or ""):
-        _storable(text)
+    _storable_map(labels, "label")
     annotations = _string_map(raw.get("annotations"), "annotations")
-    for text in (*annotations, *annotations.values()):
-        _storable(text)
+    _storable_map(annotations, "annotation")
 
     status = raw.get("status")
     if status in (None, ""):
@@ -168,11 +187,13 @@ def parse_alert(raw: Any, *, fallback_status: Any = None, receiver: str = "",
     fingerprint = raw.get("fingerprint")
     if fingerprint is not None and not isinstance(fingerprint, str):
         raise BadAlert(f"fingerprint must be a string, not a {_kind(fingerprint)}")
-    if fingerprint and len(fingerprint) > MAX_FINGERPRINT:
-        raise BadAlert(f"fingerprint longer than {MAX_FINGERPRINT} characters")
+    if fingerprint:
+        _storable(fingerprint, "fingerprint", MAX_FINGERPRINT)
     generator = raw.get("generatorURL")
     if generator is not None and not isinstance(generator, str):
         raise BadAlert(f"generatorURL must be a string, not a {_kind(generator)}")
+    if generator:
+        _storable(generator, "generatorURL")
     return Alert(
         status=status,
         labels=labels,
@@ -215,16 +236,21 @@ def _time(raw: dict[str, Any], key: str) -> str | None:
         raise BadAlert(f"{key} is not an RFC 3339 time: {_short(repr(value))}") from None
 
 
-def _storable(text: Any) -> None:
-    """Bounded, and text the store can write (no lone surrogates from a JSON escape)."""
-    if not isinstance(text, str):
-        return
-    if len(text) > MAX_VALUE:
-        raise BadAlert(f"a label or value longer than {MAX_VALUE} characters")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadAlert("a label or value is not valid Unicode text") from None
+def _storable_map(values: dict[str, str], what: str) -> None:
+    for name, value in values.items():   # words only for a refusal: this is the hot path
+        why = unstorable(name, MAX_VALUE)
+        if why is not None:
+            raise BadAlert(f"a {what} name {why}")
+        why = unstorable(value, MAX_VALUE)
+        if why is not None:
+            raise BadAlert(f"the value of {what} {_short(repr(name), 40)} {why}")
+
+
+def _storable(text: str, what: str, limit: int = MAX_VALUE) -> None:
+    """``BadAlert`` unless the store can keep ``text`` (engine.alerts.unstorable)."""
+    why = unstorable(text, limit)
+    if why is not None:
+        raise BadAlert(f"{what} {why}")
 
 
 def _kind(value: Any) -> str:

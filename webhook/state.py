@@ -12,6 +12,7 @@ from engine.config import Config
 from engine.context import EngineContext
 from engine.credentials import Credentials
 from engine.store.base import StoreUnavailable
+from webhook.write_probe import WriteProbe
 
 EXTENSION = "infra_recovery"
 log = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ class WebhookState:
     context: EngineContext
     credentials: Credentials
     settings: dict[str, Any] = field(default_factory=dict)   # checked `webhook:` keys
+    write_probe: WriteProbe = field(default_factory=WriteProbe)   # for /readyz
 
 
 def attach(app: Flask, state: WebhookState) -> None:

@@ -24,6 +24,7 @@ from engine.cli import (
     serve,
     status,
     switches,
+    token,
     validate,
 )
 from engine.cli.common import FAILED, OK, USAGE, CliError, build_context, housekeeping
@@ -39,7 +40,8 @@ unknown target). Every listing command takes --json (machine output only on stdo
 The operator recorded for approvals, switches and manual runs is --as NAME, else
 RECOVERY_OPERATOR, else cli:$USER.
 """
-MODULES = (recover, plan, history, approvals, ack, switches, status, validate, reload, serve)
+MODULES = (recover, plan, history, approvals, ack, switches, status, validate, reload, serve,
+           token)
 
 
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:

@@ -90,14 +90,19 @@ def build_context(args: argparse.Namespace) -> EngineContext:
 def housekeeping(ctx: EngineContext) -> None:
     """What a worker would do, done by every command where no service runs: expire
     unanswered approvals (so listings, status and metrics see them expired and their
-    incidents closed) and prune old artifacts (at most hourly, the last time is in the
-    store). Neither may break the command: a problem is one warning line on stderr."""
+    incidents closed), prune old artifacts (at most hourly, the last time is in the
+    store) and remove the private data dirs of runs whose process died (secrets in clear:
+    engine.executors.private_dirs). None may break the command: a problem is one warning
+    line on stderr."""
     from engine.approvals import expire_due
     from engine.cli.output import err
+    from engine.executors.private_dirs import sweep
     from engine.retention import prune_if_due
 
     for what, chore in (("expiring approvals", expire_due),
-                        ("pruning old artifacts", prune_if_due)):
+                        ("pruning old artifacts", prune_if_due),
+                        ("removing dead runs' private data dirs",
+                         lambda c: sweep(redactor=c.redactor))):
         try:
             chore(ctx)
         except Exception as exc:  # noqa: BLE001 - housekeeping never breaks a command

@@ -114,7 +114,8 @@ def cmd_history(ctx: EngineContext, args: argparse.Namespace) -> int:
         ("TOOK", lambda r: span(r.duration) if r.duration is not None else ""),
         ("TRIGGER", lambda r: r.trigger),
         ("BY", lambda r: _who(r)),
-        ("REASON", lambda r: readable_reason(r.reason)),
+        ("REASON", lambda r: f"{r.count}x (the first:) {readable_reason(r.reason)}"
+         if r.count > 1 else readable_reason(r.reason)),
     ], empty="no runs"))
     return OK
 
@@ -273,6 +274,7 @@ def _print_record(record: Any, run_json: dict[str, Any]) -> None:
          else None),
         ("reason", merged.get("reason")),
         ("fingerprint", merged.get("fingerprint")),
+        ("counted", _counted(merged)),
         ("runbook sha256", merged.get("runbook_sha256")),
         ("playbook sha256", merged.get("playbook_sha256")),
     ]
@@ -292,6 +294,17 @@ def _print_record(record: Any, run_json: dict[str, Any]) -> None:
             f"{_when(a.get('decided_at'), t)}" + (f": {a['reason']}" if a.get("reason") else ""))
     if run_json.get("result"):
         out("  result: " + json.dumps(run_json["result"], default=str))
+
+
+def _counted(record: dict[str, Any]) -> str | None:
+    """A refusal record that stands for several (engine.refusals): how many, which."""
+    count = record.get("count") or 1
+    if count <= 1:
+        return None
+    listed = record.get("fingerprints") or []
+    more = f" (the first {len(listed)} listed)" if len(listed) < count else ""
+    return (f"{count} refusals of this minute, the first's fields above; fingerprints"
+            f"{more}: {', '.join(listed) or '-'}")
 
 
 def _when(ts: Any, t: float) -> str | None:

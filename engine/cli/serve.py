@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 def cmd_serve(ctx: EngineContext, args: argparse.Namespace) -> int:
     from engine.config import ConfigError
     from engine.credentials import load_credentials
-    from engine.service import Service, ServiceError, ServiceSettings
+    from engine.service import Service, ServiceError, ServiceSettings, root_warning
 
     try:
         settings = ServiceSettings.from_config(ctx.config, bind=args.bind, workers=args.workers,
@@ -63,6 +63,9 @@ def cmd_serve(ctx: EngineContext, args: argparse.Namespace) -> int:
     for handler in logging.getLogger().handlers:  # a service's log lines say when
         handler.setFormatter(logging.Formatter(
             f"%(asctime)s recovery-serve[{os.getpid()}] %(levelname)s %(name)s: %(message)s"))
+    warning = root_warning(os.geteuid())
+    if warning:
+        logging.getLogger("engine.service").warning("%s", warning)
     return Service(ctx.config, settings, log_level=level).run()
 
 
@@ -94,50 +97,77 @@ def _cli(home) -> str:
 
 
 def first_start(settings, generated: dict[str, str], home) -> str:
-    """What the first start prints, once: the tokens it just generated (and only those),
-    a receiver for alertmanager.yml, and what to try next."""
-    from engine.credentials import OPERATOR_TOKEN_FILE, WEBHOOK_TOKEN_FILE
+    """What a start that generated credentials prints, once: those tokens (and only
+    those), a receiver for alertmanager.yml and a scrape job for prometheus.yml for the
+    ones generated, and what to try next."""
+    from engine.credentials import METRICS_TOKEN_FILE, OPERATOR_TOKEN_FILE, WEBHOOK_TOKEN_FILE
 
     base = settings.url  # from this machine; Alertmanager reaches the proxy, if any
     if settings.host in ("0.0.0.0", "::"):
         base = base.replace("[::]", "[::1]", 1).replace("0.0.0.0", "127.0.0.1", 1)
+    scheme = "https" if settings.tls else "http"
     if settings.behind_tls_proxy:
-        url = "https://<your TLS proxy>/api/v1/alerts"
+        scheme, target = "https", "<your TLS proxy>"
+        url = f"https://{target}/api/v1/alerts"
     elif settings.host in ("0.0.0.0", "::"):   # every address: say which is for the reader
-        scheme = "https" if settings.tls else "http"
-        url = f"{scheme}://<this host's address>:{settings.port}/api/v1/alerts"
+        target = f"<this host's address>:{settings.port}"
+        url = f"{scheme}://{target}/api/v1/alerts"
     else:
-        url = f"{settings.url}/api/v1/alerts"
+        url, target = f"{settings.url}/api/v1/alerts", settings.bind
     webhook = generated.get("webhook")
     operator = generated.get("operator")
-    lines = ["recovery serve: first start: credentials generated. They are shown this once; "
-             f"they are kept (mode 0600) in {home}/."]
+    metrics = generated.get("metrics")
+    lines = ["recovery serve: " + ("first start: " if webhook else "")
+             + "credentials generated. They are shown this once; they are kept (mode "
+             f"0600) in {home}/."]
     if webhook:
         lines += ["", f"  webhook token (Alertmanager; it can only post alerts; "
                   f"{WEBHOOK_TOKEN_FILE}):", f"    {webhook}"]
     if operator:
         lines += ["", f"  operator token (operator \"operator\", for /api/v1/*; "
                   f"{OPERATOR_TOKEN_FILE}):", f"    {operator}"]
+    if metrics:
+        lines += ["", f"  metrics token (Prometheus; it can only read /metrics; "
+                  f"{METRICS_TOKEN_FILE}):", f"    {metrics}"]
+    if webhook or operator:
+        lines += [
+            "",
+            "Alertmanager receiver (alertmanager.yml, Alertmanager >= 0.22):",
+            "",
+            "receivers:",
+            "  - name: infra-recovery",
+            "    webhook_configs:",
+            f"      - url: {url}",
+            "        send_resolved: true",
+            "        http_config:",
+            "          authorization:",
+            "            type: Bearer",
+            f"            credentials: {webhook or '<the webhook token (RECOVERY_WEBHOOK_TOKEN)>'}",
+        ]
+    if metrics:
+        lines += [
+            "",
+            "Prometheus scrape job (prometheus.yml; /metrics needs a token: put it in a file "
+            "only Prometheus reads):",
+            "",
+            "scrape_configs:",
+            "  - job_name: infra-recovery",
+            f"    scheme: {scheme}",
+            "    static_configs:",
+            f"      - targets: [\"{target}\"]",
+            "    authorization:",
+            "      type: Bearer",
+            "      credentials_file: /etc/prometheus/recovery-metrics.token   # the metrics token",
+        ]
+    lines += ["", "Next:", f"  curl -s {base}/healthz",
+              f"  curl -s {base}/readyz                # 200 once an engine worker reports"]
+    if metrics:
+        lines.append(f"  curl -s -H 'Authorization: Bearer {metrics}' {base}/metrics")
     lines += [
-        "",
-        "Alertmanager receiver (alertmanager.yml, Alertmanager >= 0.22):",
-        "",
-        "receivers:",
-        "  - name: infra-recovery",
-        "    webhook_configs:",
-        f"      - url: {url}",
-        "        send_resolved: true",
-        "        http_config:",
-        "          authorization:",
-        "            type: Bearer",
-        f"            credentials: {webhook or '<the webhook token (RECOVERY_WEBHOOK_TOKEN)>'}",
-        "",
-        "Next:",
-        f"  curl -s {base}/healthz",
-        f"  curl -s {base}/readyz                # 200 once an engine worker reports",
         f"  {_cli(home)} status",
         f"  curl -s -H 'Authorization: Bearer {operator or '<an operator token>'}' "
         f"{base}/api/v1/status",
+        f"  {_cli(home)} token add NAME --role webhook|metrics|operator   # more tokens",
         "",
     ]
     return "\n".join(lines)

@@ -240,7 +240,7 @@ def _refused_while_off(ctx: EngineContext, args: argparse.Namespace, who: str, t
         covering = [s for s in still if s.covers(a.run.component, a.run.target)]
         if covering:
             out(f"note: {a.run.target} is still covered by {covering[0].scope()} "
-                f"({covering[0].id}): a replay of {alert_text(a.run.fingerprint)} is refused "
+                f"({covering[0].id}): a replay of {alert_text(a.fingerprint)} is refused "
                 "again")
     if not args.replay:
         flags = "".join(f" --{k} {v}" for k, v in (("component", component),
@@ -251,19 +251,18 @@ def _refused_while_off(ctx: EngineContext, args: argparse.Namespace, who: str, t
     if queued:
         ctx.store.add_event(AuditEvent(at=t, actor=who, action="replay", detail={
             "component": component, "target": target,
-            "replayed": [{"fingerprint": a.run.fingerprint, "refused_run": a.run.id}
+            "replayed": [{"fingerprint": a.fingerprint, "refused_run": a.run.id}
                          for a in queued]}))
     for a in found:
         if a in queued:
-            out(f"replayed {alert_text(a.alertname) or 'alert'} {alert_text(a.run.fingerprint)} on "
-                f"{a.run.target} "
-                f"(refused run {a.run.id}): queued in the intake for the service's workers "
-                "(where no service runs, it waits there until one starts)")
+            out(f"replayed {alert_text(a.alertname) or 'alert'} {alert_text(a.fingerprint)} "
+                f"on {a.run.target} (refused run {a.run.id}): queued in the intake for the "
+                "service's workers (where no service runs, it waits there until one starts)")
         elif a.firing:
-            out(f"not replayed {alert_text(a.run.fingerprint)}: already queued for refusal "
+            out(f"not replayed {alert_text(a.fingerprint)}: already queued for refusal "
                 f"{a.run.id}")
         else:
-            out(f"not replayed {alert_text(a.run.fingerprint)}: not known to fire (no delivery "
+            out(f"not replayed {alert_text(a.fingerprint)}: not known to fire (no delivery "
                 "kept)")
 
 

@@ -5,7 +5,9 @@ writable) and a unique ``ident``: a reused dir carries ``env/`` files (extravars
 ``--check``) into the next run and a reused ident mixes two runs' events. The private
 dir holds runner's own artifacts, including the ``command`` file with the whole
 child environment, and the extravars file; it is deleted once the run ends, whatever
-the way it ends. ``RECOVERY_HOME`` only ever receives redacted copies: each job event
+the way it ends, and named ``recovery-<run id>-<pid>`` so that, if this process is
+killed first, another one removes it (engine.executors.private_dirs). ``RECOVERY_HOME``
+only ever receives redacted copies: each job event
 as it arrives (so ``recovery show --follow`` sees a live run), then ``status`` and
 ``rc``. The ``command`` artifact is not copied; ``run.json`` records the command line
 and working directory, never the environment.
@@ -34,25 +36,29 @@ import json
 import logging
 import os
 import re
+import secrets
 import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import psutil
 import yaml
 from ansible_runner.config.runner import RunnerConfig
 from ansible_runner.runner import Runner
 
-from engine.artifacts import RunArtifacts
+from engine.artifacts import RunArtifacts, runner_event
 from engine.executors import StepResult
+from engine.executors.private_dirs import (
+    RUN_MARKER,
+    default_tmp_root,
+    kill_marked_processes,
+    make_private_dir,
+)
 from engine.lifecycle import RunStatus
 from engine.redaction import Redactor, is_secret_name
 
@@ -62,10 +68,6 @@ log = logging.getLogger(__name__)
 PEXPECT_TIMEOUT = 0.5
 SYNTAX_CHECK_TIMEOUT = 120.0
 MAX_REASON_MSG = 400
-# Every process of a run inherits this variable, so a cancel or timeout can find them all:
-# ansible-core 2.19 workers call setsid(), so runner's killpg() of ansible-playbook's
-# process group leaves the running task (and the pty it holds open) behind.
-RUN_MARKER = "RECOVERY_RUN_MARKER"
 
 _PLAYBOOK_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.ya?ml$")
 _HOST_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -136,14 +138,6 @@ def _no_pause_after_exit() -> None:
 
 
 _no_pause_after_exit()
-
-
-def default_tmp_root() -> Path | None:
-    """``/dev/shm`` when usable (the extravars file with secrets stays in memory)."""
-    shm = Path("/dev/shm")
-    if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK):
-        return shm
-    return None
 
 
 def check_extravars(extravars: Mapping[str, Any]) -> dict[str, Any]:
@@ -256,7 +250,7 @@ class AnsibleExecutor:
     def syntax_check(self, playbook: str) -> str | None:
         """``ansible-playbook --syntax-check``: None when the playbook parses, else the error."""
         path = self.resolve_playbook(playbook)
-        private = self._make_private_dir("syntax")
+        private = make_private_dir(self.tmp_root, f"syntax-{secrets.token_hex(4)}")
         try:
             env = self._scrub_env({**os.environ, **self._base_env(private)})
             try:
@@ -326,7 +320,7 @@ class AnsibleExecutor:
                                             "runner_status": "canceled", "limit": limit,
                                             "check": check})
 
-        private = self._make_private_dir(run_id)
+        private = make_private_dir(self.tmp_root, run_id, artifacts.path)
         try:
             outcome = self._run_in(
                 private, artifacts, redactor, path, limit, extravars_text,
@@ -354,13 +348,6 @@ class AnsibleExecutor:
         )
 
     # -- internals ---------------------------------------------------------------------
-    def _make_private_dir(self, run_id: str) -> Path:
-        root = self.tmp_root
-        if root is not None:
-            root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # mkdtemp creates the directory 0700 and fails rather than reuse one.
-        return Path(tempfile.mkdtemp(prefix=f"recovery-{run_id}-", dir=root))
-
     def _base_env(self, private: Path) -> dict[str, str]:
         """Settings for every ansible process of a run.
 
@@ -440,7 +427,7 @@ class AnsibleExecutor:
             suppress_env_files=True,
         )
         config.prepare()
-        marker = uuid.uuid4().hex
+        marker = private.name   # unique per run and process; the sweep finds it by name
         config.env = {**self._scrub_env(config.env), RUN_MARKER: marker}
         if config.command and config.command[0] == "ansible-playbook":
             config.command[:1] = ansible_playbook_command()
@@ -497,26 +484,6 @@ class _Stopper:
         return True
 
 
-def kill_marked_processes(name: str, value: str) -> int:
-    """SIGKILL every process of ours whose environment has ``name=value``; how many.
-
-    Two passes: a worker may fork a module between the first scan and its own death.
-    """
-    me = os.getpid()
-    killed = 0
-    for _ in range(2):
-        for proc in psutil.process_iter():
-            if proc.pid == me:
-                continue
-            try:
-                if proc.environ().get(name) == value:
-                    proc.kill()
-                    killed += 1
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                continue
-    return killed
-
-
 class _EventWatcher:
     """The runner ``event_handler``: copies each event, redacted, and keeps what decides.
 
@@ -536,11 +503,7 @@ class _EventWatcher:
 
     def __call__(self, event: dict[str, Any]) -> bool:
         try:
-            payload = dict(event)
-            payload["counter"] = self.base + int(event.get("counter") or 0)
-            if isinstance(payload.get("stdout"), str):  # the pty says \r\n
-                payload["stdout"] = payload["stdout"].replace("\r\n", "\n")
-            self.artifacts.write_raw_event(self.redactor.data(payload))
+            self.artifacts.write_raw_event(self.redactor.data(runner_event(event, self.base)))
             if event.get("event") in _OUTCOME_EVENTS:
                 self._note(event)
         except Exception:  # never let a bad event kill the run loop

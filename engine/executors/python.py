@@ -3,12 +3,15 @@
 An action runs on its own thread with a deadline. Python cannot stop a thread: on
 timeout the step is failed at once and the thread is left to finish (or hang) in
 the background, which the record says. Embedded actions with nothing registered
-in this process are `skipped`, never a success.
+in this process are `skipped`, never a success. An action's log line that cannot be
+written (a full disk) never stops the action halfway; the run's own record, written
+after it, says whether the run could be recorded.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import queue
 import threading
 import time
@@ -20,6 +23,8 @@ from engine.actions.registry import ActionRegistry, UnknownAction
 from engine.artifacts import RunArtifacts
 from engine.executors import StepResult
 from engine.lifecycle import RunStatus
+
+log = logging.getLogger(__name__)
 
 
 class StopSignal(threading.Event):
@@ -122,7 +127,14 @@ class PythonExecutor:
 
     def run(self, *, artifacts: RunArtifacts, action: str, ctx: ActionContext,
             check: bool = False, timeout: float | None = None) -> StepResult:
-        ctx.log = lambda message: artifacts.event("action_log", stdout=str(message))
+        def note(message: object) -> None:
+            try:
+                artifacts.event("action_log", stdout=str(message))
+            except OSError as exc:
+                log.warning("run %s: a log line of %s was not written: %s", artifacts.run_id,
+                            action, exc)
+
+        ctx.log = note
         artifacts.event("action_start", stdout=f"{'PLAN' if check else 'RUN'} {action} on "
                         f"{ctx.target}", action=action, target=ctx.target, check=check,
                         params=ctx.params)

@@ -1,4 +1,5 @@
-"""Does a person have to say yes first? (``approval: required``, or ``mode: approve``.)"""
+"""Does a person have to say yes first? (``approval: required``, ``mode: approve``, or a
+step that is not ``idempotent`` about to run again after it was interrupted.)"""
 
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ class ApprovalGate(Gate):
     name = "approval"
 
     def check(self, ctx: GateContext) -> Decision:
+        if ctx.after_interruption and not ctx.strategy.idempotent and not ctx.check_mode:
+            # Whatever approved its first run: running it twice is another decision.
+            return self.park(f"{ctx.strategy.name} on {ctx.target} is not idempotent and "
+                             f"may have done its work: {ctx.after_interruption}; approve "
+                             "to run it again")
         needed = ctx.strategy.approval or ctx.runbook.mode == Mode.APPROVE
         if not needed:
             return self.allow()

@@ -61,6 +61,9 @@ class GateContext:
     run_id: str | None = None
     lock_ttl: float = 30.0
     now: float = field(default_factory=time.time)
+    # This step's last run was interrupted and the target still fails its verify (why,
+    # in words): a step that is not idempotent is run again only once approved.
+    after_interruption: str | None = None
 
     @property
     def component(self) -> str:

@@ -132,6 +132,15 @@ class Store(ABC):
     def get_run(self, run_id: str) -> RunRecord | None: ...
 
     @abstractmethod
+    def add_refusal(self, run: RunRecord, key: str, *, max_fingerprints: int) -> RunRecord:
+        """Count the refusal ``run`` into the record of ``key`` (engine.refusals), at once:
+        the first of a key adds ``run`` (count 1); each next one adds 1 to its ``count``
+        and, while it has counted fewer than ``max_fingerprints``, lists its fingerprint
+        (once) and links its fingerprint and incident, so ``query_runs(fingerprint=...,
+        incident_id=...)`` finds the record. Returns the record as stored now: ``run.id``
+        is its id only when this call created it."""
+
+    @abstractmethod
     def query_runs(
         self,
         *,
@@ -143,7 +152,8 @@ class Store(ABC):
         fingerprint: str | None = None,
         limit: int | None = 100,
     ) -> list[RunRecord]:
-        """Newest first."""
+        """Newest first. By ``fingerprint`` or ``incident_id``: also the refusal records
+        that count that alert or incident among their linked ones (``add_refusal``)."""
 
     @abstractmethod
     def claim_queued_run(self, holder: str, now: float, lease: float) -> RunRecord | None:
@@ -344,8 +354,8 @@ class Store(ABC):
 
     @abstractmethod
     def ping(self, *, write: bool = False, wait: float | None = None) -> None:
-        """Raise StoreUnavailable if the store cannot be read (``write``: written, within
-        ``wait`` seconds)."""
+        """Raise StoreUnavailable if the store cannot be read (``write``: written now, by
+        a real write within ``wait`` seconds: an empty transaction proves nothing)."""
 
     def maintain(self) -> None:  # noqa: B027 - optional for backends
         """Housekeeping a worker runs between passes, off the path of any request."""

@@ -16,11 +16,20 @@ after which the store is unavailable (StoreUnavailable: a 503 for Alertmanager),
 a hang. Connections therefore run with SQLite's busy handler off (``busy_timeout=0``):
 reads retry the same way (``_read``), and code that runs statements on ``_conn()``
 outside ``_tx``/``_read`` must wrap them in ``_busy_handler()`` (as ``__init__`` does).
+
+The file itself (engine.store.database_file): only the constructor may create it, and not
+where a deleted one is still open or was saved from; every later connection opens the
+file that is there (``mode=rw``) and only while the path still names the file the store
+opened (device, inode), which every write transaction checks first. A file deleted or
+replaced under the store takes no more writes (StoreUnavailable, with what to do) and
+what the store still holds is saved beside it once, from a connection kept for that.
+``ping(write=True)`` writes a row for real: an empty transaction passes on a full disk.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -30,6 +39,7 @@ from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from engine.lifecycle import (
     RUN_TRANSITIONS,
@@ -58,12 +68,23 @@ from engine.store.base import (
     Store,
     StoreUnavailable,
 )
+from engine.store.database_file import (
+    HOWTO,
+    FileIdentity,
+    lost,
+    refusal_to_create,
+    rescued_path,
+    save_copy,
+    unwritable,
+)
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 WAL_AUTOCHECKPOINT_PAGES = 10000   # ~40 MB of WAL at most where no worker checkpoints
 BUSY_FIRST_SLEEP = 0.0002   # s: the first retry of a write lock another process holds
 BUSY_MAX_SLEEP = 0.001      # s: retries double up to this (SQLite's own: 1 ms to 100 ms)
 SQLITE_BUSY = 5
+SAVE_RETRY = 60.0           # s between attempts to save a lost database file's copy
 _ROWS_PER_INSERT = 300      # rows in one multi-row INSERT (3 values each: < 999 variables)
 
 # One writer lock per database file and process (see the module's docstring), reentrant
@@ -106,7 +127,7 @@ CREATE TABLE IF NOT EXISTS incidents (
     labels TEXT, opened_at REAL, updated_at REAL, closed_at REAL, reason TEXT,
     next_try_at REAL, step INTEGER, only_strategy TEXT, forced INTEGER, approved_step INTEGER,
     approved_by TEXT, attempt_id TEXT, attempts INTEGER, verify_until REAL,
-    open_key TEXT UNIQUE, starts_at TEXT, held_by TEXT
+    open_key TEXT UNIQUE, starts_at TEXT, held_by TEXT, interrupted_run TEXT
 );
 CREATE INDEX IF NOT EXISTS incidents_due ON incidents(state, next_try_at);
 CREATE INDEX IF NOT EXISTS incidents_opened ON incidents(opened_at);
@@ -116,13 +137,18 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at REAL, finished_at REAL, check_mode INTEGER, fingerprint TEXT,
     requested_by TEXT, approved_by TEXT, forced INTEGER, reason TEXT,
     runbook_sha256 TEXT, playbook_sha256 TEXT,
-    heartbeat_at REAL, claimed_by TEXT, claimed_until REAL, gate TEXT
+    heartbeat_at REAL, claimed_by TEXT, claimed_until REAL, gate TEXT,
+    count INTEGER, fingerprints TEXT, refusal_key TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
 CREATE INDEX IF NOT EXISTS runs_component ON runs(component, started_at);
 CREATE INDEX IF NOT EXISTS runs_incident ON runs(incident_id);
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
 CREATE INDEX IF NOT EXISTS runs_fingerprint ON runs(fingerprint, started_at);
+CREATE TABLE IF NOT EXISTS refusal_members (run_id TEXT, fingerprint TEXT, incident_id TEXT);
+CREATE INDEX IF NOT EXISTS refusal_members_run ON refusal_members(run_id);
+CREATE INDEX IF NOT EXISTS refusal_members_fingerprint ON refusal_members(fingerprint);
+CREATE INDEX IF NOT EXISTS refusal_members_incident ON refusal_members(incident_id);
 CREATE TABLE IF NOT EXISTS attempts (
     id TEXT PRIMARY KEY, incident_id TEXT, runbook TEXT, target TEXT,
     started_at REAL, finished_at REAL, outcome TEXT
@@ -228,6 +254,7 @@ WHERE newest = 1 ORDER BY id
 _NEW_REQUEST = "trigger = ?, requested_by = ?, forced = 0, only_strategy = NULL"
 
 _JSON_FIELDS = {"labels", "plan", "detail", "payload"}
+_JSON_LISTS = {"fingerprints"}
 _BOOL_FIELDS = {"check_mode", "forced", "manual"}
 
 
@@ -240,6 +267,10 @@ def _row_to(cls: type[T], row: sqlite3.Row) -> T:
         value = row[f.name]
         if f.name in _JSON_FIELDS:
             value = json.loads(value) if value else {}
+        elif f.name in _JSON_LISTS:
+            value = json.loads(value) if value else []
+        elif f.name == "count" and cls is RunRecord:
+            value = 1 if value is None else value   # a row from before counts existed
         elif f.name in _BOOL_FIELDS:
             value = bool(value)
         elif f.name == "state":
@@ -255,6 +286,8 @@ def _row_to(cls: type[T], row: sqlite3.Row) -> T:
 def _to_column(name: str, value: Any) -> Any:
     if name in _JSON_FIELDS:
         return json.dumps(value or {})
+    if name in _JSON_LISTS:
+        return json.dumps(list(value or []))
     if isinstance(value, (IncidentState, RunStatus, AttemptOutcome)):
         return value.value
     if isinstance(value, bool):
@@ -385,31 +418,53 @@ class SQLiteStore(Store):
         self._local = threading.local()
         self._write_lock = _write_lock(self.path)
         self._intake_group = _GroupCommit()
+        self._identity: FileIdentity | None = None   # the file opened (None: in memory)
+        self._keeper: sqlite3.Connection | None = None   # saves it if it is lost
+        self._lost_lock = threading.Lock()
+        self._lost_reason: str | None = None      # once lost: why writes are refused
+        self._saved = False                       # ... and whether its copy is saved
+        self._save_tried = 0.0
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            refusal = None if os.path.exists(self.path) else refusal_to_create(self.path)
+            if refusal is not None:
+                raise StoreUnavailable(refusal)
         try:
             with self._busy_handler():   # writes outside _tx: SQLite's busy handler on
                 self._conn().executescript(SCHEMA)  # commits by itself: not inside _tx
                 self._migrate()
+            if self.path != ":memory:":
+                os.chmod(self.path, 0o600)
+                self._identity = FileIdentity.of(self.path)
+                self._keeper = self._connect()
+                self._keeper.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+                self._keeper.execute("SELECT 1 FROM kv LIMIT 1").fetchall()   # opens the WAL
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot create the store at {self.path}: {exc}") from exc
-        if self.path != ":memory:":
-            os.chmod(self.path, 0o600)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot use the store at {self.path}: {exc}") from exc
 
     def _migrate(self) -> None:
         """Columns added since a store was created (CREATE TABLE IF NOT EXISTS leaves an
         existing table as it was)."""
         conn = self._conn()
-        for table, column in (("incidents", "starts_at"), ("incidents", "held_by"),
-                              ("runs", "gate")):
+        for table, column, kind in (("incidents", "starts_at", "TEXT"),
+                                    ("incidents", "held_by", "TEXT"),
+                                    ("incidents", "interrupted_run", "TEXT"),
+                                    ("runs", "gate", "TEXT"), ("runs", "count", "INTEGER"),
+                                    ("runs", "fingerprints", "TEXT"),
+                                    ("runs", "refusal_key", "TEXT")):
             columns = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
             if column in columns:
                 continue
             try:
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             except sqlite3.OperationalError as exc:
                 if "duplicate column" not in str(exc):   # another process added it first
                     raise
+        # after the columns: an index on one an older store lacked until just now
+        conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS runs_refusal ON runs(refusal_key) "
+                     "WHERE refusal_key IS NOT NULL")
         self._fold_deliveries(conn)
         conn.execute(DELIVERIES_TABLE)
         conn.executescript(DELIVERIES_INDEXES)
@@ -445,9 +500,22 @@ class SQLiteStore(Store):
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
+            self._check_file()   # never a connection to a file that took our file's place
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        """A new connection, set up. Once the store is made, to the file that is there
+        only (``mode=rw``): never a new, empty one where ours was deleted."""
+        if self._identity is None:
+            target, uri = self.path, False
+        else:
+            target, uri = f"file:{quote(os.path.abspath(self.path))}?mode=rw", True
+        try:
+            conn = sqlite3.connect(target, timeout=self.busy_timeout, uri=uri,
+                                   isolation_level=None, check_same_thread=False)
             try:
-                conn = sqlite3.connect(self.path, timeout=self.busy_timeout,
-                                       isolation_level=None, check_same_thread=False)
                 conn.row_factory = sqlite3.Row
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(f"PRAGMA synchronous={self.synchronous}")
@@ -458,10 +526,52 @@ class SQLiteStore(Store):
                 conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
                 # Waits for locks are ours from here on (_begin, _read): the module's doc.
                 conn.execute("PRAGMA busy_timeout=0")
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"cannot open the store at {self.path}: {exc}") from exc
-            self._local.conn = conn
+            except sqlite3.Error:
+                conn.close()
+                raise
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open the store at {self.path}: {exc}") from exc
         return conn
+
+    def _check_file(self) -> None:
+        """StoreUnavailable once the path no longer names the file this store opened."""
+        if self._identity is None:
+            return
+        how = lost(self.path, self._identity)
+        if how is not None:
+            raise StoreUnavailable(self._lost(how))
+
+    def _lost(self, how: str) -> str:
+        """The reason every write is refused from now on, said in the log when it changes:
+        with the copy saved of what this process still holds of the file, or why it could
+        not be saved (tried again at most every ``SAVE_RETRY`` seconds: a full disk)."""
+        with self._lost_lock:
+            now = time.monotonic()
+            if self._lost_reason is not None and (
+                    self._saved or now - self._save_tried < SAVE_RETRY):
+                return self._lost_reason
+            self._save_tried = now
+            saved = rescued_path(self.path, self._identity or FileIdentity(0, 0))
+            try:
+                if self._keeper is None:
+                    raise OSError("this store was closed")
+                save_copy(self._keeper, saved)
+                self._saved = True
+                then = (f"its content is saved in {saved}: stop the service, move that file "
+                        f"to {self.path} (first removing {self.path}-wal and {self.path}-shm "
+                        "if they are left), and start it again")
+            except (OSError, sqlite3.Error) as exc:
+                then = (f"its content could not be saved to {saved} ({exc}; tried again "
+                        "every minute or so): it is still open in this process only, so do "
+                        "not stop the service yet")
+            reason = (f"the database file {self.path} was {how} under this process (pid "
+                      f"{os.getpid()}): it takes no more writes (alerts are answered 503), "
+                      f"rather than writing into a file no one will read again; {then} "
+                      f"({HOWTO})")
+            if reason != self._lost_reason:
+                log.error("%s", reason)
+            self._lost_reason = reason
+            return reason
 
     @contextmanager
     def _busy_handler(self) -> Iterator[sqlite3.Connection]:
@@ -504,6 +614,7 @@ class SQLiteStore(Store):
     def _tx(self, deadline: float | None = None) -> Iterator[sqlite3.Connection]:
         """A write transaction, taken at once (IMMEDIATE) so read-then-write is atomic;
         the lock waited for until ``deadline`` (see ``_begin``)."""
+        self._check_file()
         conn = self._conn()
         self._begin(conn, deadline)
         try:
@@ -548,15 +659,19 @@ class SQLiteStore(Store):
             delay = min(delay * 2, BUSY_MAX_SLEEP)
 
     def _select(self, table: str, equal: Iterable[tuple[str, Any]], *, order: str,
-                limit: int | None, since: tuple[str, float | None] = ("", None)
-                ) -> list[sqlite3.Row]:
+                limit: int | None, since: tuple[str, float | None] = ("", None),
+                extra: Iterable[tuple[str, list[Any]]] = ()) -> list[sqlite3.Row]:
         """Rows of ``table`` whose columns equal the values given (None: any), whose
-        ``since`` column is at or after its value (if given), in ``order``."""
+        ``since`` column is at or after its value (if given), that meet the ``extra``
+        conditions (SQL, parameters), in ``order``."""
         where, params = [], []
         for column, value in equal:
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        for condition, values in extra:
+            where.append(condition)
+            params.extend(values)
         if since[1] is not None:
             where.append(f"{since[0]} >= ?")
             params.append(since[1])
@@ -586,11 +701,19 @@ class SQLiteStore(Store):
                    (*values.values(), key_value))
 
     def ping(self, *, write: bool = False, wait: float | None = None) -> None:
+        self._check_file()
         self._read("SELECT 1")
         if write:
+            # A row written for real: BEGIN and COMMIT alone write nothing, and pass on a
+            # full disk and on a file SQLite has (quietly) opened read-only.
+            why = unwritable(self.path) if self._identity is not None else None
+            if why is not None:
+                raise StoreUnavailable(why)
             bound = self.busy_timeout if wait is None else min(wait, self.busy_timeout)
-            with self._tx(deadline=time.monotonic() + bound):
-                pass   # BEGIN IMMEDIATE then COMMIT: the write lock can be had
+            with self._tx(deadline=time.monotonic() + bound) as db:
+                db.execute("INSERT INTO kv (key, value) VALUES ('write_probe', ?) "
+                           "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                           (json.dumps(time.time()),))
 
     def maintain(self) -> None:
         try:
@@ -603,6 +726,9 @@ class SQLiteStore(Store):
         if conn is not None:
             conn.close()
             self._local.conn = None
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            keeper.close()
 
     # -- incidents ----------
     def open_incident(self, incident: Incident) -> tuple[Incident, bool]:
@@ -714,8 +840,10 @@ class SQLiteStore(Store):
                    resumed: bool = False) -> Incident | None:
         with self._tx() as db:
             # The incident must still be ours to act on: canceled or resolved since the
-            # gates were asked, the step does not start.
-            cur = db.execute("UPDATE incidents SET updated_at = ? WHERE id = ? AND state = ?",
+            # gates were asked, the step does not start. A step starting supersedes an
+            # interrupted one: there is no unverified step left.
+            cur = db.execute("UPDATE incidents SET updated_at = ?, interrupted_run = NULL "
+                             "WHERE id = ? AND state = ?",
                              (run.started_at, run.incident_id,
                               IncidentState.REMEDIATING.value))
             if cur.rowcount != 1:
@@ -772,12 +900,40 @@ class SQLiteStore(Store):
                    status: str | None = None, incident_id: str | None = None,
                    target: str | None = None, fingerprint: str | None = None,
                    limit: int | None = 100) -> list[RunRecord]:
+        # A refusal record is found by each of the alerts (and incidents) it counts.
+        members = [(f"({column} = ? OR id IN (SELECT run_id FROM refusal_members "
+                    f"WHERE {column} = ?))", [value, value])
+                   for column, value in (("incident_id", incident_id),
+                                         ("fingerprint", fingerprint)) if value is not None]
         rows = self._select("runs", (("component", component), ("status", status),
-                                     ("incident_id", incident_id), ("target", target),
-                                     ("fingerprint", fingerprint)),
+                                     ("target", target)),
                             order="started_at DESC, id DESC", limit=limit,
-                            since=("started_at", since))
+                            since=("started_at", since), extra=members)
         return [_row_to(RunRecord, r) for r in rows]
+
+    def add_refusal(self, run: RunRecord, key: str, *, max_fingerprints: int) -> RunRecord:
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM runs WHERE refusal_key = ?", (key,)).fetchone()
+            if row is None:
+                values = _columns(run)
+                values.update(heartbeat_at=run.started_at, refusal_key=key, count=1,
+                              fingerprints=json.dumps([run.fingerprint] if run.fingerprint
+                                                      else []))
+                self._insert(db, "runs", values)
+                counted, run_id = 0, run.id
+            else:
+                counted, run_id = int(row["count"] or 1), row["id"]
+                listed = json.loads(row["fingerprints"] or "[]")
+                if (run.fingerprint and run.fingerprint not in listed
+                        and len(listed) < max_fingerprints):
+                    listed.append(run.fingerprint)
+                db.execute("UPDATE runs SET count = count + 1, fingerprints = ? WHERE id = ?",
+                           (json.dumps(listed), run_id))
+            if counted < max_fingerprints and (run.fingerprint or run.incident_id):
+                db.execute("INSERT INTO refusal_members VALUES (?, ?, ?)",
+                           (run_id, run.fingerprint, run.incident_id))
+            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return _row_to(RunRecord, row)
 
     def claim_queued_run(self, holder: str, now: float, lease: float) -> RunRecord | None:
         with self._tx() as db:
@@ -1163,6 +1319,7 @@ class SQLiteStore(Store):
                               "AND finished_at < ?", (before,)).fetchall()
             ids = [r["id"] for r in rows]
             db.executemany("DELETE FROM runs WHERE id = ?", [(i,) for i in ids])
+            db.executemany("DELETE FROM refusal_members WHERE run_id = ?", [(i,) for i in ids])
             db.execute("DELETE FROM incidents WHERE open_key IS NULL AND closed_at < ?",
                        (before,))
             db.execute("DELETE FROM attempts WHERE finished_at < ?", (before,))

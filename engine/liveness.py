@@ -1,0 +1,31 @@
+"""Is the process that left something behind still running?
+
+A folder named after a pid (a service's metrics folder, a run's private data dir, one of
+Ansible's temp dirs) belongs to a live process only if that pid runs now *and* that
+process was already running when the thing was made: pids are reused, and a process
+started since then is someone else. Zombies count as dead (they run nothing).
+"""
+
+from __future__ import annotations
+
+import psutil
+
+# Process start times are in clock ticks and files' times in the file system's own
+# precision: a process that made something within this much of its start is its maker.
+SLACK = 1.0
+
+
+def alive_since(pid: int, made_at: float) -> bool:
+    """True if process ``pid`` runs now and was already running at ``made_at`` (epoch s).
+
+    Errs on the side of alive: a pid reused within ``SLACK`` of ``made_at`` passes for
+    the maker until it dies too; a live maker never passes for dead."""
+    if pid <= 0:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return proc.create_time() <= made_at + SLACK
+    except psutil.Error:
+        return False

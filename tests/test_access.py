@@ -1,0 +1,242 @@
+"""Who may call what, and what the service leaves readable: every route states the
+access it needs, every credential has one role (webhook, metrics, operator), ``/metrics``
+needs a credential by default, ``recovery token add`` issues one that a running service
+takes at once, artifact files are 0600, and a service running as root says why that is
+a bad idea.
+
+Seen: ``/metrics`` open by default, listing inventory host names; ``metrics_auth``
+meaning the operator token (Prometheus would hold the power to approve); artifact files
+0644 inside 0700 directories; nothing said about running as root."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from engine.config import load_config
+from tests.test_webhook import credentials, notification
+from webhook import create_app
+
+OPEN = "open"
+CREDENTIALS = ("none", "webhook", "metrics", "operator")
+# Every route, and the roles that may call it, as docs/operations.md states them.
+ROUTES: dict[tuple[str, str], set[str] | str] = {
+    ("GET", "/healthz"): OPEN,
+    ("GET", "/readyz"): OPEN,
+    ("GET", "/metrics"): {"metrics", "operator"},
+    ("POST", "/api/v1/alerts"): {"webhook"},
+    ("GET", "/api/v1/status"): {"operator"},
+    ("GET", "/api/v1/degraded"): {"operator"},
+    ("GET", "/api/v1/runs"): {"operator"},
+    ("GET", "/api/v1/runs/<run_id>"): {"operator"},
+    ("GET", "/api/v1/approvals"): {"operator"},
+    ("POST", "/api/v1/approvals/<run_id>"): {"operator"},
+    ("POST", "/api/v1/incidents/<incident_id>/ack"): {"operator"},
+    ("POST", "/api/v1/reload"): {"operator"},
+}
+
+
+def app_routes(app) -> dict[tuple[str, str], object]:
+    found = {}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            found[(method, rule.rule)] = app.view_functions[rule.endpoint]
+    return found
+
+
+def test_every_route_states_its_access_and_the_role_table_gives_what_the_docs_say(
+        engine_env):
+    from engine.roles import ROLES, Access
+    from webhook.auth import access_of
+
+    app = create_app(load_config(engine_env.config_path), credentials=credentials())
+    routes = app_routes(app)
+    assert set(routes) == set(ROUTES), "a route without a row here (or a row without a route)"
+    for route, view in routes.items():
+        access = access_of(view)
+        assert access is not None, f"{route} states no access"
+        roles = {role for role, granted in ROLES.items() if access in granted}
+        assert (OPEN if access is Access.OPEN else roles) == ROUTES[route], (route, access)
+
+
+def test_the_metrics_role_reads_metrics_and_nothing_else():
+    from engine.roles import ROLES
+
+    readable = {access for access in ROLES["metrics"]}
+    assert [a.name for a in readable] == ["READ_METRICS"]
+    assert not (ROLES["webhook"] & ROLES["metrics"])
+
+
+# -- a real service -----------------------------------------------------------------------
+
+
+def recovery(served, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine", *args], env=served.environ(),
+                          capture_output=True, text=True, timeout=60)
+
+
+def call(served, method: str, route: str, token: str | None) -> httpx.Response:
+    path = (route.replace("<run_id>", "run-nope").replace("<incident_id>", "inc-nope"))
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    body = None
+    if path == "/api/v1/alerts":
+        body = notification()
+    elif path.startswith("/api/v1/approvals/"):
+        body = {"decision": "reject", "reason": "access test"}
+    return httpx.request(method, served.url + path, headers=headers, json=body, timeout=30)
+
+
+def expected(route: tuple[str, str], credential: str) -> str:
+    allowed = ROUTES[route]
+    if allowed == OPEN or credential in allowed:
+        return "allowed"
+    return "401" if credential == "none" else "403"
+
+
+def test_every_route_with_every_credential_on_a_real_service(engine_env, serve):
+    served = serve().start()
+    served.wait_ready()
+    first_start = served.stdout()
+    home = served.home
+    assert "metrics token" in first_start and "scrape_configs" in first_start
+    assert "credentials_file" in first_start
+
+    added = recovery(served, "token", "add", "prometheus", "--role", "metrics", "--json")
+    assert added.returncode == 0, added.stderr
+    issued = json.loads(added.stdout)
+    assert (issued["name"], issued["role"]) == ("prometheus", "metrics")
+    tokens = {"none": None, "webhook": served.token,
+              "metrics": issued["token"],                   # taken without a restart
+              "operator": (home / "operator.token").read_text().strip()}
+    assert issued["token"] not in (home / "tokens.json").read_text()   # its hash only
+    assert stat.S_IMODE((home / "tokens.json").stat().st_mode) == 0o600
+
+    seen = {}
+    for route in ROUTES:
+        for credential in CREDENTIALS:
+            answer = call(served, *route, tokens[credential])
+            want = expected(route, credential)
+            code = answer.status_code
+            got = ("allowed" if code not in (401, 403) and code < 500 else str(code))
+            seen[(route, credential)] = (want, got, code)
+    wrong = {k: v for k, v in seen.items() if v[0] != v[1]}
+    assert not wrong, wrong
+    assert call(served, "GET", "/metrics", tokens["metrics"]).status_code == 200
+    assert call(served, "GET", "/metrics", "not-a-token-0123456789").status_code == 401
+    denied = call(served, "GET", "/api/v1/status", tokens["metrics"])
+    assert "metrics" in denied.json()["error"] and "operator" in denied.json()["error"]
+
+    listed = recovery(served, "token", "list", "--json")
+    assert [t["name"] for t in json.loads(listed.stdout)] == ["prometheus"]
+    assert issued["token"] not in listed.stdout
+    assert recovery(served, "token", "remove", "prometheus").returncode == 0
+    assert call(served, "GET", "/metrics", tokens["metrics"]).status_code == 401   # at once
+    assert call(served, "GET", "/metrics", (home / "metrics.token").read_text().strip()
+                ).status_code == 200          # the first start's metrics token
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the warning is for a service run as root")
+def test_a_service_run_as_root_warns_in_its_log_with_the_reason_and_the_way_out(serve):
+    served = serve().start()
+    served.wait_ready()
+    log = served.stderr()
+    assert "running as root" in log, log[-2000:]
+    assert "dedicated user" in log and "docs/operations.md" in log
+
+
+# -- artifacts on disk --------------------------------------------------------------------
+
+
+def test_artifact_files_of_a_real_playbook_run_are_0600_in_0700_folders(engine_env,
+                                                                      run_incident):
+    engine_env.playbook("hello.yml", """
+        - hosts: all
+          gather_facts: false
+          tasks:
+            - name: say something
+              ansible.builtin.debug:
+                msg: "hello from {{ recovery_target }}"
+    """)
+    engine_env.runbook("hello", "strategies: [{name: hello, playbook: hello.yml}]\n")
+    ctx = engine_env.context()
+    old = os.umask(0o022)           # what a service started from a shell usually has
+    try:
+        opened = run_incident(ctx, "hello", target="localhost")
+    finally:
+        os.umask(old)
+    [run] = ctx.store.query_runs(incident_id=opened.incident.id)
+    assert run.status.value == "succeeded", run.reason
+    folder = ctx.artifacts_dir / run.id
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    assert {"run.json", "status", "rc", "stdout"} <= {p.name for p in files}
+    assert any(p.parent.name == "job_events" for p in files)
+    modes = {str(p.relative_to(folder)): oct(stat.S_IMODE(p.stat().st_mode)) for p in files}
+    assert set(modes.values()) == {"0o600"}, modes
+    folders = [folder, *(p for p in folder.rglob("*") if p.is_dir())]
+    assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in folders} == {"0o700"}
+
+
+# -- a real Prometheus scrapes it as docs/examples/prometheus.yml says --------------------
+
+PROMETHEUS = shutil.which("prometheus")
+
+
+@pytest.mark.skipif(PROMETHEUS is None, reason="Debian package `prometheus` missing")
+def test_a_real_prometheus_scrapes_with_the_metrics_token_and_not_without(engine_env, serve,
+                                                                           tmp_path):
+    import yaml
+
+    from tests.service import free_port, wait_for
+    from tests.test_examples import METRICS_TOKEN_FILE
+    from tests.test_examples import PROMETHEUS as EXAMPLE
+
+    served = serve().start()
+    served.wait_ready()
+    token = tmp_path / "recovery-metrics.token"
+    token.write_text((served.home / "metrics.token").read_text())
+    token.chmod(0o600)
+    example = yaml.safe_load(EXAMPLE.read_text().replace(METRICS_TOKEN_FILE, str(token)))
+    [job] = example["scrape_configs"]
+    target = f"127.0.0.1:{served.port}"
+    job.update(scrape_interval="1s", static_configs=[{"targets": [target]}])
+    bare = {"job_name": "no-token", "scrape_interval": "1s",
+            "static_configs": [{"targets": [target]}]}
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump({"scrape_configs": [job, bare]}))
+    port = free_port()
+    log = open(tmp_path / "prometheus.log", "wb")
+    process = subprocess.Popen(
+        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=log)
+    try:
+        def health() -> dict[str, dict] | None:
+            try:
+                found = httpx.get(f"http://127.0.0.1:{port}/api/v1/targets", timeout=2).json()
+            except (httpx.HTTPError, ValueError):
+                return None
+            targets = {t["labels"]["job"]: t for t in found["data"]["activeTargets"]}
+            seen = all(t["health"] != "unknown" for t in targets.values())
+            return targets if len(targets) == 2 and seen else None
+
+        targets = wait_for(health, 60, every=0.5)
+        assert targets, (tmp_path / "prometheus.log").read_text()[-2000:]
+        assert targets["infra-recovery"]["health"] == "up", targets["infra-recovery"]
+        assert targets["no-token"]["health"] == "down"
+        assert "401" in targets["no-token"]["lastError"]
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        log.close()

@@ -1,0 +1,244 @@
+"""A full disk under a running service: a real tmpfs of a few MiB holds the artifacts or
+the whole RECOVERY_HOME, and is filled to the last byte while alerts come in and steps
+start. What a full disk stops must end with its reason on the record, nothing accepted
+may be thrown away, and everything goes on by itself once the space is back."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from engine.store import StoreUnavailable
+from tests.service import Served, store_rows, wait_for
+from tests.test_reload import post_alerts
+from tests.test_serve import alert_payload, touch_runbook
+from tests.tmpfs import filled, mounted, needs_root
+
+pytestmark = needs_root
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def runs_on(served: Served, target: str) -> list[sqlite3.Row]:
+    return store_rows(served.home, "SELECT * FROM runs WHERE runbook = 'touchy' "
+                                   "AND target = ? ORDER BY started_at", target)
+
+
+def incident_on(served: Served, target: str) -> sqlite3.Row | None:
+    found = store_rows(served.home, "SELECT * FROM incidents WHERE runbook = 'touchy' "
+                                    "AND target = ? ORDER BY opened_at DESC LIMIT 1", target)
+    return found[0] if found else None
+
+
+def touches(env, target: str) -> int:
+    """How many times the step really ran on ``target`` (every process appends a line)."""
+    return sum(1 for line in env.traced() if line.startswith(f"touch {target} "))
+
+
+def test_a_step_whose_record_cannot_be_written_ends_and_its_incident_goes_on(
+        serve, engine_env, tmp_path):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    touch_runbook(engine_env, markers, trace=engine_env.trace)
+    served = serve()
+    served.home.mkdir(mode=0o700)
+    with mounted(served.home / "artifacts", "1m") as artifacts:
+        try:
+            served.start()
+            served.wait_ready()
+            with filled(artifacts):
+                assert post_alerts(served, alert_payload(markers, "cache-1"))["accepted"] == 1
+                ended = wait_for(lambda: [r for r in runs_on(served, "cache-1")
+                                          if r["status"] != "running"], 30)
+                statuses = [r["status"] for r in runs_on(served, "cache-1")]
+                assert ended, f"the run stayed {statuses}\n{served.stderr()[-3000:]}"
+                first = ended[0]
+                # Its record could not be written, so the step never started: said so.
+                assert first["status"] == "interrupted", dict(first)
+                assert "No space left on device" in first["reason"], first["reason"]
+                assert not (markers / "cache-1.marker").exists()
+                assert touches(engine_env, "cache-1") == 0
+                incident = incident_on(served, "cache-1")
+                assert incident["state"] in ("open", "remediating"), dict(incident)
+            # The space is back: the incident goes on by itself.
+            assert wait_for(lambda: (incident_on(served, "cache-1") or {"state": ""})["state"]
+                            == "recovered", 60), (dict(incident_on(served, "cache-1")),
+                                                  served.stderr()[-3000:])
+            assert (markers / "cache-1.marker").exists()
+            assert [r["status"] for r in runs_on(served, "cache-1")][-1] == "succeeded"
+            assert not [r for r in runs_on(served, "cache-1") if r["status"] == "running"]
+            # ... and a new alert for that host acts.
+            assert post_alerts(served, alert_payload(markers, "cache-1",
+                                                     starts_at=now_iso()))["accepted"] == 1
+            assert wait_for(lambda: touches(engine_env, "cache-1") == 2, 30), \
+                served.stderr()[-3000:]
+        finally:
+            served.terminate()
+
+
+# -- the intake: an outage is retried, never a bad alert ---------------------------------
+
+def leave_room_in_the_store(db: Path, size: int = 1 << 20) -> None:
+    """As on a disk that filled under a running store: the database has free pages and
+    its write-ahead log is reused from its start, so the store's small writes still fit
+    where a new file's first block no longer does."""
+    conn = sqlite3.connect(db, timeout=15, isolation_level=None)
+    try:
+        conn.execute("INSERT INTO kv VALUES ('room', ?)", ("x" * size,))
+        conn.execute("PRAGMA wal_checkpoint(RESTART)")
+        conn.execute("DELETE FROM kv WHERE key = 'room'")
+        conn.execute("PRAGMA wal_checkpoint(RESTART)")
+    finally:
+        conn.close()
+
+
+def passes(worker, count: int) -> None:
+    """Worker passes as the service's loop runs them: a pass the store fails is logged
+    and the next one goes on."""
+    for _ in range(count):
+        try:
+            worker.run_once()
+        except StoreUnavailable:
+            pass
+        time.sleep(worker.INTAKE_LEASE / 2)
+
+
+def test_alerts_processed_while_the_disk_is_full_are_kept_until_it_has_room(engine_env):
+    from engine.worker import Worker
+    from tests.test_intake import alert, journal
+
+    engine_env.runbook("demo", f"""
+        strategies:
+          - {{name: fix, action: test.touch,
+              with: {{path: "{engine_env.root}/fixed-{{{{ labels.instance }}}}",
+                     trace: "{engine_env.trace}"}}}}
+    """)
+    hosts = ["cache-1", "cache-2", "localhost", "nowhere-1", "nowhere-2", "nowhere-3"]
+    with mounted(engine_env.root / "var", "4m") as home:
+        ctx = engine_env.context()
+        try:
+            journal(ctx, *[alert(instance=h, fingerprint=f"fp-{h}") for h in hosts])
+            leave_room_in_the_store(home / "recovery.db")
+            worker = Worker(ctx)
+            worker.INTAKE_LEASE = 1.0          # claims of items left behind lapse at once
+            with filled(home):
+                passes(worker, 6)
+                # Nothing was thrown away as a bad alert: what could not be recorded is
+                # still in the intake, and no step is left running.
+                assert not [e for e in ctx.store.list_events(limit=1000)
+                            if e.action == "alert_failed"]
+                done = ctx.store.deliveries(limit=None)
+                assert not [d.outcome for d in done if "could not be processed" in d.outcome]
+                assert ctx.store.intake_depth(time.time())[0] == len(hosts) - len(done)
+                assert ctx.store.intake_depth(time.time())[0] > 0
+                assert not ctx.store.query_runs(status="running", limit=None)
+            # Space is back: every alert is processed, once.
+            for _ in range(40):
+                passes(worker, 1)
+                if (ctx.store.intake_depth(time.time())[0] == 0 and all(
+                        i.state == "recovered" for i in ctx.store.list_incidents())):
+                    break
+            done = {d.fingerprint: d.outcome for d in ctx.store.deliveries(limit=None)}
+            assert sorted(done) == sorted(f"fp-{h}" for h in hosts), done
+            for h in hosts[3:]:
+                assert done[f"fp-{h}"].startswith("refused:"), done
+            assert sorted(i.target for i in ctx.store.list_incidents()
+                          if i.state == "recovered") == sorted(hosts[:3])
+            assert all((engine_env.root / f"fixed-{h}").exists() for h in hosts[:3])
+            assert not ctx.store.query_runs(status="running", limit=None)
+        finally:
+            ctx.store.close()
+
+
+def caught(work) -> BaseException:
+    try:
+        work()
+    except Exception as exc:  # noqa: BLE001 - the error itself is what is tested
+        return exc
+    raise AssertionError("no error")
+
+
+def test_what_a_full_or_read_only_disk_raises_is_an_outage_and_a_bad_value_is_not(tmp_path):
+    from engine.outages import is_outage
+    from engine.store.sqlite import SQLiteStore
+
+    with mounted(tmp_path / "disk", "1m") as disk:
+        db = sqlite3.connect(disk / "full.db", isolation_level=None)
+        db.execute("CREATE TABLE t (v TEXT)")
+        with filled(disk):
+            no_space = caught(lambda: (disk / "file").write_text("x" * 10000))
+            sqlite_full = caught(lambda: db.execute("INSERT INTO t VALUES (?)",
+                                                    ("x" * 100000,)))
+        db.close()
+        store = SQLiteStore(disk / "recovery.db")
+        store.close()
+        reader = sqlite3.connect(f"file:{disk / 'recovery.db'}?mode=ro", uri=True)
+        read_only_db = caught(lambda: reader.execute("DELETE FROM kv"))
+        reader.close()
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True, timeout=30)
+        read_only_fs = caught(lambda: (disk / "other").write_text("x"))
+        store_down = caught(lambda: SQLiteStore(disk / "recovery.db"))
+    assert "No space left" in str(no_space)
+    assert "database or disk is full" in str(sqlite_full)
+    assert "readonly database" in str(read_only_db)
+    assert "Read-only file system" in str(read_only_fs)
+    for exc in (no_space, sqlite_full, read_only_db, read_only_fs, store_down):
+        assert is_outage(exc), repr(exc)
+    try:
+        raise RuntimeError("wrapped") from no_space
+    except RuntimeError as exc:
+        assert is_outage(exc)
+    for exc in (caught(lambda: "\ud800".encode()), ValueError("bad labels"),
+                caught(lambda: sqlite3.connect(":memory:").execute("SELECT ?", ({},))),
+                FileNotFoundError(2, "No such file or directory"), KeyError("x")):
+        assert not is_outage(exc), repr(exc)
+
+
+def test_a_step_that_loses_its_record_while_it_runs_is_interrupted_and_verified_after(
+        engine_env, tmp_path):
+    import threading
+
+    from engine.orchestrator import advance
+    from engine.triggers import TriggerRequest, open_incident
+    from engine.worker import Worker
+
+    started = tmp_path / "started"
+    engine_env.runbook("slow", f"""
+        strategies:
+          - {{name: wait, action: test.sleep,
+              with: {{seconds: 2, started: "{started}", trace: "{engine_env.trace}"}}}}
+    """)
+    (engine_env.root / "var").mkdir(mode=0o700)
+    with mounted(engine_env.root / "var" / "artifacts", "1m") as artifacts:
+        ctx = engine_env.context()
+        try:
+            opened = open_incident(ctx, TriggerRequest(runbook="slow", target="cache-1"))
+            step = threading.Thread(target=advance, args=(ctx, opened.incident.id))
+            step.start()
+            assert wait_for(started.exists, 20)
+            with filled(artifacts):           # while it runs (it logs a tick every 0.5 s)
+                step.join(30)
+                assert not step.is_alive()
+                [run] = ctx.store.query_runs(incident_id=opened.incident.id)
+                assert run.status == "interrupted", run
+                assert "could not be written while it ran" in run.reason, run.reason
+                assert "No space left on device" in run.reason
+                incident = ctx.store.get_incident(opened.incident.id)
+                assert (incident.state, incident.interrupted_run) == ("open", run.id)
+                assert ctx.store.get_lock("cache-1") is None
+                assert not ctx.running
+            # Space is back; the step had done its work: verified, not run again.
+            assert wait_for(lambda: (Worker(ctx).run_once() or True) and ctx.store.get_incident(
+                opened.incident.id).state == "recovered", 30)
+            incident = ctx.store.get_incident(opened.incident.id)
+            assert "verified after interruption" in incident.reason
+            assert incident.interrupted_run is None
+            assert [line.split()[0] for line in engine_env.traced()] == ["sleep-start",
+                                                                        "sleep-end"]
+        finally:
+            ctx.store.close()

@@ -1,0 +1,229 @@
+"""What ``recovery serve`` says and does when its store cannot be written: real faults
+under a real service. The store's file system fills up (a small tmpfs as RECOVERY_HOME),
+the database file is made immutable (``chattr +i``), the database file is deleted under
+the running service. ``/readyz`` says whether the store can be written now; a deleted
+database takes no more alerts (503, and a log line that says why and what to do), the
+CLI does not create an empty one beside the service, and the history is kept: the
+service saves what it still holds, and the operator moves it into place.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import secrets
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+
+from engine.store.base import StoreUnavailable
+from engine.store.sqlite import SQLiteStore
+from tests.service import Served, history, wait_for, webhook_token
+from tests.system_env import mounted_tmpfs
+from tests.test_reload import touchy
+from tests.test_serve import FIXTURE
+
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs and chattr "
+                                                         "need root")
+
+
+def notification(*instances: str, padding: int = 0) -> dict:
+    """A firing notification for ``instances``, each alert new (its own fingerprint),
+    ``padding`` bytes of annotation each (to fill a store faster)."""
+    body = json.loads(FIXTURE.read_text())
+    alerts = []
+    for instance in instances:
+        alert = copy.deepcopy(body["alerts"][0])
+        alert["labels"]["instance"] = instance
+        alert["fingerprint"] = secrets.token_hex(8)
+        alert["annotations"]["padding"] = "x" * padding
+        alerts.append(alert)
+    body["alerts"] = alerts
+    return body
+
+
+def post(served: Served, body: dict) -> httpx.Response:
+    return httpx.post(served.url + "/api/v1/alerts", json=body, timeout=10,
+                      headers={"Authorization": f"Bearer {webhook_token(served.home)}"})
+
+
+def readyz(served: Served) -> tuple[int, dict]:
+    answer = httpx.get(served.url + "/readyz", timeout=10)
+    return answer.status_code, answer.json()
+
+
+def recovery(served: Served, *args: str) -> subprocess.CompletedProcess:
+    """A ``recovery`` command on the service's home, as an operator runs it."""
+    return subprocess.run([sys.executable, "-m", "engine", *args], env=served.environ(),
+                          capture_output=True, text=True, timeout=60)
+
+
+def fill(folder: Path) -> Path:
+    """A file that takes every free byte of ``folder``'s file system."""
+    path = folder / "filler"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        while os.write(fd, b"\0" * (1 << 16)):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return path
+
+
+@pytest.fixture
+def tmpfs_home(tmp_path: Path):
+    """RECOVERY_HOME on a 24 MiB tmpfs of its own, unmounted at the end."""
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    with mounted_tmpfs(home, "24m", mode="0700"):
+        yield home
+
+
+@ROOT_ONLY
+def test_readyz_is_not_ready_while_the_store_s_disk_is_full(serve, engine_env, tmp_path,
+                                                            tmpfs_home):
+    served, _markers = touchy(serve, engine_env, tmp_path)
+    filler = fill(tmpfs_home)
+    try:
+        # Until the store's write-ahead log has no room left (bounded): then alerts 503.
+        answers = []
+        for _ in range(400):
+            answers.append(post(served, notification("nowhere", padding=4000)).status_code)
+            if answers[-1] == 503:
+                break
+        assert answers[-1] == 503, answers
+        # (a success is reused for 2 s: within a bounded wait, not at once)
+        assert wait_for(lambda: readyz(served)[0] == 503, 10), readyz(served)
+        code, body = readyz(served)
+        assert (code, body["ready"], body["store"]) == (503, False, "unavailable"), body
+    finally:
+        filler.unlink()
+    assert wait_for(lambda: readyz(served)[0] == 200, 20), readyz(served)
+    assert post(served, notification("cache-1")).status_code == 200
+
+
+@ROOT_ONLY
+def test_readyz_is_not_ready_while_the_database_file_is_immutable(serve, engine_env):
+    served = serve().start()
+    served.wait_ready()
+    db = served.home / "recovery.db"
+    made = subprocess.run(["chattr", "+i", str(db)], capture_output=True, text=True,
+                          timeout=30, check=False)
+    if made.returncode != 0:
+        pytest.skip(f"chattr +i does not work where the test's home is: {made.stderr}")
+    try:
+        assert wait_for(lambda: readyz(served)[0] == 503, 10), readyz(served)
+        code, body = readyz(served)
+        assert (code, body["ready"], body["store"]) == (503, False, "unavailable"), body
+        assert "cannot be written" in served.stderr()
+        # An alert is journaled (in the write-ahead log) or refused with a 503: never lost.
+        assert post(served, notification("cache-1")).status_code in (200, 503)
+    finally:
+        subprocess.run(["chattr", "-i", str(db)], check=False, timeout=30)
+    assert wait_for(lambda: readyz(served)[0] == 200, 20), readyz(served)
+
+
+def test_a_database_deleted_under_the_service_takes_no_alerts_and_keeps_its_history(
+        serve, engine_env, tmp_path):
+    served, markers = touchy(serve, engine_env, tmp_path)
+    home = served.home
+    assert post(served, notification("cache-1")).status_code == 200
+    assert wait_for((markers / "cache-1.marker").exists, 30), served.stderr()
+    assert wait_for(lambda: [r["status"] for r in history(served)] == ["succeeded"], 30)
+
+    db = home / "recovery.db"
+    lost_inode = db.stat().st_ino
+    db.unlink()
+
+    answer = post(served, notification("cache-2"))
+    assert answer.status_code == 503, answer.text
+    code, body = readyz(served)
+    assert (code, body["store"]) == (503, "unavailable"), body
+    assert "was deleted (or moved away) under this process" in served.stderr()
+    assert not (markers / "cache-2.marker").exists()
+
+    # The CLI says what it finds and creates nothing beside the running service.
+    cli = recovery(served, "history")
+    assert cli.returncode != 0 and not db.exists(), cli.stdout + cli.stderr
+    assert "still open in process" in cli.stderr, cli.stderr
+    saved = home / f"recovery.db.rescued-{lost_inode}"
+    assert wait_for(saved.exists, 20), sorted(p.name for p in home.iterdir())
+
+    # What the operator does (docs/operations.md): stop, move the saved copy, start.
+    rc, _ = served.stop()
+    cli = recovery(served, "history")
+    assert cli.returncode != 0 and not db.exists()
+    assert saved.name in cli.stderr, cli.stderr
+    for left in (home / "recovery.db-wal", home / "recovery.db-shm"):
+        left.unlink(missing_ok=True)
+    shutil.move(saved, db)
+    served.start()
+    served.wait_ready()
+    assert [(r["target"], r["status"]) for r in history(served)] == [("cache-1", "succeeded")]
+    assert post(served, notification("cache-2")).status_code == 200
+    assert wait_for((markers / "cache-2.marker").exists, 30), served.stderr()
+
+
+# -- the store on its own ------------------------------------------------------------------
+
+def test_a_store_makes_no_new_file_where_its_own_was_deleted_and_saves_what_it_held(
+        tmp_path):
+    path = tmp_path / "recovery.db"
+    store = SQLiteStore(path)
+    store.set_value("kept", "before the rm")
+    inode = path.stat().st_ino
+    path.unlink()
+
+    seen: list[BaseException] = []
+
+    def another_thread() -> None:   # a new connection: it would have made a new file
+        try:
+            store.get_value("kept")
+        except StoreUnavailable as exc:
+            seen.append(exc)
+
+    thread = threading.Thread(target=another_thread)
+    thread.start()
+    thread.join(30)
+    assert seen and not path.exists()
+    with pytest.raises(StoreUnavailable, match="deleted .* takes no more writes"):
+        store.set_value("lost", "after the rm")
+    with pytest.raises(StoreUnavailable):
+        store.ping(write=True)
+    saved = tmp_path / f"recovery.db.rescued-{inode}"
+    copy = sqlite3.connect(saved)
+    assert copy.execute("SELECT value FROM kv WHERE key = 'kept'").fetchone() == (
+        json.dumps("before the rm"),)
+    copy.close()
+    store.close()
+
+
+def test_no_new_database_beside_the_write_ahead_log_of_a_deleted_one(tmp_path):
+    """A process killed with the database open leaves its write-ahead log; the database
+    file deleted after that: an empty file beside that log would be read as damaged."""
+    path = tmp_path / "recovery.db"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         "from engine.store.sqlite import SQLiteStore\n"
+         "s = SQLiteStore(sys.argv[1]); s.set_value('k', 'v'); print('written', flush=True)\n"
+         "time.sleep(60)", str(path)], stdout=subprocess.PIPE, text=True,
+        cwd=Path(__file__).resolve().parent.parent)
+    try:
+        assert writer.stdout.readline().strip() == "written"
+    finally:
+        writer.kill()
+        writer.wait(10)
+    path.unlink()
+    assert Path(f"{path}-wal").stat().st_size > 0
+    with pytest.raises(StoreUnavailable, match="write-ahead log .* is left"):
+        SQLiteStore(path)
+    assert not path.exists()
