@@ -40,6 +40,17 @@ def unstorable(text: str, limit: int = MAX_TEXT) -> str | None:
     return None
 
 
+def printable(text: str, limit: int = 200, *, quoted: bool = True) -> str:
+    """Text that came with an alert (a label, a group key, a fingerprint), fit for one
+    line of a log or a terminal: quoted with its control characters and escapes made
+    visible (as Python's ``repr``: an escape sequence or a newline cannot act on the
+    reader's terminal or forge a line), and bounded. ``quoted=False``: text with nothing
+    to make visible is shown as it is."""
+    text = str(text)
+    shown = text if not quoted and text.isprintable() else repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
 def fingerprint_of(labels: dict[str, str]) -> str:
     """A stable fingerprint from the sorted labels (for alerts that carry none)."""
     canonical = json.dumps(sorted(labels.items()), separators=(",", ":"))

@@ -19,7 +19,7 @@ Approving a step of a runbook the deciding process has not loaded at all is refu
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from engine.artifacts import RunArtifacts
 from engine.context import EngineContext
@@ -166,10 +166,12 @@ def replan_changed(ctx: EngineContext, approval: Approval, runbook: Runbook | No
         return words
     words = (f"{reason}; run {approval.run_id} canceled; step {approval.strategy} of "
              f"incident {incident.id} is planned again under the new text")
+    # Still the request that parked the step (its trigger, requester, --strategy and
+    # --force): handed back to the workers, who plan it again, not a new signal.
     ctx.store.update_incident(incident.id, expect=[IncidentState.REMEDIATING],
                               state=IncidentState.OPEN, next_try_at=time.time(),
-                              step=names.index(approval.strategy), approved_step=None,
-                              approved_by=None, reason=words)
+                              step=names.index(approval.strategy), forced=incident.forced,
+                              approved_step=None, approved_by=None, reason=words)
     return words
 
 
@@ -190,56 +192,73 @@ def expire_due(ctx: EngineContext, now: float | None = None) -> list[Approval]:
     return expired
 
 
-def cancel(ctx: EngineContext, ident: str, *, by: str) -> str:
+def cancel(ctx: EngineContext, ident: str, *, by: str, why: str = "") -> str:
     """Cancel a run or an incident; a running step is asked to stop (playbooks stop at
-    the next task boundary; python actions cannot be interrupted and finish)."""
+    the next task boundary; python actions cannot be interrupted and finish). Every
+    record it ends says "canceled by WHO" (": WHY" when given)."""
     run = ctx.store.get_run(ident)
     incident = ctx.store.get_incident(ident) if run is None else (
         ctx.store.get_incident(run.incident_id) if run.incident_id else None)
     if run is None and incident is None:
         raise DecisionError(f"no run or incident {ident}")
     said = []
+    words = f"canceled by {by}" + (f": {why}" if why else "")
     # Canceling an incident (directly, or through one of its runs) cancels everything
     # that still waits for it, so nothing parked can be approved afterwards.
     runs = [run] if incident is None else ctx.store.query_runs(incident_id=incident.id,
                                                                limit=None)
     for r in runs:
         if r.status == RunStatus.RUNNING:
-            ctx.store.set_value(f"cancel:{r.id}", {"by": by, "at": time.time()})
+            ctx.store.set_value(f"cancel:{r.id}", {"by": by, "at": time.time(),
+                                                   "reason": words})
             event = ctx.running.get(r.id)
             if event is not None:
                 event.set()
             said.append(f"asked run {r.id} to stop")
-        elif cancel_waiting(ctx, r, f"canceled by {by}", by):
+        elif cancel_waiting(ctx, r, words, by):
             said.append(f"canceled run {r.id}")
     if incident is not None and incident.state.is_open:
         closed = ctx.store.update_incident(
             incident.id, expect=[IncidentState.OPEN, IncidentState.REMEDIATING],
             state=IncidentState.CANCELED, closed_at=time.time(), next_try_at=None,
-            reason=f"canceled by {by}")
+            reason=words)
         if closed is not None:
             finish_attempt(ctx, incident, AttemptOutcome.CANCELED)
             said.append(f"canceled incident {incident.id}")
     return "; ".join(said) or f"{ident}: nothing left to cancel"
 
 
+def canceled_by(ctx: EngineContext, run_id: str) -> str | None:
+    """Who asked a running step to stop, and why ("canceled by carol: emergency stop:
+    fire"), as ``cancel`` recorded it; None if nobody did."""
+    asked = ctx.store.get_value(f"cancel:{run_id}")
+    if not asked:
+        return None
+    return asked.get("reason") or f"canceled by {asked.get('by') or 'someone'}"
+
+
 @dataclass
 class Stopped:
     """What an emergency stop did: runs asked to stop (running) or canceled (approved,
-    queued), approvals rejected; ``said`` in words, one line each."""
+    queued), approvals rejected, incidents canceled (with no run in flight: claimed, or
+    deferred); ``said`` in words, one line each."""
 
     canceled_runs: list[str]
     rejected_approvals: list[str]
     said: list[str]
+    canceled_incidents: list[str] = field(default_factory=list)
 
 
 def stop_in_scope(ctx: EngineContext, component: str | None, target: str | None, *,
                   by: str, reason: str = "") -> Stopped:
     """Reject every approval waiting in the scope (a component, a target, both, or
     everything when both are None), then cancel every run in flight there: running
-    (asked to stop, its incident canceled) or approved and queued. Run after the kill
-    switch is on, so nothing new starts there meanwhile."""
-    scope = Switch("-", component, target, None)
+    (asked to stop, its incident canceled) or approved and queued; then every incident
+    still open there. Run after the kill switch is on, so nothing new starts there
+    meanwhile; the open incidents are what the switch cannot stop: a step whose gates
+    said yes before it went on, not begun yet (``begin_step`` refuses a canceled
+    incident)."""
+    scope = Switch.scope_of(component, target)
     stopped = Stopped([], [], [])
     words = "emergency stop" + (f": {reason}" if reason else "")
     for approval in ctx.store.list_approvals("pending"):
@@ -258,7 +277,15 @@ def stop_in_scope(ctx: EngineContext, component: str | None, target: str | None,
             if not scope.covers(run.component, run.target):
                 continue
             stopped.canceled_runs.append(run.id)
-            stopped.said.append(cancel(ctx, run.id, by=by))
+            stopped.said.append(cancel(ctx, run.id, by=by, why=words))
+    for incident in ctx.store.list_incidents(open_only=True, limit=100_000):
+        if not scope.covers(incident.component, incident.target):
+            continue
+        said = cancel(ctx, incident.id, by=by, why=words)
+        closed = ctx.store.get_incident(incident.id)
+        if closed is not None and closed.state == IncidentState.CANCELED:
+            stopped.canceled_incidents.append(incident.id)
+            stopped.said.append(said)
     return stopped
 
 

@@ -19,12 +19,13 @@ journaled each ``Alert`` (``alert.to_payload()`` under ``alert.dedup_key``) befo
 
 An item is acknowledged once processed, and what was made of it is kept with the
 acknowledgement (a ``Delivery``: opened, attached, refused, a late copy, nothing to
-close...), so ``recovery show FINGERPRINT`` can say why nothing happened. An item whose
-processing hit a storage outage is not (``StoreUnavailable``, or a full, read-only or
-failing disk under the store or the artifacts: engine.outages): its claim lapses and a
-worker takes it again once the storage is back, so nothing accepted is lost. Any other
-error is the alert's own: logged and recorded (audit event ``alert_failed``) and the
-item acknowledged, so one poison alert cannot block the queue.
+close...; one per dedup key, repeats counted), so ``recovery show FINGERPRINT`` can say
+why nothing happened. An item whose processing hit a storage outage is not
+(``StoreUnavailable``, or a full, read-only or failing disk under the store or the
+artifacts: engine.outages): its claim lapses and a worker takes it again once the
+storage is back, so nothing accepted is lost. Any other error is the alert's own: logged
+and recorded (audit event ``alert_failed``) and the item acknowledged, so one poison
+alert cannot block the queue.
 
 An item re-queued by ``recovery enable --replay`` carries ``replayed_by`` (the
 operator): it goes the normal way, credited to the alert "replayed by" that operator.
@@ -222,11 +223,14 @@ def _process_item(ctx: EngineContext, item: IntakeItem) -> tuple[str | None, Del
                        else "nothing of this alert open: nothing to close")
     else:
         raise ValueError(f"unknown alert status {alert.status!r}")
+    # The payload is kept for a replay (engine.refused_alerts): of a firing alert, and
+    # never of the engine's own, which is never remediated.
+    replayable = alert.status == FIRING and not is_own_alert(alert.labels)
     return claimed, Delivery(
         fingerprint=alert.fingerprint, status=alert.status, starts_at=alert.starts_at,
         received_at=item.received_at, processed_at=time.time(), outcome=outcome,
         incident_id=incident.id if incident is not None else None, run_id=run_id,
-        replayed_by=replayed_by, payload=item.payload)
+        replayed_by=replayed_by, payload=item.payload if replayable else {})
 
 
 def _failed_delivery(item: IntakeItem, exc: Exception) -> Delivery:

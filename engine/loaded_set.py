@@ -22,9 +22,14 @@ it; a file: it and the ``group_vars/`` and ``host_vars/`` beside it). Hidden fil
 folders (``.git``, editor swap files) are left out. Symlinks are copied as symlinks, so a
 playbook that leads out of the folder is refused in the copy as it is on disk.
 
+The copies hold the whole inventory (host variables, keys, vault files): they are the
+owner's alone (folders 0700, files 0600, 0700 where the owner may run them), and a copy
+is kept only while a step may use it. The one a reload replaced goes once no step can be
+on it (``drop_replaced``: every process has had ``SWITCH_GRACE`` to switch and no run is
+running), at the latest at the next reload, or at the service's next start.
+
 What it cannot do: share a set between services with different RECOVERY_HOMEs (the copy
-lives in the home); a copy replaced more than ``KEEP_REPLACED`` ago is removed at a later
-reload, so a step may not outlive its set by more than that.
+lives in the home); a step that outlives two reloads loses its copy.
 """
 
 from __future__ import annotations
@@ -55,7 +60,8 @@ log = logging.getLogger(__name__)
 
 RECORD_KEY = "loaded_set"       # the store's kv key of the set in force
 SETS_DIR = "sets"               # under RECOVERY_HOME: one folder per loaded set
-KEEP_REPLACED = 86400.0         # a replaced set's copy is kept this long (running steps)
+SWITCH_GRACE = 60.0             # s (at least 3 leases): every process switched by then
+STAGING_KEPT = 3600.0           # a staging folder a crashed reload left, removed after
 _VARS_DIRS = ("group_vars", "host_vars")
 
 
@@ -157,6 +163,7 @@ class SetRecord:
     paths: dict[str, str]                           # the copy: SetPaths.to_dict()
     runbooks: list[str] = field(default_factory=list)
     files: int = 0
+    replaced: str | None = None                     # the hash of the set it replaced
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -175,7 +182,8 @@ class SetRecord:
                        loaded_by=str(value.get("loaded_by") or ""),
                        paths={k: str(v) for k, v in dict(value["paths"]).items()},
                        runbooks=[str(n) for n in value.get("runbooks") or []],
-                       files=int(value.get("files") or 0))
+                       files=int(value.get("files") or 0),
+                       replaced=str(value["replaced"]) if value.get("replaced") else None)
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -294,6 +302,8 @@ def reload_set(ctx: EngineContext, by: str, *, start: bool = False) -> Reload:
     if not validation.ok:
         return Reload(False, previous, previous, validation=validation)
     if previous is not None and previous.sha256 == sha and previous.path.is_dir():
+        _private(previous.path)      # a copy made before copies were private
+        _prune(config.home, previous, start)
         return Reload(True, previous, previous, unchanged=True, validation=validation)
     try:
         copy = _store_copy(config.home, disk, sha)
@@ -303,9 +313,10 @@ def reload_set(ctx: EngineContext, by: str, *, start: bool = False) -> Reload:
     record = SetRecord(sha256=sha, loaded_at=time.time(), loaded_by=by,
                        paths=copy.to_dict(),
                        runbooks=[rb.name for rb in validation.runbooks],
-                       files=len(copy.files()))
+                       files=len(copy.files()),
+                       replaced=previous.sha256 if previous is not None else None)
     ctx.store.set_value(RECORD_KEY, record.to_dict())
-    _prune(config.home, keep={sha}, replaced=previous)
+    _prune(config.home, record, start)
     log.info("loaded set %s put in force by %s (%d runbooks, %d files)", sha[:12], by,
              len(record.runbooks), record.files)
     return Reload(True, record, previous, validation=validation)
@@ -316,6 +327,7 @@ def _store_copy(home: Path, disk: SetPaths, sha: str) -> SetPaths:
     what was validated (nobody edited a file meanwhile), then renamed into place."""
     root = home / SETS_DIR
     root.mkdir(mode=0o700, exist_ok=True)
+    root.chmod(0o700)
     final = root / sha
     if not final.is_dir():
         staging = root / f".tmp-{uuid.uuid4().hex}"
@@ -324,6 +336,7 @@ def _store_copy(home: Path, disk: SetPaths, sha: str) -> SetPaths:
             copy = disk.copy_into(staging)
             if copy.sha256() != sha:
                 raise ValueError("the files changed while they were validated: reload again")
+            _private(staging)
             try:
                 staging.rename(final)
             except OSError:
@@ -341,22 +354,56 @@ def _paths_in(folder: Path, disk: SetPaths) -> SetPaths:
     return SetPaths(folder / "runbooks", folder / "playbooks", inventory)
 
 
-def _prune(home: Path, keep: set[str], replaced: SetRecord | None) -> None:
-    """Mark the replaced copy (its folder's mtime: when it stopped being in force) and
-    remove copies replaced more than KEEP_REPLACED ago, and staging left by a crash."""
-    root = home / SETS_DIR
+def _private(folder: Path) -> None:
+    """The copy is its owner's alone: folders 0700, files 0600 (0700 where the owner may
+    run them: a dynamic inventory, a script); symlinks as they are."""
+    for path in [folder, *folder.rglob("*")]:
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            path.chmod(0o700)
+        else:
+            path.chmod(0o700 if path.stat().st_mode & 0o100 else 0o600)
+
+
+def _prune(home: Path, record: SetRecord, start: bool) -> None:
+    """Remove every copy but the one in force and the one it replaced (a step begun on
+    that one may still run; ``drop_replaced`` removes it once none can), and staging a
+    crashed reload left. ``start``: the service is starting, no step of it runs: only
+    the one in force stays."""
+    keep = {record.sha256} | ({record.replaced} if record.replaced and not start else set())
     now = time.time()
-    if replaced is not None and replaced.sha256 not in keep and replaced.path.is_dir():
-        os.utime(replaced.path, (now, now))
-    for entry in root.iterdir():
+    for entry in (home / SETS_DIR).iterdir():
         if entry.name in keep:
             continue
         try:
-            if now - entry.lstat().st_mtime > (3600 if entry.name.startswith(".tmp-")
-                                                else KEEP_REPLACED):
-                shutil.rmtree(entry, ignore_errors=True)
+            if entry.name.startswith(".tmp-") and now - entry.lstat().st_mtime < STAGING_KEPT:
+                continue               # maybe a reload under way
+            shutil.rmtree(entry, ignore_errors=True)
         except OSError:
             continue
+
+
+def drop_replaced(ctx: EngineContext, now: float | None = None) -> int:
+    """Remove the copy of the set the one in force replaced, once no step can be using
+    it: every process of the service has had SWITCH_GRACE (at least three leases) to
+    switch, and no run is running (a step begun on it before the switch would be).
+    Returns 1 when it removed one. A worker's duty; cheap when there is nothing to do."""
+    from engine.lifecycle import RunStatus
+
+    record = recorded_set(ctx.store)
+    if record is None or not record.replaced or record.replaced == record.sha256:
+        return 0
+    old = ctx.config.home / SETS_DIR / record.replaced
+    grace = max(SWITCH_GRACE, 3 * ctx.config.lock_ttl)
+    if not old.is_dir() or (now or time.time()) - record.loaded_at < grace:
+        return 0
+    if ctx.store.query_runs(status=RunStatus.RUNNING.value, limit=1):
+        return 0
+    shutil.rmtree(old, ignore_errors=True)
+    log.info("removed the copy of set %s, replaced by %s", record.replaced[:12],
+             record.sha256[:12])
+    return 1
 
 
 def disk_differs(config: Config, record: SetRecord | None) -> tuple[bool, str | None]:

@@ -258,6 +258,12 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
             log.warning("run %s: its lock was not released (it lapses): %s", run.id, exc)
     if lease.lost:
         result.reason += " (the target's lock was broken while this ran)"
+    if result.status == RunStatus.CANCELED:
+        from engine.approvals import canceled_by
+
+        asked = canceled_by(ctx, run.id)   # who and why, not only how it stopped
+        if asked:
+            result.reason = f"{asked} ({result.reason})"
     _end_run(ctx, run, artifacts, result.status, result.reason, None, on_run,
              data=result.data, already_added=True)
     if result.status == RunStatus.INTERRUPTED:

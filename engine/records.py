@@ -159,6 +159,12 @@ class Switch:
     created_by: str = ""
     created_at: float = 0.0
 
+    @classmethod
+    def scope_of(cls, component: str | None, target: str | None) -> Switch:
+        """A scope (a component, a target, both, or everything when both are None) as a
+        switch has one, without being one: to ask what it ``covers`` and name it."""
+        return cls("-", component, target, None)
+
     def covers(self, component: str, target: str | None) -> bool:
         return (self.component in (None, component)) and (
             self.target is None or self.target == target
@@ -190,20 +196,34 @@ class DegradedReason:
 
 @dataclass
 class Delivery:
-    """One journaled alert delivery and what the intake made of it: the part of "why
-    didn't it act?" that no run records (attached, a late copy, nothing to close...)."""
+    """A journaled alert delivery and what the intake made of it: the part of "why
+    didn't it act?" that no run records (attached, a late copy, nothing to close...).
+
+    The store keeps one per (fingerprint, startsAt, status), as the webhook deduplicates:
+    Alertmanager's repeats of a firing alert add to ``count`` and replace the latest
+    fields, the first delivery's times and outcome stay. Only the newest firing delivery
+    of a fingerprint keeps its ``payload`` (what ``enable --replay`` re-queues)."""
 
     fingerprint: str
     status: str                          # firing | resolved
     starts_at: str | None
-    received_at: float                   # journaled: when the webhook answered 200
-    processed_at: float
-    outcome: str                         # what the intake did, in words
-    incident_id: str | None = None
-    run_id: str | None = None            # the refusal recorded at the door, if any
+    received_at: float                   # journaled: when the webhook answered 200 (latest)
+    processed_at: float                  # (latest)
+    outcome: str                         # what the intake did, in words (latest)
+    incident_id: str | None = None       # (the latest it belonged to)
+    run_id: str | None = None            # the refusal recorded at the door, if any (latest)
     replayed_by: str | None = None       # re-queued by an operator (`enable --replay`)
     payload: dict[str, Any] = field(default_factory=dict)   # the alert as journaled
     id: int | None = None
+    count: int = 1                       # deliveries of this key processed
+    first_received_at: float | None = None
+    first_processed_at: float | None = None
+    first_outcome: str | None = None
+
+    @property
+    def dedup_key(self) -> str:
+        """(fingerprint, startsAt, status), spelled as ``Alert.dedup_key``."""
+        return f"{self.fingerprint}|{self.starts_at or '-'}|{self.status}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

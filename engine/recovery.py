@@ -9,6 +9,11 @@
 ``trigger`` never blocks: steps run on background threads. The store is the one the
 CLI and the service use, so cooldowns, approvals and the audit trail are shared. An
 application can trigger and read; it cannot approve.
+
+Like the service's processes, an application acts on the set of runbooks, playbooks
+and inventory a reload put in force (engine.loaded_set), not on the files on disk being
+edited: its worker takes the service's queued and deferred work too. Where no set is
+recorded, the files on disk.
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ class IncidentHandle:
 class Recovery:
     def __init__(self, context: EngineContext, *, worker: bool = False) -> None:
         self.context = context
+        context.follow_set_in_force()
         self._pool = ThreadPoolExecutor(max_workers=context.config.worker_threads,
                                         thread_name_prefix="recovery")
         # A run of this application killed last time left its private data dir (secrets
@@ -107,6 +113,7 @@ class Recovery:
         The application's own health check is a probe: the kill switch refuses it and
         nothing forces it. A deferred incident goes on where a worker runs (the service,
         or this process with ``worker=True``)."""
+        self.context.refresh()    # a reload since the last call: its set from now on
         registered = self.resources.targets(component)
         request = TriggerRequest(
             runbook=component, failure_type=failure_type,
@@ -136,6 +143,7 @@ class Recovery:
         """The application's health check passed: like a passing probe, it switches off
         the automatic degraded-mode reasons for that target (not a mode set by hand) and
         resolves its exhausted alert. Returns how many degraded reasons it cleared."""
+        self.context.refresh()
         runbook = self.context.runbook(component)
         registered = self.resources.targets(component)
         name = target or (registered[0] if len(registered) == 1 else "localhost")

@@ -65,7 +65,7 @@ def refused_alerts(store: Store, *, since: float, component: str | None = None,
     """Alerts (of ``component`` and ``target``, when given) refused by a kill switch
     since ``since`` whose newest run is still that refusal and that have not resolved
     since; newest refusal first."""
-    scope = Switch("-", component, target, None)
+    scope = Switch.scope_of(component, target)
     refused: dict[str, list[RunRecord]] = {}
     for run in store.query_runs(status=RunStatus.REFUSED.value, since=since, limit=None):
         if (run.gate == KILL_SWITCH and run.trigger == "alert"

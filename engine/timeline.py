@@ -80,7 +80,7 @@ def timeline(ctx: EngineContext, ident: str) -> Timeline | None:
                      if r.id not in seen]
     entries: list[Entry] = []    # in the order things happened where times are equal
     for delivery in sorted(deliveries, key=lambda d: d.id or 0):
-        entries.append(_delivery_entry(delivery))
+        entries += _delivery_entries(delivery)
     for inc in incidents:
         entries += _incident_entries(inc)
     for run in sorted(runs, key=lambda r: (r.started_at, r.id)):
@@ -103,14 +103,24 @@ def _deliveries_of(ctx: EngineContext, incident: Incident) -> list[Delivery]:
     return mine + [d for d in ctx.store.deliveries(fingerprint=incident.fingerprint,
                                                    limit=None)
                    if d.id not in ids and d.incident_id is None
-                   and incident.opened_at <= d.processed_at <= end]
+                   and d.processed_at >= incident.opened_at
+                   and (d.first_processed_at or d.processed_at) <= end]
 
 
-def _delivery_entry(d: Delivery) -> Entry:
+def _delivery_entries(d: Delivery) -> list[Entry]:
+    """A kept delivery: its first, and (repeated) its latest, each with what the intake
+    made of it."""
     starts = f" (startsAt {d.starts_at})" if d.starts_at else ""
     replayed = f", replayed by {d.replayed_by}" if d.replayed_by else ""
-    return Entry(d.received_at, "delivery", f"alert {d.status}{starts}{replayed}: {d.outcome}",
-                 run_id=d.run_id, incident_id=d.incident_id)
+    ids = {"run_id": d.run_id, "incident_id": d.incident_id}
+    if d.count <= 1:
+        return [Entry(d.received_at, "delivery",
+                      f"alert {d.status}{starts}{replayed}: {d.outcome}", **ids)]
+    return [Entry(d.first_received_at or d.received_at, "delivery",
+                  f"alert {d.status}{starts}: {d.first_outcome or '?'}",
+                  incident_id=d.incident_id),
+            Entry(d.received_at, "delivery", f"alert {d.status}{starts} delivered again "
+                  f"({d.count} in all){replayed}, the last: {d.outcome}", **ids)]
 
 
 def _incident_entries(incident: Incident) -> list[Entry]:
@@ -188,7 +198,7 @@ def _operator_entries(ctx: EngineContext, incidents: list[Incident],
         if event.at < start and not (event.action == "disable"
                                      and (detail.get("until") or now) >= start):
             continue
-        scope = Switch("-", detail.get("component"), detail.get("target"), None)
+        scope = Switch.scope_of(detail.get("component"), detail.get("target"))
         if not any(scope.covers(c, t) for c, t in places):
             continue
         why = f": {detail['reason']}" if detail.get("reason") else ""

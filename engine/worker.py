@@ -34,6 +34,7 @@ from engine.context import EngineContext
 from engine.executors import private_dirs
 from engine.intake import drain
 from engine.lifecycle import IncidentState, RunStatus
+from engine.loaded_set import drop_replaced
 from engine.orchestrator import RunCallback, advance, hand_back_interrupted
 from engine.records import RunRecord
 from engine.retention import prune_if_due
@@ -118,6 +119,7 @@ class Worker:
             self._notify(now)
         done += prune_if_due(self.ctx, now)
         done += self._sweep_if_due(now)
+        done += drop_replaced(self.ctx, now)   # its inventory copy holds secrets
         return done
 
     def _sweep_if_due(self, now: float) -> int:

@@ -217,7 +217,10 @@ def test_an_emergency_stop_cancels_what_the_service_runs_and_rejects_what_waits(
             f"the step was not stopped: {s.served.stderr()[-3000:]}"
         assert "sleep-stopped" in trace.read_text()
         [incident] = [i for i in s.incidents("slow") if i["id"] == running["incident_id"]]
-        assert (incident["state"], incident["reason"]) == ("canceled", "canceled by carol")
+        assert (incident["state"], incident["reason"]) == \
+            ("canceled", "canceled by carol: emergency stop: wrong host")
+        [stopped] = [r for r in s.runs("slow") if r["id"] == running["id"]]
+        assert stopped["reason"].startswith("canceled by carol: emergency stop: wrong host")
         [approval] = s.query("SELECT * FROM approvals WHERE run_id = ?", parked)
         assert (approval["status"], approval["decided_by"]) == ("rejected", "carol")
         assert not (tmp_path / "flushed").exists()

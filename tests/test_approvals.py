@@ -216,3 +216,61 @@ def test_rejecting_the_last_step_with_on_reject_next_exhausts_the_runbook(engine
     assert closed.state == IncidentState.FAILED and closed.reason.startswith("exhausted")
     assert "handles failure type" not in closed.reason
     assert ctx.store.degraded_reasons("test_down")
+
+
+# -- the emergency stop (`disable --cancel-running`) --------------------------------------
+
+class _StopArrivesNow:
+    """A last gate that lets the step through, and in that instant an operator's
+    emergency stop runs (the switch on, then ``stop_in_scope``): the step's gates have
+    all said yes, its run is not in the store yet."""
+
+    name = "stop_arrives_now"
+
+    def __init__(self, ctx) -> None:
+        self.ctx = ctx
+
+    def check(self, gate_ctx):
+        from engine.gates import Decision, Verdict
+
+        self.ctx.store.add_switch(Switch(id=new_id("sw"), component=None,
+                                         target=gate_ctx.target, until=time.time() + 600,
+                                         created_by="carol"))
+        approvals.stop_in_scope(self.ctx, None, gate_ctx.target, by="carol", reason="fire")
+        return Decision(self.name, Verdict.ALLOW)
+
+
+def test_the_emergency_stop_cancels_a_step_whose_gates_said_yes_but_not_begun(
+        engine_env, run_incident):
+    engine_env.runbook("demo", f"""
+        strategies: [{{name: a, action: test.ok, with: {{trace: "{engine_env.trace}"}}}}]
+    """)
+    ctx = engine_env.context()
+    ctx.gates.gates.append(_StopArrivesNow(engine_env.context()))
+    incident = run_incident(ctx, "demo", target="cache-1").incident
+    assert engine_env.traced() == []                        # the step never ran
+    assert incident.state == IncidentState.CANCELED
+    assert incident.reason == "canceled by carol: emergency stop: fire"
+    assert ctx.store.query_runs(incident_id=incident.id) == []
+    assert ctx.store.get_lock("cache-1") is None            # its lease given back
+
+
+def test_the_emergency_stop_cancels_an_incident_claimed_with_no_run_yet(engine_env):
+    from engine.orchestrator import advance
+    from engine.triggers import TriggerRequest, open_incident
+
+    engine_env.runbook("demo", f"""
+        strategies: [{{name: a, action: test.ok, with: {{trace: "{engine_env.trace}"}}}}]
+    """)
+    ctx = engine_env.context()
+    claimed = open_incident(ctx, TriggerRequest(runbook="demo", target="cache-1"))
+    other = open_incident(ctx, TriggerRequest(runbook="demo", target="cache-2"))
+    assert claimed.claimed and other.claimed               # remediating, nothing run yet
+    stopped = approvals.stop_in_scope(ctx, None, "cache-1", by="carol", reason="fire")
+    assert stopped.canceled_incidents == [claimed.incident.id]
+    advance(ctx, claimed.incident.id)                       # the claimer goes on: nothing
+    ended = ctx.store.get_incident(claimed.incident.id)
+    assert (ended.state, ended.reason) == (IncidentState.CANCELED,
+                                           "canceled by carol: emergency stop: fire")
+    assert engine_env.traced() == []
+    assert ctx.store.get_incident(other.incident.id).state == IncidentState.REMEDIATING

@@ -552,8 +552,11 @@ def test_disable_cancel_running_stops_runs_and_rejects_approvals_in_its_scope(
     store = env.store()
     stopped = store.get_run(running["id"])
     assert stopped.status.value == "canceled", stopped
+    # who stopped it and why, on the run's record too (not only "canceled")
+    assert stopped.reason.startswith("canceled by carol: emergency stop: fire ("), stopped
     incident = store.get_incident(stopped.incident_id)
-    assert (incident.state.value, incident.reason) == ("canceled", "canceled by carol")
+    assert (incident.state.value, incident.reason) == \
+        ("canceled", "canceled by carol: emergency stop: fire")
     rejected = store.get_approval(parked["localhost"])
     assert (rejected.status, rejected.decided_by) == ("rejected", "carol")
     assert store.get_run(parked["localhost"]).status.value == "rejected"
@@ -840,6 +843,37 @@ def test_history_says_why_a_playbook_step_failed(env: Env) -> None:
     assert run["reason"].startswith("task 'Restart the container' failed on localhost: "
                                     "Cannot connect to the Docker daemon at ")
     assert run["reason"].endswith("(non-zero return code, rc 1)")
+
+
+REDIS_FATAL = ("task 'Start redis' failed on localhost: rc 1: 12294:C 06 Dec 2026 "
+               "19:07:31.123 # Fatal error, can't open config file '/etc/redis/redis.conf': "
+               "No such file or directory (non-zero return code, rc 1)")
+
+
+def test_history_gives_the_reason_the_rest_of_the_terminal_and_all_of_it_in_a_pipe(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A program's own error comes after its log prefix (redis: pid, role, time):
+    a reason cut at a fixed width loses it."""
+    from engine.lifecycle import RunStatus
+    from engine.records import RunRecord, new_id
+
+    now = time.time()
+    env.store().add_run(RunRecord(
+        id=new_id("run"), component="redis", runbook="redis", strategy="restart",
+        target="localhost", status=RunStatus.FAILED, trigger="manual", started_at=now - 1,
+        finished_at=now, requested_by="cli:root", reason=REDIS_FATAL))
+    # For people, the program's log prefix goes: its own words come sooner.
+    readable = REDIS_FATAL.replace("12294:C 06 Dec 2026 19:07:31.123 # ", "")
+    monkeypatch.delenv("COLUMNS", raising=False)
+    piped = env.run("history")                               # not a terminal: all of it
+    assert readable in piped.out, piped.out
+    monkeypatch.setenv("COLUMNS", "400")                     # a wide terminal: all of it
+    assert readable in env.cli("history").out
+    monkeypatch.setenv("COLUMNS", "200")                     # a narrower one: up to its edge
+    lines = env.cli("history").out.splitlines()
+    assert max(len(line) for line in lines) == 200, lines
+    assert "rc 1: Fatal error, can't open" in lines[1] and lines[1].endswith("...")
+    assert env.cli("history", "--json").json()[0]["reason"] == REDIS_FATAL   # the record
 
 
 # -- validate and runbooks -------------------------------------------------------------------------

@@ -393,15 +393,18 @@ def test_a_re_fire_within_the_verify_window_reopens_and_its_refusal_is_recorded(
     assert (refused.status, refused.trigger, refused.fingerprint, refused.gate) == \
         (RunStatus.REFUSED, "alert", "fp-demo", "kill_switch")
     assert "auto-recovery disabled for target=cache-1" in refused.reason
-    # every delivery is kept, newest first, with what the intake made of it
+    # every delivery is kept, newest first, with what the intake made of it: one row
+    # per (fingerprint, startsAt, status), a repeat counted with its latest outcome
     kept = ctx.store.deliveries(fingerprint="fp-demo")
-    assert [d.status for d in kept] == ["firing", "resolved", "firing", "firing"]
-    assert [d.incident_id for d in kept] == [incident.id, None, incident.id, incident.id]
+    assert [(d.status, d.count) for d in kept] == [("firing", 1), ("resolved", 1),
+                                                   ("firing", 2)]
+    assert [d.incident_id for d in kept] == [incident.id, None, incident.id]
     assert "reopened" in kept[0].outcome
     assert "nothing to close" in kept[1].outcome
     assert "sent before its fix was verified" in kept[2].outcome
-    assert "opened" in kept[3].outcome
-    assert kept[0].payload["labels"]["alertname"] == "DemoDown"
+    assert "opened" in kept[2].first_outcome
+    assert kept[0].payload["labels"]["alertname"] == "DemoDown"   # for a replay, and
+    assert kept[1].payload == kept[2].payload == {}                # only there
 
 
 def test_a_delivery_that_starts_nothing_still_says_why(touching, engine_env):
@@ -416,6 +419,7 @@ def test_a_delivery_that_starts_nothing_still_says_why(touching, engine_env):
     assert refusal.gate == "target"
     [own] = ctx.store.deliveries(fingerprint="fp-own")
     assert "the engine's own alert" in own.outcome and own.incident_id is None
+    assert own.payload == {}                      # never replayed: nothing kept of it
 
 
 # -- the queue ------------------------------------------------------------------------

@@ -139,3 +139,26 @@ def test_alerts_counted_into_one_refusal_record_are_each_listed_and_replayed(ref
     code, printed = cli("enable", "--target", "cache-1", "--as", "bob")
     assert code == 0 and drain(ctx) == 2
     assert len(engine_env.traced()) == 3       # each replayed alert went the normal way
+
+
+def test_label_values_are_printed_with_their_control_characters_made_visible(engine_env,
+                                                                            capsys):
+    """An alert's labels are data from outside: an escape sequence in its alertname (or
+    a newline in its fingerprint) must not reach the operator's terminal as such."""
+    engine_env.runbook("redis", """
+        match: [instance="cache-1"]
+        target: "{{ labels.instance }}"
+        strategies: [{name: restart, action: test.ok}]
+    """)
+    ctx = engine_env.context()
+    config = str(engine_env.config_path)
+    assert main(["--config", config, "disable", "--target", "cache-1", "--for", "10m"]) == 0
+    name, fingerprint = "Redis\x1b[2J\x1b[HDown", "fp\nforged line"
+    journal(ctx, Alert(status="firing", labels={"alertname": name, "instance": "cache-1"},
+                       starts_at=iso_at(T0), fingerprint=fingerprint, receiver="recovery"))
+    capsys.readouterr()
+    for args in (["status"], ["enable", "--target", "cache-1"]):
+        assert main(["--config", config, *args]) == 0
+        printed = capsys.readouterr().out
+        assert "\x1b" not in printed and "\nforged line" not in printed, printed
+        assert repr(name) in printed and repr(fingerprint) in printed, printed

@@ -171,6 +171,93 @@ def test_deliveries_are_kept_with_the_acknowledgement_newest_first_and_pruned(st
     assert [d.status for d in store.deliveries()] == ["resolved"]
 
 
+def _delivery(fingerprint, status, starts_at, at, outcome, **kw):
+    from engine.records import Delivery
+
+    return Delivery(fingerprint=fingerprint, status=status, starts_at=starts_at,
+                    received_at=at, processed_at=at, outcome=outcome, **kw)
+
+
+def test_repeats_of_an_alert_are_one_row_with_a_count_and_the_latest_outcome(store):
+    """Alertmanager repeats a firing alert every repeat_interval: one row per
+    (fingerprint, startsAt, status), counted, with the first and the latest outcome."""
+    now = time.time()
+    first = {"labels": {"alertname": "RedisDown"}, "n": 1}
+    store.ack_intake([], [
+        _delivery("fp-a", "firing", "s1", now - 30, "opened incident inc-1",
+                  incident_id="inc-1", payload=first),
+        _delivery("fp-a", "firing", "s1", now - 20, "attached to incident inc-1",
+                  incident_id="inc-1", payload=first)])
+    store.ack_intake([], [_delivery("fp-a", "firing", "s1", now - 10, "refused: switch",
+                                    run_id="run-9", replayed_by="bob",
+                                    payload={**first, "n": 3})])
+    [row] = store.deliveries(fingerprint="fp-a")
+    assert (row.count, row.first_outcome, row.outcome) == (3, "opened incident inc-1",
+                                                           "refused: switch")
+    assert (row.first_received_at, row.first_processed_at) == (now - 30, now - 30)
+    assert (row.received_at, row.processed_at) == (now - 10, now - 10)
+    assert (row.incident_id, row.run_id, row.replayed_by) == ("inc-1", "run-9", "bob")
+    assert row.payload == {**first, "n": 3}
+    assert store.deliveries(incident_id="inc-1") == [row]
+
+
+def test_only_the_newest_firing_delivery_of_an_alert_keeps_its_payload(store):
+    """A payload is kept where a replay needs it: the newest firing delivery of each
+    fingerprint; a resolve needs none."""
+    now = time.time()
+    one, two = {"labels": {"x": "1"}}, {"labels": {"x": "2"}}
+    store.ack_intake([], [_delivery("fp-a", "firing", "s1", now - 30, "opened", payload=one),
+                          _delivery("fp-b", "firing", "s1", now - 30, "opened", payload=one)])
+    store.ack_intake([], [_delivery("fp-a", "resolved", "s1", now - 20, "closed")])
+    assert [d.payload for d in store.deliveries(fingerprint="fp-a")] == [{}, one]
+    store.ack_intake([], [_delivery("fp-a", "firing", "s2", now - 10, "opened", payload=two)])
+    got = store.deliveries(fingerprint="fp-a")
+    assert [(d.status, d.starts_at, d.payload) for d in got] == [
+        ("firing", "s2", two), ("resolved", "s1", {}), ("firing", "s1", {})]
+    assert [d.payload for d in store.deliveries(fingerprint="fp-b")] == [one]
+
+
+def test_deliveries_kept_one_per_row_before_are_folded_when_the_store_opens(tmp_path):
+    import json
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE deliveries (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+               "fingerprint TEXT, status TEXT, starts_at TEXT, received_at REAL, "
+               "processed_at REAL, outcome TEXT, incident_id TEXT, run_id TEXT, "
+               "replayed_by TEXT, payload TEXT)")
+    db.execute("CREATE INDEX deliveries_fingerprint ON deliveries(fingerprint, id)")
+    old = {"labels": {"alertname": "RedisDown"}}
+    own = {"labels": {"alertname": "RecoveryExhausted", "source": "infra-recovery"}}
+    for at, (fp, status, outcome, payload) in enumerate([
+            ("fp-a", "firing", "opened incident inc-1", old),
+            ("fp-a", "firing", "attached", old),
+            ("fp-a", "firing", "refused", old),
+            ("fp-own", "firing", "the engine's own alert", own),
+            ("fp-a", "resolved", "closed", old)]):
+        db.execute("INSERT INTO deliveries (fingerprint, status, starts_at, received_at, "
+                   "processed_at, outcome, incident_id, payload) VALUES (?, ?, 's1', ?, ?, ?, "
+                   "?, ?)", (fp, status, at, at, outcome, "inc-1" if fp == "fp-a" else None,
+                             json.dumps(payload)))
+    db.commit()
+    db.close()
+    store = open_store(f"sqlite:///{path}")
+    try:
+        got = store.deliveries(fingerprint="fp-a")
+        assert [(d.status, d.count, d.first_outcome, d.outcome) for d in got] == [
+            ("resolved", 1, "closed", "closed"),
+            ("firing", 3, "opened incident inc-1", "refused")]
+        assert (got[1].first_processed_at, got[1].processed_at) == (0, 2)
+        assert [d.payload for d in got] == [{}, old]
+        [mine] = store.deliveries(fingerprint="fp-own")
+        assert mine.payload == {}
+        store.ack_intake([], [_delivery("fp-a", "firing", "s1", 9, "attached again")])
+        assert store.deliveries(fingerprint="fp-a")[0].count == 4
+    finally:
+        store.close()
+
+
 def test_the_sqlite_file_is_private(tmp_path):
     path = tmp_path / "home" / "recovery.db"
     open_store(f"sqlite:///{path}")

@@ -103,6 +103,9 @@ def test_show_an_incident_tells_why_it_waits(engine):
     assert "gate cooldown: defer" in text and "deferred" in text
     assert f"attached to incident {deferred.id} (open, deferred until" in text
     assert text.index("gate cooldown: defer") < text.index("attached to incident")
+    # the repeat is counted on the delivery it repeats, whose own outcome stays
+    assert text.index(f"opened incident {deferred.id}") < text.index("gate cooldown: defer")
+    assert "delivered again (2 in all)" in text
 
 
 def test_show_something_unknown_says_so(engine):

@@ -18,6 +18,7 @@ import logging
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from engine.alerts import printable
 from engine.roles import Access
 from engine.store.base import StoreUnavailable
 from webhook.auth import requires
@@ -38,7 +39,7 @@ def receive_alerts():
     except NotANotification as exc:
         log.info("webhook: refused a notification (%d bytes): %s", len(body), exc)
         return jsonify(error=str(exc)), 400
-    group = _printable(parsed.group_key)
+    group = printable(parsed.group_key)
     for reason in parsed.ignored[:LOGGED_REASONS]:   # a summary, not a line per bad alert
         log.warning("webhook: ignored an alert of group %s: %s", group, reason)
     if parsed.ignored_count > LOGGED_REASONS:
@@ -83,9 +84,3 @@ def read_body(chunk: int = 64 * 1024) -> bytes:
         if total > limit:
             raise RequestEntityTooLarge()
         parts.append(data)
-
-
-def _printable(text: str, limit: int = 200) -> str:
-    """A group key fit for one log line: quoted, escapes visible, bounded."""
-    shown = repr(text)
-    return shown if len(shown) <= limit else shown[: limit - 3] + "..."

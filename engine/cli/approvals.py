@@ -5,11 +5,21 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.cli.common import FAILED, OK, PARKED, REFUSED, USAGE, CliError, now, operator
+from engine.cli.common import (
+    FAILED,
+    OK,
+    PARKED,
+    REFUSED,
+    USAGE,
+    CliError,
+    loaded_set_note,
+    now,
+    operator,
+)
 from engine.cli.output import ago, emit_json, err, out, table, when
 from engine.cli.recover import Foreground, approve_hint, outcome
 from engine.context import EngineContext
-from engine.lifecycle import RunStatus
+from engine.lifecycle import IncidentState, RunStatus
 from engine.records import Approval
 
 APPROVE_HELP = """\
@@ -108,6 +118,8 @@ def cmd_approve(ctx: EngineContext, args: argparse.Namespace) -> int:
     who = operator(args)
     if args.reject and args.now:
         raise CliError("--now runs an approved step; it cannot go with --reject")
+    if args.now and (note := loaded_set_note(ctx)) is not None:   # it runs the files here
+        err(note)
     current = ctx.store.get_approval(args.run_id)
     run = ctx.store.get_run(args.run_id)
     if current is None and run is None:
@@ -245,12 +257,13 @@ def _plan_again(ctx: EngineContext, args: argparse.Namespace, who: str,
     the new text (it parks again where it needs approval: exit 3 with the new run)."""
     from engine.orchestrator import advance
 
-    # The attempt goes on as it was asked (its trigger and requester): approving is
-    # not asking for a new one.
-    current = ctx.store.get_incident(incident_id)
-    if current is None or ctx.store.claim_incident(
-            incident_id, now(), trigger=current.trigger,
-            requested_by=current.requested_by) is None:
+    # Taken back as it was handed over (engine.approvals.replan_changed): the same
+    # request, its step, --strategy and --force; approving is not asking for a new one.
+    if ctx.store.update_incident(incident_id, expect=[IncidentState.OPEN],
+                                 state=IncidentState.REMEDIATING, next_try_at=None) is None:
+        current = ctx.store.get_incident(incident_id)
+        if current is None or not current.state.is_open:   # the step is gone: said above
+            return REFUSED
         err(f"incident {incident_id} was taken up by a worker: `recovery pending` shows "
             "the step once it is parked again")
         return REFUSED

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from typing import Any
 
@@ -113,10 +114,26 @@ def cmd_history(ctx: EngineContext, args: argparse.Namespace) -> int:
         ("TOOK", lambda r: span(r.duration) if r.duration is not None else ""),
         ("TRIGGER", lambda r: r.trigger),
         ("BY", lambda r: _who(r)),
-        ("REASON", lambda r: f"{r.count}x (the first:) {r.reason}" if r.count > 1
-         else r.reason),
+        ("REASON", lambda r: f"{r.count}x (the first:) {readable_reason(r.reason)}"
+         if r.count > 1 else readable_reason(r.reason)),
     ], empty="no runs"))
     return OK
+
+
+# A program's own log prefix at the start of its words (after "rc 1: " and the like):
+# redis's "12294:C 06 Dec 2026 19:07:31.123 # ", or an ISO time stamp with a level.
+_LOG_PREFIX = re.compile(
+    r"(?:(?<=^)|(?<=: )|(?<=; ))"
+    r"(?:\d+:[A-Z] \d{1,2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2}(?:\.\d+)? [.*#-] "
+    r"|\[?\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?\]? "
+    r"(?:\[?(?:DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|FATAL|CRITICAL)\]?:? )?)")
+
+
+def readable_reason(reason: str | None) -> str | None:
+    """A run's reason for a person's table: log prefixes of the programs it quotes
+    (process id, time stamp, level) dropped, so their own words come before the table
+    cuts the line. The record (``--json``, ``show``) keeps the words as they were."""
+    return _LOG_PREFIX.sub("", reason) if reason else reason
 
 
 def _who(run: Any) -> str:

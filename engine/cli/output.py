@@ -7,10 +7,13 @@ there; everything meant for a person (notes, warnings) goes to stderr.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+
+from engine.alerts import printable
 
 Column = tuple[str, Callable[[Any], Any]]
 
@@ -83,28 +86,51 @@ def when_ago(ts: float | None, now: float | None = None) -> str:
     return f"{when(ts)} ({ago(ts, now)})"
 
 
+def alert_text(text: str | None) -> str:
+    """Words that came with an alert (a label value, a fingerprint) as the CLI prints
+    them: as they are, unless they hold control characters (an escape sequence, a
+    newline): then quoted with those made visible (``engine.alerts.printable``)."""
+    return printable(text, 500, quoted=False) if text else ""
+
+
 def shorten(text: Any, width: int) -> str:
     value = "" if text is None else str(text).replace("\n", " ")
     return value if len(value) <= width else value[: max(0, width - 3)] + "..."
 
 
-def table(rows: Iterable[Any], columns: Sequence[Column], *, last_width: int = 90,
+LAST_COLUMN_MIN = 30     # the last column gets at least this, however narrow the terminal
+
+
+def table(rows: Iterable[Any], columns: Sequence[Column], *, last_width: int | None = None,
           empty: str = "(none)") -> str:
-    """Rows as a left-aligned table; the last column is shortened, never padded."""
+    """Rows as a left-aligned table; the last column (a reason, a plan) is never padded
+    and is shortened to ``last_width``, by default to the rest of the terminal's width
+    (all of it when the output is not a terminal): the end of a reason is often the
+    cause (a program's error after its log prefix)."""
     cells = [[("-" if (v := get(row)) is None or v == "" else str(v)) for _, get in columns]
              for row in rows]
     if not cells:
         return empty
-    for line in cells:
-        line[-1] = shorten(line[-1], last_width)
     headers = [name for name, _ in columns]
     widths = [max(len(headers[i]), *(len(line[i]) for line in cells))
               for i in range(len(columns))]
+    room = last_width if last_width is not None else _rest_of_terminal(widths[:-1])
+    for line in cells:
+        line[-1] = shorten(line[-1], room) if room else line[-1].replace("\n", " ")
     lines = []
     for line in [headers, *cells]:
         padded = [value.ljust(widths[i]) for i, value in enumerate(line[:-1])]
         lines.append("  ".join([*padded, line[-1]]).rstrip())
     return "\n".join(lines)
+
+
+def _rest_of_terminal(before: Sequence[int]) -> int | None:
+    """Columns left on the terminal after ``before`` (widths, two spaces between);
+    None when stdout is not a terminal (and no COLUMNS says its width)."""
+    columns = shutil.get_terminal_size(fallback=(0, 0)).columns
+    if not columns:
+        return None
+    return max(LAST_COLUMN_MIN, columns - sum(w + 2 for w in before))
 
 
 def key_values(pairs: Iterable[tuple[str, Any]], indent: str = "") -> str:

@@ -20,6 +20,7 @@ from engine.cli.common import (
     REFUSED,
     USAGE,
     CliError,
+    loaded_set_note,
     operator,
     runbook,
     worst,
@@ -213,6 +214,8 @@ def cmd_recover(ctx: EngineContext, args: argparse.Namespace) -> int:
     mode = " in check mode" if args.check else ""
     forced = " with --force" if args.force else ""
     out(f"recover {what} on {', '.join(hosts)}{mode}{forced}, as {who}")
+    if (note := loaded_set_note(ctx)) is not None:   # it runs the files, not the service's
+        err(note)
     if args.check:
         return _check(ctx, args, rb, hosts, who)
     codes: list[int] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from engine.cli.common import FAILED, OK, now
-from engine.cli.output import ago, emit_json, err, out, span, table, when
+from engine.cli.output import ago, alert_text, emit_json, err, out, span, table, when
 from engine.context import EngineContext
 
 
@@ -108,12 +108,13 @@ def cmd_status(ctx: EngineContext, args: argparse.Namespace) -> int:
 
 def refused_table(rows: list[dict], t: float) -> str:
     """Alerts a kill switch refused (``RefusedAlert.to_dict``), one line each: status
-    and ``enable`` print the same."""
+    and ``enable`` print the same. The alert's own words (its name, its fingerprint)
+    with their control characters made visible."""
     return table(rows, [
         ("COMPONENT", lambda r: r["component"]),
         ("TARGET", lambda r: r["target"]),
-        ("ALERT", lambda r: r["alertname"] or "?"),
-        ("FINGERPRINT", lambda r: r["fingerprint"]),
+        ("ALERT", lambda r: alert_text(r["alertname"]) or "?"),
+        ("FINGERPRINT", lambda r: alert_text(r["fingerprint"])),
         ("FIRING", lambda r: {True: "yes", False: "no", None: "unknown"}[r["firing"]]),
         ("REFUSED", lambda r: f"{r['refusals']}x, last {ago(r['refused_at'], t)}"),
         ("RUN", lambda r: r["run_id"]),

@@ -11,7 +11,16 @@ import argparse
 from typing import Any
 
 from engine.cli.common import OK, CliError, now, operator
-from engine.cli.output import ago, emit_json, err, out, table, when, when_ago
+from engine.cli.output import (
+    ago,
+    alert_text,
+    emit_json,
+    err,
+    out,
+    table,
+    when,
+    when_ago,
+)
 from engine.context import EngineContext
 from engine.records import AuditEvent, DegradedReason, Switch, new_id
 
@@ -137,7 +146,7 @@ def _target(ctx: EngineContext, name: str | None) -> str | None:
 
 
 def _scope(component: str | None, target: str | None) -> str:
-    return Switch("-", component, target, None).scope()
+    return Switch.scope_of(component, target).scope()
 
 
 # -- disable / enable -------------------------------------------------------------------------
@@ -169,7 +178,8 @@ def cmd_disable(ctx: EngineContext, args: argparse.Namespace) -> int:
         stopped = stop_in_scope(ctx, switch.component, switch.target, by=who,
                                 reason=switch.reason)
         detail.update(canceled_runs=stopped.canceled_runs,
-                      rejected_approvals=stopped.rejected_approvals)
+                      rejected_approvals=stopped.rejected_approvals,
+                      canceled_incidents=stopped.canceled_incidents)
         said = stopped.said or [f"nothing running or waiting for approval in {switch.scope()}"]
     ctx.store.add_event(AuditEvent(at=t, actor=who, action="disable", detail=detail))
     length = f"until {when_ago(until, t)}" if until else "until `recovery enable`"
@@ -230,7 +240,8 @@ def _refused_while_off(ctx: EngineContext, args: argparse.Namespace, who: str, t
         covering = [s for s in still if s.covers(a.run.component, a.run.target)]
         if covering:
             out(f"note: {a.run.target} is still covered by {covering[0].scope()} "
-                f"({covering[0].id}): a replay of {a.fingerprint} is refused again")
+                f"({covering[0].id}): a replay of {alert_text(a.fingerprint)} is refused "
+                "again")
     if not args.replay:
         flags = "".join(f" --{k} {v}" for k, v in (("component", component),
                                                     ("target", target)) if v)
@@ -244,13 +255,15 @@ def _refused_while_off(ctx: EngineContext, args: argparse.Namespace, who: str, t
                          for a in queued]}))
     for a in found:
         if a in queued:
-            out(f"replayed {a.alertname or 'alert'} {a.fingerprint} on {a.run.target} "
-                f"(refused run {a.run.id}): queued in the intake for the service's workers "
-                "(where no service runs, it waits there until one starts)")
+            out(f"replayed {alert_text(a.alertname) or 'alert'} {alert_text(a.fingerprint)} "
+                f"on {a.run.target} (refused run {a.run.id}): queued in the intake for the "
+                "service's workers (where no service runs, it waits there until one starts)")
         elif a.firing:
-            out(f"not replayed {a.fingerprint}: already queued for refusal {a.run.id}")
+            out(f"not replayed {alert_text(a.fingerprint)}: already queued for refusal "
+                f"{a.run.id}")
         else:
-            out(f"not replayed {a.fingerprint}: not known to fire (no delivery kept)")
+            out(f"not replayed {alert_text(a.fingerprint)}: not known to fire (no delivery "
+                "kept)")
 
 
 # -- unlock -----------------------------------------------------------------------------------
@@ -360,13 +373,11 @@ def cmd_degraded(ctx: EngineContext, args: argparse.Namespace) -> int:
 def capability_words(mode: dict[str, Any]) -> str:
     """A mode's capability matrix in words that cannot be misread: what it switches off
     when on (the mode is off), or what is off now (it is on)."""
-    caps = mode.get("capabilities") or {}
-    off = [k for k, stays_on in caps.items() if not stays_on]
-    kept = [k for k, stays_on in caps.items() if stays_on]
+    kept = [k for k, stays_on in (mode.get("capabilities") or {}).items() if stays_on]
     if mode["active"]:
-        words = f"off now: {', '.join(off) or 'nothing'}"
+        words = f"off now: {', '.join(mode['off_now']) or 'nothing'}"
         return words + (f" (still on: {', '.join(kept)})" if kept else "")
-    words = f"when on, switches off: {', '.join(off) or 'nothing'}"
+    words = f"when on, switches off: {', '.join(mode['switches_off']) or 'nothing'}"
     return words + (f" (keeps on: {', '.join(kept)})" if kept else "")
 
 

@@ -95,7 +95,9 @@ class Store(ABC):
     ) -> Incident | None:
         """Change fields; with ``expect``, only if the state is one of them (else None).
         An incident leaving ``remediating`` loses ``forced``: an operator's ``--force``
-        belongs to the attempt in hand, and ends when that attempt ends or pauses."""
+        belongs to the attempt in hand, and ends when that attempt ends or pauses; unless
+        the change names ``forced`` itself (the operator's own step handed back to be
+        planned again under a changed runbook keeps its request)."""
 
     @abstractmethod
     def list_incidents(
@@ -105,7 +107,8 @@ class Store(ABC):
     @abstractmethod
     def claim_due_incident(self, now: float) -> Incident | None:
         """Take one deferred incident whose time has come: OPEN -> REMEDIATING, atomically
-        (the deferred request is retried as it was asked, never forced)."""
+        (the request is retried as it stands: a deferral dropped its ``--force``, see
+        ``update_incident``)."""
 
     # -- runs (the index; the account is in the artifacts) -----------------------------
     @abstractmethod
@@ -288,12 +291,15 @@ class Store(ABC):
     @abstractmethod
     def ack_intake(self, ids: Iterable[int], deliveries: Iterable[Delivery] = ()) -> None:
         """Drop processed items from the queue, and keep what was made of them
-        (``deliveries``) in the same transaction."""
+        (``deliveries``) in the same transaction: one kept delivery per dedup key, a
+        repeat counted on it (see ``Delivery``), a payload only on the newest firing
+        delivery of each fingerprint."""
 
     @abstractmethod
     def deliveries(self, *, fingerprint: str | None = None, incident_id: str | None = None,
                    limit: int | None = 100) -> list[Delivery]:
-        """Kept deliveries, newest first (pruned with the history, ``delete_before``)."""
+        """Kept deliveries, the latest processed first (pruned with the history,
+        ``delete_before``, once their latest delivery is older)."""
 
     @abstractmethod
     def intake_depth(self, now: float) -> tuple[int, float]:

@@ -188,19 +188,65 @@ CREATE TABLE IF NOT EXISTS intake (
 );
 CREATE TABLE IF NOT EXISTS intake_seen (dedup_key TEXT PRIMARY KEY, seen_at REAL);
 CREATE TABLE IF NOT EXISTS resolved_alerts (fingerprint TEXT PRIMARY KEY, ends_at TEXT, at REAL);
-CREATE TABLE IF NOT EXISTS deliveries (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, fingerprint TEXT, status TEXT, starts_at TEXT,
-    received_at REAL, processed_at REAL, outcome TEXT, incident_id TEXT, run_id TEXT,
-    replayed_by TEXT, payload TEXT
-);
-CREATE INDEX IF NOT EXISTS deliveries_fingerprint ON deliveries(fingerprint, id);
-CREATE INDEX IF NOT EXISTS deliveries_incident ON deliveries(incident_id);
-CREATE INDEX IF NOT EXISTS deliveries_processed ON deliveries(processed_at);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL, actor TEXT, action TEXT, detail TEXT
 );
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS fencing (name TEXT PRIMARY KEY, value INTEGER);
+"""
+
+# One row per dedup key (Delivery). Created (and its indexes) after ``_migrate`` has
+# folded a table of the earlier shape, one row per delivery.
+DELIVERIES_TABLE = """
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, dedup_key TEXT NOT NULL UNIQUE, fingerprint TEXT,
+    status TEXT, starts_at TEXT, received_at REAL, processed_at REAL, outcome TEXT,
+    incident_id TEXT, run_id TEXT, replayed_by TEXT, payload TEXT, count INTEGER,
+    first_received_at REAL, first_processed_at REAL, first_outcome TEXT
+)"""
+DELIVERIES_INDEXES = """
+CREATE INDEX IF NOT EXISTS deliveries_of_alert ON deliveries(fingerprint, processed_at);
+CREATE INDEX IF NOT EXISTS deliveries_of_incident ON deliveries(incident_id);
+CREATE INDEX IF NOT EXISTS deliveries_processed ON deliveries(processed_at);
+"""
+DELIVERY_COLUMNS = ("dedup_key", "fingerprint", "status", "starts_at", "received_at",
+                    "processed_at", "outcome", "incident_id", "run_id", "replayed_by",
+                    "payload", "count", "first_received_at", "first_processed_at",
+                    "first_outcome")
+# A repeat of a kept key: counted, its latest fields replace the row's (the incident
+# stays when the repeat names none); the first delivery's times and outcome stay.
+_KEEP_DELIVERY = (
+    f"INSERT INTO deliveries ({', '.join(DELIVERY_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(DELIVERY_COLUMNS))}) "
+    "ON CONFLICT(dedup_key) DO UPDATE SET received_at = excluded.received_at, "
+    "processed_at = excluded.processed_at, outcome = excluded.outcome, "
+    "incident_id = coalesce(excluded.incident_id, deliveries.incident_id), "
+    "run_id = excluded.run_id, replayed_by = excluded.replayed_by, "
+    "payload = coalesce(excluded.payload, deliveries.payload), "
+    "count = deliveries.count + excluded.count")
+# Folds a table of the earlier shape (``deliveries_unfolded``, one row per delivery)
+# into one row per key; payloads as ``ack_intake`` keeps them.
+_FOLD_DELIVERIES = f"""
+INSERT INTO deliveries ({', '.join(DELIVERY_COLUMNS)})
+SELECT dedup_key, fingerprint, status, starts_at, received_at, processed_at, outcome,
+       incident_id, run_id, replayed_by,
+       CASE WHEN status = 'firing' AND newest_firing = 1 AND json_valid(payload) AND
+                 coalesce(json_extract(payload, '$.labels.source'), '') != 'infra-recovery'
+            THEN payload END,
+       n, first_received_at, first_processed_at, first_outcome
+FROM (SELECT *, fingerprint || '|' || coalesce(starts_at, '-') || '|' || status AS dedup_key,
+             row_number() OVER per_key_newest AS newest,
+             row_number() OVER (PARTITION BY fingerprint, status ORDER BY id DESC)
+                 AS newest_firing,
+             count(*) OVER per_key AS n,
+             first_value(received_at) OVER per_key_oldest AS first_received_at,
+             first_value(processed_at) OVER per_key_oldest AS first_processed_at,
+             first_value(outcome) OVER per_key_oldest AS first_outcome
+      FROM deliveries_unfolded
+      WINDOW per_key AS (PARTITION BY fingerprint, starts_at, status),
+             per_key_newest AS (per_key ORDER BY id DESC),
+             per_key_oldest AS (per_key ORDER BY id))
+WHERE newest = 1 ORDER BY id
 """
 
 # An incident claimed or reopened for a new request: who asks now, and nothing of the
@@ -419,11 +465,36 @@ class SQLiteStore(Store):
         # after the columns: an index on one an older store lacked until just now
         conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS runs_refusal ON runs(refusal_key) "
                      "WHERE refusal_key IS NOT NULL")
+        self._fold_deliveries(conn)
+        conn.execute(DELIVERIES_TABLE)
+        conn.executescript(DELIVERIES_INDEXES)
         # resolve markers once kept in kv (one row per fingerprint, never pruned); looked
         # for first, so that opening a store takes no write lock once they are gone
         if conn.execute("SELECT 1 FROM kv WHERE key LIKE 'intake:resolved:%' LIMIT 1"
                         ).fetchone():
             conn.execute("DELETE FROM kv WHERE key LIKE 'intake:resolved:%'")
+
+    @staticmethod
+    def _fold_deliveries(conn: sqlite3.Connection) -> None:
+        """A deliveries table of the earlier shape (one row per delivery, every payload)
+        becomes one row per dedup key, once, whichever process opens the store first."""
+        def unfolded() -> bool:
+            columns = {r["name"] for r in conn.execute("PRAGMA table_info(deliveries)")}
+            return bool(columns) and "dedup_key" not in columns
+
+        if not unfolded():
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if unfolded():    # not folded by another process meanwhile
+                conn.execute("ALTER TABLE deliveries RENAME TO deliveries_unfolded")
+                conn.execute(DELIVERIES_TABLE)     # its indexes once the old ones are gone
+                conn.execute(_FOLD_DELIVERIES)
+                conn.execute("DROP TABLE deliveries_unfolded")   # and its indexes
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     # -- connections and transactions ----------
     def _conn(self) -> sqlite3.Connection:
@@ -720,7 +791,8 @@ class SQLiteStore(Store):
                 check_incident_transition(current.state, IncidentState(new_state))
                 open_key = f"{current.runbook}\x00{current.target}"
                 values["open_key"] = open_key if IncidentState(new_state).is_open else None
-                if IncidentState(new_state) != IncidentState.REMEDIATING:
+                if (IncidentState(new_state) != IncidentState.REMEDIATING
+                        and "forced" not in changes):
                     values["forced"] = 0   # --force ends with the attempt in hand
             values["updated_at"] = changes.get("updated_at", time.time())
             self._update(db, "incidents", "id", incident_id, values)
@@ -751,7 +823,7 @@ class SQLiteStore(Store):
             if row is None:
                 return None
             db.execute(
-                "UPDATE incidents SET state = ?, next_try_at = NULL, forced = 0, updated_at = ? "
+                "UPDATE incidents SET state = ?, next_try_at = NULL, updated_at = ? "
                 "WHERE id = ?", (IncidentState.REMEDIATING.value, now, row["id"]),
             )
             row = db.execute("SELECT * FROM incidents WHERE id = ?", (row["id"],)).fetchone()
@@ -1186,23 +1258,45 @@ class SQLiteStore(Store):
                 for r in rows]
 
     def ack_intake(self, ids: Iterable[int], deliveries: Iterable[Delivery] = ()) -> None:
+        """One row per dedup key (``_KEEP_DELIVERY``; the batch folded first, written with
+        ``executemany``); a payload only on the newest firing delivery of each
+        fingerprint (the one a replay re-queues): the others of that fingerprint drop
+        theirs."""
         ids, kept = list(ids), list(deliveries)
         if not ids and not kept:
             return
+        first: dict[str, Delivery] = {}
+        last: dict[str, Delivery] = {}
+        count: dict[str, int] = {}
+        incident: dict[str, str | None] = {}
+        newest_firing: dict[str, Delivery] = {}
+        for d in kept:
+            key = d.dedup_key
+            first.setdefault(key, d)
+            last[key] = d
+            count[key] = count.get(key, 0) + 1
+            incident[key] = d.incident_id or incident.get(key)
+            if d.status == "firing" and d.payload:
+                newest_firing[d.fingerprint] = d
+        payloads = {d.dedup_key: json.dumps(d.payload) for d in newest_firing.values()}
+        rows = [(key, d.fingerprint, d.status, d.starts_at, d.received_at, d.processed_at,
+                 d.outcome, incident[key], d.run_id, d.replayed_by, payloads.get(key),
+                 count[key], first[key].received_at, first[key].processed_at,
+                 first[key].outcome) for key, d in last.items()]
         with self._tx() as db:
             for part in _parts(ids, 900):
                 db.execute(f"DELETE FROM intake WHERE id IN ({','.join('?' * len(part))})",
                            part)
-            for delivery in kept:
-                values = _columns(delivery)
-                values.pop("id")
-                self._insert(db, "deliveries", values)
+            db.executemany(_KEEP_DELIVERY, rows)
+            db.executemany("UPDATE deliveries SET payload = NULL WHERE fingerprint = ? AND "
+                           "dedup_key != ? AND payload IS NOT NULL",
+                           [(fp, d.dedup_key) for fp, d in newest_firing.items()])
 
     def deliveries(self, *, fingerprint: str | None = None, incident_id: str | None = None,
                    limit: int | None = 100) -> list[Delivery]:
         rows = self._select("deliveries", (("fingerprint", fingerprint),
                                            ("incident_id", incident_id)),
-                            order="id DESC", limit=limit)
+                            order="processed_at DESC, id DESC", limit=limit)
         return [_row_to(Delivery, r) for r in rows]
 
     def intake_depth(self, now: float) -> tuple[int, float]:
