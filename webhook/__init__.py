@@ -59,8 +59,8 @@ def create_app(config: Config | None = None, *, context: EngineContext | None = 
     settings = webhook_settings(config)
     if credentials is None:
         credentials, _ = load_credentials(config)
-    if context is None:
-        context = EngineContext(config, follow_loaded_set=True)
+    if context is None:   # a store down now: the app still comes up, and answers 503
+        context = EngineContext(config, follow_loaded_set=True, retry_store_open=True)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings["max_body_bytes"]

@@ -23,9 +23,11 @@ Three ways the file fails a store that SQLite itself does not report in time:
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sqlite3
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +87,20 @@ def save_copy(source: sqlite3.Connection, target: Path) -> None:
             pass
     finally:
         part.unlink(missing_ok=True)
+
+
+def make_private(path: str | Path) -> None:
+    """The database file 0600 (a control plane: whoever can write it can approve). Left
+    as it is when it is 0600 already, and when its mode cannot be changed now (an
+    immutable file, a read-only file system: EPERM, EROFS): the store then opens and
+    answers unavailable for writes, rather than not starting at all."""
+    try:
+        if stat.S_IMODE(os.stat(path).st_mode) != 0o600:
+            os.chmod(path, 0o600)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EROFS):
+            raise
+        log.warning("the database file %s could not be made 0600 now: %s", path, exc)
 
 
 def unwritable(path: str | Path) -> str | None:
