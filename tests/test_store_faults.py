@@ -375,3 +375,27 @@ def test_connections_opened_while_the_file_refuses_writes_write_once_it_takes_th
     assert outcomes == ["written"] * 3, outcomes
     assert [store.get_value(f"after-{n}") for n in range(3)] == [0, 1, 2]
     store.close()
+
+
+def test_the_refusal_names_the_rescued_copy_not_the_files_sqlite_keeps_beside_it(tmp_path):
+    """An operator who looks into the rescued copy with sqlite3 gets its ``-wal`` and
+    ``-shm`` beside it while it is open: the copy to move into place is still the copy."""
+    path = tmp_path / "recovery.db"
+    store = SQLiteStore(path)
+    store.set_value("kept", "before the rm")
+    inode = path.stat().st_ino
+    path.unlink()
+    with pytest.raises(StoreUnavailable):
+        store.set_value("lost", "after the rm")
+    store.close()
+    saved = tmp_path / f"recovery.db.rescued-{inode}"
+    looking = sqlite3.connect(saved)
+    try:
+        looking.execute("SELECT value FROM kv").fetchall()
+        assert (tmp_path / f"{saved.name}-wal").exists()
+        with pytest.raises(StoreUnavailable) as refused:
+            SQLiteStore(path)
+    finally:
+        looking.close()
+    assert f"the copy saved from it is {saved}: move it to {path}" in str(refused.value)
+    assert not path.exists()

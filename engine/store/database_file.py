@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import sqlite3
 import stat
 from dataclasses import dataclass
@@ -66,6 +67,20 @@ def lost(path: str | Path, identity: FileIdentity) -> str | None:
 def rescued_path(path: str | Path, identity: FileIdentity) -> Path:
     """Where the copy of a lost database file goes: beside it, named after its inode."""
     return Path(f"{path}.rescued-{identity.inode}")
+
+
+def rescued_copies(path: Path) -> list[Path]:
+    """The copies saved beside ``path`` (``rescued_path``), the newest last; not the
+    ``-wal`` and ``-shm`` files SQLite keeps beside one that someone has open."""
+    named = re.compile(rf"{re.escape(path.name)}\.rescued-\d+")
+    found = []
+    for copy in path.parent.glob(f"{path.name}.rescued-*"):
+        try:
+            if named.fullmatch(copy.name):
+                found.append((copy.stat().st_mtime, copy.name, copy))
+        except OSError:
+            continue   # gone meanwhile (moved into place)
+    return [copy for _at, _name, copy in sorted(found)]
 
 
 def save_copy(source: sqlite3.Connection, target: Path) -> None:
@@ -123,7 +138,7 @@ def refusal_to_create(path: str | Path) -> str | None:
     """Why no new database may be made at ``path``, where none is now; None if it may."""
     path = Path(path)
     holders = holders_of_deleted(path)
-    saved = sorted(path.parent.glob(f"{path.name}.rescued-*"))
+    saved = rescued_copies(path)
     if holders:
         who = ", ".join(_describe(pid) for pid in holders)
         return (f"the database file {path} is gone, but it is still open in process(es) "
