@@ -97,18 +97,34 @@ def leave_room_in_the_store(db: Path, size: int = 1 << 20) -> None:
         conn.close()
 
 
+def leave_no_room_in_the_store(db: Path) -> None:
+    """The opposite: the write-ahead log emptied to nothing, so that on a full disk the
+    store's next write (a new block of the log) fails."""
+    conn = sqlite3.connect(db, timeout=15, isolation_level=None)
+    try:
+        assert conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
+    finally:
+        conn.close()
+
+
 def passes(worker, count: int) -> None:
     """Worker passes as the service's loop runs them: a pass the store fails is logged
-    and the next one goes on."""
+    and the next one goes on. Each also drains the intake (a pass whose heartbeat
+    cannot be written stops there)."""
     for _ in range(count):
         try:
             worker.run_once()
         except StoreUnavailable:
-            pass
+            worker.drain_intake()
+            worker.wait_idle(30)
         time.sleep(worker.INTAKE_LEASE / 2)
 
 
 def test_alerts_processed_while_the_disk_is_full_are_kept_until_it_has_room(engine_env):
+    """Nothing acknowledged is discarded while writes fail, and every alert is processed
+    once when space is back: first the store itself cannot be written (the intake keeps
+    every alert), then only the artifacts cannot (refusals are recorded, counted, their
+    directory missing; steps do not start and are tried again), then the space is back."""
     from engine.worker import Worker
     from tests.test_intake import alert, journal
 
@@ -118,38 +134,62 @@ def test_alerts_processed_while_the_disk_is_full_are_kept_until_it_has_room(engi
               with: {{path: "{engine_env.root}/fixed-{{{{ labels.instance }}}}",
                      trace: "{engine_env.trace}"}}}}
     """)
-    hosts = ["cache-1", "cache-2", "localhost", "nowhere-1", "nowhere-2", "nowhere-3"]
+    known = ["cache-1", "cache-2", "localhost"]
+    unknown = ["nowhere-1", "nowhere-2", "nowhere-3"]
+    hosts = known + unknown
     with mounted(engine_env.root / "var", "4m") as home:
         ctx = engine_env.context()
         try:
             journal(ctx, *[alert(instance=h, fingerprint=f"fp-{h}") for h in hosts])
-            leave_room_in_the_store(home / "recovery.db")
             worker = Worker(ctx)
             worker.INTAKE_LEASE = 1.0          # claims of items left behind lapse at once
+
+            # 1. The store cannot be written: every alert stays in the intake.
+            leave_no_room_in_the_store(home / "recovery.db")
             with filled(home):
-                passes(worker, 6)
-                # Nothing was thrown away as a bad alert: what could not be recorded is
-                # still in the intake, and no step is left running.
+                passes(worker, 3)
+                assert ctx.store.intake_depth(time.time())[0] == len(hosts)
+                assert not ctx.store.deliveries(limit=None)
+                assert not ctx.store.query_runs(limit=None)
+                assert not ctx.store.list_incidents()
+
+            # 2. The store can be written, the artifacts cannot: refusals are recorded
+            # (the row is the account), steps do not start and their incidents wait.
+            leave_room_in_the_store(home / "recovery.db")
+            with filled(home):
+                passes(worker, 4)
                 assert not [e for e in ctx.store.list_events(limit=1000)
                             if e.action == "alert_failed"]
-                done = ctx.store.deliveries(limit=None)
-                assert not [d.outcome for d in done if "could not be processed" in d.outcome]
-                assert ctx.store.intake_depth(time.time())[0] == len(hosts) - len(done)
-                assert ctx.store.intake_depth(time.time())[0] > 0
+                done = {d.fingerprint: d for d in ctx.store.deliveries(limit=None)}
+                assert sorted(done) == sorted(f"fp-{h}" for h in hosts), sorted(done)
+                refused = ctx.store.query_runs(status="refused", limit=None)
+                assert sum(r.count for r in refused) == len(unknown), refused
+                assert sorted(fp for r in refused for fp in r.fingerprints) == sorted(
+                    f"fp-{h}" for h in unknown)
+                for h in unknown:
+                    assert done[f"fp-{h}"].outcome.startswith("refused:"), done[f"fp-{h}"]
+                    assert not (home / "artifacts" / done[f"fp-{h}"].run_id / "run.json"
+                                ).exists()
                 assert not ctx.store.query_runs(status="running", limit=None)
-            # Space is back: every alert is processed, once.
+                assert all("could not be written" in r.reason for r in
+                           ctx.store.query_runs(status="interrupted", limit=None))
+                assert not [h for h in known if (engine_env.root / f"fixed-{h}").exists()]
+
+            # 3. Space is back: every alert is processed, once.
             for _ in range(40):
                 passes(worker, 1)
-                if (ctx.store.intake_depth(time.time())[0] == 0 and all(
-                        i.state == "recovered" for i in ctx.store.list_incidents())):
+                if all(i.state == "recovered" for i in ctx.store.list_incidents()
+                       if i.target in known):
                     break
-            done = {d.fingerprint: d.outcome for d in ctx.store.deliveries(limit=None)}
-            assert sorted(done) == sorted(f"fp-{h}" for h in hosts), done
-            for h in hosts[3:]:
-                assert done[f"fp-{h}"].startswith("refused:"), done
+            done = {d.fingerprint: d for d in ctx.store.deliveries(limit=None)}
+            assert sorted(done) == sorted(f"fp-{h}" for h in hosts), sorted(done)
+            assert all(d.count == 1 for d in done.values()), done
+            assert ctx.store.intake_depth(time.time())[0] == 0
             assert sorted(i.target for i in ctx.store.list_incidents()
-                          if i.state == "recovered") == sorted(hosts[:3])
-            assert all((engine_env.root / f"fixed-{h}").exists() for h in hosts[:3])
+                          if i.state == "recovered") == sorted(known)
+            assert sorted(touches(engine_env, h) for h in known) == [1, 1, 1]
+            assert not [e for e in ctx.store.list_events(limit=1000)
+                        if e.action == "alert_failed"]
             assert not ctx.store.query_runs(status="running", limit=None)
         finally:
             ctx.store.close()
