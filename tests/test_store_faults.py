@@ -136,6 +136,40 @@ def test_readyz_is_not_ready_while_the_store_s_disk_is_full(serve, engine_env, t
 
 
 @ROOT_ONLY
+def test_a_store_outage_is_logged_when_it_begins_and_ends_not_at_every_failure(
+        serve, engine_env, tmp_path, tmpfs_home):
+    """Every worker pass, heartbeat, request and probe fails while the store's disk is
+    full: the log says so when it begins (with the reason) and when it is over, without
+    a traceback per failure, and the workers back off meanwhile."""
+    served, markers = touchy(serve, engine_env, tmp_path)
+    began = len(served.stderr())
+    filler = fill(tmpfs_home)
+    try:
+        answers = []
+        for _ in range(400):   # until the store's write-ahead log has no room left
+            answers.append(post(served, notification("nowhere", padding=4000)).status_code)
+            if answers[-1] == 503:
+                break
+        assert answers[-1] == 503, answers
+        assert wait_for(lambda: readyz(served)[0] == 503, 10), readyz(served)
+        for _ in range(10):   # ten seconds of outage, alerts and readiness asked meanwhile
+            assert post(served, notification("cache-1")).status_code == 503
+            assert readyz(served)[0] == 503
+            time.sleep(1)
+        during = served.stderr()[began:]
+    finally:
+        filler.unlink()
+    assert wait_for(lambda: readyz(served)[0] == 200, 20), readyz(served)
+    assert post(served, alert_payload(markers, "localhost")).status_code == 200
+    assert wait_for((markers / "localhost.marker").exists, 30), served.stderr()[-3000:]
+    assert wait_for(lambda: "storage outage over" in served.stderr()[began:], 20), \
+        served.stderr()[began:][-3000:]
+    assert "Traceback" not in during, during[-3000:]
+    assert len(during.splitlines()) <= 12, during[-3000:]
+    assert "database or disk is full" in during, during
+
+
+@ROOT_ONLY
 def test_readyz_is_not_ready_while_the_database_file_is_immutable(serve, engine_env):
     served = serve().start()
     served.wait_ready()

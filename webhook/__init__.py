@@ -124,7 +124,11 @@ def _too_large(exc: RequestEntityTooLarge):
 
 
 def _store_unavailable(exc: StoreUnavailable):
-    log.error("store unavailable: %s", exc)
+    from flask import request
+
+    from webhook.state import state
+
+    state().outages.failed(exc, f"{request.method} {request.path}")   # said once
     return jsonify(error="the store is unavailable: retry later"), 503
 
 
