@@ -278,10 +278,10 @@ def test_a_database_deleted_under_the_service_takes_no_alerts_and_keeps_its_hist
 
 def test_a_server_process_that_starts_after_the_database_was_deleted_answers_503(
         serve, engine_env, tmp_path):
-    """An http worker that gunicorn starts again (killed, recycled) where the database
-    was deleted and is still open in the service's other processes: it may not make a
-    new, empty one, but it must come up and answer (/healthz 200, alerts 503), not make
-    gunicorn give up."""
+    """An http worker that gunicorn starts again (killed, recycled), and an engine worker
+    the service restarts, where the database was deleted and is still open in the
+    service's other processes: they may not make a new, empty one, but they must come up
+    (and answer: /healthz 200, alerts 503), not make gunicorn or the service give up."""
     served, markers = touchy(serve, engine_env, tmp_path)
     home = served.home
     db = home / "recovery.db"
@@ -289,14 +289,20 @@ def test_a_server_process_that_starts_after_the_database_was_deleted_answers_503
     db.unlink()
     assert post(served, notification("cache-1")).status_code == 503
     [http] = served.processes()["http"]
+    [worker] = served.engine_workers()
     http.send_signal(signal.SIGKILL)
+    worker.send_signal(signal.SIGKILL)
     assert wait_for(lambda: (served.processes()["http"] or [http])[0].pid != http.pid, 30)
+    assert wait_for(lambda: served.stderr().count("engine worker started") == 2, 30), \
+        served.stderr()[-3000:]
     for _ in range(5):   # the new worker answers, and keeps answering
         health = wait_for(lambda: served.get("/healthz"), 30)
         assert health is not None and health.status_code == 200, served.stderr()[-3000:]
         assert post(served, notification("cache-1")).status_code == 503
         assert readyz(served)[0] == 503
     assert served.proc.poll() is None, served.stderr()[-3000:]
+    assert len(served.engine_workers()) == 1   # up, not dying and restarted over and over
+    assert served.stderr().count("engine worker started") == 2, served.stderr()[-3000:]
     assert not db.exists()
     assert "Worker failed to boot" not in served.stderr()
 
