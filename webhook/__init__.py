@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, current_app, jsonify
+from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from engine.config import Config, ConfigError, load_config
@@ -39,7 +39,7 @@ from engine.context import EngineContext
 from engine.credentials import Credentials, load_credentials
 from engine.durations import parse_duration
 from engine.store.base import StoreUnavailable
-from webhook.state import EXTENSION, WebhookState, attach
+from webhook.state import EXTENSION, WebhookState, attach, state
 
 __all__ = ["EXTENSION", "create_app"]
 
@@ -124,10 +124,6 @@ def _too_large(exc: RequestEntityTooLarge):
 
 
 def _store_unavailable(exc: StoreUnavailable):
-    from flask import request
-
-    from webhook.state import state
-
     state().outages.failed(exc, f"{request.method} {request.path}")   # said once
     return jsonify(error="the store is unavailable: retry later"), 503
 
