@@ -40,9 +40,15 @@ def _write_new(path: Path, text: str) -> None:
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    """``path`` replaced whole, or left as it was: a write that fails (a full disk)
+    leaves no temporary file behind."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    _write_private(tmp, text, os.O_TRUNC)
-    os.replace(tmp, path)
+    try:
+        _write_private(tmp, text, os.O_TRUNC)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _append(path: Path, text: str) -> None:

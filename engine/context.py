@@ -31,7 +31,7 @@ from engine.loaded_set import LoadedSet, SetPaths, SetRecord, describe, recorded
 from engine.redaction import Redactor
 from engine.resources import ResourceRegistry
 from engine.runbook import Runbook
-from engine.store import Store, open_store
+from engine.store import Store, StoreUnavailable, open_store
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,14 @@ class EngineContext:
                  resources: ResourceRegistry | None = None,
                  gates: GateChain | None = None,
                  runbooks: list[Runbook] | None = None,
-                 follow_loaded_set: bool = False) -> None:
+                 follow_loaded_set: bool = False, retry_store_open: bool = False) -> None:
         self.config = config
         config.ensure_home()
+        # retry_store_open: a service's process comes up with its store unavailable
+        # (and answers so) rather than not at all; the store opens once it can.
         self.store = store or open_store(config.state_url, base_dir=config.base_dir,
-                                         synchronous=config.state_synchronous)
+                                         synchronous=config.state_synchronous,
+                                         retry_open=retry_store_open)
         self.registry = registry or default_registry(config.action_modules)
         self.resources = resources or ResourceRegistry()
         self.resources.canonicalize_with(self.canonical_target)
@@ -67,7 +70,11 @@ class EngineContext:
         self._pins = threading.local()
         self._refused: set[str] = set()     # recorded sets this process could not build
         if follow_loaded_set:
-            record = recorded_set(self.store)
+            try:
+                record = recorded_set(self.store)
+            except StoreUnavailable as exc:   # the files on disk until refresh() can read it
+                log.warning("the set in force could not be read: %s", exc)
+                record = None
             if record is not None and record.path.is_dir():
                 self._set = self._set_of(record)   # built on first use, as from disk
 

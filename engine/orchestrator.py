@@ -15,7 +15,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from engine import exhaustion, refusals
 from engine.actions.base import ActionContext
@@ -47,7 +47,10 @@ from engine.templating import TemplateError, render_data
 from engine.verify import verify
 
 RunCallback = Callable[[RunRecord], None]
+T = TypeVar("T")
 log = logging.getLogger(__name__)
+END_PATIENCE = 600.0    # s a step that ran waits for the storage to take its end
+END_RETRY_MAX = 5.0     # s between two tries of that, at most
 
 
 _ENDED_BY = {IncidentState.RESOLVED: AttemptOutcome.RESOLVED,
@@ -234,38 +237,26 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
         on_run(run)
     lease = ctx.leases.hold(lock, on_beat=lambda: beat(ctx, run.id, cancel))
     try:
-        result = _execute(ctx, incident, runbook, strategy, run, artifacts, cancel)
-        if result.ok and not strategy.degrades:
-            spec = runbook.verify_for(strategy)
-            if spec is not None:
-                ok, why = verify(spec, _action_ctx(ctx, incident, runbook, spec.params, cancel),
-                                 ctx.python, artifacts, cancel)
-                result = (StepResult(RunStatus.SUCCEEDED, f"{result.reason}; {why}".strip("; "),
-                                     result.rc, result.data) if ok else
-                          StepResult(RunStatus.FAILED, f"step succeeded but verify failed: "
-                                     f"{why}", result.rc, result.data))
-    except Exception as exc:  # noqa: BLE001 - an engine bug ends the step, not the process
-        if is_outage(exc):   # what the step did is not known: verified before a retry
-            result = StepResult(RunStatus.INTERRUPTED, "the run's record could not be "
-                                f"written while it ran: {describe(exc)}", 1)
-        else:
-            result = StepResult(RunStatus.FAILED, f"engine error: {describe(exc)}", 1)
+        result = _run_and_verify(ctx, incident, runbook, strategy, run, artifacts, cancel)
+        if lease.lost:
+            result.reason += " (the target's lock was broken while this ran)"
+        if result.status == RunStatus.CANCELED:
+            from engine.approvals import canceled_by
+
+            asked = canceled_by(ctx, run.id)   # who and why, not only how it stopped
+            if asked:
+                result.reason = f"{asked} ({result.reason})"
+        # Still running here, its lease beating, until its end is recorded (the
+        # storage may be out for a while: Patience), so no sweep takes it for dead.
+        recorded = _end_step(ctx, run, artifacts, result, on_run, cancel)
     finally:
         ctx.running.pop(run.id, None)
         try:
             lease.release()
         except Exception as exc:  # noqa: BLE001 - the lock lapses by itself
             log.warning("run %s: its lock was not released (it lapses): %s", run.id, exc)
-    if lease.lost:
-        result.reason += " (the target's lock was broken while this ran)"
-    if result.status == RunStatus.CANCELED:
-        from engine.approvals import canceled_by
-
-        asked = canceled_by(ctx, run.id)   # who and why, not only how it stopped
-        if asked:
-            result.reason = f"{asked} ({result.reason})"
-    _end_run(ctx, run, artifacts, result.status, result.reason, None, on_run,
-             data=result.data, already_added=True)
+    if not recorded:
+        return StepEnd.HALT
     if result.status == RunStatus.INTERRUPTED:
         ended = time.time()
         hand_back_interrupted(ctx, run, result.reason, ended, ended + ctx.config.lock_ttl)
@@ -302,6 +293,60 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
     store.update_incident(incident.id, expect=[IncidentState.REMEDIATING], step=index + 1,
                           reason=f"{strategy.name} {result.status.value}: {result.reason}")
     return StepEnd.NEXT
+
+
+def _run_and_verify(ctx: EngineContext, incident: Incident, runbook: Runbook,
+                    strategy: Strategy, run: RunRecord, artifacts: RunArtifacts,
+                    cancel: threading.Event) -> StepResult:
+    """The step, then its verify: what it did, as a result (never an exception)."""
+    try:
+        result = _execute(ctx, incident, runbook, strategy, run, artifacts, cancel)
+        if result.ok and not strategy.degrades:
+            spec = runbook.verify_for(strategy)
+            if spec is not None:
+                ok, why = verify(spec, _action_ctx(ctx, incident, runbook, spec.params, cancel),
+                                 ctx.python, artifacts, cancel)
+                result = (StepResult(RunStatus.SUCCEEDED, f"{result.reason}; {why}".strip("; "),
+                                     result.rc, result.data) if ok else
+                          StepResult(RunStatus.FAILED, f"step succeeded but verify failed: "
+                                     f"{why}", result.rc, result.data))
+    except Exception as exc:  # noqa: BLE001 - an engine bug ends the step, not the process
+        if is_outage(exc):   # what the step did is not known: verified before a retry
+            result = StepResult(RunStatus.INTERRUPTED, "the run's record could not be "
+                                f"written while it ran: {describe(exc)}", 1)
+        else:
+            result = StepResult(RunStatus.FAILED, f"engine error: {describe(exc)}", 1)
+    return result
+
+
+def _end_step(ctx: EngineContext, run: RunRecord, artifacts: RunArtifacts,
+              result: StepResult, on_run: RunCallback | None,
+              cancel: threading.Event) -> bool:
+    """Record the end of a step that ran, its result (in memory) waiting through a
+    storage outage (``Patience``). True once recorded. False when it could not be
+    within the patience: the run is then ``interrupted`` with the real reason ("its
+    end could not be recorded: ...") and its incident handed back, verified before a
+    retry, as far as the store takes that; the log keeps the result either way."""
+    try:
+        _end_run(ctx, run, artifacts, result.status, result.reason, None, on_run,
+                 data=result.data, already_added=True,
+                 patience=Patience(f"run {run.id}", cancel))
+        return True
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        why = describe(exc)
+    reason = (f"its end could not be recorded: {why} (the step had ended "
+              f"{result.status.value}: {result.reason})")
+    now = time.time()
+    try:
+        if ctx.store.update_run(run.id, status=RunStatus.INTERRUPTED, finished_at=now,
+                                reason=reason) is not None:
+            hand_back_interrupted(ctx, run, reason, now, now + ctx.config.lock_ttl)
+    except Exception as again:  # noqa: BLE001 - the store is still out
+        log.error("run %s: %s; not recorded either (%s): the workers mark it interrupted "
+                  "once its heartbeat is old", run.id, reason, describe(again))
+    return False
 
 
 def _execute(ctx: EngineContext, incident: Incident, runbook: Runbook, strategy: Strategy,
@@ -352,17 +397,73 @@ def _playbook_sha(ctx: EngineContext, strategy: Strategy) -> str | None:
         return None
 
 
-def _keep(run_id: str, write: Callable[[], Any]) -> bool:
+class Patience:
+    """Writes that wait for the storage: the end of a step that ran. Its result is in
+    memory and no other process can record it, so a write that fails with an outage
+    (engine.outages: a full disk, the store down) is tried again, every 0.2 s at first
+    and at most every ``END_RETRY_MAX`` seconds, for ``END_PATIENCE`` seconds in all,
+    or until ``cancel`` is set (the process is stopping). Its first wait and its end are
+    each said once in the log. Any other error is raised at once."""
+
+    def __init__(self, what: str, cancel: threading.Event,
+                 patience: float = END_PATIENCE) -> None:
+        self.what, self.cancel = what, cancel
+        self.deadline = time.monotonic() + patience
+        self.waited_since: float | None = None
+
+    def __call__(self, part: str, write: Callable[[], T]) -> T:
+        delay = 0.2
+        while True:
+            try:
+                done = write()
+            except Exception as exc:
+                left = self.deadline - time.monotonic()
+                if not is_outage(exc) or self.cancel.is_set() or left <= 0:
+                    raise
+                if self.waited_since is None:
+                    self.waited_since = time.monotonic()
+                    log.warning("%s: %s could not be recorded (%s): kept in memory and "
+                                "tried again until the storage takes it", self.what, part,
+                                describe(exc))
+                self.cancel.wait(min(delay, left))
+                delay = min(delay * 2, END_RETRY_MAX)
+                continue
+            if self.waited_since is not None:
+                log.warning("%s: %s recorded after %.0fs", self.what, part,
+                            time.monotonic() - self.waited_since)
+                self.waited_since = None
+            return done
+
+
+def _at_once(part: str, write: Callable[[], T]) -> T:
+    """No patience: the write is tried once."""
+    return write()
+
+
+def _keep(run_id: str, write: Callable[[], Any], patience: Patience | None = None) -> bool:
     """An artifacts write once a decision is made or a step has run. A full or read-only
     disk must not keep the store from recording the outcome: the store's row is then the
     account, and the log says what is missing. (A step whose record cannot be written
-    before it starts never starts: ``_step``.)"""
+    before it starts never starts: ``_step``.) With ``patience`` (the end of a step that
+    ran, already in the store: run.json must not stay "running"), a write that meets an
+    outage is tried again on a thread of its own while the incident goes on."""
     try:
         write()
         return True
     except OSError as exc:
+        if patience is not None and is_outage(exc):
+            threading.Thread(target=_keep_waiting, args=(run_id, write, patience), daemon=True,
+                             name=f"recovery-rewrite-{run_id}").start()
+            return False
         log.warning("run %s: its artifacts could not be written: %s", run_id, describe(exc))
         return False
+
+
+def _keep_waiting(run_id: str, write: Callable[[], Any], patience: Patience) -> None:
+    try:
+        patience("its run.json", write)
+    except OSError as exc:
+        log.warning("run %s: its artifacts could not be written: %s", run_id, describe(exc))
 
 
 def _release(ctx: EngineContext, lock: Lock | None) -> None:
@@ -494,34 +595,40 @@ def _verify_after_interruption(ctx: EngineContext, incident: Incident, runbook: 
 
 def _end_run(ctx: EngineContext, run: RunRecord, artifacts: RunArtifacts, status: RunStatus,
              reason: str, resume: RunRecord | None, on_run: RunCallback | None,
-             data: dict[str, Any] | None = None, already_added: bool = False) -> None:
+             data: dict[str, Any] | None = None, already_added: bool = False,
+             patience: Patience | None = None) -> None:
+    """Record the run's end: the store, run.json, the metrics. With ``patience``, each
+    write waits through a storage outage (once each: none is done twice)."""
+    wait = patience or _at_once
     finished = time.time()
     if already_added or resume is not None:
-        if ctx.store.update_run(run.id, status=status, reason=reason, gate=run.gate,
-                                finished_at=finished) is None:
+        if wait("its end", lambda: ctx.store.update_run(
+                run.id, status=status, reason=reason, gate=run.gate,
+                finished_at=finished)) is None:
             # Someone else ended it first (a cancel, a worker marking it interrupted):
             # the store's account stands, and the artifacts say the same.
-            stored = ctx.store.get_run(run.id)
+            stored = wait("its end", lambda: ctx.store.get_run(run.id))
             log.warning("run %s: %s refused, the run is already %s", run.id, status.value,
                         stored.status.value if stored else "gone")
             if stored is not None:
                 run.status, run.reason = stored.status, stored.reason
                 _keep(run.id, lambda: artifacts.write_run_json({
                     "status": stored.status.value, "reason": stored.reason,
-                    "result": data or {}, "refused_update": status.value}))
+                    "result": data or {}, "refused_update": status.value}), patience)
             return
     run.status, run.reason, run.finished_at = status, reason, finished
     if not (already_added or resume is not None):
         ctx.store.add_run(run)
     _keep(run.id, lambda: artifacts.write_run_json({
         "status": status.value, "reason": reason, "finished_at": finished,
-        "duration": run.duration, "result": data or {}}))
+        "duration": run.duration, "result": data or {}}), patience)
     if status in (RunStatus.DEFERRED, RunStatus.REFUSED):
         _keep(run.id, lambda: artifacts.set_status(status.value, 0))
     outcome = METRIC_OUTCOME.get(status)
     if outcome:
         duration = run.duration if status not in (RunStatus.DEFERRED, RunStatus.REFUSED) else None
-        ctx.store.record_outcome(run.component, run.strategy, outcome, duration)
+        wait("its outcome", lambda: ctx.store.record_outcome(run.component, run.strategy,
+                                                             outcome, duration))
     if on_run:
         on_run(run)
 

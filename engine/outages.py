@@ -10,12 +10,20 @@ Outages: ``StoreUnavailable`` (the store says so); ``OSError`` ENOSPC, EDQUOT, E
 and EIO (files); and the SQLite errors that mean the same when one escapes the store
 raw: ``database or disk is full``, ``disk I/O error``, ``attempt to write a readonly
 database``, ``unable to open database file``, a database locked past its wait.
+
+``OutageLog`` says in the log when an outage begins and when it is over, once each:
+during one, every pass, heartbeat and request of every thread fails, many times a
+second, and a traceback per failure (4,649 lines in a minute of full disk) buried the
+one line that says why.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import sqlite3
+import threading
+import time
 
 from engine.store.base import StoreUnavailable
 
@@ -52,3 +60,55 @@ def _sqlite_outage(exc: sqlite3.Error) -> bool:
 def describe(exc: BaseException) -> str:
     """The error in words an operator reads (``OSError: [Errno 28] No space left ...``)."""
     return f"{type(exc).__name__}: {exc}"
+
+
+QUIET_AFTER = 5.0   # s without a failure before an outage is said to be over
+
+
+class OutageLog:
+    """One warning when a storage outage begins (what failed, and why) and one when it is
+    over (how long it lasted, how many failures), for one part of a process (a worker,
+    an app), whichever of its threads fails or succeeds. It is over once a success
+    comes ``quiet_after`` seconds after the last failure, so a store that fails one
+    write in two is one outage, not a line each. Errors that are not outages are not
+    its business: ``failed`` says False and the caller reports them as before."""
+
+    def __init__(self, logger: logging.Logger, what: str,
+                 quiet_after: float = QUIET_AFTER) -> None:
+        self.log, self.what, self.quiet_after = logger, what, quiet_after
+        self._lock = threading.Lock()
+        self._since: float | None = None     # time.monotonic() the outage began
+        self._last_failure = 0.0
+        self._failures = 0
+
+    @property
+    def down(self) -> bool:
+        return self._since is not None
+
+    def failed(self, exc: BaseException, doing: str) -> bool:
+        """``doing`` failed with ``exc``. True if that is an outage (said if it begins
+        one: no traceback, the work is retried), False for the caller to report."""
+        if not is_outage(exc):
+            return False
+        with self._lock:
+            self._last_failure = time.monotonic()
+            self._failures += 1
+            if self._since is not None:
+                return True
+            self._since, self._failures = self._last_failure, 1
+        self.log.warning("%s: storage outage: %s failed: %s (said once until it is over; "
+                         "what failed is tried again, nothing is discarded)", self.what,
+                         doing, describe(exc))
+        return True
+
+    def succeeded(self) -> None:
+        """Something worked: an outage quiet for ``quiet_after`` seconds is over."""
+        if self._since is None:
+            return
+        with self._lock:
+            now = time.monotonic()
+            if self._since is None or now - self._last_failure < self.quiet_after:
+                return
+            lasted, failures, self._since = now - self._since, self._failures, None
+        self.log.warning("%s: storage outage over after %.0fs (%d failure(s) meanwhile)",
+                         self.what, lasted, failures)

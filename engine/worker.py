@@ -36,11 +36,13 @@ from engine.intake import drain
 from engine.lifecycle import IncidentState, RunStatus
 from engine.loaded_set import drop_replaced
 from engine.orchestrator import RunCallback, advance, hand_back_interrupted
+from engine.outages import OutageLog
 from engine.records import RunRecord
 from engine.retention import prune_if_due
 from engine.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
+OUTAGE_BACKOFF_MAX = 5.0    # s between passes at most while the storage is out
 
 
 def interrupt_run(ctx: EngineContext, run: RunRecord, reason: str, now: float) -> bool:
@@ -74,6 +76,8 @@ class Worker:
         self._backlog = False   # the last pass left journaled alerts: no pause before the next
         self._swept_at = 0.0    # the last sweep of dead runs' private dirs
         self.heartbeat = 0.0
+        # A storage outage fails every pass, beat and step: said when it begins and ends.
+        self.outages = OutageLog(log, "worker")
 
     def run_once(self, now: float | None = None, *, wait: bool = True,
                  duties: bool = True) -> int:
@@ -161,13 +165,14 @@ class Worker:
         try:
             self.ctx.refresh()
         except StoreUnavailable as exc:
-            log.warning("worker: the set in force could not be read: %s", exc)
+            self.outages.failed(exc, "reading the set in force")
 
     def _guarded_count(self, work) -> int:
         try:
             return int(work())
-        except Exception:  # noqa: BLE001 - a broken probe must not stop the loop
-            log.exception("worker: probes failed")
+        except Exception as exc:  # noqa: BLE001 - a broken probe must not stop the loop
+            if not self.outages.failed(exc, "running the probes"):
+                log.exception("worker: probes failed")
             return 0
 
     def _notify(self, now: float) -> None:
@@ -197,7 +202,7 @@ class Worker:
                 n = drain(self.ctx, limit=self.INTAKE_BATCH, lease=self.INTAKE_LEASE,
                           run=self._advance_async)
             except StoreUnavailable as exc:
-                log.warning("worker: intake not acknowledged, it will be taken again: %s", exc)
+                self.outages.failed(exc, "acknowledging the intake (taken again later)")
                 break
             done += n
             if n < self.INTAKE_BATCH:
@@ -314,8 +319,10 @@ class Worker:
     def _guard(self, work) -> None:
         try:
             work()
-        except Exception:  # noqa: BLE001 - one bad incident must not stop the loop
-            log.exception("worker: advancing an incident failed")
+        except Exception as exc:  # noqa: BLE001 - one bad incident must not stop the loop
+            # An outage leaves the incident for the workers to take up again (orphans).
+            if not self.outages.failed(exc, "advancing an incident"):
+                log.exception("worker: advancing an incident failed")
 
     def mark_interrupted(self, now: float) -> int:
         """Runs still 'running' whose process stopped beating: interrupted, retried later."""
@@ -375,25 +382,45 @@ class Worker:
         while not self._stop.wait(interval):
             try:
                 self._beat(time.time())
-            except Exception:  # noqa: BLE001 - the store may be briefly unavailable
-                log.warning("worker heartbeat not written", exc_info=True)
+                self.outages.succeeded()
+            except Exception as exc:  # noqa: BLE001 - the store may be briefly unavailable
+                if not self.outages.failed(exc, "the heartbeat"):
+                    log.warning("worker heartbeat not written", exc_info=True)
 
     def _duties_loop(self) -> None:
-        while not self._stop.wait(self.ctx.config.poll_interval):
-            try:
-                self.run_duties()
-            except Exception:  # noqa: BLE001 - e.g. store briefly unavailable: try again
-                log.exception("worker duties failed")
+        if not self._stop.wait(self.ctx.config.poll_interval):
+            self._repeat(self.run_duties, "the duties (probes, retention)",
+                         "worker duties failed")
 
     def _loop(self) -> None:
+        def one_pass() -> None:
+            self.run_once(wait=False, duties=False)
+
+        self._repeat(one_pass, "a pass", "worker pass failed", backlog=True)
+
+    def _repeat(self, work: Callable[[], object], doing: str, failed: str, *,
+                backlog: bool = False) -> None:
+        """``work`` every ``poll_interval`` until stopped (at once while a pass left a
+        backlog, with ``backlog``). While the storage is out, the wait doubles after
+        each failed try, up to ``OUTAGE_BACKOFF_MAX``: a store that is down is not
+        asked five times a second by every thread."""
+        poll = self.ctx.config.poll_interval
+        wait = poll
         while not self._stop.is_set():
             try:
-                self.run_once(wait=False, duties=False)
-            except Exception:  # noqa: BLE001 - e.g. store briefly unavailable: try again
-                log.exception("worker pass failed")
-                self._backlog = False
-            if not self._backlog:
-                self._stop.wait(self.ctx.config.poll_interval)
+                work()
+                self.outages.succeeded()
+                wait = poll
+            except Exception as exc:  # noqa: BLE001 - e.g. store briefly unavailable: try again
+                if self.outages.failed(exc, doing):
+                    wait = min(max(wait, poll) * 2, max(poll, OUTAGE_BACKOFF_MAX))
+                else:
+                    log.exception("%s", failed)
+                    wait = poll
+                if backlog:
+                    self._backlog = False
+            if not (backlog and self._backlog):
+                self._stop.wait(wait)
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Stop taking work; wait up to ``timeout`` for the pass under way and the steps

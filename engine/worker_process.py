@@ -74,7 +74,8 @@ def main() -> int:
     try:
         config = load_config()
         grace = shutdown_grace(config)
-        ctx = EngineContext(config, follow_loaded_set=True)
+        # A store unavailable now does not stop the start: the worker waits for it.
+        ctx = EngineContext(config, follow_loaded_set=True, retry_store_open=True)
         ctx.runbooks  # noqa: B018 - a bad runbook stops us here, not in every pass
     except (ConfigError, ServiceError, RunbookError, StoreUnavailable, ImportError,
             OSError, ValueError) as exc:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, current_app, jsonify
+from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from engine.config import Config, ConfigError, load_config
@@ -39,7 +39,7 @@ from engine.context import EngineContext
 from engine.credentials import Credentials, load_credentials
 from engine.durations import parse_duration
 from engine.store.base import StoreUnavailable
-from webhook.state import EXTENSION, WebhookState, attach
+from webhook.state import EXTENSION, WebhookState, attach, state
 
 __all__ = ["EXTENSION", "create_app"]
 
@@ -59,8 +59,8 @@ def create_app(config: Config | None = None, *, context: EngineContext | None = 
     settings = webhook_settings(config)
     if credentials is None:
         credentials, _ = load_credentials(config)
-    if context is None:
-        context = EngineContext(config, follow_loaded_set=True)
+    if context is None:   # a store down now: the app still comes up, and answers 503
+        context = EngineContext(config, follow_loaded_set=True, retry_store_open=True)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings["max_body_bytes"]
@@ -124,7 +124,7 @@ def _too_large(exc: RequestEntityTooLarge):
 
 
 def _store_unavailable(exc: StoreUnavailable):
-    log.error("store unavailable: %s", exc)
+    state().outages.failed(exc, f"{request.method} {request.path}")   # said once
     return jsonify(error="the store is unavailable: retry later"), 503
 
 

@@ -54,13 +54,16 @@ def receive_alerts():
                 repeat_after=state().settings["repeat_signal_after"],
                 wait=state().settings["store_wait"])
         except StoreUnavailable as exc:
-            log.error("webhook: cannot journal %d alert(s) of group %s: %s",
+            state().outages.failed(exc, "journaling alerts (answered 503)")   # said once
+            log.debug("webhook: cannot journal %d alert(s) of group %s: %s",
                       len(parsed.alerts), group, exc)
             response = jsonify(error="the store is unavailable: alerts not accepted, "
                                      "retry later")
             response.status_code = 503
             response.headers["Retry-After"] = "5"
             return response
+    if parsed.alerts:
+        state().outages.succeeded()
     log.debug("webhook: group %s: %d accepted, %d duplicate(s), %d ignored",
               group, accepted, duplicates, parsed.ignored_count)
     return jsonify(accepted=accepted, duplicates=duplicates, ignored=parsed.ignored_count)

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -31,7 +30,6 @@ from webhook import request_metrics
 from webhook.auth import requires
 from webhook.state import context_in_force, state
 
-log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
 DEFAULT_HEARTBEAT_AGE = 30.0
 
@@ -56,10 +54,11 @@ def readyz():
         state().write_probe.check(ctx.store, state().settings.get("store_wait", 5.0))
         beats = ctx.store.get_value(HEARTBEAT_KEY)
     except StoreUnavailable as exc:   # the details go to the log: this route is open
-        log.warning("readyz: store unavailable: %s", exc)
+        state().outages.failed(exc, "the readiness probe")   # said once, with the reason
         answer["store"] = "unavailable"
         reasons.append("store unavailable")
     else:
+        state().outages.succeeded()
         youngest = youngest_heartbeat(beats)
         if youngest is None:
             reasons.append("no worker has reported (is `recovery serve` running its workers?)")

@@ -11,6 +11,7 @@ from flask import Flask, current_app
 from engine.config import Config
 from engine.context import EngineContext
 from engine.credentials import Credentials
+from engine.outages import OutageLog
 from engine.store.base import StoreUnavailable
 from webhook.write_probe import WriteProbe
 
@@ -25,6 +26,8 @@ class WebhookState:
     credentials: Credentials
     settings: dict[str, Any] = field(default_factory=dict)   # checked `webhook:` keys
     write_probe: WriteProbe = field(default_factory=WriteProbe)   # for /readyz
+    # The store down fails every request: said when that begins and ends, not each time.
+    outages: OutageLog = field(default_factory=lambda: OutageLog(log, "webhook"))
 
 
 def attach(app: Flask, state: WebhookState) -> None:
@@ -44,5 +47,5 @@ def context_in_force() -> EngineContext:
     try:
         ctx.refresh()
     except StoreUnavailable as exc:
-        log.warning("the set in force could not be read: %s", exc)
+        state().outages.failed(exc, "reading the set in force")
     return ctx

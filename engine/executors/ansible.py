@@ -60,6 +60,7 @@ from engine.executors.private_dirs import (
     make_private_dir,
 )
 from engine.lifecycle import RunStatus
+from engine.outages import describe, is_outage
 from engine.redaction import Redactor, is_secret_name
 
 log = logging.getLogger(__name__)
@@ -500,15 +501,29 @@ class _EventWatcher:
         self.unreachable: dict[str, str] = {}            # host -> msg
         self.no_hosts_matched = False
         self.lines: list[str] = []                       # text outside any task event
+        self.unrecorded = 0                              # events that could not be kept
 
     def __call__(self, event: dict[str, Any]) -> bool:
         try:
             self.artifacts.write_raw_event(self.redactor.data(runner_event(event, self.base)))
             if event.get("event") in _OUTCOME_EVENTS:
                 self._note(event)
-        except Exception:  # never let a bad event kill the run loop
-            log.exception("could not record ansible event")
+        except Exception as exc:  # never let a bad event kill the run loop
+            self._unrecorded(exc)
         return True
+
+    def _unrecorded(self, exc: Exception) -> None:
+        """Said once per run: a full disk fails every event after the first. A traceback
+        only for what is not a storage outage (a bug)."""
+        self.unrecorded += 1
+        if self.unrecorded > 1:
+            return
+        if is_outage(exc):
+            log.warning("run %s: an ansible event could not be recorded: %s (said once per "
+                        "run, however many follow)", self.artifacts.run_id, describe(exc))
+        else:
+            log.exception("run %s: could not record an ansible event (said once per run)",
+                          self.artifacts.run_id)
 
     def _note(self, event: dict[str, Any]) -> None:
         name = event.get("event")

@@ -127,12 +127,16 @@ class PythonExecutor:
 
     def run(self, *, artifacts: RunArtifacts, action: str, ctx: ActionContext,
             check: bool = False, timeout: float | None = None) -> StepResult:
+        unwritten: list[object] = []
+
         def note(message: object) -> None:
             try:
                 artifacts.event("action_log", stdout=str(message))
             except OSError as exc:
-                log.warning("run %s: a log line of %s was not written: %s", artifacts.run_id,
-                            action, exc)
+                unwritten.append(message)
+                if len(unwritten) == 1:   # a full disk fails every line after it too
+                    log.warning("run %s: a log line of %s was not written: %s (said once "
+                                "per run, however many follow)", artifacts.run_id, action, exc)
 
         ctx.log = note
         artifacts.event("action_start", stdout=f"{'PLAN' if check else 'RUN'} {action} on "

@@ -23,9 +23,12 @@ Three ways the file fails a store that SQLite itself does not report in time:
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import re
 import sqlite3
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +69,20 @@ def rescued_path(path: str | Path, identity: FileIdentity) -> Path:
     return Path(f"{path}.rescued-{identity.inode}")
 
 
+def rescued_copies(path: Path) -> list[Path]:
+    """The copies saved beside ``path`` (``rescued_path``), the newest last; not the
+    ``-wal`` and ``-shm`` files SQLite keeps beside one that someone has open."""
+    named = re.compile(rf"{re.escape(path.name)}\.rescued-\d+")
+    found = []
+    for copy in path.parent.glob(f"{path.name}.rescued-*"):
+        try:
+            if named.fullmatch(copy.name):
+                found.append((copy.stat().st_mtime, copy.name, copy))
+        except OSError:
+            continue   # gone meanwhile (moved into place)
+    return [copy for _at, _name, copy in sorted(found)]
+
+
 def save_copy(source: sqlite3.Connection, target: Path) -> None:
     """A consistent copy of ``source``'s database at ``target`` (0600), unless one is
     there already (another process saved it first). OSError or sqlite3.Error if not."""
@@ -85,6 +102,20 @@ def save_copy(source: sqlite3.Connection, target: Path) -> None:
             pass
     finally:
         part.unlink(missing_ok=True)
+
+
+def make_private(path: str | Path) -> None:
+    """The database file 0600 (a control plane: whoever can write it can approve). Left
+    as it is when it is 0600 already, and when its mode cannot be changed now (an
+    immutable file, a read-only file system: EPERM, EROFS): the store then opens and
+    answers unavailable for writes, rather than not starting at all."""
+    try:
+        if stat.S_IMODE(os.stat(path).st_mode) != 0o600:
+            os.chmod(path, 0o600)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EROFS):
+            raise
+        log.warning("the database file %s could not be made 0600 now: %s", path, exc)
 
 
 def unwritable(path: str | Path) -> str | None:
@@ -107,7 +138,7 @@ def refusal_to_create(path: str | Path) -> str | None:
     """Why no new database may be made at ``path``, where none is now; None if it may."""
     path = Path(path)
     holders = holders_of_deleted(path)
-    saved = sorted(path.parent.glob(f"{path.name}.rescued-*"))
+    saved = rescued_copies(path)
     if holders:
         who = ", ".join(_describe(pid) for pid in holders)
         return (f"the database file {path} is gone, but it is still open in process(es) "

@@ -24,6 +24,10 @@ opened (device, inode), which every write transaction checks first. A file delet
 replaced under the store takes no more writes (StoreUnavailable, with what to do) and
 what the store still holds is saved beside it once, from a connection kept for that.
 ``ping(write=True)`` writes a row for real: an empty transaction passes on a full disk.
+A file that refuses writes (immutable, a read-only mount) is opened read-only by SQLite
+without a word, and such a connection stays read-only: it is replaced once the file
+takes writes again, and any connection whose write is refused as read-only is closed,
+so that every thread writes again by itself (``_conn``).
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ from engine.store.database_file import (
     HOWTO,
     FileIdentity,
     lost,
+    make_private,
     refusal_to_create,
     rescued_path,
     save_copy,
@@ -84,7 +89,9 @@ WAL_AUTOCHECKPOINT_PAGES = 10000   # ~40 MB of WAL at most where no worker check
 BUSY_FIRST_SLEEP = 0.0002   # s: the first retry of a write lock another process holds
 BUSY_MAX_SLEEP = 0.001      # s: retries double up to this (SQLite's own: 1 ms to 100 ms)
 SQLITE_BUSY = 5
+SQLITE_READONLY = 8
 SAVE_RETRY = 60.0           # s between attempts to save a lost database file's copy
+OPEN_RETRY = 1.0            # s between attempts to open a store that could not be opened
 _ROWS_PER_INSERT = 300      # rows in one multi-row INSERT (3 values each: < 999 variables)
 
 # One writer lock per database file and process (see the module's docstring), reentrant
@@ -119,6 +126,15 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     if code is not None:
         return code & 0xFF == SQLITE_BUSY
     return "database is locked" in str(exc)
+
+
+def _is_read_only(exc: BaseException | None) -> bool:
+    """SQLITE_READONLY (any extended code), raised itself or the cause of ours."""
+    for err in (exc, getattr(exc, "__cause__", None)):
+        code = getattr(err, "sqlite_errorcode", None)
+        if isinstance(err, sqlite3.Error) and code is not None:
+            return code & 0xFF == SQLITE_READONLY
+    return False
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (
@@ -408,8 +424,15 @@ def _parts(values: list[Any], size: int) -> Iterator[list[Any]]:
 
 
 class SQLiteStore(Store):
+    """``retry_open``: for the processes of a service, which must come up (and answer
+    503, /healthz 200) with the store unavailable: a store that cannot be opened now
+    (none may be made where a deleted one is still open, a read-only file system...)
+    raises StoreUnavailable, with the reason, at each use, and is opened at the first
+    use that finds it possible (tried at most every ``OPEN_RETRY`` seconds). Without it
+    (the CLI, an application) the constructor raises."""
+
     def __init__(self, path: str | Path, *, synchronous: str = "NORMAL",
-                 busy_timeout: float = 15.0) -> None:
+                 busy_timeout: float = 15.0, retry_open: bool = False) -> None:
         self.path = str(path)
         if synchronous.upper() not in ("NORMAL", "FULL"):
             raise ValueError("synchronous must be NORMAL or FULL")
@@ -424,25 +447,77 @@ class SQLiteStore(Store):
         self._lost_reason: str | None = None      # once lost: why writes are refused
         self._saved = False                       # ... and whether its copy is saved
         self._save_tried = 0.0
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            refusal = None if os.path.exists(self.path) else refusal_to_create(self.path)
-            if refusal is not None:
-                raise StoreUnavailable(refusal)
+        self._open_lock = threading.Lock()
+        self._opened = False
+        self._not_opened: StoreUnavailable | None = None   # why not, at the last try
+        self._open_tried = 0.0
         try:
+            self._open()
+        except StoreUnavailable as exc:
+            if not retry_open:
+                raise
+            self._not_opened, self._open_tried = exc, time.monotonic()
+            log.warning("the store is unavailable (tried again as it is used): %s", exc)
+
+    def _open(self) -> None:
+        """Create the file (or open the one there), its schema, and note which file it
+        is; StoreUnavailable, with the reason, if that cannot be done now."""
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                refusal = None if os.path.exists(self.path) else refusal_to_create(self.path)
+                if refusal is not None:
+                    raise StoreUnavailable(refusal)
+            # The schema's connection stays this thread's (in memory, it is the database).
+            self._local.conn, self._local.read_only = self._connect(), False
             with self._busy_handler():   # writes outside _tx: SQLite's busy handler on
                 self._conn().executescript(SCHEMA)  # commits by itself: not inside _tx
                 self._migrate()
             if self.path != ":memory:":
-                os.chmod(self.path, 0o600)
+                make_private(self.path)
                 self._identity = FileIdentity.of(self.path)
+                self._local.read_only = not self._takes_writes()
                 self._keeper = self._connect()
                 self._keeper.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
                 self._keeper.execute("SELECT 1 FROM kv LIMIT 1").fetchall()   # opens the WAL
+            self._opened = True
         except sqlite3.Error as exc:
+            self._not_open()
             raise StoreUnavailable(f"cannot create the store at {self.path}: {exc}") from exc
         except OSError as exc:
+            self._not_open()
             raise StoreUnavailable(f"cannot use the store at {self.path}: {exc}") from exc
+        except StoreUnavailable:
+            self._not_open()
+            raise
+
+    def _not_open(self) -> None:
+        """What a failed ``_open`` left: nothing that says the store is open."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._drop(conn)
+        keeper, self._keeper, self._identity = self._keeper, None, None
+        if keeper is not None:
+            keeper.close()
+
+    def _ensure_open(self) -> None:
+        """StoreUnavailable (the last reason) unless the store is open, or opens now."""
+        if self._opened:
+            return
+        with self._open_lock:
+            if self._opened:
+                return
+            if (self._not_opened is not None
+                    and time.monotonic() - self._open_tried < OPEN_RETRY):
+                raise StoreUnavailable(str(self._not_opened))
+            self._open_tried = time.monotonic()
+            try:
+                self._open()
+            except StoreUnavailable as exc:
+                self._not_opened = exc
+                raise
+            self._not_opened = None
+            log.warning("the store at %s is open: it was unavailable until now", self.path)
 
     def _migrate(self) -> None:
         """Columns added since a store was created (CREATE TABLE IF NOT EXISTS leaves an
@@ -498,12 +573,41 @@ class SQLiteStore(Store):
 
     # -- connections and transactions ----------
     def _conn(self) -> sqlite3.Connection:
+        """This thread's connection. One opened while the file refused writes is
+        read-only for good (SQLite falls back to read-only without a word, ``mode=rw``
+        too): it serves only until the file takes writes again, then another is opened."""
         conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.read_only and self._takes_writes():
+            self._drop(conn)
+            conn = None
         if conn is None:
+            self._ensure_open()
             self._check_file()   # never a connection to a file that took our file's place
+            read_only = not self._takes_writes()   # asked first: a race errs towards a retry
             conn = self._connect()
-            self._local.conn = conn
+            self._local.conn, self._local.read_only = conn, read_only
         return conn
+
+    def _takes_writes(self) -> bool:
+        """Whether the file would be opened for writing now (an immutable file, a
+        read-only mount or its permissions say no; in memory: always)."""
+        return self._identity is None or os.access(self.path, os.W_OK)
+
+    def _drop(self, conn: sqlite3.Connection) -> None:
+        """Close ``conn`` and forget it if it is this thread's: the next call opens one."""
+        if getattr(self._local, "conn", None) is conn:
+            self._local.conn = None
+        try:
+            conn.close()
+        except sqlite3.Error:
+            pass
+
+    def _drop_if_read_only(self, conn: sqlite3.Connection, exc: BaseException) -> None:
+        """A write refused as read-only: the connection may have been opened read-only
+        (the file refused writes then), so it goes; a new one is opened at the next call,
+        read-write once the file takes writes again."""
+        if _is_read_only(exc):
+            self._drop(conn)
 
     def _connect(self) -> sqlite3.Connection:
         """A new connection, set up. Once the store is made, to the file that is there
@@ -616,7 +720,11 @@ class SQLiteStore(Store):
         the lock waited for until ``deadline`` (see ``_begin``)."""
         self._check_file()
         conn = self._conn()
-        self._begin(conn, deadline)
+        try:
+            self._begin(conn, deadline)
+        except StoreUnavailable as exc:
+            self._drop_if_read_only(conn, exc)
+            raise
         try:
             yield conn
         except sqlite3.IntegrityError:
@@ -624,6 +732,7 @@ class SQLiteStore(Store):
             raise  # a constraint the caller handles (one open incident per identity)
         except sqlite3.Error as exc:  # disk full, I/O error: the store, not the caller
             self._rollback(conn)
+            self._drop_if_read_only(conn, exc)
             raise StoreUnavailable(f"store write failed: {exc}") from exc
         except BaseException:
             self._rollback(conn)  # the original error is the one to report
@@ -633,6 +742,7 @@ class SQLiteStore(Store):
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback(conn)  # never leave this thread's connection inside a tx
+                self._drop_if_read_only(conn, exc)
                 raise StoreUnavailable(f"store commit failed: {exc}") from exc
         finally:
             self._write_lock.release()
@@ -716,9 +826,11 @@ class SQLiteStore(Store):
                            (json.dumps(time.time()),))
 
     def maintain(self) -> None:
+        conn = self._conn()
         try:
-            self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error as exc:
+            self._drop_if_read_only(conn, exc)
             raise StoreUnavailable(f"checkpoint failed: {exc}") from exc
 
     def close(self) -> None:
