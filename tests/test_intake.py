@@ -407,6 +407,60 @@ def test_a_re_fire_within_the_verify_window_reopens_and_its_refusal_is_recorded(
     assert kept[1].payload == kept[2].payload == {}                # only there
 
 
+def verified_for_a_minute(engine_env):
+    """A runbook whose step traces each run, its verify window a minute long."""
+    marker = engine_env.root / "fixed"
+    engine_env.runbook("demo", f"""
+        strategies:
+          - {{name: fix, action: test.touch,
+              with: {{path: "{marker}", trace: "{engine_env.trace}"}}}}
+        verify: {{action: test.ok, interval: 0.05s, deadline: 60s}}
+    """)
+    return engine_env.context()
+
+
+def test_another_alert_of_the_target_sent_before_the_fix_was_verified_attaches(engine_env):
+    """A storm: several alerts (other names, other fingerprints) for one host. The first
+    opens the incident, which is fixed and verified; another, received before that (a
+    worker died holding it), is processed only now. It is evidence from before the fix,
+    not a new failure: it attaches to the recovered incident, and the step does not run
+    again. One of another failure type, or received after the verify window, is new."""
+    ctx = verified_for_a_minute(engine_env)
+    first = time.time() - 30
+    down = alert(starts_at=iso_at(first), fingerprint="fp-down")
+    slow = alert(starts_at=iso_at(first), fingerprint="fp-slow", alertname="DemoSlow")
+    journal(ctx, down, slow)
+    assert drain(ctx, limit=1) == 1              # the first alert: fixed and verified
+    incident = only_incident(ctx)
+    assert incident.state == IncidentState.RECOVERED
+    assert drain(ctx) == 1                       # the other, received before that
+    assert only_incident(ctx).state == IncidentState.RECOVERED
+    assert len(engine_env.traced()) == 1         # the step ran once
+    [kept] = ctx.store.deliveries(fingerprint="fp-slow")
+    assert kept.incident_id == incident.id
+    assert "received before its fix was verified" in kept.outcome
+    assert "fp-down" in kept.outcome
+
+    # Another failure type is another failure: its own incident, its own step.
+    corrupt = alert(starts_at=iso_at(first), fingerprint="fp-corrupt",
+                    failure_type="corruption")
+    journal(ctx, corrupt)
+    assert drain(ctx) == 1
+    assert len(ctx.store.list_incidents()) == 2 and len(engine_env.traced()) == 2
+
+
+def test_another_alert_of_the_target_received_after_the_verify_window_is_new(engine_env):
+    ctx = verified_for_a_minute(engine_env)
+    first = time.time() - 30
+    journal(ctx, alert(starts_at=iso_at(first), fingerprint="fp-down"))
+    assert drain(ctx) == 1
+    incident = only_incident(ctx)
+    ctx.store.update_incident(incident.id, verify_until=time.time() - 1)   # it has passed
+    journal(ctx, alert(starts_at=iso_at(first), fingerprint="fp-slow", alertname="DemoSlow"))
+    assert drain(ctx) == 1
+    assert len(ctx.store.list_incidents()) == 2 and len(engine_env.traced()) == 2
+
+
 def test_a_delivery_that_starts_nothing_still_says_why(touching, engine_env):
     ctx, _ = touching
     journal(ctx, alert(instance="db-9.example:9121", fingerprint="fp-nowhere"),
