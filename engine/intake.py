@@ -42,6 +42,8 @@ from engine.approvals import cancel_waiting
 from engine.context import EngineContext
 from engine.inventory import UnknownTarget
 from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
+from engine.liveness import holder_gone
+from engine.metrics import HEARTBEAT_KEY
 from engine.orchestrator import advance, finish_attempt
 from engine.outages import describe, is_outage
 from engine.records import AuditEvent, Delivery, Incident
@@ -109,6 +111,32 @@ def drain(ctx: EngineContext, *, limit: int = 100, lease: float = 60.0,
     if acks:
         ctx.store.ack_intake(acks, kept)
     return processed
+
+
+def release_abandoned(ctx: EngineContext, now: float, *, lease: float) -> int:
+    """Give back to the queue, at once and at their place in it, the alerts claimed (for
+    ``lease`` seconds) by a worker that died before acknowledging them
+    (engine.liveness.holder_gone: its process gone from this host, or on another host
+    its heartbeat stale); how many. Left to lapse, they would be taken a lease later,
+    after the alerts journaled behind them, and judged against incidents those had
+    opened and fixed meanwhile."""
+    gone: list[tuple[str, float]] = []
+    beats: dict[str, float] | None = None
+    stale_before = now - 3 * ctx.config.lock_ttl
+    for holder, until in ctx.store.intake_claims(now):
+        if holder == ctx.holder:
+            continue
+        if beats is None:
+            beats = ctx.store.get_value(HEARTBEAT_KEY) or {}
+        beat = beats.get(holder)
+        if holder_gone(holder, until - lease, float(beat) if beat else None, stale_before):
+            gone.append((holder, until))
+    released = ctx.store.release_intake(gone)
+    if released:
+        log.warning("intake: %d alert(s) claimed by worker(s) gone (%s) taken back: "
+                    "processed now, in their order", released,
+                    ", ".join(sorted({holder for holder, _ in gone})))
+    return released
 
 
 def fire(ctx: EngineContext, alert: Alert, received_at: float | None = None,

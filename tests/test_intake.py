@@ -3,6 +3,7 @@ nothing accepted is lost, one poison alert blocks nothing. Real SQLite store, re
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -506,6 +507,38 @@ def test_an_item_held_by_a_dead_worker_is_processed_by_another(touching, engine_
     assert only_incident(ctx).state == IncidentState.RECOVERED and marker.exists()
     assert ctx.store.intake_depth(time.time())[0] == 0
     assert drain(ctx) == 0                       # once
+
+
+def test_a_worker_gives_back_at_once_what_dead_workers_held_and_keeps_the_order(
+        touching, engine_env):
+    """Workers killed with alerts claimed: the next worker to start releases those claims
+    (the holder's process is gone from this host, or, on another host, its heartbeat is
+    stale), so the alerts are taken at once and before the ones journaled after them,
+    not a lease later. Claims of live holders stay theirs."""
+    import socket
+
+    from tests.test_private_dirs import dead_pid
+
+    ctx, _ = touching
+    host = socket.gethostname()
+    a, b, c, d, e = (alert(fingerprint=f"fp-{n}", instance=i) for n, i in
+                     enumerate(["cache-1", "cache-2", "cache-1", "localhost", "cache-2"]))
+    journal(ctx, a, b, c, d, e)
+    dead = f"{host}:{dead_pid()}:1234"
+    far = "elsewhere:4321:1234"                  # another host, no heartbeat for long
+    alive = f"{host}:{os.getpid()}:5678"         # this process: alive
+    now = time.time()
+    ctx.store.update_value("worker_heartbeat", lambda _: {far: now - 3600})
+    assert len(ctx.store.claim_intake(dead, 2, 60)) == 2          # a, b
+    assert len(ctx.store.claim_intake(far, 1, 60)) == 1           # c
+    assert len(ctx.store.claim_intake(alive, 1, 60)) == 1         # d
+    worker = Worker(ctx).start()
+    try:
+        assert wait_for(lambda: ctx.store.intake_depth(time.time())[0] == 1)   # d, held
+    finally:
+        worker.stop()
+    processed = sorted(ctx.store.deliveries(limit=None), key=lambda x: x.first_processed_at)
+    assert [x.fingerprint for x in processed] == ["fp-0", "fp-1", "fp-2", "fp-4"]
 
 
 def test_a_storm_gives_one_attempt_per_target(engine_env):
