@@ -251,9 +251,11 @@ def _process_item(ctx: EngineContext, item: IntakeItem) -> tuple[str | None, Del
                        else "nothing of this alert open: nothing to close")
     else:
         raise ValueError(f"unknown alert status {alert.status!r}")
-    # The payload is kept for a replay (engine.refused_alerts): of a firing alert, and
-    # never of the engine's own, which is never remediated.
-    replayable = alert.status == FIRING and not is_own_alert(alert.labels)
+    # The payload is kept for a replay (engine.refused_alerts): of a firing alert that
+    # reached an incident, whose attempt a kill switch may refuse. Never of one refused
+    # here (no runbook, unknown target: a replay would be refused again, and a sender
+    # could fill the disk with them), a late copy, or the engine's own alert.
+    replayable = alert.status == FIRING and incident is not None
     return claimed, Delivery(
         fingerprint=alert.fingerprint, status=alert.status, starts_at=alert.starts_at,
         received_at=item.received_at, processed_at=time.time(), outcome=outcome,

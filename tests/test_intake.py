@@ -477,6 +477,37 @@ def test_a_delivery_that_starts_nothing_still_says_why(touching, engine_env):
     assert own.payload == {}                      # never replayed: nothing kept of it
 
 
+def test_refusals_a_replay_cannot_act_on_keep_no_payload(touching, engine_env):
+    """A sender posts hundreds of alerts for hosts the inventory does not know (and one
+    no runbook matches): each delivery is kept 30 days, with what was made of it, but
+    not its payload (labels and annotations a sender chose): no replay can act on
+    them. An alert a kill switch refused keeps its payload: `enable --replay` needs it."""
+    from engine.records import Switch, new_id
+    from engine.refused_alerts import refused_alerts, replay
+
+    ctx, marker = touching
+    storm = [alert(instance=f"ghost-{n}.example:9121", fingerprint=f"fp-ghost-{n}")
+             for n in range(300)]
+    nobody = alert(fingerprint="fp-nobody", alertname="Unrelated", component="other")
+    journal(ctx, *storm, nobody)
+    assert drain(ctx, limit=1000) == 301
+    kept = ctx.store.deliveries(limit=None)
+    assert len(kept) == 301
+    assert [d.fingerprint for d in kept if d.payload] == []
+    assert all("refused" in d.outcome for d in kept)
+
+    ctx.store.add_switch(Switch(id=new_id("sw"), component=None, target="cache-1",
+                                until=time.time() + 600, created_by="alice"))
+    journal(ctx, alert(fingerprint="fp-switched"))
+    assert drain(ctx) == 1 and not marker.exists()
+    [switched] = ctx.store.deliveries(fingerprint="fp-switched")
+    assert switched.payload["labels"]["instance"] == "cache-1.example:9121"
+    [listed] = refused_alerts(ctx.store, since=0)
+    ctx.store.remove_switches(None, "cache-1")
+    assert replay(ctx.store, [listed], by="alice") == [listed]
+    assert drain(ctx) == 1 and marker.exists()
+
+
 # -- the queue ------------------------------------------------------------------------
 def test_a_poison_item_is_recorded_and_does_not_block_the_next(touching, engine_env):
     ctx, marker = touching
