@@ -226,6 +226,27 @@ def test_a_step_stopped_past_the_shutdown_grace_leaves_no_secret(secretive):
     assert secretive.copies() == []
 
 
+def test_a_start_names_the_private_dirs_left_by_earlier_versions(serve, tmp_path,
+                                                                  monkeypatch):
+    """Dirs named the old way (``recovery-<run id>-<8 random characters>``, no pid) are
+    never swept (whose they are cannot be told): `recovery serve` says so once at its
+    start, naming them and what to do, instead of leaving them unnoticed."""
+    root = tmp_path / "shm"
+    monkeypatch.setenv(PRIVATE_ROOT_ENV, str(root))
+    old = [root / "recovery-run-0123456789ab-cdef0123-k2x9_qzt", root / "recovery-syntax-a1b2c3d_"]
+    current = root / f"recovery-run-0123456789ab-feed0123-{os.getpid()}"   # ours, alive
+    for folder in (*old, current, root / "unrelated"):
+        folder.mkdir(parents=True)
+    served = serve().start()
+    served.wait_ready()
+    log = served.stderr()
+    [line] = [ln for ln in log.splitlines() if "earlier version" in ln]
+    assert all(str(folder) in line for folder in old), line
+    assert str(current) not in line and "unrelated" not in line
+    assert "remove them by hand" in line and "secrets" in line
+    assert all(folder.exists() for folder in old)          # never removed by guess
+
+
 # -- the sweep, one dir at a time -------------------------------------------------------------
 
 def dead_pid() -> int:

@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 def cmd_serve(ctx: EngineContext, args: argparse.Namespace) -> int:
     from engine.config import ConfigError
     from engine.credentials import load_credentials
-    from engine.service import Service, ServiceError, ServiceSettings, root_warning
+    from engine.service import Service, ServiceError, ServiceSettings
 
     try:
         settings = ServiceSettings.from_config(ctx.config, bind=args.bind, workers=args.workers,
@@ -65,10 +65,20 @@ def cmd_serve(ctx: EngineContext, args: argparse.Namespace) -> int:
     for handler in logging.getLogger().handlers:  # a service's log lines say when
         handler.setFormatter(logging.Formatter(
             f"%(asctime)s recovery-serve[{os.getpid()}] %(levelname)s %(name)s: %(message)s"))
-    warning = root_warning(os.geteuid())
-    if warning:
+    for warning in start_warnings():
         logging.getLogger("engine.service").warning("%s", warning)
     return Service(ctx.config, settings, log_level=level).run()
+
+
+def start_warnings() -> list[str]:
+    """What a start says once, in its log, about how it runs: as root, with private
+    data dirs an earlier version left."""
+    from engine.executors.private_dirs import earlier_version_dirs
+    from engine.service import earlier_private_dirs_warning, root_warning
+
+    warnings = [root_warning(os.geteuid()),
+                earlier_private_dirs_warning(earlier_version_dirs())]
+    return [w for w in warnings if w]
 
 
 def _load_set(ctx: EngineContext) -> None:

@@ -117,6 +117,16 @@ def owner_pid(path: Path) -> int | None:
     return int(pid)
 
 
+def earlier_version_dirs(root: Path | None = None) -> list[Path]:
+    """This user's dirs under ``root`` (default ``private_root()``) named as versions
+    before this one named private data dirs (``recovery-<run id>-<8 random
+    characters>``, no pid): the sweep never removes them (whose they are cannot be told),
+    and they may hold a run's secrets in clear. ``recovery serve`` names them at start."""
+    root = root if root is not None else private_root()
+    return sorted(path for path, _ in _own_dirs(root)
+                  if path.name.startswith(PREFIX) and owner_pid(path) is None)
+
+
 def sweep(root: Path | None = None, *, redactor: Redactor | None = None) -> list[Path]:
     """Remove the private data dirs under ``root`` (default ``private_root()``) and
     Ansible's temp dirs whose process is dead, after copying what their runs' records
