@@ -119,6 +119,18 @@ def earlier_private_dirs_warning(dirs: list[Path], shown: int = 20) -> str | Non
             "docs/operations.md, \"After a crash, a full disk or a deleted database\")")
 
 
+def open_metrics_warning(url: str) -> str:
+    """What a start says when ``/metrics`` needs no credential (``webhook.metrics_auth:
+    false``, which the shipped recovery.yml of earlier versions spelled): what it
+    shows, to whom, and how to close it."""
+    return (f"/metrics is open (webhook.metrics_auth: false in recovery.yml): whoever "
+            f"reaches {url} reads the inventory host names, components and degraded modes "
+            "it lists. To close it, remove `metrics_auth: false` and restart: /metrics then "
+            "needs a metrics token (the start generates RECOVERY_HOME/metrics.token, or "
+            "`recovery token add prometheus --role metrics`), which Prometheus sends "
+            "(docs/operations.md, \"Credentials and roles\")")
+
+
 class ServiceError(ValueError):
     """A setting that keeps the service from starting (exit code 2), with the reason."""
 

@@ -153,6 +153,31 @@ def test_a_service_run_as_root_warns_in_its_log_with_the_reason_and_the_way_out(
     assert "dedicated user" in log and "docs/operations.md" in log
 
 
+def test_a_service_whose_metrics_are_open_says_so_at_its_start(engine_env, serve):
+    """An upgraded recovery.yml that still spells ``metrics_auth: false`` (the old shipped
+    file did) keeps /metrics open: the start says what that shows, to whom, and how to
+    close it. A start with the default says nothing of it."""
+    from tests.service import GRACE
+
+    engine_env.write_config(webhook=f"{{workers: 1, http_workers: 1, shutdown_grace: "
+                            f"{GRACE}s, graceful_timeout: 2s, metrics_auth: false}}")
+    served = serve().start()
+    served.wait_ready()
+    assert served.get("/metrics").status_code == 200             # open indeed
+    [line] = [ln for ln in served.stderr().splitlines() if "/metrics is open" in ln]
+    assert "inventory host names" in line and served.url in line
+    assert "metrics_auth: false" in line and "--role metrics" in line
+    served.terminate()
+
+    from engine.cli.serve import start_warnings
+    from engine.service import ServiceSettings
+
+    engine_env.write_config()                  # the default: /metrics needs a token
+    config = load_config(engine_env.config_path)
+    warnings = start_warnings(config, ServiceSettings.from_config(config))
+    assert not any("/metrics" in w for w in warnings), warnings
+
+
 # -- artifacts on disk --------------------------------------------------------------------
 
 

@@ -13,10 +13,15 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.cli.common import USAGE, CliError, positive_int
 from engine.cli.output import out
 from engine.context import EngineContext
+
+if TYPE_CHECKING:
+    from engine.config import Config
+    from engine.service import ServiceSettings
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -65,19 +70,21 @@ def cmd_serve(ctx: EngineContext, args: argparse.Namespace) -> int:
     for handler in logging.getLogger().handlers:  # a service's log lines say when
         handler.setFormatter(logging.Formatter(
             f"%(asctime)s recovery-serve[{os.getpid()}] %(levelname)s %(name)s: %(message)s"))
-    for warning in start_warnings():
+    for warning in start_warnings(ctx.config, settings):
         logging.getLogger("engine.service").warning("%s", warning)
     return Service(ctx.config, settings, log_level=level).run()
 
 
-def start_warnings() -> list[str]:
+def start_warnings(config: Config, settings: ServiceSettings) -> list[str]:
     """What a start says once, in its log, about how it runs: as root, with private
-    data dirs an earlier version left."""
+    data dirs an earlier version left, with /metrics open."""
+    from engine.credentials import metrics_auth
     from engine.executors.private_dirs import earlier_version_dirs
-    from engine.service import earlier_private_dirs_warning, root_warning
+    from engine.service import earlier_private_dirs_warning, open_metrics_warning, root_warning
 
     warnings = [root_warning(os.geteuid()),
-                earlier_private_dirs_warning(earlier_version_dirs())]
+                earlier_private_dirs_warning(earlier_version_dirs()),
+                None if metrics_auth(config) else open_metrics_warning(f"{settings.url}/metrics")]
     return [w for w in warnings if w]
 
 
