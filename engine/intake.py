@@ -25,7 +25,10 @@ why nothing happened. An item whose processing hit a storage outage is not
 artifacts: engine.outages): its claim lapses and a worker takes it again once the
 storage is back, so nothing accepted is lost. Any other error is the alert's own: logged
 and recorded (audit event ``alert_failed``) and the item acknowledged, so one poison
-alert cannot block the queue.
+alert cannot block the queue. Items claimed by a worker that died are given back at once
+(``release_abandoned``, by the next worker to start or do its duties), not a lease later:
+processed after the alerts journaled behind them, they would be judged against
+incidents those had opened and fixed meanwhile.
 
 An item re-queued by ``recovery enable --replay`` carries ``replayed_by`` (the
 operator): it goes the normal way, credited to the alert "replayed by" that operator.
