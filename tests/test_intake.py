@@ -49,16 +49,23 @@ def only_incident(ctx):
     return incident
 
 
-@pytest.fixture
-def touching(engine_env):
-    """A runbook whose one step creates a file (and traces it)."""
+def touch_runbook(engine_env, more: str):
+    """The demo runbook, its one step creating a file (and tracing it), with ``more``
+    (a line of YAML); the file's path."""
     marker = engine_env.root / "fixed"
     engine_env.runbook("demo", f"""
         strategies:
           - {{name: fix, action: test.touch,
               with: {{path: "{marker}", trace: "{engine_env.trace}"}}}}
-        degraded_mode: {{name: test_down}}
+        {more}
     """)
+    return marker
+
+
+@pytest.fixture
+def touching(engine_env):
+    """A runbook whose one step creates a file (and traces it)."""
+    marker = touch_runbook(engine_env, "degraded_mode: {name: test_down}")
     return engine_env.context(), marker
 
 
@@ -410,13 +417,7 @@ def test_a_re_fire_within_the_verify_window_reopens_and_its_refusal_is_recorded(
 
 def verified_for_a_minute(engine_env):
     """A runbook whose step traces each run, its verify window a minute long."""
-    marker = engine_env.root / "fixed"
-    engine_env.runbook("demo", f"""
-        strategies:
-          - {{name: fix, action: test.touch,
-              with: {{path: "{marker}", trace: "{engine_env.trace}"}}}}
-        verify: {{action: test.ok, interval: 0.05s, deadline: 60s}}
-    """)
+    touch_runbook(engine_env, "verify: {action: test.ok, interval: 0.05s, deadline: 60s}")
     return engine_env.context()
 
 
