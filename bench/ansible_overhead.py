@@ -40,7 +40,8 @@ from engine.actions.registry import default_registry
 from engine.artifacts import RunArtifacts
 from engine.config import load_config
 from engine.context import EngineContext
-from engine.executors.ansible import ansible_playbook_binary, default_tmp_root
+from engine.executors.ansible import ansible_playbook_binary
+from engine.executors.private_dirs import default_tmp_root
 from engine.lifecycle import IncidentState, RunStatus
 from engine.orchestrator import advance
 from engine.records import new_id

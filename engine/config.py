@@ -122,6 +122,20 @@ class Config:
         self.artifacts_dir.mkdir(exist_ok=True, mode=0o700)
 
 
+PRIVATE_UMASK = 0o077
+
+
+def keep_files_private() -> int:
+    """From now on this process creates files and folders for its user alone (umask
+    077), whatever umask it was started with: set at the start of every ``recovery``
+    command (``serve`` too, whose processes inherit it) and by ``Recovery.from_config``.
+    What the engine writes itself is made private explicitly; this also covers what its
+    libraries write under RECOVERY_HOME (prometheus_client's metrics files, which name
+    inventory hosts) and what a step's tools write. For an application embedding the
+    engine, it applies to the whole process. Returns the umask it replaced."""
+    return os.umask(PRIVATE_UMASK)
+
+
 def is_recovery_home(folder: Path) -> bool:
     """Empty (but for a mount's ``lost+found`` or dotfiles such as ``.gitkeep``), or
     holding what a recovery home holds (the database or the artifacts)."""

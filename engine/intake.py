@@ -25,7 +25,10 @@ why nothing happened. An item whose processing hit a storage outage is not
 artifacts: engine.outages): its claim lapses and a worker takes it again once the
 storage is back, so nothing accepted is lost. Any other error is the alert's own: logged
 and recorded (audit event ``alert_failed``) and the item acknowledged, so one poison
-alert cannot block the queue.
+alert cannot block the queue. Items claimed by a worker that died are given back at once
+(``release_abandoned``, by the next worker to start or do its duties), not a lease later:
+processed after the alerts journaled behind them, they would be judged against
+incidents those had opened and fixed meanwhile.
 
 An item re-queued by ``recovery enable --replay`` carries ``replayed_by`` (the
 operator): it goes the normal way, credited to the alert "replayed by" that operator.
@@ -42,6 +45,8 @@ from engine.approvals import cancel_waiting
 from engine.context import EngineContext
 from engine.inventory import UnknownTarget
 from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
+from engine.liveness import holder_gone
+from engine.metrics import HEARTBEAT_KEY
 from engine.orchestrator import advance, finish_attempt
 from engine.outages import describe, is_outage
 from engine.records import AuditEvent, Delivery, Incident
@@ -109,6 +114,32 @@ def drain(ctx: EngineContext, *, limit: int = 100, lease: float = 60.0,
     if acks:
         ctx.store.ack_intake(acks, kept)
     return processed
+
+
+def release_abandoned(ctx: EngineContext, now: float, *, lease: float) -> int:
+    """Give back to the queue, at once and at their place in it, the alerts claimed (for
+    ``lease`` seconds) by a worker that died before acknowledging them
+    (engine.liveness.holder_gone: its process gone from this host, or on another host
+    its heartbeat stale); how many. Left to lapse, they would be taken a lease later,
+    after the alerts journaled behind them, and judged against incidents those had
+    opened and fixed meanwhile."""
+    gone: list[tuple[str, float]] = []
+    beats: dict[str, float] | None = None
+    stale_before = now - 3 * ctx.config.lock_ttl
+    for holder, until in ctx.store.intake_claims(now):
+        if holder == ctx.holder:
+            continue
+        if beats is None:
+            beats = ctx.store.get_value(HEARTBEAT_KEY) or {}
+        beat = beats.get(holder)
+        if holder_gone(holder, until - lease, float(beat) if beat else None, stale_before):
+            gone.append((holder, until))
+    released = ctx.store.release_intake(gone)
+    if released:
+        log.warning("intake: %d alert(s) claimed by worker(s) gone (%s) taken back: "
+                    "processed now, in their order", released,
+                    ", ".join(sorted({holder for holder, _ in gone})))
+    return released
 
 
 def fire(ctx: EngineContext, alert: Alert, received_at: float | None = None,
@@ -223,9 +254,11 @@ def _process_item(ctx: EngineContext, item: IntakeItem) -> tuple[str | None, Del
                        else "nothing of this alert open: nothing to close")
     else:
         raise ValueError(f"unknown alert status {alert.status!r}")
-    # The payload is kept for a replay (engine.refused_alerts): of a firing alert, and
-    # never of the engine's own, which is never remediated.
-    replayable = alert.status == FIRING and not is_own_alert(alert.labels)
+    # The payload is kept for a replay (engine.refused_alerts): of a firing alert that
+    # reached an incident, whose attempt a kill switch may refuse. Never of one refused
+    # here (no runbook, unknown target: a replay would be refused again, and a sender
+    # could fill the disk with them), a late copy, or the engine's own alert.
+    replayable = alert.status == FIRING and incident is not None
     return claimed, Delivery(
         fingerprint=alert.fingerprint, status=alert.status, starts_at=alert.starts_at,
         received_at=item.received_at, processed_at=time.time(), outcome=outcome,

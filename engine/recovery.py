@@ -25,7 +25,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from engine.config import Config, load_config
+from engine.config import Config, keep_files_private, load_config
 from engine.context import EngineContext
 from engine.executors import private_dirs
 from engine.lifecycle import IncidentState
@@ -98,7 +98,10 @@ class Recovery:
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | Config | None = None, *,
                     worker: bool = False) -> Recovery:
-        """``worker=True`` also retries deferred incidents and runs approved steps here."""
+        """``worker=True`` also retries deferred incidents and runs approved steps here.
+        Sets this process's umask to 077 (engine.config.keep_files_private): the
+        application's own files are created private from now on too."""
+        keep_files_private()
         config = path if isinstance(path, Config) else load_config(path)
         return cls(EngineContext(config), worker=worker)
 

@@ -104,6 +104,33 @@ def root_warning(euid: int) -> str | None:
             "user\"); a playbook that needs root asks for it with `become`")
 
 
+def earlier_private_dirs_warning(dirs: list[Path], shown: int = 20) -> str | None:
+    """What a start says of the private data dirs an earlier version left (None when
+    there are none; engine.executors.private_dirs.earlier_version_dirs): which, why they
+    matter, and what to do."""
+    if not dirs:
+        return None
+    listed = ", ".join(str(d) for d in dirs[:shown])
+    more = f" and {len(dirs) - shown} more" if len(dirs) > shown else ""
+    return (f"{len(dirs)} private data dir(s) left by an earlier version (named without "
+            f"a pid, so never removed by the sweep): {listed}{more}. They may hold a "
+            "run's secrets in clear (extravars, unredacted output): remove them by hand "
+            "once no run of that version is under way (`rm -rf -- DIR`; "
+            "docs/operations.md, \"After a crash, a full disk or a deleted database\")")
+
+
+def open_metrics_warning(url: str) -> str:
+    """What a start says when ``/metrics`` needs no credential (``webhook.metrics_auth:
+    false``, which the shipped recovery.yml of earlier versions spelled): what it
+    shows, to whom, and how to close it."""
+    return (f"/metrics is open (webhook.metrics_auth: false in recovery.yml): whoever "
+            f"reaches {url} reads the inventory host names, components and degraded modes "
+            "it lists. To close it, remove `metrics_auth: false` and restart: /metrics then "
+            "needs a metrics token (the start generates RECOVERY_HOME/metrics.token, or "
+            "`recovery token add prometheus --role metrics`), which Prometheus sends "
+            "(docs/operations.md, \"Credentials and roles\")")
+
+
 class ServiceError(ValueError):
     """A setting that keeps the service from starting (exit code 2), with the reason."""
 

@@ -76,7 +76,12 @@ def resolve_target(ctx: EngineContext, runbook: Runbook, request: TriggerRequest
 def open_incident(ctx: EngineContext, request: TriggerRequest) -> Opened:
     """Open the incident or attach to the open one. When ``claimed``, the caller owns
     the attempt and must ``advance`` it (at once: a claim left idle for three leases is
-    taken for abandoned by the workers)."""
+    taken for abandoned by the workers).
+
+    An alert received before the fix of the (runbook, target)'s recovered incident was
+    verified attaches to it, whichever of the target's alerts opened it (of the same
+    failure type, when the alert names one): it says nothing the verify did not see. The
+    same alert still firing after that window reopens the incident."""
     from engine.approvals import expire_due
 
     expire_due(ctx)  # an unanswered approval past its time must not hold the incident
@@ -103,29 +108,37 @@ def open_incident(ctx: EngineContext, request: TriggerRequest) -> Opened:
                             f"{request.strategy!r} (it has: {', '.join(names)})")
         step = names.index(request.strategy)
     now = time.time()
+    failure_type = request.failure_type or runbook.failure_type_of(request.labels)
     if request.trigger == "alert" and request.fingerprint:
         latest = ctx.store.latest_incident(runbook.name, target)
-        if (latest is not None and latest.state == IncidentState.RECOVERED
-                and latest.fingerprint == request.fingerprint):
-            received = request.received_at or now
-            if (latest.verify_until and received < latest.verify_until
-                    and not _started_after(request.starts_at, latest.closed_at)):
-                # A repeat of the episode that was being fixed, sent before the fix was
-                # verified: not a new signal. (A re-fire that started after the fix is.)
+        if latest is not None and latest.state == IncidentState.RECOVERED:
+            before_fix = _sent_before_fix_verified(latest, request, now)
+            if latest.fingerprint == request.fingerprint:
+                if before_fix:
+                    # A repeat of the episode that was being fixed, sent before the fix
+                    # was verified: not a new signal. (A re-fire that started after the
+                    # fix is.)
+                    return Opened(latest, note=f"attached to incident {latest.id} "
+                                  f"(recovered): sent before its fix was verified (until "
+                                  f"{when(latest.verify_until)})")
+                reopened = ctx.store.reopen_incident(
+                    latest.id, "reopened: the alert still fires after the fix was verified",
+                    trigger=request.trigger, requested_by=request.requested_by)
+                if reopened is not None:
+                    return Opened(reopened, claimed=True,
+                                  note=f"reopened incident {latest.id}: the alert fires "
+                                  "again after its fix was verified")
+            elif before_fix and failure_type in (None, latest.failure_type):
+                # Another alert of the same failure (a storm: several alerts per host),
+                # received before the fix was verified, processed only now (a worker
+                # died holding it): evidence from before the fix, not a new failure.
                 return Opened(latest, note=f"attached to incident {latest.id} (recovered): "
-                              f"sent before its fix was verified (until "
-                              f"{when(latest.verify_until)})")
-            reopened = ctx.store.reopen_incident(
-                latest.id, "reopened: the alert still fires after the fix was verified",
-                trigger=request.trigger, requested_by=request.requested_by)
-            if reopened is not None:
-                return Opened(reopened, claimed=True,
-                              note=f"reopened incident {latest.id}: the alert fires again "
-                              "after its fix was verified")
+                              f"received before its fix was verified (until "
+                              f"{when(latest.verify_until)}); another alert of {target} "
+                              f"(fingerprint {latest.fingerprint}) opened it")
     incident = Incident(
         id=new_id("inc"), runbook=runbook.name, component=runbook.component, target=target,
-        state=IncidentState.REMEDIATING,
-        failure_type=request.failure_type or runbook.failure_type_of(request.labels),
+        state=IncidentState.REMEDIATING, failure_type=failure_type,
         trigger=request.trigger, requested_by=request.requested_by,
         fingerprint=request.fingerprint, starts_at=request.starts_at,
         labels=dict(request.labels), opened_at=now,
@@ -164,6 +177,15 @@ def open_incident(ctx: EngineContext, request: TriggerRequest) -> Opened:
 def _refused(reason: str, run_id: str | None = None) -> Opened:
     return Opened(refusal=reason, refused_run=run_id,
                   note=f"refused: {reason}" + (f" (run {run_id})" if run_id else ""))
+
+
+def _sent_before_fix_verified(latest: Incident, request: TriggerRequest, now: float) -> bool:
+    """The alert was received before the recovered incident's fix was verified (its
+    ``verify_until``), and its episode did not start after the fix (a re-fire is a new
+    failure)."""
+    received = request.received_at or now
+    return bool(latest.verify_until and received < latest.verify_until
+                and not _started_after(request.starts_at, latest.closed_at))
 
 
 def _started_after(starts_at: str | None, moment: float | None) -> bool:

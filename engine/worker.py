@@ -1,13 +1,15 @@
 """The loop that keeps incidents moving when nobody is waiting on them.
 
 It expires unanswered approvals, marks runs whose process died as ``interrupted``,
-drains the alert intake (engine/intake.py), runs approved steps (after asking every
-gate again), retries deferred incidents whose time has come, prunes old artifacts, and
-removes the private data dirs (and Ansible's temp dirs) of runs whose process died,
-secrets and all (engine.executors.private_dirs). Each pass first switches to the set
-of runbooks, playbooks and inventory a reload put in force (where the context follows
-one: a service's processes), then acts on that set alone. Whatever process runs a
-``Worker`` (the service, or an application embedding the engine) does this for everyone.
+drains the alert intake (engine/intake.py; at start and in its duties it gives back
+what dead workers had claimed of it, so the queue keeps its order), runs approved steps
+(after asking every gate again), retries deferred incidents whose time has come, prunes
+old artifacts, and removes the private data dirs (and Ansible's temp dirs) of runs whose
+process died, secrets and all (engine.executors.private_dirs). Each pass first switches
+to the set of runbooks, playbooks and inventory a reload put in force (where the context
+follows one: a service's processes), then acts on that set alone. Whatever process runs
+a ``Worker`` (the service, or an application embedding the engine) does this for
+everyone.
 
 Nothing that runs a step runs on the loop itself: attempts the intake claims, approved
 steps and deferred incidents whose time has come all go to a small pool of threads
@@ -32,7 +34,7 @@ from engine import notifier, probes
 from engine.approvals import cancel_waiting, expire_due
 from engine.context import EngineContext
 from engine.executors import private_dirs
-from engine.intake import drain
+from engine.intake import drain, release_abandoned
 from engine.lifecycle import IncidentState, RunStatus
 from engine.loaded_set import drop_replaced
 from engine.orchestrator import RunCallback, advance, hand_back_interrupted
@@ -118,6 +120,7 @@ class Worker:
     def _duties(self, now: float) -> int:
         done = 0
         if self.intake:
+            done += self._release_abandoned(now)
             done += self._guarded_count(lambda: probes.run_due(self.ctx, now,
                                                                run=self._advance_async))
             self._notify(now)
@@ -136,6 +139,16 @@ class Worker:
             return len(private_dirs.sweep(redactor=self.ctx.redactor))
         except Exception:  # noqa: BLE001 - a bad leftover must not stop the duties
             log.exception("worker: sweeping dead runs' private data dirs failed")
+            return 0
+
+    def _release_abandoned(self, now: float) -> int:
+        """The alerts a dead worker had claimed, back in the queue at once, in their
+        order (engine.intake.release_abandoned): at start and at every duties pass."""
+        try:
+            return release_abandoned(self.ctx, now, lease=self.INTAKE_LEASE)
+        except StoreUnavailable as exc:
+            log.warning("worker: claims of dead workers not released (their lease lapses "
+                        "by itself): %s", exc)
             return 0
 
     def _schedule_waiting(self) -> int:
@@ -364,6 +377,8 @@ class Worker:
     # -- background threads ----------------------------------------------------------------
     def start(self) -> Worker:
         if self._thread is None:
+            if self.intake:   # before the first claim: the queue's order first
+                self._release_abandoned(time.time())
             self._thread = self._spawn(self._loop, "recovery-worker")
             # Alive is not the same as idle: a long pass must not make /readyz and the
             # "workers dead" alert say this worker is gone.

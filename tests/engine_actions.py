@@ -2,7 +2,8 @@
 
 Remote scope unless said, so they run from the CLI where nothing is registered:
 ``test.ok`` succeeds, ``test.fail`` fails, ``test.touch`` creates ``with: {path}``,
-``test.file_exists`` (a verify) checks it, ``test.sleep`` waits ``with: {seconds}``
+``test.file_exists`` (a verify) checks it (or ``with: {dir}``: the file named after the
+target there), ``test.sleep`` waits ``with: {seconds}``
 (cancel-aware), ``test.wait_for_file`` holds the target's lock until ``with: {release}``
 exists, ``test.bump`` (embedded) increments a registered ``counter``, ``test.slow``
 ignores cancel, ``test.later`` is not implemented (its step is skipped). A ``trace``
@@ -71,12 +72,13 @@ class Touch(Action):
 
 
 class FileExists(Action):
-    """Verify: healthy while ``path`` exists."""
+    """Verify: healthy while ``path`` (or ``dir``/<target>) exists."""
 
     name, scope = "test.file_exists", REMOTE
 
     def run(self, ctx: ActionContext) -> ActionResult:
-        path = Path(str(ctx.params.get("path", "")))
+        folder = ctx.params.get("dir")
+        path = Path(str(folder), ctx.target) if folder else Path(str(ctx.params.get("path", "")))
         if path.exists():
             return ActionResult(True, f"{path.name} exists")
         return ActionResult(False, f"{path.name} missing")

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import signal
 import socket
 import sqlite3
@@ -110,14 +112,31 @@ class Served:
     def start(self, *extra: str) -> Served:
         self.starts += 1
         self.out = self.home.parent / f"serve-{self.starts}.out"
+        with open(self.out, "w") as out:
+            self._spawn(extra, out)
+        return self
+
+    def start_on_terminal(self, *extra: str) -> Terminal:
+        """As ``start``, but its stdout is a terminal (a pty, as at a shell: ``make
+        run``); read it from what this returns (``stdout()`` is empty)."""
+        self.starts += 1
+        self.out = self.home.parent / f"serve-{self.starts}.out"
+        self.out.write_text("")
+        reader, terminal = pty.openpty()
+        try:
+            self._spawn(extra, terminal)
+        finally:
+            os.close(terminal)
+        return Terminal(reader)
+
+    def _spawn(self, extra: tuple[str, ...], stdout: Any) -> None:
         self.err = self.home.parent / f"serve-{self.starts}.err"
-        with open(self.out, "w") as out, open(self.err, "w") as err:
+        with open(self.err, "w") as err:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "engine", "serve", "--bind", f"127.0.0.1:{self.port}",
-                 *self.args, *extra], env=self.environ(), cwd=self.cwd, stdout=out,
+                 *self.args, *extra], env=self.environ(), cwd=self.cwd, stdout=stdout,
                 stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
         self.seen[self.proc.pid] = psutil.Process(self.proc.pid)
-        return self
 
     def stdout(self) -> str:
         return self.out.read_text()
@@ -265,6 +284,35 @@ class Served:
         psutil.wait_procs(list(self.seen.values()), timeout=5)
         if self.proc is not None:
             self.proc.wait(5)
+
+
+class Terminal:
+    """The reading end of a pty that a process writes its stdout to; closed once that
+    process has ended (``close``)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.text = ""
+
+    def read_until(self, text: str, timeout: float) -> str:
+        """What was written so far (line ends as ``\\n``), once ``text`` is in it, the
+        writer closed its end, or ``timeout`` passed."""
+        deadline = time.monotonic() + timeout
+        while text not in self.text and time.monotonic() < deadline:
+            ready, _, _ = select.select([self.fd], [], [], 0.1)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(self.fd, 65536)
+            except OSError:   # EIO: no writer left
+                break
+            if not chunk:
+                break
+            self.text += chunk.decode(errors="replace").replace("\r\n", "\n")
+        return self.text
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 class Store:

@@ -9,8 +9,6 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,18 +47,6 @@ class Cli:
 
     def json(self) -> Any:
         return json.loads(self.out)
-
-
-@contextmanager
-def mounted_tmpfs(mountpoint: Path, size: str, mode: str = "1777") -> Iterator[Path]:
-    """A tmpfs of ``size`` (``8m``) at ``mountpoint`` (a folder), for a real file system of
-    known size; unmounted at the end whatever happens (root only)."""
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode={mode}", "tmpfs",
-                    str(mountpoint)], check=True, timeout=30)
-    try:
-        yield mountpoint
-    finally:
-        subprocess.run(["umount", "-l", str(mountpoint)], check=False, timeout=30)
 
 
 def recovery(env: dict[str, str], *args: str, timeout: float = 120) -> Cli:

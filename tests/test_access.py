@@ -153,19 +153,47 @@ def test_a_service_run_as_root_warns_in_its_log_with_the_reason_and_the_way_out(
     assert "dedicated user" in log and "docs/operations.md" in log
 
 
+def test_a_service_whose_metrics_are_open_says_so_at_its_start(engine_env, serve):
+    """An upgraded recovery.yml that still spells ``metrics_auth: false`` (the old shipped
+    file did) keeps /metrics open: the start says what that shows, to whom, and how to
+    close it. A start with the default says nothing of it."""
+    from tests.service import GRACE
+
+    engine_env.write_config(webhook=f"{{workers: 1, http_workers: 1, shutdown_grace: "
+                            f"{GRACE}s, graceful_timeout: 2s, metrics_auth: false}}")
+    served = serve().start()
+    served.wait_ready()
+    assert served.get("/metrics").status_code == 200             # open indeed
+    [line] = [ln for ln in served.stderr().splitlines() if "/metrics is open" in ln]
+    assert "inventory host names" in line and served.url in line
+    assert "metrics_auth: false" in line and "--role metrics" in line
+    served.terminate()
+
+    from engine.cli.serve import start_warnings
+    from engine.service import ServiceSettings
+
+    engine_env.write_config()                  # the default: /metrics needs a token
+    config = load_config(engine_env.config_path)
+    warnings = start_warnings(config, ServiceSettings.from_config(config))
+    assert not any("/metrics" in w for w in warnings), warnings
+
+
 # -- artifacts on disk --------------------------------------------------------------------
+
+
+HELLO = """
+    - hosts: all
+      gather_facts: false
+      tasks:
+        - name: say something
+          ansible.builtin.debug:
+            msg: "hello from {{ recovery_target }}"
+"""
 
 
 def test_artifact_files_of_a_real_playbook_run_are_0600_in_0700_folders(engine_env,
                                                                       run_incident):
-    engine_env.playbook("hello.yml", """
-        - hosts: all
-          gather_facts: false
-          tasks:
-            - name: say something
-              ansible.builtin.debug:
-                msg: "hello from {{ recovery_target }}"
-    """)
+    engine_env.playbook("hello.yml", HELLO)
     engine_env.runbook("hello", "strategies: [{name: hello, playbook: hello.yml}]\n")
     ctx = engine_env.context()
     old = os.umask(0o022)           # what a service started from a shell usually has
@@ -183,6 +211,46 @@ def test_artifact_files_of_a_real_playbook_run_are_0600_in_0700_folders(engine_e
     assert set(modes.values()) == {"0o600"}, modes
     folders = [folder, *(p for p in folder.rglob("*") if p.is_dir())]
     assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in folders} == {"0o700"}
+
+
+def test_every_file_a_real_service_writes_in_its_home_is_private(engine_env, serve):
+    """Started from a shell's umask (022), a service that took an alert, ran a playbook,
+    answered /metrics and reloaded its set: every file under RECOVERY_HOME is its user's
+    alone (the webhook's metrics files name inventory hosts; the set's copies hold the
+    inventory). Seen: ``metrics/serve-*/*.db`` 0644, ``sets/`` copies 0644 and 0755."""
+    from tests.service import wait_for
+    from tests.test_reload import post_alerts
+    from tests.test_serve import alert_payload
+
+    engine_env.playbook("hello.yml", HELLO)
+    engine_env.runbook("hello", """
+        match: [alertname="test-alert"]
+        target: "{{ labels.instance }}"
+        strategies: [{name: hello, playbook: hello.yml}]
+    """)
+    served = serve()
+    old = os.umask(0o022)
+    try:
+        served.start()
+    finally:
+        os.umask(old)
+    served.wait_ready()
+    home = served.home
+    assert post_alerts(served, alert_payload(home, "cache-1"))["accepted"] == 1
+    metrics = httpx.get(served.url + "/metrics", timeout=10, headers={
+        "Authorization": f"Bearer {(home / 'metrics.token').read_text().strip()}"})
+    assert metrics.status_code == 200
+    assert recovery(served, "reload").returncode == 0
+    assert wait_for(lambda: any(
+        json.loads(p.read_text()).get("status") == "succeeded"
+        for p in (home / "artifacts").glob("*/run.json")), 120), served.stderr()[-2000:]
+    assert list((home / "metrics").glob("serve-*/*.db")), "no metrics file written"
+    assert list((home / "sets").rglob("*.yml")), "no set copy written"
+    loose = {str(p.relative_to(home)): oct(stat.S_IMODE(p.lstat().st_mode))
+             for p in home.rglob("*")
+             if not p.is_symlink() and stat.S_IMODE(p.lstat().st_mode) & 0o077}
+    assert loose == {}, loose
+    served.terminate()
 
 
 # -- a real Prometheus scrapes it as docs/examples/prometheus.yml says --------------------

@@ -221,11 +221,13 @@ def test_the_first_start_banner_never_offers_a_wildcard_address():
     from engine.service import ServiceSettings
 
     text = first_start(ServiceSettings(host="0.0.0.0", port=9797),
-                       {"webhook": "w-token", "operator": "o-token"}, "/var/x")
+                       {"webhook": "w-token", "operator": "o-token"}, "/var/x",
+                       on_terminal=True)
     assert "url: http://<this host's address>:9797/api/v1/alerts" in text
     assert "0.0.0.0" not in text
     assert "curl -s http://127.0.0.1:9797/healthz" in text
-    local = first_start(ServiceSettings(host="127.0.0.1", port=9797), {"webhook": "w"}, "/x")
+    local = first_start(ServiceSettings(host="127.0.0.1", port=9797), {"webhook": "w"}, "/x",
+                        on_terminal=True)
     assert "url: http://127.0.0.1:9797/api/v1/alerts" in local
 
 
@@ -347,7 +349,7 @@ def test_a_start_that_generates_only_the_metrics_token_prints_how_to_scrape():
     from engine.service import ServiceSettings
 
     text = first_start(ServiceSettings(host="127.0.0.1", port=9797), {"metrics": "m-token"},
-                       "/var/x")
+                       "/var/x", on_terminal=True)
     assert "first start" not in text and "receivers:" not in text
     assert "metrics token" in text and "m-token" in text
     assert 'targets: ["127.0.0.1:9797"]' in text and "credentials_file:" in text

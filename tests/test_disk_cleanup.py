@@ -30,10 +30,10 @@ from tests.system_env import (
     artifacts_text,
     home_of,
     install_system_runbook,
-    mounted_tmpfs,
     recovery,
     runs_of,
 )
+from tests.tmpfs import mounted
 
 OLD = 30   # days
 
@@ -45,7 +45,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0,
 @pytest.fixture(scope="module")
 def tmpfs(tmp_path_factory) -> Path:
     """One 8 MiB tmpfs for the module, unmounted at the end whatever happens."""
-    with mounted_tmpfs(Path(os.path.realpath(tmp_path_factory.mktemp("tmpfs"))), "8m") as fs:
+    with mounted(Path(os.path.realpath(tmp_path_factory.mktemp("tmpfs"))), "8m",
+                 mode="1777") as fs:
         yield fs
 
 

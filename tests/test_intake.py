@@ -3,6 +3,7 @@ nothing accepted is lost, one poison alert blocks nothing. Real SQLite store, re
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -48,16 +49,23 @@ def only_incident(ctx):
     return incident
 
 
-@pytest.fixture
-def touching(engine_env):
-    """A runbook whose one step creates a file (and traces it)."""
+def touch_runbook(engine_env, more: str):
+    """The demo runbook, its one step creating a file (and tracing it), with ``more``
+    (a line of YAML); the file's path."""
     marker = engine_env.root / "fixed"
     engine_env.runbook("demo", f"""
         strategies:
           - {{name: fix, action: test.touch,
               with: {{path: "{marker}", trace: "{engine_env.trace}"}}}}
-        degraded_mode: {{name: test_down}}
+        {more}
     """)
+    return marker
+
+
+@pytest.fixture
+def touching(engine_env):
+    """A runbook whose one step creates a file (and traces it)."""
+    marker = touch_runbook(engine_env, "degraded_mode: {name: test_down}")
     return engine_env.context(), marker
 
 
@@ -407,6 +415,54 @@ def test_a_re_fire_within_the_verify_window_reopens_and_its_refusal_is_recorded(
     assert kept[1].payload == kept[2].payload == {}                # only there
 
 
+def verified_for_a_minute(engine_env):
+    """A runbook whose step traces each run, its verify window a minute long."""
+    touch_runbook(engine_env, "verify: {action: test.ok, interval: 0.05s, deadline: 60s}")
+    return engine_env.context()
+
+
+def test_another_alert_of_the_target_sent_before_the_fix_was_verified_attaches(engine_env):
+    """A storm: several alerts (other names, other fingerprints) for one host. The first
+    opens the incident, which is fixed and verified; another, received before that (a
+    worker died holding it), is processed only now. It is evidence from before the fix,
+    not a new failure: it attaches to the recovered incident, and the step does not run
+    again. One of another failure type, or received after the verify window, is new."""
+    ctx = verified_for_a_minute(engine_env)
+    first = time.time() - 30
+    down = alert(starts_at=iso_at(first), fingerprint="fp-down")
+    slow = alert(starts_at=iso_at(first), fingerprint="fp-slow", alertname="DemoSlow")
+    journal(ctx, down, slow)
+    assert drain(ctx, limit=1) == 1              # the first alert: fixed and verified
+    incident = only_incident(ctx)
+    assert incident.state == IncidentState.RECOVERED
+    assert drain(ctx) == 1                       # the other, received before that
+    assert only_incident(ctx).state == IncidentState.RECOVERED
+    assert len(engine_env.traced()) == 1         # the step ran once
+    [kept] = ctx.store.deliveries(fingerprint="fp-slow")
+    assert kept.incident_id == incident.id
+    assert "received before its fix was verified" in kept.outcome
+    assert "fp-down" in kept.outcome
+
+    # Another failure type is another failure: its own incident, its own step.
+    corrupt = alert(starts_at=iso_at(first), fingerprint="fp-corrupt",
+                    failure_type="corruption")
+    journal(ctx, corrupt)
+    assert drain(ctx) == 1
+    assert len(ctx.store.list_incidents()) == 2 and len(engine_env.traced()) == 2
+
+
+def test_another_alert_of_the_target_received_after_the_verify_window_is_new(engine_env):
+    ctx = verified_for_a_minute(engine_env)
+    first = time.time() - 30
+    journal(ctx, alert(starts_at=iso_at(first), fingerprint="fp-down"))
+    assert drain(ctx) == 1
+    incident = only_incident(ctx)
+    ctx.store.update_incident(incident.id, verify_until=time.time() - 1)   # it has passed
+    journal(ctx, alert(starts_at=iso_at(first), fingerprint="fp-slow", alertname="DemoSlow"))
+    assert drain(ctx) == 1
+    assert len(ctx.store.list_incidents()) == 2 and len(engine_env.traced()) == 2
+
+
 def test_a_delivery_that_starts_nothing_still_says_why(touching, engine_env):
     ctx, _ = touching
     journal(ctx, alert(instance="db-9.example:9121", fingerprint="fp-nowhere"),
@@ -420,6 +476,37 @@ def test_a_delivery_that_starts_nothing_still_says_why(touching, engine_env):
     [own] = ctx.store.deliveries(fingerprint="fp-own")
     assert "the engine's own alert" in own.outcome and own.incident_id is None
     assert own.payload == {}                      # never replayed: nothing kept of it
+
+
+def test_refusals_a_replay_cannot_act_on_keep_no_payload(touching, engine_env):
+    """A sender posts hundreds of alerts for hosts the inventory does not know (and one
+    no runbook matches): each delivery is kept 30 days, with what was made of it, but
+    not its payload (labels and annotations a sender chose): no replay can act on
+    them. An alert a kill switch refused keeps its payload: `enable --replay` needs it."""
+    from engine.records import Switch, new_id
+    from engine.refused_alerts import refused_alerts, replay
+
+    ctx, marker = touching
+    storm = [alert(instance=f"ghost-{n}.example:9121", fingerprint=f"fp-ghost-{n}")
+             for n in range(300)]
+    nobody = alert(fingerprint="fp-nobody", alertname="Unrelated", component="other")
+    journal(ctx, *storm, nobody)
+    assert drain(ctx, limit=1000) == 301
+    kept = ctx.store.deliveries(limit=None)
+    assert len(kept) == 301
+    assert [d.fingerprint for d in kept if d.payload] == []
+    assert all("refused" in d.outcome for d in kept)
+
+    ctx.store.add_switch(Switch(id=new_id("sw"), component=None, target="cache-1",
+                                until=time.time() + 600, created_by="alice"))
+    journal(ctx, alert(fingerprint="fp-switched"))
+    assert drain(ctx) == 1 and not marker.exists()
+    [switched] = ctx.store.deliveries(fingerprint="fp-switched")
+    assert switched.payload["labels"]["instance"] == "cache-1.example:9121"
+    [listed] = refused_alerts(ctx.store, since=0)
+    ctx.store.remove_switches(None, "cache-1")
+    assert replay(ctx.store, [listed], by="alice") == [listed]
+    assert drain(ctx) == 1 and marker.exists()
 
 
 # -- the queue ------------------------------------------------------------------------
@@ -452,6 +539,38 @@ def test_an_item_held_by_a_dead_worker_is_processed_by_another(touching, engine_
     assert only_incident(ctx).state == IncidentState.RECOVERED and marker.exists()
     assert ctx.store.intake_depth(time.time())[0] == 0
     assert drain(ctx) == 0                       # once
+
+
+def test_a_worker_gives_back_at_once_what_dead_workers_held_and_keeps_the_order(
+        touching, engine_env):
+    """Workers killed with alerts claimed: the next worker to start releases those claims
+    (the holder's process is gone from this host, or, on another host, its heartbeat is
+    stale), so the alerts are taken at once and before the ones journaled after them,
+    not a lease later. Claims of live holders stay theirs."""
+    import socket
+
+    from tests.test_private_dirs import dead_pid
+
+    ctx, _ = touching
+    host = socket.gethostname()
+    a, b, c, d, e = (alert(fingerprint=f"fp-{n}", instance=i) for n, i in
+                     enumerate(["cache-1", "cache-2", "cache-1", "localhost", "cache-2"]))
+    journal(ctx, a, b, c, d, e)
+    dead = f"{host}:{dead_pid()}:1234"
+    far = "elsewhere:4321:1234"                  # another host, no heartbeat for long
+    alive = f"{host}:{os.getpid()}:5678"         # this process: alive
+    now = time.time()
+    ctx.store.update_value("worker_heartbeat", lambda _: {far: now - 3600})
+    assert len(ctx.store.claim_intake(dead, 2, 60)) == 2          # a, b
+    assert len(ctx.store.claim_intake(far, 1, 60)) == 1           # c
+    assert len(ctx.store.claim_intake(alive, 1, 60)) == 1         # d
+    worker = Worker(ctx).start()
+    try:
+        assert wait_for(lambda: ctx.store.intake_depth(time.time())[0] == 1)   # d, held
+    finally:
+        worker.stop()
+    processed = sorted(ctx.store.deliveries(limit=None), key=lambda x: x.first_processed_at)
+    assert [x.fingerprint for x in processed] == ["fp-0", "fp-1", "fp-2", "fp-4"]
 
 
 def test_a_storm_gives_one_attempt_per_target(engine_env):

@@ -5,13 +5,15 @@ removed once the process that ran the step is dead, at the next start of any eng
 process or by a live one's periodic sweep, after what the run's record needs was copied
 from them, redacted.
 
-A private data dir is ``recovery-<run id>-<pid>`` in a folder every engineer's runs on
-this machine share (``/dev/shm``): these tests assert only about dirs of their own runs
-and pids, and look for their own secret, a random value no one else has.
+A private data dir is ``recovery-<run id>-<pid>`` in a folder every engine process on
+this machine shares (``/dev/shm``) and sweeps: the tests of a real service give it a
+folder of its own under ``/dev/shm`` (``RECOVERY_PRIVATE_ROOT``), so that only their
+own processes sweep it, and look for their own secret, a random value no one else has.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -31,8 +33,8 @@ import psutil
 import pytest
 
 from engine.artifacts import RunArtifacts, runner_event
-from engine.executors.ansible import AnsibleExecutor, default_tmp_root
-from engine.executors.private_dirs import RUN_MARKER, make_private_dir, sweep
+from engine.executors.ansible import AnsibleExecutor
+from engine.executors.private_dirs import PRIVATE_ROOT_ENV, RUN_MARKER, make_private_dir, sweep
 from engine.lifecycle import RunStatus
 from engine.redaction import Redactor
 from tests.service import Served, Store, wait_for
@@ -62,11 +64,6 @@ def copies_of(secret: str, *roots: Path, besides: tuple[Path, ...] = ()) -> list
                            capture_output=True, text=True, timeout=120, check=False)
     hits = [Path(line) for line in found.stdout.splitlines() if line]
     return [p for p in hits if not any(p.is_relative_to(b) for b in besides)]
-
-
-def private_dirs_of(run_ids: list[str]) -> list[Path]:
-    root = default_tmp_root() or Path(tempfile.gettempdir())
-    return [p for run_id in run_ids for p in root.glob(f"recovery-{run_id}-*")]
 
 
 def kill_tree(top: psutil.Process) -> None:
@@ -99,9 +96,15 @@ class Secretive:
 
     served: Served
     secret: str
+    private_root: Path         # where its processes (and theirs alone) make private dirs
     roots: tuple[Path, ...]
     besides: tuple[Path, ...]
     run_ids: list[str] = field(default_factory=list)
+
+    def private_dirs(self) -> list[Path]:
+        """The private data dirs of its runs (noted by ``note_runs``)."""
+        return [p for run_id in self.run_ids
+                for p in self.private_root.glob(f"recovery-{run_id}-*")]
 
     def copies(self) -> list[Path]:
         return copies_of(self.secret, *self.roots, besides=self.besides)
@@ -117,25 +120,31 @@ class Secretive:
         return self.run_ids
 
     def cleaned_up(self) -> bool:
-        return not private_dirs_of(self.run_ids) and not self.copies()
+        return not self.private_dirs() and not self.copies()
 
 
 @pytest.fixture
-def secretive(serve, engine_env, tmp_path) -> Iterator[Secretive]:
+def secretive(serve, engine_env, tmp_path, monkeypatch) -> Iterator[Secretive]:
+    """A service (and the CLI the test starts) making private dirs in a folder of their
+    own under /dev/shm: no other engine process on the machine sweeps it, so what a kill
+    left there stays until one of the test's own processes sweeps it. (Its name does not
+    start with ``recovery-``: no sweeper of /dev/shm takes it for a private dir.)"""
     secret = f"pw-{secrets.token_hex(12)}"
     secret_runbook(engine_env, secret)
+    root = Path("/dev/shm") / f"pytest-private-{secrets.token_hex(6)}"
+    monkeypatch.setenv(PRIVATE_ROOT_ENV, str(root))     # the service's env is this one's
     served = serve().start()
-    served.wait_ready()
-    found = Secretive(served, secret,
+    found = Secretive(served, secret, root,
                       roots=(Path("/dev/shm"), Path(tempfile.gettempdir()),
                              Path.home() / ".ansible", served.home, tmp_path),
                       besides=(engine_env.root / "runbooks", served.home / "sets"))
     try:
+        served.wait_ready()
         yield found
     finally:
         served.kill_all()
-        for path in private_dirs_of(found.run_ids):   # a failed test leaves no secret
-            subprocess.run(["rm", "-rf", "--", str(path)], check=False, timeout=30)
+        # A failed test leaves no secret.
+        subprocess.run(["rm", "-rf", "--", str(root)], check=False, timeout=30)
         for path in copies_of(secret, Path.home() / ".ansible"):
             path.unlink(missing_ok=True)
 
@@ -149,15 +158,16 @@ def test_no_secret_is_left_on_the_machine_after_a_sigkill_and_a_restart(secretiv
     kill_tree(top)
     served.proc.wait(5)
 
+    # Nothing that sweeps the service's private root runs until the restart.
+    [private] = secretive.private_dirs()
     left = secretive.copies()
     print("\nafter the kill, the secret is in:\n  " + "\n  ".join(map(str, left)))
-    [private] = private_dirs_of([run_id])
     assert any(p.is_relative_to(private) for p in left)
 
     served.start()
     served.wait_ready()
     assert wait_for(secretive.cleaned_up, 30), (
-        f"left after the restart: {private_dirs_of([run_id])} {secretive.copies()}\n"
+        f"left after the restart: {secretive.private_dirs()} {secretive.copies()}\n"
         + served.stderr()[-2000:])
 
     # The run's record kept what it had, redacted: the password line, masked.
@@ -176,17 +186,27 @@ def test_a_running_service_removes_what_a_killed_cli_run_left(secretive):
                             "secretive", "--target", "localhost"], env=served.environ(),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            start_new_session=True)
+    workers = served.engine_workers()
     try:
         top = psutil.Process(cli.pid)
         assert wait_for(lambda: module_sleeps(top), 60)
         secretive.note_runs()
+        # The service's workers, the only other sweepers of this root, are paused while
+        # the CLI is killed: what the kill left is seen before any sweep can take it.
+        for worker in workers:
+            worker.suspend()
         kill_tree(top)
         cli.wait(10)
-        assert private_dirs_of(secretive.run_ids)
-        assert wait_for(secretive.cleaned_up, 30), (private_dirs_of(secretive.run_ids),
+        assert secretive.private_dirs()
+        for worker in workers:
+            worker.resume()
+        assert wait_for(secretive.cleaned_up, 30), (secretive.private_dirs(),
                                                     secretive.copies())
         assert "private data dir" in served.stderr()
     finally:
+        for worker in workers:
+            with contextlib.suppress(psutil.Error):
+                worker.resume()
         if cli.poll() is None:
             cli.kill()
             cli.wait(10)
@@ -202,8 +222,29 @@ def test_a_step_stopped_past_the_shutdown_grace_leaves_no_secret(secretive):
     secretive.note_runs()
     rc, _ = served.stop()
     assert rc == 0, served.stderr()
-    assert private_dirs_of(secretive.run_ids) == []
+    assert secretive.private_dirs() == []
     assert secretive.copies() == []
+
+
+def test_a_start_names_the_private_dirs_left_by_earlier_versions(serve, tmp_path,
+                                                                  monkeypatch):
+    """Dirs named the old way (``recovery-<run id>-<8 random characters>``, no pid) are
+    never swept (whose they are cannot be told): `recovery serve` says so once at its
+    start, naming them and what to do, instead of leaving them unnoticed."""
+    root = tmp_path / "shm"
+    monkeypatch.setenv(PRIVATE_ROOT_ENV, str(root))
+    old = [root / "recovery-run-0123456789ab-cdef0123-k2x9_qzt", root / "recovery-syntax-a1b2c3d_"]
+    current = root / f"recovery-run-0123456789ab-feed0123-{os.getpid()}"   # ours, alive
+    for folder in (*old, current, root / "unrelated"):
+        folder.mkdir(parents=True)
+    served = serve().start()
+    served.wait_ready()
+    log = served.stderr()
+    [line] = [ln for ln in log.splitlines() if "earlier version" in ln]
+    assert all(str(folder) in line for folder in old), line
+    assert str(current) not in line and "unrelated" not in line
+    assert "remove them by hand" in line and "secrets" in line
+    assert all(folder.exists() for folder in old)          # never removed by guess
 
 
 # -- the sweep, one dir at a time -------------------------------------------------------------

@@ -22,7 +22,7 @@ import pytest
 
 from engine.lifecycle import IncidentState, RunStatus
 from engine.triggers import TriggerRequest, open_incident
-from tests.service import GRACE, Served, command, history, wait_for, webhook_token
+from tests.service import GRACE, START, Served, command, history, wait_for, webhook_token
 
 FIXTURE = Path(__file__).parent / "fixtures" / "alertmanager" / "01_promgen_firing_2alerts.json"
 
@@ -91,25 +91,36 @@ def touch_runbook(env, marker_dir: Path, name: str = "touchy",
 
 # -- start, credentials, stop ------------------------------------------------------------
 
-def test_first_start_prints_the_tokens_once_and_sigterm_stops_everything(serve):
+def test_first_start_names_the_token_files_and_sigterm_stops_everything(serve):
+    """Its output goes to a file here, as to systemd's journal: kept on disk, readable
+    by others. The banner names the token files (0600) and how to read them; never a
+    token."""
     served = serve().start()
     took = served.wait_healthy()
     home = served.home
-    token = webhook_token(home)
-    operator = (home / "operator.token").read_text().strip()
-    for name in ("webhook.token", "operator.token"):
-        assert stat.S_IMODE((home / name).stat().st_mode) == 0o600
+    tokens = {name: (home / f"{name}.token").read_text().strip()
+              for name in ("webhook", "operator", "metrics")}
+    for name in tokens:
+        assert stat.S_IMODE((home / f"{name}.token").stat().st_mode) == 0o600
     printed = served.stdout()
-    assert token in printed and operator in printed
+    for name, token in tokens.items():
+        assert token not in printed and token not in served.stderr()
+        assert f"cat {home / name}.token" in printed
+    assert "not shown here: this output is not a terminal" in printed
     assert f"url: {served.url}/api/v1/alerts" in printed
-    assert f"credentials: {token}" in printed and "type: Bearer" in printed
-    assert "send_resolved: true" in printed
+    assert f"credentials: <the webhook token, in {home}/webhook.token>" in printed
+    assert "send_resolved: true" in printed and "type: Bearer" in printed
     assert f"curl -s {served.url}/healthz" in printed and "recovery status" in printed
-    assert f"Authorization: Bearer {operator}' {served.url}/api/v1/status" in printed
-    assert token not in served.stderr() and operator not in served.stderr()
+    # The curl lines read the tokens from their files: they work as printed.
+    line = next(ln for ln in printed.splitlines() if "/api/v1/status" in ln)
+    curl = subprocess.run(["bash", "-c", line.strip().replace("curl -s", "curl -s -o /dev/null "
+                                                              "-w '%{http_code}'", 1)],
+                          capture_output=True, text=True, timeout=30)
+    assert curl.stdout == "200", (line, curl.stdout, curl.stderr)
 
     served.wait_ready(20)    # an engine worker process has reported
-    status = served.get("/api/v1/status", headers={"Authorization": f"Bearer {operator}"})
+    status = served.get("/api/v1/status",
+                        headers={"Authorization": f"Bearer {tokens['operator']}"})
     assert status is not None and status.status_code == 200
     kids = served.children()
     assert len(served.gunicorn()) == 2          # master + one http worker
@@ -122,11 +133,28 @@ def test_first_start_prints_the_tokens_once_and_sigterm_stops_everything(serve):
 
     served.start()                              # the same home: nothing new to show
     served.wait_healthy()
-    assert token not in served.stdout() and operator not in served.stdout()
     assert "credentials generated" not in served.stdout()
-    assert webhook_token(home) == token
+    assert webhook_token(home) == tokens["webhook"]
     rc, _ = served.stop()
     assert rc == 0
+
+
+def test_on_a_terminal_the_first_start_shows_the_tokens(serve):
+    """`make run` at a terminal: nothing keeps what is shown there, and the operator
+    needs the tokens now: they are printed, once."""
+    served = serve()
+    shown = served.start_on_terminal()
+    try:
+        banner = shown.read_until("token add NAME", START)
+        assert "Next:" in banner, (banner, served.stderr()[-2000:])
+        home = served.home
+        for name in ("webhook", "operator", "metrics"):
+            assert (home / f"{name}.token").read_text().strip() in banner
+        assert f"credentials: {webhook_token(home)}" in banner
+        assert "not shown here" not in banner
+    finally:
+        served.terminate()
+        shown.close()
 
 
 def test_a_bind_off_loopback_needs_tls(serve, engine_env):

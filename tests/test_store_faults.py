@@ -31,9 +31,9 @@ import pytest
 from engine.store.base import StoreUnavailable
 from engine.store.sqlite import SQLiteStore
 from tests.service import Served, history, store_rows, wait_for, webhook_token
-from tests.system_env import mounted_tmpfs
 from tests.test_reload import touchy
 from tests.test_serve import FIXTURE, alert_payload
+from tests.tmpfs import mounted
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs and chattr "
                                                          "need root")
@@ -108,7 +108,7 @@ def tmpfs_home(tmp_path: Path):
     """RECOVERY_HOME on a 24 MiB tmpfs of its own, unmounted at the end."""
     home = tmp_path / "home"
     home.mkdir(mode=0o700)
-    with mounted_tmpfs(home, "24m", mode="0700"):
+    with mounted(home, "24m"):
         yield home
 
 

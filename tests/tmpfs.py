@@ -26,10 +26,11 @@ FILLER = ".filler"
 
 
 @contextlib.contextmanager
-def mounted(folder: Path, size: str = "4m") -> Iterator[Path]:
-    """``folder`` (created 0700 if missing) as a tmpfs of ``size``, unmounted at the end."""
+def mounted(folder: Path, size: str = "4m", mode: str = "0700") -> Iterator[Path]:
+    """``folder`` (created 0700 if missing) as a tmpfs of ``size`` whose root has
+    ``mode`` (``1777`` for one shared as /tmp is), unmounted at the end."""
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs",
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode={mode}", "tmpfs",
                     str(folder)], check=True, timeout=30)
     try:
         yield folder

@@ -71,6 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from engine.config import keep_files_private
+
+    previous = keep_files_private()   # before anything is written (a service's files too)
+    try:
+        return _command(argv)
+    finally:
+        os.umask(previous)            # an in-process caller (a test) gets its own back
+
+
+def _command(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

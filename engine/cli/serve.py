@@ -13,10 +13,15 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.cli.common import USAGE, CliError, positive_int
 from engine.cli.output import out
 from engine.context import EngineContext
+
+if TYPE_CHECKING:
+    from engine.config import Config
+    from engine.service import ServiceSettings
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -24,8 +29,9 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
         "serve", parents=parents, help="the webhook and the engine workers (one command)",
         description="Serve the Alertmanager webhook and the HTTP API (gunicorn, gthread "
         "workers) and run the engine workers in processes of their own. The first start "
-        "generates the webhook and operator tokens into RECOVERY_HOME (0600) and prints "
-        "them once, with an Alertmanager receiver to paste. SIGTERM or Ctrl-C: stop taking "
+        "generates the webhook, operator and metrics tokens into RECOVERY_HOME (0600) and "
+        "prints them once when stdout is a terminal (elsewhere, as in a journal, only "
+        "where they are), with an Alertmanager receiver to paste. SIGTERM or Ctrl-C: stop taking "
         "requests, let running steps finish within webhook.shutdown_grace (30s), mark the "
         "rest interrupted; a second signal stops at once. SIGHUP: `recovery reload` (the "
         "runbooks, playbooks and inventory validated and put in force; never a stop).")
@@ -43,7 +49,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 def cmd_serve(ctx: EngineContext, args: argparse.Namespace) -> int:
     from engine.config import ConfigError
     from engine.credentials import load_credentials
-    from engine.service import Service, ServiceError, ServiceSettings, root_warning
+    from engine.service import Service, ServiceError, ServiceSettings
 
     try:
         settings = ServiceSettings.from_config(ctx.config, bind=args.bind, workers=args.workers,
@@ -56,17 +62,30 @@ def cmd_serve(ctx: EngineContext, args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise CliError(f"credentials: {exc}", USAGE) from None
     if generated:
-        out(first_start(settings, generated, ctx.config.home))
+        out(first_start(settings, generated, ctx.config.home,
+                        on_terminal=sys.stdout.isatty()))
     ctx.store.close()  # the parent acts on nothing: its children open their own
     level = ("DEBUG" if args.verbose > 1 else "INFO" if args.verbose else "WARNING")
     logging.getLogger("engine.service").setLevel(logging.INFO)  # starts, deaths, stops
     for handler in logging.getLogger().handlers:  # a service's log lines say when
         handler.setFormatter(logging.Formatter(
             f"%(asctime)s recovery-serve[{os.getpid()}] %(levelname)s %(name)s: %(message)s"))
-    warning = root_warning(os.geteuid())
-    if warning:
+    for warning in start_warnings(ctx.config, settings):
         logging.getLogger("engine.service").warning("%s", warning)
     return Service(ctx.config, settings, log_level=level).run()
+
+
+def start_warnings(config: Config, settings: ServiceSettings) -> list[str]:
+    """What a start says once, in its log, about how it runs: as root, with private
+    data dirs an earlier version left, with /metrics open."""
+    from engine.credentials import metrics_auth
+    from engine.executors.private_dirs import earlier_version_dirs
+    from engine.service import earlier_private_dirs_warning, open_metrics_warning, root_warning
+
+    warnings = [root_warning(os.geteuid()),
+                earlier_private_dirs_warning(earlier_version_dirs()),
+                None if metrics_auth(config) else open_metrics_warning(f"{settings.url}/metrics")]
+    return [w for w in warnings if w]
 
 
 def _load_set(ctx: EngineContext) -> None:
@@ -96,11 +115,32 @@ def _cli(home) -> str:
     return command
 
 
-def first_start(settings, generated: dict[str, str], home) -> str:
+def first_start(settings, generated: dict[str, str], home, *, on_terminal: bool) -> str:
     """What a start that generated credentials prints, once: those tokens (and only
     those), a receiver for alertmanager.yml and a scrape job for prometheus.yml for the
-    ones generated, and what to try next."""
+    ones generated, and what to try next.
+
+    ``on_terminal``: stdout is a terminal (``make run``), which keeps nothing, so the
+    tokens are shown. Anywhere else (systemd's journal, a log file) what is printed is
+    kept on disk and readable by others (the ``adm`` and ``systemd-journal`` groups):
+    then the banner names the token files (0600, in RECOVERY_HOME) and how to read them,
+    never the values."""
     from engine.credentials import METRICS_TOKEN_FILE, OPERATOR_TOKEN_FILE, WEBHOOK_TOKEN_FILE
+
+    files = {"webhook": Path(home) / WEBHOOK_TOKEN_FILE,
+             "operator": Path(home) / OPERATOR_TOKEN_FILE,
+             "metrics": Path(home) / METRICS_TOKEN_FILE}
+
+    def value(what: str) -> str:
+        """The token itself on a terminal; elsewhere where to find it."""
+        return generated[what] if on_terminal else f"<the {what} token, in {files[what]}>"
+
+    def header(what: str) -> str:
+        """curl's header argument: the token itself on a terminal, else read from its
+        file by the shell."""
+        if on_terminal:
+            return f"'Authorization: Bearer {generated[what]}'"
+        return f'"Authorization: Bearer $(cat {shlex.quote(str(files[what]))})"'
 
     base = settings.url  # from this machine; Alertmanager reaches the proxy, if any
     if settings.host in ("0.0.0.0", "::"):
@@ -114,21 +154,26 @@ def first_start(settings, generated: dict[str, str], home) -> str:
         url = f"{scheme}://{target}/api/v1/alerts"
     else:
         url, target = f"{settings.url}/api/v1/alerts", settings.bind
-    webhook = generated.get("webhook")
-    operator = generated.get("operator")
-    metrics = generated.get("metrics")
-    lines = ["recovery serve: " + ("first start: " if webhook else "")
-             + "credentials generated. They are shown this once; they are kept (mode "
-             f"0600) in {home}/."]
-    if webhook:
-        lines += ["", f"  webhook token (Alertmanager; it can only post alerts; "
-                  f"{WEBHOOK_TOKEN_FILE}):", f"    {webhook}"]
-    if operator:
-        lines += ["", f"  operator token (operator \"operator\", for /api/v1/*; "
-                  f"{OPERATOR_TOKEN_FILE}):", f"    {operator}"]
-    if metrics:
-        lines += ["", f"  metrics token (Prometheus; it can only read /metrics; "
-                  f"{METRICS_TOKEN_FILE}):", f"    {metrics}"]
+    webhook = "webhook" in generated
+    operator = "operator" in generated
+    metrics = "metrics" in generated
+    roles = {"webhook": "webhook token (Alertmanager; it can only post alerts",
+             "operator": "operator token (operator \"operator\", for /api/v1/*",
+             "metrics": "metrics token (Prometheus; it can only read /metrics"}
+    first = "recovery serve: " + ("first start: " if webhook else "") + "credentials generated"
+    if on_terminal:
+        lines = [first + f". They are shown this once; they are kept (mode 0600) in {home}/."]
+        for what in ("webhook", "operator", "metrics"):
+            if what in generated:
+                lines += ["", f"  {roles[what]}; {files[what].name}):", f"    {generated[what]}"]
+    else:
+        lines = [first + f" into {home}/ (mode 0600: this user alone reads them). They are "
+                 "not shown here: this output is not a terminal, and a journal or a log "
+                 "file would keep them on disk. Read them as this user:"]
+        for what in ("webhook", "operator", "metrics"):
+            if what in generated:
+                lines += ["", f"  {roles[what]}):",
+                          f"    cat {shlex.quote(str(files[what]))}"]
     if webhook or operator:
         lines += [
             "",
@@ -142,7 +187,8 @@ def first_start(settings, generated: dict[str, str], home) -> str:
             "        http_config:",
             "          authorization:",
             "            type: Bearer",
-            f"            credentials: {webhook or '<the webhook token (RECOVERY_WEBHOOK_TOKEN)>'}",
+            "            credentials: " + (value("webhook") if webhook else
+                                          "<the webhook token (RECOVERY_WEBHOOK_TOKEN)>"),
         ]
     if metrics:
         lines += [
@@ -162,11 +208,11 @@ def first_start(settings, generated: dict[str, str], home) -> str:
     lines += ["", "Next:", f"  curl -s {base}/healthz",
               f"  curl -s {base}/readyz                # 200 once an engine worker reports"]
     if metrics:
-        lines.append(f"  curl -s -H 'Authorization: Bearer {metrics}' {base}/metrics")
+        lines.append(f"  curl -s -H {header('metrics')} {base}/metrics")
+    status = header("operator") if operator else "'Authorization: Bearer <an operator token>'"
     lines += [
         f"  {_cli(home)} status",
-        f"  curl -s -H 'Authorization: Bearer {operator or '<an operator token>'}' "
-        f"{base}/api/v1/status",
+        f"  curl -s -H {status} {base}/api/v1/status",
         f"  {_cli(home)} token add NAME --role webhook|metrics|operator   # more tokens",
         "",
     ]

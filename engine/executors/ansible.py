@@ -55,9 +55,9 @@ from engine.artifacts import RunArtifacts, runner_event
 from engine.executors import StepResult
 from engine.executors.private_dirs import (
     RUN_MARKER,
-    default_tmp_root,
     kill_marked_processes,
     make_private_dir,
+    private_root,
 )
 from engine.lifecycle import RunStatus
 from engine.outages import describe, is_outage
@@ -235,7 +235,7 @@ class AnsibleExecutor:
         self.playbooks_dir = Path(os.path.realpath(playbooks_dir))
         self.inventory = Path(os.path.realpath(inventory))
         self.redactor = redactor
-        self.tmp_root = Path(tmp_root) if tmp_root is not None else default_tmp_root()
+        self.tmp_root = Path(tmp_root) if tmp_root is not None else private_root()
         self.envvars = dict(envvars or {})
 
     # -- public ------------------------------------------------------------------------

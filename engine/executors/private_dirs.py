@@ -8,9 +8,9 @@ deletes it when the run ends, whatever the way it ends; a process killed outrigh
 (SIGKILL, the OOM killer) cannot. So:
 
 - each dir is ``recovery-<run id>-<pid>``: its run and the process that owns it, made
-  0700 in one folder per machine (``private_root()``: ``/dev/shm`` when usable, so the
-  secrets stay in memory, else the tmp dir), with an ``owner.json`` that names the run's
-  artifacts directory;
+  0700 in one folder per machine (``private_root()``: ``RECOVERY_PRIVATE_ROOT`` when set,
+  else ``/dev/shm`` when usable, so the secrets stay in memory, else the tmp dir), with
+  an ``owner.json`` that names the run's artifacts directory;
 - every engine process calls ``sweep()``: the CLI at every command, an application at
   start-up, the service's parent at start-up and every worker periodically (they share
   the store, and any of them may have died in the middle of a run). A dir whose owner is
@@ -64,6 +64,7 @@ OWNER_FILE = "owner.json"
 # leaves the running task (and the pty it holds open) behind.
 RUN_MARKER = "RECOVERY_RUN_MARKER"
 SWEEP_EVERY = 10.0          # seconds between the periodic sweeps of a worker
+PRIVATE_ROOT_ENV = "RECOVERY_PRIVATE_ROOT"   # where private data dirs are made and swept
 _IDENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _ANSIBLE_TMP = re.compile(r"^ansible-tmp-(\d+(?:\.\d+)?)-(\d+)-\d+$")
 _ANSIBLE_TMP_DEFAULT = "~/.ansible/tmp"
@@ -78,7 +79,14 @@ def default_tmp_root() -> Path | None:
 
 
 def private_root() -> Path:
-    """Where the executor makes private data dirs unless told otherwise."""
+    """Where the executor makes private data dirs and the sweep looks for them, unless
+    told otherwise: ``RECOVERY_PRIVATE_ROOT`` when set, else ``default_tmp_root()``, else
+    the tmp dir. An environment variable, not a setting: every process that shares a
+    store must make and sweep them in the same folder, and the service's processes, the
+    CLI and applications all inherit the environment they are started in."""
+    given = os.environ.get(PRIVATE_ROOT_ENV)
+    if given:
+        return Path(given).absolute()
     return default_tmp_root() or Path(tempfile.gettempdir())
 
 
@@ -107,6 +115,16 @@ def owner_pid(path: Path) -> int | None:
     if not sep or not pid.isdigit() or not _IDENT.match(ident):
         return None
     return int(pid)
+
+
+def earlier_version_dirs(root: Path | None = None) -> list[Path]:
+    """This user's dirs under ``root`` (default ``private_root()``) named as versions
+    before this one named private data dirs (``recovery-<run id>-<8 random
+    characters>``, no pid): the sweep never removes them (whose they are cannot be told),
+    and they may hold a run's secrets in clear. ``recovery serve`` names them at start."""
+    root = root if root is not None else private_root()
+    return sorted(path for path, _ in _own_dirs(root)
+                  if path.name.startswith(PREFIX) and owner_pid(path) is None)
 
 
 def sweep(root: Path | None = None, *, redactor: Redactor | None = None) -> list[Path]:

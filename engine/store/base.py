@@ -289,6 +289,16 @@ class Store(ABC):
     def claim_intake(self, holder: str, limit: int, lease: float) -> list[IntakeItem]: ...
 
     @abstractmethod
+    def intake_claims(self, now: float) -> list[tuple[str, float]]:
+        """The claims on the intake not lapsed at ``now``: one (holder, claimed_until)
+        per claim (a batch claimed at once shares its ``claimed_until``)."""
+
+    @abstractmethod
+    def release_intake(self, claims: Iterable[tuple[str, float]]) -> int:
+        """Give the items of these claims (as ``intake_claims`` names them) back to the
+        queue, at their place in it; how many items."""
+
+    @abstractmethod
     def ack_intake(self, ids: Iterable[int], deliveries: Iterable[Delivery] = ()) -> None:
         """Drop processed items from the queue, and keep what was made of them
         (``deliveries``) in the same transaction: one kept delivery per dedup key, a

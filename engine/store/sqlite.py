@@ -1369,6 +1369,23 @@ class SQLiteStore(Store):
         return [IntakeItem(r["id"], r["dedup_key"], json.loads(r["payload"]), r["received_at"])
                 for r in rows]
 
+    def intake_claims(self, now: float) -> list[tuple[str, float]]:
+        rows = self._read("SELECT DISTINCT claimed_by, claimed_until FROM intake "
+                          "WHERE claimed_by IS NOT NULL AND claimed_until >= ?", (now,))
+        return [(r["claimed_by"], r["claimed_until"]) for r in rows]
+
+    def release_intake(self, claims: Iterable[tuple[str, float]]) -> int:
+        claims = list(claims)
+        if not claims:
+            return 0
+        released = 0
+        with self._tx() as db:
+            for holder, until in claims:
+                released += db.execute(
+                    "UPDATE intake SET claimed_by = NULL, claimed_until = NULL "
+                    "WHERE claimed_by = ? AND claimed_until = ?", (holder, until)).rowcount
+        return released
+
     def ack_intake(self, ids: Iterable[int], deliveries: Iterable[Delivery] = ()) -> None:
         """One row per dedup key (``_KEEP_DELIVERY``; the batch folded first, written with
         ``executemany``); a payload only on the newest firing delivery of each
