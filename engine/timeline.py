@@ -190,13 +190,18 @@ def _operator_entries(ctx: EngineContext, incidents: list[Incident],
     now = time.time()
     start = min(moments)
     end = max([i.closed_at or now for i in incidents] + [r.finished_at or now for r in runs])
+    events = [e for e in ctx.store.list_events(limit=EVENT_SCAN) if e.action in _SWITCH_ACTS]
+    # A switch an `enable` removed before these incidents began was not in force for them.
+    removed_before = {s.get("id") for e in events if e.action == "enable" and e.at < start
+                      for s in (e.detail or {}).get("removed") or [] if isinstance(s, dict)}
     entries = []
-    for event in ctx.store.list_events(limit=EVENT_SCAN):
+    for event in events:
         detail = event.detail or {}
-        if event.action not in _SWITCH_ACTS or event.at > end:
+        if event.at > end:
             continue
         if event.at < start and not (event.action == "disable"
-                                     and (detail.get("until") or now) >= start):
+                                     and (detail.get("until") or now) >= start
+                                     and detail.get("id") not in removed_before):
             continue
         scope = Switch.scope_of(detail.get("component"), detail.get("target"))
         if not any(scope.covers(c, t) for c, t in places):

@@ -115,3 +115,25 @@ def test_show_something_unknown_says_so(engine):
     assert code == 2 and "no run, incident or alert fingerprint nothing-like-this" in err
     code, _, err = cli("show", "fp-nope", "--follow")
     assert code == 2
+
+
+def test_a_switch_removed_before_the_incident_is_not_on_its_timeline(engine):
+    """A kill switch set and removed before the incident began was never in force for
+    it: its timeline names neither (an enable in between ends what a disable said)."""
+    ctx, journal, cli = engine
+    assert cli("disable", "--target", "cache-1", "--for", "10m", "--as", "alice")[0] == 0
+    assert cli("enable", "--target", "cache-1", "--as", "bob")[0] == 0
+    time.sleep(0.05)
+    journal(alert(starts=time.time()))
+    [incident] = ctx.store.list_incidents()
+    code, text, _ = cli("show", incident.id)
+    assert code == 0, text
+    assert "gate kill_switch: allow" in text
+    assert "disable target=cache-1 by alice" not in text, text
+    # a switch still in force when the incident began is named
+    assert cli("disable", "--target", "cache-1", "--for", "10m", "--as", "carol")[0] == 0
+    time.sleep(0.05)
+    journal(alert("resolved", ends=time.time()), alert(starts=time.time() + 1))
+    later = [i for i in ctx.store.list_incidents() if i.id != incident.id]
+    code, text, _ = cli("show", (later or [incident])[0].id)
+    assert "disable target=cache-1 by carol" in text, text
