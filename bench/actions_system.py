@@ -46,8 +46,8 @@ from engine.context import EngineContext  # noqa: E402
 from engine.lifecycle import IncidentState  # noqa: E402
 from engine.orchestrator import advance  # noqa: E402
 from engine.triggers import TriggerRequest, open_incident  # noqa: E402
-from tests.supervisor import Program, Supervisor  # noqa: E402
-from tests.system_env import MIB, install_system_runbook  # noqa: E402
+from tests.support.supervisor import Program, Supervisor  # noqa: E402
+from tests.support.system_env import MIB, install_system_runbook  # noqa: E402
 
 HOG = """
 import os, resource, time

@@ -21,7 +21,8 @@ import httpx
 import pytest
 
 from engine.config import load_config
-from tests.test_webhook import credentials, notification
+from tests.support.alerts import notification
+from tests.support.webhook_app import credentials
 from webhook import create_app
 
 OPEN = "open"
@@ -157,7 +158,7 @@ def test_a_service_whose_metrics_are_open_says_so_at_its_start(engine_env, serve
     """An upgraded recovery.yml that still spells ``metrics_auth: false`` (the old shipped
     file did) keeps /metrics open: the start says what that shows, to whom, and how to
     close it. A start with the default says nothing of it."""
-    from tests.service import GRACE
+    from tests.support.service import GRACE
 
     engine_env.write_config(webhook=f"{{workers: 1, http_workers: 1, shutdown_grace: "
                             f"{GRACE}s, graceful_timeout: 2s, metrics_auth: false}}")
@@ -218,9 +219,8 @@ def test_every_file_a_real_service_writes_in_its_home_is_private(engine_env, ser
     answered /metrics and reloaded its set: every file under RECOVERY_HOME is its user's
     alone (the webhook's metrics files name inventory hosts; the set's copies hold the
     inventory). Seen: ``metrics/serve-*/*.db`` 0644, ``sets/`` copies 0644 and 0755."""
-    from tests.service import wait_for
-    from tests.test_reload import post_alerts
-    from tests.test_serve import alert_payload
+    from tests.support.alerts import alert_payload
+    from tests.support.service import post_alerts, wait_for
 
     engine_env.playbook("hello.yml", HELLO)
     engine_env.runbook("hello", """
@@ -263,9 +263,9 @@ def test_a_real_prometheus_scrapes_with_the_metrics_token_and_not_without(engine
                                                                            tmp_path):
     import yaml
 
-    from tests.service import free_port, wait_for
-    from tests.test_examples import METRICS_TOKEN_FILE
-    from tests.test_examples import PROMETHEUS as EXAMPLE
+    from tests.support.examples import METRICS_TOKEN_FILE
+    from tests.support.examples import PROMETHEUS as EXAMPLE
+    from tests.support.service import free_port, wait_for
 
     served = serve().start()
     served.wait_ready()

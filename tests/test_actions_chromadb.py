@@ -1,5 +1,5 @@
 """ChromaDB strategies against a real ``chroma run`` server under a real supervisord
-(tests/chroma_server.py), started once for the module: the shipped runbook and
+(tests/support/chroma_server.py), started once for the module: the shipped runbook and
 playbooks, run as the CLI runs them (a ``recovery`` subprocess) and as an application
 that embeds the engine runs them (this test process, with a registered
 ``ChromaCollections``). Our own embeddings (dim 8), telemetry off."""
@@ -21,7 +21,7 @@ pytest.importorskip("chromadb")
 
 from engine.actions.chromadb import ChromaCollections  # noqa: E402
 from engine.lifecycle import IncidentState, RunStatus  # noqa: E402
-from tests.chroma_server import ChromaServer  # noqa: E402
+from tests.support.chroma_server import ChromaServer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "chroma-token-s3cr3t-4711"

@@ -1,4 +1,4 @@
-"""The openwebui runbook against a STAND-IN for OpenWebUI (tests/openwebui_standin.py: a
+"""The openwebui runbook against a STAND-IN for OpenWebUI (tests/support/openwebui_standin.py: a
 real HTTP server speaking the subset of OpenWebUI's API the actions use, with faults to
 inject; OpenWebUI itself is too heavy to install here) and a stand-in for the direct model
 API behind it. The shipped runbooks/openwebui.yml is what runs.
@@ -28,8 +28,8 @@ from engine.actions.base import ActionContext
 from engine.cli import main
 from engine.lifecycle import IncidentState, RunStatus
 from engine.reports import degraded_modes
-from tests.openwebui_standin import DirectModelApi, OpenWebUIStandin, User
-from tests.service import Served, free_port, wait_for
+from tests.support.openwebui_standin import DirectModelApi, OpenWebUIStandin, User
+from tests.support.service import Served, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 EMAIL, PASSWORD = "admin@example.org", "s3cret-pw-for-the-standin"

@@ -1,5 +1,5 @@
 """The Redis runbook against real ``redis-server`` processes (and a real Sentinel) on free
-loopback ports, each in its own folder (tests/redis_servers.py), never the machine's own
+loopback ports, each in its own folder (tests/support/redis_servers.py), never the machine's own
 Redis on 6379.
 
 Embedded: the test process is the application. It embeds ``engine.Recovery`` with a
@@ -35,8 +35,8 @@ from engine.lifecycle import IncidentState, RunStatus
 from engine.records import new_id
 from engine.runbook import Verify
 from engine.verify import verify
-from tests.redis_servers import HAS_REDIS, RedisServer, Sentinel, wait_until
-from tests.service import Served, free_port, wait_for
+from tests.support.redis_servers import HAS_REDIS, RedisServer, Sentinel, wait_until
+from tests.support.service import Served, free_port, wait_for
 
 pytestmark = pytest.mark.skipif(not HAS_REDIS, reason="redis-server missing")
 

@@ -22,8 +22,8 @@ from engine.actions.base import ActionContext
 from engine.actions.registry import default_registry
 from engine.cli import main
 from engine.runbook_loader import load_runbook
-from tests.supervisor import Program, Supervisor
-from tests.system_env import (
+from tests.support.supervisor import Program, Supervisor
+from tests.support.system_env import (
     MIB,
     ROOT,
     artifacts_text,

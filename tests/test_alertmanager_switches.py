@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.alertmanager import BINARY
-from tests.service import wait_for
-from tests.test_alertmanager_e2e import Stack, fingerprint, stack
+from tests.support.alertmanager import BINARY
+from tests.support.alertmanager_stack import Stack, fingerprint, stack
+from tests.support.service import wait_for
 
 pytestmark = pytest.mark.skipif(BINARY is None, reason="prometheus-alertmanager missing")
 

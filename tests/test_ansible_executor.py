@@ -682,7 +682,7 @@ def test_snapshot_rollback_stops_the_service_before_its_pre_rollback_snapshot(
     a killed run is pruned; a fresh one is not."""
     import sys
 
-    from tests.supervisor import BIN, Program, Supervisor
+    from tests.support.supervisor import BIN, Program, Supervisor
 
     root = tmp_path / "srv"
     data, snaps = root / "data", root / "snaps"

@@ -1,7 +1,7 @@
 """The `recovery` command line, against a real configuration, store and inventory.
 
 Each test gets its own recovery.yml (home, runbooks, inventory in tmp_path) whose runbooks
-use the deterministic actions of tests/engine_actions.py. Commands run in-process through
+use the deterministic actions of tests/support/engine_actions.py. Commands run in-process through
 ``engine.cli.main`` (fast) and, where the process boundary matters (exit codes of the real
 entry point, signals, a lock held by another process), as ``python -m engine``.
 """
@@ -107,7 +107,7 @@ home: var
 runbooks: rb
 playbooks: playbooks
 inventory: inventory/hosts.yml
-action_modules: [tests.engine_actions]
+action_modules: [tests.support.engine_actions]
 lock: {{lease: 1s}}
 degraded_modes:
   broken_down:
@@ -255,7 +255,7 @@ def test_bad_config_exits_2_with_one_line_and_no_traceback(env: Env) -> None:
     missing = env.cli("--config", str(env.root / "nope.yml"), "status")
     assert missing.code == 2 and "not found" in missing.err
 
-    env.config.write_text(CONFIG.format(extra="").replace("tests.engine_actions",
+    env.config.write_text(CONFIG.format(extra="").replace("tests.support.engine_actions",
                                                           "no_such_module_here"))
     r = env.cli("status")
     assert r.code == 2 and "no_such_module_here" in r.err

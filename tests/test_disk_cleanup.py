@@ -23,8 +23,8 @@ from engine.executors import StepResult
 from engine.executors.ansible import AnsibleExecutor
 from engine.lifecycle import RunStatus
 from engine.redaction import Redactor
-from tests.service import Served, free_port, wait_for, webhook_token
-from tests.system_env import (
+from tests.support.service import Served, free_port, wait_for, webhook_token
+from tests.support.system_env import (
     MIB,
     ROOT,
     artifacts_text,
@@ -33,7 +33,7 @@ from tests.system_env import (
     recovery,
     runs_of,
 )
-from tests.tmpfs import mounted
+from tests.support.tmpfs import mounted
 
 OLD = 30   # days
 

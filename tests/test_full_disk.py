@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 
 from engine.store import StoreUnavailable
-from tests.service import Served, store_rows, wait_for
-from tests.test_reload import post_alerts
-from tests.test_serve import alert_payload, touch_runbook
-from tests.tmpfs import fill, filled, free, mounted, needs_root
+from tests.support.alerts import alert_payload, touch_runbook
+from tests.support.service import Served, post_alerts, store_rows, wait_for
+from tests.support.tmpfs import fill, filled, free, mounted, needs_root
 
 pytestmark = needs_root
 
@@ -129,7 +128,7 @@ def test_alerts_processed_while_the_disk_is_full_are_kept_until_it_has_room(engi
     every alert), then only the artifacts cannot (refusals are recorded, counted, their
     directory missing; steps do not start and are tried again), then the space is back."""
     from engine.worker import Worker
-    from tests.test_intake import alert, journal
+    from tests.support.alerts import alert, journal
 
     engine_env.runbook("demo", f"""
         strategies:

@@ -14,25 +14,8 @@ from engine.intake import drain, resolve
 from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
 from engine.records import DegradedReason
 from engine.worker import Worker
-from tests.alertmanager import iso_at
-
-STARTS = "2024-05-01T10:00:00.000000Z"
-
-
-def alert(status: str = "firing", *, instance: str = "cache-1.example:9121",
-          starts_at: str = STARTS, fingerprint: str = "fp-demo",
-          ends_at: str = "2024-05-01T10:05:00.000000Z", **labels: str) -> Alert:
-    return Alert(status=status,
-                 labels={"alertname": "DemoDown", "component": "demo", "instance": instance,
-                         **labels},
-                 annotations={"summary": "demo is down"}, starts_at=starts_at,
-                 ends_at=None if status == "firing" else ends_at,
-                 fingerprint=fingerprint, receiver="web\\.hook")
-
-
-def journal(ctx, *alerts: Alert) -> None:
-    accepted, _ = ctx.store.enqueue_alerts([(a.dedup_key, a.to_payload()) for a in alerts])
-    assert accepted == len(alerts)
+from tests.support.alertmanager import iso_at
+from tests.support.alerts import STARTS, alert, journal
 
 
 def wait_for(check, timeout: float = 10.0) -> bool:
@@ -549,7 +532,7 @@ def test_a_worker_gives_back_at_once_what_dead_workers_held_and_keeps_the_order(
     not a lease later. Claims of live holders stay theirs."""
     import socket
 
-    from tests.test_private_dirs import dead_pid
+    from tests.support.processes import dead_pid
 
     ctx, _ = touching
     host = socket.gethostname()

@@ -9,9 +9,8 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from tests.service import Served, store_rows, wait_for
-from tests.test_reload import post_alerts
-from tests.test_serve import alert_payload
+from tests.support.alerts import alert_payload
+from tests.support.service import Served, post_alerts, store_rows, wait_for
 
 PLAYBOOK = Path(__file__).parent / "playbooks" / "count_then_hold.yml"
 

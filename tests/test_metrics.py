@@ -1,6 +1,6 @@
 """Metrics are read from the store: given these incidents, /metrics says exactly this.
 
-A tiny ``demo`` runbook (actions from ``tests/engine_actions.py``) is driven through
+A tiny ``demo`` runbook (actions from ``tests/support/engine_actions.py``) is driven through
 ``open_incident`` + ``advance`` on four inventory hosts: web-1 recovers, web-2 fails
 (exhausted: degraded mode on, failure cooldown), web-3 is refused by a kill switch,
 web-2 again is deferred by the cooldown, web-4 parks for approval.
@@ -71,7 +71,7 @@ home: var
 runbooks: runbooks
 playbooks: playbooks
 inventory: inventory/hosts.yml
-action_modules: [tests.engine_actions]
+action_modules: [tests.support.engine_actions]
 degraded_modes:
   demo_unavailable: {description: the demo service is down}
   other_mode: {description: "configured, never switched on"}

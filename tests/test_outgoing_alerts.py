@@ -15,7 +15,7 @@ import pytest
 
 from engine import approvals, notifier, probes
 from engine.lifecycle import IncidentState, RunStatus
-from tests.alertmanager import BINARY, Alertmanager
+from tests.support.alertmanager import BINARY, Alertmanager
 
 pytestmark = pytest.mark.skipif(BINARY is None, reason="prometheus-alertmanager missing")
 

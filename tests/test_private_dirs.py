@@ -37,8 +37,8 @@ from engine.executors.ansible import AnsibleExecutor
 from engine.executors.private_dirs import PRIVATE_ROOT_ENV, RUN_MARKER, make_private_dir, sweep
 from engine.lifecycle import RunStatus
 from engine.redaction import Redactor
-from tests.service import Served, Store, wait_for
-from tests.test_serve import hand_to_workers
+from tests.support.processes import dead_pid
+from tests.support.service import Served, Store, hand_to_workers, wait_for
 
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
 
@@ -245,18 +245,6 @@ def test_a_start_names_the_private_dirs_left_by_earlier_versions(serve, tmp_path
     assert str(current) not in line and "unrelated" not in line
     assert "remove them by hand" in line and "secrets" in line
     assert all(folder.exists() for folder in old)          # never removed by guess
-
-
-# -- the sweep, one dir at a time -------------------------------------------------------------
-
-def dead_pid() -> int:
-    """The pid of a process that has exited (and is not reused yet)."""
-    for _ in range(20):
-        proc = subprocess.Popen(["true"])
-        proc.wait(10)
-        if not psutil.pid_exists(proc.pid):
-            return proc.pid
-    raise AssertionError("every pid was reused at once")
 
 
 def killed_run_dir(root: Path, artifacts_root: Path, secret: str, pid: int) -> tuple[str, Path]:

@@ -10,7 +10,7 @@ import pytest
 from engine import probes
 from engine.lifecycle import IncidentState
 from engine.records import DegradedReason
-from tests.redis_servers import HAS_REDIS, RedisServer
+from tests.support.redis_servers import HAS_REDIS, RedisServer
 
 
 def probed(env, health, **probe):

@@ -19,8 +19,8 @@ from engine.alerts import Alert
 from engine.intake import drain
 from engine.lifecycle import IncidentState, RunStatus
 from engine.refusals import MAX_FINGERPRINTS
-from tests.alertmanager import iso_at
-from tests.service import Store, history, wait_for
+from tests.support.alertmanager import iso_at
+from tests.support.service import Store, history, wait_for
 
 RUNBOOK = """
     match: ['alertname="GhostDown"']

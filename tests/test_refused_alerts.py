@@ -14,7 +14,7 @@ from engine.cli import main
 from engine.intake import drain
 from engine.lifecycle import IncidentState, RunStatus
 from engine.refused_alerts import refused_alerts, replay
-from tests.alertmanager import iso_at
+from tests.support.alertmanager import iso_at
 
 T0 = time.time() - 120
 

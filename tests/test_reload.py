@@ -3,7 +3,7 @@
 in every process of the service, or refuse it whole; status says which set is loaded and
 when the files on disk differ; an approval is bound to the runbook it was asked under.
 
-Each service test plays an operator's steps against a real service (tests/service.py):
+Each service test plays an operator's steps against a real service (tests/support/service.py):
 the files edited on disk, the alerts posted to its webhook, the commands run as
 ``python -m engine``."""
 
@@ -22,8 +22,15 @@ import pytest
 from engine import approvals
 from engine.lifecycle import IncidentState, RunStatus
 from engine.worker import Worker
-from tests.service import Served, history, wait_for, webhook_token
-from tests.test_serve import alert_payload, touch_runbook
+from tests.support.alerts import alert_payload, touch_runbook
+from tests.support.service import (
+    Served,
+    history,
+    post_alerts,
+    started,
+    touchy,
+    wait_for,
+)
 
 NEW_HOST = """\
     cache-3:
@@ -52,13 +59,6 @@ def api(served: Served, method: str, path: str, **kw) -> httpx.Response:
                          **kw)
 
 
-def post_alerts(served: Served, payload: dict) -> dict:
-    answer = httpx.post(served.url + "/api/v1/alerts", json=payload, timeout=5,
-                        headers={"Authorization": f"Bearer {webhook_token(served.home)}"})
-    assert answer.status_code == 200, answer.text
-    return answer.json()
-
-
 def loaded(served: Served) -> dict:
     answer = api(served, "GET", "/api/v1/status")
     assert answer.status_code == 200, answer.text
@@ -68,20 +68,6 @@ def loaded(served: Served) -> dict:
 def runs(served: Served, runbook: str, target: str | None = None) -> list[dict]:
     return [r for r in history(served) if r["runbook"] == runbook
             and (target is None or r["target"] == target)]
-
-
-def started(served: Served) -> Served:
-    served.start()
-    served.wait_ready(30)
-    return served
-
-
-def touchy(serve, env, tmp_path: Path) -> tuple[Served, Path]:
-    """A service whose runbook touches ``markers/<instance>.marker`` for each test alert."""
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    touch_runbook(env, markers)
-    return started(serve()), markers
 
 
 # -- SIGHUP, `recovery reload`: a new host ------------------------------------------------

@@ -4,8 +4,6 @@ it started killed at the end, even when a test fails."""
 
 from __future__ import annotations
 
-import copy
-import json
 import shutil
 import signal
 import socket
@@ -21,31 +19,18 @@ import psutil
 import pytest
 
 from engine.lifecycle import IncidentState, RunStatus
-from engine.triggers import TriggerRequest, open_incident
-from tests.service import GRACE, START, Served, command, history, wait_for, webhook_token
-
-FIXTURE = Path(__file__).parent / "fixtures" / "alertmanager" / "01_promgen_firing_2alerts.json"
-
-
-def context(served: Served):
-    """An engine context on the service's store (its RECOVERY_HOME)."""
-    from engine.config import load_config
-    from engine.context import EngineContext
-
-    return EngineContext(load_config(served.env.config_path, environ=served.environ()))
-
-
-def hand_to_workers(served: Served, runbook: str, target: str = "cache-1") -> str:
-    """Open an incident and leave it to the service's workers (open, due now)."""
-    ctx = context(served)
-    try:
-        opened = open_incident(ctx, TriggerRequest(runbook=runbook, target=target))
-        assert opened.claimed, opened.refusal
-        ctx.store.update_incident(opened.incident.id, expect=[IncidentState.REMEDIATING],
-                                  state=IncidentState.OPEN, next_try_at=time.time())
-        return opened.incident.id
-    finally:
-        ctx.store.close()
+from tests.support.alerts import alert_payload, touch_runbook
+from tests.support.service import (
+    GRACE,
+    START,
+    Served,
+    command,
+    context,
+    hand_to_workers,
+    history,
+    wait_for,
+    webhook_token,
+)
 
 
 def runs_of(served: Served, incident_id: str):
@@ -55,38 +40,6 @@ def runs_of(served: Served, incident_id: str):
             ctx.store.get_incident(incident_id), ctx.store.list_locks()
     finally:
         ctx.store.close()
-
-
-def alert_payload(marker_dir: Path, *instances: str, starts_at: str | None = None) -> dict:
-    """The promgen fixture, its alerts pointed at inventory hosts."""
-    body = json.loads(FIXTURE.read_text())
-    alerts = []
-    for i, instance in enumerate(instances):
-        alert = copy.deepcopy(body["alerts"][i % len(body["alerts"])])
-        alert["labels"]["instance"] = instance
-        alert["fingerprint"] = f"{alert['fingerprint']}{i}{instance}"
-        if starts_at:
-            alert["startsAt"] = starts_at
-        alerts.append(alert)
-    body["alerts"] = alerts
-    return body
-
-
-def touch_runbook(env, marker_dir: Path, name: str = "touchy",
-                  marker: str = "{{ labels.instance }}.marker",
-                  trace: Path | None = None) -> None:
-    """A runbook for the test alerts that touches ``marker_dir/marker`` (a template);
-    with ``trace``, each touch appends a line there (``touch <target> <pid>``)."""
-    traced = f', trace: "{trace}"' if trace else ""
-    env.runbook(name, f"""
-        match:
-          - alertname="test-alert"
-        target: "{{{{ labels.instance }}}}"
-        strategies:
-          - name: touch
-            action: test.touch
-            with: {{path: "{marker_dir}/{marker}"{traced}}}
-    """)
 
 
 # -- start, credentials, stop ------------------------------------------------------------

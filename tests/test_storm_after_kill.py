@@ -18,9 +18,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.alertmanager import iso_at
-from tests.service import GRACE, Store, store_rows, wait_for
-from tests.test_reload import post_alerts
+from tests.support.alertmanager import iso_at
+from tests.support.service import GRACE, Store, post_alerts, store_rows, wait_for
 
 PLAYBOOK = Path(__file__).parent / "playbooks" / "count_per_host.yml"
 HOSTS = [f"web-{n}" for n in range(1, 6)]

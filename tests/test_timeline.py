@@ -15,7 +15,7 @@ from engine.alerts import Alert
 from engine.cli import main
 from engine.intake import drain
 from engine.lifecycle import IncidentState
-from tests.alertmanager import iso_at
+from tests.support.alertmanager import iso_at
 
 T0 = time.time() - 120
 

@@ -18,51 +18,31 @@ import pytest
 from engine.alerts import fingerprint_of, normalize_time
 from engine.config import load_config
 from engine.context import EngineContext
-from engine.credentials import Credentials, hash_token
 from engine.lifecycle import RunStatus
 from engine.records import DegradedReason
-from engine.store.base import StoreUnavailable
 from engine.store.sqlite import SQLiteStore
-from webhook import EXTENSION, create_app
+from tests.support.alerts import good_alert, notification
+from tests.support.paths import ALERTMANAGER_FIXTURES
+from tests.support.webhook_app import (
+    ALICE,
+    AS_ALICE,
+    AS_BOB,
+    BOB,
+    HOOK,
+    WEBHOOK,
+    JournalDown,
+    Service,
+    credentials,
+)
+from webhook import create_app
 
-FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager"
+FIXTURES = ALERTMANAGER_FIXTURES
 FIXTURE_FILES = sorted(FIXTURES.glob("*.json"))
-WEBHOOK = "webhook-token-0123456789abcdef"
-ALICE = "alice-token-0123456789abcdef"
-BOB = "bob-token-0123456789abcdefghij"
-HOOK = {"Authorization": f"Bearer {WEBHOOK}"}
-AS_ALICE = {"Authorization": f"Bearer {ALICE}"}
-AS_BOB = {"Authorization": f"Bearer {BOB}"}
 MiB = 1024 * 1024
 
 
 def basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
-def credentials() -> Credentials:
-    return Credentials(WEBHOOK, {"alice": hash_token(ALICE), "bob": hash_token(BOB)})
-
-
-class Service:
-    """One app on a real SQLite store in the test's engine home."""
-
-    def __init__(self, config, context: EngineContext | None = None) -> None:
-        self.app = create_app(config, context=context, credentials=credentials())
-        self.client = self.app.test_client()
-        self.ctx = self.app.extensions[EXTENSION].context
-        self.store = self.ctx.store
-
-    def post_alerts(self, body, headers=HOOK, **kw):
-        data = body if isinstance(body, bytes | str) else json.dumps(body)
-        return self.client.post("/api/v1/alerts", data=data, headers=headers,
-                                content_type="application/json", **kw)
-
-    def depth(self) -> int:
-        return self.store.intake_depth(time.time())[0]
-
-    def journaled(self) -> list:
-        return self.store.claim_intake("test", 10_000, 60)
 
 
 @pytest.fixture
@@ -79,19 +59,6 @@ def expected_key(notification: dict, alert: dict) -> str:
     fingerprint = alert.get("fingerprint") or fingerprint_of(alert["labels"])
     status = alert.get("status") or notification["status"]
     return f"{fingerprint}|{normalize_time(alert.get('startsAt')) or '-'}|{status}"
-
-
-def good_alert(instance: str, status: str = "firing") -> dict:
-    return {"status": status, "labels": {"alertname": "RedisDown", "instance": instance},
-            "annotations": {"summary": "down"}, "startsAt": "2024-05-01T10:00:00Z",
-            "endsAt": "0001-01-01T00:00:00Z", "fingerprint": f"fp-{instance}"}
-
-
-def notification(*alerts: dict, **top) -> dict:
-    body = {"version": "4", "status": "firing", "receiver": "recovery",
-            "groupKey": '{}:{alertname="RedisDown"}', "alerts": list(alerts)}
-    body.update(top)
-    return body
 
 
 # -- every fixture, dedup ------------------------------------------------------------------
@@ -412,14 +379,6 @@ def test_hostile_label_values_are_journaled_verbatim(service):
     assert row.payload["labels"] == hostile
     assert row.payload["annotations"] == alert["annotations"]
     assert row.payload["fingerprint"] == fingerprint_of(hostile)
-
-
-# -- the store -----------------------------------------------------------------------------
-
-
-class JournalDown(SQLiteStore):
-    def enqueue_alerts(self, items, **kwargs):
-        raise StoreUnavailable("disk I/O error")
 
 
 def test_store_unavailable_is_a_503_so_alertmanager_retries(engine_env):

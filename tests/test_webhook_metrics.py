@@ -26,15 +26,9 @@ from engine.config import load_config
 from engine.context import EngineContext
 from engine.metrics import render_text
 from engine.service import METRICS_DIR, prepare_metrics_dir
-from tests.service import GRACE, Served, free_port, wait_for, webhook_token
-from tests.test_webhook import (
-    AS_ALICE,
-    HOOK,
-    JournalDown,
-    Service,
-    good_alert,
-    notification,
-)
+from tests.support.alerts import good_alert, notification
+from tests.support.service import GRACE, Served, free_port, wait_for, webhook_token
+from tests.support.webhook_app import AS_ALICE, HOOK, JournalDown, Service
 from webhook import request_metrics
 from webhook.request_metrics import ALERTS, DURATION, REQUESTS, fold
 

@@ -20,8 +20,9 @@ import pytest
 
 from engine.config import load_config
 from engine.intake import drain
-from tests.service import Store, wait_for
-from tests.test_webhook import Service, good_alert, notification
+from tests.support.alerts import good_alert, notification
+from tests.support.service import Store, wait_for
+from tests.support.webhook_app import Service
 from webhook.notification import MAX_VALUE
 
 RUNBOOK = """

@@ -31,7 +31,11 @@ from typing import Any, Protocol
 import httpx
 import psutil
 
-ROOT = Path(__file__).resolve().parent.parent
+from engine.lifecycle import IncidentState
+from engine.triggers import TriggerRequest, open_incident
+from tests.support.alerts import touch_runbook
+from tests.support.paths import ROOT
+
 GRACE = 5          # webhook.shutdown_grace in these tests, seconds
 START = 30.0       # bound on a start (gunicorn and the engine import), seconds
 # Not passed on to the service: tokens and a state URL would override its RECOVERY_HOME.
@@ -371,3 +375,45 @@ def history(served: Served) -> list[dict]:
                           env=served.environ(), capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+def post_alerts(served: Served, payload: dict) -> dict:
+    answer = httpx.post(served.url + "/api/v1/alerts", json=payload, timeout=5,
+                        headers={"Authorization": f"Bearer {webhook_token(served.home)}"})
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def started(served: Served) -> Served:
+    served.start()
+    served.wait_ready(30)
+    return served
+
+
+def touchy(serve, env, tmp_path: Path) -> tuple[Served, Path]:
+    """A service whose runbook touches ``markers/<instance>.marker`` for each test alert."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    touch_runbook(env, markers)
+    return started(serve()), markers
+
+
+def context(served: Served):
+    """An engine context on the service's store (its RECOVERY_HOME)."""
+    from engine.config import load_config
+    from engine.context import EngineContext
+
+    return EngineContext(load_config(served.env.config_path, environ=served.environ()))
+
+
+def hand_to_workers(served: Served, runbook: str, target: str = "cache-1") -> str:
+    """Open an incident and leave it to the service's workers (open, due now)."""
+    ctx = context(served)
+    try:
+        opened = open_incident(ctx, TriggerRequest(runbook=runbook, target=target))
+        assert opened.claimed, opened.refusal
+        ctx.store.update_incident(opened.incident.id, expect=[IncidentState.REMEDIATING],
+                                  state=IncidentState.OPEN, next_try_at=time.time())
+        return opened.incident.id
+    finally:
+        ctx.store.close()

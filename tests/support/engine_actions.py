@@ -1,4 +1,4 @@
-"""Deterministic actions for the tests (``action_modules: [tests.engine_actions]``).
+"""Deterministic actions for the tests (``action_modules: [tests.support.engine_actions]``).
 
 Remote scope unless said, so they run from the CLI where nothing is registered:
 ``test.ok`` succeeds, ``test.fail`` fails, ``test.touch`` creates ``with: {path}``,

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from tests.service import free_port
+from tests.support.service import free_port
 
 BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
+
 MIB = 1 << 20
 FAST_VERIFY = {"initial_delay": "0s", "interval": "0.2s", "deadline": "30s"}
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import redis
 
-from tests.service import free_port
+from tests.support.service import free_port
 
 START = 15.0        # bound on a start, seconds
 HAS_REDIS = shutil.which("redis-server") is not None

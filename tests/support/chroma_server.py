@@ -1,5 +1,5 @@
 """A real ChromaDB server for tests and benches: ``chroma run --path DIR --port P`` as a
-program of a real ``supervisord`` (tests/supervisor.py), so a playbook can stop and start
+program of a real ``supervisord`` (tests/support/supervisor.py), so a playbook can stop and start
 it with ``supervisorctl`` as on a host. Telemetry off, every wait bounded.
 
     server = ChromaServer(tmp / "chroma").start()   # supervisord + chroma, heartbeat answers
@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
-from tests.service import free_port
-from tests.supervisor import BIN, Program, Supervisor
+from tests.support.service import free_port
+from tests.support.supervisor import BIN, Program, Supervisor
 
 PROGRAM = "chroma"
 START = 60.0          # bound on the server answering its heartbeat, seconds
