@@ -22,8 +22,8 @@ pytest.importorskip("chromadb")
 from engine.actions.chromadb import ChromaCollections  # noqa: E402
 from engine.lifecycle import IncidentState, RunStatus  # noqa: E402
 from tests.support.chroma_server import ChromaServer  # noqa: E402
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SECRET = "chroma-token-s3cr3t-4711"
 FAILURE_TYPES = {   # failure type -> the first strategy that would run
     "connection_refused": "query_retry", "connection_timeout": "query_retry",

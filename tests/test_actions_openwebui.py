@@ -29,9 +29,9 @@ from engine.cli import main
 from engine.lifecycle import IncidentState, RunStatus
 from engine.reports import degraded_modes
 from tests.support.openwebui_standin import DirectModelApi, OpenWebUIStandin, User
+from tests.support.paths import ROOT
 from tests.support.service import Served, free_port, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
 EMAIL, PASSWORD = "admin@example.org", "s3cret-pw-for-the-standin"
 API_KEY = "sk-standin0123456789abcdef"
 USER_EMAIL, USER_PASSWORD = "user@example.org", "another-s3cret-pw"

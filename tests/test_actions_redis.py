@@ -22,7 +22,6 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -35,12 +34,12 @@ from engine.lifecycle import IncidentState, RunStatus
 from engine.records import new_id
 from engine.runbook import Verify
 from engine.verify import verify
+from tests.support.paths import ROOT
 from tests.support.redis_servers import HAS_REDIS, RedisServer, Sentinel, wait_until
 from tests.support.service import Served, free_port, wait_for
 
 pytestmark = pytest.mark.skipif(not HAS_REDIS, reason="redis-server missing")
 
-ROOT = Path(__file__).resolve().parent.parent
 SECRET = "redis-secret-Zq7w"
 FAST_VERIFY = {"initial_delay: 2s": "initial_delay: 0s", "interval: 1s": "interval: 0.2s",
                "stable_for: 5s": "stable_for: 0.5s"}

@@ -3,7 +3,7 @@
 Given a playbook, a resolved host and extravars, a run ends with a ``StepResult`` whose
 status comes from runner's stats and events, and with an artifacts directory in
 ansible-runner's layout that holds no secret. Every test also checks that the run's
-private data dir is gone. ``ghost`` in tests/inventory is SSH to 127.0.0.1 port 1:
+private data dir is gone. ``ghost`` in tests/fixtures/inventory is SSH to 127.0.0.1 port 1:
 refused at once, no traffic leaves the machine.
 """
 
@@ -25,11 +25,10 @@ from engine.executors import StepResult
 from engine.executors.ansible import AnsibleExecutor, render_extravars
 from engine.lifecycle import RunStatus
 from engine.redaction import Redactor
+from tests.support.paths import ROOT, TEST_INVENTORY, TEST_PLAYBOOKS
 
-ROOT = Path(__file__).resolve().parent.parent
-TEST_PLAYBOOKS = ROOT / "tests" / "playbooks"
 SHIPPED_PLAYBOOKS = ROOT / "playbooks"
-INVENTORY = ROOT / "tests" / "inventory" / "hosts.yml"
+INVENTORY = TEST_INVENTORY
 
 
 @pytest.fixture

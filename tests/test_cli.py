@@ -26,8 +26,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT, TEST_PLAYBOOKS
 
 INVENTORY = """\
 all:
@@ -169,7 +168,7 @@ class Env:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("RECOVERY_")}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO),
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT),
                                                           env.get("PYTHONPATH")]))
         return env
 
@@ -828,7 +827,7 @@ def test_degraded_modes_say_what_they_would_switch_off_not_that_it_is_off(env: E
 
 def test_history_says_why_a_playbook_step_failed(env: Env) -> None:
     """Not only "non-zero return code": the failed task's own words."""
-    playbook = REPO / "tests" / "playbooks" / "fail_command.yml"
+    playbook = TEST_PLAYBOOKS / "fail_command.yml"
     (env.root / "playbooks" / playbook.name).write_text(playbook.read_text())
     env.write_runbook("container.yml", """\
         name: container
@@ -882,11 +881,11 @@ def test_validate_passes_on_the_shipped_configuration(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECOVERY_")}
     env["RECOVERY_HOME"] = str(tmp_path / "home")
     proc = subprocess.run([sys.executable, "-m", "engine", "--config",
-                           str(REPO / "recovery.yml"), "validate"], env=env, cwd=tmp_path,
+                           str(ROOT / "recovery.yml"), "validate"], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    runbooks = len(list((REPO / "runbooks").glob("*.yml")))
-    playbooks = len(list((REPO / "playbooks").glob("*.yml")))
+    runbooks = len(list((ROOT / "runbooks").glob("*.yml")))
+    playbooks = len(list((ROOT / "playbooks").glob("*.yml")))
     assert f"{runbooks} runbooks, {playbooks} playbooks, inventory: ok" in proc.stdout
 
 

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import ConfigError, load_config
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 
 
 def config_with_home(tmp_path: Path, home: Path):
@@ -89,7 +88,7 @@ def test_a_file_as_home_is_refused(tmp_path: Path) -> None:
 
 
 def test_the_shipped_default_home_is_var_beside_recovery_yml(tmp_path: Path) -> None:
-    shipped = (REPO / "recovery.yml").read_text()
+    shipped = (ROOT / "recovery.yml").read_text()
     file = tmp_path / "recovery.yml"
     file.write_text(shipped)
     config = load_config(file, environ={})

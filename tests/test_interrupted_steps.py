@@ -10,9 +10,10 @@ import sqlite3
 from pathlib import Path
 
 from tests.support.alerts import alert_payload
+from tests.support.paths import TEST_PLAYBOOKS
 from tests.support.service import Served, post_alerts, store_rows, wait_for
 
-PLAYBOOK = Path(__file__).parent / "playbooks" / "count_then_hold.yml"
+PLAYBOOK = TEST_PLAYBOOKS / "count_then_hold.yml"
 
 
 class Rollback:

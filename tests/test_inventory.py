@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine.inventory import AmbiguousTarget, Host, Inventory, UnknownTarget, strip_port
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 
 FLEET = """
 all:
@@ -465,7 +464,7 @@ def test_unmatched_pattern_prints_nothing(fleet: Inventory, capfd) -> None:
 
 
 def test_shipped_inventory_parses_and_validates() -> None:
-    inv = Inventory(REPO / "inventory")
+    inv = Inventory(ROOT / "inventory")
     assert inv.validate() == []
     local = inv.get("localhost")
     assert local.groups == ("local",)
@@ -480,7 +479,7 @@ def test_shipped_inventory_parses_and_validates() -> None:
 def test_shipped_examples_cannot_reach_real_hosts() -> None:
     documentation = [ipaddress.ip_network(n) for n in
                      ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")]
-    for host in Inventory(REPO / "inventory").hosts():
+    for host in Inventory(ROOT / "inventory").hosts():
         if host.name == "localhost":
             continue
         assert host.name.endswith(".example"), host.name
@@ -498,16 +497,16 @@ def test_importing_and_constructing_does_not_import_ansible() -> None:
     code = textwrap.dedent(f"""
         import sys
         import engine.inventory
-        inv = engine.inventory.Inventory({str(REPO / "inventory")!r})
+        inv = engine.inventory.Inventory({str(ROOT / "inventory")!r})
         assert not [m for m in sys.modules if m == "ansible" or m.startswith("ansible.")], \\
             sorted(m for m in sys.modules if m.startswith("ansible"))
         inv.resolve_instance("localhost")
         assert "ansible" in sys.modules
         print("ok")
     """)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
         timeout=60,
     )
     assert done.returncode == 0, done.stderr

@@ -31,9 +31,9 @@ from engine.metrics import StoreCollector, registry_for, render_json, render_tex
 from engine.orchestrator import advance
 from engine.records import Switch, new_id
 from engine.triggers import TriggerRequest, open_incident
+from tests.support.paths import ROOT
 
-REPO = Path(__file__).resolve().parent.parent
-RULES = REPO / "docs" / "examples" / "recovery-engine-rules.yml"
+RULES = ROOT / "docs" / "examples" / "recovery-engine-rules.yml"
 
 RUNBOOK = """\
 name: demo
@@ -228,13 +228,13 @@ def test_json_has_the_same_numbers_as_the_text(ctx: EngineContext) -> None:
 def test_two_processes_report_the_same_counters(ctx: EngineContext, config_file: Path) -> None:
     drive_scenario(ctx)
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("RECOVERY_")} | {"PYTHONPATH": str(REPO)}
+           if not k.startswith("RECOVERY_")} | {"PYTHONPATH": str(ROOT)}
     script = ("import json, sys\n"
               "from engine.config import load_config\n"
               "from engine.context import EngineContext\n"
               "from engine.metrics import render_json\n"
               "print(json.dumps(render_json(EngineContext(load_config(sys.argv[1])))))\n")
-    proc = subprocess.run([sys.executable, "-c", script, str(config_file)], cwd=REPO, env=env,
+    proc = subprocess.run([sys.executable, "-c", script, str(config_file)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     theirs = json.loads(proc.stdout)
@@ -290,7 +290,7 @@ def test_metrics_module_imports_only_prometheus_client() -> None:
             "('ansible', 'ansible_runner', 'redis', 'httpx', 'flask', 'chromadb', 'yaml', "
             "'jinja2', 'engine')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=REPO).stdout
+                         check=True, cwd=ROOT).stdout
     assert ast.literal_eval(out) == ["engine", "engine.metrics"]
 
 

@@ -37,10 +37,11 @@ from engine.executors.ansible import AnsibleExecutor
 from engine.executors.private_dirs import PRIVATE_ROOT_ENV, RUN_MARKER, make_private_dir, sweep
 from engine.lifecycle import RunStatus
 from engine.redaction import Redactor
+from tests.support.paths import TEST_PLAYBOOKS
 from tests.support.processes import dead_pid
 from tests.support.service import Served, Store, hand_to_workers, wait_for
 
-PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
+PLAYBOOKS = TEST_PLAYBOOKS
 
 
 def secret_runbook(env, secret: str) -> None:

@@ -11,8 +11,9 @@ from engine.matchers import parse_matcher
 from engine.routing import match_runbook, matching_runbooks, runbook_matches
 from engine.runbook import Matcher, Priority, Runbook
 from engine.runbook_loader import load_runbooks
+from tests.support.paths import ROOT
 
-RUNBOOKS_DIR = Path(__file__).resolve().parent.parent / "runbooks"
+RUNBOOKS_DIR = ROOT / "runbooks"
 
 
 def runbook(name: str, file: str, priority: Priority, *matchers: str,

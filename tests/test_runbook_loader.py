@@ -16,8 +16,9 @@ from engine.runbook_loader import (
     load_runbook,
     load_runbooks,
 )
+from tests.support.paths import ROOT
 
-RUNBOOKS_DIR = Path(__file__).resolve().parent.parent / "runbooks"
+RUNBOOKS_DIR = ROOT / "runbooks"
 ACTIONS = {
     "redis.reconnect", "redis.flush_corrupted", "redis.sample_keys_readable", "redis.ping",
     "chromadb.query_retry", "chromadb.collection_reload", "chromadb.index_rebuild",

@@ -20,6 +20,7 @@ import pytest
 
 from engine.lifecycle import IncidentState, RunStatus
 from tests.support.alerts import alert_payload, touch_runbook
+from tests.support.paths import ROOT
 from tests.support.service import (
     GRACE,
     START,
@@ -319,7 +320,7 @@ def test_an_alert_journaled_before_a_sigkill_is_processed_once_after_restart(
 
 
 def test_make_run_starts_the_service():
-    makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+    makefile = (ROOT / "Makefile").read_text()
     target = makefile.split("\nrun:", 1)[1].split("\n\n", 1)[0]
     assert "$(STAMP)" in target.splitlines()[0]
     assert "recovery serve" in target

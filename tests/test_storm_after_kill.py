@@ -19,9 +19,10 @@ from pathlib import Path
 import httpx
 
 from tests.support.alertmanager import iso_at
+from tests.support.paths import TEST_PLAYBOOKS
 from tests.support.service import GRACE, Store, post_alerts, store_rows, wait_for
 
-PLAYBOOK = Path(__file__).parent / "playbooks" / "count_per_host.yml"
+PLAYBOOK = TEST_PLAYBOOKS / "count_per_host.yml"
 HOSTS = [f"web-{n}" for n in range(1, 6)]
 EARLY = ("StormDown", "StormSlow")          # journaled first: a killed worker holds them
 LATE = ("StormErrors", "StormLatency")      # journaled after a queue's worth of others

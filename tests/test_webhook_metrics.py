@@ -27,12 +27,12 @@ from engine.context import EngineContext
 from engine.metrics import render_text
 from engine.service import METRICS_DIR, prepare_metrics_dir
 from tests.support.alerts import good_alert, notification
+from tests.support.paths import ROOT
 from tests.support.service import GRACE, Served, free_port, wait_for, webhook_token
 from tests.support.webhook_app import AS_ALICE, HOOK, JournalDown, Service
 from webhook import request_metrics
 from webhook.request_metrics import ALERTS, DURATION, REQUESTS, fold
 
-REPO = Path(__file__).resolve().parent.parent
 LIMIT = 2048      # webhook.max_body_bytes in these tests
 
 
@@ -137,7 +137,7 @@ def test_the_gunicorn_config_reads_the_local_file_and_marks_dead_workers(tmp_pat
         (multiproc / name).write_bytes(b"")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(multiproc))
-    conf = runpy.run_path(str(REPO / "engine" / "gunicorn_conf.py"))
+    conf = runpy.run_path(str(ROOT / "engine" / "gunicorn_conf.py"))
     assert conf["workers"] == 7 and "_private" not in conf
 
     class Worker:
@@ -308,7 +308,7 @@ def test_a_restart_starts_from_an_empty_metrics_folder(served):
 @pytest.mark.skipif(shutil.which("promtool") is None,
                     reason="promtool not installed (Debian package `prometheus`)")
 def test_the_webhook_alert_rules_fire_when_they_should(tmp_path):
-    rules = REPO / "docs" / "examples" / "recovery-engine-rules.yml"
+    rules = ROOT / "docs" / "examples" / "recovery-engine-rules.yml"
     expr = {rule["alert"]: rule["expr"] for group in yaml.safe_load(rules.read_text())["groups"]
             for rule in group["rules"]}
     total = REQUESTS + "_total"
