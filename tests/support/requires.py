@@ -118,6 +118,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def _strict_failure(report: pytest.TestReport | pytest.CollectReport) -> None:
     """A skip turned into a failure that names why the test did not run."""
     reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+    reason = str(reason).removeprefix("Skipped: ")
     report.outcome = "failed"
     report.longrepr = (f"skipped, and {STRICT_ENV}=1 makes a skip a failure: {reason}\n"
                        "(install what it requires: `make test` does it on Debian)")
