@@ -16,7 +16,8 @@ if str(ROOT) not in sys.path:  # `tests.support.engine_actions` is loaded by nam
 
 from tests.support.engine_env import EngineEnv  # noqa: E402
 
-pytest_plugins = ["pytester", "tests.support.requires", "tests.support.openwebui_fixtures"]
+pytest_plugins = ["pytester", "tests.support.requires", "tests.support.ansible_fixtures",
+                  "tests.support.openwebui_fixtures"]
 
 
 @pytest.fixture
