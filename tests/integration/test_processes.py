@@ -1,5 +1,6 @@
 """Several processes share one store: locks between processes, a lock left by a killed
-process, and an application embedding the engine in a process of its own."""
+process, an application embedding the engine in a process of its own, and metrics read
+by another process that say what this one says."""
 
 from __future__ import annotations
 
@@ -10,9 +11,15 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
+from engine.config import load_config
+from engine.context import EngineContext
 from engine.lifecycle import IncidentState, RunStatus
+from engine.metrics import render_json
 from engine.worker import Worker
+from tests.support.metrics_scenario import drive_scenario, write_config
+from tests.support.paths import ROOT
 
 RUN_ONE = textwrap.dedent("""
     import sys
@@ -146,62 +153,31 @@ def test_an_application_embeds_the_engine_in_its_own_process(engine_env, run_inc
     assert skipped.status == RunStatus.SKIPPED
 
 
-def test_an_incident_orphaned_between_steps_is_handed_back_to_the_workers(engine_env):
-    from engine.records import Incident, new_id
+# -- metrics: several processes, one truth -----------------------------------------------
 
-    engine_env.write_config(lease="0.2s")
-    engine_env.runbook("quick", "strategies: [{name: now, action: test.ok}]\n")
-    ctx = engine_env.context()
-    long_ago = time.time() - 60
-    orphan, _ = ctx.store.open_incident(Incident(
-        id=new_id("inc"), runbook="quick", component="quick", target="cache-1",
-        state=IncidentState.REMEDIATING, opened_at=long_ago, updated_at=long_ago))
-    ctx.store.update_incident(orphan.id, updated_at=long_ago)
-    Worker(ctx).run_once()
-    assert ctx.store.get_incident(orphan.id).state == IncidentState.RECOVERED
-
-
-def test_a_live_check_mode_run_is_not_taken_for_dead(engine_env):
-    import threading
-
-    from engine.planner import check_runs
-
-    engine_env.write_config(lease="0.3s")
-    engine_env.runbook("slow", "strategies: [{name: nap, action: test.sleep, "
-                                "with: {seconds: 2}}]\n")
-    ctx = engine_env.context()
-    done = []
-    t = threading.Thread(target=lambda: done.extend(
-        check_runs(ctx, ctx.runbook("slow"), "cache-1")))
-    t.start()
-    time.sleep(1.5)                                    # five leases without a word from it?
-    assert Worker(ctx).mark_interrupted(time.time()) == 0
-    t.join(10)
-    assert [r.status for r in done] == [RunStatus.SUCCEEDED]
-    assert ctx.store.get_run(done[0].id).status == RunStatus.SUCCEEDED
-
-
-def test_a_worker_never_takes_an_attempt_queued_in_an_application(engine_env):
-    from engine import Recovery
-    from engine.config import load_config
-
-    engine_env.write_config(lease="0.3s", threads=1)
-    engine_env.runbook("slow", "strategies: [{name: nap, action: test.sleep, "
-                                "with: {seconds: 1.5}}]\n")
-    engine_env.runbook("bumper", "strategies: [{name: bump, action: test.bump}]\n")
-    app = Recovery.from_config(load_config(engine_env.config_path))
-    counter = {"n": 0}
-    app.resources.register("counter", counter, target="cache-2")
+def test_two_processes_report_the_same_counters(tmp_path: Path) -> None:
+    """Metrics read by another process from the same store say what this one says."""
+    config_file = write_config(tmp_path)
+    ctx = EngineContext(load_config(config_file, environ={}))
     try:
-        first = app.trigger("slow", target="cache-1")
-        queued = app.trigger("bumper", target="cache-2")        # waits for the one thread
-        service = engine_env.context()                           # another process's worker
-        deadline = time.time() + 1.2                             # four leases
-        while time.time() < deadline:
-            Worker(service).run_once()
-            time.sleep(0.1)
-        assert service.store.query_runs(component="bumper") == []   # not taken
-        assert queued.wait(10).state == IncidentState.RECOVERED
-        assert counter["n"] == 1 and first.wait(10).state == IncidentState.RECOVERED
+        drive_scenario(ctx)
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("RECOVERY_")} | {"PYTHONPATH": str(ROOT)}
+        script = ("import json, sys\n"
+                  "from engine.config import load_config\n"
+                  "from engine.context import EngineContext\n"
+                  "from engine.metrics import render_json\n"
+                  "print(json.dumps(render_json(EngineContext(load_config(sys.argv[1])))))\n")
+        proc = subprocess.run([sys.executable, "-c", script, str(config_file)], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stderr
+        theirs = json.loads(proc.stdout)
+        ours = render_json(ctx)
+        moving = {"infra_recovery_intake_oldest_age_seconds",
+                  "infra_recovery_pending_approval_oldest_age_seconds"}
+        assert set(theirs) == set(ours)
+        for name in set(ours) - moving:
+            assert theirs[name] == ours[name], name
+        assert theirs["infra_recovery_attempts_total"]  # not vacuous
     finally:
-        app.close()
+        ctx.store.close()

@@ -10,6 +10,7 @@ ALERTMANAGER = EXAMPLES / "alertmanager.yml"
 PROMETHEUS = EXAMPLES / "prometheus.yml"
 METRICS_TOKEN_FILE = "/etc/prometheus/recovery-metrics.token"   # named in PROMETHEUS, never read
 UNIT = EXAMPLES / "infra-recovery.service"
+ENGINE_RULES = EXAMPLES / "recovery-engine-rules.yml"      # the engine's own alerts
 SHIPPED = sorted(p.stem for p in (ROOT / "runbooks").glob("*.yml"))
 
 
@@ -23,3 +24,7 @@ def example_labels(rule: dict) -> dict[str, str]:
     return {"alertname": rule["alert"], "instance": "cache-1.example:9121",
             **{k: str(v) for k, v in (rule.get("labels") or {}).items()}}
 
+
+def engine_rules() -> list[dict]:
+    return [rule for group in yaml.safe_load(ENGINE_RULES.read_text())["groups"]
+            for rule in group["rules"]]

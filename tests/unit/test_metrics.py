@@ -10,82 +10,27 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.config import load_config
 from engine.context import EngineContext
-from engine.lifecycle import IncidentState
 from engine.metrics import StoreCollector, registry_for, render_json, render_text
-from engine.orchestrator import advance
 from engine.records import Switch, new_id
-from engine.triggers import TriggerRequest, open_incident
+from tests.support.examples import engine_rules
+from tests.support.metrics_scenario import (
+    drive_scenario,
+    write_config,
+)
 from tests.support.paths import ROOT
-
-RULES = ROOT / "docs" / "examples" / "recovery-engine-rules.yml"
-
-RUNBOOK = """\
-name: demo
-component: demo
-match:
-  - alertname="DemoDown"
-target: "{{ labels.instance }}"
-strategies:
-  - name: first
-    action: test.ok
-    when: [ok]
-  - name: broken
-    action: test.fail
-    when: [bad]
-  - name: gated
-    action: test.ok
-    when: [gated]
-    approval: required
-cooldown: {max_attempts: 3, window: 1h, after_failure: 300s}
-degraded_mode: {name: demo_unavailable, when: exhausted}
-verify: {action: test.ok, interval: 0.05s}
-"""
-
-INVENTORY = """\
-all:
-  hosts:
-    web-1: {ansible_connection: local}
-    web-2: {ansible_connection: local}
-    web-3: {ansible_connection: local}
-    web-4: {ansible_connection: local}
-"""
-
-CONFIG = """\
-home: var
-runbooks: runbooks
-playbooks: playbooks
-inventory: inventory/hosts.yml
-action_modules: [tests.support.engine_actions]
-degraded_modes:
-  demo_unavailable: {description: the demo service is down}
-  other_mode: {description: "configured, never switched on"}
-"""
-
-
-def write_config(root: Path) -> Path:
-    for folder in ("runbooks", "playbooks", "inventory"):
-        (root / folder).mkdir()
-    (root / "runbooks" / "demo.yml").write_text(RUNBOOK)
-    (root / "inventory" / "hosts.yml").write_text(INVENTORY)
-    config = root / "recovery.yml"
-    config.write_text(CONFIG)
-    return config
 
 
 @pytest.fixture
@@ -99,27 +44,6 @@ def ctx(config_file: Path):
     store = context.store  # some tests swap in a broken one
     yield context
     store.close()
-
-
-def drive(ctx: EngineContext, target: str, failure_type: str):
-    opened = open_incident(ctx, TriggerRequest(
-        runbook="demo", target=target, failure_type=failure_type, trigger="alert",
-        labels={"alertname": "DemoDown", "instance": target}))
-    assert opened.claimed, opened.refusal
-    return advance(ctx, opened.incident.id)
-
-
-def drive_scenario(ctx: EngineContext) -> None:
-    assert drive(ctx, "web-1", "ok").state == IncidentState.RECOVERED
-    assert drive(ctx, "web-2", "bad").state == IncidentState.FAILED
-    ctx.store.add_switch(Switch(id=new_id("sw"), component="demo", target="web-3", until=None,
-                                reason="maintenance", created_by="test",
-                                created_at=time.time()))
-    assert drive(ctx, "web-3", "ok").state == IncidentState.CANCELED
-    deferred = drive(ctx, "web-2", "bad")
-    assert deferred.state == IncidentState.OPEN and "cooldown" in deferred.reason
-    parked = drive(ctx, "web-4", "gated")
-    assert parked.state == IncidentState.REMEDIATING
 
 
 def samples(text: str) -> dict[tuple[str, frozenset], float]:
@@ -222,31 +146,6 @@ def test_json_has_the_same_numbers_as_the_text(ctx: EngineContext) -> None:
     assert json.loads(json.dumps(data)) == data
 
 
-# -- several processes, one truth -------------------------------------------------------
-
-
-def test_two_processes_report_the_same_counters(ctx: EngineContext, config_file: Path) -> None:
-    drive_scenario(ctx)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("RECOVERY_")} | {"PYTHONPATH": str(ROOT)}
-    script = ("import json, sys\n"
-              "from engine.config import load_config\n"
-              "from engine.context import EngineContext\n"
-              "from engine.metrics import render_json\n"
-              "print(json.dumps(render_json(EngineContext(load_config(sys.argv[1])))))\n")
-    proc = subprocess.run([sys.executable, "-c", script, str(config_file)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr
-    theirs = json.loads(proc.stdout)
-    ours = render_json(ctx)
-    moving = {"infra_recovery_intake_oldest_age_seconds",
-              "infra_recovery_pending_approval_oldest_age_seconds"}
-    assert set(theirs) == set(ours)
-    for name in set(ours) - moving:
-        assert theirs[name] == ours[name], name
-    assert theirs["infra_recovery_attempts_total"]  # not vacuous
-
-
 # -- a broken store is a value, not an exception -----------------------------------------
 
 
@@ -297,11 +196,6 @@ def test_metrics_module_imports_only_prometheus_client() -> None:
 # -- the alert rules for the engine itself ----------------------------------------------------
 
 
-def rules() -> list[dict]:
-    return [rule for group in yaml.safe_load(RULES.read_text())["groups"]
-            for rule in group["rules"]]
-
-
 def test_alert_rules_use_only_metrics_the_collector_exposes(ctx: EngineContext) -> None:
     from webhook.request_metrics import EXPOSED  # the webhook's own counters
 
@@ -310,60 +204,10 @@ def test_alert_rules_use_only_metrics_the_collector_exposes(ctx: EngineContext) 
         exposed.add(family.name)
         if family.type == "counter":
             exposed.add(family.name + "_total")
-    for rule in rules():
+    for rule in engine_rules():
         assert rule["labels"]["source"] == "infra-recovery", rule["alert"]
         assert rule["labels"]["severity"] in ("critical", "warning", "info"), rule["alert"]
         assert rule["annotations"]["summary"], rule["alert"]
         used = set(re.findall(r"\binfra_[a-z_]+", rule["expr"]))
         used |= set(re.findall(r"\binfra_[a-z_]+", json.dumps(rule["annotations"])))
         assert used and used <= exposed, (rule["alert"], used - exposed)
-
-
-@pytest.mark.skipif(shutil.which("promtool") is None,
-                    reason="promtool not installed (Debian package `prometheus`)")
-def test_alert_rules_pass_promtool(tmp_path: Path) -> None:
-    checked = subprocess.run(["promtool", "check", "rules", str(RULES)], capture_output=True,
-                             text=True, timeout=60, check=False)
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-
-    # And the expressions mean what their names say (promtool's PromQL unit tests).
-    expr = {rule["alert"]: rule["expr"] for rule in rules()}
-    attempts = "infra_recovery_attempts_total"
-    tests = textwrap.dedent(f"""\
-        rule_files: [{RULES}]
-        evaluation_interval: 1m
-        tests:
-          - interval: 1m
-            input_series:
-              - series: 'infra_recovery_store_up{{instance="a"}}'
-                values: '1 1 0 0'
-              - series: 'infra_recovery_intake_oldest_age_seconds{{instance="a"}}'
-                values: '0 30 90 150'
-              - series: '{attempts}{{component="redis",outcome="failed"}}'
-                values: '0+1x40'
-              - series: '{attempts}{{component="chromadb",outcome="failed"}}'
-                values: '0+1x40'
-              - series: '{attempts}{{component="chromadb",outcome="succeeded"}}'
-                values: '0+1x40'
-            promql_expr_test:
-              - expr: {json.dumps(expr["RecoveryEngineStoreDown"])}
-                eval_time: 3m
-                exp_samples: [{{labels: '{{}}', value: 0}}]
-              - expr: {json.dumps(expr["RecoveryEngineStoreDown"])}
-                eval_time: 1m
-                exp_samples: []
-              - expr: {json.dumps(expr["RecoveryEngineQueueStuck"])}
-                eval_time: 3m
-                exp_samples: [{{labels: '{{}}', value: 150}}]
-              - expr: {json.dumps(expr["RecoveryEngineQueueStuck"])}
-                eval_time: 1m
-                exp_samples: []
-              - expr: {json.dumps(expr["RecoveryEngineRunbookExhausted"])}
-                eval_time: 40m
-                exp_samples: [{{labels: '{{component="redis"}}', value: 30}}]
-        """)
-    file = tmp_path / "engine-rules-test.yml"
-    file.write_text(tests)
-    tested = subprocess.run(["promtool", "test", "rules", str(file)], capture_output=True,
-                            text=True, timeout=60, check=False)
-    assert tested.returncode == 0, tested.stdout + tested.stderr

@@ -569,7 +569,7 @@ def test_bad_runbook_is_rejected_with_file_line_and_reason(tmp_path: Path, case:
 # --- every step is checked: a verify of its own, the runbook's, or it degrades ---------
 
 def test_a_strategy_nobody_verifies_is_rejected_at_its_line(tmp_path: Path) -> None:
-    # Exit 0 means done *and verified* (DESIGN.md): no verify anywhere is not a runbook.
+    # Exit 0 means done *and verified*: no verify anywhere is not a runbook.
     path = write(tmp_path, """
         name: x
         strategies:

@@ -1,5 +1,5 @@
-"""The HTTP interface: Alertmanager's webhook journals before it answers, with the answer
-DESIGN.md promises for every kind of input; operators' routes need a named token."""
+"""The HTTP interface: Alertmanager's webhook journals before it answers, with a stated
+answer for every kind of input; operators' routes need a named token."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def fixture(name: str) -> dict:
 
 
 def expected_key(notification: dict, alert: dict) -> str:
-    """(fingerprint, startsAt, status) as DESIGN.md defines them, from the raw JSON."""
+    """The dedup key (fingerprint, startsAt, status), computed here from the raw JSON."""
     fingerprint = alert.get("fingerprint") or fingerprint_of(alert["labels"])
     status = alert.get("status") or notification["status"]
     return f"{fingerprint}|{normalize_time(alert.get('startsAt')) or '-'}|{status}"

@@ -12,32 +12,17 @@ processed. Either way the worker never records ``alert_failed``.
 
 from __future__ import annotations
 
-import json
 import time
 
-import httpx
 import pytest
 
 from engine.config import load_config
 from engine.intake import drain
 from tests.support.alerts import good_alert, notification
-from tests.support.service import Store, wait_for
+from tests.support.storable import ALERT_FIELDS, REFUSED, RUNBOOK, hostile_body
 from tests.support.webhook_app import Service
 from webhook.notification import MAX_VALUE
 
-RUNBOOK = """
-    match: ['alertname="RedisDown"']
-    target: "{{ labels.instance }}"
-    strategies: [{name: fix, action: test.ok}]
-"""
-
-# Strings no field the engine keeps may carry, as they arrive in JSON text.
-REFUSED = {
-    "lone high surrogate": '"\\ud800"',
-    "lone low surrogate": '"x\\udfff"',
-    "surrogate pair reversed": '"\\udc00\\ud800"',
-    "very long": json.dumps("h" * (MAX_VALUE + 1)),
-}
 # Hostile but storable: data, kept verbatim.
 KEPT = {
     "NUL": ('"a\\u0000b"', "a\x00b"),
@@ -45,29 +30,8 @@ KEPT = {
     "astral plane": ('"\\ud83d\\udca5"', "\U0001f4a5"),
 }
 TOP_FIELDS = ("receiver", "groupKey", "externalURL", "status")
-ALERT_FIELDS = ("status", "fingerprint", "startsAt", "endsAt", "generatorURL",
-                "label name", "label value", "annotation name", "annotation value")
 
 
-def _body(where: str, field: str, hostile: str) -> str:
-    """A notification of one good alert (instance cache-1) with ``hostile`` (JSON text)
-    in one field, at the top level or in the alert."""
-    marker = "\u2603HOSTILE\u2603"
-    alert = good_alert("cache-1")
-    top = notification(alert)
-    if where == "top":
-        top[field] = marker
-    elif field == "label name":
-        alert["labels"][marker] = "x"
-    elif field == "label value":
-        alert["labels"]["extra"] = marker
-    elif field == "annotation name":
-        alert["annotations"][marker] = "x"
-    elif field == "annotation value":
-        alert["annotations"]["description"] = marker
-    else:
-        alert[field] = marker
-    return json.dumps(top, ensure_ascii=False).replace(f'"{marker}"', hostile)
 
 
 def _strings(value):
@@ -103,7 +67,7 @@ def _accepted_alerts_are_all_processed(service: Service) -> None:
 @pytest.mark.parametrize("name", REFUSED)
 @pytest.mark.parametrize("field", TOP_FIELDS)
 def test_an_unstorable_top_level_field_is_a_400_with_the_field_named(app, field, name):
-    answer = app.post_alerts(_body("top", field, REFUSED[name]))
+    answer = app.post_alerts(hostile_body("top", field, REFUSED[name]))
     assert answer.status_code == 400, answer.json
     assert field in answer.json["error"]
     assert app.depth() == 0
@@ -113,7 +77,7 @@ def test_an_unstorable_top_level_field_is_a_400_with_the_field_named(app, field,
 @pytest.mark.parametrize("field", ALERT_FIELDS)
 def test_an_unstorable_field_of_an_alert_is_ignored_never_dropped_later(app, field, name,
                                                                        caplog):
-    answer = app.post_alerts(_body("alert", field, REFUSED[name]))
+    answer = app.post_alerts(hostile_body("alert", field, REFUSED[name]))
     assert answer.status_code == 200, answer.json
     assert answer.json == {"accepted": 0, "duplicates": 0, "ignored": 1}
     assert any("ignored an alert" in r.getMessage() for r in caplog.records)
@@ -127,7 +91,7 @@ def test_an_unstorable_field_of_an_alert_is_ignored_never_dropped_later(app, fie
 def test_hostile_but_storable_text_is_accepted_kept_verbatim_and_processed(app, field, name):
     text, decoded = KEPT[name]
     where = "top" if field in TOP_FIELDS else "alert"
-    answer = app.post_alerts(_body(where, field, text))
+    answer = app.post_alerts(hostile_body(where, field, text))
     assert answer.json == {"accepted": 1, "duplicates": 0, "ignored": 0}
     [item] = app.store.claim_intake("look", 10, 0.001)   # a lease that lapses at once
     assert any(decoded in text for text in _strings(item.payload))
@@ -156,39 +120,3 @@ def test_long_but_bounded_values_in_every_field_are_accepted_and_processed(app):
     _accepted_alerts_are_all_processed(app)
     [incident] = app.store.list_incidents()
     assert incident.requested_by == "alertmanager:" + "r" * MAX_VALUE
-
-
-def test_a_lone_surrogate_receiver_is_refused_by_a_real_service_and_nothing_is_dropped(
-        engine_env, serve):
-    """The defect as seen: ``"receiver": "\\ud800"`` was answered 200 {"accepted": 1},
-    then the worker failed inserting the run (UnicodeEncodeError), recorded
-    ``alert_failed`` and discarded the alert."""
-    engine_env.runbook("cache", RUNBOOK)
-    served = serve().start()
-    served.wait_ready()
-    headers = {"Authorization": f"Bearer {served.token}",
-               "Content-Type": "application/json"}
-
-    def post(body: str) -> httpx.Response:
-        return httpx.post(served.url + "/api/v1/alerts", content=body.encode(),
-                          headers=headers, timeout=10)
-
-    answer = post(_body("top", "receiver", '"\\ud800"'))
-    assert answer.status_code == 400, answer.text
-    assert "receiver" in answer.json()["error"]
-    ignored = [post(_body("alert", field, REFUSED[name]))
-               for field in ALERT_FIELDS for name in ("lone high surrogate", "very long")]
-    assert [a.json() for a in ignored] == [{"accepted": 0, "duplicates": 0, "ignored": 1}] \
-        * len(ignored)
-    good = post(json.dumps(notification(good_alert("cache-1"))))
-    assert good.json() == {"accepted": 1, "duplicates": 0, "ignored": 0}
-
-    store = Store(served.home)
-    try:
-        assert wait_for(lambda: store.depth() == 0 and store.one(
-            "SELECT COUNT(*) FROM deliveries") == 1, 20), "the good alert was not processed"
-        assert store.one("SELECT COUNT(*) FROM events WHERE action = 'alert_failed'") == 0
-        assert store.one("SELECT COUNT(*) FROM incidents") == 1
-    finally:
-        store.close()
-    assert "ignored an alert" in served.stderr()
