@@ -59,6 +59,14 @@ def notification(*alerts: dict, **top) -> dict:
     return body
 
 
+# A runbook for alerts of hosts the inventory does not know (ghost-N.example).
+GHOST_RUNBOOK = """
+    match: ['alertname="GhostDown"']
+    target: "{{ labels.instance }}"
+    strategies: [{name: fix, action: test.ok}]
+"""
+
+
 STARTS = "2024-05-01T10:00:00.000000Z"
 
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from engine import probes
 from engine.lifecycle import IncidentState
 from engine.records import DegradedReason
-from tests.support.redis_servers import HAS_REDIS, RedisServer
 
 
 def probed(env, health, **probe):
@@ -59,46 +56,6 @@ def test_each_host_is_probed_at_most_once_per_interval(engine_env):
     assert probes.run_due(ctx, now) == 2
     assert probes.run_due(ctx, now + 30) == 0
     assert probes.run_due(ctx, now + 61) == 2
-
-
-@pytest.mark.skipif(not HAS_REDIS, reason="redis-server missing")
-def test_a_real_redis_probe_sees_the_server_stop(engine_env):
-    server = RedisServer(engine_env.root / "redis")
-    port = server.port
-    server.start()
-    try:
-        (engine_env.root / "inventory" / "hosts.yml").write_text(f"""
-all:
-  hosts:
-    cache-1:
-      ansible_connection: local
-      redis_url: redis://127.0.0.1:{port}/0
-""")
-        engine_env.runbook("cache", """
-            probe: {targets: cache-1, interval: 1s, failure_type: connection_refused}
-            strategies: [{name: fix, action: test.fail}]
-            verify: {action: redis.ping}
-            degraded_mode: {name: test_down}
-        """)
-        ctx = engine_env.context()
-        deadline = time.time() + 10
-        while time.time() < deadline:                      # wait for the server to answer
-            probes.run_due(ctx, time.time() + 100)
-            if not ctx.store.list_incidents():
-                break
-        ctx.store.add_degraded(DegradedReason(mode="test_down", key="incident:old",
-                                              target="cache-1"))
-        probes.run_due(ctx, time.time() + 200)               # PONG: the reason clears
-        assert ctx.store.degraded_reasons("test_down") == []
-        opened_before = len(ctx.store.list_incidents())
-        server.stop()
-        probes.run_due(ctx, time.time() + 300)               # refused: an incident
-        incidents = ctx.store.list_incidents()
-        assert len(incidents) == opened_before + 1
-        assert incidents[0].trigger == "probe" and incidents[0].state == IncidentState.FAILED
-        assert ctx.store.degraded_reasons("test_down")       # exhausted: on again
-    finally:
-        server.kill()
 
 
 def test_workers_run_the_probes(engine_env):
