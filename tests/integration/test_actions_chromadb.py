@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytest.importorskip("chromadb")
-
-from engine.actions.chromadb import ChromaCollections  # noqa: E402
-from engine.lifecycle import IncidentState, RunStatus  # noqa: E402
-from tests.support.chroma_server import ChromaServer  # noqa: E402
+from engine.actions.chromadb import ChromaCollections
+from engine.lifecycle import IncidentState, RunStatus
+from tests.support.chroma_server import ChromaServer
 from tests.support.paths import ROOT
+
+pytestmark = pytest.mark.requires("chroma", "supervisord")
 
 SECRET = "chroma-token-s3cr3t-4711"
 FAILURE_TYPES = {   # failure type -> the first strategy that would run

@@ -35,10 +35,10 @@ from engine.records import new_id
 from engine.runbook import Verify
 from engine.verify import verify
 from tests.support.paths import ROOT
-from tests.support.redis_servers import HAS_REDIS, RedisServer, Sentinel, wait_until
+from tests.support.redis_servers import RedisServer, Sentinel, wait_until
 from tests.support.service import Served, free_port, wait_for
 
-pytestmark = pytest.mark.skipif(not HAS_REDIS, reason="redis-server missing")
+pytestmark = pytest.mark.requires("redis-server")
 
 SECRET = "redis-secret-Zq7w"
 FAST_VERIFY = {"initial_delay: 2s": "initial_delay: 0s", "interval: 1s": "interval: 0.2s",

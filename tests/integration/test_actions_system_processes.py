@@ -186,6 +186,7 @@ def supervisor(tmp_path_factory):
         sup.stop()
 
 
+@pytest.mark.requires("supervisord")
 def test_process_restart_waits_for_approval_then_runs_the_program_with_a_new_pid(
         engine_env, supervisor):
     install_system_runbook(engine_env.root, {"program": "worker",
@@ -216,6 +217,7 @@ def test_process_restart_waits_for_approval_then_runs_the_program_with_a_new_pid
     assert f"worker restarted: pid {old} -> {new}" in text
 
 
+@pytest.mark.requires("supervisord")
 def test_process_running_fails_while_the_program_is_stopped(supervisor):
     action = default_registry().get("system.process_running")
     ctx = ActionContext(component="system", target="localhost",

@@ -18,11 +18,11 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.support.alertmanager import BINARY, Alertmanager, iso
+from tests.support.alertmanager import Alertmanager, iso
 from tests.support.alertmanager_stack import fingerprint, stack
 from tests.support.service import wait_for
 
-pytestmark = pytest.mark.skipif(BINARY is None, reason="prometheus-alertmanager missing")
+pytestmark = pytest.mark.requires("alertmanager")
 
 
 def webhook_notifications(am: Alertmanager) -> int:

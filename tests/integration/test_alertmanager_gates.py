@@ -9,9 +9,9 @@ import pytest
 from engine import notifier
 from engine.lifecycle import IncidentState, RunStatus
 from engine.routing import match_runbook
-from tests.support.alertmanager import BINARY, Alertmanager, free_port
+from tests.support.alertmanager import Alertmanager, free_port
 
-pytestmark = pytest.mark.skipif(BINARY is None, reason="prometheus-alertmanager missing")
+pytestmark = pytest.mark.requires("alertmanager")
 
 LABELS = {"alertname": "DemoDown", "instance": "cache-1", "severity": "critical"}
 

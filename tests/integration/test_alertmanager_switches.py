@@ -16,11 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.alertmanager import BINARY
 from tests.support.alertmanager_stack import Stack, fingerprint, stack
 from tests.support.service import wait_for
 
-pytestmark = pytest.mark.skipif(BINARY is None, reason="prometheus-alertmanager missing")
+pytestmark = pytest.mark.requires("alertmanager")
 
 LABELS = {"alertname": "E2ERedisDown", "instance": "cache-1", "severity": "critical"}
 

@@ -37,9 +37,8 @@ from tests.support.tmpfs import mounted
 
 OLD = 30   # days
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0,
-                                reason="mounting a tmpfs needs root (the threshold must be "
-                                       "real: a filesystem of known size)")
+# mounting a tmpfs needs root (the threshold must be real: a filesystem of known size)
+pytestmark = pytest.mark.requires("root", "mount")
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,10 @@ import pytest
 from engine.store import StoreUnavailable
 from tests.support.alerts import alert_payload, touch_runbook
 from tests.support.service import Served, post_alerts, store_rows, wait_for
-from tests.support.tmpfs import fill, filled, free, mounted, needs_root
+from tests.support.tmpfs import fill, filled, free, mounted
 
-pytestmark = needs_root
+# a full disk must be real: a tmpfs of known size, which only root mounts
+pytestmark = pytest.mark.requires("root", "mount")
 
 
 def now_iso() -> str:

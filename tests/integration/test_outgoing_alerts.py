@@ -15,9 +15,9 @@ import pytest
 
 from engine import approvals, notifier, probes
 from engine.lifecycle import IncidentState, RunStatus
-from tests.support.alertmanager import BINARY, Alertmanager
+from tests.support.alertmanager import Alertmanager
 
-pytestmark = pytest.mark.skipif(BINARY is None, reason="prometheus-alertmanager missing")
+pytestmark = pytest.mark.requires("alertmanager")
 
 CONDITION = {"alertname", "severity", "source", "component", "runbook", "target"}
 

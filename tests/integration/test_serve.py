@@ -4,7 +4,6 @@ it started killed at the end, even when a test fails."""
 
 from __future__ import annotations
 
-import shutil
 import signal
 import socket
 import sqlite3
@@ -125,7 +124,7 @@ def test_a_bind_off_loopback_needs_tls(serve, engine_env):
     assert not (served.home / "webhook.token").exists()   # refused before anything
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl makes the test certificate")
+@pytest.mark.requires("openssl")                     # makes the test certificate
 def test_tls_from_the_configuration(serve, engine_env, tmp_path):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",

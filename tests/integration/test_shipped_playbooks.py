@@ -237,6 +237,7 @@ while True:
 """
 
 
+@pytest.mark.requires("supervisord")
 def test_snapshot_rollback_stops_the_service_before_its_pre_rollback_snapshot(
     shipped_executor: AnsibleExecutor, artifacts_root: Path, tmp_path: Path
 ) -> None:

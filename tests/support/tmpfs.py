@@ -12,16 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-needs_root = pytest.mark.skipif(os.geteuid() != 0,
-                                reason="mounting a tmpfs needs root (a full disk must be "
-                                       "real: a filesystem of known size)")
 FILLER = ".filler"
 
 
