@@ -49,6 +49,7 @@ def expected(route: tuple[str, str], credential: str) -> str:
     return "401" if credential == "none" else "403"
 
 
+@pytest.mark.slow
 def test_every_route_with_every_credential_on_a_real_service(engine_env, serve):
     served = serve().start()
     served.wait_ready()
@@ -91,6 +92,7 @@ def test_every_route_with_every_credential_on_a_real_service(engine_env, serve):
                 ).status_code == 200          # the first start's metrics token
 
 
+@pytest.mark.slow
 @pytest.mark.requires("root")               # the warning is for a service run as root
 def test_a_service_run_as_root_warns_in_its_log_with_the_reason_and_the_way_out(serve):
     served = serve().start()
@@ -100,6 +102,7 @@ def test_a_service_run_as_root_warns_in_its_log_with_the_reason_and_the_way_out(
     assert "dedicated user" in log and "docs/operations.md" in log
 
 
+@pytest.mark.slow
 def test_a_service_whose_metrics_are_open_says_so_at_its_start(engine_env, serve):
     """An upgraded recovery.yml that still spells ``metrics_auth: false`` (the old shipped
     file did) keeps /metrics open: the start says what that shows, to whom, and how to
@@ -160,6 +163,7 @@ def test_artifact_files_of_a_real_playbook_run_are_0600_in_0700_folders(engine_e
     assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in folders} == {"0o700"}
 
 
+@pytest.mark.slow
 def test_every_file_a_real_service_writes_in_its_home_is_private(engine_env, serve):
     """Started from a shell's umask (022), a service that took an alert, ran a playbook,
     answered /metrics and reloaded its set: every file under RECOVERY_HOME is its user's

@@ -118,6 +118,7 @@ def test_actions_say_so_when_the_chromadb_package_is_missing(engine_env, chroma,
 
 
 # -- query_retry, from the CLI -------------------------------------------------------------
+@pytest.mark.slow
 def test_query_retry_waits_out_a_restart_and_keeps_the_token_out_of_the_record(
         engine_env, chroma):
     chroma.populate("docs", 50)
@@ -206,6 +207,7 @@ def rebuild_with(chroma, when: str, write) -> object:
     return result
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("when,write,what", [
     ("copied 50/", lambda c: c.update(ids=["r5"], metadatas=[{"n": 5, "edited": "yes"}]),
      "changed during the rebuild (0 added, 0 removed, 1 changed: r5)"),
@@ -236,6 +238,7 @@ def test_index_rebuild_refuses_to_swap_when_a_write_lands_meanwhile(chroma, when
             if c.name.startswith("docs")] == ["docs"]
 
 
+@pytest.mark.slow
 def test_an_application_keeps_answering_while_the_service_side_rebuilds(engine_env,
                                                                         chroma):
     records = chroma.populate("docs", 200)
@@ -293,6 +296,7 @@ def test_snapshot_take_refuses_a_data_dir_that_resolves_outside_the_roots(
     assert not snapshots.exists() and list(outside.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_corrupted_index_and_a_dropped_collection_come_back_from_the_snapshot(
         engine_env, chroma):
     """Snapshot (good), break two ways, then the runbook: the rebuild cannot read the

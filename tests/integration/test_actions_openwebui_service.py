@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 
 from tests.support.openwebui_fixtures import (
     MODE,
@@ -19,6 +20,8 @@ from tests.support.openwebui_fixtures import (
     assert_no_secret_under,
 )
 from tests.support.service import Served, free_port, wait_for
+
+pytestmark = pytest.mark.slow
 
 # -- model_failover (remote) --------------------------------------------------------------
 

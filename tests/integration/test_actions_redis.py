@@ -200,6 +200,7 @@ def test_reconnect_follows_a_real_sentinel_failover(engine_env, servers, applica
     assert result["source"] == "sentinel" and result["to"] == replica.address
 
 
+@pytest.mark.slow
 def test_a_dead_primary_with_only_a_replica_left_fails_escalates_and_degrades(
         engine_env, servers, application):
     """Nothing to fail over to (the replica was not promoted): reconnect fails, the
@@ -300,6 +301,7 @@ def count(client: redis.Redis, pattern: str) -> int:
     return sum(1 for _ in client.scan_iter(match=pattern, count=200))
 
 
+@pytest.mark.slow
 def test_flush_corrupted_from_the_cli_plans_parks_then_deletes_up_to_the_cap(
         engine_env, servers, monkeypatch, capsys):
     server = servers("flush", password=SECRET)
@@ -450,6 +452,7 @@ def test_the_flush_uses_scan_only_where_keys_and_flushall_are_disabled(engine_en
     assert call("redis.sample_keys_readable", match="cache:*", require_ttl=True).ok
 
 
+@pytest.mark.slow
 def test_the_flush_verify_fails_while_the_application_still_writes_without_ttl(
         engine_env, servers, capsys):
     """The flush deletes every corrupted key, but the bug that lost the EXPIRE is still
@@ -488,6 +491,7 @@ def test_the_flush_verify_fails_while_the_application_still_writes_without_ttl(
 
 
 # -- ping: the probe and verify -------------------------------------------------------------
+@pytest.mark.slow
 def test_ping_polls_through_loading_after_a_restart(engine_env, servers):
     """What restart_container's verify relies on: LOADING fails a check, not the verify."""
     writer = servers("load", dbfilename="dump.rdb")
@@ -566,6 +570,7 @@ def test_recovery_test_shows_the_strategy_for_each_failure_type(engine_env, caps
     assert plan["first_step"] == first and plan["target"] == "cache-1"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("host_vars", "container"), [
     ({}, "redis"), ({"redis_container": "redis-cache-1"}, "redis-cache-1")])
 def test_restart_container_runs_in_check_mode_through_the_runbook(
@@ -588,6 +593,7 @@ def test_restart_container_runs_in_check_mode_through_the_runbook(
     assert f"restart container {container} with podman (-t 10)" in stdout
 
 
+@pytest.mark.slow
 def test_an_alert_through_the_webhook_flushes_after_approval(engine_env, servers, tmp_path):
     server = servers("e2e")
     seed(server.client())

@@ -135,6 +135,7 @@ def test_memory_gc_from_the_cli_reports_other_processes_and_is_skipped(engine_en
 
 
 # -- file_handle_cleanup -----------------------------------------------------------------
+@pytest.mark.slow
 def test_file_handles_are_reported_and_the_soft_limit_raised_only_where_allowed(
         engine_env, hog):
     child = hog("fd-hog", "files")
@@ -186,6 +187,7 @@ def supervisor(tmp_path_factory):
         sup.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.requires("supervisord")
 def test_process_restart_waits_for_approval_then_runs_the_program_with_a_new_pid(
         engine_env, supervisor):

@@ -51,6 +51,7 @@ def fire_everywhere(ams: list[Alertmanager], labels: dict[str, str]) -> None:
 
 # -- 1. one firing episode, one attempt ------------------------------------------------------
 
+@pytest.mark.slow
 def test_repeats_and_group_resends_give_one_attempt(engine_env, tmp_path):
     trace = tmp_path / "trace.log"
     started = tmp_path / "started"
@@ -105,6 +106,7 @@ def test_repeats_and_group_resends_give_one_attempt(engine_env, tmp_path):
 
 # -- 2. resolve --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_resolve_cancels_the_pending_approval_and_starts_nothing(engine_env, tmp_path):
     marker = tmp_path / "careful.marker"
     eager = tmp_path / "eager.marker"
@@ -202,6 +204,7 @@ def test_a_silence_created_after_the_alert_was_journaled_stops_the_step(engine_e
         assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_a_silenced_alert_that_resolves_meanwhile_still_stops_the_step(engine_env, tmp_path):
     """Once a silenced alert resolves, Alertmanager lists it no more and does not deliver
     its resolve: the gate must find the silence itself (GET /api/v2/silences)."""
@@ -233,6 +236,7 @@ def test_a_silenced_alert_that_resolves_meanwhile_still_stops_the_step(engine_en
 
 # -- 4. an unclustered HA pair ---------------------------------------------------------------
 
+@pytest.mark.slow
 def test_an_unclustered_ha_pair_delivering_the_same_alert_gives_one_attempt(
         engine_env, tmp_path):
     trace = tmp_path / "trace.log"
@@ -266,6 +270,7 @@ def test_an_unclustered_ha_pair_delivering_the_same_alert_gives_one_attempt(
 
 # -- 5. the engine's own alert --------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_outgoing_alert_reaches_alertmanager_comes_back_and_is_not_remediated(
         engine_env, tmp_path):
     marker = tmp_path / "careful.marker"

@@ -1,8 +1,7 @@
 """Kill switches and --force end to end, real components only: a real Alertmanager
 posting to a real ``recovery serve``, the operator at the CLI (``recover --force``,
 ``disable``, ``enable``, ``status``, ``show``), the service's state read back through
-the CLI and its SQLite store opened read-only (tests/test_alertmanager_e2e.py's
-``stack``).
+the CLI and its SQLite store opened read-only (tests/support/alertmanager_stack.py).
 
 The runbook stands for Redis: one step that "restarts" it (creates a marker file and
 traces it), a verify that passes at once, a cooldown of one attempt an hour.
@@ -19,7 +18,7 @@ import pytest
 from tests.support.alertmanager_stack import Stack, fingerprint, stack
 from tests.support.service import wait_for
 
-pytestmark = pytest.mark.requires("alertmanager")
+pytestmark = [pytest.mark.slow, pytest.mark.requires("alertmanager")]
 
 LABELS = {"alertname": "E2ERedisDown", "instance": "cache-1", "severity": "critical"}
 

@@ -84,6 +84,7 @@ def test_success_writes_the_file_and_the_runner_layout(
     assert_private_dirs_deleted(private_root)
 
 
+@pytest.mark.slow
 def test_concurrent_runs_keep_their_own_events(
     ansible_executor: AnsibleExecutor, artifacts_root: Path, private_root: Path, tmp_path: Path
 ) -> None:
@@ -146,6 +147,7 @@ def test_a_failed_command_gives_its_own_error_not_only_its_return_code(
 PYTHON_WARNING = re.compile(r"^\S+:\d+: \w*Warning: ", re.M)   # file:line: XWarning: text
 
 
+@pytest.mark.slow
 def test_warnings_of_the_tooling_stay_out_of_the_run_and_the_playbooks_own_stay_in(
     ansible_executor: AnsibleExecutor, artifacts_root: Path, private_root: Path
 ) -> None:
@@ -211,6 +213,7 @@ def test_no_host_matched_is_a_failure(
     assert_private_dirs_deleted(private_root)
 
 
+@pytest.mark.slow
 def test_check_mode_writes_nothing_and_succeeds(
     ansible_executor: AnsibleExecutor, artifacts_root: Path, private_root: Path, tmp_path: Path
 ) -> None:
@@ -282,6 +285,7 @@ HOSTILE = {
 }
 
 
+@pytest.mark.slow
 def test_hostile_extravars_stay_text_inside_a_real_run(
     ansible_executor: AnsibleExecutor, artifacts_root: Path, private_root: Path, tmp_path: Path
 ) -> None:
@@ -300,6 +304,7 @@ def test_hostile_extravars_stay_text_inside_a_real_run(
     assert_private_dirs_deleted(private_root)
 
 
+@pytest.mark.slow
 def test_single_hostile_value_written_with_copy_content(
     ansible_executor: AnsibleExecutor, artifacts_root: Path, tmp_path: Path
 ) -> None:
@@ -313,6 +318,7 @@ def test_single_hostile_value_written_with_copy_content(
 
 
 # -- secrets -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_secrets_never_reach_the_artifacts(
     monkeypatch: pytest.MonkeyPatch, artifacts_root: Path, private_root: Path
 ) -> None:

@@ -41,6 +41,7 @@ def test_bad_config_exits_2_with_one_line_and_no_traceback(cli_env: Env) -> None
 
 # -- approvals ---------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_approval_parks_with_3_then_approve_now_runs_it(cli_env: Env) -> None:
     r = cli_env.run("recover", "-c", "guarded")
     assert r.code == 3, r.err
@@ -229,6 +230,7 @@ def test_every_listing_command_prints_json_only(cli_env: Env) -> None:
     assert [i["runbook"] for i in json.loads(r.out)] == ["guarded"]
 
 
+@pytest.mark.slow
 def test_history_says_why_a_playbook_step_failed(cli_env: Env) -> None:
     """Not only "non-zero return code": the failed task's own words."""
     playbook = TEST_PLAYBOOKS / "fail_command.yml"
@@ -281,6 +283,7 @@ def test_history_gives_the_reason_the_rest_of_the_terminal_and_all_of_it_in_a_pi
 
 # -- validate and runbooks -------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_validate_passes_on_the_shipped_configuration(tmp_path: Path) -> None:
     cli_env = {k: v for k, v in os.environ.items() if not k.startswith("RECOVERY_")}
     cli_env["RECOVERY_HOME"] = str(tmp_path / "home")
@@ -293,6 +296,7 @@ def test_validate_passes_on_the_shipped_configuration(tmp_path: Path) -> None:
     assert f"{runbooks} runbooks, {playbooks} playbooks, inventory: ok" in proc.stdout
 
 
+@pytest.mark.slow
 def test_validate_fails_with_file_and_line(cli_env: Env) -> None:
     assert cli_env.cli("validate").code == 0
     bad = cli_env.write_runbook("bad.yml", """\
@@ -315,6 +319,7 @@ def test_validate_fails_with_file_and_line(cli_env: Env) -> None:
         "playbooks"]["errors"]
 
 
+@pytest.mark.slow
 def test_overlapping_runbooks_are_named_by_validate_and_test(cli_env: Env) -> None:
     # Two runbooks of equal priority for the same alerts: the file name decides.
     for name in ("a-restart", "b-failover"):
@@ -347,6 +352,7 @@ def test_overlapping_runbooks_are_named_by_validate_and_test(cli_env: Env) -> No
     assert "a-restart.yml sorts before b-failover.yml" in shown
 
 
+@pytest.mark.slow
 def test_validate_says_nothing_of_runbooks_that_cannot_take_the_same_alert(cli_env: Env) -> None:
     # Different values of one label prove the groups disjoint; a more specific runbook
     # of higher priority is an override, on purpose.

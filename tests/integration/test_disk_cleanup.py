@@ -98,6 +98,7 @@ def left(files: dict[str, Path]) -> set[str]:
     return {name for name, path in files.items() if path.exists()}
 
 
+@pytest.mark.slow
 def test_check_mode_lists_the_largest_old_files_and_deletes_nothing(system, tree, tmpfs):
     before = usage(tmpfs)
     r = recovery(system, "recover", "-c", "system", "-s", "disk_cleanup", "-t", "localhost",
@@ -139,6 +140,7 @@ def run_playbook(tmp_path: Path, **extravars) -> StepResult:
     return result
 
 
+@pytest.mark.slow
 def test_threshold_zero_takes_every_old_match_but_nothing_outside_the_roots(
         tmp_path, tree, tmpfs):
     """Everything old under the roots goes (the strongest test of the symlinks: a file
@@ -152,6 +154,7 @@ def test_threshold_zero_takes_every_old_match_but_nothing_outside_the_roots(
     assert "still over: nothing else here is old enough to delete" in result.data["stdout"]
 
 
+@pytest.mark.slow
 def test_fails_when_what_it_may_delete_does_not_bring_usage_under_the_threshold(
         tmp_path, tree, tmpfs):
     """The playbook's own check, df after deleting (on a host the engine's psutil cannot
@@ -166,6 +169,7 @@ def test_fails_when_what_it_may_delete_does_not_bring_usage_under_the_threshold(
     assert usage(tmpfs) > 10
 
 
+@pytest.mark.slow
 def test_a_filesystem_already_under_the_threshold_is_left_alone(tmp_path, tree, tmpfs):
     result = run_playbook(tmp_path, cleanup_roots=[str(tmpfs / "cache"), str(tmpfs / "logs")],
                           cleanup_max_usage_percent=90)
@@ -189,6 +193,7 @@ def test_refuses_roots_reached_through_a_symlink(tmp_path, tree, tmpfs):
     assert left(tree) == set(tree)
 
 
+@pytest.mark.slow
 def test_an_alert_through_the_service_cleans_the_inventorys_roots_never_the_labels(
         engine_env, system, tree, tmpfs, tmp_path):
     """HostOutOfDiskSpace from node-exporter, journaled by the real webhook of `recovery

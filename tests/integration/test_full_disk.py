@@ -43,6 +43,7 @@ def touches(env, target: str) -> int:
     return sum(1 for line in env.traced() if line.startswith(f"touch {target} "))
 
 
+@pytest.mark.slow
 def test_a_step_whose_record_cannot_be_written_ends_and_its_incident_goes_on(
         serve, engine_env, tmp_path):
     markers = tmp_path / "markers"
@@ -123,6 +124,7 @@ def passes(worker, count: int) -> None:
         time.sleep(worker.INTAKE_LEASE / 2)
 
 
+@pytest.mark.slow
 def test_alerts_processed_while_the_disk_is_full_are_kept_until_it_has_room(engine_env):
     """Nothing acknowledged is discarded while writes fail, and every alert is processed
     once when space is back: first the store itself cannot be written (the intake keeps
@@ -242,6 +244,7 @@ def test_what_a_full_or_read_only_disk_raises_is_an_outage_and_a_bad_value_is_no
         assert not is_outage(exc), repr(exc)
 
 
+@pytest.mark.slow
 def test_a_step_that_loses_its_record_while_it_runs_is_interrupted_and_verified_after(
         engine_env, tmp_path):
     import threading

@@ -9,9 +9,13 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from tests.support.alerts import alert_payload
 from tests.support.paths import TEST_PLAYBOOKS
 from tests.support.service import Served, post_alerts, store_rows, wait_for
+
+pytestmark = pytest.mark.slow
 
 PLAYBOOK = TEST_PLAYBOOKS / "count_then_hold.yml"
 

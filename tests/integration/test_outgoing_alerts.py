@@ -120,6 +120,7 @@ def test_a_passing_verify_on_the_target_resolves_the_exhausted_alert(engine_env,
     assert firing(am, "RecoveryExhausted") == []
 
 
+@pytest.mark.slow
 def test_an_operator_acknowledges_an_exhausted_alert(engine_env, run_incident, am,
                                                      tmp_path):
     engine_env.write_config(alertmanagers=f'["{am.url}"]')

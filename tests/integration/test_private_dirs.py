@@ -150,6 +150,7 @@ def secretive(serve, engine_env, tmp_path, monkeypatch) -> Iterator[Secretive]:
             path.unlink(missing_ok=True)
 
 
+@pytest.mark.slow
 def test_no_secret_is_left_on_the_machine_after_a_sigkill_and_a_restart(secretive):
     served = secretive.served
     hand_to_workers(served, "secretive", target="localhost")
@@ -178,6 +179,7 @@ def test_no_secret_is_left_on_the_machine_after_a_sigkill_and_a_restart(secretiv
     assert "private data dir" in text and "removed" in text
 
 
+@pytest.mark.slow
 def test_a_running_service_removes_what_a_killed_cli_run_left(secretive):
     """The CLI, applications and the service share the store: a `recovery recover` killed
     in the middle of its playbook is cleaned up by the service's workers (periodically),
@@ -213,6 +215,7 @@ def test_a_running_service_removes_what_a_killed_cli_run_left(secretive):
             cli.wait(10)
 
 
+@pytest.mark.slow
 def test_a_step_stopped_past_the_shutdown_grace_leaves_no_secret(secretive):
     """SIGTERM: the step outlives the grace, its worker process exits without its
     executor's cleanup; the service removes what the run left before it exits."""
@@ -227,6 +230,7 @@ def test_a_step_stopped_past_the_shutdown_grace_leaves_no_secret(secretive):
     assert secretive.copies() == []
 
 
+@pytest.mark.slow
 def test_a_start_names_the_private_dirs_left_by_earlier_versions(serve, tmp_path,
                                                                   monkeypatch):
     """Dirs named the old way (``recovery-<run id>-<8 random characters>``, no pid) are

@@ -13,6 +13,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from engine.config import load_config
 from engine.context import EngineContext
 from engine.lifecycle import IncidentState, RunStatus
@@ -57,6 +59,7 @@ def slow_runbooks(env, seconds):
     """)
 
 
+@pytest.mark.slow
 def test_a_second_process_is_deferred_while_the_first_holds_the_target(engine_env,
                                                                         run_incident):
     slow_runbooks(engine_env, 2)
@@ -82,6 +85,7 @@ def test_a_second_process_is_deferred_while_the_first_holds_the_target(engine_en
                     ctx.store.get_incident(other.id).state == IncidentState.RECOVERED, 10)
 
 
+@pytest.mark.slow
 def test_a_killed_process_holds_the_lock_only_until_its_lease_lapses(engine_env,
                                                                      run_incident):
     engine_env.write_config(lease="1s")

@@ -14,10 +14,13 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 
 from engine.refusals import MAX_FINGERPRINTS
 from tests.support.alerts import GHOST_RUNBOOK
 from tests.support.service import Store, history, wait_for
+
+pytestmark = pytest.mark.slow
 
 STORM = 2000
 

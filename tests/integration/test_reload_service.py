@@ -59,6 +59,7 @@ def runs(served: Served, runbook: str, target: str | None = None) -> list[dict]:
 
 # -- SIGHUP, `recovery reload`: a new host ------------------------------------------------
 
+@pytest.mark.slow
 def test_sighup_reloads_the_inventory_and_never_stops_the_service(serve, engine_env,
                                                                   tmp_path):
     served, markers = touchy(serve, engine_env, tmp_path)
@@ -82,6 +83,7 @@ def test_sighup_reloads_the_inventory_and_never_stops_the_service(serve, engine_
     assert [r["status"] for r in runs(served, "touchy", "cache-3")] == ["succeeded"]
 
 
+@pytest.mark.slow
 def test_a_host_added_to_the_inventory_is_known_after_recovery_reload(serve, engine_env,
                                                                       tmp_path):
     served, markers = touchy(serve, engine_env, tmp_path)
@@ -113,6 +115,7 @@ def test_a_host_added_to_the_inventory_is_known_after_recovery_reload(serve, eng
 
 # -- a set that fails validation -----------------------------------------------------------
 
+@pytest.mark.slow
 def test_an_invalid_set_is_refused_whole_and_the_old_one_stays_in_force(serve, engine_env,
                                                                         tmp_path):
     served, markers = touchy(serve, engine_env, tmp_path)
@@ -171,6 +174,7 @@ def test_an_edited_runbook_runs_in_the_service_once_reloaded(serve, engine_env, 
     assert served.stop()[0] == 0
 
 
+@pytest.mark.slow
 def test_a_step_already_started_finishes_on_the_set_it_started_with(serve, engine_env,
                                                                      tmp_path):
     began, release = tmp_path / "began", tmp_path / "release"
@@ -219,6 +223,7 @@ def pending(served: Served) -> list[dict]:
     return answer.json()["approvals"]
 
 
+@pytest.mark.slow
 def test_approving_a_step_of_a_runbook_the_service_has_not_loaded(serve, engine_env,
                                                                  tmp_path):
     marker = tmp_path / "touched"
@@ -248,6 +253,7 @@ def test_approving_a_step_of_a_runbook_the_service_has_not_loaded(serve, engine_
     assert served.stop()[0] == 0
 
 
+@pytest.mark.slow
 def test_approving_after_the_runbook_changed_plans_the_step_again(serve, engine_env,
                                                                  tmp_path):
     v1, v2 = tmp_path / "v1", tmp_path / "v2"

@@ -27,6 +27,7 @@ def echo_runbook(engine_env) -> Path:
     return install_echo_runbook(engine_env)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_hostile_label_stays_text_inside_a_real_playbook_run(engine_env, echo_runbook,
                                                              run_incident, name, tmp_path):

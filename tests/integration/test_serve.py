@@ -44,6 +44,7 @@ def runs_of(served: Served, incident_id: str):
 
 # -- start, credentials, stop ------------------------------------------------------------
 
+@pytest.mark.slow
 def test_first_start_names_the_token_files_and_sigterm_stops_everything(serve):
     """Its output goes to a file here, as to systemd's journal: kept on disk, readable
     by others. The banner names the token files (0600) and how to read them; never a
@@ -110,6 +111,7 @@ def test_on_a_terminal_the_first_start_shows_the_tokens(serve):
         shown.close()
 
 
+@pytest.mark.slow
 def test_a_bind_off_loopback_needs_tls(serve, engine_env):
     served = serve()
     for bind in ("0.0.0.0:9797", "192.0.2.1:9797", "example.com:9797"):
@@ -124,6 +126,7 @@ def test_a_bind_off_loopback_needs_tls(serve, engine_env):
     assert not (served.home / "webhook.token").exists()   # refused before anything
 
 
+@pytest.mark.slow
 @pytest.mark.requires("openssl")                     # makes the test certificate
 def test_tls_from_the_configuration(serve, engine_env, tmp_path):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
@@ -144,6 +147,7 @@ def test_tls_from_the_configuration(serve, engine_env, tmp_path):
     assert rc == 0
 
 
+@pytest.mark.slow
 def test_a_port_already_taken_stops_the_start_with_the_reason(serve):
     served = serve()
     with socket.socket() as taken:
@@ -158,6 +162,7 @@ def test_a_port_already_taken_stops_the_start_with_the_reason(serve):
 
 # -- the process model ---------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_child_that_dies_is_restarted(serve):
     served = serve().start()
     served.wait_healthy()
@@ -176,6 +181,7 @@ def test_a_child_that_dies_is_restarted(serve):
     assert rc == 0 and not served.alive()
 
 
+@pytest.mark.slow
 def test_children_do_not_outlive_the_parent(serve):
     served = serve().start()
     served.wait_healthy()
@@ -187,6 +193,7 @@ def test_children_do_not_outlive_the_parent(serve):
     assert not alive, [(p.pid, p.cmdline()) for p in alive]
 
 
+@pytest.mark.slow
 def test_sigterm_lets_a_running_step_finish_within_the_grace(serve, engine_env, tmp_path):
     started = tmp_path / "started"
     engine_env.runbook("slow", f"""
@@ -206,6 +213,7 @@ def test_sigterm_lets_a_running_step_finish_within_the_grace(serve, engine_env, 
     assert not served.alive()
 
 
+@pytest.mark.slow
 def test_a_step_still_running_after_the_grace_is_interrupted(serve, engine_env, tmp_path):
     started = tmp_path / "started"
     engine_env.runbook("stuck", f"""
@@ -271,6 +279,7 @@ def _store_writable(db: Path) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_an_alert_journaled_before_a_sigkill_is_processed_once_after_restart(
         serve, engine_env, tmp_path):
     markers = tmp_path / "markers"
@@ -325,6 +334,7 @@ def test_make_run_starts_the_service():
     assert "recovery serve" in target
 
 
+@pytest.mark.slow
 def test_a_second_sigterm_interrupts_an_alerts_step_at_once(serve, engine_env, tmp_path):
     started = tmp_path / "started"
     engine_env.runbook("stuck", f"""

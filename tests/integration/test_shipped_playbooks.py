@@ -24,6 +24,7 @@ from tests.support.ansible_fixtures import (
 # -- syntax check ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("playbook", SHIPPED)
 def test_shipped_playbooks_pass_syntax_check(
     shipped_executor: AnsibleExecutor, private_root: Path, playbook: str
@@ -49,6 +50,7 @@ def test_restart_container_check_mode_skips_the_restart(
     assert result.data["stats"]["skipped"] == {"localhost": 1}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("container", ["-rf", "a b", "$(id)", ""])
 def test_restart_container_refuses_a_bad_name(
     shipped_executor: AnsibleExecutor, artifacts_root: Path, container: str
@@ -67,6 +69,7 @@ def _old(path: Path, days: int = 30) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_disk_cleanup_lists_in_check_mode_then_deletes_only_old_matches(
     shipped_executor: AnsibleExecutor, artifacts_root: Path, tmp_path: Path
 ) -> None:
@@ -93,6 +96,7 @@ def test_disk_cleanup_lists_in_check_mode_then_deletes_only_old_matches(
     assert old_other.exists() and new_tmp.exists() and outside.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extravars", [
     {"cleanup_roots": ["/etc"]},
     {"cleanup_roots": ["/"]},
@@ -112,6 +116,7 @@ def test_disk_cleanup_refuses_unsafe_input(
     assert "refused" in result.reason
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("root", [
     "/etc/ssl", "/usr/lib/python3", "/var/lib", "/var/lib/postgresql", "/boot/grub",
     "/lib64", "/sbin", "/proc/self", "/sys/kernel", "/dev/shm", "/run/user", "/root/.cache",
@@ -127,6 +132,7 @@ def test_disk_cleanup_refuses_system_directories_and_what_is_below_them(
     assert f"refused: {root} is a system directory" in result.reason
 
 
+@pytest.mark.slow
 def test_disk_cleanup_allows_logs_and_temp_directories(
     shipped_executor: AnsibleExecutor, artifacts_root: Path
 ) -> None:
@@ -136,6 +142,7 @@ def test_disk_cleanup_allows_logs_and_temp_directories(
     assert result.status == RunStatus.SUCCEEDED, result.reason
 
 
+@pytest.mark.slow
 def test_snapshot_take_then_rollback_restores_the_data(
     shipped_executor: AnsibleExecutor, artifacts_root: Path, tmp_path: Path
 ) -> None:
@@ -191,6 +198,7 @@ def test_snapshot_take_then_rollback_restores_the_data(
     assert "data.rollback-old" in result.reason and (old / "a.txt").read_text() == "v3"
 
 
+@pytest.mark.slow
 def test_snapshot_rollback_refuses_swap_paths_outside_the_roots(
     shipped_executor: AnsibleExecutor, artifacts_root: Path, tmp_path: Path
 ) -> None:
@@ -237,6 +245,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.requires("supervisord")
 def test_snapshot_rollback_stops_the_service_before_its_pre_rollback_snapshot(
     shipped_executor: AnsibleExecutor, artifacts_root: Path, tmp_path: Path
@@ -287,6 +296,7 @@ def test_snapshot_rollback_stops_the_service_before_its_pre_rollback_snapshot(
         supervisor.stop()
 
 
+@pytest.mark.slow
 def test_snapshot_rollback_refuses_when_there_is_nothing_to_restore(
     shipped_executor: AnsibleExecutor, artifacts_root: Path, tmp_path: Path
 ) -> None:
@@ -299,6 +309,7 @@ def test_snapshot_rollback_refuses_when_there_is_nothing_to_restore(
     assert "no snapshot" in result.reason
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("program", ["web", "workers:web-1"])
 def test_process_restart_check_mode_shows_the_plan(
     shipped_executor: AnsibleExecutor, artifacts_root: Path, program: str
@@ -311,6 +322,7 @@ def test_process_restart_check_mode_shows_the_plan(
 
 
 # `workers:` (and `workers:*`) makes supervisorctl restart the whole group.
+@pytest.mark.slow
 @pytest.mark.parametrize("program", ["all", "-c", "a b", "workers:", "workers:*", ":web",
                                      "a:b:c"])
 def test_process_restart_refuses_a_bad_program(

@@ -17,10 +17,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.alertmanager import iso_at
 from tests.support.paths import TEST_PLAYBOOKS
 from tests.support.service import GRACE, Store, post_alerts, store_rows, wait_for
+
+pytestmark = pytest.mark.slow
 
 PLAYBOOK = TEST_PLAYBOOKS / "count_per_host.yml"
 HOSTS = [f"web-{n}" for n in range(1, 6)]

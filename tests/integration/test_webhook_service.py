@@ -32,7 +32,7 @@ def test_the_metrics_folder_keeps_only_running_services(tmp_path):
     home = tmp_path / "home"
     home.mkdir(mode=0o700)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
+    dead.wait(30)
     root = home / METRICS_DIR
     root.mkdir()
     for pid in (dead.pid, os.getpid()):                 # a dead service, a running one
@@ -102,6 +102,7 @@ def assert_scrapes(s: Served, expect_codes: dict, expect_results: dict, times: i
         assert families["infra_recovery_store_up"][("infra_recovery_store_up", ())] == 1
 
 
+@pytest.mark.slow
 def test_the_counters_of_every_http_worker_add_up_in_any_scrape(served):
     s = served().start()
     s.wait_healthy()
@@ -149,6 +150,7 @@ def test_the_counters_of_every_http_worker_add_up_in_any_scrape(served):
     assert not directory.exists()                      # a clean stop removes its folder
 
 
+@pytest.mark.slow
 def test_a_restart_starts_from_an_empty_metrics_folder(served):
     s = served().start()
     s.wait_healthy()
@@ -183,6 +185,7 @@ def test_a_restart_starts_from_an_empty_metrics_folder(served):
 
 # -- what the store cannot write ----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_lone_surrogate_receiver_is_refused_by_a_real_service_and_nothing_is_dropped(
         engine_env, serve):
     """The defect as seen: ``"receiver": "\\ud800"`` was answered 200 {"accepted": 1},

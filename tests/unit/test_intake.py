@@ -313,8 +313,9 @@ def test_a_resolve_with_an_earlier_start_than_its_firing_one_still_ends_the_epis
         parking, engine_env):
     """Alertmanager merges updates of one alert keeping the earliest startsAt, so the
     resolve of an episode may carry an earlier startsAt than its firing notifications
-    did (a real Alertmanager does this in test_alertmanager_e2e). It still closes the
-    incident, and a firing copy of that episode processed late starts nothing."""
+    did (a real Alertmanager does this in tests/integration/test_alertmanager_e2e.py).
+    It still closes the incident, and a firing copy of that episode processed late
+    starts nothing."""
     ctx, _ = parking
     journal(ctx, alert())
     assert drain(ctx) == 1

@@ -1,7 +1,8 @@
 """Alerts a kill switch refused that still fire: listed by `recovery status` and
 `recovery enable`, re-queued by `enable --replay` and run the normal way. The engine
 in this process (the intake drained by hand, the CLI through ``engine.cli.main``); the
-same story with a real Alertmanager and service is in test_alertmanager_switches.py."""
+same story with a real Alertmanager and service is in
+tests/integration/test_alertmanager_switches.py."""
 
 from __future__ import annotations
 

@@ -476,7 +476,7 @@ def test_metrics_can_be_opened_on_purpose(engine_env):
 
 @pytest.fixture
 def parked(engine_env, run_incident):
-    """A step parked for approval, as tests/test_approvals.py makes one."""
+    """A step parked for approval, as tests/unit/test_approvals.py makes one."""
     marker = engine_env.root / "flushed"
     engine_env.runbook("demo", f"""
         approval_timeout: 1h
