@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from engine.lifecycle import RunStatus
 from engine.store import open_store
@@ -21,28 +22,39 @@ from tests.unit.store.samples import delivery, incident, run
 JOIN = 30   # seconds: bound on any thread or process of these tests
 
 
+def an_older_store(path: Path, *statements: str | tuple[str, tuple]) -> None:
+    """A database file as an earlier version left it: ``statements`` (SQL, or SQL and its
+    parameters) run on it."""
+    db = sqlite3.connect(path)
+    try:
+        for statement in statements:
+            sql, params = (statement, ()) if isinstance(statement, str) else statement
+            db.execute(sql, params)
+        db.commit()
+    finally:
+        db.close()
+
+
 def test_deliveries_kept_one_per_row_before_are_folded_when_the_store_opens(tmp_path):
     path = tmp_path / "old.db"
-    db = sqlite3.connect(path)
-    db.execute("CREATE TABLE deliveries (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-               "fingerprint TEXT, status TEXT, starts_at TEXT, received_at REAL, "
-               "processed_at REAL, outcome TEXT, incident_id TEXT, run_id TEXT, "
-               "replayed_by TEXT, payload TEXT)")
-    db.execute("CREATE INDEX deliveries_fingerprint ON deliveries(fingerprint, id)")
     old = {"labels": {"alertname": "RedisDown"}}
     own = {"labels": {"alertname": "RecoveryExhausted", "source": "infra-recovery"}}
-    for at, (fp, status, outcome, payload) in enumerate([
-            ("fp-a", "firing", "opened incident inc-1", old),
-            ("fp-a", "firing", "attached", old),
-            ("fp-a", "firing", "refused", old),
-            ("fp-own", "firing", "the engine's own alert", own),
-            ("fp-a", "resolved", "closed", old)]):
-        db.execute("INSERT INTO deliveries (fingerprint, status, starts_at, received_at, "
-                   "processed_at, outcome, incident_id, payload) VALUES (?, ?, 's1', ?, ?, ?, "
-                   "?, ?)", (fp, status, at, at, outcome, "inc-1" if fp == "fp-a" else None,
-                             json.dumps(payload)))
-    db.commit()
-    db.close()
+    an_older_store(
+        path,
+        "CREATE TABLE deliveries (id INTEGER PRIMARY KEY AUTOINCREMENT, fingerprint TEXT, "
+        "status TEXT, starts_at TEXT, received_at REAL, processed_at REAL, outcome TEXT, "
+        "incident_id TEXT, run_id TEXT, replayed_by TEXT, payload TEXT)",
+        "CREATE INDEX deliveries_fingerprint ON deliveries(fingerprint, id)",
+        *[("INSERT INTO deliveries (fingerprint, status, starts_at, received_at, "
+           "processed_at, outcome, incident_id, payload) VALUES (?, ?, 's1', ?, ?, ?, ?, ?)",
+           (fp, status, at, at, outcome, "inc-1" if fp == "fp-a" else None,
+            json.dumps(payload)))
+          for at, (fp, status, outcome, payload) in enumerate([
+              ("fp-a", "firing", "opened incident inc-1", old),
+              ("fp-a", "firing", "attached", old),
+              ("fp-a", "firing", "refused", old),
+              ("fp-own", "firing", "the engine's own alert", own),
+              ("fp-a", "resolved", "closed", old)])])
     store = open_store(f"sqlite:///{path}")
     try:
         got = store.deliveries(fingerprint="fp-a")
@@ -67,23 +79,22 @@ def test_the_sqlite_file_is_private(tmp_path):
 
 def test_a_store_created_before_a_column_was_added_opens_and_gains_it(tmp_path):
     path = tmp_path / "old.db"
-    db = sqlite3.connect(path)
-    db.execute("CREATE TABLE incidents (id TEXT PRIMARY KEY, runbook TEXT NOT NULL, "
-               "component TEXT NOT NULL, target TEXT NOT NULL, state TEXT NOT NULL, "
-               "failure_type TEXT, trigger TEXT, requested_by TEXT, fingerprint TEXT, "
-               "labels TEXT, opened_at REAL, updated_at REAL, closed_at REAL, reason TEXT, "
-               "next_try_at REAL, step INTEGER, only_strategy TEXT, forced INTEGER, "
-               "approved_step INTEGER, approved_by TEXT, attempt_id TEXT, attempts INTEGER, "
-               "verify_until REAL, open_key TEXT UNIQUE)")
-    db.execute("CREATE TABLE runs (id TEXT PRIMARY KEY, component TEXT NOT NULL, "
-               "runbook TEXT, strategy TEXT, target TEXT, status TEXT NOT NULL, trigger TEXT, "
-               "incident_id TEXT, attempt_id TEXT, kind TEXT, started_at REAL, "
-               "finished_at REAL, check_mode INTEGER, fingerprint TEXT, requested_by TEXT, "
-               "approved_by TEXT, forced INTEGER, reason TEXT, runbook_sha256 TEXT, "
-               "playbook_sha256 TEXT, heartbeat_at REAL, claimed_by TEXT, "
-               "claimed_until REAL)")
-    db.commit()
-    db.close()
+    an_older_store(
+        path,
+        "CREATE TABLE incidents (id TEXT PRIMARY KEY, runbook TEXT NOT NULL, "
+        "component TEXT NOT NULL, target TEXT NOT NULL, state TEXT NOT NULL, "
+        "failure_type TEXT, trigger TEXT, requested_by TEXT, fingerprint TEXT, "
+        "labels TEXT, opened_at REAL, updated_at REAL, closed_at REAL, reason TEXT, "
+        "next_try_at REAL, step INTEGER, only_strategy TEXT, forced INTEGER, "
+        "approved_step INTEGER, approved_by TEXT, attempt_id TEXT, attempts INTEGER, "
+        "verify_until REAL, open_key TEXT UNIQUE)",
+        "CREATE TABLE runs (id TEXT PRIMARY KEY, component TEXT NOT NULL, "
+        "runbook TEXT, strategy TEXT, target TEXT, status TEXT NOT NULL, trigger TEXT, "
+        "incident_id TEXT, attempt_id TEXT, kind TEXT, started_at REAL, "
+        "finished_at REAL, check_mode INTEGER, fingerprint TEXT, requested_by TEXT, "
+        "approved_by TEXT, forced INTEGER, reason TEXT, runbook_sha256 TEXT, "
+        "playbook_sha256 TEXT, heartbeat_at REAL, claimed_by TEXT, "
+        "claimed_until REAL)")
     store = open_store(f"sqlite:///{path}")
     try:
         opened = incident()
