@@ -52,7 +52,7 @@ from engine.outages import describe, is_outage
 from engine.records import AuditEvent, Delivery, Incident
 from engine.routing import is_own_alert, match_runbook
 from engine.store import StoreUnavailable
-from engine.store.base import IntakeItem
+from engine.store.intake_journal import IntakeItem
 from engine.templating import TemplateError
 from engine.triggers import Opened, TriggerRequest, open_incident, resolve_target
 

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from engine.inventory import Inventory
     from engine.redaction import Redactor
     from engine.runbook import Runbook
-    from engine.store.base import Store
+    from engine.store.shared_values import SharedValues
     from engine.validation import SetValidation
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ class SetRecord:
             return None
 
 
-def recorded_set(store: Store) -> SetRecord | None:
+def recorded_set(store: SharedValues) -> SetRecord | None:
     """The set in force, or None when no service or reload has recorded one."""
     return SetRecord.from_value(store.get_value(RECORD_KEY))
 
