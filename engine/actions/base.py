@@ -1,8 +1,9 @@
 """What an in-process action is: a name, a scope, ``run`` and ``plan``.
 
-Scope (DESIGN.md): ``embedded`` actions act on resources that *this* process
-registered (a redis-py pool, a chromadb client) and are skipped where nothing is
-registered; ``remote`` actions act through a server's own API and work anywhere.
+Scope (docs/runbooks.md, "Actions and scopes"): ``embedded`` actions act on resources
+that *this* process registered (a redis-py pool, a chromadb client) and are skipped
+where nothing is registered; ``remote`` actions act through a server's own API and work
+anywhere.
 """
 
 from __future__ import annotations

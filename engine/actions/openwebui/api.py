@@ -27,6 +27,7 @@ def _tls() -> Any:
 
 
 def http_client(**kw: Any) -> Any:
+    """An ``httpx.Client`` (``kw`` as httpx takes them) sharing the one TLS context."""
     import httpx
 
     return httpx.Client(verify=_tls(), **kw)
