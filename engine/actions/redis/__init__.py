@@ -20,21 +20,21 @@ host and port and drops its connections, so every client built on the pool follo
 next command. It cannot move what holds a connection outside the pool: a ``PubSub``, a
 pipeline or lock in flight keeps the old address until the application opens it again.
 
-The actions live in one module per concept: ``redis_endpoints`` (where to connect: the
-inventory, Sentinel, which node is the primary), ``redis_failover`` (``reconnect``),
-``redis_keys`` (``flush_corrupted``, ``sample_keys_readable``) and ``redis_probe``
-(``ping``). This module is the entry point the registry imports.
+The actions live in one module per concept: ``endpoints`` (where to connect: the
+inventory, Sentinel, which node is the primary), ``failover`` (``reconnect``), ``keys``
+(``flush_corrupted``, ``sample_keys_readable``) and ``probe`` (``ping``). This package is
+the entry point the registry imports.
 """
 
 from __future__ import annotations
 
-from engine.actions.redis_failover import Reconnect
-from engine.actions.redis_keys import FlushCorrupted, SampleKeysReadable
-from engine.actions.redis_probe import Ping
+from engine.actions.redis.failover import Reconnect
+from engine.actions.redis.keys import FlushCorrupted, SampleKeysReadable
+from engine.actions.redis.probe import Ping
 
 
 def register(registry) -> None:
-    """Register the Redis actions (the registry imports this module by name)."""
+    """Register the Redis actions (the registry imports this package by name)."""
     registry.register(Ping())
     registry.register(Reconnect())
     registry.register(FlushCorrupted())

@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 from engine.actions.base import REMOTE, Action, ActionContext, ActionResult
-from engine.actions.redis_endpoints import connect, number
+from engine.actions.redis.endpoints import connect, number
 
 
 class Ping(Action):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.actions.base import REMOTE, Action, ActionContext, ActionResult
-from engine.actions.redis_endpoints import number, primary_client
+from engine.actions.redis.endpoints import number, primary_client
 
 SAMPLE = 10                      # key names shown in a plan or a record
 _GLOB = "*?[\\"                   # where a SCAN pattern stops being a literal prefix

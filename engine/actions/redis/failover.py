@@ -15,8 +15,8 @@ import random
 import time
 from typing import Any
 
-from engine.actions.base import EMBEDDED, Action, ActionContext, ActionResult
-from engine.actions.redis_endpoints import (
+from engine.actions.base import EMBEDDED, ActionContext, ActionResult, PlannedAction
+from engine.actions.redis.endpoints import (
     Endpoint,
     Settings,
     check_primary,
@@ -54,7 +54,7 @@ def _pool_settings(pool) -> Settings:
     return Settings(pool.connection_class, kwargs)
 
 
-class Reconnect(Action):
+class Reconnect(PlannedAction):
     """Fail the application's registered pool over to the primary that is healthy now.
 
     Where Sentinel is configured (``redis_sentinels`` + ``redis_sentinel_service``) the
@@ -75,14 +75,9 @@ class Reconnect(Action):
     resource = "redis"
     timeout = 45.0
 
-    def run(self, ctx: ActionContext) -> ActionResult:
-        return self._failover(ctx, move=True)
-
-    def plan(self, ctx: ActionContext) -> ActionResult:
-        """Where the pool would go now (one round, no waiting); nothing moves."""
-        return self._failover(ctx, move=False)
-
-    def _failover(self, ctx: ActionContext, move: bool) -> ActionResult:
+    def act(self, ctx: ActionContext, change: bool) -> ActionResult:
+        """Fails the pool over; as a plan (``change`` false), says where the pool would go
+        now (one round, no waiting) and moves nothing."""
         import redis
 
         registered = ctx.resource("redis")
@@ -92,7 +87,7 @@ class Reconnect(Action):
                                 f"{type(registered).__name__}: register the application's "
                                 "redis.Redis client or redis.ConnectionPool")
         try:
-            rounds = int(number(ctx, "rounds", 10, low=1, high=100)) if move else 1
+            rounds = int(number(ctx, "rounds", 10, low=1, high=100)) if change else 1
             backoff = number(ctx, "backoff", 0.25, duration=True, high=60)
             backoff_max = number(ctx, "backoff_max", 4, duration=True, high=300)
             timeout = number(ctx, "check_timeout", 1, duration=True, low=0.05, high=30)
@@ -102,7 +97,7 @@ class Reconnect(Action):
         from redis.sentinel import SentinelConnectionPool
 
         if isinstance(pool, SentinelConnectionPool):
-            return self._sentinel_managed(ctx, pool, registered, move)
+            return self._sentinel_managed(ctx, pool, registered, change)
         current = _pool_endpoint(pool)
         if current is None:
             return ActionResult(False, "refused: the registered pool uses a unix socket; "
@@ -137,7 +132,7 @@ class Reconnect(Action):
                                 f"after {round_no} round(s) over {data['seconds']:g}s: "
                                 f"{'; '.join(checks)}", data)
         data["to"] = str(found)
-        if not move:
+        if not change:
             verb = "would stay on" if found == current else f"would move from {current} to"
             return ActionResult(True, f"{verb} {found}, the primary now ({source}); "
                                 "nothing changed", data)
