@@ -36,10 +36,10 @@ from engine.context import EngineContext
 from engine.executors import private_dirs
 from engine.intake import drain, release_abandoned
 from engine.lifecycle import IncidentState, RunStatus
-from engine.loaded_set import drop_replaced
 from engine.orchestrator import RunCallback, advance, hand_back_interrupted
 from engine.outages import OutageLog
 from engine.records import RunRecord
+from engine.reload import drop_replaced
 from engine.retention import prune_if_due
 from engine.store import StoreUnavailable
 

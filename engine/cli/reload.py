@@ -1,5 +1,5 @@
 """``recovery reload``: validate the runbooks, playbooks and inventory as one set and put
-it in force in the running service (engine.loaded_set)."""
+it in force in the running service (engine.reload)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 
 def cmd_reload(ctx: EngineContext, args: argparse.Namespace) -> int:
-    from engine.loaded_set import describe, reload_set
+    from engine.loaded_set import describe
+    from engine.reload import reload_set
 
     done = reload_set(ctx, operator(args))
     if args.json:
