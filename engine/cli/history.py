@@ -18,6 +18,7 @@ from engine.cli.output import (
     emit_json,
     emit_json_line,
     err,
+    indented,
     key_values,
     out,
     span,
@@ -178,7 +179,7 @@ def cmd_show(ctx: EngineContext, args: argparse.Namespace) -> int:
         return _follow(ctx, artifacts, args, last)
     out("\nstdout:")
     text = artifacts.read_stdout()
-    out(_indent(text.rstrip("\n")) if text.strip() else "  (empty)")
+    out(indented(text.rstrip("\n")) if text.strip() else "  (empty)")
     return OK
 
 
@@ -326,8 +327,4 @@ def _print_event(event: dict[str, Any], as_json: bool) -> None:
         out(f"{head}  {stdout}")
     else:
         out(head)
-        out(_indent(stdout, "      "))
-
-
-def _indent(text: str, prefix: str = "  ") -> str:
-    return "\n".join(f"{prefix}{line}" for line in text.splitlines())
+        out(indented(stdout, "      "))

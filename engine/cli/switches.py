@@ -16,11 +16,13 @@ from engine.cli.output import (
     alert_text,
     emit_json,
     err,
+    indented,
     out,
     table,
     when,
     when_ago,
 )
+from engine.cli.report_parts import capability_words, refused_table
 from engine.context import EngineContext
 from engine.records import AuditEvent, DegradedReason, Switch, new_id
 
@@ -224,7 +226,6 @@ def _refused_while_off(ctx: EngineContext, args: argparse.Namespace, who: str, t
     """List the alerts of this scope a kill switch refused that still fire; with
     --replay, re-queue them (recorded as the operator's ``replay``)."""
     from engine.cli.recover import approve_hint
-    from engine.cli.status import refused_table
     from engine.refused_alerts import refused_alerts, replay
 
     scope = _scope(component, target)
@@ -235,7 +236,7 @@ def _refused_while_off(ctx: EngineContext, args: argparse.Namespace, who: str, t
                 "fires")
         return
     out(f"\nrefused by a kill switch for {scope}, still firing:")
-    out(_indent(refused_table([a.to_dict() for a in found], t)))
+    out(indented(refused_table([a.to_dict() for a in found], t)))
     for a in found:
         covering = [s for s in still if s.covers(a.run.component, a.run.target)]
         if covering:
@@ -356,7 +357,7 @@ def cmd_degraded(ctx: EngineContext, args: argparse.Namespace) -> int:
         if mode.get("capabilities"):
             out(f"  {capability_words(mode)}")
         if mode["reasons"]:
-            out(_indent(table(mode["reasons"], [
+            out(indented(table(mode["reasons"], [
                 ("KEY", lambda r: r["key"]),
                 ("TARGET", lambda r: r["target"]),
                 ("INCIDENT", lambda r: r["incident_id"]),
@@ -370,22 +371,7 @@ def cmd_degraded(ctx: EngineContext, args: argparse.Namespace) -> int:
     return OK
 
 
-def capability_words(mode: dict[str, Any]) -> str:
-    """A mode's capability matrix in words that cannot be misread: what it switches off
-    when on (the mode is off), or what is off now (it is on)."""
-    kept = [k for k, stays_on in (mode.get("capabilities") or {}).items() if stays_on]
-    if mode["active"]:
-        words = f"off now: {', '.join(mode['off_now']) or 'nothing'}"
-        return words + (f" (still on: {', '.join(kept)})" if kept else "")
-    words = f"when on, switches off: {', '.join(mode['switches_off']) or 'nothing'}"
-    return words + (f" (keeps on: {', '.join(kept)})" if kept else "")
-
-
 def _reason_words(r: DegradedReason, t: float) -> str:
     where = f" on {r.target}" if r.target else ""
     return (f"{r.key}{where} ({'manual' if r.manual else 'automatic'}, by {r.created_by or '?'}"
             f", since {when(r.since)}): {r.reason}")
-
-
-def _indent(text: str) -> str:
-    return "\n".join(f"  {line}" for line in text.splitlines())
