@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from engine.context import EngineContext
+from engine.notify_due import post_soon
 from engine.records import AuditEvent, Incident
 
 KEY = "exhausted"
@@ -68,7 +69,7 @@ def mark(ctx: EngineContext, incident: Incident, reason: str) -> None:
         return entries
 
     ctx.store.update_value(KEY, put)
-    _changed(ctx)
+    post_soon(ctx)
 
 
 def clear(ctx: EngineContext, runbook: str, target: str) -> Exhaustion | None:
@@ -123,11 +124,5 @@ def _remove(ctx: EngineContext, key: str, only_if) -> Exhaustion | None:
 
     ctx.store.update_value(KEY, drop)
     if removed:
-        _changed(ctx)
+        post_soon(ctx)
     return removed[0] if removed else None
-
-
-def _changed(ctx: EngineContext) -> None:
-    from engine.notifier import post_soon
-
-    post_soon(ctx)

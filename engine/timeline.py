@@ -218,4 +218,3 @@ def _event_time(event: dict[str, Any], run: RunRecord) -> float:
     except ValueError:
         return run.finished_at or run.started_at
     return moment.replace(tzinfo=UTC).timestamp()
-
