@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engine.cli.common import OK, USAGE, CliError, loaded_set_note, runbooks
+from engine.cli.common import CliError, command, loaded_set_note, runbooks
+from engine.cli.exits import OK, USAGE
 from engine.cli.output import emit_json, err, indented, out, table, when
 from engine.context import EngineContext
 
@@ -28,8 +29,7 @@ exit codes: 0 the plan was printed (whatever it says), 2 unreadable file or usag
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("test", parents=parents, help="plan only: what would happen",
-                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "test", parents, help="plan only: what would happen", description=HELP)
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--component", "-c", metavar="C", help="component or runbook name")
     which.add_argument("--alert", metavar="FILE", help="Alertmanager webhook JSON ('-': stdin)")

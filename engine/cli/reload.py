@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from engine.cli.common import OK, USAGE, operator
+from engine.cli.common import command, operator
+from engine.cli.exits import OK, USAGE
 from engine.cli.output import emit_json, err, out, when
 from engine.context import EngineContext
 
@@ -26,9 +27,9 @@ printed), or the configuration cannot be read.
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("reload", parents=parents,
-                       help="validate runbooks, playbooks, inventory; put them in force",
-                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "reload", parents,
+                help="validate runbooks, playbooks, inventory; put them in force",
+                description=HELP)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_reload)
 

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.cli.common import USAGE, CliError, positive_int
+from engine.cli.common import CliError, positive_int
+from engine.cli.exits import USAGE
 from engine.cli.output import out
 from engine.context import EngineContext
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from engine.cli.common import FAILED, OK, now
+from engine.cli.common import now
+from engine.cli.exits import FAILED, OK
 from engine.cli.output import ago, emit_json, err, indented, out, span, table, when
 from engine.cli.report_parts import capability_words, refused_table
 from engine.context import EngineContext

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.cli.common import OK, CliError, now, operator
+from engine.cli.common import CliError, command, now, operator
+from engine.cli.exits import OK
 from engine.cli.output import (
     ago,
     alert_text,
@@ -64,9 +65,8 @@ exit codes: 0 done, 2 unknown mode.
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("disable", parents=parents, help="kill switch: stop auto-recovery",
-                       description=DISABLE_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "disable", parents, help="kill switch: stop auto-recovery",
+                description=DISABLE_HELP)
     p.add_argument("--component", "-c", metavar="C")
     p.add_argument("--target", "-t", metavar="T")
     p.add_argument("--for", dest="duration", default="1h", metavar="DURATION",
@@ -77,26 +77,23 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                    "in this scope")
     p.set_defaults(func=cmd_disable)
 
-    p = sub.add_parser("enable", parents=parents, help="remove kill switches of a scope",
-                       description=ENABLE_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "enable", parents, help="remove kill switches of a scope",
+                description=ENABLE_HELP)
     p.add_argument("--component", "-c", metavar="C")
     p.add_argument("--target", "-t", metavar="T")
     p.add_argument("--replay", action="store_true",
                    help="re-queue the refused alerts of this scope that still fire")
     p.set_defaults(func=cmd_enable)
 
-    p = sub.add_parser("unlock", parents=parents, help="break a target's lock (recorded)",
-                       description=UNLOCK_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "unlock", parents, help="break a target's lock (recorded)",
+                description=UNLOCK_HELP)
     p.add_argument("target", metavar="TARGET")
     p.add_argument("--component", "-c", metavar="C",
                    help="only if the lock is held for this component")
     p.set_defaults(func=cmd_unlock)
 
-    p = sub.add_parser("degraded", parents=parents, help="degraded modes: list or switch",
-                       description=DEGRADED_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "degraded", parents, help="degraded modes: list or switch",
+                description=DEGRADED_HELP)
     which = p.add_mutually_exclusive_group()
     which.add_argument("--on", metavar="MODE", help="switch a mode on by hand")
     which.add_argument("--off", metavar="MODE", help="switch a mode off (every reason)")
