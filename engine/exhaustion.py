@@ -15,12 +15,11 @@ touched: an acknowledgement is an audit event (who, when, which incident).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from engine.context import EngineContext
 from engine.notify_due import post_soon
-from engine.records import AuditEvent, Incident
+from engine.records import AsDict, AuditEvent, Incident
 
 KEY = "exhausted"
 
@@ -34,16 +33,13 @@ class UnknownIncident(AckRefused):
 
 
 @dataclass(frozen=True)
-class Exhaustion:
+class Exhaustion(AsDict):
     runbook: str
     component: str
     target: str
     incident_id: str        # the incident that ended exhausted (the latest, if several)
     since: float            # when it first went on for this (runbook, target)
     reason: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _key(runbook: str, target: str) -> str:

@@ -26,10 +26,12 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from engine.records import AsDict
 
 if TYPE_CHECKING:
     from engine.config import Config
@@ -132,7 +134,7 @@ def _walk(root: Path, prefix: str) -> Iterator[tuple[str, Path]]:
 
 
 @dataclass(frozen=True)
-class SetRecord:
+class SetRecord(AsDict):
     """The set in force, as the store records it (``loaded_set``)."""
 
     sha256: str
@@ -142,9 +144,6 @@ class SetRecord:
     runbooks: list[str] = field(default_factory=list)
     files: int = 0
     replaced: str | None = None                     # the hash of the set it replaced
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @property
     def path(self) -> Path:
