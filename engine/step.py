@@ -208,9 +208,10 @@ def keep(run_id: str, write: Callable[[], Any], patience: Patience | None = None
     """An artifacts write once a decision is made or a step has run. A full or read-only
     disk must not keep the store from recording the outcome: the store's row is then the
     account, and the log says what is missing. (A step whose record cannot be written
-    before it starts never starts: engine.orchestrator.) With ``patience`` (the end of a
-    step that ran, already in the store: run.json must not stay "running"), a write that
-    meets an outage is tried again on a thread of its own while the incident goes on."""
+    before it starts never starts: the orchestrator's ``_begin``.) With ``patience`` (the
+    end of a step that ran, already in the store: run.json must not stay "running"), a
+    write that meets an outage is tried again on a thread of its own while the incident
+    goes on."""
     try:
         write()
         return True
