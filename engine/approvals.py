@@ -25,10 +25,10 @@ from engine.artifacts import RunArtifacts
 from engine.context import EngineContext
 from engine.gates.base import when
 from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
-from engine.notifier import post_soon
-from engine.orchestrator import finish_attempt
+from engine.notify_due import post_soon
 from engine.records import Approval, Incident, RunRecord, Switch
 from engine.runbook import Runbook
+from engine.settle import close_incident
 
 
 class DecisionError(ValueError):
@@ -157,12 +157,9 @@ def replan_changed(ctx: EngineContext, approval: Approval, runbook: Runbook | No
     if approval.strategy not in names:
         words = (f"{reason}; run {approval.run_id} canceled; the runbook has no step "
                  f"{approval.strategy} any more: incident {incident.id} canceled")
-        closed = ctx.store.update_incident(
-            incident.id, expect=[IncidentState.OPEN, IncidentState.REMEDIATING],
-            state=IncidentState.CANCELED, closed_at=time.time(), next_try_at=None,
-            approved_step=None, approved_by=None, reason=words)
-        if closed is not None:
-            finish_attempt(ctx, incident, AttemptOutcome.CANCELED)
+        close_incident(ctx, incident, IncidentState.CANCELED, AttemptOutcome.CANCELED, words,
+                       expect=[IncidentState.OPEN, IncidentState.REMEDIATING],
+                       approved_step=None, approved_by=None)
         return words
     words = (f"{reason}; run {approval.run_id} canceled; step {approval.strategy} of "
              f"incident {incident.id} is planned again under the new text")
@@ -218,12 +215,10 @@ def cancel(ctx: EngineContext, ident: str, *, by: str, why: str = "") -> str:
         elif cancel_waiting(ctx, r, words, by):
             said.append(f"canceled run {r.id}")
     if incident is not None and incident.state.is_open:
-        closed = ctx.store.update_incident(
-            incident.id, expect=[IncidentState.OPEN, IncidentState.REMEDIATING],
-            state=IncidentState.CANCELED, closed_at=time.time(), next_try_at=None,
-            reason=words)
+        closed = close_incident(ctx, incident, IncidentState.CANCELED,
+                                AttemptOutcome.CANCELED, words,
+                                expect=[IncidentState.OPEN, IncidentState.REMEDIATING])
         if closed is not None:
-            finish_attempt(ctx, incident, AttemptOutcome.CANCELED)
             said.append(f"canceled incident {incident.id}")
     return "; ".join(said) or f"{ident}: nothing left to cancel"
 
@@ -335,11 +330,7 @@ def _after_no(ctx: EngineContext, approval: Approval, words: str) -> None:
                                   step=_index_of(ctx, incident, approval.strategy) + 1,
                                   reason=words)
         return
-    closed = ctx.store.update_incident(incident.id, expect=[IncidentState.REMEDIATING],
-                                       state=IncidentState.CANCELED, closed_at=time.time(),
-                                       reason=words)
-    if closed is not None:
-        finish_attempt(ctx, incident, AttemptOutcome.REJECTED)
+    close_incident(ctx, incident, IncidentState.CANCELED, AttemptOutcome.REJECTED, words)
 
 
 def _index_of(ctx: EngineContext, incident: Incident, strategy: str) -> int:

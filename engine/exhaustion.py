@@ -15,11 +15,11 @@ touched: an acknowledgement is an audit event (who, when, which incident).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from engine.context import EngineContext
-from engine.records import AuditEvent, Incident
+from engine.notify_due import post_soon
+from engine.records import AsDict, AuditEvent, Incident
 
 KEY = "exhausted"
 
@@ -33,16 +33,13 @@ class UnknownIncident(AckRefused):
 
 
 @dataclass(frozen=True)
-class Exhaustion:
+class Exhaustion(AsDict):
     runbook: str
     component: str
     target: str
     incident_id: str        # the incident that ended exhausted (the latest, if several)
     since: float            # when it first went on for this (runbook, target)
     reason: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _key(runbook: str, target: str) -> str:
@@ -68,7 +65,7 @@ def mark(ctx: EngineContext, incident: Incident, reason: str) -> None:
         return entries
 
     ctx.store.update_value(KEY, put)
-    _changed(ctx)
+    post_soon(ctx)
 
 
 def clear(ctx: EngineContext, runbook: str, target: str) -> Exhaustion | None:
@@ -123,11 +120,5 @@ def _remove(ctx: EngineContext, key: str, only_if) -> Exhaustion | None:
 
     ctx.store.update_value(KEY, drop)
     if removed:
-        _changed(ctx)
+        post_soon(ctx)
     return removed[0] if removed else None
-
-
-def _changed(ctx: EngineContext) -> None:
-    from engine.notifier import post_soon
-
-    post_soon(ctx)

@@ -47,10 +47,11 @@ from engine.inventory import UnknownTarget
 from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
 from engine.liveness import holder_gone
 from engine.metrics import HEARTBEAT_KEY
-from engine.orchestrator import advance, finish_attempt
+from engine.orchestrator import advance
 from engine.outages import describe, is_outage
 from engine.records import AuditEvent, Delivery, Incident
 from engine.routing import is_own_alert, match_runbook
+from engine.settle import close_incident
 from engine.store import StoreUnavailable
 from engine.store.intake_journal import IntakeItem
 from engine.templating import TemplateError
@@ -213,16 +214,14 @@ def resolve(ctx: EngineContext, alert: Alert) -> Incident | None:
 def _close_resolved(ctx: EngineContext, incident: Incident, alert: Alert) -> Incident | None:
     """The incident ends ``resolved``: what waits for approval is canceled, the attempt
     ends; nothing running is aborted."""
-    closed = ctx.store.update_incident(
-        incident.id, expect=[IncidentState.OPEN, IncidentState.REMEDIATING],
-        state=IncidentState.RESOLVED, closed_at=time.time(), next_try_at=None,
-        reason=f"alert resolved (fingerprint {alert.fingerprint})")
+    closed = close_incident(ctx, incident, IncidentState.RESOLVED, AttemptOutcome.RESOLVED,
+                            f"alert resolved (fingerprint {alert.fingerprint})",
+                            expect=[IncidentState.OPEN, IncidentState.REMEDIATING])
     if closed is None:
         return None  # ended by someone else meanwhile
     for waiting in ctx.store.query_runs(incident_id=closed.id, limit=None):
         if waiting.status in (RunStatus.PENDING_APPROVAL, RunStatus.QUEUED):
             cancel_waiting(ctx, waiting, "alert resolved", None)
-    finish_attempt(ctx, closed, AttemptOutcome.RESOLVED)
     log.info("intake: incident %s resolved by %r", closed.id, alert.dedup_key)
     return ctx.store.get_incident(closed.id) or closed
 

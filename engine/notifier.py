@@ -13,7 +13,8 @@ Each post carries an ``endsAt`` a few intervals ahead: a worker re-posts them ev
 remembered in the store, so an alert whose condition ended is posted once more as
 resolved (``endsAt`` now) instead of lingering until its ``endsAt``, even by another
 process or after a restart; whatever changes a condition (a decision on an approval, an
-exhausted target, an acknowledgement) calls ``post_soon`` so the next worker pass posts.
+exhausted target, an acknowledgement) calls ``post_soon`` so the next worker pass posts
+(engine.notify_due: when).
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ from typing import Any
 import httpx
 
 from engine.context import EngineContext
+from engine.exhaustion import current as exhausted
 
 log = logging.getLogger(__name__)
 SOURCE = "infra-recovery"
-POSTED_AT = "notify_posted_at"   # when the last post was claimed (claim_due)
 POSTED = "notify_posted"         # what it posted: {identity: {"alert": ..., "ends": ...}}
 
 
@@ -52,8 +53,6 @@ def identity(alert: dict[str, Any]) -> str:
 
 
 def current_alerts(ctx: EngineContext, now: float | None = None) -> list[dict[str, Any]]:
-    from engine.exhaustion import current as exhausted
-
     now = now or time.time()
     ends = now + 3 * ctx.config.notify_interval
     store = ctx.store
@@ -86,13 +85,6 @@ def current_alerts(ctx: EngineContext, now: float | None = None) -> list[dict[st
              "command": f"recovery approve {approval.run_id}  (or --reject)"},
             approval.requested_at or now, ends))
     return out
-
-
-def post_soon(ctx: EngineContext) -> None:
-    """A condition changed: the next worker pass posts, whatever the interval (the claim
-    of the last post is given up; a resolve then reaches Alertmanager at once)."""
-    if ctx.config.alertmanagers:
-        ctx.store.set_value(POSTED_AT, None)
 
 
 def post(ctx: EngineContext, now: float | None = None) -> dict[str, str]:

@@ -11,12 +11,12 @@ import threading
 import time
 from typing import Any
 
-from engine.artifacts import RunArtifacts
 from engine.context import EngineContext
 from engine.gates import GateContext
 from engine.lifecycle import RunStatus
-from engine.records import Incident, RunRecord, new_id
+from engine.records import Incident, RunRecord
 from engine.runbook import Runbook, Strategy
+from engine.step import RunCallback, beat, execute, new_run, open_record
 from engine.templating import TemplateError, render_data
 from engine.triggers import TriggerRequest, resolve_target
 
@@ -97,10 +97,8 @@ def plan(ctx: EngineContext, request: TriggerRequest) -> dict[str, Any]:
 
 def check_runs(ctx: EngineContext, runbook: Runbook, target: str, *,
                strategy: str | None = None, diff: bool = False, requested_by: str = "",
-               on_run: Any = None) -> list[RunRecord]:
+               on_run: RunCallback | None = None) -> list[RunRecord]:
     """``recover --check``: every step in check mode; nothing changes, nothing counts."""
-    from engine.orchestrator import _execute, _playbook_sha, beat
-
     incident = Incident(id="-", runbook=runbook.name, component=runbook.component,
                         target=target, trigger="manual", requested_by=requested_by)
     runs = []
@@ -111,13 +109,9 @@ def check_runs(ctx: EngineContext, runbook: Runbook, target: str, *,
         gate_ctx = GateContext(runbook=runbook, strategy=step, target=target, store=ctx.store,
                                check_mode=True, holder=ctx.holder)
         _final, asked = ctx.gates.decide(gate_ctx)
-        run = RunRecord(id=new_id("run"), component=runbook.component, runbook=runbook.name,
-                        strategy=step.name, target=target, status=RunStatus.RUNNING,
-                        kind=step.kind, started_at=now, check_mode=True,
-                        requested_by=requested_by, runbook_sha256=runbook.sha256,
-                        playbook_sha256=_playbook_sha(ctx, step), reason="check mode")
-        artifacts = RunArtifacts(ctx.artifacts_dir, run.id, ctx.redactor).create()
-        artifacts.write_run_json({**run.to_dict(), "gates": [d.to_dict() for d in asked]})
+        run = new_run(ctx, incident, runbook, step, RunStatus.RUNNING, now, incident_id=None,
+                      check_mode=True, reason="check mode")
+        artifacts = open_record(ctx, run, {"gates": [d.to_dict() for d in asked]})
         cancel = threading.Event()
         ctx.running[run.id] = cancel
         ctx.store.add_run(run)
@@ -125,8 +119,8 @@ def check_runs(ctx: EngineContext, runbook: Runbook, target: str, *,
             on_run(run)
         lease = ctx.leases.hold(None, on_beat=lambda r=run.id, c=cancel: beat(ctx, r, c))
         try:
-            result = _execute(ctx, incident, runbook, step, run, artifacts, cancel,
-                              check=True, diff=diff)
+            result = execute(ctx, incident, runbook, step, run, artifacts, cancel,
+                             check=True, diff=diff)
         finally:
             lease.release()
             ctx.running.pop(run.id, None)

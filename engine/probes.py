@@ -27,7 +27,8 @@ def run_due(ctx: EngineContext, now: float | None = None,
             run: Callable[[str], None] | None = None) -> int:
     """Run the probes whose time has come; returns how many checks ran. ``run`` takes
     the id of an incident this opened and claimed (default: advance it here)."""
-    from engine.orchestrator import advance, seen_healthy
+    from engine.orchestrator import advance
+    from engine.settle import seen_healthy
 
     run = run or (lambda incident_id: advance(ctx, incident_id))
     now = now or time.time()

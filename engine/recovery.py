@@ -29,9 +29,10 @@ from engine.config import Config, keep_files_private, load_config
 from engine.context import EngineContext
 from engine.executors import private_dirs
 from engine.lifecycle import IncidentState
-from engine.orchestrator import advance, seen_healthy
+from engine.orchestrator import advance
 from engine.records import Incident
 from engine.resources import ResourceRegistry
+from engine.settle import seen_healthy
 from engine.triggers import TriggerRequest, open_incident
 from engine.worker import Worker
 

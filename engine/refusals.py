@@ -30,15 +30,15 @@ instance in its reason: it is counted under "unknown target" alone).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+import time
+from typing import Any
 
 from engine.artifacts import RunArtifacts
+from engine.context import EngineContext
 from engine.lifecycle import RunStatus
 from engine.outages import describe
 from engine.records import RunRecord
-
-if TYPE_CHECKING:
-    from engine.context import EngineContext
+from engine.step import RunCallback, end_run, keep, open_record
 
 log = logging.getLogger(__name__)
 WINDOW = 60.0             # seconds: one record per key per window
@@ -68,9 +68,7 @@ def record_counted(ctx: EngineContext, run: RunRecord, details: dict[str, Any], 
     stored = ctx.store.add_refusal(run, key, max_fingerprints=MAX_FINGERPRINTS)
     if stored.id == run.id:   # the first of its minute: its one directory
         try:
-            artifacts = RunArtifacts(ctx.artifacts_dir, run.id, ctx.redactor).create()
-            artifacts.write_run_json({**run.to_dict(), **details})
-            artifacts.set_status(RunStatus.REFUSED.value, 0)
+            open_record(ctx, run, details).set_status(RunStatus.REFUSED.value, 0)
         except OSError as exc:
             # The store's row is the account (a full disk must not make the refusal,
             # already counted, be taken again and counted twice).
@@ -78,3 +76,21 @@ def record_counted(ctx: EngineContext, run: RunRecord, details: dict[str, Any], 
                         describe(exc))
     ctx.store.record_outcome(run.component, run.strategy, "refused", None)
     return stored
+
+
+def record_refusal(ctx: EngineContext, run: RunRecord, details: dict[str, Any], *,
+                   resume: RunRecord | None = None, on_run: RunCallback | None = None,
+                   reason_key: str | None = None) -> None:
+    """Record a step the gates refused (or that no strategy handles). An alert's or a
+    probe's is counted (``record_counted``); an operator's own command, or an approved
+    step refused when it is taken up again (``resume``), keeps a record of its own: its
+    directory, and its end as any run's."""
+    if resume is None and counted(run.trigger, opens_incident=True):
+        run.finished_at = time.time()
+        stored = record_counted(ctx, run, details, reason_key=reason_key)
+        if on_run:
+            on_run(stored)
+        return
+    artifacts = RunArtifacts(ctx.artifacts_dir, run.id, ctx.redactor)
+    keep(run.id, lambda: open_record(ctx, run, details, artifacts))
+    end_run(ctx, run, artifacts, RunStatus.REFUSED, run.reason, resume, on_run)

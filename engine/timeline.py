@@ -11,13 +11,13 @@ and the operator's acts on the kill switch that covered it. Read only: from the 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from engine.artifacts import RunArtifacts
 from engine.gates.base import when
-from engine.records import Delivery, Incident, RunRecord, Switch
+from engine.records import AsDict, Delivery, Incident, RunRecord, Switch
 
 if TYPE_CHECKING:
     from engine.context import EngineContext
@@ -27,15 +27,12 @@ _SWITCH_ACTS = ("disable", "enable", "replay")
 
 
 @dataclass
-class Entry:
+class Entry(AsDict):
     at: float
     kind: str                     # delivery | incident | gate | run | verify | approval | operator
     what: str                     # one line, in words
     run_id: str | None = None
     incident_id: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -218,4 +215,3 @@ def _event_time(event: dict[str, Any], run: RunRecord) -> float:
     except ValueError:
         return run.finished_at or run.started_at
     return moment.replace(tzinfo=UTC).timestamp()
-

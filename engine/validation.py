@@ -2,7 +2,7 @@
 reason for each bad one), every playbook (``ansible-playbook --syntax-check``) and the
 inventory (unknown or ambiguous names, malformed endpoints).
 
-``recovery validate`` prints it; a reload (engine.loaded_set) puts a set in force only
+``recovery validate`` prints it; a reload (engine.reload) puts a set in force only
 when it finds nothing wrong. Pure reading: nothing is changed or recorded here.
 """
 

@@ -36,11 +36,14 @@ from engine.context import EngineContext
 from engine.executors import private_dirs
 from engine.intake import drain, release_abandoned
 from engine.lifecycle import IncidentState, RunStatus
-from engine.loaded_set import drop_replaced
-from engine.orchestrator import RunCallback, advance, hand_back_interrupted
+from engine.notify_due import claim_post
+from engine.orchestrator import advance
 from engine.outages import OutageLog
 from engine.records import RunRecord
+from engine.reload import drop_replaced
 from engine.retention import prune_if_due
+from engine.settle import hand_back_interrupted
+from engine.step import RunCallback
 from engine.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -50,7 +53,7 @@ OUTAGE_BACKOFF_MAX = 5.0    # s between passes at most while the storage is out
 def interrupt_run(ctx: EngineContext, run: RunRecord, reason: str, now: float) -> bool:
     """A running step whose process stopped (or is stopping): ``interrupted``, its attempt
     ended as interrupted, its incident handed back to the workers at that step, which is
-    verified before it runs again (engine.orchestrator.hand_back_interrupted). False if
+    verified before it runs again (engine.settle.hand_back_interrupted). False if
     the run had already ended (the store refuses the move)."""
     if ctx.store.update_run(run.id, status=RunStatus.INTERRUPTED, finished_at=now,
                             reason=reason) is None:
@@ -193,8 +196,7 @@ class Worker:
         time: the last post's time is kept in the store)."""
         if not self.ctx.config.alertmanagers:
             return
-        if not self.ctx.store.claim_due("notify_posted_at", now,
-                                        self.ctx.config.notify_interval):
+        if not claim_post(self.ctx, now):
             return
         try:
             notifier.post(self.ctx)

@@ -633,8 +633,8 @@ def test_a_set_copy_is_private_to_its_owner(engine_env):
 
 def test_a_replaced_set_is_removed_once_no_step_can_use_it(engine_env):
     from engine.lifecycle import RunStatus as Status
-    from engine.loaded_set import reload_set
     from engine.records import RunRecord, new_id
+    from engine.reload import reload_set
 
     first = _reload(engine_env)
     add_host(engine_env)

@@ -35,7 +35,7 @@ from engine.artifacts import RunArtifacts
 from engine.durations import parse_duration
 from engine.exhaustion import AckRefused, UnknownIncident, acknowledge
 from engine.lifecycle import RunStatus
-from engine.loaded_set import reload_set
+from engine.reload import reload_set
 from engine.reports import degraded_modes, status_report
 from engine.roles import Access
 from webhook.auth import requires

@@ -27,7 +27,8 @@ from engine.cli import (
     token,
     validate,
 )
-from engine.cli.common import FAILED, OK, USAGE, CliError, build_context, housekeeping
+from engine.cli.common import CliError, build_context, housekeeping
+from engine.cli.exits import FAILED, OK, USAGE
 from engine.cli.output import err
 
 DESCRIPTION = """\

@@ -5,17 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.cli.common import (
-    FAILED,
-    OK,
-    PARKED,
-    REFUSED,
-    USAGE,
-    CliError,
-    loaded_set_note,
-    now,
-    operator,
-)
+from engine.cli.common import CliError, command, loaded_set_note, now, operator
+from engine.cli.exits import FAILED, OK, PARKED, REFUSED, USAGE
 from engine.cli.output import ago, emit_json, err, out, table, when
 from engine.cli.recover import Foreground, approve_hint, outcome
 from engine.context import EngineContext
@@ -55,9 +46,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_pending)
 
-    p = sub.add_parser("approve", parents=parents, help="approve or reject a parked step",
-                       description=APPROVE_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "approve", parents, help="approve or reject a parked step",
+                description=APPROVE_HELP)
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--reject", action="store_true", help="say no instead")
     p.add_argument("--reason", "-r", default="", metavar="R", help="why (recorded)")
@@ -65,9 +55,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                    help="run the approved step here, in the foreground")
     p.set_defaults(func=cmd_approve)
 
-    p = sub.add_parser("cancel", parents=parents, help="cancel a run or an incident",
-                       description=CANCEL_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "cancel", parents, help="cancel a run or an incident", description=CANCEL_HELP)
     p.add_argument("ident", metavar="RUN_ID|INCIDENT_ID")
     p.set_defaults(func=cmd_cancel)
 

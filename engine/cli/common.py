@@ -1,4 +1,5 @@
-"""What every command shares: exit codes, who is acting, the one EngineContext."""
+"""What every command shares: who is acting, the one EngineContext, how a command ends
+with an error (``CliError``; its exit codes are engine.cli.exits)."""
 
 from __future__ import annotations
 
@@ -8,26 +9,12 @@ import os
 import time
 from typing import TYPE_CHECKING
 
+from engine.cli.exits import USAGE
 from engine.durations import parse_duration
 
 if TYPE_CHECKING:
     from engine.context import EngineContext
     from engine.runbook import Runbook
-
-# Exit codes (DESIGN.md, Interfaces).
-OK = 0          # done and verified
-FAILED = 1      # failed (exhausted, canceled, interrupted, store lost mid-way)
-USAGE = 2       # usage or configuration error
-PARKED = 3      # parked for approval
-REFUSED = 4     # refused or deferred by a gate (cooldown, disabled, lock, unknown target)
-
-# With several hosts the worst outcome decides: failed > refused/deferred > parked > ok.
-_SEVERITY = {OK: 0, PARKED: 1, REFUSED: 2, FAILED: 3, USAGE: 4}
-
-
-def worst(codes: list[int]) -> int:
-    return max(codes, key=lambda c: _SEVERITY.get(c, 5), default=OK)
-
 
 class CliError(Exception):
     """Ends the command with a one-line message on stderr and an exit code."""
@@ -36,6 +23,14 @@ class CliError(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
+
+
+def command(sub: argparse._SubParsersAction, name: str, parents: list[argparse.ArgumentParser],
+            *, help: str, description: str) -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` prints its description as written (paragraphs,
+    lists, examples), not refilled."""
+    return sub.add_parser(name, parents=parents, help=help, description=description,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def operator(args: argparse.Namespace) -> str:

@@ -133,6 +133,11 @@ def _rest_of_terminal(before: Sequence[int]) -> int | None:
     return max(LAST_COLUMN_MIN, columns - sum(w + 2 for w in before))
 
 
+def indented(text: str, prefix: str = "  ") -> str:
+    """Every line of ``text`` under a heading: after ``prefix``."""
+    return "\n".join(f"{prefix}{line}" for line in text.splitlines())
+
+
 def key_values(pairs: Iterable[tuple[str, Any]], indent: str = "") -> str:
     items = [(k, "-" if v is None or v == "" else str(v)) for k, v in pairs]
     if not items:

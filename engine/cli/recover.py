@@ -13,18 +13,8 @@ import threading
 import time
 from typing import Any
 
-from engine.cli.common import (
-    FAILED,
-    OK,
-    PARKED,
-    REFUSED,
-    USAGE,
-    CliError,
-    loaded_set_note,
-    operator,
-    runbook,
-    worst,
-)
+from engine.cli.common import CliError, command, loaded_set_note, operator, runbook
+from engine.cli.exits import FAILED, OK, PARKED, REFUSED, USAGE, worst
 from engine.cli.output import err, out, span, when
 from engine.context import EngineContext
 from engine.lifecycle import IncidentState, RunStatus
@@ -51,8 +41,8 @@ under way elsewhere). With several hosts the worst wins: 1 over 4 over 3 over 0.
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("recover", parents=parents, help="run a runbook by hand (foreground)",
-                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "recover", parents, help="run a runbook by hand (foreground)",
+                description=HELP)
     p.add_argument("--component", "-c", required=True, metavar="C",
                    help="component or runbook name")
     p.add_argument("--strategy", "-s", metavar="S", help="run this one strategy only")

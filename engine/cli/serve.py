@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.cli.common import USAGE, CliError, positive_int
+from engine.cli.common import CliError, positive_int
+from engine.cli.exits import USAGE
 from engine.cli.output import out
 from engine.context import EngineContext
 
@@ -91,7 +92,7 @@ def start_warnings(config: Config, settings: ServiceSettings) -> list[str]:
 def _load_set(ctx: EngineContext) -> None:
     """Put the files on disk in force as the set every process of the service loads (a
     copy: engine.loaded_set); a runbook that does not load stops the start (exit 2)."""
-    from engine.loaded_set import reload_set
+    from engine.reload import reload_set
 
     done = reload_set(ctx, f"recovery serve (start, pid {os.getpid()})", start=True)
     if not done.ok:

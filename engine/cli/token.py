@@ -11,7 +11,8 @@ import argparse
 import secrets
 import time
 
-from engine.cli.common import OK, USAGE, CliError, operator
+from engine.cli.common import CliError, command, operator
+from engine.cli.exits import OK, USAGE
 from engine.cli.output import emit_json, err, out, table, when
 from engine.context import EngineContext
 from engine.roles import ROLES
@@ -34,9 +35,8 @@ RESERVED = ("webhook", "operator", "metrics")
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("token", parents=parents, help="issue, list and revoke credentials",
-                       description=TOKEN_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "token", parents, help="issue, list and revoke credentials",
+                description=TOKEN_HELP)
     verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
     add = verbs.add_parser("add", parents=parents, help="a new token, printed once")
     add.add_argument("name", metavar="NAME", help="who holds it (recorded as who acted)")
