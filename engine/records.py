@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
+from engine.orchestration.lifecycle import AttemptOutcome, IncidentState, RunStatus
 
 
 class AsDict:
@@ -88,7 +88,7 @@ class RunRecord:
     playbook_sha256: str | None = None
     gate: str | None = None              # refused, deferred or parked: the gate that said so
     # A refusal stands for every refusal of its (reason, runbook, target) in its minute
-    # (engine.refusals): how many, and the first fingerprints among them; its other
+    # (engine.orchestration.refusals): how many, and the first fingerprints among them; its other
     # fields (reason, requested_by, incident_id, times, run.json) are the first's.
     count: int = 1
     fingerprints: list[str] = field(default_factory=list)

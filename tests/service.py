@@ -196,7 +196,7 @@ class Served:
         return kids
 
     def engine_workers(self) -> list[psutil.Process]:
-        return [p for p in self.children() if "engine.worker_process" in command(p)]
+        return [p for p in self.children() if "engine.service.worker_process" in command(p)]
 
     def gunicorn(self) -> list[psutil.Process]:
         return [p for p in self.children() if "gunicorn" in command(p)]
@@ -211,7 +211,7 @@ class Served:
         for p in kids:
             try:
                 cmd = " ".join(p.cmdline())
-                if "engine.worker_process" in cmd:
+                if "engine.service.worker_process" in cmd:
                     roles["engine"].append(p)
                 elif "gunicorn" in cmd and p.ppid() == parent.pid:
                     roles["master"].append(p)

@@ -20,7 +20,7 @@ import yaml
 pytest.importorskip("chromadb")
 
 from engine.actions.chromadb import ChromaCollections  # noqa: E402
-from engine.lifecycle import IncidentState, RunStatus  # noqa: E402
+from engine.orchestration.lifecycle import IncidentState, RunStatus  # noqa: E402
 from tests.chroma_server import ChromaServer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -372,8 +372,8 @@ def _segment_of(server: ChromaServer, collection_id: str) -> str:
 
 
 def _incident(ctx, failure_type: str):
-    from engine.orchestrator import advance
-    from engine.triggers import TriggerRequest, open_incident
+    from engine.orchestration.attempt import advance
+    from engine.orchestration.triggers import TriggerRequest, open_incident
 
     opened = open_incident(ctx, TriggerRequest(runbook="chromadb", target="chroma-1",
                                                failure_type=failure_type))

@@ -21,7 +21,7 @@ import pytest
 from engine.actions.base import ActionContext
 from engine.actions.registry import default_registry
 from engine.cli import main
-from engine.runbook_loader import load_runbook
+from engine.runbooks.loader import load_runbook
 from tests.supervisor import Program, Supervisor
 from tests.system_env import (
     MIB,

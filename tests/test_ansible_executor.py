@@ -23,8 +23,8 @@ import pytest
 from engine.artifacts import RunArtifacts
 from engine.executors import StepResult
 from engine.executors.ansible import AnsibleExecutor, render_extravars
-from engine.lifecycle import RunStatus
-from engine.redaction import Redactor
+from engine.orchestration.lifecycle import RunStatus
+from engine.security.redaction import Redactor
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_PLAYBOOKS = ROOT / "tests" / "playbooks"

@@ -426,7 +426,7 @@ def test_approve_now_leaves_a_run_a_worker_holds(env: Env) -> None:
 
 
 def test_approving_a_step_of_a_closed_incident_is_refused(env: Env) -> None:
-    from engine.lifecycle import IncidentState
+    from engine.orchestration.lifecycle import IncidentState
 
     assert env.cli("recover", "-c", "guarded").code == 3
     (pending,) = env.cli("pending", "--json").json()
@@ -478,8 +478,8 @@ def test_every_command_expires_due_approvals_where_no_service_runs(env: Env) -> 
 
 def test_housekeeping_prunes_hourly_and_never_breaks_a_command(
         env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.approvals
-    import engine.retention
+    import engine.orchestration.approvals
+    import engine.service.retention
 
     assert env.cli("validate").code == 0
     assert env.store().get_value("retention_pruned_at") is None  # validate only reads
@@ -492,8 +492,8 @@ def test_housekeeping_prunes_hourly_and_never_breaks_a_command(
     def boom(ctx, now=None):
         raise RuntimeError("database is\nlocked")
 
-    monkeypatch.setattr(engine.approvals, "expire_due", boom)
-    monkeypatch.setattr(engine.retention, "prune_if_due", boom)
+    monkeypatch.setattr(engine.orchestration.approvals, "expire_due", boom)
+    monkeypatch.setattr(engine.service.retention, "prune_if_due", boom)
     r = env.cli("incidents", "--json")
     assert r.code == 0 and r.json() == []
     warnings = r.err.strip().splitlines()
@@ -854,7 +854,7 @@ def test_history_gives_the_reason_the_rest_of_the_terminal_and_all_of_it_in_a_pi
         env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     """A program's own error comes after its log prefix (redis: pid, role, time):
     a reason cut at a fixed width loses it."""
-    from engine.lifecycle import RunStatus
+    from engine.orchestration.lifecycle import RunStatus
     from engine.records import RunRecord, new_id
 
     now = time.time()

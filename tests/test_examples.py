@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine.routing import match_runbook
-from engine.runbook_loader import load_runbooks
+from engine.alerts.routing import match_runbook
+from engine.runbooks.loader import load_runbooks
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "docs" / "examples"

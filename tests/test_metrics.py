@@ -26,11 +26,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from engine.config import load_config
 from engine.context import EngineContext
-from engine.lifecycle import IncidentState
-from engine.metrics import StoreCollector, registry_for, render_json, render_text
-from engine.orchestrator import advance
+from engine.orchestration.attempt import advance
+from engine.orchestration.lifecycle import IncidentState
+from engine.orchestration.triggers import TriggerRequest, open_incident
 from engine.records import Switch, new_id
-from engine.triggers import TriggerRequest, open_incident
+from engine.reporting.metrics import StoreCollector, registry_for, render_json, render_text
 
 REPO = Path(__file__).resolve().parent.parent
 RULES = REPO / "docs" / "examples" / "recovery-engine-rules.yml"
@@ -232,7 +232,7 @@ def test_two_processes_report_the_same_counters(ctx: EngineContext, config_file:
     script = ("import json, sys\n"
               "from engine.config import load_config\n"
               "from engine.context import EngineContext\n"
-              "from engine.metrics import render_json\n"
+              "from engine.reporting.metrics import render_json\n"
               "print(json.dumps(render_json(EngineContext(load_config(sys.argv[1])))))\n")
     proc = subprocess.run([sys.executable, "-c", script, str(config_file)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
@@ -285,13 +285,13 @@ def test_registering_the_collector_does_not_read_the_store(ctx: EngineContext) -
 
 
 def test_metrics_module_imports_only_prometheus_client() -> None:
-    code = ("import sys; import engine.metrics; "
+    code = ("import sys; import engine.reporting.metrics; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('ansible', 'ansible_runner', 'redis', 'httpx', 'flask', 'chromadb', 'yaml', "
             "'jinja2', 'engine')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=REPO).stdout
-    assert ast.literal_eval(out) == ["engine", "engine.metrics"]
+    assert ast.literal_eval(out) == ["engine", "engine.reporting.metrics"]
 
 
 # -- the alert rules for the engine itself ----------------------------------------------------

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from engine import probes
-from engine.lifecycle import IncidentState
+from engine.orchestration.lifecycle import IncidentState
 from engine.records import DegradedReason
+from engine.service import probes
 from tests.redis_servers import HAS_REDIS, RedisServer
 
 
@@ -102,7 +102,7 @@ all:
 
 
 def test_workers_run_the_probes(engine_env):
-    from engine.worker import Worker
+    from engine.service.worker import Worker
 
     health = engine_env.root / "healthy"
     probed(engine_env, health)

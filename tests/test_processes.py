@@ -11,15 +11,15 @@ import sys
 import textwrap
 import time
 
-from engine.lifecycle import IncidentState, RunStatus
-from engine.worker import Worker
+from engine.orchestration.lifecycle import IncidentState, RunStatus
+from engine.service.worker import Worker
 
 RUN_ONE = textwrap.dedent("""
     import sys
     from engine.config import load_config
     from engine.context import EngineContext
-    from engine.orchestrator import advance
-    from engine.triggers import TriggerRequest, open_incident
+    from engine.orchestration.attempt import advance
+    from engine.orchestration.triggers import TriggerRequest, open_incident
     ctx = EngineContext(load_config())
     opened = open_incident(ctx, TriggerRequest(runbook=sys.argv[1], target=sys.argv[2]))
     print(advance(ctx, opened.incident.id).state.value, flush=True)
@@ -164,7 +164,7 @@ def test_an_incident_orphaned_between_steps_is_handed_back_to_the_workers(engine
 def test_a_live_check_mode_run_is_not_taken_for_dead(engine_env):
     import threading
 
-    from engine.planner import check_runs
+    from engine.orchestration.planner import check_runs
 
     engine_env.write_config(lease="0.3s")
     engine_env.runbook("slow", "strategies: [{name: nap, action: test.sleep, "

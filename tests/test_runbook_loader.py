@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from engine.runbook import Matcher, Mode, Priority, Runbook, Verify
-from engine.runbook_loader import (
+from engine.runbooks.loader import (
     RunbookError,
     check_runbooks,
     load_runbook,
     load_runbooks,
 )
+from engine.runbooks.model import Matcher, Mode, Priority, Runbook, Verify
 
 RUNBOOKS_DIR = Path(__file__).resolve().parent.parent / "runbooks"
 ACTIONS = {

@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-from engine.lifecycle import IncidentState, RunStatus
+from engine.orchestration.lifecycle import IncidentState, RunStatus
 
 HOSTILE = {
     "lookup": "{{ lookup('pipe', 'id') }}",
@@ -59,7 +59,7 @@ def test_hostile_label_stays_text_inside_a_real_playbook_run(engine_env, echo_ru
 
 
 def test_connection_settings_in_a_runbook_are_refused_at_load(engine_env):
-    from engine.runbook_loader import RunbookError, load_runbook
+    from engine.runbooks.loader import RunbookError, load_runbook
 
     path = engine_env.runbook("sneaky", """
         strategies:

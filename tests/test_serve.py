@@ -20,8 +20,8 @@ import httpx
 import psutil
 import pytest
 
-from engine.lifecycle import IncidentState, RunStatus
-from engine.triggers import TriggerRequest, open_incident
+from engine.orchestration.lifecycle import IncidentState, RunStatus
+from engine.orchestration.triggers import TriggerRequest, open_incident
 from tests.service import GRACE, START, Served, command, history, wait_for, webhook_token
 
 FIXTURE = Path(__file__).parent / "fixtures" / "alertmanager" / "01_promgen_firing_2alerts.json"

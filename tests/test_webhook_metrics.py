@@ -24,8 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from engine.config import load_config
 from engine.context import EngineContext
-from engine.metrics import render_text
-from engine.service import METRICS_DIR, prepare_metrics_dir
+from engine.reporting.metrics import render_text
+from engine.service.supervisor import METRICS_DIR, prepare_metrics_dir
 from tests.service import GRACE, Served, free_port, wait_for, webhook_token
 from tests.test_webhook import (
     AS_ALICE,
@@ -131,7 +131,7 @@ def test_unknown_codes_are_folded_into_their_class():
 
 
 def test_the_gunicorn_config_reads_the_local_file_and_marks_dead_workers(tmp_path, monkeypatch):
-    """engine/gunicorn_conf.py: ./gunicorn.conf.py still applies (as without --config), its
+    """engine/service/gunicorn_conf.py: ./gunicorn.conf.py still applies (as without --config), its
     child_exit still runs, and mark_process_dead drops the dead worker's live gauges."""
     seen = tmp_path / "their-child-exit"
     (tmp_path / "gunicorn.conf.py").write_text(

@@ -18,8 +18,8 @@ import time
 import httpx
 import pytest
 
+from engine.alerts.intake import drain
 from engine.config import load_config
-from engine.intake import drain
 from tests.service import Store, wait_for
 from tests.test_webhook import Service, good_alert, notification
 from webhook.notification import MAX_VALUE

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 
 def cmd_ack(ctx: EngineContext, args: argparse.Namespace) -> int:
-    from engine.exhaustion import AckRefused, UnknownIncident, acknowledge
+    from engine.orchestration.exhaustion import AckRefused, UnknownIncident, acknowledge
 
     who = operator(args)
     try:

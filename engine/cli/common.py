@@ -14,7 +14,7 @@ from engine.durations import parse_duration
 
 if TYPE_CHECKING:
     from engine.context import EngineContext
-    from engine.runbook import Runbook
+    from engine.runbooks.model import Runbook
 
 class CliError(Exception):
     """Ends the command with a one-line message on stderr and an exit code."""
@@ -48,7 +48,7 @@ def build_context(args: argparse.Namespace) -> EngineContext:
     """Config, store, action registry; every start-up problem is a CliError (exit 2)."""
     from engine.config import ConfigError, load_config
     from engine.context import EngineContext
-    from engine.runbook_loader import RunbookError
+    from engine.runbooks.loader import RunbookError
     from engine.store import StoreUnavailable
 
     try:
@@ -89,10 +89,10 @@ def housekeeping(ctx: EngineContext) -> None:
     store) and remove the private data dirs of runs whose process died (secrets in clear:
     engine.executors.private_dirs). None may break the command: a problem is one warning
     line on stderr."""
-    from engine.approvals import expire_due
     from engine.cli.output import err
     from engine.executors.private_dirs import sweep
-    from engine.retention import prune_if_due
+    from engine.orchestration.approvals import expire_due
+    from engine.service.retention import prune_if_due
 
     for what, chore in (("expiring approvals", expire_due),
                         ("pruning old artifacts", prune_if_due),
@@ -107,7 +107,7 @@ def housekeeping(ctx: EngineContext) -> None:
 
 def runbooks(ctx: EngineContext) -> list[Runbook]:
     """The loaded runbooks; a bad one stops the command with its file:line: reason."""
-    from engine.runbook_loader import RunbookError
+    from engine.runbooks.loader import RunbookError
 
     try:
         return ctx.runbooks
@@ -154,7 +154,7 @@ def now() -> float:
 def loaded_set_note(ctx: EngineContext) -> str | None:
     """A line for commands that read the files afresh while a service may run another set:
     None when no set is recorded or the files on disk are that set."""
-    from engine.loaded_set import describe, disk_differs, recorded_set
+    from engine.runbooks.loaded_set import describe, disk_differs, recorded_set
 
     try:
         record = recorded_set(ctx.store)

@@ -27,7 +27,7 @@ from engine.cli.output import (
     when,
 )
 from engine.context import EngineContext
-from engine.lifecycle import RunStatus
+from engine.orchestration.lifecycle import RunStatus
 
 SHOW_HELP = """\
 A run id: its record (run.json), its events in order (each event's output), then its
@@ -184,7 +184,7 @@ def cmd_show(ctx: EngineContext, args: argparse.Namespace) -> int:
 
 
 def _show_timeline(ctx: EngineContext, args: argparse.Namespace) -> int:
-    from engine.timeline import timeline
+    from engine.reporting.timeline import timeline
 
     found = timeline(ctx, args.run_id)
     if found is None:
@@ -298,7 +298,7 @@ def _print_record(record: Any, run_json: dict[str, Any]) -> None:
 
 
 def _counted(record: dict[str, Any]) -> str | None:
-    """A refusal record that stands for several (engine.refusals): how many, which."""
+    """A refusal record that stands for several (engine.orchestration.refusals): how many, which."""
     count = record.get("count") or 1
     if count <= 1:
         return None

@@ -67,8 +67,8 @@ def read_alerts(path: str) -> list[dict[str, Any]]:
 
 
 def cmd_test(ctx: EngineContext, args: argparse.Namespace) -> int:
-    from engine.planner import plan
-    from engine.triggers import TriggerRequest
+    from engine.orchestration.planner import plan
+    from engine.orchestration.triggers import TriggerRequest
 
     runbooks(ctx)
     if (note := loaded_set_note(ctx)) is not None:   # the plan is of the files, not the service

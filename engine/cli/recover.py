@@ -17,7 +17,7 @@ from engine.cli.common import CliError, command, loaded_set_note, operator, runb
 from engine.cli.exits import FAILED, OK, PARKED, REFUSED, USAGE, worst
 from engine.cli.output import err, out, span, when
 from engine.context import EngineContext
-from engine.lifecycle import IncidentState, RunStatus
+from engine.orchestration.lifecycle import IncidentState, RunStatus
 from engine.records import Incident, RunRecord
 
 HELP = """\
@@ -115,7 +115,7 @@ class Foreground:
 
     def cancel_incident(self) -> None:
         """After a signal: cancel what is left of the attempt (outside any transaction)."""
-        from engine.approvals import DecisionError, cancel
+        from engine.orchestration.approvals import DecisionError, cancel
 
         ident = self.incident_id
         if not ident or ident in self._canceled:
@@ -179,7 +179,7 @@ def approve_hint(args: argparse.Namespace) -> str:
 
 def cmd_recover(ctx: EngineContext, args: argparse.Namespace) -> int:
     from engine.inventory import UnknownTarget
-    from engine.triggers import TriggerRequest, record_refusal
+    from engine.orchestration.triggers import TriggerRequest, record_refusal
 
     who = operator(args)
     if args.diff and not args.check:
@@ -223,8 +223,8 @@ def cmd_recover(ctx: EngineContext, args: argparse.Namespace) -> int:
 
 def _one(ctx: EngineContext, args: argparse.Namespace, fg: Foreground, name: str, host: str,
          who: str) -> int:
-    from engine.orchestrator import advance
-    from engine.triggers import TriggerRequest, open_incident
+    from engine.orchestration.attempt import advance
+    from engine.orchestration.triggers import TriggerRequest, open_incident
 
     opened = open_incident(ctx, TriggerRequest(
         runbook=name, target=host, trigger="manual", requested_by=who,
@@ -257,7 +257,7 @@ def _one(ctx: EngineContext, args: argparse.Namespace, fg: Foreground, name: str
 
 def _check(ctx: EngineContext, args: argparse.Namespace, rb: Any, hosts: list[str],
            who: str) -> int:
-    from engine.planner import check_runs
+    from engine.orchestration.planner import check_runs
 
     failed = 0
     with Foreground(ctx, who, check=True) as fg:

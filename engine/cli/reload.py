@@ -1,5 +1,5 @@
 """``recovery reload``: validate the runbooks, playbooks and inventory as one set and put
-it in force in the running service (engine.reload)."""
+it in force in the running service (engine.runbooks.reload)."""
 
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 
 def cmd_reload(ctx: EngineContext, args: argparse.Namespace) -> int:
-    from engine.loaded_set import describe
-    from engine.reload import reload_set
+    from engine.runbooks.loaded_set import describe
+    from engine.runbooks.reload import reload_set
 
     done = reload_set(ctx, operator(args))
     if args.json:

@@ -1,4 +1,4 @@
-"""Parts of the status report (engine.reports) that more than one command prints the
+"""Parts of the status report (engine.reporting.reports) that more than one command prints the
 same way: ``status`` and ``enable`` list the alerts a kill switch refused, ``status``
 and ``degraded`` say what a degraded mode switches off."""
 

@@ -1,4 +1,5 @@
-"""``recovery status`` (engine.reports, shared with the HTTP API) and ``recovery metrics``."""
+"""``recovery status`` (engine.reporting.reports, shared with the HTTP API) and
+``recovery metrics``."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 
 def cmd_status(ctx: EngineContext, args: argparse.Namespace) -> int:
-    from engine.reports import status_report
+    from engine.reporting.reports import status_report
 
     t = now()
     report = status_report(ctx, t)
@@ -126,7 +127,7 @@ def _last(last: dict | None, t: float) -> str:
 
 def cmd_metrics(ctx: EngineContext, args: argparse.Namespace) -> int:
     try:
-        from engine import metrics
+        from engine.reporting import metrics
     except ImportError as exc:
         err(f"metrics are not available in this build: {exc}")
         return FAILED

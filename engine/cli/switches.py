@@ -106,7 +106,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 def _loaded_runbooks(ctx: EngineContext) -> list[Any] | None:
     """The runbooks, or None (with a warning) when they do not load."""
-    from engine.runbook_loader import RunbookError
+    from engine.runbooks.loader import RunbookError
 
     try:
         return ctx.runbooks
@@ -172,7 +172,7 @@ def cmd_disable(ctx: EngineContext, args: argparse.Namespace) -> int:
     detail = switch.to_dict()
     said: list[str] = []
     if args.cancel_running:
-        from engine.approvals import stop_in_scope
+        from engine.orchestration.approvals import stop_in_scope
 
         stopped = stop_in_scope(ctx, switch.component, switch.target, by=who,
                                 reason=switch.reason)
@@ -222,8 +222,8 @@ def _refused_while_off(ctx: EngineContext, args: argparse.Namespace, who: str, t
                        still: list[Switch]) -> None:
     """List the alerts of this scope a kill switch refused that still fire; with
     --replay, re-queue them (recorded as the operator's ``replay``)."""
+    from engine.alerts.refused import refused_alerts, replay
     from engine.cli.recover import approve_hint
-    from engine.refused_alerts import refused_alerts, replay
 
     scope = _scope(component, target)
     found = refused_alerts(ctx.store, since=since, component=component, target=target)
@@ -309,7 +309,7 @@ def known_modes(ctx: EngineContext, loaded: list[Any] | None) -> dict[str, dict[
 
 
 def cmd_degraded(ctx: EngineContext, args: argparse.Namespace) -> int:
-    from engine.reports import degraded_modes
+    from engine.reporting.reports import degraded_modes
 
     who = operator(args)
     t = now()

@@ -35,8 +35,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 
 def cmd_validate(ctx: EngineContext, args: argparse.Namespace) -> int:
-    from engine.loaded_set import SetPaths
-    from engine.validation import validate_set
+    from engine.runbooks.loaded_set import SetPaths
+    from engine.runbooks.validation import validate_set
 
     found = validate_set(SetPaths.of(ctx.config), known_actions=ctx.registry.names(),
                          degraded_modes=ctx.config.degraded_modes, redactor=ctx.redactor)

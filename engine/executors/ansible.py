@@ -60,9 +60,9 @@ from engine.executors.private_dirs import (
     make_private_dir,
     private_root,
 )
-from engine.lifecycle import RunStatus
+from engine.orchestration.lifecycle import RunStatus
 from engine.outages import describe, is_outage
-from engine.redaction import Redactor, is_secret_name
+from engine.security.redaction import Redactor, is_secret_name
 
 log = logging.getLogger(__name__)
 

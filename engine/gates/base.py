@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from engine.records import Incident, Lock
-    from engine.runbook import Runbook, Strategy
+    from engine.runbooks.model import Runbook, Strategy
     from engine.store.base import Store
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from engine.gates.base import Decision, Gate, GateContext, when
 
 if TYPE_CHECKING:
-    from engine.runbook import Runbook
+    from engine.runbooks.model import Runbook
     from engine.store.gate_state import Cooldowns
 
 

@@ -11,7 +11,7 @@ from abc import abstractmethod
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from engine.lifecycle import RunStatus
+from engine.orchestration.lifecycle import RunStatus
 from engine.records import RunRecord
 
 
@@ -32,12 +32,13 @@ class RunIndex(Protocol):
 
     @abstractmethod
     def add_refusal(self, run: RunRecord, key: str, *, max_fingerprints: int) -> RunRecord:
-        """Count the refusal ``run`` into the record of ``key`` (engine.refusals), at once:
-        the first of a key adds ``run`` (count 1); each next one adds 1 to its ``count``
-        and, while it has counted fewer than ``max_fingerprints``, lists its fingerprint
-        (once) and links its fingerprint and incident, so ``query_runs(fingerprint=...,
-        incident_id=...)`` finds the record. Returns the record as stored now: ``run.id``
-        is its id only when this call created it."""
+        """Count the refusal ``run`` into the record of ``key``
+        (engine.orchestration.refusals), at once: the first of a key adds ``run`` (count 1);
+        each next one adds 1 to its ``count`` and, while it has counted fewer than
+        ``max_fingerprints``, lists its fingerprint (once) and links its fingerprint and
+        incident, so ``query_runs(fingerprint=..., incident_id=...)`` finds the record.
+        Returns the record as stored now: ``run.id`` is its id only when this call created
+        it."""
 
     @abstractmethod
     def query_runs(

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from engine.lifecycle import (
+from engine.orchestration.lifecycle import (
     AttemptOutcome,
     IncidentState,
     RunStatus,
