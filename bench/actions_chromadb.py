@@ -51,8 +51,8 @@ def main() -> int:
     from engine.artifacts import RunArtifacts
     from engine.config import load_config
     from engine.context import EngineContext
+    from engine.orchestration.verify import verify
     from engine.records import new_id
-    from engine.verify import verify
     from tests.support.chroma_server import ChromaServer
 
     with tempfile.TemporaryDirectory(prefix="bench-chroma-") as tmp:

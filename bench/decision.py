@@ -37,9 +37,9 @@ from engine.actions.base import REMOTE, Action, ActionContext, ActionResult
 from engine.actions.registry import default_registry
 from engine.config import load_config
 from engine.context import EngineContext
-from engine.lifecycle import IncidentState
-from engine.orchestrator import advance
-from engine.triggers import TriggerRequest, open_incident
+from engine.orchestration.attempt import advance
+from engine.orchestration.lifecycle import IncidentState
+from engine.orchestration.triggers import TriggerRequest, open_incident
 
 TARGET_P99_MS = 5.0
 STARTED: list[float] = []   # perf_counter() at the top of each action run()

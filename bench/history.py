@@ -13,7 +13,7 @@ commits once per run, which would spend the time budget on seeding). Four compon
 For each, ``store.query_runs(component=..., since=now-24h, limit=100)`` is timed over 200
 repetitions (p50/p99), then ``recovery history --component X --last 24h --json`` runs as
 a subprocess 5 times (mean), next to a bare interpreter start for scale. Last, the mean
-time of one metrics scrape (``engine.metrics.render_text``) over the same store.
+time of one metrics scrape (``engine.reporting.metrics.render_text``) over the same store.
 
     .venv/bin/python bench/history.py [--quick] [-n 100000]
 """
@@ -133,7 +133,7 @@ def time_scrape(home: Path, reps: int) -> float:
     """Mean seconds of one metrics scrape (``render_text``) over this store."""
     from engine.config import load_config
     from engine.context import EngineContext
-    from engine.metrics import render_text
+    from engine.reporting.metrics import render_text
 
     ctx = EngineContext(load_config(home.parent / "recovery.yml", environ={}))
     render_text(ctx)  # runbooks loaded once

@@ -1,6 +1,6 @@
 """Webhook intake: accepted alerts/s and acknowledgement latency of ``recovery serve``.
 
-Targets (DESIGN.md, Performance; on this 2-core machine, load generator included):
+Targets (docs/BENCHMARKS.md; on this 2-core machine, load generator included):
 >= 2,000 alerts/s in single-alert notifications, >= 10,000 alerts/s in 20-alert
 notifications, p99 acknowledgement < 20 ms.
 

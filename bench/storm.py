@@ -1,6 +1,6 @@
 """Alert storm: 10,000 notifications for 500 targets give exactly 500 remediations.
 
-Target (DESIGN.md, Performance): an alert storm of 10,000 notifications for 500 targets
+Target (docs/BENCHMARKS.md): an alert storm of 10,000 notifications for 500 targets
 gives exactly 500 remediations (attempts), none lost; report the time to drain.
 
 A real ``recovery serve`` (gunicorn gthread for the webhook, ``--workers`` engine worker

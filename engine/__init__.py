@@ -1,9 +1,9 @@
 """InfraFabric Recovery: the runbook engine.
 
-Where an alert goes, by module: ``triggers`` (runbook and target, incident) ->
-``gates`` (may this step start?) -> ``orchestrator`` (the attempt) -> ``executors``
-(ansible, python) -> ``verify`` -> ``store`` and ``artifacts`` (the record).
-Applications embed it through ``Recovery``.
+Where an alert goes, by package: ``alerts`` (intake, routing) -> ``orchestration``
+(triggers, then the attempt: each step gated by ``gates``, run by ``executors`` and
+``actions``, verified, settled) -> ``store`` and ``artifacts`` (the record). The whole
+path: docs/architecture.md. Applications embed it through ``Recovery`` (``embedded``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from engine.recovery import IncidentHandle, Recovery
+    from engine.embedded import IncidentHandle, Recovery
 
 __all__ = ["IncidentHandle", "Recovery"]
 
@@ -19,7 +19,7 @@ __all__ = ["IncidentHandle", "Recovery"]
 def __getattr__(name: str):
     # Lazily, so `python -m engine` and the CLI do not import what they do not use.
     if name in __all__:
-        from engine import recovery
+        from engine import embedded as recovery
 
         return getattr(recovery, name)
     raise AttributeError(name)

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from engine.redaction import Redactor
+from engine.security.redaction import Redactor
 
 
 def _write_private(path: Path, text: str, flags: int) -> None:

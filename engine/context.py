@@ -5,7 +5,7 @@ heavy parts (the inventory, which imports ansible; the Ansible executor) are mad
 first use, so an application that never touches a playbook never pays for them.
 
 The runbooks, the inventory and the Ansible executor come from one ``LoadedSet``
-(engine.loaded_set): the folders on disk, read afresh by every CLI command, or, in the
+(engine.runbooks.loaded_set): the folders on disk, read afresh by every CLI command, or, in the
 processes of a service (``follow_loaded_set``), the set recorded in force by the last
 reload. ``refresh()`` switches such a process to a newer record (whole: built first, then
 one reference swapped); ``pinned()`` keeps one thread on the set it began with, so a step
@@ -27,10 +27,10 @@ from engine.config import Config
 from engine.executors.python import PythonExecutor
 from engine.gates import GateChain, LeaseKeeper, default_gates
 from engine.inventory import Inventory
-from engine.loaded_set import LoadedSet, SetPaths, SetRecord, describe, recorded_set
-from engine.redaction import Redactor
 from engine.resources import ResourceRegistry
-from engine.runbook import Runbook
+from engine.runbooks.loaded_set import LoadedSet, SetPaths, SetRecord, describe, recorded_set
+from engine.runbooks.model import Runbook
+from engine.security.redaction import Redactor
 from engine.store import Store, StoreUnavailable, open_store
 
 log = logging.getLogger(__name__)

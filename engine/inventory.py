@@ -20,14 +20,14 @@ and never pays for ansible (~40 MB) unless it resolves an inventory target.
 
 from __future__ import annotations
 
-import io
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+from engine.compat import collect_ansible_warnings
 
 ENDPOINT_KEYS = ("redis_url", "chromadb_url", "openwebui_url")
 ALIASES_KEY = "instance_aliases"
@@ -199,7 +199,7 @@ class Inventory:
         snap = self._snapshot()
         from ansible.errors import AnsibleError
 
-        with self._lock, _quiet():
+        with self._lock, collect_ansible_warnings():
             try:
                 names = {h.name for h in snap.manager.get_hosts(pattern)}
             except AnsibleError as exc:
@@ -226,7 +226,7 @@ class Inventory:
 
     def _load(self) -> _Snapshot:
         """Parse with ansible-core and copy out everything resolving needs."""
-        with self._lock, _quiet() as messages:
+        with self._lock, collect_ansible_warnings() as messages:
             from ansible.errors import AnsibleError
             from ansible.inventory.manager import InventoryManager
             from ansible.parsing.dataloader import DataLoader
@@ -269,7 +269,7 @@ class Inventory:
                 for name, members in manager.get_groups_dict().items()
             }
         if sources:  # else ansible only adds "no inventory was parsed", said better above
-            problems.extend(messages)
+            problems.extend(_first_line(m) for m in messages)
         claims = _claims(everything)
         problems.extend(_check(everything, claims, group_map))
         return _Snapshot(
@@ -284,28 +284,6 @@ class Inventory:
 
 
 # -- helpers (pure, no ansible) ---------------------------------------------------------------
-
-
-@contextmanager
-def _quiet() -> Iterator[list[str]]:
-    """Collect ansible's warnings instead of letting Display print them to the terminal.
-
-    DeferredWarningContext is per thread (a contextvar), so other threads' output is untouched.
-    It is private to ansible-core (pinned <2.20); if it moves, fall back to muting the
-    process's streams for the duration (which also mutes other threads briefly).
-    """
-    messages: list[str] = []
-    try:
-        from ansible._internal._display_utils import DeferredWarningContext, format_message
-    except ImportError:  # pragma: no cover - a future ansible-core
-        with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
-            yield messages
-        return
-    with DeferredWarningContext(variables={}) as ctx:
-        try:
-            yield messages
-        finally:
-            messages.extend(_first_line(format_message(w, False)) for w in ctx.get_warnings())
 
 
 def _host(host: Any, variables: Any | None, magic: frozenset[str] | set[str]) -> Host:

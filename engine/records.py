@@ -11,7 +11,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
+from engine.orchestration.lifecycle import AttemptOutcome, IncidentState, RunStatus
+
+
+class AsDict:
+    """A record whose dict form (the API's and the CLI's JSON) is its fields as they are."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def new_id(prefix: str) -> str:
@@ -81,7 +88,7 @@ class RunRecord:
     playbook_sha256: str | None = None
     gate: str | None = None              # refused, deferred or parked: the gate that said so
     # A refusal stands for every refusal of its (reason, runbook, target) in its minute
-    # (engine.refusals): how many, and the first fingerprints among them; its other
+    # (engine.orchestration.refusals): how many, and the first fingerprints among them; its other
     # fields (reason, requested_by, incident_id, times, run.json) are the first's.
     count: int = 1
     fingerprints: list[str] = field(default_factory=list)
@@ -113,7 +120,7 @@ class Attempt:
 
 
 @dataclass
-class Approval:
+class Approval(AsDict):
     run_id: str
     incident_id: str | None
     runbook: str
@@ -129,12 +136,9 @@ class Approval:
     reason: str = ""
     plan: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
-class Lock:
+class Lock(AsDict):
     target: str
     holder: str
     token: int                           # fencing: grows with every acquisition
@@ -143,12 +147,9 @@ class Lock:
     run_id: str | None = None
     component: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
-class Switch:
+class Switch(AsDict):
     """A kill switch: auto-recovery off for everything, a component, a target, or both."""
 
     id: str
@@ -175,12 +176,9 @@ class Switch:
                  f"target={self.target}" if self.target else ""]
         return " ".join(p for p in parts if p) or "everything"
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
-class DegradedReason:
+class DegradedReason(AsDict):
     mode: str
     key: str                             # what keeps it on: incident:<id>, manual, ...
     target: str | None = None
@@ -190,12 +188,9 @@ class DegradedReason:
     created_by: str = ""
     since: float = 0.0
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
-class Delivery:
+class Delivery(AsDict):
     """A journaled alert delivery and what the intake made of it: the part of "why
     didn't it act?" that no run records (attached, a late copy, nothing to close...).
 
@@ -224,9 +219,6 @@ class Delivery:
     def dedup_key(self) -> str:
         """(fingerprint, startsAt, status), spelled as ``Alert.dedup_key``."""
         return f"{self.fingerprint}|{self.starts_at or '-'}|{self.status}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass

@@ -49,8 +49,8 @@ def serve(engine_env: EngineEnv, tmp_path: Path) -> Iterator[Callable[..., Any]]
 @pytest.fixture
 def run_incident() -> Callable:
     """Open an incident for a request and carry its attempt in this thread."""
-    from engine.orchestrator import advance
-    from engine.triggers import TriggerRequest, open_incident
+    from engine.orchestration.attempt import advance
+    from engine.orchestration.triggers import TriggerRequest, open_incident
 
     def go(ctx, runbook: str, target: str = "localhost", **kw):
         opened = open_incident(ctx, TriggerRequest(runbook=runbook, target=target, **kw))

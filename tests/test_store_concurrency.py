@@ -16,7 +16,8 @@ from collections import Counter
 import pytest
 
 from engine.store.base import StoreUnavailable
-from engine.store.sqlite import SQLiteStore, _Enqueue, _GroupCommit
+from engine.store.sqlite import SQLiteStore
+from engine.store.sqlite.group_commit import Enqueue, GroupCommit
 
 JOIN = 60   # seconds: bound on any thread or process of these tests
 
@@ -212,12 +213,12 @@ def soon(seconds: float) -> float:
 
 
 def test_group_commit_batches_the_callers_that_wait_and_answers_each():
-    group = _GroupCommit()
+    group = GroupCommit()
     first_in = threading.Event()
     go_on = threading.Event()
     batches: list[list[str]] = []
 
-    def journal(batch: list[_Enqueue]) -> None:
+    def journal(batch: list[Enqueue]) -> None:
         batches.append([r.items[0][0] for r in batch])
         if len(batches) == 1:
             first_in.set()
@@ -228,7 +229,7 @@ def test_group_commit_batches_the_callers_that_wait_and_answers_each():
     answers: dict[str, tuple[int, int]] = {}
 
     def caller(name: str, size: int) -> None:
-        request = _Enqueue([(name, {})] * size, ["{}"] * size, None, soon(JOIN))
+        request = Enqueue([(name, {})] * size, ["{}"] * size, None, soon(JOIN))
         answers[name] = group.submit(request, journal)
 
     lead = threading.Thread(target=caller, args=("a0", 1))
@@ -250,11 +251,11 @@ def test_group_commit_batches_the_callers_that_wait_and_answers_each():
 
 
 def test_group_commit_failure_reaches_every_caller_and_the_next_batch_still_runs():
-    group = _GroupCommit()
+    group = GroupCommit()
     first_in, go_on = threading.Event(), threading.Event()
     calls = 0
 
-    def journal(batch: list[_Enqueue]) -> None:
+    def journal(batch: list[Enqueue]) -> None:
         nonlocal calls
         calls += 1
         if calls == 1:
@@ -268,7 +269,7 @@ def test_group_commit_failure_reaches_every_caller_and_the_next_batch_still_runs
 
     def caller() -> None:
         try:
-            outcomes.append(group.submit(_Enqueue([("k", {})], ["{}"], None, soon(JOIN)),
+            outcomes.append(group.submit(Enqueue([("k", {})], ["{}"], None, soon(JOIN)),
                                          journal))
         except StoreUnavailable as exc:
             outcomes.append(str(exc))
@@ -284,11 +285,11 @@ def test_group_commit_failure_reaches_every_caller_and_the_next_batch_still_runs
 
 
 def test_group_commit_caller_that_waits_too_long_withdraws_its_alerts():
-    group = _GroupCommit()
+    group = GroupCommit()
     first_in, go_on = threading.Event(), threading.Event()
     journaled: list[str] = []
 
-    def journal(batch: list[_Enqueue]) -> None:
+    def journal(batch: list[Enqueue]) -> None:
         journaled.extend(r.items[0][0] for r in batch)
         if len(journaled) == 1:
             first_in.set()
@@ -297,11 +298,11 @@ def test_group_commit_caller_that_waits_too_long_withdraws_its_alerts():
             r.result = (1, 0)
 
     lead = threading.Thread(target=lambda: group.submit(
-        _Enqueue([("first", {})], ["{}"], None, soon(JOIN)), journal))
+        Enqueue([("first", {})], ["{}"], None, soon(JOIN)), journal))
     lead.start()
     assert first_in.wait(JOIN)
     with pytest.raises(StoreUnavailable):
-        group.submit(_Enqueue([("late", {})], ["{}"], None, soon(0.2)), journal)
+        group.submit(Enqueue([("late", {})], ["{}"], None, soon(0.2)), journal)
     go_on.set()
     lead.join(JOIN)
     assert journaled == ["first"] and not group._pending and not group._leading

@@ -12,7 +12,7 @@ state, tests build one per case). What it serves with (the ``EngineContext``, th
   ``alerts`` blueprint only), shown by ``/metrics``
 
 Every route states its access (``webhook.auth.requires``); the roles that grant it are
-one table (``engine.roles``).
+one table (``engine.security.roles``).
 
 Every answer is JSON, errors included: never an HTML page, never a stack trace (a 500
 says only that something went wrong; the log has the rest). A production WSGI server
@@ -36,8 +36,8 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from engine.config import Config, ConfigError, load_config
 from engine.context import EngineContext
-from engine.credentials import Credentials, load_credentials
 from engine.durations import parse_duration
+from engine.security.credentials import Credentials, load_credentials
 from engine.store.base import StoreUnavailable
 from webhook.state import EXTENSION, WebhookState, attach, state
 
@@ -53,7 +53,7 @@ def create_app(config: Config | None = None, *, context: EngineContext | None = 
     ``webhook:`` settings are wrong or no credentials are configured. Without a
     ``context``, the app is a service's (gunicorn's ``webhook:create_app()``): it acts on
     the set of runbooks, playbooks and inventory recorded in force, not on the files as
-    they are on disk now (engine.loaded_set)."""
+    they are on disk now (engine.runbooks.loaded_set)."""
     if config is None:
         config = context.config if context is not None else load_config()
     settings = webhook_settings(config)

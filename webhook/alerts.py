@@ -3,7 +3,7 @@
 Nobody watches this path, so it does as little as it can and never loses what it
 accepts: the alerts are committed to the store's intake queue (deduplicated on
 fingerprint, startsAt, status) *before* the 200; the workers take them from there. It
-never runs a remediation. Answers (DESIGN.md): 200 ``{"accepted", "duplicates",
+never runs a remediation. Answers (docs/operations.md): 200 ``{"accepted", "duplicates",
 "ignored"}``; 400 with the reason for a body that is not a notification at all; 401
 without the webhook token (403 for a credential of another role: only ``webhook`` posts
 alerts); 413 over
@@ -18,8 +18,8 @@ import logging
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from engine.alerts import printable
-from engine.roles import Access
+from engine.alerts.alert import printable
+from engine.security.roles import Access
 from engine.store.base import StoreUnavailable
 from webhook.auth import requires
 from webhook.notification import MAX_ALERTS, NotANotification, parse_notification

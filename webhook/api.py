@@ -1,20 +1,20 @@
 """The operators' HTTP API: ``/api/v1/*`` but the webhook. Each route states its access
-(engine.roles): reading (``status``, ``degraded``, ``runs``, ``approvals``) needs
+(engine.security.roles): reading (``status``, ``degraded``, ``runs``, ``approvals``) needs
 ``Access.READ``, a decision (approve, reject, acknowledge, reload) ``Access.OPERATE``;
 today the ``operator`` role holds both. ``g.operator`` names who, for the record.
 
 The same answers as the CLI, from the same functions: ``status`` is
-``engine.reports.status_report``, ``degraded`` is ``engine.reports.degraded_modes``, a run
-is its index row plus its artifacts directory (``engine.artifacts.RunArtifacts``), and a
-decision goes through ``engine.approvals``. Nothing here decides anything itself.
-Answers: 400 for a bad query or body (with the reason), 404 for an unknown run,
-approval or incident, 409 when a decision cannot be taken (already decided, expired,
-incident closed; no exhausted alert to acknowledge; ``{"error":
-"runbook_changed"|"runbook_not_loaded", "reason"}`` when the step's runbook is not the
-one it was asked under), 503 when the store is down.
+``engine.reporting.reports.status_report``, ``degraded`` is
+``engine.reporting.reports.degraded_modes``, a run is its index row plus its artifacts
+directory (``engine.artifacts.RunArtifacts``), and a decision goes through
+``engine.orchestration.approvals``. Nothing here decides anything itself. Answers: 400 for a
+bad query or body (with the reason), 404 for an unknown run, approval or incident, 409 when
+a decision cannot be taken (already decided, expired, incident closed; no exhausted alert to
+acknowledge; ``{"error": "runbook_changed"|"runbook_not_loaded", "reason"}`` when the step's
+runbook is not the one it was asked under), 503 when the store is down.
 
 Every request acts on one set of runbooks, playbooks and inventory: before it, this
-process switches to the set in force (engine.loaded_set) and keeps that set for the
+process switches to the set in force (engine.runbooks.loaded_set) and keeps that set for the
 whole request. ``POST /api/v1/reload`` validates the files on disk and puts them in force
 (200), or refuses them whole (409 ``{"error": "invalid_set", "problems": [...]}``); it
 syntax-checks every playbook within the request, so a very large playbooks folder is
@@ -29,15 +29,15 @@ from contextlib import ExitStack
 
 from flask import Blueprint, g, jsonify, request
 
-from engine.alerts import normalize_time
-from engine.approvals import DecisionError, approve, reject
+from engine.alerts.alert import normalize_time
 from engine.artifacts import RunArtifacts
 from engine.durations import parse_duration
-from engine.exhaustion import AckRefused, UnknownIncident, acknowledge
-from engine.lifecycle import RunStatus
-from engine.loaded_set import reload_set
-from engine.reports import degraded_modes, status_report
-from engine.roles import Access
+from engine.orchestration.approvals import DecisionError, approve, reject
+from engine.orchestration.exhaustion import AckRefused, UnknownIncident, acknowledge
+from engine.orchestration.lifecycle import RunStatus
+from engine.reporting.reports import degraded_modes, status_report
+from engine.runbooks.reload import reload_set
+from engine.security.roles import Access
 from webhook.auth import requires
 from webhook.state import context_in_force, state
 

@@ -1,5 +1,5 @@
 """Who may call what: every route states the one access it needs; a credential's role
-(engine.roles) grants it or not.
+(engine.security.roles) grants it or not.
 
 ``requires(access)`` wraps a view: without credentials (or with ones that match none)
 the answer is a 401 with a ``WWW-Authenticate`` challenge; a valid credential whose role
@@ -7,7 +7,7 @@ does not grant the access gets a 403 that names its role and the roles that woul
 otherwise the view runs with ``flask.g.credential`` set and ``flask.g.operator`` holding
 its name, for the record. ``requires(Access.OPEN)`` states that a route needs nothing.
 ``access_of(view)`` reads the statement back (the tests check every route has one). The
-comparisons themselves (constant time) live in ``engine.credentials``.
+comparisons themselves (constant time) live in ``engine.security.credentials``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from flask import Response, g, jsonify, request
 
-from engine.roles import Access, allows, roles_for
+from engine.security.roles import Access, allows, roles_for
 from webhook.state import state
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -7,7 +7,7 @@
   ``webhook.ready_heartbeat_age`` seconds (30 by default). Otherwise 503 with the
   reasons, so a proxy sends Alertmanager elsewhere. A journaled alert is never lost while
   workers are down, only delayed; readiness says the delay has started.
-- ``/metrics``: the Prometheus text of ``engine.metrics`` (read from the store, so every
+- ``/metrics``: the Prometheus text of ``engine.reporting.metrics`` (read from the store, so every
   process shows the same numbers) and the webhook's request counters
   (``webhook.request_metrics``: under ``recovery serve`` the sum over every http worker).
   It names inventory hosts, components and degraded modes, so it needs a credential that
@@ -23,8 +23,8 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from engine.metrics import HEARTBEAT_KEY, render_text, youngest_heartbeat
-from engine.roles import Access
+from engine.reporting.metrics import HEARTBEAT_KEY, render_text, youngest_heartbeat
+from engine.security.roles import Access
 from engine.store.base import StoreUnavailable
 from webhook import request_metrics
 from webhook.auth import requires

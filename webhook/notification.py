@@ -1,6 +1,6 @@
 """An Alertmanager webhook notification, parsed: pure functions, no Flask, no store.
 
-Two levels of wrong (DESIGN.md, "Interfaces"): a body that is not a notification at all
+Two levels of wrong (docs/operations.md): a body that is not a notification at all
 (not JSON, not an object, no ``alerts`` list, wrong types at the top level, an unknown
 ``version``) raises ``NotANotification`` and the request gets a 400. A single bad alert
 inside a good notification is skipped and counted in ``Parsed.ignored`` with its reason:
@@ -12,7 +12,7 @@ without ``status`` takes the notification's; an empty or missing ``fingerprint``
 back to a hash of the sorted labels; unknown keys are ignored. Reasons never quote a
 label value (they are logged), only label names, shortened.
 
-Everything kept is storable (``engine.alerts.unstorable``: bounded, no lone UTF-16
+Everything kept is storable (``engine.alerts.alert.unstorable``: bounded, no lone UTF-16
 surrogate), so the worker never drops an alert the webhook answered 200 for: a
 top-level field the engine keeps (``receiver``, ``groupKey``, ``externalURL``, and
 ``status``, the alerts' fallback) that is not is a ``NotANotification``; an alert field
@@ -28,7 +28,7 @@ from typing import Any
 
 import jsonschema
 
-from engine.alerts import (
+from engine.alerts.alert import (
     FIRING,
     MAX_TEXT,
     RESOLVED,
@@ -247,7 +247,7 @@ def _storable_map(values: dict[str, str], what: str) -> None:
 
 
 def _storable(text: str, what: str, limit: int = MAX_VALUE) -> None:
-    """``BadAlert`` unless the store can keep ``text`` (engine.alerts.unstorable)."""
+    """``BadAlert`` unless the store can keep ``text`` (engine.alerts.alert.unstorable)."""
     why = unstorable(text, limit)
     if why is not None:
         raise BadAlert(f"{what} {why}")

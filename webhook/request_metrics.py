@@ -3,7 +3,7 @@
 Three families, all about the webhook route only (nothing else is counted):
 
 - ``infra_recovery_webhook_requests_total{code}``: answers by HTTP status. The codes the
-  route gives (DESIGN.md) have a label of their own: 200, 400 (not a notification), 401
+  route gives (docs/operations.md) have a label of their own: 200, 400 (not a notification), 401
   (no or wrong webhook token: Alertmanager misconfigured), 403 (an operator token), 413
   (over ``webhook.max_body_bytes``), 500, 503 (store down; Alertmanager retries). Any other
   code is folded into its class (``"4xx"``, ``"5xx"``...): at most a dozen series.
@@ -16,7 +16,8 @@ Three families, all about the webhook route only (nothing else is counted):
 Where the numbers live:
 
 - Under ``recovery serve``, every gunicorn http worker counts what it answered in files of
-  prometheus_client's multiprocess mode: ``engine.service`` sets ``PROMETHEUS_MULTIPROC_DIR``
+  prometheus_client's multiprocess mode: ``engine.service.supervisor`` sets
+  ``PROMETHEUS_MULTIPROC_DIR``
   (a private folder under ``RECOVERY_HOME``, emptied at every start) before gunicorn starts,
   so whichever worker answers ``/metrics`` sums the files of all of them, including the
   workers gunicorn has recycled since the start. The numbers start from 0 at every service

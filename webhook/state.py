@@ -10,8 +10,8 @@ from flask import Flask, current_app
 
 from engine.config import Config
 from engine.context import EngineContext
-from engine.credentials import Credentials
 from engine.outages import OutageLog
+from engine.security.credentials import Credentials
 from engine.store.base import StoreUnavailable
 from webhook.write_probe import WriteProbe
 
@@ -41,7 +41,7 @@ def state() -> WebhookState:
 
 def context_in_force() -> EngineContext:
     """The app's context, first switched to the set of runbooks, playbooks and inventory
-    a reload put in force since the last request (engine.loaded_set). A store that cannot
+    a reload put in force since the last request (engine.runbooks.loaded_set). A store that cannot
     be read leaves the set as it is: the route answers what it can."""
     ctx = state().context
     try:

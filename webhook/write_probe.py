@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 
-from engine.store import Store
+from engine.store.housekeeping import Housekeeping
 
 PROBE_TTL = 2.0
 
@@ -26,7 +26,7 @@ class WriteProbe:
         self._lock = threading.Lock()
         self._ok_at: float | None = None
 
-    def check(self, store: Store, wait: float) -> None:
+    def check(self, store: Housekeeping, wait: float) -> None:
         """StoreUnavailable (with the reason) unless the store can be written now."""
         store.ping()
         with self._lock:

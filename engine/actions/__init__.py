@@ -1,5 +1,6 @@
 """In-process actions: ``base`` says what one is, ``registry`` finds them by name,
-and one module per component defines them."""
+and one package per component defines them (``redis``, ``chromadb``, ``openwebui``,
+``system``), one module per concept inside."""
 
 from engine.actions.base import (
     EMBEDDED,
@@ -8,8 +9,9 @@ from engine.actions.base import (
     ActionContext,
     ActionResult,
     NotImplementedAction,
+    PlannedAction,
 )
 from engine.actions.registry import ActionRegistry, UnknownAction, default_registry
 
 __all__ = ["EMBEDDED", "REMOTE", "Action", "ActionContext", "ActionRegistry", "ActionResult",
-           "NotImplementedAction", "UnknownAction", "default_registry"]
+           "NotImplementedAction", "PlannedAction", "UnknownAction", "default_registry"]

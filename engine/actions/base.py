@@ -1,8 +1,9 @@
 """What an in-process action is: a name, a scope, ``run`` and ``plan``.
 
-Scope (DESIGN.md): ``embedded`` actions act on resources that *this* process
-registered (a redis-py pool, a chromadb client) and are skipped where nothing is
-registered; ``remote`` actions act through a server's own API and work anywhere.
+Scope (docs/runbooks.md, "Actions and scopes"): ``embedded`` actions act on resources
+that *this* process registered (a redis-py pool, a chromadb client) and are skipped
+where nothing is registered; ``remote`` actions act through a server's own API and work
+anywhere.
 """
 
 from __future__ import annotations
@@ -50,6 +51,13 @@ class ActionContext:
         return self.resources.get(name or self.component, self.target)
 
 
+def no_endpoint(ctx: ActionContext, name: str) -> ActionResult:
+    """Not applicable here: the target has no ``name`` endpoint in the inventory (an
+    action never takes one from a label), so the step is `skipped`, saying so."""
+    return ActionResult(False, f"no {name} for {ctx.target} in the inventory",
+                        not_applicable=True)
+
+
 class Action:
     """Base class: subclasses set ``name`` and ``scope`` and override ``run``/``plan``."""
 
@@ -67,6 +75,21 @@ class Action:
 
     def needed_resource(self) -> str:
         return self.resource or self.name.split(".", 1)[0]
+
+
+class PlannedAction(Action):
+    """An action whose ``plan`` walks the same path as its ``run`` and stops before it
+    changes anything: one method, ``act(ctx, change)``, serves both, so what ``--check``
+    reports cannot drift from what a run does."""
+
+    def run(self, ctx: ActionContext) -> ActionResult:
+        return self.act(ctx, change=True)
+
+    def plan(self, ctx: ActionContext) -> ActionResult:
+        return self.act(ctx, change=False)
+
+    def act(self, ctx: ActionContext, change: bool) -> ActionResult:
+        raise NotImplementedError
 
 
 class NotImplementedAction(Action):

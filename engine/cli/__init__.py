@@ -1,4 +1,4 @@
-"""``recovery``: the operator's command line (DESIGN.md, Interfaces).
+"""``recovery``: the operator's command line (docs/operations.md).
 
 One small module per command group; each registers its subcommands and gets one
 ``EngineContext`` built from the configuration (``--config``, else RECOVERY_CONFIG,
@@ -27,7 +27,8 @@ from engine.cli import (
     token,
     validate,
 )
-from engine.cli.common import FAILED, OK, USAGE, CliError, build_context, housekeeping
+from engine.cli.common import CliError, build_context, housekeeping
+from engine.cli.exits import FAILED, OK, USAGE
 from engine.cli.output import err
 
 DESCRIPTION = """\
@@ -93,7 +94,7 @@ def _command(argv: Sequence[str] | None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose > 1 else
                         logging.INFO if args.verbose else logging.WARNING,
                         stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    from engine.runbook_loader import RunbookError
+    from engine.runbooks.loader import RunbookError
     from engine.store.base import StoreUnavailable
 
     ctx = None

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from engine.cli.common import OK, REFUSED, USAGE, CliError, operator
+from engine.cli.common import CliError, command, operator
+from engine.cli.exits import OK, REFUSED, USAGE
 from engine.cli.output import err, out, when
 from engine.context import EngineContext
 
@@ -24,15 +25,13 @@ exit codes: 0 acknowledged, 2 no such incident, 4 no exhausted alert fires for i
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("ack", parents=parents, help="acknowledge an exhausted alert",
-                       description=ACK_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "ack", parents, help="acknowledge an exhausted alert", description=ACK_HELP)
     p.add_argument("incident_id", metavar="INCIDENT_ID")
     p.set_defaults(func=cmd_ack)
 
 
 def cmd_ack(ctx: EngineContext, args: argparse.Namespace) -> int:
-    from engine.exhaustion import AckRefused, UnknownIncident, acknowledge
+    from engine.orchestration.exhaustion import AckRefused, UnknownIncident, acknowledge
 
     who = operator(args)
     try:

@@ -5,21 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.cli.common import (
-    FAILED,
-    OK,
-    PARKED,
-    REFUSED,
-    USAGE,
-    CliError,
-    loaded_set_note,
-    now,
-    operator,
-)
+from engine.cli.common import CliError, command, loaded_set_note, now, operator
+from engine.cli.exits import FAILED, OK, PARKED, REFUSED, USAGE
 from engine.cli.output import ago, emit_json, err, out, table, when
 from engine.cli.recover import Foreground, approve_hint, outcome
 from engine.context import EngineContext
-from engine.lifecycle import IncidentState, RunStatus
+from engine.orchestration.lifecycle import IncidentState, RunStatus
 from engine.records import Approval
 
 APPROVE_HELP = """\
@@ -55,9 +46,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_pending)
 
-    p = sub.add_parser("approve", parents=parents, help="approve or reject a parked step",
-                       description=APPROVE_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "approve", parents, help="approve or reject a parked step",
+                description=APPROVE_HELP)
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--reject", action="store_true", help="say no instead")
     p.add_argument("--reason", "-r", default="", metavar="R", help="why (recorded)")
@@ -65,9 +55,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                    help="run the approved step here, in the foreground")
     p.set_defaults(func=cmd_approve)
 
-    p = sub.add_parser("cancel", parents=parents, help="cancel a run or an incident",
-                       description=CANCEL_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "cancel", parents, help="cancel a run or an incident", description=CANCEL_HELP)
     p.add_argument("ident", metavar="RUN_ID|INCIDENT_ID")
     p.set_defaults(func=cmd_cancel)
 
@@ -113,7 +101,7 @@ def cmd_pending(ctx: EngineContext, args: argparse.Namespace) -> int:
 
 
 def cmd_approve(ctx: EngineContext, args: argparse.Namespace) -> int:
-    from engine.approvals import DecisionError, RunbookChanged, approve, reject
+    from engine.orchestration.approvals import DecisionError, RunbookChanged, approve, reject
 
     who = operator(args)
     if args.reject and args.now:
@@ -129,7 +117,7 @@ def cmd_approve(ctx: EngineContext, args: argparse.Namespace) -> int:
         return REFUSED
     if current.status == "pending" and current.expires_at <= now():
         # Nobody may approve what has expired, even where no service runs to expire it.
-        from engine.approvals import expire_due
+        from engine.orchestration.approvals import expire_due
 
         expire_due(ctx)
         current = ctx.store.get_approval(args.run_id) or current
@@ -220,8 +208,8 @@ def _closed_incident(ctx: EngineContext, approval: Approval) -> str | None:
 
 def _run_now(ctx: EngineContext, args: argparse.Namespace, who: str) -> int:
     """Claim the queued run (so no worker takes it too) and carry its incident on here."""
-    from engine.approvals import claim
-    from engine.orchestrator import advance
+    from engine.orchestration.approvals import claim
+    from engine.orchestration.attempt import advance
 
     claimed = claim(ctx, args.run_id)
     if claimed is None:
@@ -255,9 +243,9 @@ def _plan_again(ctx: EngineContext, args: argparse.Namespace, who: str,
                 incident_id: str) -> int:
     """``approve --now`` of a step whose runbook changed: plan the step again here, under
     the new text (it parks again where it needs approval: exit 3 with the new run)."""
-    from engine.orchestrator import advance
+    from engine.orchestration.attempt import advance
 
-    # Taken back as it was handed over (engine.approvals.replan_changed): the same
+    # Taken back as it was handed over (engine.orchestration.approvals.replan_changed): the same
     # request, its step, --strategy and --force; approving is not asking for a new one.
     if ctx.store.update_incident(incident_id, expect=[IncidentState.OPEN],
                                  state=IncidentState.REMEDIATING, next_try_at=None) is None:
@@ -279,7 +267,7 @@ def _plan_again(ctx: EngineContext, args: argparse.Namespace, who: str,
 
 
 def cmd_cancel(ctx: EngineContext, args: argparse.Namespace) -> int:
-    from engine.approvals import DecisionError, cancel
+    from engine.orchestration.approvals import DecisionError, cancel
 
     if ctx.store.get_run(args.ident) is None and ctx.store.get_incident(args.ident) is None:
         raise CliError(f"no run or incident {args.ident} (`recovery history` and "

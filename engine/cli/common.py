@@ -1,4 +1,5 @@
-"""What every command shares: exit codes, who is acting, the one EngineContext."""
+"""What every command shares: who is acting, the one EngineContext, how a command ends
+with an error (``CliError``; its exit codes are engine.cli.exits)."""
 
 from __future__ import annotations
 
@@ -8,26 +9,12 @@ import os
 import time
 from typing import TYPE_CHECKING
 
+from engine.cli.exits import USAGE
 from engine.durations import parse_duration
 
 if TYPE_CHECKING:
     from engine.context import EngineContext
-    from engine.runbook import Runbook
-
-# Exit codes (DESIGN.md, Interfaces).
-OK = 0          # done and verified
-FAILED = 1      # failed (exhausted, canceled, interrupted, store lost mid-way)
-USAGE = 2       # usage or configuration error
-PARKED = 3      # parked for approval
-REFUSED = 4     # refused or deferred by a gate (cooldown, disabled, lock, unknown target)
-
-# With several hosts the worst outcome decides: failed > refused/deferred > parked > ok.
-_SEVERITY = {OK: 0, PARKED: 1, REFUSED: 2, FAILED: 3, USAGE: 4}
-
-
-def worst(codes: list[int]) -> int:
-    return max(codes, key=lambda c: _SEVERITY.get(c, 5), default=OK)
-
+    from engine.runbooks.model import Runbook
 
 class CliError(Exception):
     """Ends the command with a one-line message on stderr and an exit code."""
@@ -36,6 +23,14 @@ class CliError(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
+
+
+def command(sub: argparse._SubParsersAction, name: str, parents: list[argparse.ArgumentParser],
+            *, help: str, description: str) -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` prints its description as written (paragraphs,
+    lists, examples), not refilled."""
+    return sub.add_parser(name, parents=parents, help=help, description=description,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def operator(args: argparse.Namespace) -> str:
@@ -53,7 +48,7 @@ def build_context(args: argparse.Namespace) -> EngineContext:
     """Config, store, action registry; every start-up problem is a CliError (exit 2)."""
     from engine.config import ConfigError, load_config
     from engine.context import EngineContext
-    from engine.runbook_loader import RunbookError
+    from engine.runbooks.loader import RunbookError
     from engine.store import StoreUnavailable
 
     try:
@@ -94,10 +89,10 @@ def housekeeping(ctx: EngineContext) -> None:
     store) and remove the private data dirs of runs whose process died (secrets in clear:
     engine.executors.private_dirs). None may break the command: a problem is one warning
     line on stderr."""
-    from engine.approvals import expire_due
     from engine.cli.output import err
     from engine.executors.private_dirs import sweep
-    from engine.retention import prune_if_due
+    from engine.orchestration.approvals import expire_due
+    from engine.service.retention import prune_if_due
 
     for what, chore in (("expiring approvals", expire_due),
                         ("pruning old artifacts", prune_if_due),
@@ -112,7 +107,7 @@ def housekeeping(ctx: EngineContext) -> None:
 
 def runbooks(ctx: EngineContext) -> list[Runbook]:
     """The loaded runbooks; a bad one stops the command with its file:line: reason."""
-    from engine.runbook_loader import RunbookError
+    from engine.runbooks.loader import RunbookError
 
     try:
         return ctx.runbooks
@@ -159,7 +154,7 @@ def now() -> float:
 def loaded_set_note(ctx: EngineContext) -> str | None:
     """A line for commands that read the files afresh while a service may run another set:
     None when no set is recorded or the files on disk are that set."""
-    from engine.loaded_set import describe, disk_differs, recorded_set
+    from engine.runbooks.loaded_set import describe, disk_differs, recorded_set
 
     try:
         record = recorded_set(ctx.store)

@@ -12,12 +12,14 @@ import re
 import time
 from typing import Any
 
-from engine.cli.common import OK, USAGE, duration_arg, now, positive_int
+from engine.cli.common import command, duration_arg, now, positive_int
+from engine.cli.exits import OK, USAGE
 from engine.cli.output import (
     ago,
     emit_json,
     emit_json_line,
     err,
+    indented,
     key_values,
     out,
     span,
@@ -25,7 +27,7 @@ from engine.cli.output import (
     when,
 )
 from engine.context import EngineContext
-from engine.lifecycle import RunStatus
+from engine.orchestration.lifecycle import RunStatus
 
 SHOW_HELP = """\
 A run id: its record (run.json), its events in order (each event's output), then its
@@ -63,10 +65,9 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_history)
 
-    p = sub.add_parser("show", parents=parents,
-                       help="one run (record, events, output), or an incident's or an "
-                       "alert's timeline", description=SHOW_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "show", parents,
+                help="one run (record, events, output), or an incident's or an alert's "
+                "timeline", description=SHOW_HELP)
     p.add_argument("run_id", metavar="RUN_ID|INCIDENT_ID|FINGERPRINT")
     p.add_argument("--follow", "-f", action="store_true", help="print new events until done")
     p.add_argument("--json", action="store_true",
@@ -178,12 +179,12 @@ def cmd_show(ctx: EngineContext, args: argparse.Namespace) -> int:
         return _follow(ctx, artifacts, args, last)
     out("\nstdout:")
     text = artifacts.read_stdout()
-    out(_indent(text.rstrip("\n")) if text.strip() else "  (empty)")
+    out(indented(text.rstrip("\n")) if text.strip() else "  (empty)")
     return OK
 
 
 def _show_timeline(ctx: EngineContext, args: argparse.Namespace) -> int:
-    from engine.timeline import timeline
+    from engine.reporting.timeline import timeline
 
     found = timeline(ctx, args.run_id)
     if found is None:
@@ -297,7 +298,7 @@ def _print_record(record: Any, run_json: dict[str, Any]) -> None:
 
 
 def _counted(record: dict[str, Any]) -> str | None:
-    """A refusal record that stands for several (engine.refusals): how many, which."""
+    """A refusal record that stands for several (engine.orchestration.refusals): how many, which."""
     count = record.get("count") or 1
     if count <= 1:
         return None
@@ -326,8 +327,4 @@ def _print_event(event: dict[str, Any], as_json: bool) -> None:
         out(f"{head}  {stdout}")
     else:
         out(head)
-        out(_indent(stdout, "      "))
-
-
-def _indent(text: str, prefix: str = "  ") -> str:
-    return "\n".join(f"{prefix}{line}" for line in text.splitlines())
+        out(indented(stdout, "      "))

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from engine.alerts import printable
+from engine.alerts.alert import printable
 
 Column = tuple[str, Callable[[Any], Any]]
 
@@ -89,7 +89,7 @@ def when_ago(ts: float | None, now: float | None = None) -> str:
 def alert_text(text: str | None) -> str:
     """Words that came with an alert (a label value, a fingerprint) as the CLI prints
     them: as they are, unless they hold control characters (an escape sequence, a
-    newline): then quoted with those made visible (``engine.alerts.printable``)."""
+    newline): then quoted with those made visible (``engine.alerts.alert.printable``)."""
     return printable(text, 500, quoted=False) if text else ""
 
 
@@ -131,6 +131,11 @@ def _rest_of_terminal(before: Sequence[int]) -> int | None:
     if not columns:
         return None
     return max(LAST_COLUMN_MIN, columns - sum(w + 2 for w in before))
+
+
+def indented(text: str, prefix: str = "  ") -> str:
+    """Every line of ``text`` under a heading: after ``prefix``."""
+    return "\n".join(f"{prefix}{line}" for line in text.splitlines())
 
 
 def key_values(pairs: Iterable[tuple[str, Any]], indent: str = "") -> str:

@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engine.cli.common import OK, USAGE, CliError, loaded_set_note, runbooks
-from engine.cli.output import emit_json, err, out, table, when
+from engine.cli.common import CliError, command, loaded_set_note, runbooks
+from engine.cli.exits import OK, USAGE
+from engine.cli.output import emit_json, err, indented, out, table, when
 from engine.context import EngineContext
 
 HELP = """\
@@ -28,8 +29,7 @@ exit codes: 0 the plan was printed (whatever it says), 2 unreadable file or usag
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("test", parents=parents, help="plan only: what would happen",
-                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "test", parents, help="plan only: what would happen", description=HELP)
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--component", "-c", metavar="C", help="component or runbook name")
     which.add_argument("--alert", metavar="FILE", help="Alertmanager webhook JSON ('-': stdin)")
@@ -67,8 +67,8 @@ def read_alerts(path: str) -> list[dict[str, Any]]:
 
 
 def cmd_test(ctx: EngineContext, args: argparse.Namespace) -> int:
-    from engine.planner import plan
-    from engine.triggers import TriggerRequest
+    from engine.orchestration.planner import plan
+    from engine.orchestration.triggers import TriggerRequest
 
     runbooks(ctx)
     if (note := loaded_set_note(ctx)) is not None:   # the plan is of the files, not the service
@@ -140,7 +140,7 @@ def _print(entry: dict[str, Any]) -> None:
     if len(matched) > 1:
         out(f"matched:      {len(matched)} runbooks; the highest priority wins, then the "
             "file name:")
-        out(_indent(table(matched, [
+        out(indented(table(matched, [
             ("", lambda m: "->" if m["chosen"] else ""),
             ("RUNBOOK", lambda m: m["runbook"]),
             ("PRIORITY", lambda m: m["priority"]),
@@ -154,7 +154,7 @@ def _print(entry: dict[str, Any]) -> None:
         out(f"incident:     {entry['open_incident']} is open (this would attach to it)")
     out("strategies:")
     rows = entry.get("strategies", [])
-    out(_indent(table(rows, [
+    out(indented(table(rows, [
         ("", lambda s: "->" if s["strategy"] == entry.get("first_step") else
          ("  " if s["applies"] else " x")),
         ("STRATEGY", lambda s: s["strategy"]),
@@ -166,7 +166,7 @@ def _print(entry: dict[str, Any]) -> None:
     ])))
     if entry.get("gates"):
         out(f"gates now (first step: {entry.get('first_step')}):")
-        out(_indent(table(entry["gates"], [
+        out(indented(table(entry["gates"], [
             ("GATE", lambda g: g["gate"]),
             ("ANSWER", lambda g: g["verdict"]),
             ("UNTIL", lambda g: when(g["until"]) if g.get("until") else ""),
@@ -178,7 +178,3 @@ def _print(entry: dict[str, Any]) -> None:
                "park": "park for approval", "refuse": "refuse"}.get(entry["would"],
                                                                    entry["would"])
     out(f"would:        {verdict}{why}")
-
-
-def _indent(text: str) -> str:
-    return "\n".join(f"  {line}" for line in text.splitlines())

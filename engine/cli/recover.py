@@ -13,21 +13,11 @@ import threading
 import time
 from typing import Any
 
-from engine.cli.common import (
-    FAILED,
-    OK,
-    PARKED,
-    REFUSED,
-    USAGE,
-    CliError,
-    loaded_set_note,
-    operator,
-    runbook,
-    worst,
-)
+from engine.cli.common import CliError, command, loaded_set_note, operator, runbook
+from engine.cli.exits import FAILED, OK, PARKED, REFUSED, USAGE, worst
 from engine.cli.output import err, out, span, when
 from engine.context import EngineContext
-from engine.lifecycle import IncidentState, RunStatus
+from engine.orchestration.lifecycle import IncidentState, RunStatus
 from engine.records import Incident, RunRecord
 
 HELP = """\
@@ -51,8 +41,8 @@ under way elsewhere). With several hosts the worst wins: 1 over 4 over 3 over 0.
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("recover", parents=parents, help="run a runbook by hand (foreground)",
-                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "recover", parents, help="run a runbook by hand (foreground)",
+                description=HELP)
     p.add_argument("--component", "-c", required=True, metavar="C",
                    help="component or runbook name")
     p.add_argument("--strategy", "-s", metavar="S", help="run this one strategy only")
@@ -125,7 +115,7 @@ class Foreground:
 
     def cancel_incident(self) -> None:
         """After a signal: cancel what is left of the attempt (outside any transaction)."""
-        from engine.approvals import DecisionError, cancel
+        from engine.orchestration.approvals import DecisionError, cancel
 
         ident = self.incident_id
         if not ident or ident in self._canceled:
@@ -189,7 +179,7 @@ def approve_hint(args: argparse.Namespace) -> str:
 
 def cmd_recover(ctx: EngineContext, args: argparse.Namespace) -> int:
     from engine.inventory import UnknownTarget
-    from engine.triggers import TriggerRequest, record_refusal
+    from engine.orchestration.triggers import TriggerRequest, record_refusal
 
     who = operator(args)
     if args.diff and not args.check:
@@ -233,8 +223,8 @@ def cmd_recover(ctx: EngineContext, args: argparse.Namespace) -> int:
 
 def _one(ctx: EngineContext, args: argparse.Namespace, fg: Foreground, name: str, host: str,
          who: str) -> int:
-    from engine.orchestrator import advance
-    from engine.triggers import TriggerRequest, open_incident
+    from engine.orchestration.attempt import advance
+    from engine.orchestration.triggers import TriggerRequest, open_incident
 
     opened = open_incident(ctx, TriggerRequest(
         runbook=name, target=host, trigger="manual", requested_by=who,
@@ -267,7 +257,7 @@ def _one(ctx: EngineContext, args: argparse.Namespace, fg: Foreground, name: str
 
 def _check(ctx: EngineContext, args: argparse.Namespace, rb: Any, hosts: list[str],
            who: str) -> int:
-    from engine.planner import check_runs
+    from engine.orchestration.planner import check_runs
 
     failed = 0
     with Foreground(ctx, who, check=True) as fg:

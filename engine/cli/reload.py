@@ -1,11 +1,12 @@
 """``recovery reload``: validate the runbooks, playbooks and inventory as one set and put
-it in force in the running service (engine.loaded_set)."""
+it in force in the running service (engine.runbooks.reload)."""
 
 from __future__ import annotations
 
 import argparse
 
-from engine.cli.common import OK, USAGE, operator
+from engine.cli.common import command, operator
+from engine.cli.exits import OK, USAGE
 from engine.cli.output import emit_json, err, out, when
 from engine.context import EngineContext
 
@@ -26,15 +27,16 @@ printed), or the configuration cannot be read.
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("reload", parents=parents,
-                       help="validate runbooks, playbooks, inventory; put them in force",
-                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "reload", parents,
+                help="validate runbooks, playbooks, inventory; put them in force",
+                description=HELP)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_reload)
 
 
 def cmd_reload(ctx: EngineContext, args: argparse.Namespace) -> int:
-    from engine.loaded_set import describe, reload_set
+    from engine.runbooks.loaded_set import describe
+    from engine.runbooks.reload import reload_set
 
     done = reload_set(ctx, operator(args))
     if args.json:

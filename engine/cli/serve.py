@@ -1,6 +1,6 @@
 """``recovery serve``: the webhook and the engine workers, from one command.
 
-The process model and the shutdown are engine.service's; here: the flags, the checks
+The process model and the shutdown are engine.service.supervisor's; here: the flags, the checks
 that stop a start before anything runs (exit 2), and what the first start prints.
 """
 
@@ -15,13 +15,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.cli.common import USAGE, CliError, positive_int
+from engine.cli.common import CliError, positive_int
+from engine.cli.exits import USAGE
 from engine.cli.output import out
 from engine.context import EngineContext
 
 if TYPE_CHECKING:
     from engine.config import Config
-    from engine.service import ServiceSettings
+    from engine.service.supervisor import ServiceSettings
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -48,8 +49,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 def cmd_serve(ctx: EngineContext, args: argparse.Namespace) -> int:
     from engine.config import ConfigError
-    from engine.credentials import load_credentials
-    from engine.service import Service, ServiceError, ServiceSettings
+    from engine.security.credentials import load_credentials
+    from engine.service.supervisor import Service, ServiceError, ServiceSettings
 
     try:
         settings = ServiceSettings.from_config(ctx.config, bind=args.bind, workers=args.workers,
@@ -66,21 +67,25 @@ def cmd_serve(ctx: EngineContext, args: argparse.Namespace) -> int:
                         on_terminal=sys.stdout.isatty()))
     ctx.store.close()  # the parent acts on nothing: its children open their own
     level = ("DEBUG" if args.verbose > 1 else "INFO" if args.verbose else "WARNING")
-    logging.getLogger("engine.service").setLevel(logging.INFO)  # starts, deaths, stops
+    logging.getLogger("engine.service.supervisor").setLevel(logging.INFO)  # starts, deaths, stops
     for handler in logging.getLogger().handlers:  # a service's log lines say when
         handler.setFormatter(logging.Formatter(
             f"%(asctime)s recovery-serve[{os.getpid()}] %(levelname)s %(name)s: %(message)s"))
     for warning in start_warnings(ctx.config, settings):
-        logging.getLogger("engine.service").warning("%s", warning)
+        logging.getLogger("engine.service.supervisor").warning("%s", warning)
     return Service(ctx.config, settings, log_level=level).run()
 
 
 def start_warnings(config: Config, settings: ServiceSettings) -> list[str]:
     """What a start says once, in its log, about how it runs: as root, with private
     data dirs an earlier version left, with /metrics open."""
-    from engine.credentials import metrics_auth
     from engine.executors.private_dirs import earlier_version_dirs
-    from engine.service import earlier_private_dirs_warning, open_metrics_warning, root_warning
+    from engine.security.credentials import metrics_auth
+    from engine.service.supervisor import (
+        earlier_private_dirs_warning,
+        open_metrics_warning,
+        root_warning,
+    )
 
     warnings = [root_warning(os.geteuid()),
                 earlier_private_dirs_warning(earlier_version_dirs()),
@@ -90,15 +95,15 @@ def start_warnings(config: Config, settings: ServiceSettings) -> list[str]:
 
 def _load_set(ctx: EngineContext) -> None:
     """Put the files on disk in force as the set every process of the service loads (a
-    copy: engine.loaded_set); a runbook that does not load stops the start (exit 2)."""
-    from engine.loaded_set import reload_set
+    copy: engine.runbooks.loaded_set); a runbook that does not load stops the start (exit 2)."""
+    from engine.runbooks.reload import reload_set
 
     done = reload_set(ctx, f"recovery serve (start, pid {os.getpid()})", start=True)
     if not done.ok:
         what = "runbook error: " if done.validation and not done.validation.ok else ""
         raise CliError(what + "; ".join(done.problems) + " (see `recovery validate`)", USAGE)
     for warning in done.validation.warnings if done.validation else []:
-        logging.getLogger("engine.service").warning("%s", warning)
+        logging.getLogger("engine.service.supervisor").warning("%s", warning)
 
 
 def _cli(home) -> str:
@@ -125,7 +130,11 @@ def first_start(settings, generated: dict[str, str], home, *, on_terminal: bool)
     kept on disk and readable by others (the ``adm`` and ``systemd-journal`` groups):
     then the banner names the token files (0600, in RECOVERY_HOME) and how to read them,
     never the values."""
-    from engine.credentials import METRICS_TOKEN_FILE, OPERATOR_TOKEN_FILE, WEBHOOK_TOKEN_FILE
+    from engine.security.credentials import (
+        METRICS_TOKEN_FILE,
+        OPERATOR_TOKEN_FILE,
+        WEBHOOK_TOKEN_FILE,
+    )
 
     files = {"webhook": Path(home) / WEBHOOK_TOKEN_FILE,
              "operator": Path(home) / OPERATOR_TOKEN_FILE,

@@ -1,11 +1,14 @@
-"""``recovery status`` (engine.reports, shared with the HTTP API) and ``recovery metrics``."""
+"""``recovery status`` (engine.reporting.reports, shared with the HTTP API) and
+``recovery metrics``."""
 
 from __future__ import annotations
 
 import argparse
 
-from engine.cli.common import FAILED, OK, now
-from engine.cli.output import ago, alert_text, emit_json, err, out, span, table, when
+from engine.cli.common import now
+from engine.cli.exits import FAILED, OK
+from engine.cli.output import ago, emit_json, err, indented, out, span, table, when
+from engine.cli.report_parts import capability_words, refused_table
 from engine.context import EngineContext
 
 
@@ -27,8 +30,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 
 def cmd_status(ctx: EngineContext, args: argparse.Namespace) -> int:
-    from engine.cli.switches import capability_words
-    from engine.reports import status_report
+    from engine.reporting.reports import status_report
 
     t = now()
     report = status_report(ctx, t)
@@ -45,7 +47,7 @@ def cmd_status(ctx: EngineContext, args: argparse.Namespace) -> int:
     if not store["reachable"]:
         return FAILED
     out(f"\ncomponents (last {span(report['window'])}):")
-    out(_indent(table(report["components"], [
+    out(indented(table(report["components"], [
         ("COMPONENT", lambda s: s["component"]),
         ("HEALTH", lambda s: s["health"] + (f" ({', '.join(s['degraded_modes'])})"
                                             if s["degraded_modes"] else "")),
@@ -61,9 +63,9 @@ def cmd_status(ctx: EngineContext, args: argparse.Namespace) -> int:
     if report["refused_alerts"]:
         out("\nrefused by a kill switch, still firing (`recovery enable ... --replay` runs "
             "them):")
-        out(_indent(refused_table(report["refused_alerts"], t)))
+        out(indented(refused_table(report["refused_alerts"], t)))
     out("\ncooldowns:")
-    out(_indent(table(report["cooldowns"], [
+    out(indented(table(report["cooldowns"], [
         ("RUNBOOK", lambda c: c["runbook"]),
         ("TARGET", lambda c: c["target"]),
         ("ATTEMPTS", lambda c: f"{c['attempts']}/{c['max_attempts']} in {span(c['window'])}"),
@@ -72,7 +74,7 @@ def cmd_status(ctx: EngineContext, args: argparse.Namespace) -> int:
         ("REASON", lambda c: c["reason"] or ""),
     ], empty="none")))
     out("\nlocks:")
-    out(_indent(table(report["locks"], [
+    out(indented(table(report["locks"], [
         ("TARGET", lambda k: k["target"]),
         ("HOLDER", lambda k: k["holder"]),
         ("RUN", lambda k: k["run_id"]),
@@ -94,7 +96,7 @@ def cmd_status(ctx: EngineContext, args: argparse.Namespace) -> int:
     if not report["degraded_modes"]:
         out("  none configured")
     out("\nkill switches:")
-    out(_indent(table(report["switches"], [
+    out(indented(table(report["switches"], [
         ("SCOPE", lambda s: s["scope"]),
         ("UNTIL", lambda s: f"{when(s['until'])} ({ago(s['until'], t)})" if s["until"]
          else "until enabled"),
@@ -104,22 +106,6 @@ def cmd_status(ctx: EngineContext, args: argparse.Namespace) -> int:
     pending = report["pending_approvals"]
     out(f"\npending approvals: {pending}" + (" (recovery pending)" if pending else ""))
     return OK
-
-
-def refused_table(rows: list[dict], t: float) -> str:
-    """Alerts a kill switch refused (``RefusedAlert.to_dict``), one line each: status
-    and ``enable`` print the same. The alert's own words (its name, its fingerprint)
-    with their control characters made visible."""
-    return table(rows, [
-        ("COMPONENT", lambda r: r["component"]),
-        ("TARGET", lambda r: r["target"]),
-        ("ALERT", lambda r: alert_text(r["alertname"]) or "?"),
-        ("FINGERPRINT", lambda r: alert_text(r["fingerprint"])),
-        ("FIRING", lambda r: {True: "yes", False: "no", None: "unknown"}[r["firing"]]),
-        ("REFUSED", lambda r: f"{r['refusals']}x, last {ago(r['refused_at'], t)}"),
-        ("RUN", lambda r: r["run_id"]),
-        ("REASON", lambda r: r["reason"]),
-    ])
 
 
 def _loaded_set(loaded: dict, t: float) -> str:
@@ -141,7 +127,7 @@ def _last(last: dict | None, t: float) -> str:
 
 def cmd_metrics(ctx: EngineContext, args: argparse.Namespace) -> int:
     try:
-        from engine import metrics
+        from engine.reporting import metrics
     except ImportError as exc:
         err(f"metrics are not available in this build: {exc}")
         return FAILED
@@ -151,7 +137,3 @@ def cmd_metrics(ctx: EngineContext, args: argparse.Namespace) -> int:
         text = metrics.render_text(ctx)
         print(text, end="" if text.endswith("\n") else "\n", flush=True)
     return OK
-
-
-def _indent(text: str) -> str:
-    return "\n".join(f"  {line}" for line in text.splitlines())

@@ -10,17 +10,20 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.cli.common import OK, CliError, now, operator
+from engine.cli.common import CliError, command, now, operator
+from engine.cli.exits import OK
 from engine.cli.output import (
     ago,
     alert_text,
     emit_json,
     err,
+    indented,
     out,
     table,
     when,
     when_ago,
 )
+from engine.cli.report_parts import capability_words, refused_table
 from engine.context import EngineContext
 from engine.records import AuditEvent, DegradedReason, Switch, new_id
 
@@ -62,9 +65,8 @@ exit codes: 0 done, 2 unknown mode.
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("disable", parents=parents, help="kill switch: stop auto-recovery",
-                       description=DISABLE_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "disable", parents, help="kill switch: stop auto-recovery",
+                description=DISABLE_HELP)
     p.add_argument("--component", "-c", metavar="C")
     p.add_argument("--target", "-t", metavar="T")
     p.add_argument("--for", dest="duration", default="1h", metavar="DURATION",
@@ -75,26 +77,23 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                    "in this scope")
     p.set_defaults(func=cmd_disable)
 
-    p = sub.add_parser("enable", parents=parents, help="remove kill switches of a scope",
-                       description=ENABLE_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "enable", parents, help="remove kill switches of a scope",
+                description=ENABLE_HELP)
     p.add_argument("--component", "-c", metavar="C")
     p.add_argument("--target", "-t", metavar="T")
     p.add_argument("--replay", action="store_true",
                    help="re-queue the refused alerts of this scope that still fire")
     p.set_defaults(func=cmd_enable)
 
-    p = sub.add_parser("unlock", parents=parents, help="break a target's lock (recorded)",
-                       description=UNLOCK_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "unlock", parents, help="break a target's lock (recorded)",
+                description=UNLOCK_HELP)
     p.add_argument("target", metavar="TARGET")
     p.add_argument("--component", "-c", metavar="C",
                    help="only if the lock is held for this component")
     p.set_defaults(func=cmd_unlock)
 
-    p = sub.add_parser("degraded", parents=parents, help="degraded modes: list or switch",
-                       description=DEGRADED_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "degraded", parents, help="degraded modes: list or switch",
+                description=DEGRADED_HELP)
     which = p.add_mutually_exclusive_group()
     which.add_argument("--on", metavar="MODE", help="switch a mode on by hand")
     which.add_argument("--off", metavar="MODE", help="switch a mode off (every reason)")
@@ -107,7 +106,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 def _loaded_runbooks(ctx: EngineContext) -> list[Any] | None:
     """The runbooks, or None (with a warning) when they do not load."""
-    from engine.runbook_loader import RunbookError
+    from engine.runbooks.loader import RunbookError
 
     try:
         return ctx.runbooks
@@ -173,7 +172,7 @@ def cmd_disable(ctx: EngineContext, args: argparse.Namespace) -> int:
     detail = switch.to_dict()
     said: list[str] = []
     if args.cancel_running:
-        from engine.approvals import stop_in_scope
+        from engine.orchestration.approvals import stop_in_scope
 
         stopped = stop_in_scope(ctx, switch.component, switch.target, by=who,
                                 reason=switch.reason)
@@ -223,9 +222,8 @@ def _refused_while_off(ctx: EngineContext, args: argparse.Namespace, who: str, t
                        still: list[Switch]) -> None:
     """List the alerts of this scope a kill switch refused that still fire; with
     --replay, re-queue them (recorded as the operator's ``replay``)."""
+    from engine.alerts.refused import refused_alerts, replay
     from engine.cli.recover import approve_hint
-    from engine.cli.status import refused_table
-    from engine.refused_alerts import refused_alerts, replay
 
     scope = _scope(component, target)
     found = refused_alerts(ctx.store, since=since, component=component, target=target)
@@ -235,7 +233,7 @@ def _refused_while_off(ctx: EngineContext, args: argparse.Namespace, who: str, t
                 "fires")
         return
     out(f"\nrefused by a kill switch for {scope}, still firing:")
-    out(_indent(refused_table([a.to_dict() for a in found], t)))
+    out(indented(refused_table([a.to_dict() for a in found], t)))
     for a in found:
         covering = [s for s in still if s.covers(a.run.component, a.run.target)]
         if covering:
@@ -311,7 +309,7 @@ def known_modes(ctx: EngineContext, loaded: list[Any] | None) -> dict[str, dict[
 
 
 def cmd_degraded(ctx: EngineContext, args: argparse.Namespace) -> int:
-    from engine.reports import degraded_modes
+    from engine.reporting.reports import degraded_modes
 
     who = operator(args)
     t = now()
@@ -356,7 +354,7 @@ def cmd_degraded(ctx: EngineContext, args: argparse.Namespace) -> int:
         if mode.get("capabilities"):
             out(f"  {capability_words(mode)}")
         if mode["reasons"]:
-            out(_indent(table(mode["reasons"], [
+            out(indented(table(mode["reasons"], [
                 ("KEY", lambda r: r["key"]),
                 ("TARGET", lambda r: r["target"]),
                 ("INCIDENT", lambda r: r["incident_id"]),
@@ -370,22 +368,7 @@ def cmd_degraded(ctx: EngineContext, args: argparse.Namespace) -> int:
     return OK
 
 
-def capability_words(mode: dict[str, Any]) -> str:
-    """A mode's capability matrix in words that cannot be misread: what it switches off
-    when on (the mode is off), or what is off now (it is on)."""
-    kept = [k for k, stays_on in (mode.get("capabilities") or {}).items() if stays_on]
-    if mode["active"]:
-        words = f"off now: {', '.join(mode['off_now']) or 'nothing'}"
-        return words + (f" (still on: {', '.join(kept)})" if kept else "")
-    words = f"when on, switches off: {', '.join(mode['switches_off']) or 'nothing'}"
-    return words + (f" (keeps on: {', '.join(kept)})" if kept else "")
-
-
 def _reason_words(r: DegradedReason, t: float) -> str:
     where = f" on {r.target}" if r.target else ""
     return (f"{r.key}{where} ({'manual' if r.manual else 'automatic'}, by {r.created_by or '?'}"
             f", since {when(r.since)}): {r.reason}")
-
-
-def _indent(text: str) -> str:
-    return "\n".join(f"  {line}" for line in text.splitlines())

@@ -1,6 +1,6 @@
 """``recovery token add|list|remove``: credentials with a role, issued by an operator.
 
-``add`` prints the new token once and keeps only its hash (engine.token_file, in
+``add`` prints the new token once and keeps only its hash (engine.security.tokens, in
 ``RECOVERY_HOME/tokens.json``); a running service takes it at once, and stops taking a
 removed one at once. Each add and remove is an audit event, with who.
 """
@@ -11,10 +11,11 @@ import argparse
 import secrets
 import time
 
-from engine.cli.common import OK, USAGE, CliError, operator
+from engine.cli.common import CliError, command, operator
+from engine.cli.exits import OK, USAGE
 from engine.cli.output import emit_json, err, out, table, when
 from engine.context import EngineContext
-from engine.roles import ROLES
+from engine.security.roles import ROLES
 
 TOKEN_HELP = """\
 Credentials with one role each (what it may do, and nothing else):
@@ -34,9 +35,8 @@ RESERVED = ("webhook", "operator", "metrics")
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("token", parents=parents, help="issue, list and revoke credentials",
-                       description=TOKEN_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "token", parents, help="issue, list and revoke credentials",
+                description=TOKEN_HELP)
     verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
     add = verbs.add_parser("add", parents=parents, help="a new token, printed once")
     add.add_argument("name", metavar="NAME", help="who holds it (recorded as who acted)")
@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 
 def _tokens(ctx: EngineContext):
-    from engine.token_file import TOKENS_FILE, TokenFile
+    from engine.security.tokens import TOKENS_FILE, TokenFile
 
     ctx.config.ensure_home()
     return TokenFile(ctx.config.home / TOKENS_FILE)
@@ -60,9 +60,9 @@ def _tokens(ctx: EngineContext):
 
 def cmd_add(ctx: EngineContext, args: argparse.Namespace) -> int:
     from engine.config import ConfigError
-    from engine.credentials import check_name, hash_token
     from engine.records import AuditEvent
-    from engine.token_file import IssuedToken
+    from engine.security.credentials import check_name, hash_token
+    from engine.security.tokens import IssuedToken
 
     who = operator(args)
     try:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from engine.cli.common import OK, USAGE, loaded_set_note, runbooks
+from engine.cli.common import command, loaded_set_note, runbooks
+from engine.cli.exits import OK, USAGE
 from engine.cli.output import emit_json, err, out, table
 from engine.context import EngineContext
 
@@ -23,10 +24,8 @@ runs, `recovery reload` puts the files in force there (validate only reads them)
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("validate", parents=parents,
-                       help="check runbooks, playbooks and the inventory",
-                       description=VALIDATE_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "validate", parents, help="check runbooks, playbooks and the inventory",
+                description=VALIDATE_HELP)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_validate, housekeeping=False)  # reads files, changes nothing
 
@@ -36,8 +35,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 
 def cmd_validate(ctx: EngineContext, args: argparse.Namespace) -> int:
-    from engine.loaded_set import SetPaths
-    from engine.validation import validate_set
+    from engine.runbooks.loaded_set import SetPaths
+    from engine.runbooks.validation import validate_set
 
     found = validate_set(SetPaths.of(ctx.config), known_actions=ctx.registry.names(),
                          degraded_modes=ctx.config.degraded_modes, redactor=ctx.redactor)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.lifecycle import RunStatus
+from engine.orchestration.lifecycle import RunStatus
 
 
 @dataclass

@@ -52,6 +52,7 @@ from ansible_runner.config.runner import RunnerConfig
 from ansible_runner.runner import Runner
 
 from engine.artifacts import RunArtifacts, runner_event
+from engine.compat import skip_pty_close_pause
 from engine.executors import StepResult
 from engine.executors.private_dirs import (
     RUN_MARKER,
@@ -59,9 +60,9 @@ from engine.executors.private_dirs import (
     make_private_dir,
     private_root,
 )
-from engine.lifecycle import RunStatus
+from engine.orchestration.lifecycle import RunStatus
 from engine.outages import describe, is_outage
-from engine.redaction import Redactor, is_secret_name
+from engine.security.redaction import Redactor, is_secret_name
 
 log = logging.getLogger(__name__)
 
@@ -113,32 +114,6 @@ class _Dumper(yaml.SafeDumper):
 
 
 _Dumper.add_representer(_UnsafeRoot, lambda d, v: d.represent_mapping("!unsafe", dict(v)))
-
-
-def _no_pause_after_exit() -> None:
-    """ansible-runner closes its pexpect child once the child has exited, and ptyprocess
-    then sleeps ``delayafterclose`` (0.1 s) "to give the kernel time" anyway: a tenth of
-    a second on every run, most of the engine's overhead over a bare ansible-playbook.
-    Skip the pause only for a child already reaped; a live child is closed as before."""
-    from ptyprocess import PtyProcess
-
-    original = PtyProcess.close
-    if getattr(original, "_recovery_wrapped", False):
-        return
-
-    def close(self: PtyProcess, force: bool = True) -> None:
-        if not self.closed and not self.isalive():
-            self.fileobj.close()
-            self.fd = -1
-            self.closed = True
-            return
-        original(self, force)
-
-    close._recovery_wrapped = True  # type: ignore[attr-defined]
-    PtyProcess.close = close  # type: ignore[method-assign]
-
-
-_no_pause_after_exit()
 
 
 def check_extravars(extravars: Mapping[str, Any]) -> dict[str, Any]:
@@ -435,6 +410,7 @@ class AnsibleExecutor:
 
         watcher = _EventWatcher(artifacts, redactor)
         stopper = _Stopper(marker, cancel, timeout)
+        skip_pty_close_pause()  # runner's last child.close() would pause 0.1 s: see compat
         # Always a cancel callback: without one, run() in the main thread replaces the
         # process' SIGTERM/SIGINT handlers. It also enforces the timeout (runner's own
         # counts whole seconds and would leave the task's processes running).

@@ -52,7 +52,7 @@ import yaml
 
 from engine.artifacts import RunArtifacts, runner_event
 from engine.liveness import alive_since
-from engine.redaction import Redactor
+from engine.security.redaction import Redactor
 
 log = logging.getLogger(__name__)
 

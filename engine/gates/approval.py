@@ -4,7 +4,7 @@ step that is not ``idempotent`` about to run again after it was interrupted.)"""
 from __future__ import annotations
 
 from engine.gates.base import Decision, Gate, GateContext
-from engine.runbook import Mode
+from engine.runbooks.model import Mode
 
 
 class ApprovalGate(Gate):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from engine.records import Incident, Lock
-    from engine.runbook import Runbook, Strategy
+    from engine.runbooks.model import Runbook, Strategy
     from engine.store.base import Store
 
 
@@ -46,12 +46,14 @@ class Decision:
 
 @dataclass
 class GateContext:
+    """What a gate sees of the step that asks, and nothing else."""
+
     runbook: Runbook
-    strategy: Strategy
-    target: str
-    store: Store
-    trigger: str = "manual"
-    incident: Incident | None = None
+    strategy: Strategy                  # the step that asks
+    target: str                         # an inventory host
+    store: Store                        # what every gate reads (the lock gate also writes)
+    trigger: str = "manual"             # alert | manual | probe
+    incident: Incident | None = None    # None for a plan or a check-mode run
     forced: bool = False                # manual --force: passes kill switch and cooldown
     check_mode: bool = False            # --check: changes nothing, counts nothing
     approved_by: str | None = None      # approval already granted for this step

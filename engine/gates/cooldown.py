@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from engine.gates.base import Decision, Gate, GateContext, when
 
 if TYPE_CHECKING:
-    from engine.runbook import Runbook
-    from engine.store.base import Store
+    from engine.runbooks.model import Runbook
+    from engine.store.gate_state import Cooldowns
 
 
 class CooldownGate(Gate):
@@ -35,7 +35,7 @@ class CooldownGate(Gate):
         return cooldown_state(ctx.store, ctx.runbook, ctx.target, ctx.now)
 
 
-def cooldown_state(store: Store, runbook: Runbook, target: str,
+def cooldown_state(store: Cooldowns, runbook: Runbook, target: str,
                    now: float) -> tuple[str, float] | None:
     """Why, and until when, the next attempt of ``runbook`` on ``target`` would be deferred
     by the cooldown at ``now``; None if it may start. The gate and the metrics both ask this,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from engine.gates.base import Decision, Gate, GateContext, when
 from engine.records import Lock
-from engine.store.base import Store
+from engine.store.gate_state import Locks
 
 
 class LockGate(Gate):
@@ -49,7 +49,7 @@ class LeaseKeeper:
     path from alert to action; one long-lived thread renews all leases every ttl/3.
     """
 
-    def __init__(self, store: Store, ttl: float) -> None:
+    def __init__(self, store: Locks, ttl: float) -> None:
         self.store, self.ttl = store, ttl
         self._leases: dict[int, Lease] = {}
         self._lock = threading.Lock()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.gates.base import Decision, Gate, GateContext
-from engine.runbook import Mode
+from engine.runbooks.model import Mode
 
 
 class ObserveModeGate(Gate):

@@ -14,8 +14,8 @@ from __future__ import annotations
 import httpx
 
 from engine.gates.base import Decision, Gate, GateContext
-from engine.matchers import MatcherError, matches_all
-from engine.runbook import Matcher
+from engine.runbooks.matchers import MatcherError, matches_all
+from engine.runbooks.model import Matcher
 
 
 class SilenceGate(Gate):

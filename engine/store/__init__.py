@@ -1,4 +1,5 @@
-"""State backends behind one interface (``base.Store``); ``open_store`` picks one by URL."""
+"""State backends behind one interface (``base.Store``, the union of one protocol per
+concept); ``open_store`` picks one by URL."""
 
 from __future__ import annotations
 

@@ -120,7 +120,7 @@ def test_a_service_whose_metrics_are_open_says_so_at_its_start(engine_env, serve
     served.terminate()
 
     from engine.cli.serve import start_warnings
-    from engine.service import ServiceSettings
+    from engine.service.supervisor import ServiceSettings
 
     engine_env.write_config()                  # the default: /metrics needs a token
     config = load_config(engine_env.config_path)

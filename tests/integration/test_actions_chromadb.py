@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from engine.actions.chromadb import ChromaCollections
-from engine.lifecycle import IncidentState, RunStatus
+from engine.orchestration.lifecycle import IncidentState, RunStatus
 from tests.support.chroma_server import ChromaServer
 from tests.support.paths import ROOT
 
@@ -376,8 +376,8 @@ def _segment_of(server: ChromaServer, collection_id: str) -> str:
 
 
 def _incident(ctx, failure_type: str):
-    from engine.orchestrator import advance
-    from engine.triggers import TriggerRequest, open_incident
+    from engine.orchestration.attempt import advance
+    from engine.orchestration.triggers import TriggerRequest, open_incident
 
     opened = open_incident(ctx, TriggerRequest(runbook="chromadb", target="chroma-1",
                                                failure_type=failure_type))

@@ -27,13 +27,14 @@ import httpx
 import pytest
 import redis
 
-from engine import Recovery, probes
+from engine import Recovery
 from engine.actions.base import ActionContext
 from engine.artifacts import RunArtifacts
-from engine.lifecycle import IncidentState, RunStatus
+from engine.orchestration.lifecycle import IncidentState, RunStatus
+from engine.orchestration.verify import verify
 from engine.records import new_id
-from engine.runbook import Verify
-from engine.verify import verify
+from engine.runbooks.model import Verify
+from engine.service import probes
 from tests.support.paths import ROOT
 from tests.support.redis_servers import RedisServer, Sentinel, wait_until
 from tests.support.service import Served, free_port, wait_for

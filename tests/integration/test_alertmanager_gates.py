@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine import notifier
-from engine.lifecycle import IncidentState, RunStatus
-from engine.routing import match_runbook
+from engine.alerts.routing import match_runbook
+from engine.orchestration.lifecycle import IncidentState, RunStatus
+from engine.service import notifier
 from tests.support.alertmanager import Alertmanager, free_port
 
 pytestmark = pytest.mark.requires("alertmanager")
@@ -112,7 +112,7 @@ def test_outgoing_alerts_stop_when_the_condition_ends(engine_env, run_incident):
     incident = run_incident(ctx, "careful", target="cache-2").incident
     assert [a["labels"]["alertname"] for a in notifier.current_alerts(ctx)] == \
         ["RecoveryApprovalPending"]
-    from engine import approvals
+    from engine.orchestration import approvals
 
     approvals.cancel(ctx, incident.id, by="carol")
     assert notifier.current_alerts(ctx) == []
@@ -126,7 +126,7 @@ def _run_json(ctx, run_id):
 
 def test_a_worker_posts_the_engines_alerts_at_most_once_per_interval(engine_env,
                                                                      run_incident, am):
-    from engine.worker import Worker
+    from engine.service.worker import Worker
 
     engine_env.write_config(alertmanagers=f'["{am.url}"]',
                             alertmanager="{notify_interval: 60s}")

@@ -20,8 +20,8 @@ import pytest
 
 from engine.executors import StepResult
 from engine.executors.ansible import AnsibleExecutor
-from engine.lifecycle import RunStatus
-from engine.redaction import Redactor
+from engine.orchestration.lifecycle import RunStatus
+from engine.security.redaction import Redactor
 from tests.support.ansible_fixtures import (
     INVENTORY,
     assert_private_dirs_deleted,

@@ -90,8 +90,8 @@ def test_approve_now_runs_a_step_approved_earlier(cli_env: Env) -> None:
 
 def test_housekeeping_prunes_hourly_and_never_breaks_a_command(
         cli_env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.approvals
-    import engine.retention
+    import engine.orchestration.approvals
+    import engine.service.retention
 
     assert cli_env.cli("validate").code == 0
     assert cli_env.store().get_value("retention_pruned_at") is None  # validate only reads
@@ -104,8 +104,8 @@ def test_housekeeping_prunes_hourly_and_never_breaks_a_command(
     def boom(ctx, now=None):
         raise RuntimeError("database is\nlocked")
 
-    monkeypatch.setattr(engine.approvals, "expire_due", boom)
-    monkeypatch.setattr(engine.retention, "prune_if_due", boom)
+    monkeypatch.setattr(engine.orchestration.approvals, "expire_due", boom)
+    monkeypatch.setattr(engine.service.retention, "prune_if_due", boom)
     r = cli_env.cli("incidents", "--json")
     assert r.code == 0 and r.json() == []
     warnings = r.err.strip().splitlines()
@@ -259,7 +259,7 @@ def test_history_gives_the_reason_the_rest_of_the_terminal_and_all_of_it_in_a_pi
         cli_env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     """A program's own error comes after its log prefix (redis: pid, role, time):
     a reason cut at a fixed width loses it."""
-    from engine.lifecycle import RunStatus
+    from engine.orchestration.lifecycle import RunStatus
     from engine.records import RunRecord, new_id
 
     now = time.time()

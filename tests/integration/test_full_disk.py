@@ -130,7 +130,7 @@ def test_alerts_processed_while_the_disk_is_full_are_kept_until_it_has_room(engi
     once when space is back: first the store itself cannot be written (the intake keeps
     every alert), then only the artifacts cannot (refusals are recorded, counted, their
     directory missing; steps do not start and are tried again), then the space is back."""
-    from engine.worker import Worker
+    from engine.service.worker import Worker
     from tests.support.alerts import alert, journal
 
     engine_env.runbook("demo", f"""
@@ -249,9 +249,9 @@ def test_a_step_that_loses_its_record_while_it_runs_is_interrupted_and_verified_
         engine_env, tmp_path):
     import threading
 
-    from engine.orchestrator import advance
-    from engine.triggers import TriggerRequest, open_incident
-    from engine.worker import Worker
+    from engine.orchestration.attempt import advance
+    from engine.orchestration.triggers import TriggerRequest, open_incident
+    from engine.service.worker import Worker
 
     started = tmp_path / "started"
     engine_env.runbook("slow", f"""
@@ -335,8 +335,8 @@ def test_a_run_whose_end_cannot_be_written_keeps_its_result_until_it_can(
     once the space is back; run.json says the same and no temporary file is left."""
     import threading
 
-    from engine.orchestrator import advance
-    from engine.triggers import TriggerRequest, open_incident
+    from engine.orchestration.attempt import advance
+    from engine.orchestration.triggers import TriggerRequest, open_incident
 
     started, release = tmp_path / "started", tmp_path / "release"
     engine_env.runbook("held", f"""

@@ -13,8 +13,9 @@ import sys
 
 import pytest
 
-from engine import approvals, notifier, probes
-from engine.lifecycle import IncidentState, RunStatus
+from engine.orchestration import approvals
+from engine.orchestration.lifecycle import IncidentState, RunStatus
+from engine.service import notifier, probes
 from tests.support.alertmanager import Alertmanager
 
 pytestmark = pytest.mark.requires("alertmanager")
@@ -161,7 +162,7 @@ DECISIONS = {
 @pytest.mark.parametrize("decision", sorted(DECISIONS))
 def test_a_decided_approval_resolves_at_once_in_alertmanager(engine_env, run_incident, am,
                                                             decision):
-    from engine.worker import Worker
+    from engine.service.worker import Worker
 
     engine_env.write_config(alertmanagers=f'["{am.url}"]',
                             alertmanager="{notify_interval: 60s}")
@@ -201,7 +202,7 @@ def test_an_exhausted_alert_outlives_its_pruned_incident_and_can_still_be_acked(
         engine_env, run_incident):
     import time
 
-    from engine import exhaustion
+    from engine.orchestration import exhaustion
 
     engine_env.runbook("broken", "strategies: [{name: a, action: test.fail}]\n")
     ctx = engine_env.context()

@@ -35,8 +35,8 @@ import pytest
 from engine.artifacts import RunArtifacts, runner_event
 from engine.executors.ansible import AnsibleExecutor
 from engine.executors.private_dirs import PRIVATE_ROOT_ENV, RUN_MARKER, make_private_dir, sweep
-from engine.lifecycle import RunStatus
-from engine.redaction import Redactor
+from engine.orchestration.lifecycle import RunStatus
+from engine.security.redaction import Redactor
 from tests.support.paths import TEST_PLAYBOOKS
 from tests.support.processes import dead_pid
 from tests.support.service import Served, Store, hand_to_workers, wait_for

@@ -17,9 +17,9 @@ import pytest
 
 from engine.config import load_config
 from engine.context import EngineContext
-from engine.lifecycle import IncidentState, RunStatus
-from engine.metrics import render_json
-from engine.worker import Worker
+from engine.orchestration.lifecycle import IncidentState, RunStatus
+from engine.reporting.metrics import render_json
+from engine.service.worker import Worker
 from tests.support.metrics_scenario import drive_scenario, write_config
 from tests.support.paths import ROOT
 
@@ -170,7 +170,7 @@ def test_two_processes_report_the_same_counters(tmp_path: Path) -> None:
         script = ("import json, sys\n"
                   "from engine.config import load_config\n"
                   "from engine.context import EngineContext\n"
-                  "from engine.metrics import render_json\n"
+                  "from engine.reporting.metrics import render_json\n"
                   "print(json.dumps(render_json(EngineContext(load_config(sys.argv[1])))))\n")
         proc = subprocess.run([sys.executable, "-c", script, str(config_file)], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=120, check=False)

@@ -16,7 +16,7 @@ import sys
 import httpx
 import pytest
 
-from engine.refusals import MAX_FINGERPRINTS
+from engine.orchestration.refusals import MAX_FINGERPRINTS
 from tests.support.alerts import GHOST_RUNBOOK
 from tests.support.service import Store, history, wait_for
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engine.lifecycle import IncidentState
+from engine.orchestration.lifecycle import IncidentState
 from tests.support.alerts import alert_payload, touch_runbook
 from tests.support.reload_env import add_host, guarded, parked_step
 from tests.support.service import (
@@ -323,7 +323,7 @@ def test_reload_without_a_service_records_the_set_for_the_next_start(engine_env)
                            capture_output=True, text=True, timeout=120)
     assert json.loads(again.stdout)["unchanged"] is True
     ctx = engine_env.context()
-    from engine.loaded_set import recorded_set
+    from engine.runbooks.loaded_set import recorded_set
 
     record = recorded_set(ctx.store)
     assert record.sha256 == answer["loaded_set"]["sha256"]

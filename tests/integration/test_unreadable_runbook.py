@@ -24,7 +24,7 @@ def test_unreadable_file(tmp_path: Path) -> None:
     path.write_text("name: x\nstrategies:\n  - {name: a, action: x.a}\nverify: {action: x.ok}\n")
     path.chmod(0)
     load = ("import json, sys; from pathlib import Path\n"
-            "from engine.runbook_loader import RunbookError, load_runbook\n"
+            "from engine.runbooks.loader import RunbookError, load_runbook\n"
             "try:\n    load_runbook(Path(sys.argv[1]))\n"
             "except RunbookError as error:\n    print(json.dumps([error.line, error.reason]))")
     done = subprocess.run(unprivileged([sys.executable, "-c", load, str(path)]), cwd=ROOT,

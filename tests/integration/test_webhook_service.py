@@ -19,7 +19,7 @@ import httpx
 import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from engine.service import METRICS_DIR, prepare_metrics_dir
+from engine.service.supervisor import METRICS_DIR, prepare_metrics_dir
 from tests.support.alerts import good_alert, notification
 from tests.support.service import GRACE, Served, Store, free_port, wait_for, webhook_token
 from tests.support.storable import ALERT_FIELDS, REFUSED, RUNBOOK, hostile_body

@@ -106,7 +106,7 @@ def stack(engine_env, tmp_path: Path, *, alertmanagers: int = 1, webhook: str = 
     # code, into the same RECOVERY_HOME file): the Alertmanagers' configuration needs it
     # and the service's configuration needs their URLs, so it is made first.
     from engine.config import load_config
-    from engine.credentials import load_credentials
+    from engine.security.credentials import load_credentials
 
     environ = served.environ()
     _, generated = load_credentials(load_config(engine_env.config_path, environ=environ),

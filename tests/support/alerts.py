@@ -8,7 +8,7 @@ import copy
 import json
 from pathlib import Path
 
-from engine.alerts import Alert
+from engine.alerts.alert import Alert
 from tests.support.paths import ALERTMANAGER_FIXTURES
 
 FIXTURE = ALERTMANAGER_FIXTURES / "01_promgen_firing_2alerts.json"

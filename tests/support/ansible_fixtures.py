@@ -11,7 +11,7 @@ import pytest
 
 from engine.artifacts import RunArtifacts
 from engine.executors.ansible import AnsibleExecutor
-from engine.redaction import Redactor
+from engine.security.redaction import Redactor
 from tests.support.paths import ROOT, TEST_INVENTORY, TEST_PLAYBOOKS
 
 SHIPPED_PLAYBOOKS = ROOT / "playbooks"

@@ -31,8 +31,8 @@ from typing import Any, Protocol
 import httpx
 import psutil
 
-from engine.lifecycle import IncidentState
-from engine.triggers import TriggerRequest, open_incident
+from engine.orchestration.lifecycle import IncidentState
+from engine.orchestration.triggers import TriggerRequest, open_incident
 from tests.support.alerts import touch_runbook
 from tests.support.paths import ROOT
 
@@ -200,7 +200,7 @@ class Served:
         return kids
 
     def engine_workers(self) -> list[psutil.Process]:
-        return [p for p in self.children() if "engine.worker_process" in command(p)]
+        return [p for p in self.children() if "engine.service.worker_process" in command(p)]
 
     def gunicorn(self) -> list[psutil.Process]:
         return [p for p in self.children() if "gunicorn" in command(p)]
@@ -215,7 +215,7 @@ class Served:
         for p in kids:
             try:
                 cmd = " ".join(p.cmdline())
-                if "engine.worker_process" in cmd:
+                if "engine.service.worker_process" in cmd:
                     roles["engine"].append(p)
                 elif "gunicorn" in cmd and p.ppid() == parent.pid:
                     roles["master"].append(p)

@@ -7,8 +7,8 @@ import json
 import time
 
 from engine.context import EngineContext
-from engine.credentials import Credentials, hash_token
-from engine.store.base import StoreUnavailable
+from engine.security.credentials import Credentials, hash_token
+from engine.store import StoreUnavailable
 from engine.store.sqlite import SQLiteStore
 from webhook import EXTENSION, create_app
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import time
 
-from engine.lifecycle import IncidentState, RunStatus
-from engine.worker import Worker
+from engine.orchestration.lifecycle import IncidentState, RunStatus
+from engine.service.worker import Worker
 
 
 def test_an_incident_orphaned_between_steps_is_handed_back_to_the_workers(engine_env):
@@ -28,7 +28,7 @@ def test_an_incident_orphaned_between_steps_is_handed_back_to_the_workers(engine
 def test_a_live_check_mode_run_is_not_taken_for_dead(engine_env):
     import threading
 
-    from engine.planner import check_runs
+    from engine.orchestration.planner import check_runs
 
     engine_env.write_config(lease="0.3s")
     engine_env.runbook("slow", "strategies: [{name: nap, action: test.sleep, "

@@ -23,7 +23,7 @@ def app_routes(app) -> dict[tuple[str, str], object]:
 
 def test_every_route_states_its_access_and_the_role_table_gives_what_the_docs_say(
         engine_env):
-    from engine.roles import ROLES, Access
+    from engine.security.roles import ROLES, Access
     from webhook.auth import access_of
 
     app = create_app(load_config(engine_env.config_path), credentials=credentials())
@@ -37,7 +37,7 @@ def test_every_route_states_its_access_and_the_role_table_gives_what_the_docs_sa
 
 
 def test_the_metrics_role_reads_metrics_and_nothing_else():
-    from engine.roles import ROLES
+    from engine.security.roles import ROLES
 
     readable = {access for access in ROLES["metrics"]}
     assert [a.name for a in readable] == ["READ_METRICS"]

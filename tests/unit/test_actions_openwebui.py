@@ -19,11 +19,12 @@ import time
 import httpx
 import pytest
 
-from engine import Recovery, probes
+from engine import Recovery
 from engine.actions.base import ActionContext
 from engine.cli import main
-from engine.lifecycle import IncidentState, RunStatus
-from engine.reports import degraded_modes
+from engine.orchestration.lifecycle import IncidentState, RunStatus
+from engine.reporting.reports import degraded_modes
+from engine.service import probes
 from tests.support.openwebui_fixtures import (
     API_KEY,
     EMAIL,

@@ -15,7 +15,7 @@ import pytest
 from engine.actions.base import ActionContext
 from engine.actions.registry import default_registry
 from engine.cli import main
-from engine.runbook_loader import load_runbook
+from engine.runbooks.loader import load_runbook
 from tests.support.paths import ROOT
 from tests.support.system_env import (
     install_system_runbook,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from engine.executors.ansible import AnsibleExecutor, render_extravars
-from engine.lifecycle import RunStatus
-from engine.redaction import Redactor
+from engine.orchestration.lifecycle import RunStatus
+from engine.security.redaction import Redactor
 from tests.support.ansible_fixtures import (
     INVENTORY,
     SHIPPED,

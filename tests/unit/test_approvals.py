@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from engine import approvals
-from engine.lifecycle import IncidentState, RunStatus
+from engine.orchestration import approvals
+from engine.orchestration.lifecycle import IncidentState, RunStatus
 from engine.records import Switch, new_id
-from engine.worker import Worker
+from engine.service.worker import Worker
 
 
 @pytest.fixture
@@ -256,8 +256,8 @@ def test_the_emergency_stop_cancels_a_step_whose_gates_said_yes_but_not_begun(
 
 
 def test_the_emergency_stop_cancels_an_incident_claimed_with_no_run_yet(engine_env):
-    from engine.orchestrator import advance
-    from engine.triggers import TriggerRequest, open_incident
+    from engine.orchestration.attempt import advance
+    from engine.orchestration.triggers import TriggerRequest, open_incident
 
     engine_env.runbook("demo", f"""
         strategies: [{{name: a, action: test.ok, with: {{trace: "{engine_env.trace}"}}}}]

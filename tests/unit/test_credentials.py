@@ -10,7 +10,7 @@ import stat
 import pytest
 
 from engine.config import ConfigError, load_config
-from engine.credentials import Credentials, hash_token, load_credentials
+from engine.security.credentials import Credentials, hash_token, load_credentials
 
 WEBHOOK = "webhook-token-0123456789abcdef"
 ALICE = "alice-token-0123456789abcdef"
@@ -82,7 +82,7 @@ def test_the_webhook_token_is_refused_as_an_operator_token_even_if_configured(cr
 
 
 def test_the_webhook_token_is_no_operator_even_if_the_hashes_were_changed_later():
-    from engine.credentials import Credential
+    from engine.security.credentials import Credential
 
     creds = Credentials(WEBHOOK, {"alice": hash_token(ALICE)})
     clash = Credential("alice", "operator", hash_token(WEBHOOK))
@@ -218,7 +218,7 @@ def test_the_first_start_banner_never_offers_a_wildcard_address():
     it says so instead of offering http://0.0.0.0 (which no Alertmanager can post to);
     its curl lines, run on this machine, use loopback."""
     from engine.cli.serve import first_start
-    from engine.service import ServiceSettings
+    from engine.service.supervisor import ServiceSettings
 
     text = first_start(ServiceSettings(host="0.0.0.0", port=9797),
                        {"webhook": "w-token", "operator": "o-token"}, "/var/x",
@@ -237,7 +237,7 @@ PROM = "prometheus-token-0123456789abcdef"
 
 
 def issued(home, name: str, role: str, token: str):
-    from engine.token_file import TOKENS_FILE, IssuedToken, TokenFile
+    from engine.security.tokens import TOKENS_FILE, IssuedToken, TokenFile
 
     tokens = TokenFile(home / TOKENS_FILE)
     tokens.add(IssuedToken(name=name, role=role, hash=hash_token(token)))
@@ -346,7 +346,7 @@ def test_a_start_that_generates_only_the_metrics_token_prints_how_to_scrape():
     """An upgraded home has its webhook and operator tokens: only the metrics one is new,
     and the banner says how Prometheus sends it, nothing about Alertmanager."""
     from engine.cli.serve import first_start
-    from engine.service import ServiceSettings
+    from engine.service.supervisor import ServiceSettings
 
     text = first_start(ServiceSettings(host="127.0.0.1", port=9797), {"metrics": "m-token"},
                        "/var/x", on_terminal=True)

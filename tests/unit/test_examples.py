@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from engine.routing import match_runbook
-from engine.runbook_loader import load_runbooks
+from engine.alerts.routing import match_runbook
+from engine.runbooks.loader import load_runbooks
 from tests.support.examples import (
     METRICS_TOKEN_FILE,
     PROMETHEUS,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 
-from engine.lifecycle import IncidentState, RunStatus
+from engine.orchestration.lifecycle import IncidentState, RunStatus
 from engine.records import Switch, new_id
-from engine.worker import Worker
+from engine.service.worker import Worker
 
 
 def ok_runbook(env, cooldown="{max_attempts: 3, window: 1h, after_failure: 300s}"):
@@ -18,7 +18,7 @@ def ok_runbook(env, cooldown="{max_attempts: 3, window: 1h, after_failure: 300s}
 
 
 def test_cooldown_counts_attempts_not_refusals_deferrals_or_checks(engine_env, run_incident):
-    from engine.planner import check_runs
+    from engine.orchestration.planner import check_runs
 
     ok_runbook(engine_env)
     ctx = engine_env.context()

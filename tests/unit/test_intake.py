@@ -8,12 +8,13 @@ import time
 
 import pytest
 
-from engine import approvals, intake
-from engine.alerts import Alert
-from engine.intake import drain, resolve
-from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
+from engine.alerts import intake
+from engine.alerts.alert import Alert
+from engine.alerts.intake import drain, resolve
+from engine.orchestration import approvals
+from engine.orchestration.lifecycle import AttemptOutcome, IncidentState, RunStatus
 from engine.records import DegradedReason
-from engine.worker import Worker
+from engine.service.worker import Worker
 from tests.support.alertmanager import iso_at
 from tests.support.alerts import STARTS, alert, journal
 
@@ -467,8 +468,8 @@ def test_refusals_a_replay_cannot_act_on_keep_no_payload(touching, engine_env):
     no runbook matches): each delivery is kept 30 days, with what was made of it, but
     not its payload (labels and annotations a sender chose): no replay can act on
     them. An alert a kill switch refused keeps its payload: `enable --replay` needs it."""
+    from engine.alerts.refused import refused_alerts, replay
     from engine.records import Switch, new_id
-    from engine.refused_alerts import refused_alerts, replay
 
     ctx, marker = touching
     storm = [alert(instance=f"ghost-{n}.example:9121", fingerprint=f"fp-ghost-{n}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.matchers import (
+from engine.runbooks.matchers import (
     MatcherError,
     compile_regex,
     format_matcher,
@@ -12,7 +12,7 @@ from engine.matchers import (
     matches_all,
     parse_matcher,
 )
-from engine.runbook import Matcher
+from engine.runbooks.model import Matcher
 
 
 @pytest.mark.parametrize(

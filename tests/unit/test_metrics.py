@@ -23,8 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from engine.config import load_config
 from engine.context import EngineContext
-from engine.metrics import StoreCollector, registry_for, render_json, render_text
 from engine.records import Switch, new_id
+from engine.reporting.metrics import StoreCollector, registry_for, render_json, render_text
 from tests.support.examples import engine_rules
 from tests.support.metrics_scenario import (
     drive_scenario,
@@ -184,13 +184,13 @@ def test_registering_the_collector_does_not_read_the_store(ctx: EngineContext) -
 
 
 def test_metrics_module_imports_only_prometheus_client() -> None:
-    code = ("import sys; import engine.metrics; "
+    code = ("import sys; import engine.reporting.metrics; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('ansible', 'ansible_runner', 'redis', 'httpx', 'flask', 'chromadb', 'yaml', "
             "'jinja2', 'engine')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=ROOT).stdout
-    assert ast.literal_eval(out) == ["engine", "engine.metrics"]
+    assert ast.literal_eval(out) == ["engine", "engine.reporting.metrics"]
 
 
 # -- the alert rules for the engine itself ----------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 
-from engine.lifecycle import IncidentState, RunStatus
+from engine.orchestration.lifecycle import IncidentState, RunStatus
 
 
 def statuses(ctx, incident_id):
@@ -95,8 +95,8 @@ def test_failing_mode_degrades_at_the_first_failure_and_a_pass_clears_it(
     """)
     ctx = engine_env.context()
     seen = []
-    from engine.orchestrator import advance
-    from engine.triggers import TriggerRequest, open_incident
+    from engine.orchestration.attempt import advance
+    from engine.orchestration.triggers import TriggerRequest, open_incident
 
     opened = open_incident(ctx, TriggerRequest(runbook="demo", target="localhost"))
 
@@ -203,7 +203,7 @@ def test_observe_mode_records_the_plan_and_changes_nothing(engine_env, run_incid
 
 
 def test_check_mode_plans_records_and_counts_nothing(engine_env):
-    from engine.planner import check_runs
+    from engine.orchestration.planner import check_runs
 
     marker = engine_env.root / "changed"
     engine_env.runbook("demo", f"""
@@ -244,7 +244,7 @@ def test_alert_labels_resolve_through_aliases(engine_env, run_incident):
 
 
 def test_one_open_incident_per_runbook_and_target(engine_env):
-    from engine.triggers import TriggerRequest, open_incident
+    from engine.orchestration.triggers import TriggerRequest, open_incident
 
     engine_env.runbook("demo", "strategies: [{name: a, action: test.ok}]\n")
     ctx = engine_env.context()
@@ -284,7 +284,7 @@ def ctx_artifacts(ctx, run_id):
 
 
 def test_retention_removes_old_artifacts_and_their_index_rows_only(engine_env, run_incident):
-    from engine.retention import prune
+    from engine.service.retention import prune
 
     engine_env.runbook("demo", "strategies: [{name: a, action: test.ok}]\n")
     ctx = engine_env.context()
@@ -321,9 +321,9 @@ def test_observe_mode_records_the_whole_escalation_it_would_run(engine_env, run_
 def test_a_canceled_step_is_canceled_not_failed_and_degrades_nothing(engine_env):
     import threading
 
-    from engine import approvals
-    from engine.orchestrator import advance
-    from engine.triggers import TriggerRequest, open_incident
+    from engine.orchestration import approvals
+    from engine.orchestration.attempt import advance
+    from engine.orchestration.triggers import TriggerRequest, open_incident
 
     engine_env.runbook("demo", f"""
         strategies:
@@ -405,8 +405,8 @@ def test_an_embedded_alias_is_the_same_target_for_switches_locks_and_resources(
 
 def test_a_step_does_not_start_on_an_incident_canceled_while_its_gates_were_asked(
         engine_env, run_incident):
-    from engine import approvals
     from engine.gates import Gate
+    from engine.orchestration import approvals
 
     marker = engine_env.root / "changed"
     engine_env.runbook("demo", f"""
@@ -434,8 +434,8 @@ def test_a_step_does_not_start_on_an_incident_canceled_while_its_gates_were_aske
 def test_a_passing_verify_clears_degraded_even_if_the_alert_resolved_meanwhile(engine_env):
     import threading
 
-    from engine.orchestrator import advance
-    from engine.triggers import TriggerRequest, open_incident
+    from engine.orchestration.attempt import advance
+    from engine.orchestration.triggers import TriggerRequest, open_incident
 
     engine_env.runbook("demo", f"""
         strategies:

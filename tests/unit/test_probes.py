@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 
-from engine import probes
-from engine.lifecycle import IncidentState
+from engine.orchestration.lifecycle import IncidentState
 from engine.records import DegradedReason
+from engine.service import probes
 
 
 def probed(env, health, **probe):
@@ -59,7 +59,7 @@ def test_each_host_is_probed_at_most_once_per_interval(engine_env):
 
 
 def test_workers_run_the_probes(engine_env):
-    from engine.worker import Worker
+    from engine.service.worker import Worker
 
     health = engine_env.root / "healthy"
     probed(engine_env, health)

@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from engine.alerts import Alert
-from engine.intake import drain
-from engine.lifecycle import IncidentState, RunStatus
-from engine.refusals import MAX_FINGERPRINTS
+from engine.alerts.alert import Alert
+from engine.alerts.intake import drain
+from engine.orchestration.lifecycle import IncidentState, RunStatus
+from engine.orchestration.refusals import MAX_FINGERPRINTS
 from tests.support.alertmanager import iso_at
 from tests.support.alerts import GHOST_RUNBOOK
 
@@ -57,7 +57,7 @@ def test_a_record_keeps_the_first_hundred_fingerprints_and_counts_them_all(ghost
 
 
 def test_refusals_of_another_reason_runbook_or_minute_are_records_of_their_own(engine_env):
-    from engine import refusals
+    from engine.orchestration import refusals
     from engine.records import Switch
 
     engine_env.runbook("ghosts", GHOST_RUNBOOK)

@@ -10,11 +10,11 @@ import time
 
 import pytest
 
-from engine.alerts import Alert
+from engine.alerts.alert import Alert
+from engine.alerts.intake import drain
+from engine.alerts.refused import refused_alerts, replay
 from engine.cli import main
-from engine.intake import drain
-from engine.lifecycle import IncidentState, RunStatus
-from engine.refused_alerts import refused_alerts, replay
+from engine.orchestration.lifecycle import IncidentState, RunStatus
 from tests.support.alertmanager import iso_at
 
 T0 = time.time() - 120
@@ -114,7 +114,7 @@ def test_an_alert_that_resolved_is_neither_listed_nor_replayed(refused, engine_e
 
 def test_alerts_counted_into_one_refusal_record_are_each_listed_and_replayed(refused,
                                                                              engine_env):
-    """Refusals of one minute share a record (engine.refusals): each alert it lists is
+    """Refusals of one minute share a record (engine.orchestration.refusals): each alert it lists is
     listed and replayed on its own; one refused again after its replay (the switch still
     on) can be replayed again."""
     ctx, cli = refused

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import approvals
-from engine.lifecycle import IncidentState, RunStatus
-from engine.worker import Worker
+from engine.orchestration import approvals
+from engine.orchestration.lifecycle import IncidentState, RunStatus
+from engine.service.worker import Worker
 from tests.support.reload_env import add_host, guarded, parked_step
 
 # -- approvals and the runbook they were asked under ---------------------------------------
@@ -256,7 +256,7 @@ def _sets(env) -> set[str]:
 
 def _reload(env) -> str:
     from engine.cli import main
-    from engine.loaded_set import recorded_set
+    from engine.runbooks.loaded_set import recorded_set
 
     assert main(["--config", str(env.config_path), "reload"]) == 0
     return recorded_set(env.context().store).sha256
@@ -287,9 +287,9 @@ def test_a_set_copy_is_private_to_its_owner(engine_env):
 
 
 def test_a_replaced_set_is_removed_once_no_step_can_use_it(engine_env):
-    from engine.lifecycle import RunStatus as Status
-    from engine.loaded_set import reload_set
+    from engine.orchestration.lifecycle import RunStatus as Status
     from engine.records import RunRecord, new_id
+    from engine.runbooks.reload import reload_set
 
     first = _reload(engine_env)
     add_host(engine_env)
@@ -315,7 +315,7 @@ def test_a_replaced_set_is_removed_once_no_step_can_use_it(engine_env):
 
 
 def test_the_set_hash_covers_what_the_engine_reads_and_nothing_else(tmp_path):
-    from engine.loaded_set import SetPaths
+    from engine.runbooks.loaded_set import SetPaths
 
     for folder in ("runbooks", "playbooks/roles/x/tasks", "inventory/group_vars"):
         (tmp_path / folder).mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""engine.reports: the figures `recovery status` (and later /api/v1/status) show,
+"""engine.reporting.reports: the figures `recovery status` (and later /api/v1/status) show,
 computed from a seeded store whose right answers are known."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 
 from engine.config import load_config
 from engine.context import EngineContext
-from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
+from engine.orchestration.lifecycle import AttemptOutcome, IncidentState, RunStatus
 from engine.records import (
     Approval,
     Attempt,
@@ -18,8 +18,8 @@ from engine.records import (
     RunRecord,
     Switch,
 )
-from engine.reports import component_stats, cooldowns, degraded_modes, status_report
-from engine.runbook import Cooldown, DegradedModeSpec, Runbook, Strategy
+from engine.reporting.reports import component_stats, cooldowns, degraded_modes, status_report
+from engine.runbooks.model import Cooldown, DegradedModeSpec, Runbook, Strategy
 from engine.store.sqlite import SQLiteStore
 
 NOW = 1_800_000_000.0

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.matchers import parse_matcher
-from engine.routing import match_runbook, matching_runbooks, runbook_matches
-from engine.runbook import Matcher, Priority, Runbook
-from engine.runbook_loader import load_runbooks
+from engine.alerts.routing import match_runbook, matching_runbooks, runbook_matches
+from engine.runbooks.loader import load_runbooks
+from engine.runbooks.matchers import parse_matcher
+from engine.runbooks.model import Matcher, Priority, Runbook
 from tests.support.paths import ROOT
 
 RUNBOOKS_DIR = ROOT / "runbooks"
@@ -135,7 +135,7 @@ def test_shipped_runbooks_leave_other_alerts_alone(
 
 
 def overlap_pairs(*books: Runbook) -> list[tuple[str, str, str]]:
-    from engine.overlaps import overlaps
+    from engine.runbooks.overlaps import overlaps
 
     return [(o.covered.name, o.by.name, o.winner.name) for o in overlaps(books)]
 
@@ -149,7 +149,7 @@ def test_identical_groups_of_equal_priority_overlap_once() -> None:
 
 
 def test_a_group_contained_in_another_overlaps() -> None:
-    from engine.overlaps import overlaps
+    from engine.runbooks.overlaps import overlaps
 
     general = runbook("z-general", "z.yml", Priority.HIGH, 'alertname=~"Redis.*"')
     # more matchers, and an equality that implies the other's regex
@@ -195,6 +195,6 @@ def test_nothing_is_reported_without_proof(one: list[str], other: list[str]) -> 
 
 
 def test_the_shipped_runbooks_do_not_overlap(shipped: list[Runbook]) -> None:
-    from engine.overlaps import overlaps
+    from engine.runbooks.overlaps import overlaps
 
     assert overlaps(shipped) == []

@@ -8,13 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.runbook import Matcher, Mode, Priority, Runbook, Verify
-from engine.runbook_loader import (
-    RunbookError,
-    check_runbooks,
-    load_runbook,
-    load_runbooks,
-)
+from engine.runbooks.loader import RunbookError, check_runbooks, load_runbook, load_runbooks
+from engine.runbooks.model import Matcher, Mode, Priority, Runbook, Verify
 from tests.support.paths import ROOT
 
 RUNBOOKS_DIR = ROOT / "runbooks"
@@ -68,7 +63,7 @@ def test_every_shipped_runbook_loads_with_known_actions_and_playbooks(playbooks:
 
 
 def test_shipped_runbooks_agree_with_the_real_registry_and_playbooks() -> None:
-    from engine.actions import default_registry
+    from engine.actions.registry import default_registry
 
     names = default_registry().names()
     books = load_runbooks(RUNBOOKS_DIR, known_actions=names,

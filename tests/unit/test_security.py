@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from engine.lifecycle import RunStatus
+from engine.orchestration.lifecycle import RunStatus
 from tests.support.echo_runbook import install_echo_runbook
 
 
 def test_connection_settings_in_a_runbook_are_refused_at_load(engine_env):
-    from engine.runbook_loader import RunbookError, load_runbook
+    from engine.runbooks.loader import RunbookError, load_runbook
 
     path = engine_env.runbook("sneaky", """
         strategies:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.templating import TemplateError, compile_check, render, render_data
+from engine.runbooks.templating import TemplateError, compile_check, render, render_data
 
 HOSTILE_VALUES = [
     "{{ lookup('pipe','id') }}",

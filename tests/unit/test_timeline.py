@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from engine.alerts import Alert
+from engine.alerts.alert import Alert
+from engine.alerts.intake import drain
 from engine.cli import main
-from engine.intake import drain
-from engine.lifecycle import IncidentState
+from engine.orchestration.lifecycle import IncidentState
 from tests.support.alertmanager import iso_at
 
 T0 = time.time() - 120

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.alerts import fingerprint_of, normalize_time
+from engine.alerts.alert import fingerprint_of, normalize_time
 from engine.config import load_config
 from engine.context import EngineContext
-from engine.lifecycle import RunStatus
+from engine.orchestration.lifecycle import RunStatus
 from engine.records import DegradedReason
 from engine.store.sqlite import SQLiteStore
 from tests.support.alerts import good_alert, notification
@@ -547,7 +547,7 @@ def test_deciding_an_unknown_approval_is_a_404(service):
 
 
 def test_an_operator_acknowledges_an_exhausted_incident_over_http(engine_env, run_incident):
-    from engine import exhaustion
+    from engine.orchestration import exhaustion
 
     engine_env.runbook("broken", "strategies: [{name: a, action: test.fail}]\n")
     ctx = engine_env.context()

@@ -11,7 +11,7 @@ import pytest
 
 from engine.config import load_config
 from engine.context import EngineContext
-from engine.metrics import render_text
+from engine.reporting.metrics import render_text
 from tests.support.alerts import good_alert, notification
 from tests.support.paths import ROOT
 from tests.support.webhook_app import AS_ALICE, HOOK, JournalDown, Service
@@ -84,7 +84,7 @@ def test_unknown_codes_are_folded_into_their_class():
 
 
 def test_the_gunicorn_config_reads_the_local_file_and_marks_dead_workers(tmp_path, monkeypatch):
-    """engine/gunicorn_conf.py: ./gunicorn.conf.py still applies (as without --config), its
+    """engine/service/gunicorn_conf.py: ./gunicorn.conf.py still applies (as without --config), its
     child_exit still runs, and mark_process_dead drops the dead worker's live gauges."""
     seen = tmp_path / "their-child-exit"
     (tmp_path / "gunicorn.conf.py").write_text(
@@ -96,7 +96,7 @@ def test_the_gunicorn_config_reads_the_local_file_and_marks_dead_workers(tmp_pat
         (multiproc / name).write_bytes(b"")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(multiproc))
-    conf = runpy.run_path(str(ROOT / "engine" / "gunicorn_conf.py"))
+    conf = runpy.run_path(str(ROOT / "engine" / "service" / "gunicorn_conf.py"))
     assert conf["workers"] == 7 and "_private" not in conf
 
     class Worker:

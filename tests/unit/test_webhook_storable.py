@@ -16,8 +16,8 @@ import time
 
 import pytest
 
+from engine.alerts.intake import drain
 from engine.config import load_config
-from engine.intake import drain
 from tests.support.alerts import good_alert, notification
 from tests.support.storable import ALERT_FIELDS, REFUSED, RUNBOOK, hostile_body
 from tests.support.webhook_app import Service

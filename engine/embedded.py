@@ -1,0 +1,164 @@
+"""The embedded mode: an application owns resources and triggers recoveries in-process.
+
+    recovery = Recovery.from_config("recovery.yml")
+    recovery.resources.register("redis", pool)
+    incident = recovery.trigger("redis", failure_type="connection_timeout", target="cache-1")
+    incident.wait(timeout=30)
+    if recovery.degraded("redis_unavailable"): ...
+
+``trigger`` never blocks: steps run on background threads. The store is the one the
+CLI and the service use, so cooldowns, approvals and the audit trail are shared. An
+application can trigger and read; it cannot approve.
+
+Like the service's processes, an application acts on the set of runbooks, playbooks
+and inventory a reload put in force (engine.runbooks.loaded_set), not on the files on disk being
+edited: its worker takes the service's queued and deferred work too. Where no set is
+recorded, the files on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from engine.config import Config, keep_files_private, load_config
+from engine.context import EngineContext
+from engine.executors import private_dirs
+from engine.orchestration.attempt import advance
+from engine.orchestration.lifecycle import IncidentState
+from engine.orchestration.settle import seen_healthy
+from engine.orchestration.triggers import TriggerRequest, open_incident
+from engine.records import Incident
+from engine.resources import ResourceRegistry
+from engine.service.worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IncidentHandle:
+    """What ``trigger`` returns: the incident (or the refusal) and a way to wait for it."""
+
+    recovery: Recovery
+    incident_id: str | None
+    refusal: str | None = None
+    _future: Future | None = None
+
+    @property
+    def incident(self) -> Incident | None:
+        if self.incident_id is None:
+            return None
+        return self.recovery.context.store.get_incident(self.incident_id)
+
+    @property
+    def state(self) -> str:
+        incident = self.incident
+        return incident.state.value if incident else "refused"
+
+    def wait(self, timeout: float | None = 30.0) -> Incident | None:
+        """Until this attempt ends (recovered, failed, degraded...) or pauses (parked,
+        deferred), or ``timeout`` passes; returns the incident as it then is."""
+        deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
+        if self._future is not None:
+            try:
+                if self._future.result(timeout):  # we ran the attempt: it has ended or paused
+                    return self.incident
+            except TimeoutError:
+                return self.incident
+            except Exception:  # noqa: BLE001 - the record says what happened; we only wait
+                log.exception("recovery attempt for %s raised", self.incident_id)
+                return self.incident
+        while time.monotonic() < deadline:  # someone else's attempt: watch the store
+            incident = self.incident
+            if incident is None or incident.state != IncidentState.REMEDIATING:
+                return incident
+            time.sleep(0.1)
+        return self.incident
+
+
+class Recovery:
+    def __init__(self, context: EngineContext, *, worker: bool = False) -> None:
+        self.context = context
+        context.follow_set_in_force()
+        self._pool = ThreadPoolExecutor(max_workers=context.config.worker_threads,
+                                        thread_name_prefix="recovery")
+        # A run of this application killed last time left its private data dir (secrets
+        # in clear): removed now; a worker also does it periodically.
+        try:
+            private_dirs.sweep(redactor=context.redactor)
+        except Exception:  # noqa: BLE001 - never keeps the application from starting
+            log.exception("could not sweep the private data dirs of dead runs")
+        # An application retries its own deferred work; alerts are the service's to take.
+        self._worker = Worker(context, intake=False).start() if worker else None
+        self._closed = threading.Event()
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str] | Config | None = None, *,
+                    worker: bool = False) -> Recovery:
+        """``worker=True`` also retries deferred incidents and runs approved steps here.
+        Sets this process's umask to 077 (engine.config.keep_files_private): the
+        application's own files are created private from now on too."""
+        keep_files_private()
+        config = path if isinstance(path, Config) else load_config(path)
+        return cls(EngineContext(config), worker=worker)
+
+    @property
+    def resources(self) -> ResourceRegistry:
+        return self.context.resources
+
+    def trigger(self, component: str, failure_type: str | None = None, *,
+                target: str | None = None, requested_by: str | None = None) -> IncidentHandle:
+        """Open (or attach to) the incident and run its attempt in the background.
+
+        The application's own health check is a probe: the kill switch refuses it and
+        nothing forces it. A deferred incident goes on where a worker runs (the service,
+        or this process with ``worker=True``)."""
+        self.context.refresh()    # a reload since the last call: its set from now on
+        registered = self.resources.targets(component)
+        request = TriggerRequest(
+            runbook=component, failure_type=failure_type,
+            target=target or (registered[0] if len(registered) == 1 else "localhost"),
+            trigger="probe", requested_by=requested_by or f"app:{os.getpid()}")
+        opened = open_incident(self.context, request)
+        if opened.incident is None:
+            return IncidentHandle(self, None, refusal=opened.refusal)
+        if not opened.claimed:   # another attempt is under way: wait() watches the store
+            return IncidentHandle(self, opened.incident.id)
+        # Ours, but it may wait for a free thread: keep the claim alive meanwhile, so no
+        # worker takes it for abandoned (its embedded actions need this process).
+        incident_id = opened.incident.id
+        keepalive = self.context.leases.hold(None, on_beat=lambda: self._touch(incident_id))
+        future = self._pool.submit(self._run, incident_id, keepalive)
+        return IncidentHandle(self, incident_id, _future=future)
+
+    def _touch(self, incident_id: str) -> None:
+        self.context.store.update_incident(incident_id, expect=[IncidentState.REMEDIATING])
+
+    def _run(self, incident_id: str, keepalive) -> bool:
+        keepalive.release()
+        advance(self.context, incident_id)
+        return True
+
+    def healthy(self, component: str, target: str | None = None) -> int:
+        """The application's health check passed: like a passing probe, it switches off
+        the automatic degraded-mode reasons for that target (not a mode set by hand) and
+        resolves its exhausted alert. Returns how many degraded reasons it cleared."""
+        self.context.refresh()
+        runbook = self.context.runbook(component)
+        registered = self.resources.targets(component)
+        name = target or (registered[0] if len(registered) == 1 else "localhost")
+        return len(seen_healthy(self.context, runbook, self.context.canonical_target(name)))
+
+    def degraded(self, mode: str) -> bool:
+        """Is this degraded mode on (for any reason: automatic or by hand)?"""
+        return bool(self.context.store.degraded_reasons(mode))
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+        self._pool.shutdown(wait=True)
+        self._closed.set()

@@ -1,0 +1,135 @@
+"""What would happen, without doing it: plans for approvals, ``recovery test``, ``--check``.
+
+``plan`` changes nothing and records nothing. ``check_runs`` records check-mode runs
+(playbooks under ``--check``, python actions asked for their plan) that open no
+incident, take no lock and never count toward a cooldown.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from engine.context import EngineContext
+from engine.gates import GateContext
+from engine.orchestration.lifecycle import RunStatus
+from engine.orchestration.step import RunCallback, beat, execute, new_run, open_record
+from engine.orchestration.triggers import TriggerRequest, resolve_target
+from engine.records import Incident, RunRecord
+from engine.runbooks.model import Runbook, Strategy
+from engine.runbooks.templating import TemplateError, render_data
+
+
+def plan_step(ctx: EngineContext, incident: Incident, runbook: Runbook,
+              strategy: Strategy) -> dict[str, Any]:
+    """The step as an approver sees it: what runs, where, with what (rendered, redacted)."""
+    try:
+        values = render_data(dict(strategy.extravars if strategy.playbook else strategy.params),
+                             incident.labels)
+    except TemplateError as exc:
+        values = {"error": str(exc)}
+    step: dict[str, Any] = {"strategy": strategy.name, "kind": strategy.kind,
+                            "target": incident.target, "runbook": runbook.name,
+                            "runbook_sha256": runbook.sha256}
+    if strategy.playbook:
+        step.update(playbook=strategy.playbook, extravars=values)
+    else:
+        step.update(action=strategy.action, params=values)
+    verify = runbook.verify_for(strategy)
+    if verify is not None:
+        step["verify"] = {"action": verify.action, "deadline": verify.deadline,
+                          "stable_for": verify.stable_for}
+    return ctx.redactor.data(step)
+
+
+def plan(ctx: EngineContext, request: TriggerRequest) -> dict[str, Any]:
+    """``recovery test``: runbook, resolved target, the escalation, what each gate says now."""
+    from engine.alerts.routing import matching_runbooks, precedence
+
+    matched = [] if request.runbook else matching_runbooks(ctx.runbooks, request.labels)
+    runbook = ctx.runbook(request.runbook) if request.runbook else (
+        matched[0] if matched else None)
+    if runbook is None:
+        return {"runbook": None, "reason": "no runbook matches this alert"}
+    out: dict[str, Any] = {"runbook": runbook.name, "component": runbook.component,
+                           "mode": runbook.mode.value, "file": runbook.path}
+    if matched:
+        # Every runbook the alert matches, in the order they are preferred, and why.
+        out["matched"] = [{"runbook": rb.name, "file": rb.path,
+                           "priority": rb.priority.name.lower(), "chosen": rb is runbook,
+                           "why": "" if rb is runbook else precedence(runbook, rb)}
+                          for rb in matched]
+    try:
+        target = resolve_target(ctx, runbook, request)
+        out["target"] = target
+    except Exception as exc:  # noqa: BLE001 - the plan says why, it does not crash
+        out["target"] = None
+        out["refused"] = f"unknown target: {exc.args[0] if exc.args else exc}"
+        target = None
+    failure_type = request.failure_type or runbook.failure_type_of(request.labels)
+    out["failure_type"] = failure_type
+    steps = []
+    chosen = None
+    for strategy in runbook.strategies:
+        applies = strategy.applies_to(failure_type) and (
+            request.strategy in (None, strategy.name))
+        steps.append({"strategy": strategy.name, "kind": strategy.kind,
+                      "runs": strategy.playbook or strategy.action, "applies": applies,
+                      "when": list(strategy.when), "approval": strategy.approval})
+        if applies and chosen is None:
+            chosen = strategy
+    out["strategies"] = steps
+    out["first_step"] = chosen.name if chosen else None
+    if target and chosen:
+        existing = ctx.store.find_open_incident(runbook.name, target)
+        gate_ctx = GateContext(runbook=runbook, strategy=chosen, target=target,
+                               store=ctx.store, trigger=request.trigger, forced=request.force,
+                               starts_attempt=existing is None or existing.attempt_id is None,
+                               dry=True, holder=ctx.holder)
+        final, asked = ctx.gates.decide(gate_ctx)
+        out["gates"] = [d.to_dict() for d in asked]
+        out["would"] = final.verdict.value
+        if existing is not None:
+            out["open_incident"] = existing.id
+    return out
+
+
+def check_runs(ctx: EngineContext, runbook: Runbook, target: str, *,
+               strategy: str | None = None, diff: bool = False, requested_by: str = "",
+               on_run: RunCallback | None = None) -> list[RunRecord]:
+    """``recover --check``: every step in check mode; nothing changes, nothing counts."""
+    incident = Incident(id="-", runbook=runbook.name, component=runbook.component,
+                        target=target, trigger="manual", requested_by=requested_by)
+    runs = []
+    for step in runbook.strategies:
+        if strategy and step.name != strategy:
+            continue
+        now = time.time()
+        gate_ctx = GateContext(runbook=runbook, strategy=step, target=target, store=ctx.store,
+                               check_mode=True, holder=ctx.holder)
+        _final, asked = ctx.gates.decide(gate_ctx)
+        run = new_run(ctx, incident, runbook, step, RunStatus.RUNNING, now, incident_id=None,
+                      check_mode=True, reason="check mode")
+        artifacts = open_record(ctx, run, {"gates": [d.to_dict() for d in asked]})
+        cancel = threading.Event()
+        ctx.running[run.id] = cancel
+        ctx.store.add_run(run)
+        if on_run:
+            on_run(run)
+        lease = ctx.leases.hold(None, on_beat=lambda r=run.id, c=cancel: beat(ctx, r, c))
+        try:
+            result = execute(ctx, incident, runbook, step, run, artifacts, cancel,
+                             check=True, diff=diff)
+        finally:
+            lease.release()
+            ctx.running.pop(run.id, None)
+        run.status, run.reason, run.finished_at = result.status, result.reason, time.time()
+        ctx.store.update_run(run.id, status=result.status, reason=result.reason,
+                             finished_at=run.finished_at)
+        artifacts.write_run_json({"status": result.status.value, "reason": result.reason,
+                                  "finished_at": run.finished_at, "result": result.data})
+        if on_run:
+            on_run(run)
+        runs.append(run)
+    return runs

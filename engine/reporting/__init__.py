@@ -1,0 +1,2 @@
+"""What the engine tells people: reports, timelines, Prometheus metrics.
+"""

@@ -1,0 +1,3 @@
+"""Runbooks: the typed model, the loader and its schema, templating, matchers, and the set
+in force.
+"""

@@ -1,0 +1,36 @@
+"""gunicorn's configuration file under ``recovery serve`` (``engine.service.supervisor`` passes it
+with ``--config``): the ``gunicorn.conf.py`` of the working directory, as gunicorn would
+read it without ``--config``, plus one hook.
+
+``child_exit``: when an http worker exits, ``prometheus_client.multiprocess
+.mark_process_dead(pid)``, the bookkeeping prometheus_client's multiprocess mode asks
+for (it drops the dead process's live-gauge files; counter and histogram files stay: what a
+recycled worker counted still counts). A ``child_exit`` of the working directory's file runs
+first.
+
+gunicorn reads every global here whose name is one of its settings: ours start with an
+underscore, apart from ``child_exit``.
+"""
+
+import os as _os
+import runpy as _runpy
+
+_LOCAL = _os.path.join(_os.path.abspath(_os.getcwd()), "gunicorn.conf.py")
+
+if _os.path.exists(_LOCAL):   # what gunicorn does with it when no --config is given
+    globals().update({_k: _v for _k, _v in _runpy.run_path(_LOCAL, run_name="__config__")
+                      .items() if not _k.startswith("_")})
+
+_their_child_exit = globals().get("child_exit")
+
+
+def child_exit(server, worker):
+    if callable(_their_child_exit):
+        _their_child_exit(server, worker)
+    if _os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        try:
+            multiprocess.mark_process_dead(worker.pid)
+        except OSError as exc:
+            server.log.warning("metrics: mark_process_dead(%s): %s", worker.pid, exc)

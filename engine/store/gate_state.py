@@ -1,0 +1,115 @@
+"""What the gates ask before a step runs: one small protocol per gate's state.
+
+Cooldowns are counted from the attempts (``Incidents`` records them), locks are leases
+with fencing tokens, kill switches and degraded modes stop whole scopes, approvals hold
+a run until someone decides. ``GateState`` is all of them; a gate that reads one needs
+only its own.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Protocol
+
+from engine.records import Approval, Attempt, DegradedReason, Lock, Switch
+
+
+class Cooldowns(Protocol):
+    """The attempts a cooldown window counts, read by (runbook, target)."""
+
+    @abstractmethod
+    def attempts_since(self, runbook: str, target: str, since: float) -> list[Attempt]:
+        """Attempts started at or after ``since`` (the cooldown window), oldest first."""
+
+    @abstractmethod
+    def last_failed_attempt(self, runbook: str, target: str) -> Attempt | None: ...
+
+    @abstractmethod
+    def attempt_keys_since(self, since: float) -> set[tuple[str, str]]:
+        """(runbook, target) pairs with an attempt started or finished since ``since``:
+        the only pairs a cooldown can be active for."""
+
+
+class Locks(Protocol):
+    """One lease per target, so that two runs never act on one host at once."""
+
+    @abstractmethod
+    def acquire_lock(
+        self, target: str, holder: str, ttl: float, *, run_id: str | None = None,
+        component: str | None = None,
+    ) -> Lock | None:
+        """The lease if free (or expired), else None. Tokens grow: fencing."""
+
+    @abstractmethod
+    def renew_lock(self, target: str, token: int, ttl: float) -> bool: ...
+
+    @abstractmethod
+    def release_lock(self, target: str, token: int) -> bool: ...
+
+    @abstractmethod
+    def get_lock(self, target: str) -> Lock | None:
+        """The live lock on ``target`` (expired ones are not returned)."""
+
+    @abstractmethod
+    def break_lock(self, target: str) -> Lock | None: ...
+
+    @abstractmethod
+    def list_locks(self) -> list[Lock]: ...
+
+
+class KillSwitches(Protocol):
+    """``recovery disable``: a scope (everything, a component, a target) with an expiry."""
+
+    @abstractmethod
+    def add_switch(self, switch: Switch) -> None: ...
+
+    @abstractmethod
+    def remove_switches(self, component: str | None, target: str | None) -> list[Switch]:
+        """Remove the switches of exactly this scope (``enable`` undoes a ``disable``)."""
+
+    @abstractmethod
+    def active_switches(self, now: float) -> list[Switch]: ...
+
+
+class Approvals(Protocol):
+    """A run waiting for an operator's decision, decided once."""
+
+    @abstractmethod
+    def add_approval(self, approval: Approval) -> None: ...
+
+    @abstractmethod
+    def get_approval(self, run_id: str) -> Approval | None: ...
+
+    @abstractmethod
+    def list_approvals(self, status: str | None = "pending") -> list[Approval]: ...
+
+    @abstractmethod
+    def decide_approval(
+        self, run_id: str, *, status: str, by: str | None, reason: str, at: float,
+        expect: str = "pending",
+    ) -> Approval | None:
+        """Move an approval out of ``expect``; None if someone else decided first."""
+
+    @abstractmethod
+    def due_approvals(self, now: float) -> list[Approval]:
+        """Pending approvals past their expiry."""
+
+
+class DegradedModes(Protocol):
+    """The reasons a degraded mode is on (automatic ones per incident, manual ones)."""
+
+    @abstractmethod
+    def add_degraded(self, reason: DegradedReason) -> None: ...
+
+    @abstractmethod
+    def clear_degraded(
+        self, *, mode: str | None = None, target: str | None = None, manual: bool | None = False
+    ) -> list[DegradedReason]:
+        """Remove reasons (``manual=None``: automatic and manual alike)."""
+
+    @abstractmethod
+    def degraded_reasons(self, mode: str | None = None) -> list[DegradedReason]: ...
+
+
+class GateState(Cooldowns, Locks, KillSwitches, Approvals, DegradedModes, Protocol):
+    """Everything the gates read and write."""

@@ -1,0 +1,44 @@
+"""Outcome counters and duration histograms, shared by every process so that /metrics
+counts the runs of the CLI and of every worker alike."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import Protocol
+
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.005, 0.05, 0.25, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0,
+)
+
+
+@dataclass
+class CounterRow:
+    component: str
+    strategy: str
+    outcome: str
+    value: float
+
+
+@dataclass
+class DurationRow:
+    component: str
+    strategy: str
+    buckets: list[tuple[float, float]]   # (upper bound, cumulative count); +Inf last
+    total: float
+    count: float
+
+
+class OutcomeMetrics(Protocol):
+    """Runs counted by (component, strategy, outcome), durations in ``DURATION_BUCKETS``."""
+
+    @abstractmethod
+    def record_outcome(
+        self, component: str, strategy: str, outcome: str, duration: float | None
+    ) -> None: ...
+
+    @abstractmethod
+    def counters(self) -> list[CounterRow]: ...
+
+    @abstractmethod
+    def durations(self) -> list[DurationRow]: ...

@@ -1,0 +1,72 @@
+"""The ``GateState`` protocols: locks, approvals, kill switches and degraded modes."""
+
+from __future__ import annotations
+
+import time
+
+from engine.records import Approval, DegradedReason, Switch
+
+
+def test_locks_are_leases_with_growing_fencing_tokens(store):
+    a = store.acquire_lock("h1", "a", 0.2)
+    assert a is not None
+    assert store.acquire_lock("h1", "b", 0.2) is None
+    assert store.renew_lock("h1", a.token, 0.2)
+    time.sleep(0.25)
+    b = store.acquire_lock("h1", "b", 10)
+    assert b is not None and b.token > a.token
+    assert not store.renew_lock("h1", a.token, 10)      # the old holder lost it
+    assert not store.release_lock("h1", a.token)        # and cannot free the new one
+    assert store.get_lock("h1").holder == "b"
+    assert store.break_lock("h1").holder == "b"
+    assert store.get_lock("h1") is None
+
+
+def test_an_approval_is_decided_once(store):
+    store.add_approval(Approval(run_id="r1", incident_id=None, runbook="rb", component="c",
+                                strategy="s", target="h1", expires_at=time.time() + 60))
+    assert store.decide_approval("r1", status="approved", by="alice", reason="", at=1)
+    assert store.decide_approval("r1", status="rejected", by="bob", reason="", at=2) is None
+    assert store.get_approval("r1").decided_by == "alice"
+
+
+def test_switches_expire_and_are_removed_by_exact_scope(store):
+    now = time.time()
+    store.add_switch(Switch(id="s1", component="redis", target=None, until=now + 60))
+    store.add_switch(Switch(id="s2", component=None, target=None, until=now - 1))
+    assert [s.id for s in store.active_switches(now)] == ["s1"]
+    assert store.remove_switches(None, "h1") == []
+    assert [s.id for s in store.remove_switches("redis", None)] == ["s1"]
+    assert store.active_switches(now) == []
+
+
+def test_degraded_reasons_clear_by_target_and_keep_manual_ones(store):
+    store.add_degraded(DegradedReason(mode="m", key="incident:1", target="h1"))
+    store.add_degraded(DegradedReason(mode="m", key="incident:2", target="h2"))
+    store.add_degraded(DegradedReason(mode="m", key="manual", manual=True))
+    store.clear_degraded(mode="m", target="h1")
+    assert sorted(r.key for r in store.degraded_reasons("m")) == ["incident:2", "manual"]
+    store.clear_degraded(mode="m", manual=None)
+    assert store.degraded_reasons("m") == []
+
+
+def test_cooldowns_count_the_attempts_of_one_runbook_and_target(store):
+    from engine.orchestration.lifecycle import AttemptOutcome
+    from engine.records import Attempt
+    from tests.unit.store.samples import incident, run
+
+    now = time.time()
+    inc, _ = store.open_incident(incident())
+    for i, started in enumerate((now - 100, now - 10)):
+        store.begin_step(run(incident_id=inc.id, started_at=started),
+                         Attempt(id=f"att-{i}", incident_id=inc.id, runbook="rb",
+                                 target="h1", started_at=started))
+    store.finish_attempt("att-0", AttemptOutcome.FAILED, now - 50)
+    store.finish_attempt("att-0", AttemptOutcome.RECOVERED, now - 40)   # ended once
+    assert [a.id for a in store.attempts_since("rb", "h1", now - 60)] == ["att-1"]
+    assert [a.id for a in store.attempts_since("rb", "h2", 0)] == []
+    failed = store.last_failed_attempt("rb", "h1")
+    assert (failed.id, failed.outcome, failed.finished_at) == ("att-0", AttemptOutcome.FAILED,
+                                                               now - 50)
+    assert store.attempt_keys_since(now - 60) == {("rb", "h1")}   # att-0 finished since
+    assert store.attempt_keys_since(now) == set()

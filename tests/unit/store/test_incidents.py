@@ -1,0 +1,78 @@
+"""The ``Incidents`` protocol: one open incident per (runbook, target), its transitions
+compare-and-set, a step's start recorded at once."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+
+from engine.orchestration.lifecycle import IncidentState, RunStatus, TransitionError
+from engine.records import Attempt
+from engine.store import open_store
+from tests.unit.store.samples import incident, run
+
+
+def test_one_open_incident_per_identity_and_closed_ones_free_it(store):
+    first, created = store.open_incident(incident())
+    assert created
+    same, created = store.open_incident(incident())
+    assert not created and same.id == first.id
+    store.update_incident(first.id, state=IncidentState.RECOVERED)
+    fresh, created = store.open_incident(incident())
+    assert created and fresh.id != first.id
+
+
+def test_incident_transitions_are_checked_and_compare_and_set(store):
+    inc, _ = store.open_incident(incident())
+    store.update_incident(inc.id, state=IncidentState.RESOLVED)
+    with pytest.raises(TransitionError):
+        store.update_incident(inc.id, state=IncidentState.REMEDIATING)
+    assert store.update_incident(inc.id, expect=[IncidentState.OPEN], reason="x") is None
+
+
+def _race(url: str, barrier, results) -> None:
+    s = open_store(url)
+    barrier.wait()
+    _, created = s.open_incident(incident())
+    results.put(created)
+
+
+def test_processes_racing_to_open_the_same_incident_open_one(store, store_url):
+    n = 6
+    mp = multiprocessing.get_context("spawn")
+    barrier, results = mp.Barrier(n), mp.Queue()
+    procs = [mp.Process(target=_race, args=(store_url, barrier, results)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    created = [results.get(timeout=5) for _ in range(n)]
+    assert created.count(True) == 1
+
+
+def test_begin_step_records_attempt_count_and_run_at_once(store):
+    inc, _ = store.open_incident(incident())
+    r = run(incident_id=inc.id)
+    att = Attempt(id="att-1", incident_id=inc.id, runbook="rb", target="h1",
+                  started_at=r.started_at)
+    after = store.begin_step(r, att)
+    assert after.attempt_id == "att-1" and after.attempts == 1
+    assert store.get_run(r.id).status == RunStatus.RUNNING
+    assert [a.id for a in store.attempts_since("rb", "h1", 0)] == ["att-1"]
+    # a resumed run must still be waiting: a canceled one is not started
+    parked = run(incident_id=inc.id, status=RunStatus.QUEUED)
+    store.add_run(parked)
+    store.update_run(parked.id, status=RunStatus.CANCELED)
+    parked.status = RunStatus.RUNNING
+    with pytest.raises(TransitionError):
+        store.begin_step(parked, None, resumed=True)
+    assert store.get_run(parked.id).status == RunStatus.CANCELED
+
+
+def test_begin_step_refuses_an_incident_no_longer_remediating(store):
+    inc, _ = store.open_incident(incident())
+    store.update_incident(inc.id, state=IncidentState.CANCELED)
+    with pytest.raises(TransitionError):
+        store.begin_step(run(incident_id=inc.id), None)
+    assert store.query_runs(incident_id=inc.id) == []

@@ -1,0 +1,95 @@
+"""The ``IntakeJournal`` protocol: alerts journaled once per key, claimed with a lease,
+acknowledged with what was made of them (the kept deliveries)."""
+
+from __future__ import annotations
+
+import time
+
+from tests.unit.store.samples import delivery
+
+
+def test_intake_dedups_and_reclaims_after_the_lease(store):
+    assert store.enqueue_alerts([("k1", {"a": 1}), ("k2", {"a": 2}), ("k1", {"a": 1})]) == \
+        (2, 1)
+    assert store.enqueue_alerts([("k1", {"a": 1})]) == (0, 1)
+    claimed = store.claim_intake("w1", 10, lease=0.2)
+    assert [i.payload["a"] for i in claimed] == [1, 2]
+    assert store.claim_intake("w2", 10, lease=0.2) == []
+    time.sleep(0.25)
+    again = store.claim_intake("w2", 10, lease=10)       # a dead worker's items come back
+    assert len(again) == 2
+    store.ack_intake(i.id for i in again)
+    assert store.intake_depth(time.time())[0] == 0
+
+
+def test_deliveries_are_kept_with_the_acknowledgement_newest_first_and_pruned(store):
+    def delivery_at(fingerprint, status, at, **kw):
+        return delivery(fingerprint, status, None, at, f"{status} at {at}", **kw)
+
+    store.enqueue_alerts([("k1", {"a": 1}), ("k2", {"a": 2})])
+    items = store.claim_intake("w", 10, 60)
+    now = time.time()
+    store.ack_intake([i.id for i in items], [
+        delivery_at("fp-a", "firing", now - 100, payload={"labels": {"x": "1"}}),
+        delivery_at("fp-b", "firing", now - 50, incident_id="inc-b")])
+    assert store.intake_depth(now)[0] == 0
+    store.ack_intake([], [delivery_at("fp-a", "resolved", now, replayed_by="bob")])
+    got = store.deliveries(fingerprint="fp-a")
+    assert [(d.status, d.replayed_by) for d in got] == [("resolved", "bob"), ("firing", None)]
+    assert got[1].payload == {"labels": {"x": "1"}} and got[0].id > got[1].id
+    assert [d.fingerprint for d in store.deliveries(incident_id="inc-b")] == ["fp-b"]
+    assert len(store.deliveries(limit=2)) == 2
+    store.delete_before(now - 10)
+    assert [d.status for d in store.deliveries()] == ["resolved"]
+
+
+def test_repeats_of_an_alert_are_one_row_with_a_count_and_the_latest_outcome(store):
+    """Alertmanager repeats a firing alert every repeat_interval: one row per
+    (fingerprint, startsAt, status), counted, with the first and the latest outcome."""
+    now = time.time()
+    first = {"labels": {"alertname": "RedisDown"}, "n": 1}
+    store.ack_intake([], [
+        delivery("fp-a", "firing", "s1", now - 30, "opened incident inc-1",
+                 incident_id="inc-1", payload=first),
+        delivery("fp-a", "firing", "s1", now - 20, "attached to incident inc-1",
+                 incident_id="inc-1", payload=first)])
+    store.ack_intake([], [delivery("fp-a", "firing", "s1", now - 10, "refused: switch",
+                                   run_id="run-9", replayed_by="bob",
+                                   payload={**first, "n": 3})])
+    [row] = store.deliveries(fingerprint="fp-a")
+    assert (row.count, row.first_outcome, row.outcome) == (3, "opened incident inc-1",
+                                                           "refused: switch")
+    assert (row.first_received_at, row.first_processed_at) == (now - 30, now - 30)
+    assert (row.received_at, row.processed_at) == (now - 10, now - 10)
+    assert (row.incident_id, row.run_id, row.replayed_by) == ("inc-1", "run-9", "bob")
+    assert row.payload == {**first, "n": 3}
+    assert store.deliveries(incident_id="inc-1") == [row]
+
+
+def test_only_the_newest_firing_delivery_of_an_alert_keeps_its_payload(store):
+    """A payload is kept where a replay needs it: the newest firing delivery of each
+    fingerprint; a resolve needs none."""
+    now = time.time()
+    one, two = {"labels": {"x": "1"}}, {"labels": {"x": "2"}}
+    store.ack_intake([], [delivery("fp-a", "firing", "s1", now - 30, "opened", payload=one),
+                          delivery("fp-b", "firing", "s1", now - 30, "opened", payload=one)])
+    store.ack_intake([], [delivery("fp-a", "resolved", "s1", now - 20, "closed")])
+    assert [d.payload for d in store.deliveries(fingerprint="fp-a")] == [{}, one]
+    store.ack_intake([], [delivery("fp-a", "firing", "s2", now - 10, "opened", payload=two)])
+    got = store.deliveries(fingerprint="fp-a")
+    assert [(d.status, d.starts_at, d.payload) for d in got] == [
+        ("firing", "s2", two), ("resolved", "s1", {}), ("firing", "s1", {})]
+    assert [d.payload for d in store.deliveries(fingerprint="fp-b")] == [one]
+
+
+def test_a_firing_repeat_is_journaled_again_after_a_while_a_resolve_never(store):
+    firing, resolved = {"status": "firing"}, {"status": "resolved"}
+    assert store.enqueue_alerts([("f", firing), ("r", resolved)], repeat_after=0.2) == (2, 0)
+    claimed = store.claim_intake("w", 10, 60)
+    store.ack_intake(i.id for i in claimed)
+    assert store.enqueue_alerts([("f", firing), ("r", resolved)], repeat_after=0.2) == (0, 2)
+    assert store.intake_depth(time.time())[0] == 0          # too soon: deduplicated
+    time.sleep(0.25)
+    assert store.enqueue_alerts([("f", firing), ("r", resolved)], repeat_after=0.2) == (0, 2)
+    assert [i.dedup_key for i in store.claim_intake("w", 10, 60)] == ["f"]
+    assert store.enqueue_alerts([("f", firing)]) == (0, 1)  # without repeat_after: never
