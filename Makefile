@@ -19,9 +19,10 @@ SERVE_ARGS ?=
 PYTEST := $(BIN)/python -m pytest
 # Line and branch coverage of engine/ and webhook/ under `make test` (code run in this
 # process; not what `recovery serve` subprocesses run). The floor is a couple of points
-# under the figure measured when it was set (80.2% with branches): raise it as it grows.
+# under the figure measured when it was set (82.4%: lines 84.8%, branches 73.5%): raise
+# it as the figure grows.
 # It applies to the whole `make test` selection only, not to a TEST_ARGS subset.
-COVERAGE_FLOOR := 78
+COVERAGE_FLOOR := 80
 COVERAGE := --cov=engine --cov=webhook --cov-branch --cov-report=term:skip-covered \
 	$(if $(TEST_ARGS),,--cov-fail-under=$(COVERAGE_FLOOR))
 
