@@ -27,8 +27,8 @@ RUN_ONE = textwrap.dedent("""
     import sys
     from engine.config import load_config
     from engine.context import EngineContext
-    from engine.orchestrator import advance
-    from engine.triggers import TriggerRequest, open_incident
+    from engine.orchestration.attempt import advance
+    from engine.orchestration.triggers import TriggerRequest, open_incident
     ctx = EngineContext(load_config())
     opened = open_incident(ctx, TriggerRequest(runbook=sys.argv[1], target=sys.argv[2]))
     print(advance(ctx, opened.incident.id).state.value, flush=True)
