@@ -21,6 +21,17 @@ pytest_plugins = ["pytester", "tests.support.requires", "tests.support.ansible_f
                   "tests.support.openwebui_fixtures"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def ansible_display() -> None:
+    """ansible-core's Display wraps sys.stdout and sys.stderr the first time one is made,
+    and warns where it cannot: on the StringIO a test redirects them to. An in-process
+    ``recovery validate`` would report that warning as a problem of the inventory when it
+    happens to be the first to load Ansible. Made once here, on the streams pytest gives."""
+    from ansible.utils.display import Display
+
+    Display()
+
+
 @pytest.fixture
 def engine_env(tmp_path: Path) -> EngineEnv:
     return EngineEnv(tmp_path)
