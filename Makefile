@@ -1,25 +1,44 @@
 # The two commands a newcomer needs: `make run` and `make test`.
 # Both set themselves up on a fresh machine: a .venv with the package, and the
 # Debian packages the tests use (installed with apt-get only when missing).
+# `make test` runs the unit tests and, of the integration tests, those not marked slow
+# (one real path per capability), with coverage; `make test-full` adds the slow ones;
+# `make test-slow` runs only those (what `.ci/run` runs after `make test`).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_PACKAGES := prometheus prometheus-alertmanager
+# prometheus (promtool), prometheus-alertmanager (amtool), redis-server: the tests start
+# their own; openssl: a test certificate; systemd: systemd-analyze; e2fsprogs: chattr.
+DEBIAN_PACKAGES := prometheus prometheus-alertmanager redis-server openssl systemd e2fsprogs
 # apt-get needs root: as anyone else, go through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TEST_ARGS ?=
 SERVE_ARGS ?=
+PYTEST := $(BIN)/python -m pytest
+# Line and branch coverage of engine/ and webhook/ under `make test` (code run in this
+# process; not what `recovery serve` subprocesses run). The floor is a couple of points
+# under the figure measured when it was set (82.4%: lines 84.8%, branches 73.5%): raise
+# it as the figure grows.
+# It applies to the whole `make test` selection only, not to a TEST_ARGS subset.
+COVERAGE_FLOOR := 80
+COVERAGE := --cov=engine --cov=webhook --cov-branch --cov-report=term:skip-covered \
+	$(if $(TEST_ARGS),,--cov-fail-under=$(COVERAGE_FLOOR))
 
-.PHONY: run test lint install system-deps bench clean
+.PHONY: run test test-slow test-full lint install system-deps bench clean
 
 run: $(STAMP)
 	$(BIN)/recovery serve $(SERVE_ARGS)
 
 test: $(STAMP) system-deps
 	$(BIN)/ruff check engine webhook tests bench
-	$(BIN)/python -m pytest $(TEST_ARGS)
+	$(PYTEST) -m "not slow" $(COVERAGE) $(TEST_ARGS)
+
+test-slow: $(STAMP) system-deps
+	$(PYTEST) -m slow $(TEST_ARGS)
+
+test-full: test test-slow
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine webhook tests bench
@@ -45,4 +64,4 @@ bench: $(STAMP)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .coverage

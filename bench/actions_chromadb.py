@@ -1,5 +1,5 @@
 """ChromaDB actions: time from the start of the action to verified recovery, against a
-real ``chroma run`` under a real supervisord (tests/chroma_server.py), own embeddings.
+real ``chroma run`` under a real supervisord (tests/support/chroma_server.py), own embeddings.
 
 Per action, N runs (20; ``--quick``: 3), each one break -> action -> verify:
   query_retry        chroma stopped, started again 1 s later; query_retry until a test
@@ -53,7 +53,7 @@ def main() -> int:
     from engine.context import EngineContext
     from engine.orchestration.verify import verify
     from engine.records import new_id
-    from tests.chroma_server import ChromaServer
+    from tests.support.chroma_server import ChromaServer
 
     with tempfile.TemporaryDirectory(prefix="bench-chroma-") as tmp:
         tmp_path = Path(tmp)

@@ -1,6 +1,6 @@
 """OpenWebUI actions: time from the start of a recovery to its verified end, per strategy.
 
-Against the OpenWebUI STAND-IN of the tests (tests/openwebui_standin.py: a real HTTP
+Against the OpenWebUI STAND-IN of the tests (tests/support/openwebui_standin.py: a real HTTP
 server on a loopback port speaking OpenWebUI's sign-in, models, chat-completion and
 default-model API; OpenWebUI itself cannot be installed here) and the stand-in direct
 model API. The shipped runbooks/openwebui.yml runs, embedded in this process as an
@@ -43,7 +43,7 @@ import httpx  # noqa: E402
 from engine import Recovery  # noqa: E402
 from engine.actions.base import ActionContext  # noqa: E402
 from engine.orchestration.lifecycle import IncidentState  # noqa: E402
-from tests.openwebui_standin import DirectModelApi, OpenWebUIStandin, User  # noqa: E402
+from tests.support.openwebui_standin import DirectModelApi, OpenWebUIStandin, User  # noqa: E402
 
 EMAIL, PASSWORD = "bench@example.org", "bench-standin-password"
 MODELS = ["primary", "fallback-a", "fallback-b"]

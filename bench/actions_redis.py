@@ -1,7 +1,7 @@
 """Redis actions against real servers: the time from a step's start to verified recovery.
 
 Each case runs N times (20; ``--quick``: 3) on fresh ``redis-server`` processes on free
-loopback ports (tests/redis_servers.py), under a temporary RECOVERY_HOME, with the shipped
+loopback ports (tests/support/redis_servers.py), under a temporary RECOVERY_HOME, with the shipped
 runbook (runbooks/redis.yml) whose verify is shortened to start at once and poll every
 0.1 s without ``stable_for`` (the shipped 2 s delay + 5 s stable_for would be most of
 every figure). Two clocks per run:
@@ -40,12 +40,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:       # run as a script: tests.redis_servers starts the servers
+if str(ROOT) not in sys.path:       # run as a script: tests/support starts the servers
     sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 
-from tests.redis_servers import HAS_REDIS, RedisServer, Sentinel  # noqa: E402
+from tests.support.redis_servers import HAS_REDIS, RedisServer, Sentinel  # noqa: E402
 
 FAST = {"initial_delay: 2s": "initial_delay: 0s", "interval: 1s": "interval: 0.1s",
         "stable_for: 5s": "stable_for: 0s", "approval: required": "approval: none"}

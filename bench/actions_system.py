@@ -46,8 +46,8 @@ from engine.orchestration.approvals import approve, claim  # noqa: E402
 from engine.orchestration.attempt import advance  # noqa: E402
 from engine.orchestration.lifecycle import IncidentState  # noqa: E402
 from engine.orchestration.triggers import TriggerRequest, open_incident  # noqa: E402
-from tests.supervisor import Program, Supervisor  # noqa: E402
-from tests.system_env import MIB, install_system_runbook  # noqa: E402
+from tests.support.supervisor import Program, Supervisor  # noqa: E402
+from tests.support.system_env import MIB, install_system_runbook  # noqa: E402
 
 HOG = """
 import os, resource, time

@@ -64,10 +64,10 @@ import httpx
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:       # run as a script: tests.service is the shared launcher
+if str(ROOT) not in sys.path:       # run as a script: tests.support.service is the shared launcher
     sys.path.insert(0, str(ROOT))
 
-from tests.service import Served, Store, free_port, service_env  # noqa: E402
+from tests.support.service import Served, Store, free_port, service_env  # noqa: E402
 
 TARGET_SINGLE = 2000.0      # alerts/s, single-alert notifications
 TARGET_BATCH = 10000.0      # alerts/s, 20-alert notifications
@@ -104,7 +104,7 @@ NOTIFICATION = ('{"version":"4","groupKey":"{}:{alertname=\\"BenchIntake\\"}",'
                 '"externalURL":"http://alertmanager.bench:9093","alerts":[%s]}')
 
 
-# -- the service (tests/service.py: Served, the shared launcher; Store, read-only looks) --
+# -- the service (tests/support/service.py: Served, the shared launcher; Store, read-only looks) --
 def build(root: Path, synchronous: str) -> Path:
     for folder in ("runbooks", "playbooks", "inventory"):
         (root / folder).mkdir()

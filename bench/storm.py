@@ -46,10 +46,10 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:       # run as a script: tests.service is the shared launcher
+if str(ROOT) not in sys.path:       # run as a script: tests.support.service is the shared launcher
     sys.path.insert(0, str(ROOT))
 
-from tests.service import Served, Store, free_port, service_env  # noqa: E402
+from tests.support.service import Served, Store, free_port, service_env  # noqa: E402
 
 GROUP = 5                   # targets a group (rack): a group re-send carries 5 alerts
 SINGLES = 18                # single-alert notifications per target

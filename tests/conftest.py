@@ -1,93 +1,35 @@
-"""Shared fixtures: a throwaway engine home with its own runbooks and inventory."""
+"""Shared fixtures: a throwaway engine home with its own runbooks and inventory; the
+``requires`` marker (tests/support/requires.py)."""
 
 from __future__ import annotations
 
-import os
-import re
 import sys
-import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-TESTS = Path(__file__).resolve().parent
-ROOT = TESTS.parent
-if str(ROOT) not in sys.path:  # `tests.engine_actions` is loaded by name
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `tests.support.engine_actions` is loaded by name
     sys.path.insert(0, str(ROOT))
 
-INVENTORY = """
-all:
-  hosts:
-    localhost:
-      ansible_connection: local
-      ansible_python_interpreter: "{{ ansible_playbook_python }}"
-    cache-1:
-      ansible_host: 192.0.2.10
-      ansible_connection: local
-      ansible_python_interpreter: "{{ ansible_playbook_python }}"
-      instance_aliases: ["cache-1.example:9121"]
-    cache-2:
-      ansible_host: 192.0.2.11
-      ansible_connection: local
-      ansible_python_interpreter: "{{ ansible_playbook_python }}"
-"""
+from tests.support.engine_env import EngineEnv  # noqa: E402
+
+pytest_plugins = ["pytester", "tests.support.requires", "tests.support.ansible_fixtures",
+                  "tests.support.cli_env",
+                  "tests.support.openwebui_fixtures"]
 
 
-class EngineEnv:
-    """A config folder: ``runbook(name, yaml)`` adds a runbook, ``context()`` builds one."""
+@pytest.fixture(scope="session", autouse=True)
+def ansible_display() -> None:
+    """ansible-core's Display wraps sys.stdout and sys.stderr the first time one is made,
+    and warns where it cannot: on the StringIO a test redirects them to. An in-process
+    ``recovery validate`` would report that warning as a problem of the inventory when it
+    happens to be the first to load Ansible. Made once here, on the streams pytest gives."""
+    from ansible.utils.display import Display
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        (root / "runbooks").mkdir()
-        (root / "playbooks").mkdir()
-        (root / "inventory").mkdir()
-        (root / "inventory" / "hosts.yml").write_text(INVENTORY)
-        self.config_path = root / "recovery.yml"
-        self.trace = root / "trace.log"
-        self.write_config()
-
-    def write_config(self, lease: str = "3s", threads: int = 2, poll_interval: str = "0.2s",
-                     **extra: str) -> None:
-        lines = ["home: var", "runbooks: runbooks", "playbooks: playbooks",
-                 "inventory: inventory", "action_modules: [tests.engine_actions]",
-                 f"lock: {{lease: {lease}}}",
-                 f"workers: {{poll_interval: {poll_interval}, threads: {threads}}}",
-                 "degraded_modes:", "  test_down: {capabilities: {feature: false}}"]
-        lines += [f"{k}: {v}" for k, v in extra.items()]
-        self.config_path.write_text("\n".join(lines) + "\n")
-
-    def runbook(self, name: str, body: str) -> Path:
-        """A runbook; without a ``verify:`` of its own it gets one that always passes
-        (the loader requires every step to be verified)."""
-        body = textwrap.dedent(body)
-        if not re.search(r"^verify:", body, re.M):
-            body += "verify: {action: test.ok, interval: 0.05s, deadline: 2s}\n"
-        path = self.root / "runbooks" / f"{name}.yml"
-        path.write_text(f"name: {name}\n" + body)
-        return path
-
-    def playbook(self, name: str, body: str) -> Path:
-        path = self.root / "playbooks" / name
-        path.write_text(textwrap.dedent(body))
-        return path
-
-    def context(self):
-        from engine.config import load_config
-        from engine.context import EngineContext
-
-        return EngineContext(load_config(self.config_path))
-
-    def traced(self) -> list[str]:
-        return self.trace.read_text().splitlines() if self.trace.exists() else []
-
-    def env(self) -> dict[str, str]:
-        """Environment for a subprocess that uses this engine home."""
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(ROOT)
-        env["RECOVERY_CONFIG"] = str(self.config_path)
-        return env
+    Display()
 
 
 @pytest.fixture
@@ -97,9 +39,9 @@ def engine_env(tmp_path: Path) -> EngineEnv:
 
 @pytest.fixture
 def serve(engine_env: EngineEnv, tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    """``serve(*args)``: a ``recovery serve`` (tests/service.py) on ``engine_env``, not
+    """``serve(*args)``: a ``recovery serve`` (tests/support/service.py) on ``engine_env``, not
     started yet; everything it started is killed at the end, even when the test fails."""
-    from tests.service import GRACE, Served, free_port
+    from tests.support.service import GRACE, Served, free_port
 
     started: list[Served] = []
     engine_env.write_config(webhook=f"{{workers: 1, http_workers: 1, shutdown_grace: {GRACE}s, "

@@ -30,10 +30,9 @@ import pytest
 
 from engine.store.base import StoreUnavailable
 from engine.store.sqlite import SQLiteStore
-from tests.service import Served, history, store_rows, wait_for, webhook_token
-from tests.test_reload import touchy
-from tests.test_serve import FIXTURE, alert_payload
-from tests.tmpfs import mounted
+from tests.support.alerts import FIXTURE, alert_payload
+from tests.support.service import Served, history, store_rows, touchy, wait_for, webhook_token
+from tests.support.tmpfs import mounted
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs and chattr "
                                                          "need root")

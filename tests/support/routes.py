@@ -1,0 +1,22 @@
+"""Every route of the service and the roles that may call it, as docs/operations.md
+states them: the table the access tests check the app and a real service against."""
+
+from __future__ import annotations
+
+OPEN = "open"
+CREDENTIALS = ("none", "webhook", "metrics", "operator")
+# Every route, and the roles that may call it, as docs/operations.md states them.
+ROUTES: dict[tuple[str, str], set[str] | str] = {
+    ("GET", "/healthz"): OPEN,
+    ("GET", "/readyz"): OPEN,
+    ("GET", "/metrics"): {"metrics", "operator"},
+    ("POST", "/api/v1/alerts"): {"webhook"},
+    ("GET", "/api/v1/status"): {"operator"},
+    ("GET", "/api/v1/degraded"): {"operator"},
+    ("GET", "/api/v1/runs"): {"operator"},
+    ("GET", "/api/v1/runs/<run_id>"): {"operator"},
+    ("GET", "/api/v1/approvals"): {"operator"},
+    ("POST", "/api/v1/approvals/<run_id>"): {"operator"},
+    ("POST", "/api/v1/incidents/<incident_id>/ack"): {"operator"},
+    ("POST", "/api/v1/reload"): {"operator"},
+}

@@ -1,0 +1,110 @@
+"""recovery.yml loading and RECOVERY_HOME: created 0700, taken over only if it is ours."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from engine.config import ConfigError, load_config
+from tests.support.paths import ROOT
+
+
+def config_with_home(tmp_path: Path, home: Path):
+    file = tmp_path / "recovery.yml"
+    file.write_text("runbooks: runbooks\n")
+    return load_config(file, environ={"RECOVERY_HOME": str(home)})
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_a_new_home_is_created_0700(tmp_path: Path) -> None:
+    home = tmp_path / "deep" / "home"
+    old = os.umask(0o022)
+    try:
+        config_with_home(tmp_path, home).ensure_home()
+    finally:
+        os.umask(old)
+    assert home.is_dir() and mode(home) == 0o700
+    assert (home / "artifacts").is_dir() and mode(home / "artifacts") == 0o700
+
+
+def test_an_existing_empty_directory_is_taken_and_set_0700(tmp_path: Path) -> None:
+    home = tmp_path / "empty"
+    home.mkdir(mode=0o755)
+    os.chmod(home, 0o755)
+    config_with_home(tmp_path, home).ensure_home()
+    assert mode(home) == 0o700 and (home / "artifacts").is_dir()
+
+
+@pytest.mark.parametrize("marker", ["recovery.db", "artifacts"])
+def test_an_existing_recovery_home_is_used(tmp_path: Path, marker: str) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    if marker == "artifacts":
+        (home / "artifacts").mkdir()
+    else:
+        (home / "recovery.db").write_bytes(b"")
+    (home / "other-file").write_text("kept")
+    os.chmod(home, 0o750)
+    config_with_home(tmp_path, home).ensure_home()
+    assert mode(home) == 0o700
+    assert (home / "other-file").read_text() == "kept"
+    config_with_home(tmp_path, home).ensure_home()  # again: still fine
+    assert mode(home) == 0o700
+
+
+def test_a_foreign_non_empty_directory_is_refused_and_left_alone(tmp_path: Path) -> None:
+    (tmp_path / "unrelated.txt").write_text("not ours to lock")
+    os.chmod(tmp_path, 0o755)
+    with pytest.raises(ConfigError, match="not a recovery home") as exc:
+        config_with_home(tmp_path, tmp_path).ensure_home()
+    assert str(tmp_path) in str(exc.value)
+    assert mode(tmp_path) == 0o755
+    assert not (tmp_path / "artifacts").exists()
+
+
+def test_a_directory_owned_by_someone_else_is_refused(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "theirs"
+    home.mkdir(mode=0o755)
+    os.chmod(home, 0o755)
+    ours = os.geteuid()
+    monkeypatch.setattr(os, "geteuid", lambda: ours + 1)  # as if another user ran it
+    with pytest.raises(ConfigError, match=f"owned by uid {ours}, not us: refusing"):
+        config_with_home(tmp_path, home).ensure_home()
+    assert mode(home) == 0o755
+
+
+def test_a_file_as_home_is_refused(tmp_path: Path) -> None:
+    home = tmp_path / "a-file"
+    home.write_text("")
+    with pytest.raises(ConfigError, match="not a directory"):
+        config_with_home(tmp_path, home).ensure_home()
+
+
+def test_the_shipped_default_home_is_var_beside_recovery_yml(tmp_path: Path) -> None:
+    shipped = (ROOT / "recovery.yml").read_text()
+    file = tmp_path / "recovery.yml"
+    file.write_text(shipped)
+    config = load_config(file, environ={})
+    assert config.home == tmp_path / "var"
+    config.ensure_home()
+    assert mode(tmp_path / "var") == 0o700
+    (tmp_path / "var" / "recovery.db").write_bytes(b"")
+    load_config(file, environ={}).ensure_home()  # the second run finds its own home
+
+
+def test_a_bad_key_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    file = tmp_path / "recovery.yml"
+    file.write_text("home: var\nno_such_key: 1\n")
+    with pytest.raises(ConfigError, match="no_such_key"):
+        load_config(file, environ={})
+    file.write_text("home: var\nlock: {lease: 30s, leese: 1s}\n")
+    with pytest.raises(ConfigError, match="leese") as exc:
+        load_config(file, environ={})
+    assert "lock" in str(exc.value)
