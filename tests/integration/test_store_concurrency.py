@@ -1,6 +1,6 @@
 """The SQLite store's write machinery under concurrency: the per-process writer lock, the
 bounded retry on another process's lock, and the webhook's group commit
-(``enqueue_alerts``). Exact counts and rows, never timings (DESIGN.md, Performance)."""
+(``enqueue_alerts``). Exact counts and rows, never timings (docs/BENCHMARKS.md measures timings)."""
 
 from __future__ import annotations
 

@@ -34,8 +34,10 @@ from tests.support.alerts import FIXTURE, alert_payload
 from tests.support.service import Served, history, store_rows, touchy, wait_for, webhook_token
 from tests.support.tmpfs import mounted
 
-ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs and chattr "
-                                                         "need root")
+# Real services under real file system faults: costly, so in `make test-full` (the full
+# disk under intake is make test's real path for storage outages).
+pytestmark = pytest.mark.slow
+ROOT_ONLY = pytest.mark.requires("root", "mount", "chattr")   # a tmpfs, chattr +i
 
 
 def notification(*instances: str, padding: int = 0) -> dict:
