@@ -42,7 +42,7 @@ import httpx  # noqa: E402
 
 from engine import Recovery  # noqa: E402
 from engine.actions.base import ActionContext  # noqa: E402
-from engine.orchestration.lifecycle import IncidentState  # noqa: E402
+from engine.lifecycle import IncidentState  # noqa: E402
 from tests.support.openwebui_standin import DirectModelApi, OpenWebUIStandin, User  # noqa: E402
 
 EMAIL, PASSWORD = "bench@example.org", "bench-standin-password"

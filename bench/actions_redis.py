@@ -92,7 +92,7 @@ def timed_actions(recovery) -> dict[str, list[float]]:
 
 def reconnect_once(tmp: Path, sentinel: bool) -> tuple[float, float]:
     from engine import Recovery
-    from engine.orchestration.lifecycle import IncidentState
+    from engine.lifecycle import IncidentState
 
     primary = RedisServer(tmp / "p").start()
     replica = RedisServer(tmp / "r", replica_of=primary).start()
@@ -135,7 +135,7 @@ def reconnect_once(tmp: Path, sentinel: bool) -> tuple[float, float]:
 
 def flush_once(tmp: Path, server: RedisServer) -> tuple[float, float]:
     from engine import Recovery
-    from engine.orchestration.lifecycle import IncidentState
+    from engine.lifecycle import IncidentState
 
     client = server.client()
     client.flushdb()

@@ -42,9 +42,9 @@ if str(ROOT) not in sys.path:       # run as a script: the helpers live in tests
 
 from engine.config import load_config  # noqa: E402
 from engine.context import EngineContext  # noqa: E402
+from engine.lifecycle import IncidentState  # noqa: E402
 from engine.orchestration.approvals import approve, claim  # noqa: E402
 from engine.orchestration.attempt import advance  # noqa: E402
-from engine.orchestration.lifecycle import IncidentState  # noqa: E402
 from engine.orchestration.triggers import TriggerRequest, open_incident  # noqa: E402
 from tests.support.supervisor import Program, Supervisor  # noqa: E402
 from tests.support.system_env import MIB, install_system_runbook  # noqa: E402

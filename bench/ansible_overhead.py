@@ -42,8 +42,8 @@ from engine.config import load_config
 from engine.context import EngineContext
 from engine.executors.ansible import ansible_playbook_binary
 from engine.executors.private_dirs import default_tmp_root
+from engine.lifecycle import IncidentState, RunStatus
 from engine.orchestration.attempt import advance
-from engine.orchestration.lifecycle import IncidentState, RunStatus
 from engine.orchestration.triggers import TriggerRequest, open_incident
 from engine.records import new_id
 

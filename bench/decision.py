@@ -37,8 +37,8 @@ from engine.actions.base import REMOTE, Action, ActionContext, ActionResult
 from engine.actions.registry import default_registry
 from engine.config import load_config
 from engine.context import EngineContext
+from engine.lifecycle import IncidentState
 from engine.orchestration.attempt import advance
-from engine.orchestration.lifecycle import IncidentState
 from engine.orchestration.triggers import TriggerRequest, open_incident
 
 TARGET_P99_MS = 5.0

@@ -2,7 +2,7 @@
 
 Each shim here reaches into another library's private or undocumented parts because no
 public way does the job (each docstring says why). None acts at import time: the code
-that needs a shim calls it, where it needs it. ``tests/test_compat.py`` checks the shape
+that needs a shim calls it, where it needs it. ``tests/unit/test_compat.py`` checks the shape
 each one leans on, so an upgrade that moves or removes it fails there, loudly, instead of
 quietly changing what the engine does; a shape that no longer fits at run time is
 logged and left alone (the engine keeps working, without the shim's benefit).
@@ -10,6 +10,8 @@ logged and left alone (the engine keeps working, without the shim's benefit).
 - :func:`skip_pty_close_pause` (ptyprocess): no 0.1 s pause after every playbook run.
 - :func:`collect_ansible_warnings` (ansible-core's ``ansible._internal``): Ansible's
   warnings while the inventory is parsed, as text, instead of printed to the terminal.
+- :func:`regex_syntax` (Python's ``re._parser`` and ``re._constants``): a regex's syntax
+  tree, from which ``recovery validate`` reads strings it matches to prove overlaps.
 """
 
 from __future__ import annotations
@@ -20,11 +22,15 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 _PATCH_MARK = "_recovery_skips_pause"
 _patch_lock = threading.Lock()
+_pty_misfit: list[object] = []  # a close() seen not to fit: logged once, not at every run
 
 # What PtyProcess.close does, that the replacement repeats for an exited child (all but
 # the pause and the terminate, which only a live child needs).
@@ -70,8 +76,11 @@ def skip_pty_close_pause() -> bool:
     with _patch_lock:
         if getattr(PtyProcess.close, _PATCH_MARK, False):
             return True
+        if PtyProcess.close in _pty_misfit:
+            return False
         misfits = pty_close_shape()
         if misfits:
+            _pty_misfit.append(PtyProcess.close)
             log.warning("ptyprocess changed (%s): every playbook run keeps its 0.1 s pause "
                         "at the end", "; ".join(misfits))
             return False
@@ -118,3 +127,51 @@ def collect_ansible_warnings() -> Iterator[list[str]]:
             yield messages
         finally:
             messages.extend(format_message(w, False) for w in ctx.get_warnings())
+
+
+# The node kinds of Python's regex syntax tree that overlap proofs read.
+REGEX_NODES = ("LITERAL", "NOT_LITERAL", "ANY", "AT", "IN", "CATEGORY", "BRANCH",
+               "SUBPATTERN", "MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT", "NEGATE",
+               "RANGE", "CATEGORY_DIGIT", "CATEGORY_SPACE")
+
+
+@dataclass(frozen=True)
+class RegexSyntax:
+    """``parse(pattern)`` gives the syntax tree; ``nodes`` names its node kinds."""
+
+    parse: Any
+    nodes: ModuleType
+
+
+def regex_syntax_misfits() -> list[str]:
+    """What no longer fits in Python's regex parser (empty: :func:`regex_syntax` works)."""
+    try:
+        from re import _constants, _parser  # type: ignore[attr-defined]
+    except ImportError as exc:
+        return [f"re._parser or re._constants is gone: {exc}"]
+    misfits = [] if callable(getattr(_parser, "parse", None)) else ["re._parser.parse"]
+    return misfits + [f"re._constants.{n}" for n in REGEX_NODES if not hasattr(_constants, n)]
+
+
+def regex_syntax() -> RegexSyntax | None:
+    """Python's own regex parser, to read off a few strings a matcher's regex matches.
+
+    Why: ``recovery validate`` proves two runbooks overlap by finding a label value both
+    take; the strings come from the regex's syntax tree, and the standard library has no
+    public parser. RE2 syntax (Alertmanager's) is close to Python's; what this gets
+    wrong is filtered out by the real matcher, so a changed parser costs only examples.
+    None (logged once) when the parser changed shape: validate then proves fewer
+    overlaps, it never invents one."""
+    misfits = regex_syntax_misfits()
+    if misfits:
+        if not _regex_misfit:
+            _regex_misfit.extend(misfits)
+            log.warning("Python's regex parser changed (%s): validate proves overlaps of "
+                        "literal matchers only", "; ".join(misfits))
+        return None
+    from re import _constants, _parser  # type: ignore[attr-defined]
+
+    return RegexSyntax(_parser.parse, _constants)
+
+
+_regex_misfit: list[str] = []

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from engine.config import Config, keep_files_private, load_config
 from engine.context import EngineContext
 from engine.executors import private_dirs
+from engine.lifecycle import IncidentState
 from engine.orchestration.attempt import advance
-from engine.orchestration.lifecycle import IncidentState
 from engine.orchestration.settle import seen_healthy
 from engine.orchestration.triggers import TriggerRequest, open_incident
 from engine.records import Incident

@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from engine.orchestration.lifecycle import AttemptOutcome, IncidentState, RunStatus
+from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
 
 
 class AsDict:

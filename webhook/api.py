@@ -32,9 +32,9 @@ from flask import Blueprint, g, jsonify, request
 from engine.alerts.alert import normalize_time
 from engine.artifacts import RunArtifacts
 from engine.durations import parse_duration
+from engine.lifecycle import RunStatus
 from engine.orchestration.approvals import DecisionError, approve, reject
 from engine.orchestration.exhaustion import AckRefused, UnknownIncident, acknowledge
-from engine.orchestration.lifecycle import RunStatus
 from engine.reporting.reports import degraded_modes, status_report
 from engine.runbooks.reload import reload_set
 from engine.security.roles import Access

@@ -44,10 +44,10 @@ from engine.alerts.alert import FIRING, RESOLVED, Alert
 from engine.alerts.routing import is_own_alert, match_runbook
 from engine.context import EngineContext
 from engine.inventory import UnknownTarget
+from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
 from engine.liveness import holder_gone
 from engine.orchestration.approvals import cancel_waiting
 from engine.orchestration.attempt import advance
-from engine.orchestration.lifecycle import AttemptOutcome, IncidentState, RunStatus
 from engine.orchestration.settle import close_incident
 from engine.orchestration.triggers import Opened, TriggerRequest, open_incident, resolve_target
 from engine.outages import describe, is_outage

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.alerts.alert import FIRING, Alert
-from engine.orchestration.lifecycle import RunStatus
+from engine.lifecycle import RunStatus
 from engine.records import Delivery, RunRecord, Switch
 from engine.store.base import Store
 

@@ -10,7 +10,7 @@ from engine.cli.exits import FAILED, OK, PARKED, REFUSED, USAGE
 from engine.cli.output import ago, emit_json, err, out, table, when
 from engine.cli.recover import Foreground, approve_hint, outcome
 from engine.context import EngineContext
-from engine.orchestration.lifecycle import IncidentState, RunStatus
+from engine.lifecycle import IncidentState, RunStatus
 from engine.records import Approval
 
 APPROVE_HELP = """\

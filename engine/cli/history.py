@@ -27,7 +27,7 @@ from engine.cli.output import (
     when,
 )
 from engine.context import EngineContext
-from engine.orchestration.lifecycle import RunStatus
+from engine.lifecycle import RunStatus
 
 SHOW_HELP = """\
 A run id: its record (run.json), its events in order (each event's output), then its

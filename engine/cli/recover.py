@@ -17,7 +17,7 @@ from engine.cli.common import CliError, command, loaded_set_note, operator, runb
 from engine.cli.exits import FAILED, OK, PARKED, REFUSED, USAGE, worst
 from engine.cli.output import err, out, span, when
 from engine.context import EngineContext
-from engine.orchestration.lifecycle import IncidentState, RunStatus
+from engine.lifecycle import IncidentState, RunStatus
 from engine.records import Incident, RunRecord
 
 HELP = """\

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.orchestration.lifecycle import RunStatus
+from engine.lifecycle import RunStatus
 
 
 @dataclass

@@ -60,7 +60,7 @@ from engine.executors.private_dirs import (
     make_private_dir,
     private_root,
 )
-from engine.orchestration.lifecycle import RunStatus
+from engine.lifecycle import RunStatus
 from engine.outages import describe, is_outage
 from engine.security.redaction import Redactor, is_secret_name
 

@@ -22,7 +22,7 @@ from engine.actions.base import EMBEDDED, ActionContext, ActionResult
 from engine.actions.registry import ActionRegistry, UnknownAction
 from engine.artifacts import RunArtifacts
 from engine.executors import StepResult
-from engine.orchestration.lifecycle import RunStatus
+from engine.lifecycle import RunStatus
 
 log = logging.getLogger(__name__)
 

@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from engine.artifacts import RunArtifacts
 from engine.context import EngineContext
 from engine.gates.base import when
-from engine.orchestration.lifecycle import AttemptOutcome, IncidentState, RunStatus
+from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
+from engine.notify_due import post_soon
 from engine.orchestration.settle import close_incident
 from engine.records import Approval, Incident, RunRecord, Switch
 from engine.runbooks.model import Runbook
-from engine.service.notify_due import post_soon
 
 
 class DecisionError(ValueError):

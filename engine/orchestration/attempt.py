@@ -28,13 +28,14 @@ from engine.context import EngineContext, UnknownRunbook
 from engine.executors import StepResult
 from engine.gates import Decision, GateContext, Verdict
 from engine.gates.base import when
+from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus, TransitionError
+from engine.notify_due import post_soon
 from engine.orchestration.approvals import (
     cancel_waiting,
     canceled_by,
     replan_changed,
     runbook_change,
 )
-from engine.orchestration.lifecycle import AttemptOutcome, IncidentState, RunStatus, TransitionError
 from engine.orchestration.planner import plan_step
 from engine.orchestration.refusals import record_refusal
 from engine.orchestration.settle import (
@@ -60,7 +61,6 @@ from engine.orchestration.verify import verify
 from engine.outages import describe, is_outage
 from engine.records import Approval, Attempt, Incident, Lock, RunRecord, new_id
 from engine.runbooks.model import Runbook, Strategy
-from engine.service.notify_due import post_soon
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 
 from engine.context import EngineContext
+from engine.notify_due import post_soon
 from engine.records import AsDict, AuditEvent, Incident
-from engine.service.notify_due import post_soon
 
 KEY = "exhausted"
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from engine.context import EngineContext
 from engine.gates import GateContext
-from engine.orchestration.lifecycle import RunStatus
+from engine.lifecycle import RunStatus
 from engine.orchestration.step import RunCallback, beat, execute, new_run, open_record
 from engine.orchestration.triggers import TriggerRequest, resolve_target
 from engine.records import Incident, RunRecord

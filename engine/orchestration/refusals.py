@@ -35,7 +35,7 @@ from typing import Any
 
 from engine.artifacts import RunArtifacts
 from engine.context import EngineContext
-from engine.orchestration.lifecycle import RunStatus
+from engine.lifecycle import RunStatus
 from engine.orchestration.step import RunCallback, end_run, keep, open_record
 from engine.outages import describe
 from engine.records import RunRecord

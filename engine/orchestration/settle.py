@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from engine.context import EngineContext
+from engine.lifecycle import AttemptOutcome, IncidentState
 from engine.orchestration import exhaustion
-from engine.orchestration.lifecycle import AttemptOutcome, IncidentState
 from engine.records import DegradedReason, Incident, RunRecord
 from engine.runbooks.model import Runbook
 

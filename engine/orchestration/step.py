@@ -25,7 +25,7 @@ from engine.actions.base import ActionContext
 from engine.artifacts import RunArtifacts
 from engine.context import EngineContext
 from engine.executors import StepResult
-from engine.orchestration.lifecycle import METRIC_OUTCOME, RunStatus
+from engine.lifecycle import METRIC_OUTCOME, RunStatus
 from engine.outages import describe, is_outage
 from engine.records import Incident, RunRecord, new_id
 from engine.runbooks.model import Runbook, Strategy

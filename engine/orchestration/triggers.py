@@ -17,8 +17,8 @@ from engine.alerts.routing import match_runbook
 from engine.context import EngineContext, UnknownRunbook
 from engine.gates.base import when
 from engine.inventory import AmbiguousTarget, UnknownTarget
+from engine.lifecycle import IncidentState, RunStatus
 from engine.orchestration import refusals
-from engine.orchestration.lifecycle import IncidentState, RunStatus
 from engine.records import Incident, RunRecord, new_id
 from engine.runbooks.model import Runbook
 from engine.runbooks.templating import TemplateError, render

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from engine.alerts.routing import matching_runbooks, precedence, runbook_matches
+from engine.compat import regex_syntax
 from engine.runbooks.matchers import format_matcher, matches, matches_all
 from engine.runbooks.model import Matcher, Runbook
 
@@ -106,25 +107,24 @@ def example_alert(group: Sequence[Matcher]) -> dict[str, str] | None:
 def _regex_examples(pattern: str) -> list[str]:
     """A few strings the pattern may match, read off its syntax tree (Python's parser:
     RE2 syntax is close; what it gets wrong is filtered out by the real matcher)."""
+    syntax = regex_syntax()
+    if syntax is None:
+        return []
     try:
-        from re import _parser  # type: ignore[attr-defined]
-
-        return list(itertools.islice(dict.fromkeys(_strings(_parser.parse(pattern))),
-                                     SAMPLES))
+        return list(itertools.islice(
+            dict.fromkeys(_strings(syntax.parse(pattern), syntax.nodes)), SAMPLES))
     except Exception:  # noqa: BLE001 - no example is no proof, never an error
         return []
 
 
-def _strings(items) -> Iterator[str]:
+def _strings(items, c) -> Iterator[str]:
     """The strings a parsed sequence can produce, each choice taken a few ways."""
-    choices = [list(itertools.islice(_item(op, av), SAMPLES)) for op, av in items]
+    choices = [list(itertools.islice(_item(op, av, c), SAMPLES)) for op, av in items]
     for parts in itertools.islice(itertools.product(*choices), SAMPLES):
         yield "".join(parts)
 
 
-def _item(op, av) -> Iterator[str]:
-    from re import _constants as c  # type: ignore[attr-defined]
-
+def _item(op, av, c) -> Iterator[str]:
     if op is c.LITERAL:
         yield chr(av)
     elif op in (c.ANY, c.NOT_LITERAL):
@@ -135,12 +135,12 @@ def _item(op, av) -> Iterator[str]:
         yield from _class_chars(op, av, c)
     elif op is c.BRANCH:
         for branch in av[1]:
-            yield from _strings(branch)
+            yield from _strings(branch, c)
     elif op is c.SUBPATTERN:
-        yield from _strings(av[-1])
+        yield from _strings(av[-1], c)
     elif op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
         low, _high, inner = av
-        for once in _strings(inner):
+        for once in _strings(inner, c):
             yield once * max(low, 1)
         if low == 0:
             yield ""

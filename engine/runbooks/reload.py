@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.context import EngineContext
-from engine.orchestration.lifecycle import RunStatus
+from engine.lifecycle import RunStatus
 from engine.runbooks.loaded_set import RECORD_KEY, SETS_DIR, SetPaths, SetRecord, recorded_set
 from engine.runbooks.validation import SetValidation, validate_set
 

@@ -15,7 +15,7 @@ remembered in the store, so an alert whose condition ended is posted once more a
 resolved (``endsAt`` now) instead of lingering until its ``endsAt``, even by another
 process or after a restart; whatever changes a condition (a decision on an approval, an
 exhausted target, an acknowledgement) calls ``post_soon`` so the next worker pass posts
-(engine.service.notify_due: when).
+(engine.notify_due: when).
 """
 
 from __future__ import annotations

@@ -33,16 +33,16 @@ from dataclasses import dataclass
 from engine.alerts.intake import drain, release_abandoned
 from engine.context import EngineContext
 from engine.executors import private_dirs
+from engine.lifecycle import IncidentState, RunStatus
+from engine.notify_due import claim_post
 from engine.orchestration.approvals import cancel_waiting, expire_due
 from engine.orchestration.attempt import advance
-from engine.orchestration.lifecycle import IncidentState, RunStatus
 from engine.orchestration.settle import hand_back_interrupted
 from engine.orchestration.step import RunCallback
 from engine.outages import OutageLog
 from engine.records import RunRecord
 from engine.runbooks.reload import drop_replaced
 from engine.service import notifier, probes
-from engine.service.notify_due import claim_post
 from engine.service.retention import prune_if_due
 from engine.store import StoreUnavailable
 

@@ -30,7 +30,7 @@ import time
 import psutil
 
 from engine.context import EngineContext
-from engine.orchestration.lifecycle import RunStatus
+from engine.lifecycle import RunStatus
 from engine.service.worker import Worker, interrupt_run
 
 log = logging.getLogger("engine.service.worker_process")  # also when run as __main__

@@ -11,7 +11,7 @@ from abc import abstractmethod
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from engine.orchestration.lifecycle import AttemptOutcome, IncidentState
+from engine.lifecycle import AttemptOutcome, IncidentState
 from engine.records import Attempt, Incident, RunRecord
 
 

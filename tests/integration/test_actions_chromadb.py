@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from engine.actions.chromadb import ChromaCollections
-from engine.orchestration.lifecycle import IncidentState, RunStatus
+from engine.lifecycle import IncidentState, RunStatus
 from tests.support.chroma_server import ChromaServer
 from tests.support.paths import ROOT
 

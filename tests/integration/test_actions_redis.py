@@ -30,7 +30,7 @@ import redis
 from engine import Recovery
 from engine.actions.base import ActionContext
 from engine.artifacts import RunArtifacts
-from engine.orchestration.lifecycle import IncidentState, RunStatus
+from engine.lifecycle import IncidentState, RunStatus
 from engine.orchestration.verify import verify
 from engine.records import new_id
 from engine.runbooks.model import Verify

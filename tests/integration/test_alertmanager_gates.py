@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from engine.alerts.routing import match_runbook
-from engine.orchestration.lifecycle import IncidentState, RunStatus
+from engine.lifecycle import IncidentState, RunStatus
 from engine.service import notifier
 from tests.support.alertmanager import Alertmanager, free_port
 

@@ -20,7 +20,7 @@ import pytest
 
 from engine.executors import StepResult
 from engine.executors.ansible import AnsibleExecutor
-from engine.orchestration.lifecycle import RunStatus
+from engine.lifecycle import RunStatus
 from engine.security.redaction import Redactor
 from tests.support.ansible_fixtures import (
     INVENTORY,

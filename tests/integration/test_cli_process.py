@@ -259,7 +259,7 @@ def test_history_gives_the_reason_the_rest_of_the_terminal_and_all_of_it_in_a_pi
         cli_env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     """A program's own error comes after its log prefix (redis: pid, role, time):
     a reason cut at a fixed width loses it."""
-    from engine.orchestration.lifecycle import RunStatus
+    from engine.lifecycle import RunStatus
     from engine.records import RunRecord, new_id
 
     now = time.time()

@@ -21,7 +21,7 @@ import pytest
 from engine.artifacts import RunArtifacts
 from engine.executors import StepResult
 from engine.executors.ansible import AnsibleExecutor
-from engine.orchestration.lifecycle import RunStatus
+from engine.lifecycle import RunStatus
 from engine.security.redaction import Redactor
 from tests.support.service import Served, free_port, wait_for, webhook_token
 from tests.support.system_env import (

@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
+from engine.lifecycle import IncidentState, RunStatus
 from engine.orchestration import approvals
-from engine.orchestration.lifecycle import IncidentState, RunStatus
 from engine.service import notifier, probes
 from tests.support.alertmanager import Alertmanager
 

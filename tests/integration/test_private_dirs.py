@@ -35,7 +35,7 @@ import pytest
 from engine.artifacts import RunArtifacts, runner_event
 from engine.executors.ansible import AnsibleExecutor
 from engine.executors.private_dirs import PRIVATE_ROOT_ENV, RUN_MARKER, make_private_dir, sweep
-from engine.orchestration.lifecycle import RunStatus
+from engine.lifecycle import RunStatus
 from engine.security.redaction import Redactor
 from tests.support.paths import TEST_PLAYBOOKS
 from tests.support.processes import dead_pid

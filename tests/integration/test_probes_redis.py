@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from engine.orchestration.lifecycle import IncidentState
+from engine.lifecycle import IncidentState
 from engine.records import DegradedReason
 from engine.service import probes
 from tests.support.redis_servers import RedisServer

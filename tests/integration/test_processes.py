@@ -17,7 +17,7 @@ import pytest
 
 from engine.config import load_config
 from engine.context import EngineContext
-from engine.orchestration.lifecycle import IncidentState, RunStatus
+from engine.lifecycle import IncidentState, RunStatus
 from engine.reporting.metrics import render_json
 from engine.service.worker import Worker
 from tests.support.metrics_scenario import drive_scenario, write_config

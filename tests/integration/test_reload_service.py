@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engine.orchestration.lifecycle import IncidentState
+from engine.lifecycle import IncidentState
 from tests.support.alerts import alert_payload, touch_runbook
 from tests.support.reload_env import add_host, guarded, parked_step
 from tests.support.service import (

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.orchestration.lifecycle import IncidentState
+from engine.lifecycle import IncidentState
 from tests.support.echo_runbook import install_echo_runbook
 
 HOSTILE = {

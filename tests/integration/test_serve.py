@@ -17,7 +17,7 @@ import httpx
 import psutil
 import pytest
 
-from engine.orchestration.lifecycle import IncidentState, RunStatus
+from engine.lifecycle import IncidentState, RunStatus
 from tests.support.alerts import alert_payload, touch_runbook
 from tests.support.paths import ROOT
 from tests.support.service import (

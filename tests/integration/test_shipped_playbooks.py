@@ -14,7 +14,7 @@ import pytest
 
 from engine.executors import StepResult
 from engine.executors.ansible import AnsibleExecutor
-from engine.orchestration.lifecycle import RunStatus
+from engine.lifecycle import RunStatus
 from tests.support.ansible_fixtures import (
     SHIPPED,
     assert_private_dirs_deleted,

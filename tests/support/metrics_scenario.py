@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from engine.context import EngineContext
+from engine.lifecycle import IncidentState
 from engine.orchestration.attempt import advance
-from engine.orchestration.lifecycle import IncidentState
 from engine.orchestration.triggers import TriggerRequest, open_incident
 from engine.records import Switch, new_id
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.orchestration.lifecycle import RunStatus
+from engine.lifecycle import RunStatus
 from tests.support.engine_env import EngineEnv
 
 NEW_HOST = """\

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import httpx
 import psutil
 
-from engine.orchestration.lifecycle import IncidentState
+from engine.lifecycle import IncidentState
 from engine.orchestration.triggers import TriggerRequest, open_incident
 from tests.support.alerts import touch_runbook
 from tests.support.paths import ROOT

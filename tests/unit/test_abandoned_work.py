@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from engine.orchestration.lifecycle import IncidentState, RunStatus
+from engine.lifecycle import IncidentState, RunStatus
 from engine.service.worker import Worker
 
 

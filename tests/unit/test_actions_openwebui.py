@@ -22,7 +22,7 @@ import pytest
 from engine import Recovery
 from engine.actions.base import ActionContext
 from engine.cli import main
-from engine.orchestration.lifecycle import IncidentState, RunStatus
+from engine.lifecycle import IncidentState, RunStatus
 from engine.reporting.reports import degraded_modes
 from engine.service import probes
 from tests.support.openwebui_fixtures import (
@@ -139,6 +139,10 @@ def test_model_failover_needs_an_admin_and_a_fallback_list(openwebui_env, webui,
     assert not refused.ok and "must be an admin" in refused.summary
     no_list = action(ctx, "openwebui.model_failover", target="localhost")
     assert no_list.not_applicable and "openwebui_fallback_models" in no_list.summary
+    # A host without fallbacks is not applicable whatever else the step says (a duration
+    # its action cannot read included): skipped, never a failure that degrades the app.
+    spelled = action(ctx, "openwebui.model_failover", target="localhost", answer_within="10s")
+    assert spelled.not_applicable and "openwebui_fallback_models" in spelled.summary
     assert webui.default_models == "llama3"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.executors.ansible import AnsibleExecutor, render_extravars
-from engine.orchestration.lifecycle import RunStatus
+from engine.lifecycle import RunStatus
 from engine.security.redaction import Redactor
 from tests.support.ansible_fixtures import (
     INVENTORY,

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from engine.lifecycle import IncidentState, RunStatus
 from engine.orchestration import approvals
-from engine.orchestration.lifecycle import IncidentState, RunStatus
 from engine.records import Switch, new_id
 from engine.service.worker import Worker
 

@@ -43,7 +43,7 @@ def test_approve_now_leaves_a_run_a_worker_holds(cli_env: Env) -> None:
 
 
 def test_approving_a_step_of_a_closed_incident_is_refused(cli_env: Env) -> None:
-    from engine.orchestration.lifecycle import IncidentState
+    from engine.lifecycle import IncidentState
 
     assert cli_env.cli("recover", "-c", "guarded").code == 3
     (pending,) = cli_env.cli("pending", "--json").json()

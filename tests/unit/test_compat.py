@@ -11,7 +11,13 @@ import time
 
 import pytest
 
-from engine.compat import collect_ansible_warnings, pty_close_shape, skip_pty_close_pause
+from engine.compat import (
+    collect_ansible_warnings,
+    pty_close_shape,
+    regex_syntax,
+    regex_syntax_misfits,
+    skip_pty_close_pause,
+)
 
 
 # -- ptyprocess: no pause after closing an exited child ------------------------------------
@@ -70,6 +76,9 @@ def test_a_ptyprocess_of_another_shape_is_left_alone(monkeypatch, caplog) -> Non
     assert skip_pty_close_pause() is False
     assert PtyProcess.close is close
     assert "ptyprocess changed" in caplog.text and "delayafterclose" in caplog.text
+    caplog.clear()
+    assert skip_pty_close_pause() is False          # asked at every run: logged once
+    assert "ptyprocess changed" not in caplog.text
 
 
 def test_the_shim_is_applied_by_the_executor_not_by_importing_it() -> None:
@@ -107,3 +116,32 @@ def test_ansible_warnings_are_collected_not_printed(capfd: pytest.CaptureFixture
     assert any("a warning the engine reports itself" in m for m in messages)
     out, err = capfd.readouterr()
     assert out == "" and err == ""
+
+
+# -- Python's regex parser: strings a matcher's regex takes, for overlap proofs ------------
+
+
+def test_python_s_regex_parser_still_has_the_shape_overlaps_read() -> None:
+    assert regex_syntax_misfits() == []
+    syntax = regex_syntax()
+    assert syntax is not None
+    (op, value), = syntax.parse("a")
+    assert op is syntax.nodes.LITERAL and value == ord("a")
+
+
+def test_overlaps_still_prove_a_regex_overlap_through_it() -> None:
+    from engine.runbooks.overlaps import _regex_examples
+
+    examples = _regex_examples("redis-(cache|queue)[0-9]+")
+    assert "redis-cache0" in examples or any(e.startswith("redis-") for e in examples)
+
+
+def test_a_regex_parser_of_another_shape_costs_examples_not_errors(monkeypatch, caplog) -> None:
+    import re._constants as constants
+
+    from engine.runbooks.overlaps import _regex_examples
+
+    monkeypatch.delattr(constants, "POSSESSIVE_REPEAT")
+    assert regex_syntax() is None
+    assert _regex_examples("redis-.*") == []
+    assert "regex parser changed" in caplog.text

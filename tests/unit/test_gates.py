@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from engine.orchestration.lifecycle import IncidentState, RunStatus
+from engine.lifecycle import IncidentState, RunStatus
 from engine.records import Switch, new_id
 from engine.service.worker import Worker
 

@@ -11,8 +11,8 @@ import pytest
 from engine.alerts import intake
 from engine.alerts.alert import Alert
 from engine.alerts.intake import drain, resolve
+from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
 from engine.orchestration import approvals
-from engine.orchestration.lifecycle import AttemptOutcome, IncidentState, RunStatus
 from engine.records import DegradedReason
 from engine.service.worker import Worker
 from tests.support.alertmanager import iso_at

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 
-from engine.orchestration.lifecycle import IncidentState, RunStatus
+from engine.lifecycle import IncidentState, RunStatus
 
 
 def statuses(ctx, incident_id):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from engine.orchestration.lifecycle import IncidentState
+from engine.lifecycle import IncidentState
 from engine.records import DegradedReason
 from engine.service import probes
 

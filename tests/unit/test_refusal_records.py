@@ -13,7 +13,7 @@ import pytest
 
 from engine.alerts.alert import Alert
 from engine.alerts.intake import drain
-from engine.orchestration.lifecycle import IncidentState, RunStatus
+from engine.lifecycle import IncidentState, RunStatus
 from engine.orchestration.refusals import MAX_FINGERPRINTS
 from tests.support.alertmanager import iso_at
 from tests.support.alerts import GHOST_RUNBOOK

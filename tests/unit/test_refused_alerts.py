@@ -14,7 +14,7 @@ from engine.alerts.alert import Alert
 from engine.alerts.intake import drain
 from engine.alerts.refused import refused_alerts, replay
 from engine.cli import main
-from engine.orchestration.lifecycle import IncidentState, RunStatus
+from engine.lifecycle import IncidentState, RunStatus
 from tests.support.alertmanager import iso_at
 
 T0 = time.time() - 120

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.lifecycle import IncidentState, RunStatus
 from engine.orchestration import approvals
-from engine.orchestration.lifecycle import IncidentState, RunStatus
 from engine.service.worker import Worker
 from tests.support.reload_env import add_host, guarded, parked_step
 
@@ -287,7 +287,7 @@ def test_a_set_copy_is_private_to_its_owner(engine_env):
 
 
 def test_a_replaced_set_is_removed_once_no_step_can_use_it(engine_env):
-    from engine.orchestration.lifecycle import RunStatus as Status
+    from engine.lifecycle import RunStatus as Status
     from engine.records import RunRecord, new_id
     from engine.runbooks.reload import reload_set
 

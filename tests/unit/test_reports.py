@@ -9,7 +9,7 @@ import pytest
 
 from engine.config import load_config
 from engine.context import EngineContext
-from engine.orchestration.lifecycle import AttemptOutcome, IncidentState, RunStatus
+from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
 from engine.records import (
     Approval,
     Attempt,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.orchestration.lifecycle import RunStatus
+from engine.lifecycle import RunStatus
 from tests.support.echo_runbook import install_echo_runbook
 
 

@@ -14,7 +14,7 @@ import pytest
 from engine.alerts.alert import Alert
 from engine.alerts.intake import drain
 from engine.cli import main
-from engine.orchestration.lifecycle import IncidentState
+from engine.lifecycle import IncidentState
 from tests.support.alertmanager import iso_at
 
 T0 = time.time() - 120

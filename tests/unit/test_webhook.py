@@ -18,7 +18,7 @@ import pytest
 from engine.alerts.alert import fingerprint_of, normalize_time
 from engine.config import load_config
 from engine.context import EngineContext
-from engine.orchestration.lifecycle import RunStatus
+from engine.lifecycle import RunStatus
 from engine.records import DegradedReason
 from engine.store.sqlite import SQLiteStore
 from tests.support.alerts import good_alert, notification

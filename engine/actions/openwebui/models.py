@@ -35,12 +35,12 @@ class ModelFailover(Action):
 
     def run(self, ctx: ActionContext) -> ActionResult:
         fallbacks = _fallbacks(ctx)
-        within = float(ctx.params.get("answer_within", ANSWER_WITHIN))
-        if not fallbacks:
+        if not fallbacks:       # not applicable here, whatever else the step says
             return ActionResult(False, f"no fallback models for {ctx.target}: set "
                                 "openwebui_fallback_models in the inventory (or with: "
                                 "{fallback_models: [...]} in the runbook)",
                                 not_applicable=True)
+        within = float(ctx.params.get("answer_within", ANSWER_WITHIN))
         return with_admin(ctx, lambda admin: self._failover(ctx, admin, fallbacks, within))
 
     def _failover(self, ctx: ActionContext, admin: Admin, fallbacks: list[str],

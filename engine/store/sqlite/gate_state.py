@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from engine.orchestration.lifecycle import AttemptOutcome
+from engine.lifecycle import AttemptOutcome
 from engine.records import Approval, Attempt, DegradedReason, Lock, Switch
 from engine.store.gate_state import GateState
 from engine.store.sqlite.connection import SQLiteConnection

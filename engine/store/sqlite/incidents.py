@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from engine.orchestration.lifecycle import (
+from engine.lifecycle import (
     AttemptOutcome,
     IncidentState,
     RunStatus,

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import fields
 from typing import Any, TypeVar
 
-from engine.orchestration.lifecycle import AttemptOutcome, IncidentState, RunStatus
+from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
 from engine.records import Attempt, RunRecord
 
 T = TypeVar("T")

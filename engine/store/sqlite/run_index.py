@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from engine.orchestration.lifecycle import RUN_TRANSITIONS, RunStatus
+from engine.lifecycle import RUN_TRANSITIONS, RunStatus
 from engine.records import RunRecord
 from engine.store.run_index import RunIndex
 from engine.store.sqlite.connection import SQLiteConnection

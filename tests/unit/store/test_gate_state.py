@@ -51,7 +51,7 @@ def test_degraded_reasons_clear_by_target_and_keep_manual_ones(store):
 
 
 def test_cooldowns_count_the_attempts_of_one_runbook_and_target(store):
-    from engine.orchestration.lifecycle import AttemptOutcome
+    from engine.lifecycle import AttemptOutcome
     from engine.records import Attempt
     from tests.unit.store.samples import incident, run
 

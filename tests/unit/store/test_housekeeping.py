@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from engine.orchestration.lifecycle import IncidentState, RunStatus
+from engine.lifecycle import IncidentState, RunStatus
 from engine.records import Approval, AuditEvent
 from tests.unit.store.samples import incident, run
 

@@ -7,7 +7,7 @@ import multiprocessing
 
 import pytest
 
-from engine.orchestration.lifecycle import IncidentState, RunStatus, TransitionError
+from engine.lifecycle import IncidentState, RunStatus, TransitionError
 from engine.records import Attempt
 from engine.store import open_store
 from tests.unit.store.samples import incident, run

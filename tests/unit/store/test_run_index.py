@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from engine.orchestration.lifecycle import RunStatus
+from engine.lifecycle import RunStatus
 from tests.unit.store.samples import run
 
 

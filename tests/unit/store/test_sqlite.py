@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from engine.orchestration.lifecycle import RunStatus
+from engine.lifecycle import RunStatus
 from engine.store import open_store
 from engine.store.sqlite import SQLiteStore
 from engine.store.sqlite.write_locks import write_lock
