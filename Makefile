@@ -10,8 +10,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # prometheus (promtool), prometheus-alertmanager (amtool), redis-server: the tests start
-# their own; openssl: a test certificate; systemd: systemd-analyze; e2fsprogs: chattr.
-DEBIAN_PACKAGES := prometheus prometheus-alertmanager redis-server openssl systemd e2fsprogs
+# their own; openssl: a test certificate; systemd: systemd-analyze; e2fsprogs: chattr;
+# openssh-server, openssh-client, iproute2: the test hosts (tests/support/fleet.py: network
+# namespaces, each with its own sshd, reached over SSH).
+DEBIAN_PACKAGES := prometheus prometheus-alertmanager redis-server openssl systemd e2fsprogs \
+	openssh-server openssh-client iproute2
 # apt-get needs root: as anyone else, go through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TEST_ARGS ?=
