@@ -169,12 +169,19 @@ class Host:
                                f"{timeout:g}s: {tail}")
 
     def stop_sshd(self, timeout: float = 10.0) -> None:
-        """Stop this host's sshd: the host is unreachable over SSH until ``start_sshd``.
-        Sessions already open keep running (as on a real machine)."""
-        if self.sshd is None:
-            return
-        _terminate(self.sshd, timeout)
-        self.sshd = None
+        """Stop this host's sshd and close every SSH session open on it (a client's
+        shared connection among them): the host is unreachable over SSH until
+        ``start_sshd``. What those sessions started keeps running."""
+        if self.sshd is not None:
+            _terminate(self.sshd, timeout)
+            self.sshd = None
+        deadline = time.monotonic() + timeout
+        while (sessions := [pid for pid in self.pids() if _comm(pid) == "sshd"]):
+            for pid in sessions:
+                _kill(pid, signal.SIGKILL)
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"sshd sessions on {self.name} survive SIGKILL: {sessions}")
+            time.sleep(0.05)
 
     # -- processes on the host -----------------------------------------------------------
 
@@ -227,11 +234,22 @@ class Host:
             if time.monotonic() >= deadline:
                 sig = signal.SIGKILL
             for pid in pids:
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
+                _kill(pid, sig)
             time.sleep(0.1)
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def _terminate(proc: subprocess.Popen, timeout: float) -> None:
