@@ -34,8 +34,13 @@ COVERAGE := --cov=engine --cov=webhook --cov-branch --cov-report=term:skip-cover
 run: $(STAMP)
 	$(BIN)/recovery serve $(SERVE_ARGS)
 
+# ansible-lint on the shipped playbooks (offline: no Galaxy); warnings do not fail it.
+# It runs ansible-playbook from the venv, hence the venv's bin first on PATH.
+ANSIBLE_LINT := PATH="$(abspath $(BIN)):$$PATH" $(BIN)/ansible-lint --offline -q --nocolor playbooks/
+
 test: $(STAMP) system-deps
 	$(BIN)/ruff check engine webhook tests bench
+	$(ANSIBLE_LINT)
 	$(PYTEST) -m "not slow" $(COVERAGE) $(TEST_ARGS)
 
 test-slow: $(STAMP) system-deps
@@ -45,6 +50,7 @@ test-full: test test-slow
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine webhook tests bench
+	$(ANSIBLE_LINT)
 
 install: $(STAMP)
 

@@ -405,7 +405,8 @@ class Fleet:
         hosts: dict[str, Any] = {}
         if local:
             hosts["localhost"] = {"ansible_connection": "local",
-                                  "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
+                                  "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+                                  **host_vars.get("localhost", {})}
         for host in self:
             hosts[host.name] = {**self.connection_vars(host), **host_vars.get(host.name, {})}
         children = {name: {"hosts": {member: {} for member in members}}
