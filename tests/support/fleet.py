@@ -363,6 +363,9 @@ class Fleet:
         """Every process in every host, the namespaces (and their veths), the bridge.
         Safe to call twice and after a half-done start."""
         began = time.monotonic()
+        for socket_path in self.root.glob("cp-*"):    # Ansible's shared SSH connections
+            subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath={socket_path}", "fleet"],
+                           capture_output=True, timeout=COMMAND, check=False)
         for host in self:
             host.stop_processes(timeout)
             _ip("netns", "del", host.netns, check=False)
