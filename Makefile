@@ -10,8 +10,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # prometheus (promtool), prometheus-alertmanager (amtool), redis-server: the tests start
-# their own; openssl: a test certificate; systemd: systemd-analyze; e2fsprogs: chattr.
-DEBIAN_PACKAGES := prometheus prometheus-alertmanager redis-server openssl systemd e2fsprogs
+# their own; openssl: a test certificate; systemd: systemd-analyze; e2fsprogs: chattr;
+# openssh-server, openssh-client, iproute2: the test hosts (tests/support/fleet.py: network
+# namespaces, each with its own sshd, reached over SSH).
+DEBIAN_PACKAGES := prometheus prometheus-alertmanager redis-server openssl systemd e2fsprogs \
+	openssh-server openssh-client iproute2
 # apt-get needs root: as anyone else, go through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TEST_ARGS ?=
@@ -31,8 +34,13 @@ COVERAGE := --cov=engine --cov=webhook --cov-branch --cov-report=term:skip-cover
 run: $(STAMP)
 	$(BIN)/recovery serve $(SERVE_ARGS)
 
+# ansible-lint on the shipped playbooks (offline: no Galaxy); warnings do not fail it.
+# It runs ansible-playbook from the venv, hence the venv's bin first on PATH.
+ANSIBLE_LINT := PATH="$(abspath $(BIN)):$$PATH" $(BIN)/ansible-lint --offline -q --nocolor playbooks/
+
 test: $(STAMP) system-deps
 	$(BIN)/ruff check engine webhook tests bench
+	$(ANSIBLE_LINT)
 	$(PYTEST) -m "not slow" $(COVERAGE) $(TEST_ARGS)
 
 test-slow: $(STAMP) system-deps
@@ -42,6 +50,7 @@ test-full: test test-slow
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine webhook tests bench
+	$(ANSIBLE_LINT)
 
 install: $(STAMP)
 

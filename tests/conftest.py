@@ -17,7 +17,7 @@ if str(ROOT) not in sys.path:  # `tests.support.engine_actions` is loaded by nam
 from tests.support.engine_env import EngineEnv  # noqa: E402
 
 pytest_plugins = ["pytester", "tests.support.requires", "tests.support.ansible_fixtures",
-                  "tests.support.cli_env",
+                  "tests.support.cli_env", "tests.support.fleet",
                   "tests.support.openwebui_fixtures"]
 
 

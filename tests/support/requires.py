@@ -48,6 +48,12 @@ def _root() -> str | None:
     return None if os.geteuid() == 0 else "needs root (mount, chattr, a service run as root)"
 
 
+def _sshd() -> str | None:
+    if Path("/usr/sbin/sshd").exists():
+        return None
+    return "/usr/sbin/sshd missing (Debian openssh-server, installed by `make test`)"
+
+
 def _chroma() -> str | None:
     try:
         import chromadb  # noqa: F401
@@ -68,6 +74,8 @@ REQUIREMENTS: dict[str, Callable[[], str | None]] = {
     "setpriv": _on_path("setpriv"),
     "chattr": _on_path("chattr"),
     "mount": _on_path("mount"),
+    "ip": _on_path("ip"),                       # iproute2: network namespaces (test hosts)
+    "sshd": _sshd,
     "supervisord": _in_venv("supervisord", "supervisor"),
     "chroma": _chroma,
     "root": _root,

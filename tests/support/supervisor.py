@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,8 +39,11 @@ def _quote(word: str) -> str:
 class Supervisor:
     """``supervisord -c root/supervisord.conf`` in the foreground of a child process."""
 
-    def __init__(self, root: Path, programs: Mapping[str, Program]) -> None:
+    def __init__(self, root: Path, programs: Mapping[str, Program],
+                 launcher: Sequence[str] = ()) -> None:
         self.root = root
+        # what supervisord is started under, e.g. `ip netns exec NS` (a test host's network)
+        self.launcher = list(launcher)
         self.programs = dict(programs)
         self.conf = root / "supervisord.conf"
         self.socket = root / "supervisor.sock"
@@ -76,7 +79,8 @@ class Supervisor:
     def start(self, timeout: float = START) -> Supervisor:
         self.root.mkdir(parents=True, exist_ok=True)
         self.conf.write_text(self.config_text())
-        self.proc = subprocess.Popen([str(BIN / "supervisord"), "-c", str(self.conf)],
+        self.proc = subprocess.Popen([*self.launcher, str(BIN / "supervisord"), "-c",
+                                      str(self.conf)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
         deadline = time.monotonic() + timeout
