@@ -82,6 +82,21 @@ class Host:
         return value if isinstance(value, str) and value else None
 
 
+@dataclass(frozen=True)
+class Expansion:
+    """What a target pattern resolved to: its hosts in inventory order, and whether the
+    pattern named one host itself (``exact``) or a group of them, which is acted on
+    host by host, the healthy ones left alone."""
+
+    pattern: str
+    hosts: tuple[Host, ...]
+    exact: bool = False
+
+    @property
+    def names(self) -> list[str]:
+        return [h.name for h in self.hosts]
+
+
 def strip_port(value: str) -> str:
     """``host:9121`` -> ``host``, ``[::1]:6379`` -> ``::1``; anything else unchanged.
 
@@ -182,36 +197,52 @@ class Inventory:
             f"(by name, ansible_host or {ALIASES_KEY}){_problems_note(snap)}"
         )
 
-    def resolve_pattern(self, pattern: str) -> list[Host]:
-        """Hosts an operator's ``--target`` names, in inventory order; UnknownTarget if none.
+    def resolve_pattern(self, pattern: str, *, what: str = "--target") -> list[Host]:
+        """Hosts an operator's ``--target`` (or a step's ``target:``) names, in inventory
+        order; UnknownTarget if none. See ``expand``."""
+        return list(self.expand(pattern, what=what).hosts)
 
-        An exact host (as resolve_instance, so ``10.0.0.5:6379`` works) first; otherwise an
-        Ansible ``--limit`` pattern: groups, wildcards, ``a:b``, ``a:!b``, ``a:&b``, ``~regex``.
+    def expand(self, pattern: str, *, what: str = "--target") -> Expansion:
+        """A host or an Ansible ``--limit`` pattern, resolved to concrete hosts.
+
+        An exact host (as resolve_instance, so ``10.0.0.5:6379`` works) first; otherwise
+        the pattern as ansible-core reads it: groups, wildcards, ``a:b``, ``a:!b``,
+        ``a:&b``, ``g[0:2]``, ``~regex``. Every term must match something: ``redis:!x``
+        with no ``x`` in the inventory is a typo, refused rather than read as ``redis``.
+        ``what`` names the source in a reason (``--target``, ``strategies[1].target``).
         """
         if not isinstance(pattern, str) or not pattern.strip():
-            raise UnknownTarget(f"--target is empty ({pattern!r}): name a host or a group")
+            raise UnknownTarget(f"{what} is empty ({pattern!r}): name a host or a group")
         try:
-            return [self.resolve_instance(pattern)]
+            return Expansion(pattern, (self.resolve_instance(pattern),), exact=True)
         except AmbiguousTarget:
             raise
         except UnknownTarget:
             pass
         snap = self._snapshot()
         from ansible.errors import AnsibleError
+        from ansible.inventory.manager import split_host_pattern
 
         with self._lock, collect_ansible_warnings():
             try:
                 names = {h.name for h in snap.manager.get_hosts(pattern)}
+                terms = split_host_pattern(pattern)
+                unmatched = [t for t in terms if not snap.manager.get_hosts(t.lstrip("!&"))]
             except AnsibleError as exc:
-                raise UnknownTarget(f"--target {_quote(pattern)} is not a valid host pattern: "
+                raise UnknownTarget(f"{what} {_quote(pattern)} is not a valid host pattern: "
                                     f"{_first_line(str(exc))}") from None
-        found = [h for h in snap.hosts if h.name in names]
-        if not found:
+        found = tuple(h for h in snap.hosts if h.name in names)
+        if len(terms) > 1 and unmatched:
             raise UnknownTarget(
-                f"--target {_quote(pattern)} matches no inventory host or group"
-                f"{_problems_note(snap)}"
-            )
-        return found
+                f"{what} {_quote(pattern)}: {_unmatched(unmatched[0], snap)}; "
+                f"refusing to guess what was meant{_problems_note(snap)}")
+        if not found:
+            note = _group_note(unmatched[0], snap) if unmatched else None
+            raise UnknownTarget(
+                f"{what} {_quote(pattern)} matches no "
+                + (f"host: {note}" if note else "inventory host or group")
+                + _problems_note(snap))
+        return Expansion(pattern, found, exact=False)
 
     # -- parsing -------------------------------------------------------------------------
 
@@ -392,6 +423,22 @@ def _problems_note(snap: _Snapshot) -> str:
         return ""
     return (f"; note: the inventory has {len(snap.problems)} problem(s), "
             f"first: {snap.problems[0]} (run `recovery validate`)")
+
+
+def _unmatched(term: str, snap: _Snapshot) -> str:
+    """Why one term of a pattern selects nothing, in words."""
+    return _group_note(term, snap) or f"{term.lstrip('!&')!r} matches no inventory host or group"
+
+
+def _group_note(term: str, snap: _Snapshot) -> str | None:
+    """Why a term naming a known group selects nothing (None: it names no group)."""
+    bare = term.lstrip("!&")
+    group = bare.split("[", 1)[0]
+    if group not in snap.groups:
+        return None
+    if not snap.groups[group]:
+        return f"group {group!r} has no hosts"
+    return f"{bare!r} selects none of group {group!r}'s {len(snap.groups[group])} host(s)"
 
 
 def _quote(value: str) -> str:

@@ -34,7 +34,9 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     which.add_argument("--component", "-c", metavar="C", help="component or runbook name")
     which.add_argument("--alert", metavar="FILE", help="Alertmanager webhook JSON ('-': stdin)")
     p.add_argument("--failure-type", "-f", metavar="F", help="with --component")
-    p.add_argument("--target", "-t", metavar="T", help="with --component (default: localhost)")
+    p.add_argument("--target", "-t", metavar="T",
+                   help="with --component: a host, group or pattern, as for `recover` "
+                        "(default: localhost)")
     p.add_argument("--strategy", "-s", metavar="S", help="with --component: one strategy")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_test, housekeeping=False)  # plan only: writes nothing
@@ -97,7 +99,8 @@ def cmd_test(ctx: EngineContext, args: argparse.Namespace) -> int:
         try:
             result = plan(ctx, TriggerRequest(
                 runbook=args.component, target=args.target or "localhost",
-                failure_type=args.failure_type, strategy=args.strategy, trigger="manual"))
+                failure_type=args.failure_type, strategy=args.strategy, trigger="manual"),
+                expand=True)
         except UnknownRunbook as exc:
             raise CliError(str(exc.args[0]), USAGE) from None
         plans.append(_would(result))
@@ -148,6 +151,8 @@ def _print(entry: dict[str, Any]) -> None:
             ("WHY NOT", lambda m: m["why"]),
         ])))
     target = entry.get("target") or f"refused — {entry.get('refused')}"
+    if entry.get("per_host") is not None or len(entry.get("hosts") or []) > 1:
+        target = f"{target} -> {', '.join(entry['hosts'])}"
     out(f"target:       {target}")
     out(f"failure type: {entry.get('failure_type') or '(any)'}")
     if entry.get("open_incident"):
@@ -171,6 +176,14 @@ def _print(entry: dict[str, Any]) -> None:
             ("ANSWER", lambda g: g["verdict"]),
             ("UNTIL", lambda g: when(g["until"]) if g.get("until") else ""),
             ("REASON", lambda g: g.get("reason", "")),
+        ])))
+    if entry.get("per_host"):
+        out(f"hosts (first step: {entry.get('first_step')}; each its own incident; a host "
+            "whose verify passes is left alone unless --include-healthy):")
+        out(indented(table(entry["per_host"], [
+            ("HOST", lambda h: h["target"]),
+            ("WOULD", lambda h: h["would"]),
+            ("REASON", lambda h: h.get("reason", "")),
         ])))
     why = f" — {entry['reason']}" if entry.get("reason") and entry["would"] in (
         "nothing", "refuse") else ""

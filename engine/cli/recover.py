@@ -24,8 +24,11 @@ HELP = """\
 Run a runbook by hand and wait for the whole attempt, printing each run as it goes.
 
 PATTERN is an inventory host, alias or Ansible --limit pattern (a group, web-*,
-a:!b); every host it names is remediated in turn, one after the other. A target
-that names nothing is refused and recorded. --force passes the kill switch and the
+a:!b, a:&b, g[0:2]); it is resolved to hosts before anything runs, and every host it
+names is remediated in turn, one after the other, each its own incident. A host of a
+group whose verify already passes is left alone (recorded `skipped`, reason healthy)
+unless --include-healthy. A target that names nothing, or a pattern with a term that
+matches nothing, is refused and recorded. --force passes the kill switch and the
 cooldown (never a lock or an approval) for this command's attempt only: a deferred
 retry, an alert or a probe later never inherits it; the run record says so. --check
 runs every step in check mode (playbooks under ansible --check, python actions asked
@@ -48,6 +51,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--strategy", "-s", metavar="S", help="run this one strategy only")
     p.add_argument("--target", "-t", default="localhost", metavar="PATTERN",
                    help="inventory host, alias or pattern (default: localhost)")
+    p.add_argument("--include-healthy", action="store_true",
+                   help="with a group: act on hosts whose verify already passes too")
     p.add_argument("--check", action="store_true", help="dry run: change nothing")
     p.add_argument("--diff", action="store_true", help="with --check: show playbook diffs")
     p.add_argument("--force", action="store_true",
@@ -189,7 +194,7 @@ def cmd_recover(ctx: EngineContext, args: argparse.Namespace) -> int:
         names = ", ".join(s.name for s in rb.strategies)
         raise CliError(f"runbook {rb.name} has no strategy {args.strategy!r} (it has: {names})")
     try:
-        hosts = [h.name for h in ctx.inventory.resolve_pattern(args.target)]
+        expansion = ctx.inventory.expand(args.target)
     except UnknownTarget as exc:
         reason = f"unknown target: {exc.reason}"
         if args.check:
@@ -203,17 +208,23 @@ def cmd_recover(ctx: EngineContext, args: argparse.Namespace) -> int:
     what = f"{rb.name}" + (f" strategy {args.strategy}" if args.strategy else "")
     mode = " in check mode" if args.check else ""
     forced = " with --force" if args.force else ""
-    out(f"recover {what} on {', '.join(hosts)}{mode}{forced}, as {who}")
+    hosts = expansion.names
+    group = "" if expansion.exact else f"{args.target}: "
+    out(f"recover {what} on {group}{', '.join(hosts)}{mode}{forced}, as {who}")
     if (note := loaded_set_note(ctx)) is not None:   # it runs the files, not the service's
         err(note)
+    prechecked = not expansion.exact and not args.include_healthy
     if args.check:
-        return _check(ctx, args, rb, hosts, who)
+        return _check(ctx, args, rb, hosts, who, prechecked)
     codes: list[int] = []
     with Foreground(ctx, who) as fg:
         for host in hosts:
             if fg.interrupted:
                 err(f"{host}: not started (interrupted)")
                 codes.append(FAILED)
+                continue
+            if prechecked and _left_alone(ctx, args, rb, host, who, fg.on_run):
+                codes.append(OK)
                 continue
             codes.append(_one(ctx, args, fg, rb.name, host, who))
         if fg.interrupted:
@@ -255,14 +266,33 @@ def _one(ctx: EngineContext, args: argparse.Namespace, fg: Foreground, name: str
     return FAILED if fg.interrupted else code
 
 
+def _left_alone(ctx: EngineContext, args: argparse.Namespace, rb: Any, host: str, who: str,
+                on_run: Any, *, record: bool = True) -> bool:
+    """A host of a group whose step's verify already passes: recorded skipped (healthy),
+    not touched. Its check runs before any gate: asking changes nothing."""
+    from engine.orchestration.precheck import check_health, first_step, record_healthy
+
+    step = first_step(rb, args.strategy)
+    health = check_health(ctx, rb, step, host) if step is not None else None
+    if health is None or not health.healthy:
+        return False
+    if record:
+        record_healthy(ctx, rb, step, host, health, requested_by=who, on_run=on_run)
+    else:
+        out(f"{host}: healthy, would be left alone ({health.summary})")
+    return True
+
+
 def _check(ctx: EngineContext, args: argparse.Namespace, rb: Any, hosts: list[str],
-           who: str) -> int:
+           who: str, prechecked: bool) -> int:
     from engine.orchestration.planner import check_runs
 
     failed = 0
     with Foreground(ctx, who, check=True) as fg:
         try:
             for host in hosts:
+                if prechecked and _left_alone(ctx, args, rb, host, who, None, record=False):
+                    continue
                 runs = check_runs(ctx, rb, host, strategy=args.strategy, diff=args.diff,
                                   requested_by=who, on_run=fg.on_run)
                 failed += sum(r.status == RunStatus.FAILED for r in runs)

@@ -43,8 +43,13 @@ def plan_step(ctx: EngineContext, incident: Incident, runbook: Runbook,
     return ctx.redactor.data(step)
 
 
-def plan(ctx: EngineContext, request: TriggerRequest) -> dict[str, Any]:
-    """``recovery test``: runbook, resolved target, the escalation, what each gate says now."""
+def plan(ctx: EngineContext, request: TriggerRequest, *,
+         expand: bool = False) -> dict[str, Any]:
+    """``recovery test``: runbook, resolved target, the escalation, what each gate says now.
+
+    With ``expand``, the request's target is an operator's pattern (as ``recover
+    --target``): a group lists its ``hosts`` and plans each (``per_host``); ``would``
+    is their common answer, or ``mixed``."""
     from engine.alerts.routing import matching_runbooks, precedence
 
     matched = [] if request.runbook else matching_runbooks(ctx.runbooks, request.labels)
@@ -60,13 +65,20 @@ def plan(ctx: EngineContext, request: TriggerRequest) -> dict[str, Any]:
                            "priority": rb.priority.name.lower(), "chosen": rb is runbook,
                            "why": "" if rb is runbook else precedence(runbook, rb)}
                           for rb in matched]
+    expansion = None
     try:
-        target = resolve_target(ctx, runbook, request)
-        out["target"] = target
+        if expand and request.target:
+            expansion = ctx.inventory.expand(request.target)
+            target = expansion.names[0] if expansion.exact else None
+        else:
+            target = resolve_target(ctx, runbook, request)
+        out["target"] = target if expansion is None or expansion.exact else request.target
     except Exception as exc:  # noqa: BLE001 - the plan says why, it does not crash
         out["target"] = None
         out["refused"] = f"unknown target: {exc.args[0] if exc.args else exc}"
         target = None
+    if expansion is not None and "refused" not in out:
+        out["hosts"] = expansion.names
     failure_type = request.failure_type or runbook.failure_type_of(request.labels)
     out["failure_type"] = failure_type
     steps = []
@@ -81,17 +93,36 @@ def plan(ctx: EngineContext, request: TriggerRequest) -> dict[str, Any]:
             chosen = strategy
     out["strategies"] = steps
     out["first_step"] = chosen.name if chosen else None
-    if target and chosen:
-        existing = ctx.store.find_open_incident(runbook.name, target)
-        gate_ctx = GateContext(runbook=runbook, strategy=chosen, target=target,
-                               store=ctx.store, trigger=request.trigger, forced=request.force,
-                               starts_attempt=existing is None or existing.attempt_id is None,
-                               dry=True, holder=ctx.holder)
-        final, asked = ctx.gates.decide(gate_ctx)
-        out["gates"] = [d.to_dict() for d in asked]
-        out["would"] = final.verdict.value
-        if existing is not None:
-            out["open_incident"] = existing.id
+    if chosen and expansion is not None and not expansion.exact and "refused" not in out:
+        # A group: each host is its own incident, asked its own gates.
+        out["per_host"] = [_host_plan(_gates_now(ctx, runbook, chosen, host, request), host)
+                           for host in expansion.names]
+        verdicts = {entry["would"] for entry in out["per_host"]}
+        out["would"] = verdicts.pop() if len(verdicts) == 1 else "mixed"
+    elif target and chosen:
+        out.update(_gates_now(ctx, runbook, chosen, target, request))
+    return out
+
+
+def _host_plan(now: dict[str, Any], host: str) -> dict[str, Any]:
+    """One host of a group's plan, with the reason of the gate that decided, if any."""
+    deciding = next((g for g in now["gates"] if g["verdict"] != "allow"), None)
+    return {"target": host, **now, "reason": deciding.get("reason", "") if deciding else ""}
+
+
+def _gates_now(ctx: EngineContext, runbook: Runbook, chosen: Strategy, target: str,
+               request: TriggerRequest) -> dict[str, Any]:
+    """What every gate answers now for the first step on one target, changing nothing."""
+    existing = ctx.store.find_open_incident(runbook.name, target)
+    gate_ctx = GateContext(runbook=runbook, strategy=chosen, target=target,
+                           store=ctx.store, trigger=request.trigger, forced=request.force,
+                           starts_attempt=existing is None or existing.attempt_id is None,
+                           dry=True, holder=ctx.holder)
+    final, asked = ctx.gates.decide(gate_ctx)
+    out: dict[str, Any] = {"gates": [d.to_dict() for d in asked],
+                           "would": final.verdict.value}
+    if existing is not None:
+        out["open_incident"] = existing.id
     return out
 
 

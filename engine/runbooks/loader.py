@@ -394,6 +394,8 @@ class _Builder:
             self._known_action(action, (*path, "action"))
         else:
             self._playbook(playbook, (*path, "playbook"))
+        if "target" in item:
+            self._step_target(item["target"], (*path, "target"))
         extravars = item.get("extravars", {})
         self._extravar_keys(extravars, (*path, "extravars"))
         self._template(item.get("with", {}), (*path, "with"))
@@ -416,6 +418,7 @@ class _Builder:
             timeout=self._duration(item, "timeout", path, Strategy.timeout, positive=True),
             degrades=item.get("degrades", False),
             idempotent=item.get("idempotent", True),
+            target=item.get("target"),
             line=self.src.line_of(path),
         )
 
@@ -483,6 +486,18 @@ class _Builder:
         elif isinstance(value, list):
             for i, item in enumerate(value):
                 self._template(item, (*path, i))
+
+    def _step_target(self, pattern: str, path: _Path) -> None:
+        """A step's target is a fixed inventory pattern, resolved before anything runs:
+        never a template (alert data must not choose hosts), never blank. Whether its
+        groups exist is the inventory's to say (``recovery validate``)."""
+        if "{{" in pattern or "{%" in pattern:
+            raise self.src.error(path, f"{_dotted(path)}: {pattern!r} is a template; a step's "
+                                 "target is an inventory group or pattern, written out "
+                                 "(labels never choose hosts)")
+        if not pattern.strip() or any(c.isspace() for c in pattern):
+            raise self.src.error(path, f"{_dotted(path)}: {pattern!r} is not a host "
+                                 "pattern (no blanks; join terms with ':')")
 
     def _extravar_keys(self, extravars: Mapping[str, Any], path: _Path) -> None:
         for key in extravars:

@@ -77,6 +77,9 @@ class Strategy:
     timeout: float = 300.0
     degrades: bool = False              # graceful_degradation: ends the incident `degraded`
     idempotent: bool = True             # false: after an interruption, re-run only approved
+    # An inventory group or pattern (``redis``, ``redis:&dc1``): every host it resolves to
+    # joins or opens its own incident of the runbook; None: the incident's own target.
+    target: str | None = None
     line: int = 0                       # where it stands in its file, for messages
 
     @property

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from engine.runbooks.loader import PLAYBOOK_SUFFIXES
 
 if TYPE_CHECKING:
+    from engine.inventory import Inventory
     from engine.runbooks.loaded_set import SetPaths
     from engine.runbooks.model import Runbook
     from engine.runbooks.overlaps import Overlap
@@ -127,6 +128,25 @@ def validate_set(paths: SetPaths, *, known_actions: Iterable[str],
                                         "failed: " + " / ".join(line.strip()
                                                                 for line in first[:4]))
 
-    found.inventory_problems = Inventory(paths.inventory_path).validate()
+    inventory = Inventory(paths.inventory_path)
+    found.inventory_problems = inventory.validate()
     found.errors.extend(f"{paths.inventory_path}: {p}" for p in found.inventory_problems)
+    found.errors.extend(step_target_errors(loaded, inventory))
     return found
+
+
+def step_target_errors(runbooks: Iterable[Runbook], inventory: Inventory) -> list[str]:
+    """``file:line: reason`` for each step whose ``target:`` names no host of the
+    inventory (an unknown or empty group, a term that matches nothing)."""
+    from engine.inventory import UnknownTarget
+
+    errors = []
+    for rb in runbooks:
+        for i, step in enumerate(rb.strategies):
+            if step.target is None:
+                continue
+            try:
+                inventory.expand(step.target, what=f"strategies[{i}].target")
+            except UnknownTarget as exc:
+                errors.append(f"{rb.path}:{step.line}: strategy {step.name!r}: {exc.reason}")
+    return errors

@@ -1,7 +1,8 @@
 """Deterministic actions for the tests (``action_modules: [tests.support.engine_actions]``).
 
 Remote scope unless said, so they run from the CLI where nothing is registered:
-``test.ok`` succeeds, ``test.fail`` fails, ``test.touch`` creates ``with: {path}``,
+``test.ok`` succeeds, ``test.fail`` fails, ``test.touch`` creates ``with: {path}`` (or
+``with: {dir}``: the file named after the target there),
 ``test.file_exists`` (a verify) checks it (or ``with: {dir}``: the file named after the
 target there), ``test.sleep`` waits ``with: {seconds}``
 (cancel-aware), ``test.wait_for_file`` holds the target's lock until ``with: {release}``
@@ -57,18 +58,19 @@ class Fail(Action):
 
 
 class Touch(Action):
-    """Creates ``path``: the change a test can see (or see not happen)."""
+    """Creates ``path`` (or ``dir``/<target>): the change a test can see (or see not happen)."""
 
     name, scope = "test.touch", REMOTE
 
     def run(self, ctx: ActionContext) -> ActionResult:
-        path = Path(str(ctx.params["path"]))
+        folder = ctx.params.get("dir")
+        path = Path(str(folder), ctx.target) if folder else Path(str(ctx.params["path"]))
         path.write_text(ctx.target)
         _trace(ctx, "touch")
         return ActionResult(True, f"touched {path}")
 
     def plan(self, ctx: ActionContext) -> ActionResult:
-        return ActionResult(True, f"would touch {ctx.params['path']}")
+        return ActionResult(True, f"would touch {ctx.params.get('path') or ctx.target}")
 
 
 class FileExists(Action):

@@ -10,6 +10,7 @@ import json
 import os
 import stat
 import time
+from pathlib import Path
 
 import pytest
 
@@ -134,12 +135,127 @@ def test_target_alias_and_pattern_resolve_to_hosts(cli_env: Env) -> None:
     assert sorted(p["target"] for p in pending) == ["web-1", "web-2"]
 
 
+def test_test_accepts_the_group_recover_runs_and_lists_its_hosts(cli_env: Env) -> None:
+    """`recovery test --target GROUP` plans what `recover --target GROUP` would run."""
+    r = cli_env.cli("test", "-c", "svc", "--target", "web")
+    assert r.code == 0, r.err
+    assert "refused" not in r.out
+    assert "web-1, web-2" in r.out
+    plan = cli_env.cli("test", "-c", "svc", "--target", "web", "--json").json()
+    assert plan["hosts"] == ["web-1", "web-2"]
+    assert [h["target"] for h in plan["per_host"]] == ["web-1", "web-2"]
+    assert {h["would"] for h in plan["per_host"]} == {"allow"}
+    r = cli_env.cli("recover", "-c", "svc", "--target", "web", "--check")
+    assert "web-1, web-2" in r.out
+
+
+def test_test_refuses_an_unknown_group_term_with_the_reason(cli_env: Env) -> None:
+    plan = cli_env.cli("test", "-c", "svc", "--target", "web:!nosuch", "--json").json()
+    assert plan["would"] == "refuse"
+    assert "'nosuch' matches no inventory host or group" in plan["reason"]
+    r = cli_env.cli("recover", "-c", "svc", "--target", "web:!nosuch")
+    assert r.code == 4 and "'nosuch' matches no inventory host or group" in r.err
+
+
 def test_several_hosts_the_worst_exit_code_wins(cli_env: Env) -> None:
     assert cli_env.cli("disable", "--target", "web-2").code == 0
-    r = cli_env.cli("recover", "-c", "svc", "--target", "web")
+    # svc's verify always passes: without --include-healthy both hosts are left alone
+    r = cli_env.cli("recover", "-c", "svc", "--target", "web", "--include-healthy")
     assert r.code == 4
     states = {i["target"]: i["state"] for i in cli_env.cli("incidents", "--json").json()}
     assert states == {"web-1": "recovered", "web-2": "canceled"}
+
+
+FARM = """\
+all:
+  hosts:
+    localhost: {ansible_connection: local}
+  children:
+    farm:
+      hosts:
+        farm-1: {ansible_connection: local}
+        farm-2: {ansible_connection: local}
+        farm-3: {ansible_connection: local}
+"""
+
+
+def _farm(cli_env: Env) -> tuple[Path, Path]:
+    """A group of three local hosts whose health is a marker file each; farm-2 healthy."""
+    (cli_env.root / "inventory" / "hosts.yml").write_text(FARM)
+    markers, trace = cli_env.work("markers"), cli_env.work("trace")
+    markers.mkdir()
+    (markers / "farm-2").write_text("up")
+    cli_env.write_runbook("farm.yml", f"""\
+        name: farm
+        strategies:
+          - name: restart
+            action: test.touch
+            with: {{dir: "{markers}", trace: "{trace}"}}
+        verify: {{action: test.file_exists, with: {{dir: "{markers}"}}, interval: 0.05s,
+                 deadline: 2s}}
+        """)
+    return markers, trace
+
+
+def _acted_on(trace: Path) -> list[str]:
+    return sorted(line.split()[1] for line in trace.read_text().splitlines())
+
+
+def test_a_healthy_host_of_a_group_is_left_alone(cli_env: Env) -> None:
+    markers, trace = _farm(cli_env)
+    r = cli_env.cli("recover", "-c", "farm", "-t", "farm")
+    assert r.code == 0, r.err
+    assert "farm: farm-1, farm-2, farm-3" in r.out
+    assert _acted_on(trace) == ["farm-1", "farm-3"]
+    runs = cli_env.cli("history", "--json").json()
+    skipped = [x for x in runs if x["status"] == "skipped"]
+    assert [(x["target"], x["incident_id"]) for x in skipped] == [("farm-2", None)]
+    assert skipped[0]["reason"].startswith("healthy: verify test.file_exists")
+    run_json = json.loads((cli_env.home / "artifacts" / skipped[0]["id"] / "run.json")
+                          .read_text())
+    assert run_json["hosts"] == [{"host": "farm-2", "outcome": "skipped", "reason": "healthy"}]
+    states = {i["target"]: i["state"] for i in cli_env.cli("incidents", "--json").json()}
+    assert states == {"farm-1": "recovered", "farm-3": "recovered"}
+
+
+def test_include_healthy_acts_on_every_host_of_the_group(cli_env: Env) -> None:
+    _, trace = _farm(cli_env)
+    r = cli_env.cli("recover", "-c", "farm", "-t", "farm", "--include-healthy")
+    assert r.code == 0, r.err
+    assert _acted_on(trace) == ["farm-1", "farm-2", "farm-3"]
+
+
+def test_a_host_named_by_itself_is_acted_on_even_when_healthy(cli_env: Env) -> None:
+    _, trace = _farm(cli_env)
+    assert cli_env.cli("recover", "-c", "farm", "-t", "farm-2").code == 0
+    assert _acted_on(trace) == ["farm-2"]
+
+
+def test_check_mode_over_a_group_says_which_hosts_would_be_left_alone(cli_env: Env) -> None:
+    _, trace = _farm(cli_env)
+    r = cli_env.cli("recover", "-c", "farm", "-t", "farm", "--check")
+    assert r.code == 0, r.err
+    assert "farm-2: healthy, would be left alone" in r.out
+    assert not trace.exists()
+
+
+def test_validate_refuses_a_step_whose_group_is_not_in_the_inventory(cli_env: Env) -> None:
+    path = cli_env.write_runbook("fleet.yml", """\
+        name: fleet
+        strategies:
+          - name: one
+            action: test.ok
+          - name: group
+            action: test.ok
+            target: web:&nosuch
+        """)
+    r = cli_env.cli("validate")
+    assert r.code != 0
+    assert (f"{path}:5: strategy 'group': strategies[1].target 'web:&nosuch': 'nosuch' "
+            "matches no inventory host or group") in r.out + r.err
+    path.write_text(path.read_text().replace("web:&nosuch", "web:!web-2"))
+    r = cli_env.cli("validate")
+    assert r.code == 0, r.out + r.err
 
 
 # -- gates: kill switch, cooldown, check mode ---------------------------------------------------

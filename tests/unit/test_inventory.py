@@ -329,6 +329,9 @@ def test_host_is_immutable_hashable_and_does_not_print_its_vars(tmp_path: Path) 
         ("redis:web:!cache-2", ["cache-1", "webui-1", "webui-2"]),
         ("all:!redis:!web:!local", ["vectors-1"]),
         ("redis:&cache-2", ["cache-2"]),
+        ("redis[0]", ["cache-1"]),
+        ("web[1:]", ["webui-2"]),
+        ("redis[0:1]", ["cache-1", "cache-2"]),
         ("~webui-[12]", ["webui-1", "webui-2"]),
         ("10.0.0.5:6379", ["cache-1"]),  # an exact instance first
         ("redis-a", ["cache-1"]),
@@ -350,6 +353,38 @@ def test_pattern_reason_names_the_pattern(fleet: Inventory) -> None:
     with pytest.raises(UnknownTarget) as refused:
         fleet.resolve_pattern("db*")
     assert refused.value.reason == "--target 'db*' matches no inventory host or group"
+
+
+@pytest.mark.parametrize(("pattern", "unknown"), [
+    ("redis:!nothing", "'nothing'"), ("redis:nosuch*", "'nosuch*'"), ("web:&dc9", "'dc9'")])
+def test_a_pattern_term_that_matches_nothing_is_refused_not_dropped(
+        fleet: Inventory, pattern: str, unknown: str) -> None:
+    """Ansible would read ``redis:!nothing`` as ``redis`` with a warning: a typo in an
+    exclusion must not widen what is acted on."""
+    with pytest.raises(UnknownTarget) as refused:
+        fleet.resolve_pattern(pattern)
+    assert f"{unknown} matches no inventory host or group" in refused.value.reason
+
+
+def test_an_empty_group_is_refused_with_the_reason(tmp_path: Path) -> None:
+    inv = Inventory(write_inventory(tmp_path / "inv", """\
+        all:
+          children:
+            redis:
+              hosts: {cache-1: {}}
+            spare: {}
+        """))
+    with pytest.raises(UnknownTarget) as refused:
+        inv.resolve_pattern("spare", what="strategies[0].target")
+    assert refused.value.reason == ("strategies[0].target 'spare' matches no host: "
+                                    "group 'spare' has no hosts")
+
+
+def test_expansion_says_whether_a_host_or_a_group_was_named(fleet: Inventory) -> None:
+    assert fleet.expand("redis-a:9121").exact
+    assert fleet.expand("redis-a:9121").names == ["cache-1"]
+    group = fleet.expand("redis")
+    assert not group.exact and group.names == ["cache-1", "cache-2"]
 
 
 def test_groups_listing(fleet: Inventory) -> None:

@@ -539,6 +539,30 @@ BAD = {
               - [nested]
         verify: {action: x.ok}
     """, 7, "strategies[0].when[1]: ['nested'] is not of type 'string'"),
+    "templated_step_target": ("""
+        name: x
+        strategies:
+          - name: a
+            action: x.a
+            target: "{{ labels.instance }}"
+        verify: {action: x.ok}
+    """, 5, "strategies[0].target: '{{ labels.instance }}' is a template"),
+    "blank_step_target": ("""
+        name: x
+        strategies:
+          - name: a
+            action: x.a
+            target: "redis :dc1"
+        verify: {action: x.ok}
+    """, 5, "strategies[0].target: 'redis :dc1' is not a host pattern"),
+    "step_target_not_a_string": ("""
+        name: x
+        strategies:
+          - name: a
+            action: x.a
+            target: [redis]
+        verify: {action: x.ok}
+    """, 5, "strategies[0].target: ['redis'] is not of type 'string'"),
     "empty_file": ("\n", 1, "the file is empty"),
     "root_is_a_list": ("""
         - name: x
@@ -555,6 +579,20 @@ def test_bad_runbook_is_rejected_with_file_line_and_reason(tmp_path: Path, case:
     assert error.line == line, str(error)
     assert reason in error.reason, str(error)
     assert str(error) == f"{path}:{line}: {error.reason}"
+
+
+def test_a_step_may_name_a_group_target(tmp_path: Path) -> None:
+    book = load_runbook(write(tmp_path, """
+        name: x
+        strategies:
+          - name: one
+            action: x.a
+          - name: all_of_them
+            action: x.a
+            target: "redis:&dc1"
+        verify: {action: x.ok}
+    """))
+    assert [s.target for s in book.strategies] == [None, "redis:&dc1"]
 
 
 # --- every step is checked: a verify of its own, the runbook's, or it degrades ---------
