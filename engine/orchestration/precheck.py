@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from engine.artifacts import RunArtifacts
 from engine.context import EngineContext
-from engine.orchestration.lifecycle import RunStatus
+from engine.lifecycle import RunStatus
 from engine.orchestration.step import RunCallback, action_context, end_run, new_run, open_record
 from engine.records import Incident, RunRecord
 from engine.runbooks.model import Runbook, Strategy
