@@ -183,7 +183,11 @@ def test_check_mode_changes_nothing_on_any_host(site: Site) -> None:
         os.utime(old, (time.time() - 30 * 86400,) * 2)
     before = site.pids()
     for runbook in ("service", "cleanup"):    # container: in its own test, below
-        code, out = site.recovery("recover", "-c", runbook, "-t", "redis", "--check")
+        # Every host is healthy (their verify passes), so without --include-healthy a
+        # group leaves them all alone: the playbooks' own check mode is what is tested.
+        code, out = site.recovery("recover", "-c", runbook, "-t", "redis", "--check",
+                                  "--include-healthy")
+        assert "left alone" not in out, out
         assert code == 0, out
     assert site.pids() == before
     assert all((host.root / "clean" / "old.tmp").exists() for host in site.fleet)
@@ -216,11 +220,22 @@ def test_restart_container_sends_the_runtime_exactly_this_argv(site: Site) -> No
     container runtime): the play sends ``restart -t 10 <the host's container>``, once,
     to the runtime the host's inventory names; check mode sends nothing."""
     h3, h4 = site.fleet["h3"], site.fleet["h4"]
-    code, out = site.recovery("recover", "-c", "container", "-t", "docker_hosts", "--check")
+    # test.ok verifies every host healthy, so the group is left alone: no runtime called.
+    code, out = site.recovery("recover", "-c", "container", "-t", "docker_hosts")
+    assert code == 0, out
+    assert site.standin_calls(h4) == [] and site.standin_calls(h3, "podman") == []
+    left = [r for r in site.runs("container") if r.status.value == "skipped"]
+    assert sorted(r.target for r in left) == ["h3", "h4"]
+    assert all(r.reason.startswith("healthy") for r in left), [r.reason for r in left]
+
+    # --include-healthy acts on the group anyway.
+    code, out = site.recovery("recover", "-c", "container", "-t", "docker_hosts", "--check",
+                              "--include-healthy")
     assert code == 0, out
     assert site.standin_calls(h4) == [] and site.standin_calls(h3, "podman") == []
 
-    code, out = site.recovery("recover", "-c", "container", "-t", "docker_hosts")
+    code, out = site.recovery("recover", "-c", "container", "-t", "docker_hosts",
+                              "--include-healthy")
     assert code == 0, out
     assert site.standin_calls(h4) == [["restart", "-t", "10", "redis-h4"]]
     assert site.standin_calls(h3, "podman") == [["restart", "-t", "10", "redis-h3"]]
