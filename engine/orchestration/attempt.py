@@ -38,6 +38,7 @@ from engine.orchestration.approvals import (
 )
 from engine.orchestration.planner import plan_step
 from engine.orchestration.refusals import record_refusal
+from engine.orchestration.rollout import run_step
 from engine.orchestration.settle import (
     degrade,
     end_attempt,
@@ -52,7 +53,6 @@ from engine.orchestration.step import (
     action_context,
     beat,
     end_run,
-    execute,
     keep,
     new_run,
     open_record,
@@ -351,21 +351,11 @@ def _succeeded(ctx: EngineContext, step: Step, result: StepResult) -> None:
 
 
 def _run_and_verify(ctx: EngineContext, step: Step) -> StepResult:
-    """The step, then its verify: what it did, as a result (never an exception)."""
-    incident, runbook, strategy = step.incident, step.runbook, step.strategy
-    artifacts, cancel = step.artifacts, step.cancel
+    """The step, then its verify: what it did, as a result (never an exception). A
+    playbook step may run in a rollout with other hosts' (engine.orchestration.rollout)."""
     try:
-        result = execute(ctx, incident, runbook, strategy, step.run, artifacts, cancel)
-        if result.ok and not strategy.degrades:
-            spec = runbook.verify_for(strategy)
-            if spec is not None:
-                ok, why = verify(spec, action_context(ctx, incident, runbook, spec.params,
-                                                      cancel),
-                                 ctx.python, artifacts, cancel)
-                result = (StepResult(RunStatus.SUCCEEDED, f"{result.reason}; {why}".strip("; "),
-                                     result.rc, result.data) if ok else
-                          StepResult(RunStatus.FAILED, f"step succeeded but verify failed: "
-                                     f"{why}", result.rc, result.data))
+        result = run_step(ctx, step.incident, step.runbook, step.strategy, step.run,
+                          step.artifacts, step.cancel)
     except Exception as exc:  # noqa: BLE001 - an engine bug ends the step, not the process
         if is_outage(exc):   # what the step did is not known: verified before a retry
             result = StepResult(RunStatus.INTERRUPTED, "the run's record could not be "
