@@ -17,6 +17,7 @@ import jsonschema
 import yaml
 
 from engine.durations import parse_duration
+from engine.fleet_limits import FleetLimits, FleetValueError, parse_fleet
 
 
 class ConfigError(ValueError):
@@ -24,6 +25,12 @@ class ConfigError(ValueError):
 
 
 _DURATION = {"type": ["string", "number"]}
+_FLEET = {"type": "object", "additionalProperties": False,
+          "properties": {"forks": {"type": "integer", "minimum": 1},
+                         "coalesce_window": _DURATION,
+                         "max_in_flight": {"type": "integer", "minimum": 1},
+                         "group_share": {"type": ["string", "number"]},
+                         "group_window": _DURATION}}
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -62,6 +69,7 @@ SCHEMA: dict[str, Any] = {
                          "properties": {"notify_interval": _DURATION,
                                         "when_unreachable": {"enum": ["defer", "allow"]},
                                         "timeout": _DURATION}},
+        "fleet": _FLEET,
     },
 }
 
@@ -91,6 +99,7 @@ class Config:
     notify_interval: float = 60.0
     silence_unreachable: str = "defer"
     alertmanager_timeout: float = 2.0
+    fleet: FleetLimits = field(default_factory=FleetLimits)
 
     @property
     def artifacts_dir(self) -> Path:
@@ -183,6 +192,10 @@ def load_config(path: str | os.PathLike[str] | None = None,
         f"sqlite:///{home / 'recovery.db'}")
     timeouts = raw.get("timeouts", {})
     workers = raw.get("workers", {})
+    try:
+        fleet = FleetLimits().overridden(parse_fleet(raw.get("fleet", {})))
+    except FleetValueError as exc:
+        raise ConfigError(f"{file}: fleet.{exc.key}: {exc.reason}") from exc
     return Config(
         path=file.resolve(),
         base_dir=base,
@@ -209,4 +222,5 @@ def load_config(path: str | os.PathLike[str] | None = None,
         silence_unreachable=raw.get("alertmanager", {}).get("when_unreachable", "defer"),
         alertmanager_timeout=seconds(raw.get("alertmanager", {}).get("timeout", "2s"),
                                      "alertmanager.timeout"),
+        fleet=fleet,
     )

@@ -32,6 +32,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from engine.durations import parse_duration
+from engine.fleet_limits import FleetValueError, parse_fleet, parse_percent
 from engine.runbooks.matchers import MatcherError, parse_matcher
 from engine.runbooks.model import (
     Cooldown,
@@ -312,7 +313,38 @@ class _Builder:
                                             Runbook.approval_timeout, positive=True),
             description=data.get("description", ""),
             probe=self._probe(data.get("probe"), verify),
+            fleet=self._fleet(data.get("fleet", {})),
         )
+
+    def _fleet(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """The runbook's own fleet limits, parsed (engine.fleet_limits)."""
+        try:
+            return parse_fleet(raw)
+        except FleetValueError as exc:
+            path: _Path = ("fleet", exc.key)
+            raise self.src.error(path, f"{_dotted(path)}: {exc.reason}") from None
+
+    def _serial(self, raw: Any, path: _Path) -> tuple[int | str, ...] | None:
+        """Batch sizes as Ansible's ``serial``: a host count, a share ("25%"), or a list of
+        them; percentages written back as ``N%``."""
+        if raw is None:
+            return None
+        items = raw if isinstance(raw, list) else [raw]
+        sizes: list[int | str] = []
+        for i, item in enumerate(items):
+            where = (*path, i) if isinstance(raw, list) else path
+            if isinstance(item, int) and not isinstance(item, bool):
+                if item < 1:
+                    raise self.src.error(where, f"{_dotted(where)}: {item} hosts: a batch "
+                                         "has at least 1 host")
+                sizes.append(item)
+                continue
+            try:
+                sizes.append(f"{parse_percent(item):g}%")
+            except ValueError as exc:
+                raise self.src.error(where, f"{_dotted(where)}: {exc}; a batch is a number "
+                                     "of hosts or a percentage of them") from None
+        return tuple(sizes)
 
     def _probe(self, raw: dict[str, Any] | None, verify: Verify | None) -> Probe | None:
         """A probe checks with its own action, else the runbook's verify action."""
@@ -419,6 +451,8 @@ class _Builder:
             degrades=item.get("degrades", False),
             idempotent=item.get("idempotent", True),
             target=item.get("target"),
+            serial=self._serial(item.get("serial"), (*path, "serial")),
+            max_fail_percentage=float(item.get("max_fail_percentage", 0)),
             line=self.src.line_of(path),
         )
 

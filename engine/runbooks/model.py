@@ -10,6 +10,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.fleet_limits import FleetLimits
+
 
 class Mode(enum.StrEnum):
     AUTO = "auto"          # run every step that the gates allow
@@ -80,6 +82,11 @@ class Strategy:
     # An inventory group or pattern (``redis``, ``redis:&dc1``): every host it resolves to
     # joins or opens its own incident of the runbook; None: the incident's own target.
     target: str | None = None
+    # The batches of a group run, as Ansible's `serial`: host counts (ints) and shares
+    # ("25%"), the last repeated until every host is done; None: every host in one batch.
+    serial: tuple[int | str, ...] | None = None
+    # Failed hosts of a batch, in percent of it, above which the rollout stops (0: any).
+    max_fail_percentage: float = 0.0
     line: int = 0                       # where it stands in its file, for messages
 
     @property
@@ -119,6 +126,8 @@ class Runbook:
     approval_timeout: float = 3600.0
     description: str = ""
     probe: Probe | None = None
+    # Its own fleet limits (engine.fleet_limits: parsed values by key), over recovery.yml's.
+    fleet: dict[str, Any] = field(default_factory=dict)
 
     def strategies_for(self, failure_type: str | None) -> list[tuple[int, Strategy]]:
         """The escalation for one failure type, with each step's index in the file."""
@@ -133,3 +142,9 @@ class Runbook:
 
     def verify_for(self, strategy: Strategy) -> Verify | None:
         return strategy.verify or self.verify
+
+
+def fleet_limits(config_limits: FleetLimits, runbook: Runbook) -> FleetLimits:
+    """The fleet limits a runbook's steps act under: recovery.yml's, with the runbook's
+    own ``fleet:`` values in their place."""
+    return config_limits.overridden(runbook.fleet)

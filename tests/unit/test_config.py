@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import ConfigError, load_config
+from engine.fleet_limits import FleetLimits
 from tests.support.paths import ROOT
 
 
@@ -108,3 +109,55 @@ def test_a_bad_key_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="leese") as exc:
         load_config(file, environ={})
     assert "lock" in str(exc.value)
+
+
+# --- fleet: the limits every remediation acts under --------------------------------------
+
+def test_fleet_limits_default_to_the_documented_values(tmp_path: Path) -> None:
+    file = tmp_path / "recovery.yml"
+    file.write_text("home: var\n")
+    assert load_config(file, environ={}).fleet == FleetLimits(
+        forks=5, coalesce_window=1.0, max_in_flight=10, group_share=0.25, group_window=600.0)
+
+
+def test_the_shipped_fleet_section_says_the_defaults(tmp_path: Path) -> None:
+    file = tmp_path / "recovery.yml"
+    file.write_text((ROOT / "recovery.yml").read_text())
+    assert load_config(file, environ={}).fleet == FleetLimits()
+
+
+@pytest.mark.parametrize(("written", "share"), [("50%", 0.5), ("100%", 1.0), (0.1, 0.1),
+                                                (1, 1.0), ("12.5%", 0.125)])
+def test_fleet_values_are_parsed(tmp_path: Path, written: object, share: float) -> None:
+    file = tmp_path / "recovery.yml"
+    file.write_text("home: var\nfleet: {forks: 2, coalesce_window: 250ms, max_in_flight: 3, "
+                    f"group_share: {written!r}, group_window: 1h}}\n".replace("'", '"'))
+    assert load_config(file, environ={}).fleet == FleetLimits(
+        forks=2, coalesce_window=0.25, max_in_flight=3, group_share=share, group_window=3600.0)
+
+
+@pytest.mark.parametrize(("fleet", "words"), [
+    ("{group_share: 25}", "fleet.group_share: 25 must be more than 0 and at most 1"),
+    ("{group_share: 0}", "fleet.group_share: 0 must be more than 0"),
+    ("{group_share: 0%}", "fleet.group_share: '0%' must be from 1% to 100%"),
+    ("{group_share: 150%}", "fleet.group_share: '150%' must be from 1% to 100%"),
+    ("{group_share: lots}", "fleet.group_share: 'lots' is not a percentage"),
+    ("{group_window: 0s}", "fleet.group_window: '0s' must be more than 0"),
+    ("{coalesce_window: soon}", "fleet.coalesce_window: 'soon' is not a duration"),
+    ("{max_in_flight: 0}", "fleet/max_in_flight: 0 is less than the minimum of 1"),
+    ("{forks: two}", "fleet/forks: 'two' is not of type 'integer'"),
+    ("{max_inflight: 3}", "max_inflight"),
+])
+def test_a_bad_fleet_value_is_a_config_error_naming_it(tmp_path: Path, fleet: str,
+                                                       words: str) -> None:
+    file = tmp_path / "recovery.yml"
+    file.write_text(f"home: var\nfleet: {fleet}\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(file, environ={})
+    assert words in str(exc.value)
+
+
+def test_a_group_allows_its_share_rounded_down_but_never_none() -> None:
+    limits = FleetLimits(group_share=0.25)
+    assert [limits.group_allowance(n) for n in (1, 3, 4, 7, 8, 100)] == [1, 1, 1, 1, 2, 25]
+    assert FleetLimits(group_share=0.29).group_allowance(100) == 29   # no float rounding loss

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from engine.fleet_limits import FleetLimits
 from engine.runbooks.loader import RunbookError, check_runbooks, load_runbook, load_runbooks
-from engine.runbooks.model import Matcher, Mode, Priority, Runbook, Verify
+from engine.runbooks.model import Matcher, Mode, Priority, Runbook, Verify, fleet_limits
 from tests.support.paths import ROOT
 
 RUNBOOKS_DIR = ROOT / "runbooks"
@@ -563,6 +564,72 @@ BAD = {
             target: [redis]
         verify: {action: x.ok}
     """, 5, "strategies[0].target: ['redis'] is not of type 'string'"),
+    "serial_zero": ("""
+        name: x
+        strategies:
+          - name: a
+            playbook: a.yml
+            serial: 0
+        verify: {action: x.ok}
+    """, 5, "strategies[0].serial: 0 hosts: a batch has at least 1 host"),
+    "serial_bad_percentage_in_list": ("""
+        name: x
+        strategies:
+          - name: a
+            playbook: a.yml
+            serial:
+              - 1
+              - 150%
+        verify: {action: x.ok}
+    """, 7, "strategies[0].serial[1]: '150%' must be from 1% to 100%"),
+    "serial_words": ("""
+        name: x
+        strategies:
+          - name: a
+            playbook: a.yml
+            serial: half
+        verify: {action: x.ok}
+    """, 5, "strategies[0].serial: 'half' is not a percentage"),
+    "serial_empty_list": ("""
+        name: x
+        strategies:
+          - name: a
+            playbook: a.yml
+            serial: []
+        verify: {action: x.ok}
+    """, 5, "strategies[0].serial: [] should be non-empty"),
+    "max_fail_percentage_over_100": ("""
+        name: x
+        strategies:
+          - name: a
+            playbook: a.yml
+            max_fail_percentage: 120
+        verify: {action: x.ok}
+    """, 5, "strategies[0].max_fail_percentage: 120 is greater than the maximum of 100"),
+    "fleet_share_not_a_share": ("""
+        name: x
+        fleet:
+          max_in_flight: 2
+          group_share: 30
+        strategies:
+          - {name: a, action: x.a}
+        verify: {action: x.ok}
+    """, 4, "fleet.group_share: 30 must be more than 0 and at most 1"),
+    "fleet_unknown_key": ("""
+        name: x
+        fleet:
+          in_flight: 2
+        strategies:
+          - {name: a, action: x.a}
+        verify: {action: x.ok}
+    """, 3, "fleet: unknown key 'in_flight'"),
+    "fleet_bad_window": ("""
+        name: x
+        fleet: {group_window: 0}
+        strategies:
+          - {name: a, action: x.a}
+        verify: {action: x.ok}
+    """, 2, "fleet.group_window: 0 must be more than 0"),
     "empty_file": ("\n", 1, "the file is empty"),
     "root_is_a_list": ("""
         - name: x
@@ -593,6 +660,49 @@ def test_a_step_may_name_a_group_target(tmp_path: Path) -> None:
         verify: {action: x.ok}
     """))
     assert [s.target for s in book.strategies] == [None, "redis:&dc1"]
+
+
+def test_a_step_says_its_batches_and_its_failure_threshold(tmp_path: Path) -> None:
+    book = load_runbook(write(tmp_path, """
+        name: x
+        strategies:
+          - name: one_batch
+            playbook: a.yml
+          - name: canary
+            playbook: a.yml
+            serial: [1, 25 %, 100%]
+            max_fail_percentage: 10
+          - name: halves
+            playbook: a.yml
+            serial: 50%
+          - name: pairs
+            playbook: a.yml
+            serial: 2
+        verify: {action: x.ok}
+    """))
+    assert [(s.serial, s.max_fail_percentage) for s in book.strategies] == [
+        (None, 0.0), ((1, "25%", "100%"), 10.0), (("50%",), 0.0), ((2,), 0.0)]
+
+
+def test_a_runbook_overrides_the_fleet_limits_it_names(tmp_path: Path) -> None:
+    book = load_runbook(write(tmp_path, """
+        name: x
+        fleet: {max_in_flight: 2, group_share: 50%, group_window: 30m}
+        strategies:
+          - {name: a, action: x.a}
+        verify: {action: x.ok}
+    """))
+    assert book.fleet == {"max_in_flight": 2, "group_share": 0.5, "group_window": 1800.0}
+    config = FleetLimits(forks=7)
+    assert fleet_limits(config, book) == FleetLimits(
+        forks=7, coalesce_window=1.0, max_in_flight=2, group_share=0.5, group_window=1800.0)
+    plain = load_runbook(write(tmp_path, """
+        name: y
+        strategies:
+          - {name: a, action: x.a}
+        verify: {action: x.ok}
+    """, "plain.yml"))
+    assert plain.fleet == {} and fleet_limits(config, plain) == config
 
 
 # --- every step is checked: a verify of its own, the runbook's, or it degrades ---------
