@@ -186,6 +186,7 @@ def approve_hint(args: argparse.Namespace) -> str:
 
 def cmd_recover(ctx: EngineContext, args: argparse.Namespace) -> int:
     from engine.inventory import UnknownTarget
+    from engine.orchestration.fanout import wait_fanned_out
     from engine.orchestration.triggers import TriggerRequest, record_refusal
 
     who = operator(args)
@@ -235,6 +236,9 @@ def cmd_recover(ctx: EngineContext, args: argparse.Namespace) -> int:
             else:
                 opened.append(incident)
         codes.extend(_drive_all(ctx, args, fg, opened))
+        if not wait_fanned_out(ctx.config.playbook_timeout + 120):
+            err("incidents a group step opened are still under way: see `recovery "
+                "incidents --open`")
         if fg.interrupted:
             codes.append(FAILED)
     return worst(codes)

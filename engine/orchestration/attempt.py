@@ -36,6 +36,7 @@ from engine.orchestration.approvals import (
     replan_changed,
     runbook_change,
 )
+from engine.orchestration.fanout import fan_out, fans_out, record_not_here
 from engine.orchestration.planner import plan_step
 from engine.orchestration.refusals import record_refusal
 from engine.orchestration.rollout import run_step
@@ -129,6 +130,14 @@ def _advance(ctx: EngineContext, incident_id: str, resume: RunRecord | None,
             return incident
         this_resume = resume if resume is not None and resume.strategy == strategy.name else None
         resume = None
+        if this_resume is None and fans_out(incident, strategy):
+            done = fan_out(ctx, incident, runbook, strategy, advance)
+            if done.error or not done.includes(incident.target):
+                status, why = record_not_here(ctx, incident, runbook, strategy, done, on_run)
+                ctx.store.update_incident(incident.id, expect=[IncidentState.REMEDIATING],
+                                          step=index + 1,
+                                          reason=f"{strategy.name} {status.value}: {why}")
+                continue
         end = _step(ctx, incident, runbook, index, strategy, this_resume, on_run)
         if end is not StepEnd.NEXT:
             return ctx.store.get_incident(incident_id) or incident

@@ -40,12 +40,13 @@ from typing import Any
 from engine.artifacts import RunArtifacts
 from engine.context import EngineContext
 from engine.executors import StepResult
+from engine.fleet_limits import FleetLimits
 from engine.lifecycle import IncidentState, RunStatus
 from engine.orchestration.step import action_context, execute, keep, step_extravars
 from engine.orchestration.verify import verify
 from engine.records import Incident, RunRecord, new_id
 from engine.runbooks.loaded_set import LoadedSet
-from engine.runbooks.model import Runbook, Strategy
+from engine.runbooks.model import Runbook, Strategy, fleet_limits
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def cut_batches(hosts: list[str], serial: Any) -> list[list[str]]:
     of them, the last size repeated until every host has a batch; None: one batch."""
     if not hosts:
         return []
-    sizes = serial if isinstance(serial, list) else [serial]
+    sizes = list(serial) if isinstance(serial, (list, tuple)) else [serial]
     if serial is None or not sizes:
         return [list(hosts)]
     batches: list[list[str]] = []
@@ -290,8 +291,8 @@ class Rollout:
         members = sorted(self.members, key=lambda m: m.host)
         first = members[0]
         by_host = {m.host: m for m in members}
-        batches = cut_batches(list(by_host), getattr(first.strategy, "serial", None))
-        threshold = float(getattr(first.strategy, "max_fail_percentage", 0) or 0)
+        batches = cut_batches(list(by_host), first.strategy.serial)
+        threshold = first.strategy.max_fail_percentage
         runs = [new_id("run") for _ in batches] if len(members) > 1 else []
         stopped: str | None = None
         for n, hosts in enumerate(batches, 1):
@@ -407,7 +408,7 @@ def _not_started(m: Member, why: str) -> StepResult:
     return StepResult(RunStatus.FAILED, why, 1, {"hosts": [_host(m.host, "not_started", why)]})
 
 
-def _limits(ctx: EngineContext, runbook: Runbook) -> Any:
+def _limits(ctx: EngineContext, runbook: Runbook) -> FleetLimits:
     return fleet_limits(ctx.config.fleet, runbook)
 
 

@@ -130,3 +130,32 @@ def test_one_host_runs_alone_with_no_batch_record(cli_env: Env, alone: str) -> N
     runs = _runs(cli_env)
     assert [(x["target"], x["status"]) for x in runs] == [(alone, "succeeded")]
     assert runs[0]["hosts"] == [{"host": alone, "outcome": "changed", "reason": ""}]
+
+
+def test_a_step_that_names_a_group_fans_out_into_one_rollout(cli_env: Env) -> None:
+    marks = _farm(cli_env)
+    (marks / "farm-4").write_text("healthy already\n")     # its verify passes: left alone
+    cli_env.write_runbook("spread.yml", f"""\
+        name: spread
+        strategies:
+          - name: mark
+            target: farm
+            playbook: mark_host.yml
+            extravars: {{mark_dir: "{marks}"}}
+        verify: {{action: test.file_exists, with: {{dir: "{marks}"}}, interval: 0.1s,
+                 deadline: 1s}}
+        """)
+    r = cli_env.cli("--as", "oncall", "recover", "-c", "spread", "-t", "farm-1")
+    assert r.code == 0, (r.out, r.err)
+    assert (marks / "farm-4").read_text() == "healthy already\n"    # not touched
+    ran = {(marks / h).read_text().strip() for h in ("farm-1", "farm-2", "farm-3")}
+    assert len(ran) == 1                                            # one Ansible run
+    incidents = {i["target"]: i for i in cli_env.cli("incidents", "--json").json()}
+    assert sorted(incidents) == ["farm-1", "farm-2", "farm-3"]
+    assert {i["state"] for i in incidents.values()} == {"recovered"}
+    first = incidents["farm-1"]["id"]
+    for host in ("farm-2", "farm-3"):
+        assert incidents[host]["requested_by"].startswith(f"fan-out of incident {first}")
+    skipped = [x for x in _runs(cli_env) if x["target"] == "farm-4"]
+    assert [(x["status"], x["hosts"][0]["reason"]) for x in skipped] == [("skipped",
+                                                                          "healthy")]
