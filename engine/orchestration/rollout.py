@@ -208,9 +208,11 @@ class Rollouts:
 
 
 def _key(member: Member) -> str:
-    """What must be the same for steps to share one Ansible run."""
+    """What must be the same for steps to share one Ansible run (the target aside: a
+    batch's ``recovery_target`` is its hosts)."""
+    extravars = {k: v for k, v in member.extravars.items() if k != "recovery_target"}
     text = json.dumps([member.runbook.name, member.runbook.sha256, member.strategy.name,
-                       member.strategy.playbook, member.run.check_mode, member.extravars],
+                       member.strategy.playbook, member.run.check_mode, extravars],
                       sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -374,7 +376,7 @@ class Rollout:
         try:
             ctx.store.update_run(run_id, status=result.status, reason=result.reason,
                                  finished_at=time.time(),
-                                 hosts=list(outcomes.values()) or None)
+                                 hosts=list(outcomes.values()))
         except Exception as exc:  # noqa: BLE001 - the members' own runs carry the account
             log.warning("rollout batch run %s: its end could not be recorded: %s", run_id, exc)
         keep(run_id, lambda: artifacts.write_run_json({
