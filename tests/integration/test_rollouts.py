@@ -159,3 +159,48 @@ def test_a_step_that_names_a_group_fans_out_into_one_rollout(cli_env: Env) -> No
     skipped = [x for x in _runs(cli_env) if x["target"] == "farm-4"]
     assert [(x["status"], x["hosts"][0]["reason"]) for x in skipped] == [("skipped",
                                                                           "healthy")]
+
+
+def test_a_storm_of_20_alerts_for_4_hosts_is_one_rollout_in_the_service(
+        serve, engine_env, tmp_path: Path) -> None:
+    """Through the running service: one notification of 20 alerts (five per host) opens
+    four incidents whose steps meet in one Ansible run, though the worker has two
+    threads (a thread waiting on a rollout is not busy)."""
+    from tests.support.alerts import alert_payload
+    from tests.support.service import GRACE, post_alerts, store_rows, wait_for
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    hosts = "".join(f"    {h}: {{ansible_connection: local, ansible_python_interpreter: "
+                    f"\"{{{{ ansible_playbook_python }}}}\"}}\n" for h in FARM)
+    (engine_env.root / "inventory" / "hosts.yml").write_text(
+        f"all:\n  children:\n    farm:\n      hosts:\n{hosts.replace('    ', '        ')}")
+    shutil.copy(TEST_PLAYBOOKS / "mark_host.yml", engine_env.root / "playbooks")
+    engine_env.runbook("mark", f"""
+        match:
+          - alertname="test-alert"
+        target: "{{{{ labels.instance }}}}"
+        strategies:
+          - name: mark
+            playbook: mark_host.yml
+            extravars: {{mark_dir: "{marks}"}}
+        verify: {{action: test.file_exists, with: {{dir: "{marks}"}}, interval: 0.1s,
+                 deadline: 2s}}
+        """)
+    served = serve()
+    engine_env.write_config(webhook=f"{{workers: 1, http_workers: 1, shutdown_grace: {GRACE}s, "
+                            "graceful_timeout: 2s}", fleet="{group_share: 100%, "
+                            "coalesce_window: 1s}")
+    served.start()
+    served.wait_ready()
+    payload = alert_payload(marks, *(FARM * 5))
+    assert post_alerts(served, payload)["accepted"] == 20
+
+    def incidents():
+        return store_rows(served.home, "SELECT target, state FROM incidents")
+    assert wait_for(lambda: sorted((r["target"], r["state"]) for r in incidents()) == [
+        (h, "recovered") for h in FARM], 90), (incidents(), served.stderr()[-3000:])
+    assert len({(marks / h).read_text() for h in FARM}) == 1      # one Ansible run
+    runs = store_rows(served.home, "SELECT target, status, incident_id FROM runs")
+    assert sorted(r["target"] for r in runs if r["incident_id"] is None) == [",".join(FARM)]
+    assert sorted(r["target"] for r in runs if r["incident_id"]) == FARM
