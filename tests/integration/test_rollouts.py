@@ -204,3 +204,12 @@ def test_a_storm_of_20_alerts_for_4_hosts_is_one_rollout_in_the_service(
     runs = store_rows(served.home, "SELECT target, status, incident_id FROM runs")
     assert sorted(r["target"] for r in runs if r["incident_id"] is None) == [",".join(FARM)]
     assert sorted(r["target"] for r in runs if r["incident_id"]) == FARM
+
+
+def test_the_plan_of_a_group_shows_its_batches(cli_env: Env) -> None:
+    _farm(cli_env, serial='serial: [1, "50%"]', max_fail="max_fail_percentage: 25")
+    plan = cli_env.cli("test", "-c", "mark", "-t", "farm", "--json").json()
+    assert plan["batches"] == [["farm-1"], ["farm-2", "farm-3"], ["farm-4"]]
+    assert plan["max_fail_percentage"] == 25
+    text = cli_env.cli("test", "-c", "mark", "-t", "farm").out
+    assert "batches:      3" in text and "  2. farm-2, farm-3" in text
