@@ -60,6 +60,7 @@ class RunStatus(StrEnum):
     DEFERRED = "deferred"
     INTERRUPTED = "interrupted"
     CANCELED = "canceled"
+    PARTIAL = "partial"          # several hosts: some ok, some failed or unreachable
 
     @property
     def is_final(self) -> bool:
@@ -69,7 +70,7 @@ class RunStatus(StrEnum):
 RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.RUNNING: frozenset(
         {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.SKIPPED, RunStatus.INTERRUPTED,
-         RunStatus.CANCELED}
+         RunStatus.CANCELED, RunStatus.PARTIAL}
     ),
     RunStatus.PENDING_APPROVAL: frozenset(
         {RunStatus.QUEUED, RunStatus.REJECTED, RunStatus.EXPIRED, RunStatus.CANCELED,
@@ -78,6 +79,31 @@ RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.QUEUED: frozenset(
         {RunStatus.RUNNING, RunStatus.CANCELED, RunStatus.DEFERRED, RunStatus.REFUSED}
     ),
+}
+
+
+class HostOutcome(StrEnum):
+    """What one run did to one host of its limit (run.json ``hosts``, the host metric)."""
+
+    OK = "ok"
+    CHANGED = "changed"
+    FAILED = "failed"
+    UNREACHABLE = "unreachable"  # never a success, whatever the play says
+    SKIPPED = "skipped"
+    NOT_STARTED = "not_started"  # a rollout stopped before this host's batch
+
+    @property
+    def succeeded(self) -> bool:
+        return self in (HostOutcome.OK, HostOutcome.CHANGED, HostOutcome.SKIPPED)
+
+
+# A run that names no host outcome (a python action, one host): the run's target's.
+HOST_OUTCOME_OF_RUN: dict[RunStatus, HostOutcome] = {
+    RunStatus.SUCCEEDED: HostOutcome.OK,
+    RunStatus.FAILED: HostOutcome.FAILED,
+    RunStatus.INTERRUPTED: HostOutcome.FAILED,
+    RunStatus.CANCELED: HostOutcome.FAILED,
+    RunStatus.SKIPPED: HostOutcome.SKIPPED,
 }
 
 
@@ -98,6 +124,10 @@ METRIC_OUTCOME: dict[RunStatus, str] = {
     RunStatus.SUCCEEDED: "succeeded",
     RunStatus.FAILED: "failed",
     RunStatus.INTERRUPTED: "failed",
+    # A run is a success only when every host is: a partial one counts as failed, so
+    # the alerts on failed runs fire for a group whose broken host never recovers
+    # (its sound hosts are counted in infra_recovery_host_outcomes_total).
+    RunStatus.PARTIAL: "failed",
     RunStatus.REFUSED: "refused",
     RunStatus.DEFERRED: "deferred",
     RunStatus.SKIPPED: "skipped",

@@ -92,6 +92,9 @@ class RunRecord:
     # fields (reason, requested_by, incident_id, times, run.json) are the first's.
     count: int = 1
     fingerprints: list[str] = field(default_factory=list)
+    # What it did to each host it acted on, [{host, outcome, reason}] (outcome a
+    # lifecycle.HostOutcome); empty for a run that acted on none (refused, deferred...).
+    hosts: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def duration(self) -> float | None:

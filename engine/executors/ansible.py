@@ -54,13 +54,14 @@ from ansible_runner.runner import Runner
 from engine.artifacts import RunArtifacts, runner_event
 from engine.compat import skip_pty_close_pause
 from engine.executors import StepResult
+from engine.executors.host_outcomes import host_outcomes, status_of
 from engine.executors.private_dirs import (
     RUN_MARKER,
     kill_marked_processes,
     make_private_dir,
     private_root,
 )
-from engine.lifecycle import RunStatus
+from engine.lifecycle import HostOutcome, RunStatus
 from engine.outages import describe, is_outage
 from engine.security.redaction import Redactor, is_secret_name
 
@@ -157,14 +158,23 @@ def render_extravars(extravars: Mapping[str, Any], run_id: str) -> str:
 
 
 def check_limit(limit: str | Sequence[str]) -> str:
-    """Resolved host names only: no patterns, groups of patterns, ``@file`` or exclusions."""
+    """Resolved host names only: no patterns, groups of patterns, ``@file`` or exclusions.
+    Each host once, in the order given (the order of the run's per-host outcomes)."""
     parts = limit.split(",") if isinstance(limit, str) else list(limit)
-    names = [str(n).strip() for n in parts]
+    names = list(dict.fromkeys(str(n).strip() for n in parts))
     if not names or any(not _HOST_NAME.match(n) or n in ("all", "ungrouped") for n in names):
         raise ValueError(
             f"limit {limit!r} must be resolved inventory host names, comma separated"
         )
     return ",".join(names)
+
+
+def check_forks(forks: int | None) -> int | None:
+    """None (Ansible's default) or a positive number of hosts acted on at once."""
+    if forks is not None and (isinstance(forks, bool) or not isinstance(forks, int)
+                              or forks < 1):
+        raise ValueError(f"forks must be a positive whole number, not {forks!r}")
+    return forks
 
 
 def ansible_playbook_binary() -> str:
@@ -256,15 +266,24 @@ class AnsibleExecutor:
         diff: bool = False,
         timeout: float | None = None,
         cancel: threading.Event | None = None,
+        forks: int | None = None,
     ) -> StepResult:
         """Run ``playbook`` on ``limit``; the outcome comes from runner stats and events.
 
+        ``data["hosts"]`` holds each host's outcome, in the limit's order
+        (engine.executors.host_outcomes); with several hosts the status is SUCCEEDED
+        only when every host succeeded, FAILED when none did, else PARTIAL. ``forks``:
+        how many hosts Ansible acts on at once (None: its default).
+
         Raises ValueError before anything runs for a playbook outside the folder, a
-        limit that is not plain host names, or a refused extravar. Everything else
-        (parse errors, unreachable hosts, timeouts) is a ``StepResult`` with a reason.
+        limit that is not plain host names, a refused extravar or a bad ``forks``.
+        Everything else (parse errors, unreachable hosts, timeouts) is a ``StepResult``
+        with a reason.
         """
         path = self.resolve_playbook(playbook)
         limit = check_limit(limit)
+        forks = check_forks(forks)
+        hosts = limit.split(",")
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be positive, not {timeout!r}")
         run_id = artifacts.run_id
@@ -285,34 +304,39 @@ class AnsibleExecutor:
             "check": check,
             "diff": diff,
             "timeout": timeout,
+            "forks": forks,
             "extravars": dict(extravars),
         }
         artifacts.write_run_json({"playbook_sha256": playbook_sha256,
                                   "ansible": redactor.data(record)})
         if cancel is not None and cancel.is_set():
             artifacts.set_status("canceled", 254)
-            return StepResult(status=RunStatus.CANCELED, reason="canceled before it started",
+            reason = "canceled before it started"
+            return StepResult(status=RunStatus.CANCELED, reason=reason,
                               rc=254, data={"stats": {}, "playbook_sha256": playbook_sha256,
                                             "runner_status": "canceled", "limit": limit,
-                                            "check": check})
+                                            "check": check,
+                                            "hosts": host_outcomes(hosts, None, {}, {}, reason)})
 
         private = make_private_dir(self.tmp_root, run_id, artifacts.path)
         try:
             outcome = self._run_in(
                 private, artifacts, redactor, path, limit, extravars_text,
-                check=check, diff=diff, timeout=timeout, cancel=cancel,
+                check=check, diff=diff, timeout=timeout, cancel=cancel, forks=forks,
             )
         except Exception as exc:  # a record without a status would look "running" forever
             log.exception("ansible run %s failed in the executor", run_id)
-            outcome = (RunStatus.FAILED, f"executor error: {type(exc).__name__}: {exc}", -1,
-                       "failed", {}, [], "")
+            why = f"executor error: {type(exc).__name__}: {exc}"
+            outcome = (RunStatus.FAILED, why, -1, "failed", {}, [], "",
+                       host_outcomes(hosts, None, {}, {}, why))
         finally:
             shutil.rmtree(private, ignore_errors=True)
             if private.exists():
                 log.error("could not delete private data dir %s", private)
 
-        status, reason, rc, runner_status, stats, command, cwd = outcome
+        status, reason, rc, runner_status, stats, command, cwd, outcomes = outcome
         reason = redactor.text(reason)
+        outcomes = redactor.data(outcomes)
         record.update({"runner_status": runner_status, "rc": rc, "stats": stats,
                        "command": command, "cwd": cwd, "reason": reason})
         artifacts.write_run_json({"ansible": redactor.data(record)})
@@ -320,7 +344,8 @@ class AnsibleExecutor:
         return StepResult(
             status=status, reason=reason, rc=rc,
             data={"stats": stats, "playbook_sha256": playbook_sha256,
-                  "runner_status": runner_status, "limit": limit, "check": check},
+                  "runner_status": runner_status, "limit": limit, "check": check,
+                  "hosts": outcomes},
         )
 
     # -- internals ---------------------------------------------------------------------
@@ -372,7 +397,8 @@ class AnsibleExecutor:
         diff: bool,
         timeout: float | None,
         cancel: threading.Event | None,
-    ) -> tuple[RunStatus, str, int, str, dict[str, Any], list[str], str]:
+        forks: int | None,
+    ) -> tuple[RunStatus, str, int, str, dict[str, Any], list[str], str, list[dict[str, str]]]:
         extravars_file = private / "extravars.yml"
         fd = os.open(extravars_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -396,6 +422,7 @@ class AnsibleExecutor:
             playbook=str(path),
             inventory=str(self.inventory),
             limit=limit,
+            forks=forks,
             ident=artifacts.run_id,
             quiet=True,
             cmdline=shlex.join(args),
@@ -424,9 +451,10 @@ class AnsibleExecutor:
         if runner_status == "canceled" and stopper.timed_out:
             runner_status = "timeout"
         rc = int(rc) if rc is not None else -1
-        status, reason = decide_outcome(runner_status, rc, watcher, timeout)
+        status, reason, outcomes = decide_outcome(runner_status, rc, watcher, timeout,
+                                                  limit.split(","))
         return (status, reason, rc, str(runner_status), watcher.stats or {},
-                list(config.command), str(config.cwd))
+                list(config.command), str(config.cwd), outcomes)
 
 
 class _Stopper:
@@ -474,7 +502,7 @@ class _EventWatcher:
         self.base = artifacts.counter  # after the engine's own events, never among them
         self.stats: dict[str, Any] | None = None
         self.failed: dict[str, tuple[str, str]] = {}     # host -> (task, msg), last one
-        self.unreachable: dict[str, str] = {}            # host -> msg
+        self.unreachable: dict[str, tuple[str, str]] = {}  # host -> (task, msg), last one
         self.no_hosts_matched = False
         self.lines: list[str] = []                       # text outside any task event
         self.unrecorded = 0                              # events that could not be kept
@@ -512,7 +540,8 @@ class _EventWatcher:
             host = str(data.get("host") or "?")
             self.failed[host] = (str(data.get("task") or "?"), _result_msg(data.get("res")))
         elif name == "runner_on_unreachable":
-            self.unreachable[str(data.get("host") or "?")] = _result_msg(data.get("res"))
+            host = str(data.get("host") or "?")
+            self.unreachable[host] = (str(data.get("task") or "?"), _result_msg(data.get("res")))
         elif name == "playbook_on_no_hosts_matched":
             self.no_hosts_matched = True
         elif name in ("verbose", "error"):
@@ -576,22 +605,52 @@ def _shorten(text: str) -> str:
 
 
 def decide_outcome(
+    runner_status: str, rc: int, watcher: _EventWatcher, timeout: float | None,
+    hosts: Sequence[str],
+) -> tuple[RunStatus, str, list[dict[str, str]]]:
+    """The run's status, its reason and each host's outcome (engine.executors.
+    host_outcomes), from runner status, stats and events, never rc alone (rc 4 is
+    unreachable AND parse error)."""
+    failed = {h: _shorten(f"task {t!r}: {m}".rstrip(": ")) for h, (t, m) in watcher.failed.items()}
+    unreachable = {h: _shorten(f"task {t!r}: {m}".rstrip(": "))
+                   for h, (t, m) in watcher.unreachable.items()}
+    status, reason = _run_outcome(runner_status, rc, watcher, timeout)
+    if runner_status in ("canceled", "timeout"):   # stopped: no host is ok, whatever it did
+        return status, reason, host_outcomes(hosts, None, failed, unreachable, reason)
+    stats = watcher.stats
+    finished = stats is not None and bool(stats.get("processed"))
+    # a play that never finished (or never started): no host is ok, each says why
+    outcomes = (host_outcomes(hosts, stats, failed, unreachable) if finished
+                else host_outcomes(hosts, None, failed, unreachable, reason))
+    reasons = []
+    for entry in outcomes:
+        host = entry["host"]
+        if entry["outcome"] == HostOutcome.UNREACHABLE:
+            msg = watcher.unreachable.get(host, ("", "unreachable"))[1]
+            reasons.append(f"unreachable: {host}: {msg}".rstrip(": "))
+        elif entry["outcome"] == HostOutcome.FAILED and host in watcher.failed:
+            task, msg = watcher.failed[host]
+            reasons.append(f"task {task!r} failed on {host}: {msg}".rstrip(": "))
+        elif entry["outcome"] == HostOutcome.FAILED and finished:
+            reasons.append(f"{host}: {entry['reason']}")
+    if not reasons:
+        return status, reason, outcomes
+    said = "; ".join(reasons)
+    if finished and status_of(outcomes) == RunStatus.PARTIAL:
+        bad = sum(not HostOutcome(e["outcome"]).succeeded for e in outcomes)
+        return RunStatus.PARTIAL, f"{bad} of {len(outcomes)} hosts failed: {said}", outcomes
+    return RunStatus.FAILED, said, outcomes
+
+
+def _run_outcome(
     runner_status: str, rc: int, watcher: _EventWatcher, timeout: float | None
 ) -> tuple[RunStatus, str]:
-    """From runner status, stats and events, never rc alone (rc 4 is unreachable AND parse
-    error)."""
+    """How the run ended when no host failed or was unreachable (else its hosts say)."""
     if runner_status == "canceled":
         return RunStatus.CANCELED, "canceled while the playbook was running"
     if runner_status == "timeout":
         return RunStatus.FAILED, f"timed out after {timeout or 0:g}s"
     stats = watcher.stats
-    reasons = [f"unreachable: {host}: {msg}" for host, msg in watcher.unreachable.items()]
-    failed_hosts = [h for h, n in ((stats or {}).get("failures") or {}).items() if n]
-    for host in failed_hosts or list(watcher.failed):
-        task, msg = watcher.failed.get(host, ("?", ""))
-        reasons.append(f"task {task!r} failed on {host}: {msg}".rstrip(": "))
-    if reasons:
-        return RunStatus.FAILED, "; ".join(reasons)
     if stats is None:
         text = watcher.error_text()
         if watcher.no_hosts_matched or "no hosts to target" in text or "no hosts matched" in text:
@@ -605,4 +664,3 @@ def decide_outcome(
         return RunStatus.SUCCEEDED, f"ok on {', '.join(hosts)} ({changed} changed)"
     text = watcher.error_text()
     return RunStatus.FAILED, f"ansible-playbook failed (rc {rc}): {text or 'no output'}"
-

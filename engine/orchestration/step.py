@@ -4,7 +4,8 @@ What the orchestrator (an attempt's steps), the planner (``recover --check``) an
 refusal share about a run: the ``RunRecord`` and its artifacts directory (run.json holds
 the record), the executor it goes to (a playbook through ansible-runner, a python action
 with its ``ActionContext``), the heartbeat that keeps it alive and cancelable, and
-``end_run``, which records how it ended in the store, in run.json and in the metrics.
+``end_run``, which records how it ended in the store, in run.json and in the metrics,
+with what it did to each host (``run_hosts``).
 What a run's end means for its incident is engine.orchestration.settle's.
 
 A storage outage (engine.outages: a full disk, the store down) must not lose the end of
@@ -18,6 +19,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -25,7 +27,8 @@ from engine.actions.base import ActionContext
 from engine.artifacts import RunArtifacts
 from engine.context import EngineContext
 from engine.executors import StepResult
-from engine.lifecycle import METRIC_OUTCOME, RunStatus
+from engine.executors.host_outcomes import host_entry
+from engine.lifecycle import HOST_OUTCOME_OF_RUN, METRIC_OUTCOME, HostOutcome, RunStatus
 from engine.outages import describe, is_outage
 from engine.records import Incident, RunRecord, new_id
 from engine.runbooks.model import Runbook, Strategy
@@ -129,10 +132,11 @@ def end_run(ctx: EngineContext, run: RunRecord, artifacts: RunArtifacts, status:
     write waits through a storage outage (once each: none is done twice)."""
     wait = patience or _at_once
     finished = time.time()
+    hosts = run_hosts(run, status, reason, data)
     if already_added or resume is not None:
         if wait("its end", lambda: ctx.store.update_run(
                 run.id, status=status, reason=reason, gate=run.gate,
-                finished_at=finished)) is None:
+                finished_at=finished, hosts=hosts)) is None:
             # Someone else ended it first (a cancel, a worker marking it interrupted):
             # the store's account stands, and the artifacts say the same.
             stored = wait("its end", lambda: ctx.store.get_run(run.id))
@@ -144,12 +148,12 @@ def end_run(ctx: EngineContext, run: RunRecord, artifacts: RunArtifacts, status:
                     "status": stored.status.value, "reason": stored.reason,
                     "result": data or {}, "refused_update": status.value}), patience)
             return
-    run.status, run.reason, run.finished_at = status, reason, finished
+    run.status, run.reason, run.finished_at, run.hosts = status, reason, finished, hosts
     if not (already_added or resume is not None):
         ctx.store.add_run(run)
     keep(run.id, lambda: artifacts.write_run_json({
         "status": status.value, "reason": reason, "finished_at": finished,
-        "duration": run.duration, "result": data or {}}), patience)
+        "duration": run.duration, "hosts": hosts, "result": data or {}}), patience)
     if status in (RunStatus.DEFERRED, RunStatus.REFUSED):
         keep(run.id, lambda: artifacts.set_status(status.value, 0))
     outcome = METRIC_OUTCOME.get(status)
@@ -157,8 +161,28 @@ def end_run(ctx: EngineContext, run: RunRecord, artifacts: RunArtifacts, status:
         duration = run.duration if status not in (RunStatus.DEFERRED, RunStatus.REFUSED) else None
         wait("its outcome", lambda: ctx.store.record_outcome(run.component, run.strategy,
                                                              outcome, duration))
+    if hosts:
+        counts = dict(Counter(h["outcome"] for h in hosts))
+        wait("its hosts' outcomes", lambda: ctx.store.record_host_outcomes(
+            run.component, run.strategy, counts))
     if on_run:
         on_run(run)
+
+
+def run_hosts(run: RunRecord, status: RunStatus, reason: str,
+              data: dict[str, Any] | None) -> list[dict[str, str]]:
+    """What the run did to each host: as its executor said (``data["hosts"]``), else,
+    for a run on its one target that says nothing of hosts (a python action), the
+    target's outcome from the run's status (canceled: failed, with the reason). Empty
+    for a run that acted on no host (refused, deferred)."""
+    given = (data or {}).get("hosts")
+    if given:
+        return [host_entry(str(h["host"]), HostOutcome(h["outcome"]), str(h.get("reason") or ""))
+                for h in given]
+    outcome = HOST_OUTCOME_OF_RUN.get(status)
+    if outcome is None:
+        return []
+    return [host_entry(run.target, outcome, "" if outcome == HostOutcome.OK else reason)]
 
 
 class Patience:

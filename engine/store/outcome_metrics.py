@@ -1,9 +1,11 @@
 """Outcome counters and duration histograms, shared by every process so that /metrics
-counts the runs of the CLI and of every worker alike."""
+counts the runs of the CLI and of every worker alike; and the hosts those runs acted on,
+counted by outcome (never by host: a fleet's names would make a label per host)."""
 
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -30,7 +32,8 @@ class DurationRow:
 
 
 class OutcomeMetrics(Protocol):
-    """Runs counted by (component, strategy, outcome), durations in ``DURATION_BUCKETS``."""
+    """Runs counted by (component, strategy, outcome), durations in ``DURATION_BUCKETS``;
+    the hosts of those runs counted by (component, strategy, host outcome)."""
 
     @abstractmethod
     def record_outcome(
@@ -38,7 +41,18 @@ class OutcomeMetrics(Protocol):
     ) -> None: ...
 
     @abstractmethod
+    def record_host_outcomes(
+        self, component: str, strategy: str, counts: Mapping[str, int]
+    ) -> None:
+        """Add ``counts`` (host outcome -> how many hosts of one run) at once."""
+
+    @abstractmethod
     def counters(self) -> list[CounterRow]: ...
+
+    @abstractmethod
+    def host_counters(self) -> list[CounterRow]:
+        """What ``record_host_outcomes`` added up, a row per (component, strategy,
+        outcome)."""
 
     @abstractmethod
     def durations(self) -> list[DurationRow]: ...

@@ -185,6 +185,72 @@ def test_unreachable_host_fails_with_the_connection_error(
     assert_private_dirs_deleted(private_root)
 
 
+# -- per-host outcome --------------------------------------------------------------------
+FLEET = "fleet_ok,fleet_changed,fleet_failed,ghost,fleet_skipped"
+
+
+def test_each_host_of_a_run_has_its_own_outcome_and_a_partial_run_says_which_failed(
+    ansible_executor: AnsibleExecutor, artifacts_root: Path, private_root: Path
+) -> None:
+    """One run over five hosts (per_host.yml does on each what its `wanted` says; ghost
+    is unreachable): an entry per host in the limit's order, and the run ``partial``,
+    its reason naming the failed and the unreachable host with their own words."""
+    run = new_run(artifacts_root)
+    result = ansible_executor.run(artifacts=run, playbook="per_host.yml", limit=FLEET,
+                                  extravars={}, forks=2)
+
+    assert result.status == RunStatus.PARTIAL, result.reason
+    hosts = result.data["hosts"]
+    assert [(h["host"], h["outcome"]) for h in hosts] == [
+        ("fleet_ok", "ok"), ("fleet_changed", "changed"), ("fleet_failed", "failed"),
+        ("ghost", "unreachable"), ("fleet_skipped", "skipped")]
+    why = {h["host"]: h["reason"] for h in hosts}
+    assert why["fleet_failed"] == "task 'Break on purpose': fleet_failed is broken on purpose"
+    assert why["ghost"].startswith("task 'Reach the host': ")
+    assert "Connection refused" in why["ghost"]
+    assert why["fleet_ok"] == why["fleet_changed"] == why["fleet_skipped"] == ""
+    assert result.reason.startswith("2 of 5 hosts failed: ")
+    assert ("task 'Break on purpose' failed on fleet_failed: fleet_failed is broken on "
+            "purpose") in result.reason
+    assert "unreachable: ghost: " in result.reason
+    ansible = run.read_run_json()["ansible"]
+    assert ansible["forks"] == 2
+    assert ansible["command"][ansible["command"].index("--forks") + 1] == "2"
+    assert_private_dirs_deleted(private_root)
+
+
+def test_a_run_whose_hosts_all_succeed_succeeds_and_one_where_none_did_fails(
+    ansible_executor: AnsibleExecutor, artifacts_root: Path, private_root: Path
+) -> None:
+    """Skipped is no failure; an unreachable host is never a success."""
+    good = ansible_executor.run(artifacts=new_run(artifacts_root), playbook="per_host.yml",
+                                limit="fleet_changed,fleet_skipped", extravars={})
+    bad = ansible_executor.run(artifacts=new_run(artifacts_root), playbook="per_host.yml",
+                               limit="fleet_failed,ghost", extravars={})
+
+    assert good.status == RunStatus.SUCCEEDED, good.reason
+    assert [h["outcome"] for h in good.data["hosts"]] == ["changed", "skipped"]
+    assert bad.status == RunStatus.FAILED, bad.reason
+    assert [h["outcome"] for h in bad.data["hosts"]] == ["failed", "unreachable"]
+    assert bad.reason.startswith("task 'Break on purpose' failed on fleet_failed: ")
+    assert_private_dirs_deleted(private_root)
+
+
+def test_a_host_of_the_limit_the_play_never_reached_is_failed_not_ok(
+    ansible_executor: AnsibleExecutor, artifacts_root: Path, private_root: Path
+) -> None:
+    """A host the play's own pattern leaves out (per_host.yml's `only`) has no result:
+    failed, and the run with it partial."""
+    result = ansible_executor.run(artifacts=new_run(artifacts_root), playbook="per_host.yml",
+                                  limit="localhost,fleet_ok", extravars={"only": "localhost"})
+
+    assert [(h["host"], h["outcome"], h["reason"]) for h in result.data["hosts"]] == [
+        ("localhost", "ok", ""), ("fleet_ok", "failed", "no result from the play")]
+    assert result.status == RunStatus.PARTIAL
+    assert result.reason == "1 of 2 hosts failed: fleet_ok: no result from the play"
+    assert_private_dirs_deleted(private_root)
+
+
 def test_parse_error_is_told_apart_from_unreachable(
     ansible_executor: AnsibleExecutor, artifacts_root: Path, private_root: Path
 ) -> None:

@@ -32,7 +32,21 @@ def test_cancel_before_start_runs_nothing(
                                   extravars={}, cancel=cancel)
 
     assert result.status == RunStatus.CANCELED
+    assert result.data["hosts"] == [
+        {"host": "localhost", "outcome": "failed", "reason": "canceled before it started"}]
     assert list(run.read_events()) == []
+    assert_private_dirs_deleted(private_root)
+
+
+@pytest.mark.parametrize("forks", [0, -1, 1.5, "2", True])
+def test_forks_must_be_a_positive_whole_number(
+    ansible_executor: AnsibleExecutor, artifacts_root: Path, private_root: Path, forks: object
+) -> None:
+    run = new_run(artifacts_root)
+    with pytest.raises(ValueError, match="forks"):
+        ansible_executor.run(artifacts=run, playbook="ping.yml", limit="localhost",
+                             extravars={}, forks=forks)  # type: ignore[arg-type]
+    assert not run.path.exists()
     assert_private_dirs_deleted(private_root)
 
 

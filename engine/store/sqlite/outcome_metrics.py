@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from engine.store.outcome_metrics import (
     DURATION_BUCKETS,
@@ -18,8 +19,9 @@ def _bucket_counts(raw: str) -> dict[str, float]:
 
 
 class SQLiteOutcomeMetrics(SQLiteConnection, OutcomeMetrics):
-    """``counters``: a row per (component, strategy, outcome); ``durations``: a row per
-    (component, strategy), its bucket counts as JSON keyed by bound."""
+    """``counters`` and ``host_counters``: a row per (component, strategy, outcome);
+    ``durations``: a row per (component, strategy), its bucket counts as JSON keyed by
+    bound."""
 
     def record_outcome(self, component: str, strategy: str, outcome: str,
                        duration: float | None) -> None:
@@ -40,6 +42,20 @@ class SQLiteOutcomeMetrics(SQLiteConnection, OutcomeMetrics):
             count = (row["count"] if row else 0) + 1
             db.execute("INSERT OR REPLACE INTO durations VALUES (?, ?, ?, ?, ?)",
                        (component, strategy, json.dumps(counts), total, count))
+
+    def record_host_outcomes(self, component: str, strategy: str,
+                             counts: Mapping[str, int]) -> None:
+        rows = [(component, strategy, outcome, n) for outcome, n in counts.items() if n]
+        if not rows:
+            return
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO host_counters VALUES (?, ?, ?, ?) ON CONFLICT(component, "
+                "strategy, outcome) DO UPDATE SET value = value + excluded.value", rows)
+
+    def host_counters(self) -> list[CounterRow]:
+        rows = self._read("SELECT * FROM host_counters ORDER BY component, strategy, outcome")
+        return [CounterRow(r["component"], r["strategy"], r["outcome"], r["value"]) for r in rows]
 
     def counters(self) -> list[CounterRow]:
         rows = self._read("SELECT * FROM counters ORDER BY component, strategy, outcome")

@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS runs (
     requested_by TEXT, approved_by TEXT, forced INTEGER, reason TEXT,
     runbook_sha256 TEXT, playbook_sha256 TEXT,
     heartbeat_at REAL, claimed_by TEXT, claimed_until REAL, gate TEXT,
-    count INTEGER, fingerprints TEXT, refusal_key TEXT
+    count INTEGER, fingerprints TEXT, refusal_key TEXT, hosts TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
 CREATE INDEX IF NOT EXISTS runs_component ON runs(component, started_at);
@@ -66,6 +66,10 @@ CREATE TABLE IF NOT EXISTS degraded (
     created_by TEXT, since REAL, PRIMARY KEY (mode, key)
 );
 CREATE TABLE IF NOT EXISTS counters (
+    component TEXT, strategy TEXT, outcome TEXT, value REAL,
+    PRIMARY KEY (component, strategy, outcome)
+);
+CREATE TABLE IF NOT EXISTS host_counters (
     component TEXT, strategy TEXT, outcome TEXT, value REAL,
     PRIMARY KEY (component, strategy, outcome)
 );
@@ -146,7 +150,8 @@ def migrate(conn: sqlite3.Connection) -> None:
                                 ("incidents", "interrupted_run", "TEXT"),
                                 ("runs", "gate", "TEXT"), ("runs", "count", "INTEGER"),
                                 ("runs", "fingerprints", "TEXT"),
-                                ("runs", "refusal_key", "TEXT")):
+                                ("runs", "refusal_key", "TEXT"),
+                                ("runs", "hosts", "TEXT")):
         columns = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
         if column in columns:
             continue

@@ -14,3 +14,13 @@ def test_counters_and_histograms_accumulate(store):
     [hist] = store.durations()
     assert hist.count == 2 and hist.total == pytest.approx(20.3)
     assert dict(hist.buckets)[1.0] == 1 and dict(hist.buckets)[30.0] == 2
+
+
+def test_host_outcomes_add_up_per_component_strategy_and_outcome(store):
+    store.record_host_outcomes("redis", "restart", {"ok": 2, "unreachable": 1})
+    store.record_host_outcomes("redis", "restart", {"ok": 1, "failed": 0})
+    store.record_host_outcomes("chromadb", "restart", {"failed": 1})
+    got = {(r.component, r.strategy, r.outcome): r.value for r in store.host_counters()}
+    assert got == {("chromadb", "restart", "failed"): 1, ("redis", "restart", "ok"): 3,
+                   ("redis", "restart", "unreachable"): 1}
+    assert store.counters() == []   # runs are counted apart

@@ -16,6 +16,23 @@ def test_run_status_moves_only_along_the_lifecycle(store):
     assert store.get_run(r.id).status == RunStatus.SUCCEEDED
 
 
+HOSTS = [{"host": "r1", "outcome": "changed", "reason": ""},
+         {"host": "r2", "outcome": "unreachable", "reason": "task 'Restart': refused"}]
+
+
+def test_a_runs_hosts_outcomes_are_kept_when_added_and_when_it_ends(store):
+    added = run(status=RunStatus.PARTIAL, hosts=HOSTS)
+    store.add_run(added)
+    assert store.get_run(added.id).hosts == HOSTS
+    running = run()
+    store.add_run(running)
+    assert store.get_run(running.id).hosts == []
+    ended = store.update_run(running.id, status=RunStatus.PARTIAL, hosts=HOSTS[1:])
+    assert ended.status == RunStatus.PARTIAL and ended.hosts == HOSTS[1:]
+    assert [r.hosts for r in store.query_runs(status="partial")] == [HOSTS[1:], HOSTS]
+    assert store.get_run(running.id).to_dict()["hosts"] == HOSTS[1:]
+
+
 def test_history_query_is_newest_first_and_filtered(store):
     now = time.time()
     for i in range(5):

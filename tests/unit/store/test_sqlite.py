@@ -94,9 +94,13 @@ def test_a_store_created_before_a_column_was_added_opens_and_gains_it(tmp_path):
         "finished_at REAL, check_mode INTEGER, fingerprint TEXT, requested_by TEXT, "
         "approved_by TEXT, forced INTEGER, reason TEXT, runbook_sha256 TEXT, "
         "playbook_sha256 TEXT, heartbeat_at REAL, claimed_by TEXT, "
-        "claimed_until REAL)")
+        "claimed_until REAL)",
+        "INSERT INTO runs (id, component, status) VALUES ('run-old', 'c', 'succeeded')")
     store = open_store(f"sqlite:///{path}")
     try:
+        assert store.get_run("run-old").hosts == []
+        store.record_host_outcomes("c", "s", {"ok": 1})   # a table it did not have
+        assert [r.value for r in store.host_counters()] == [1]
         opened = incident()
         opened.starts_at = "2024-05-01T10:00:00.000000Z"
         store.open_incident(opened)
@@ -104,6 +108,10 @@ def test_a_store_created_before_a_column_was_added_opens_and_gains_it(tmp_path):
         refused = run(status=RunStatus.REFUSED, gate="kill_switch")
         store.add_run(refused)
         assert store.get_run(refused.id).gate == "kill_switch"
+        ran = run(status=RunStatus.SUCCEEDED, hosts=[{"host": "h1", "outcome": "ok",
+                                                      "reason": ""}])
+        store.add_run(ran)
+        assert store.get_run(ran.id).hosts == ran.hosts
     finally:
         store.close()
 
