@@ -285,6 +285,13 @@ def _print_record(record: Any, run_json: dict[str, Any]) -> None:
         until = f" until {when(gate['until'])}" if gate.get("until") else ""
         out(f"  gate {gate.get('gate')}: {gate.get('verdict')}{until}"
             + (f" — {gate['reason']}" if gate.get("reason") else ""))
+    hosts = merged.get("hosts") or []
+    if hosts:
+        out("  hosts:")
+        out(indented(table(hosts, [("HOST", lambda h: h.get("host")),
+                                   ("OUTCOME", lambda h: h.get("outcome")),
+                                   ("REASON", lambda h: h.get("reason"))],
+                           last_width=0), "    "))   # reasons whole, as recorded
     if run_json.get("labels"):
         out("  labels: " + ", ".join(f"{k}={v}" for k, v in run_json["labels"].items()))
     if run_json.get("plan"):

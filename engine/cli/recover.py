@@ -71,7 +71,7 @@ def run_line(run: RunRecord) -> str:
             tail += " (--force passed a gate; recorded)"
     else:
         took = f" ({span(run.duration)})" if run.duration is not None and run.status in (
-            RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.SKIPPED,
+            RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.PARTIAL, RunStatus.SKIPPED,
             RunStatus.CANCELED) else ""
         tail = f"{run.reason}{took}"
     stamp = when(run.finished_at if run.status.is_final and run.finished_at else
@@ -340,7 +340,8 @@ def _check(ctx: EngineContext, args: argparse.Namespace, rb: Any, hosts: list[st
                     continue
                 runs = check_runs(ctx, rb, host, strategy=args.strategy, diff=args.diff,
                                   requested_by=who, on_run=fg.on_run)
-                failed += sum(r.status == RunStatus.FAILED for r in runs)
+                failed += sum(r.status in (RunStatus.FAILED, RunStatus.PARTIAL)
+                              for r in runs)
         except KeyboardInterrupt:
             fg.mark_interrupted()
             err("interrupted")

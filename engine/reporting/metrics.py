@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ATTEMPTS = "infra_recovery_attempts_total"
+HOST_OUTCOMES = "infra_recovery_host_outcomes_total"
 DURATION = "infra_recovery_duration_seconds"
 COOLDOWN = "infra_recovery_cooldown_active"
 DEGRADED = "infra_degraded_mode_active"
@@ -66,6 +67,11 @@ def _families() -> dict[str, Metric]:
         ATTEMPTS: CounterMetricFamily(
             ATTEMPTS, "Recovery runs by final outcome (succeeded, failed, refused, deferred, "
             "skipped, canceled), from the shared store.",
+            labels=["component", "strategy", "outcome"]),
+        HOST_OUTCOMES: CounterMetricFamily(
+            HOST_OUTCOMES, "Hosts acted on by recovery runs, by what the run did to each (ok, "
+            "changed, failed, unreachable, skipped, not_started), from the shared store; no "
+            "host label: `recovery history --json` names them.",
             labels=["component", "strategy", "outcome"]),
         DURATION: HistogramMetricFamily(
             DURATION, "Duration of executed recovery runs, from the shared store.",
@@ -133,6 +139,8 @@ class StoreCollector(Collector):
 
         for row in store.counters():
             f[ATTEMPTS].add_metric([row.component, row.strategy, row.outcome], row.value)
+        for row in store.host_counters():
+            f[HOST_OUTCOMES].add_metric([row.component, row.strategy, row.outcome], row.value)
         for row in store.durations():
             buckets = [(floatToGoString(bound), count) for bound, count in row.buckets]
             if not buckets or not math.isinf(row.buckets[-1][0]):

@@ -8,8 +8,9 @@ only read: nothing here changes state.
 
 Definitions (the same words as docs/architecture.md):
 - success rate = succeeded / (succeeded + failed) over the runs started in the window,
-  check-mode runs excluded; ``interrupted`` runs count as failed (as in the metrics'
-  ``outcome="failed"``); skipped, refused, deferred, parked and canceled runs do not count.
+  check-mode runs excluded; ``interrupted`` and ``partial`` runs (some hosts failed)
+  count as failed (as in the metrics' ``outcome="failed"``); skipped, refused, deferred,
+  parked and canceled runs do not count.
   ``None`` when no run counts.
 - mean time to recover (MTTR) = mean of ``closed_at - opened_at`` over the incidents that
   ended ``recovered`` within the window (closed in it). ``None`` when there are none.
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 # How many incidents per component a report looks through (newest first).
 INCIDENT_SCAN = 10_000
-_FAILED = (RunStatus.FAILED, RunStatus.INTERRUPTED)
+_FAILED = (RunStatus.FAILED, RunStatus.INTERRUPTED, RunStatus.PARTIAL)
 
 
 def component_stats(store: Store, components: Iterable[str], window: float,

@@ -211,6 +211,7 @@ def test_a_host_whose_sshd_is_stopped_fails_as_unreachable(site: Site) -> None:
             r.strategy == "process_restart"]
     assert runs and runs[0].status.value == "failed"
     assert "unreachable" in runs[0].reason, runs[0].reason
+    assert [(h["host"], h["outcome"]) for h in runs[0].hosts] == [("h3", "unreachable")]
     assert site.pids()["h3"] == before["h3"]
 
 

@@ -6,6 +6,7 @@ nothing), degraded modes switched by hand, `runbooks`.
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from tests.support.cli_env import Env
@@ -28,6 +29,29 @@ def test_show_prints_record_events_and_stdout(cli_env: Env) -> None:
     assert set(events[2:]) <= {"verify_check"}  # the runbook's verify, if it recorded any
     assert "succeeded: ok on localhost" in doc["stdout"]
     assert cli_env.cli("show", "run-nope").code == 2   # usage: no such run
+
+
+def test_a_run_on_one_target_records_that_hosts_outcome(cli_env: Env) -> None:
+    """A python action says nothing of hosts: its target's outcome comes from the run's
+    status, in history --json, show and the host metric; a refusal acted on no host."""
+    assert cli_env.cli("recover", "-c", "svc", "-t", "web-1").code == 0
+    assert cli_env.cli("disable", "-t", "web-2").code == 0
+    cli_env.cli("recover", "-c", "svc", "-t", "web-2")
+    runs = {(r["target"], r["strategy"]): r for r in cli_env.cli("history", "--json").json()}
+    assert runs["web-1", "first"]["hosts"] == [
+        {"host": "web-1", "outcome": "failed", "reason": runs["web-1", "first"]["reason"]}]
+    assert "failed on web-1 (on purpose)" in runs["web-1", "first"]["reason"]
+    assert runs["web-1", "second"]["hosts"] == [
+        {"host": "web-1", "outcome": "ok", "reason": ""}]
+    assert [r["status"] for r in runs.values() if r["target"] == "web-2"] == ["refused"]
+    assert all(r["hosts"] == [] for r in runs.values() if r["target"] == "web-2")
+    shown = cli_env.cli("show", runs["web-1", "first"]["id"]).out
+    assert re.search(r"^    web-1 +failed +.*failed on web-1 \(on purpose\)", shown, re.M)
+    metrics = cli_env.cli("metrics").out
+    for outcome in ("failed", "ok"):
+        assert (f'infra_recovery_host_outcomes_total{{component="svc",outcome="{outcome}",'
+                f'strategy="{"first" if outcome == "failed" else "second"}"}} 1.0') in metrics
+    assert 'infra_recovery_host_outcomes_total{component="svc",outcome="refused"' not in metrics
 
 
 def test_human_tables_show_utc_times(cli_env: Env) -> None:
