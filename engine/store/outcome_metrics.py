@@ -21,6 +21,15 @@ class CounterRow:
 
 
 @dataclass
+class DeferralRow:
+    """Runs deferred by one gate (cooldown, lock, fleet...) of one component."""
+
+    component: str
+    gate: str
+    value: float
+
+
+@dataclass
 class DurationRow:
     component: str
     strategy: str
@@ -30,12 +39,19 @@ class DurationRow:
 
 
 class OutcomeMetrics(Protocol):
-    """Runs counted by (component, strategy, outcome), durations in ``DURATION_BUCKETS``."""
+    """Runs counted by (component, strategy, outcome), durations in ``DURATION_BUCKETS``,
+    and deferrals by (component, gate): which limit holds work back."""
 
     @abstractmethod
     def record_outcome(
-        self, component: str, strategy: str, outcome: str, duration: float | None
-    ) -> None: ...
+        self, component: str, strategy: str, outcome: str, duration: float | None, *,
+        gate: str | None = None,
+    ) -> None:
+        """Count one run's outcome; with ``gate`` (a deferred run: the gate that held it
+        back) its deferral is counted by (component, gate) too, in the same write."""
+
+    @abstractmethod
+    def deferrals(self) -> list[DeferralRow]: ...
 
     @abstractmethod
     def counters(self) -> list[CounterRow]: ...
