@@ -121,7 +121,7 @@ def _gates_now(ctx: EngineContext, runbook: Runbook, chosen: Strategy, target: s
     gate_ctx = GateContext(runbook=runbook, strategy=chosen, target=target,
                            store=ctx.store, trigger=request.trigger, forced=request.force,
                            starts_attempt=existing is None or existing.attempt_id is None,
-                           dry=True, holder=ctx.holder)
+                           dry=True, holder=ctx.holder, inventory=ctx.inventory)
     final, asked = ctx.gates.decide(gate_ctx)
     out: dict[str, Any] = {"gates": [d.to_dict() for d in asked],
                            "would": final.verdict.value}
@@ -142,7 +142,7 @@ def check_runs(ctx: EngineContext, runbook: Runbook, target: str, *,
             continue
         now = time.time()
         gate_ctx = GateContext(runbook=runbook, strategy=step, target=target, store=ctx.store,
-                               check_mode=True, holder=ctx.holder)
+                               check_mode=True, holder=ctx.holder, inventory=ctx.inventory)
         _final, asked = ctx.gates.decide(gate_ctx)
         run = new_run(ctx, incident, runbook, step, RunStatus.RUNNING, now, incident_id=None,
                       check_mode=True, reason="check mode")

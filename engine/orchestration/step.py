@@ -166,8 +166,9 @@ def end_run(ctx: EngineContext, run: RunRecord, artifacts: RunArtifacts, status:
     outcome = METRIC_OUTCOME.get(status)
     if outcome:
         duration = run.duration if status not in (RunStatus.DEFERRED, RunStatus.REFUSED) else None
+        gate = (run.gate or "unknown") if status == RunStatus.DEFERRED else None
         wait("its outcome", lambda: ctx.store.record_outcome(run.component, run.strategy,
-                                                             outcome, duration))
+                                                             outcome, duration, gate=gate))
     if hosts:
         counts = dict(Counter(h["outcome"] for h in hosts))
         wait("its hosts' outcomes", lambda: ctx.store.record_host_outcomes(
