@@ -85,19 +85,20 @@ class LeaseKeeper:
 
 
 class Lease:
-    """The locks held while a step runs; ``release()`` when done. ``lost`` says whether
-    someone broke one meanwhile (``recovery unlock``), which the run's record reports."""
+    """The locks held while a step runs; ``release()`` when done. ``lost`` names the ones
+    someone broke meanwhile (``recovery unlock``), which the run's record reports."""
 
     def __init__(self, keeper: LeaseKeeper, locks: tuple[Lock, ...],
                  on_beat: Callable[[], None] | None = None) -> None:
         self.keeper, self.locks, self._on_beat = keeper, locks, on_beat
-        self.lost = False
+        self.lost: list[str] = []
 
     def beat(self) -> None:
         try:
             for lock in self.locks:
-                if not self.keeper.store.renew_lock(lock.target, lock.token, self.keeper.ttl):
-                    self.lost = True
+                if (not self.keeper.store.renew_lock(lock.target, lock.token, self.keeper.ttl)
+                        and lock.target not in self.lost):
+                    self.lost.append(lock.target)
             if self._on_beat:
                 self._on_beat()
         except Exception:  # noqa: BLE001 - a missed beat must not kill the keeper

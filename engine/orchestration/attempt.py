@@ -294,7 +294,8 @@ def _run(ctx: EngineContext, step: Step, on_run: RunCallback | None) -> StepResu
     try:
         result = _run_and_verify(ctx, step)
         if lease.lost:
-            result.reason += " (a lock it held was broken while this ran)"
+            result.reason += (f" (its lock on {', '.join(lease.lost)} was broken while "
+                              "this ran)")
         if result.status == RunStatus.CANCELED:
             asked = canceled_by(ctx, run.id)   # who and why, not only how it stopped
             if asked:
