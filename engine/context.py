@@ -86,13 +86,14 @@ class EngineContext:
         return pinned if pinned is not None else self._set
 
     @contextmanager
-    def pinned(self) -> Iterator[LoadedSet]:
-        """Keep this thread on the set in force now until the block ends (a step, a
-        request), whatever ``refresh`` does meanwhile. Nested: the outer pin holds."""
+    def pinned(self, loaded: LoadedSet | None = None) -> Iterator[LoadedSet]:
+        """Keep this thread on the set in force now (or on ``loaded``: another thread's,
+        working for it) until the block ends (a step, a request), whatever ``refresh``
+        does meanwhile. Nested: the outer pin holds."""
         if getattr(self._pins, "set", None) is not None:
             yield self._pins.set
             return
-        self._pins.set = self._set
+        self._pins.set = loaded if loaded is not None else self._set
         try:
             yield self._pins.set
         finally:

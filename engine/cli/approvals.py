@@ -225,7 +225,7 @@ def _run_now(ctx: EngineContext, args: argparse.Namespace, who: str) -> int:
         err(f"run {claimed.id} belongs to no incident: nothing to resume")
         return FAILED
     with Foreground(ctx, who) as fg:
-        fg.incident_id = claimed.incident_id
+        fg.incident_ids.append(claimed.incident_id)
         incident = advance(ctx, claimed.incident_id, resume=claimed, on_run=fg.on_run)
         if fg.interrupted:
             fg.cancel_incident()
@@ -256,7 +256,7 @@ def _plan_again(ctx: EngineContext, args: argparse.Namespace, who: str,
             "the step once it is parked again")
         return REFUSED
     with Foreground(ctx, who) as fg:
-        fg.incident_id = incident_id
+        fg.incident_ids.append(incident_id)
         incident = advance(ctx, incident_id, on_run=fg.on_run)
         if fg.interrupted:
             fg.cancel_incident()

@@ -185,6 +185,12 @@ def _print(entry: dict[str, Any]) -> None:
             ("WOULD", lambda h: h["would"]),
             ("REASON", lambda h: h.get("reason", "")),
         ])))
+    if entry.get("batches"):
+        out(f"batches:      {len(entry['batches'])} (one Ansible run each, verified before the "
+            f"next; a batch with more than {entry['max_fail_percentage']:g}% of its hosts "
+            "failing stops the rest):")
+        for n, hosts in enumerate(entry["batches"], 1):
+            out(f"  {n}. {', '.join(hosts)}")
     why = f" — {entry['reason']}" if entry.get("reason") and entry["would"] in (
         "nothing", "refuse") else ""
     verdict = {"allow": "allow (run the first step now)", "defer": "defer (ask again later)",

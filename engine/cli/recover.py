@@ -25,7 +25,9 @@ Run a runbook by hand and wait for the whole attempt, printing each run as it go
 
 PATTERN is an inventory host, alias or Ansible --limit pattern (a group, web-*,
 a:!b, a:&b, g[0:2]); it is resolved to hosts before anything runs, and every host it
-names is remediated in turn, one after the other, each its own incident. A host of a
+names is remediated, each its own incident: their playbook steps run together as one
+rollout (batches by the step's serial, verify after each batch, a stop at
+max_fail_percentage), under the fleet limits of recovery.yml. A host of a
 group whose verify already passes is left alone (recorded `skipped`, reason healthy)
 unless --include-healthy. A target that names nothing, or a pattern with a term that
 matches nothing, is refused and recorded. --force passes the kill switch and the
@@ -85,7 +87,7 @@ class Foreground:
     def __init__(self, ctx: EngineContext, who: str, *, check: bool = False) -> None:
         self.ctx, self.who, self.check = ctx, who, check
         self.interrupted = False
-        self.incident_id: str | None = None
+        self.incident_ids: list[str] = []   # the incidents this command drives
         self.last_running: RunRecord | None = None
         self._canceled: set[str] = set()
         self._saved: dict[int, Any] = {}
@@ -119,18 +121,18 @@ class Foreground:
             self.cancel_incident()
 
     def cancel_incident(self) -> None:
-        """After a signal: cancel what is left of the attempt (outside any transaction)."""
+        """After a signal: cancel what is left of the attempts (outside any transaction)."""
         from engine.orchestration.approvals import DecisionError, cancel
 
-        ident = self.incident_id
-        if not ident or ident in self._canceled:
-            return
-        self._canceled.add(ident)
-        try:
-            said = cancel(self.ctx, ident, by=self.who)
-        except DecisionError as exc:
-            said = str(exc)
-        err(f"interrupted: {said}")
+        for ident in list(self.incident_ids):
+            if ident in self._canceled:
+                continue
+            self._canceled.add(ident)
+            try:
+                said = cancel(self.ctx, ident, by=self.who)
+            except DecisionError as exc:
+                said = str(exc)
+            err(f"interrupted: {said}")
 
     def mark_interrupted(self) -> None:
         """A check-mode run cut short by Ctrl-C: say so in its record."""
@@ -184,6 +186,7 @@ def approve_hint(args: argparse.Namespace) -> str:
 
 def cmd_recover(ctx: EngineContext, args: argparse.Namespace) -> int:
     from engine.inventory import UnknownTarget
+    from engine.orchestration.fanout import wait_fanned_out
     from engine.orchestration.triggers import TriggerRequest, record_refusal
 
     who = operator(args)
@@ -218,6 +221,7 @@ def cmd_recover(ctx: EngineContext, args: argparse.Namespace) -> int:
         return _check(ctx, args, rb, hosts, who, prechecked)
     codes: list[int] = []
     with Foreground(ctx, who) as fg:
+        opened: list[Incident] = []
         for host in hosts:
             if fg.interrupted:
                 err(f"{host}: not started (interrupted)")
@@ -226,15 +230,48 @@ def cmd_recover(ctx: EngineContext, args: argparse.Namespace) -> int:
             if prechecked and _left_alone(ctx, args, rb, host, who, fg.on_run):
                 codes.append(OK)
                 continue
-            codes.append(_one(ctx, args, fg, rb.name, host, who))
+            incident = _open(ctx, args, fg, rb.name, host, who)
+            if isinstance(incident, int):
+                codes.append(incident)
+            else:
+                opened.append(incident)
+        codes.extend(_drive_all(ctx, args, fg, opened))
+        if not wait_fanned_out(ctx.config.playbook_timeout + 120):
+            err("incidents a group step opened are still under way: see `recovery "
+                "incidents --open`")
         if fg.interrupted:
             codes.append(FAILED)
     return worst(codes)
 
 
-def _one(ctx: EngineContext, args: argparse.Namespace, fg: Foreground, name: str, host: str,
-         who: str) -> int:
-    from engine.orchestration.attempt import advance
+def _drive_all(ctx: EngineContext, args: argparse.Namespace, fg: Foreground,
+               incidents: list[Incident]) -> list[int]:
+    """Advance the incidents together, so that their playbook steps meet in one rollout
+    (engine.orchestration.rollout); one alone runs here, on this thread."""
+    if len(incidents) <= 1:
+        return [_drive(ctx, args, fg, i) for i in incidents]
+    codes: dict[str, int] = {}
+
+    def drive(incident: Incident) -> None:
+        try:
+            codes[incident.id] = _drive(ctx, args, fg, incident)
+        except Exception as exc:  # noqa: BLE001 - one host's engine error is its own
+            err(f"{incident.target}: engine error: {exc}")
+            codes[incident.id] = FAILED
+
+    threads = [threading.Thread(target=drive, args=(i,), daemon=True,
+                                name=f"recover-{i.target}") for i in incidents]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():     # joined in slices: a signal reaches the main thread
+            thread.join(0.2)
+    return [codes.get(i.id, FAILED) for i in incidents]
+
+
+def _open(ctx: EngineContext, args: argparse.Namespace, fg: Foreground, name: str, host: str,
+          who: str) -> Incident | int:
+    """The host's incident, opened or taken over for this command; else the exit code."""
     from engine.orchestration.triggers import TriggerRequest, open_incident
 
     opened = open_incident(ctx, TriggerRequest(
@@ -251,7 +288,15 @@ def _one(ctx: EngineContext, args: argparse.Namespace, fg: Foreground, name: str
             "`recovery incidents --open` and `recovery history`")
         return REFUSED
     out(f"{host}: incident {incident.id} {'opened' if opened.created else 'taken over'}")
-    fg.incident_id = incident.id
+    fg.incident_ids.append(incident.id)
+    return incident
+
+
+def _drive(ctx: EngineContext, args: argparse.Namespace, fg: Foreground,
+           incident: Incident) -> int:
+    """Carry the incident's attempt as far as it goes here; the exit code it means."""
+    from engine.orchestration.attempt import advance
+
     if fg.interrupted:
         fg.cancel_incident()
     incident = advance(ctx, incident.id, on_run=fg.on_run)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from engine.inventory import Inventory
     from engine.records import Incident, Lock
     from engine.runbooks.model import Runbook, Strategy
     from engine.store.base import Store
@@ -31,7 +32,9 @@ class Decision:
     verdict: Verdict
     reason: str = ""
     until: float | None = None          # DEFER: when to ask again
-    lock: Lock | None = None            # LockGate's ALLOW carries the lease it took
+    # An ALLOW carries the leases it took (the target's lock, a fleet slot): held by the
+    # step while it runs, released by the chain if a later gate holds the step back.
+    locks: tuple[Lock, ...] = ()
     forced: bool = False                # allowed only because of a manual --force
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,6 +69,9 @@ class GateContext:
     # This step's last run was interrupted and the target still fails its verify (why,
     # in words): a step that is not idempotent is run again only once approved.
     after_interruption: str | None = None
+    # The inventory the target belongs to (its groups, for the fleet limits); None: the
+    # target is judged alone (an embedding application's resource, a test).
+    inventory: Inventory | None = None
 
     @property
     def component(self) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from engine.gates.base import Decision, Gate, GateContext, when
 from engine.records import Lock
@@ -29,7 +29,8 @@ class LockGate(Gate):
         lock = ctx.store.acquire_lock(ctx.target, ctx.holder, ctx.lock_ttl,
                                       run_id=ctx.run_id, component=ctx.component)
         if lock is not None:
-            return Decision(self.name, self.allow().verdict, f"lease {lock.token}", lock=lock)
+            return Decision(self.name, self.allow().verdict, f"lease {lock.token}",
+                            locks=(lock,))
         held = ctx.store.get_lock(ctx.target)
         if held is None:  # released between our try and our look: ask again soon
             return self.defer(f"lock on {ctx.target} changed hands", ctx.now + 1)
@@ -55,10 +56,13 @@ class LeaseKeeper:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def hold(self, lock: Lock | None, on_beat: Callable[[], None] | None = None) -> Lease:
-        """Renew ``lock`` (if any) and call ``on_beat`` every ttl/3 until released; a
-        check-mode run holds no lock but still beats, so it is never taken for dead."""
-        lease = Lease(self, lock, on_beat)
+    def hold(self, locks: Lock | Sequence[Lock] | None,
+             on_beat: Callable[[], None] | None = None) -> Lease:
+        """Renew ``locks`` (none, one, or several: the target's and a fleet slot) and call
+        ``on_beat`` every ttl/3 until released; a check-mode run holds no lock but still
+        beats, so it is never taken for dead."""
+        held = () if locks is None else (locks,) if isinstance(locks, Lock) else tuple(locks)
+        lease = Lease(self, held, on_beat)
         with self._lock:
             self._leases[id(lease)] = lease
             if self._thread is None or not self._thread.is_alive():
@@ -81,25 +85,39 @@ class LeaseKeeper:
 
 
 class Lease:
-    """A lock held while a step runs; ``release()`` when done. ``lost`` says whether
-    someone broke it meanwhile (``recovery unlock``), which the run's record reports."""
+    """The locks held while a step runs; ``release()`` when done. ``lost`` names the ones
+    someone broke meanwhile (``recovery unlock``), which the run's record reports."""
 
-    def __init__(self, keeper: LeaseKeeper, lock: Lock | None,
+    def __init__(self, keeper: LeaseKeeper, locks: tuple[Lock, ...],
                  on_beat: Callable[[], None] | None = None) -> None:
-        self.keeper, self.lock, self._on_beat = keeper, lock, on_beat
-        self.lost = False
+        self.keeper, self.locks, self._on_beat = keeper, locks, on_beat
+        self.lost: list[str] = []
 
     def beat(self) -> None:
         try:
-            if self.lock is not None and not self.keeper.store.renew_lock(
-                    self.lock.target, self.lock.token, self.keeper.ttl):
-                self.lost = True
+            for lock in self.locks:
+                if (not self.keeper.store.renew_lock(lock.target, lock.token, self.keeper.ttl)
+                        and lock.target not in self.lost):
+                    self.lost.append(lock.target)
             if self._on_beat:
                 self._on_beat()
         except Exception:  # noqa: BLE001 - a missed beat must not kill the keeper
             pass
 
     def release(self) -> None:
+        """Release every lock; the first failure is raised once all were tried (what is
+        not released lapses by itself)."""
         self.keeper.drop(self)
-        if self.lock is not None:
-            self.keeper.store.release_lock(self.lock.target, self.lock.token)
+        release_all(self.keeper.store, self.locks)
+
+
+def release_all(store: Locks, locks: Sequence[Lock]) -> None:
+    """Release ``locks``, each tried even if one fails; the first failure is raised."""
+    failure: Exception | None = None
+    for lock in locks:
+        try:
+            store.release_lock(lock.target, lock.token)
+        except Exception as exc:  # noqa: BLE001 - the others must still be released
+            failure = failure or exc
+    if failure is not None:
+        raise failure

@@ -36,8 +36,10 @@ from engine.orchestration.approvals import (
     replan_changed,
     runbook_change,
 )
+from engine.orchestration.fanout import fan_out, fans_out, record_not_here
 from engine.orchestration.planner import plan_step
 from engine.orchestration.refusals import record_refusal
+from engine.orchestration.rollout import run_step
 from engine.orchestration.settle import (
     degrade,
     end_attempt,
@@ -52,7 +54,6 @@ from engine.orchestration.step import (
     action_context,
     beat,
     end_run,
-    execute,
     keep,
     new_run,
     open_record,
@@ -74,7 +75,7 @@ class StepEnd(enum.Enum):
 @dataclass
 class Step:
     """One strategy step on its way through the phases: what the gates said, the run
-    that records it, and, once it has begun, the lock it holds."""
+    that records it, and, once it has begun, the locks it holds."""
 
     incident: Incident              # as it is now: begin_step returns it with its attempt
     runbook: Runbook
@@ -87,7 +88,8 @@ class Step:
     asked: list[Decision]           # every gate's answer
     asked_at: float
     artifacts: RunArtifacts
-    lock: Lock | None = None        # the target's lock, taken by the gates once allowed
+    # What the gates took once they allowed: the target's lock, a fleet slot.
+    locks: tuple[Lock, ...] = ()
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
@@ -129,6 +131,14 @@ def _advance(ctx: EngineContext, incident_id: str, resume: RunRecord | None,
             return incident
         this_resume = resume if resume is not None and resume.strategy == strategy.name else None
         resume = None
+        if this_resume is None and fans_out(incident, strategy):
+            done = fan_out(ctx, incident, runbook, strategy, advance)
+            if done.error or not done.includes(incident.target):
+                status, why = record_not_here(ctx, incident, runbook, strategy, done, on_run)
+                ctx.store.update_incident(incident.id, expect=[IncidentState.REMEDIATING],
+                                          step=index + 1,
+                                          reason=f"{strategy.name} {status.value}: {why}")
+                continue
         end = _step(ctx, incident, runbook, index, strategy, this_resume, on_run)
         if end is not StepEnd.NEXT:
             return ctx.store.get_incident(incident_id) or incident
@@ -191,7 +201,7 @@ def _gate(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
         trigger=incident.trigger, incident=incident, forced=incident.forced,
         approved_by=approved_by, starts_attempt=incident.attempt_id is None,
         holder=ctx.holder, run_id=run_id, lock_ttl=ctx.config.lock_ttl, now=now,
-        after_interruption=after_interruption))
+        after_interruption=after_interruption, inventory=ctx.inventory))
     run = new_run(ctx, incident, runbook, strategy, RunStatus.RUNNING,
                   resume.started_at if resume else now, id=run_id,
                   attempt_id=incident.attempt_id, approved_by=approved_by,
@@ -233,7 +243,7 @@ def _begin(ctx: EngineContext, step: Step, on_run: RunCallback | None) -> StepEn
     """Start the allowed step: its record, its attempt (if it starts one) and its run row.
     None once it has begun; else how the attempt goes on (``_not_started``)."""
     run = step.run
-    step.lock = next((d.lock for d in step.asked if d.lock is not None), None)
+    step.locks = tuple(lock for d in step.asked for lock in d.locks)
     attempt = None
     if step.incident.attempt_id is None:
         attempt = Attempt(id=new_id("att"), incident_id=step.incident.id,
@@ -261,14 +271,14 @@ def _begin(ctx: EngineContext, step: Step, on_run: RunCallback | None) -> StepEn
             open_record(ctx, run, step.details, step.artifacts)
     except TransitionError as exc:  # canceled or resolved since the gates: do nothing
         ctx.running.pop(run.id, None)
-        _release(ctx, step.lock)
+        _release(ctx, step.locks)
         if step.resume is None:
             shutil.rmtree(step.artifacts.path, ignore_errors=True)  # no run row: no record
         log.info("step %s not started: %s", run.id, exc)
         return StepEnd.HALT
     except Exception as exc:  # noqa: BLE001 - a full disk, the store down: not started
         ctx.running.pop(run.id, None)
-        _release(ctx, step.lock)
+        _release(ctx, step.locks)
         return _not_started(ctx, step, begun, exc, on_run)
     if on_run:
         on_run(run)
@@ -280,11 +290,12 @@ def _run(ctx: EngineContext, step: Step, on_run: RunCallback | None) -> StepResu
     until its end is recorded. The result; None when its end could not be recorded
     (the incident is then handed back: ``_end_step``)."""
     run = step.run
-    lease = ctx.leases.hold(step.lock, on_beat=lambda: beat(ctx, run.id, step.cancel))
+    lease = ctx.leases.hold(step.locks, on_beat=lambda: beat(ctx, run.id, step.cancel))
     try:
         result = _run_and_verify(ctx, step)
         if lease.lost:
-            result.reason += " (the target's lock was broken while this ran)"
+            result.reason += (f" (its lock on {', '.join(lease.lost)} was broken while "
+                              "this ran)")
         if result.status == RunStatus.CANCELED:
             asked = canceled_by(ctx, run.id)   # who and why, not only how it stopped
             if asked:
@@ -351,21 +362,11 @@ def _succeeded(ctx: EngineContext, step: Step, result: StepResult) -> None:
 
 
 def _run_and_verify(ctx: EngineContext, step: Step) -> StepResult:
-    """The step, then its verify: what it did, as a result (never an exception)."""
-    incident, runbook, strategy = step.incident, step.runbook, step.strategy
-    artifacts, cancel = step.artifacts, step.cancel
+    """The step, then its verify: what it did, as a result (never an exception). A
+    playbook step may run in a rollout with other hosts' (engine.orchestration.rollout)."""
     try:
-        result = execute(ctx, incident, runbook, strategy, step.run, artifacts, cancel)
-        if result.ok and not strategy.degrades:
-            spec = runbook.verify_for(strategy)
-            if spec is not None:
-                ok, why = verify(spec, action_context(ctx, incident, runbook, spec.params,
-                                                      cancel),
-                                 ctx.python, artifacts, cancel)
-                result = (StepResult(RunStatus.SUCCEEDED, f"{result.reason}; {why}".strip("; "),
-                                     result.rc, result.data) if ok else
-                          StepResult(RunStatus.FAILED, f"step succeeded but verify failed: "
-                                     f"{why}", result.rc, result.data))
+        result = run_step(ctx, step.incident, step.runbook, step.strategy, step.run,
+                          step.artifacts, step.cancel)
     except Exception as exc:  # noqa: BLE001 - an engine bug ends the step, not the process
         if is_outage(exc):   # what the step did is not known: verified before a retry
             result = StepResult(RunStatus.INTERRUPTED, "the run's record could not be "
@@ -405,13 +406,12 @@ def _end_step(ctx: EngineContext, run: RunRecord, artifacts: RunArtifacts,
     return False
 
 
-def _release(ctx: EngineContext, lock: Lock | None) -> None:
-    if lock is None:
-        return
-    try:
-        ctx.store.release_lock(lock.target, lock.token)
-    except Exception as exc:  # noqa: BLE001 - the store down: the lock lapses by itself
-        log.warning("lock on %s not released (it lapses): %s", lock.target, describe(exc))
+def _release(ctx: EngineContext, locks: tuple[Lock, ...]) -> None:
+    for lock in locks:
+        try:
+            ctx.store.release_lock(lock.target, lock.token)
+        except Exception as exc:  # noqa: BLE001 - the store down: the lock lapses by itself
+            log.warning("lock on %s not released (it lapses): %s", lock.target, describe(exc))
 
 
 def _not_started(ctx: EngineContext, step: Step, begun: bool, exc: Exception,

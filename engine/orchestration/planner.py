@@ -14,6 +14,7 @@ from typing import Any
 from engine.context import EngineContext
 from engine.gates import GateContext
 from engine.lifecycle import RunStatus
+from engine.orchestration.rollout import cut_batches
 from engine.orchestration.step import RunCallback, beat, execute, new_run, open_record
 from engine.orchestration.triggers import TriggerRequest, resolve_target
 from engine.records import Incident, RunRecord
@@ -97,6 +98,9 @@ def plan(ctx: EngineContext, request: TriggerRequest, *,
         # A group: each host is its own incident, asked its own gates.
         out["per_host"] = [_host_plan(_gates_now(ctx, runbook, chosen, host, request), host)
                            for host in expansion.names]
+        if chosen.playbook:   # one Ansible run per batch (engine.orchestration.rollout)
+            out["batches"] = cut_batches(list(expansion.names), chosen.serial)
+            out["max_fail_percentage"] = chosen.max_fail_percentage
         verdicts = {entry["would"] for entry in out["per_host"]}
         out["would"] = verdicts.pop() if len(verdicts) == 1 else "mixed"
     elif target and chosen:
@@ -117,7 +121,7 @@ def _gates_now(ctx: EngineContext, runbook: Runbook, chosen: Strategy, target: s
     gate_ctx = GateContext(runbook=runbook, strategy=chosen, target=target,
                            store=ctx.store, trigger=request.trigger, forced=request.force,
                            starts_attempt=existing is None or existing.attempt_id is None,
-                           dry=True, holder=ctx.holder)
+                           dry=True, holder=ctx.holder, inventory=ctx.inventory)
     final, asked = ctx.gates.decide(gate_ctx)
     out: dict[str, Any] = {"gates": [d.to_dict() for d in asked],
                            "would": final.verdict.value}
@@ -138,7 +142,7 @@ def check_runs(ctx: EngineContext, runbook: Runbook, target: str, *,
             continue
         now = time.time()
         gate_ctx = GateContext(runbook=runbook, strategy=step, target=target, store=ctx.store,
-                               check_mode=True, holder=ctx.holder)
+                               check_mode=True, holder=ctx.holder, inventory=ctx.inventory)
         _final, asked = ctx.gates.decide(gate_ctx)
         run = new_run(ctx, incident, runbook, step, RunStatus.RUNNING, now, incident_id=None,
                       check_mode=True, reason="check mode")

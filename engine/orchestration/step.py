@@ -76,9 +76,7 @@ def execute(ctx: EngineContext, incident: Incident, runbook: Runbook, strategy: 
     executor; a step that cannot be rendered is refused, as a failed result."""
     try:
         if strategy.playbook:
-            extravars = render_data(dict(strategy.extravars), incident.labels)
-            extravars.update({"recovery_target": incident.target,
-                              "recovery_component": runbook.component})
+            extravars = step_extravars(incident, runbook, strategy)
             return ctx.ansible.run(
                 artifacts=artifacts, playbook=strategy.playbook, limit=incident.target,
                 extravars=extravars, check=check, diff=diff,
@@ -91,6 +89,15 @@ def execute(ctx: EngineContext, incident: Incident, runbook: Runbook, strategy: 
     except (TemplateError, ValueError) as exc:
         artifacts.set_status("failed", 1)
         return StepResult(RunStatus.FAILED, f"refused to run: {exc}", 1)
+
+
+def step_extravars(incident: Incident, runbook: Runbook, strategy: Strategy) -> dict[str, Any]:
+    """A playbook step's extravars, rendered from the alert's labels, with the target and
+    the component. TemplateError (a ValueError) when they cannot be rendered."""
+    extravars = render_data(dict(strategy.extravars), incident.labels)
+    extravars.update({"recovery_target": incident.target,
+                      "recovery_component": runbook.component})
+    return extravars
 
 
 def action_context(ctx: EngineContext, incident: Incident, runbook: Runbook,
@@ -159,8 +166,9 @@ def end_run(ctx: EngineContext, run: RunRecord, artifacts: RunArtifacts, status:
     outcome = METRIC_OUTCOME.get(status)
     if outcome:
         duration = run.duration if status not in (RunStatus.DEFERRED, RunStatus.REFUSED) else None
+        gate = (run.gate or "unknown") if status == RunStatus.DEFERRED else None
         wait("its outcome", lambda: ctx.store.record_outcome(run.component, run.strategy,
-                                                             outcome, duration))
+                                                             outcome, duration, gate=gate))
     if hosts:
         counts = dict(Counter(h["outcome"] for h in hosts))
         wait("its hosts' outcomes", lambda: ctx.store.record_host_outcomes(

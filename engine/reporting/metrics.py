@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 ATTEMPTS = "infra_recovery_attempts_total"
 HOST_OUTCOMES = "infra_recovery_host_outcomes_total"
+DEFERRALS = "infra_recovery_deferrals_total"
 DURATION = "infra_recovery_duration_seconds"
 COOLDOWN = "infra_recovery_cooldown_active"
 DEGRADED = "infra_degraded_mode_active"
@@ -73,6 +74,10 @@ def _families() -> dict[str, Metric]:
             "changed, failed, unreachable, skipped, not_started), from the shared store; no "
             "host label: `recovery history --json` names them.",
             labels=["component", "strategy", "outcome"]),
+        DEFERRALS: CounterMetricFamily(
+            DEFERRALS, "Recovery runs deferred, by the gate that held them back (cooldown, "
+            "lock, fleet: the blast-radius limits...), from the shared store.",
+            labels=["component", "gate"]),
         DURATION: HistogramMetricFamily(
             DURATION, "Duration of executed recovery runs, from the shared store.",
             labels=["component", "strategy"]),
@@ -141,6 +146,8 @@ class StoreCollector(Collector):
             f[ATTEMPTS].add_metric([row.component, row.strategy, row.outcome], row.value)
         for row in store.host_counters():
             f[HOST_OUTCOMES].add_metric([row.component, row.strategy, row.outcome], row.value)
+        for deferral in store.deferrals():
+            f[DEFERRALS].add_metric([deferral.component, deferral.gate], deferral.value)
         for row in store.durations():
             buckets = [(floatToGoString(bound), count) for bound, count in row.buckets]
             if not buckets or not math.isinf(row.buckets[-1][0]):

@@ -37,6 +37,7 @@ from engine.lifecycle import IncidentState, RunStatus
 from engine.notify_due import claim_post
 from engine.orchestration.approvals import cancel_waiting, expire_due
 from engine.orchestration.attempt import advance
+from engine.orchestration.rollout import rollouts_of
 from engine.orchestration.settle import hand_back_interrupted
 from engine.orchestration.step import RunCallback
 from engine.outages import OutageLog
@@ -249,7 +250,10 @@ class Worker:
         with self._pool_lock:
             if not self._stop.is_set():
                 if self._pool is None:
-                    self._pool = _AdvancePool(max(1, self.ctx.config.worker_threads))
+                    rollouts = rollouts_of(self.ctx)
+                    self._pool = _AdvancePool(max(1, self.ctx.config.worker_threads),
+                                              rollouts.waiting)
+                    rollouts.on_wait(self._pool.grow)
                 self._pool.submit(_Job(incident_id, work, hand_back))
                 return
         hand_back()
@@ -473,8 +477,11 @@ class _AdvancePool:
     the interpreter joins those at exit, so a stuck playbook would hold a stopping
     service past its grace period."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, idle: Callable[[], int] = lambda: 0) -> None:
         self.size = size
+        # Threads waiting on a rollout (engine.orchestration.rollout) are not busy: a storm
+        # is gathered into one rollout only if other incidents' steps can reach it.
+        self._idle = idle
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._pending: dict[str, int] = {}
         self._jobs = 0                    # queued or running
@@ -485,17 +492,25 @@ class _AdvancePool:
         with self._cond:
             self._pending[job.incident_id] = self._pending.get(job.incident_id, 0) + 1
             self._jobs += 1
-            if len(self._threads) < min(self.size, self._jobs):
-                thread = threading.Thread(target=self._loop, daemon=True,
-                                          name=f"recovery-advance-{len(self._threads)}")
-                self._threads.append(thread)
-                thread.start()
+            self._start_thread_if_needed()
         self._queue.put(job)
+
+    def grow(self) -> None:
+        """A thread began waiting on a rollout: start another for a queued job, if any."""
+        with self._cond:
+            self._start_thread_if_needed()
+
+    def _start_thread_if_needed(self) -> None:
+        if len(self._threads) < min(self.size + self._idle(), self._jobs):
+            thread = threading.Thread(target=self._loop, daemon=True,
+                                      name=f"recovery-advance-{len(self._threads)}")
+            self._threads.append(thread)
+            thread.start()
 
     def free(self) -> int:
         """Threads that would start a job at once."""
         with self._cond:
-            return max(0, self.size - self._jobs)
+            return max(0, self.size + self._idle() - self._jobs)
 
     def _loop(self) -> None:
         while True:

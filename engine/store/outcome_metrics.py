@@ -23,6 +23,15 @@ class CounterRow:
 
 
 @dataclass
+class DeferralRow:
+    """Runs deferred by one gate (cooldown, lock, fleet...) of one component."""
+
+    component: str
+    gate: str
+    value: float
+
+
+@dataclass
 class DurationRow:
     component: str
     strategy: str
@@ -33,12 +42,19 @@ class DurationRow:
 
 class OutcomeMetrics(Protocol):
     """Runs counted by (component, strategy, outcome), durations in ``DURATION_BUCKETS``;
-    the hosts of those runs counted by (component, strategy, host outcome)."""
+    the hosts of those runs counted by (component, strategy, host outcome); deferrals by
+    (component, gate): which limit holds work back."""
 
     @abstractmethod
     def record_outcome(
-        self, component: str, strategy: str, outcome: str, duration: float | None
-    ) -> None: ...
+        self, component: str, strategy: str, outcome: str, duration: float | None, *,
+        gate: str | None = None,
+    ) -> None:
+        """Count one run's outcome; with ``gate`` (a deferred run: the gate that held it
+        back) its deferral is counted by (component, gate) too, in the same write."""
+
+    @abstractmethod
+    def deferrals(self) -> list[DeferralRow]: ...
 
     @abstractmethod
     def record_host_outcomes(

@@ -185,15 +185,19 @@ def test_unlock_breaks_a_lock_held_by_another_process_and_records_it(cli_env: En
     proc = cli_env.popen("recover", "-c", "holder", "-t", "web-1")
     try:
         wait_for_file(cli_env.work("hold-started"))
-        locks = cli_env.cli("status", "--json").json()["locks"]
-        assert [lk["target"] for lk in locks] == ["web-1"]
+        held = cli_env.cli("status", "--json").json()["locks"]
+        # the running step holds its target and one fleet slot (engine/gates/fleet.py)
+        assert sorted(lk["target"] for lk in held) == ["fleet-slot:0", "web-1"]
+        assert len({lk["run_id"] for lk in held}) == 1
+        locks = [lk for lk in held if lk["target"] == "web-1"]
         holder = locks[0]["holder"]
         assert cli_env.cli("unlock", "web-1", "-c", "svc").code == 4  # other component: left
 
         r = cli_env.cli("unlock", "web-1", "--as", "dave")
         assert r.code == 0, r.err
         assert holder in r.out and locks[0]["run_id"] in r.out
-        assert cli_env.cli("status", "--json").json()["locks"] == []
+        assert [lk["target"] for lk in cli_env.cli("status", "--json").json()["locks"]] == [
+            "fleet-slot:0"]     # the step still runs: its slot is its own until it ends
         (event,) = cli_env.store().list_events()
         assert (event.action, event.actor, event.detail["lock"]["holder"]) == (
             "unlock", "dave", holder)
@@ -209,7 +213,7 @@ def test_unlock_breaks_a_lock_held_by_another_process_and_records_it(cli_env: En
             proc.kill()
     assert proc.returncode == 0, (out, err)
     run = cli_env.store().get_run(locks[0]["run_id"])
-    assert "lock was broken" in run.reason
+    assert "its lock on web-1 was broken" in run.reason
     assert cli_env.cli("unlock", "web-1").out.strip() == "no lock on web-1"
 
 

@@ -187,6 +187,9 @@ def _farm(cli_env: Env) -> tuple[Path, Path]:
     (markers / "farm-2").write_text("up")
     cli_env.write_runbook("farm.yml", f"""\
         name: farm
+        # these tests are about which hosts are acted on, not the blast radius: the
+        # whole group may be under remediation at once
+        fleet: {{group_share: 100%}}
         strategies:
           - name: restart
             action: test.touch
@@ -216,6 +219,27 @@ def test_a_healthy_host_of_a_group_is_left_alone(cli_env: Env) -> None:
     assert run_json["hosts"] == [{"host": "farm-2", "outcome": "skipped", "reason": "healthy"}]
     states = {i["target"]: i["state"] for i in cli_env.cli("incidents", "--json").json()}
     assert states == {"farm-1": "recovered", "farm-3": "recovered"}
+
+
+def test_a_group_beyond_its_share_is_deferred_with_the_reason_force_or_not(
+        cli_env: Env) -> None:
+    """recovery.yml's default fleet limits: 25% of a group within 10 minutes, never
+    fewer than one host. Of three hosts one is acted on, the others wait, on the record."""
+    _, trace = _farm(cli_env)
+    book = cli_env.rb / "farm.yml"
+    book.write_text(book.read_text().replace("fleet: {group_share: 100%}", ""))
+    r = cli_env.cli("recover", "-c", "farm", "-t", "farm", "--include-healthy", "--force")
+    assert r.code == 4
+    assert _acted_on(trace) == ["farm-1"]
+    reason = ("blast radius: 1 of 3 hosts of group farm under remediation within 600s "
+              "(farm-1); group_share 25% allows 1")
+    incidents = {i["target"]: i for i in cli_env.cli("incidents", "--json").json()}
+    assert {t: i["state"] for t, i in incidents.items()} == {
+        "farm-1": "recovered", "farm-2": "open", "farm-3": "open"}
+    assert all(reason in incidents[t]["reason"] for t in ("farm-2", "farm-3"))
+    deferred = [x for x in cli_env.cli("history", "--json").json() if x["status"] == "deferred"]
+    assert sorted((x["target"], x["gate"]) for x in deferred) == [
+        ("farm-2", "fleet"), ("farm-3", "fleet")]
 
 
 def test_include_healthy_acts_on_every_host_of_the_group(cli_env: Env) -> None:

@@ -269,7 +269,7 @@ def test_artifacts_follow_the_runner_layout(engine_env, run_incident):
     record = json.loads((folder / "run.json").read_text())
     assert record["incident_id"] == incident.id and record["status"] == "succeeded"
     assert [g["gate"] for g in record["gates"]] == [
-        "kill_switch", "observe", "cooldown", "approval", "lock"]
+        "kill_switch", "observe", "cooldown", "approval", "lock", "fleet"]
     assert record["runbook_sha256"] == ctx.runbook("demo").sha256
     events = sorted((folder / "job_events").iterdir(),
                     key=lambda p: int(p.name.split("-", 1)[0]))

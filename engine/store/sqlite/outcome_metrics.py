@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from engine.store.outcome_metrics import (
     DURATION_BUCKETS,
     CounterRow,
+    DeferralRow,
     DurationRow,
     OutcomeMetrics,
 )
@@ -21,14 +22,17 @@ def _bucket_counts(raw: str) -> dict[str, float]:
 class SQLiteOutcomeMetrics(SQLiteConnection, OutcomeMetrics):
     """``counters`` and ``host_counters``: a row per (component, strategy, outcome);
     ``durations``: a row per (component, strategy), its bucket counts as JSON keyed by
-    bound."""
+    bound; ``deferrals``: a row per (component, gate)."""
 
     def record_outcome(self, component: str, strategy: str, outcome: str,
-                       duration: float | None) -> None:
+                       duration: float | None, *, gate: str | None = None) -> None:
         with self._tx() as db:
             db.execute(
                 "INSERT INTO counters VALUES (?, ?, ?, 1) ON CONFLICT(component, strategy, "
                 "outcome) DO UPDATE SET value = value + 1", (component, strategy, outcome))
+            if gate is not None:
+                db.execute("INSERT INTO deferrals VALUES (?, ?, 1) ON CONFLICT(component, "
+                           "gate) DO UPDATE SET value = value + 1", (component, gate))
             if duration is None:
                 return
             row = db.execute("SELECT buckets, total, count FROM durations WHERE component = ? "
@@ -60,6 +64,10 @@ class SQLiteOutcomeMetrics(SQLiteConnection, OutcomeMetrics):
     def counters(self) -> list[CounterRow]:
         rows = self._read("SELECT * FROM counters ORDER BY component, strategy, outcome")
         return [CounterRow(r["component"], r["strategy"], r["outcome"], r["value"]) for r in rows]
+
+    def deferrals(self) -> list[DeferralRow]:
+        rows = self._read("SELECT * FROM deferrals ORDER BY component, gate")
+        return [DeferralRow(r["component"], r["gate"], r["value"]) for r in rows]
 
     def durations(self) -> list[DurationRow]:
         out = []

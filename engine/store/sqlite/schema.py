@@ -73,6 +73,9 @@ CREATE TABLE IF NOT EXISTS host_counters (
     component TEXT, strategy TEXT, outcome TEXT, value REAL,
     PRIMARY KEY (component, strategy, outcome)
 );
+CREATE TABLE IF NOT EXISTS deferrals (
+    component TEXT, gate TEXT, value REAL, PRIMARY KEY (component, gate)
+);
 CREATE TABLE IF NOT EXISTS durations (
     component TEXT, strategy TEXT, buckets TEXT, total REAL, count REAL,
     PRIMARY KEY (component, strategy)

@@ -24,3 +24,14 @@ def test_host_outcomes_add_up_per_component_strategy_and_outcome(store):
     assert got == {("chromadb", "restart", "failed"): 1, ("redis", "restart", "ok"): 3,
                    ("redis", "restart", "unreachable"): 1}
     assert store.counters() == []   # runs are counted apart
+
+
+def test_a_deferral_is_counted_by_the_gate_that_held_it_back(store):
+    store.record_outcome("c", "s", "deferred", None, gate="fleet")
+    store.record_outcome("c", "t", "deferred", None, gate="fleet")
+    store.record_outcome("c", "s", "deferred", None, gate="lock")
+    store.record_outcome("c", "s", "succeeded", 1.0)
+    assert {(r.component, r.gate): r.value for r in store.deferrals()} == {
+        ("c", "fleet"): 2, ("c", "lock"): 1}
+    assert {(r.strategy, r.outcome): r.value for r in store.counters()} == {
+        ("s", "deferred"): 2, ("t", "deferred"): 1, ("s", "succeeded"): 1}
