@@ -85,7 +85,31 @@ RUNBOOKS = {
             timeout: 2m
         verify: {action: test.ok, interval: 0.05s, deadline: 2s}
         """,
+    # The same playbooks on h2, whose data service `datasvc` is a systemd unit.
+    "unitdata.yml": """\
+        name: unitdata
+        strategies:
+          - name: snapshot_take
+            playbook: snapshot_take.yml
+            extravars: {stop_service: true}
+            timeout: 2m
+          - name: snapshot_rollback
+            playbook: snapshot_rollback.yml
+            timeout: 2m
+        verify: {action: test.ok, interval: 0.05s, deadline: 2s}
+        """,
 }
+
+
+# h1's data service: its data directory over HTTP on port 8000. Not `python -m
+# http.server`, whose start-up looks the address up in DNS (getfqdn), which a test host
+# cannot reach: ten seconds of every restart.
+STORE = """
+import functools, http.server, socketserver, sys
+socketserver.TCPServer.allow_reuse_address = True
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[2])
+socketserver.TCPServer((sys.argv[1], 8000), handler).serve_forever()
+"""
 
 
 @dataclass
@@ -135,10 +159,11 @@ def site(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sit
     data, snapshots = store_root / "data", store_root / "snapshots"
     data.mkdir(parents=True)
     (data / "a.txt").write_text("v1")
+    (h1.root / "store.py").write_text(STORE)
     supervisor = h1.supervise({
         "redis": Program(command=h1.redis_argv(), startsecs=0),
-        "store": Program(command=[sys.executable, "-m", "http.server", "8000", "--bind",
-                                  h1.address, "--directory", str(data)], startsecs=0)})
+        "store": Program(command=[sys.executable, str(h1.root / "store.py"), h1.address, str(data)],
+                         startsecs=0)})
     supervisor.wait_running("redis")
     supervisor.wait_running("store")
     assert wait_port(h1.address, 8000, 20)
@@ -146,7 +171,10 @@ def site(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sit
     install_systemctl(h2)
     add_unit(h2, "redis", h2.redis_argv())
     add_unit(h2, "stuck", ["sleep", "600"], stuck=True)
-    for unit in ("redis", "stuck"):
+    add_unit(h2, "datasvc", ["sleep", "600"])
+    (h2.root / "unitdata" / "data").mkdir(parents=True)
+    (h2.root / "unitdata" / "data" / "a.txt").write_text("v1")
+    for unit in ("redis", "stuck", "datasvc"):
         h2.run(str(h2.bin / "systemctl"), "start", unit)
     assert wait_redis(h2.address, 6379, 20)
 
@@ -162,7 +190,11 @@ def site(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sit
                "store_program": "store", "store_persist_dir": str(data),
                "store_snapshot_dir": str(snapshots), "snapshot_roots": [str(store_root)],
                "store_url": f"http://{h1.address}:8000"},
-        "h2": {"service_manager": "systemd", "redis_program": "redis", "stuck_program": "stuck"},
+        "h2": {"service_manager": "systemd", "redis_program": "redis", "stuck_program": "stuck",
+               "unitdata_program": "datasvc",
+               "unitdata_persist_dir": str(h2.root / "unitdata" / "data"),
+               "unitdata_snapshot_dir": str(h2.root / "unitdata" / "snapshots"),
+               "snapshot_roots": [str(h2.root / "unitdata")]},
         # worker_service_manager: what the host says for the worker component only
         "h3": {"service_manager": "docker", "redis_container": "redis-h3",
                "worker_service_manager": "runit", "worker_program": "worker"},
@@ -283,3 +315,68 @@ def test_an_unknown_service_manager_is_refused_and_nothing_runs(site: Site) -> N
     assert run.status.value == "failed" and "refused on h3" in run.reason, run.reason
     assert "got \"runit\"" in run.reason
     assert runtime_calls(h3) == calls
+
+
+# -- snapshot_take.yml, snapshot_rollback.yml ----------------------------------------------
+
+def _store(site: Site) -> list[str]:
+    """h1's snapshot folder, by name (archives, .good markers)."""
+    return sorted(p.name for p in site.snapshots.iterdir()) if site.snapshots.exists() else []
+
+
+def test_snapshot_take_then_rollback_over_ssh(site: Site) -> None:
+    """h1's data service under supervisord, its paths from the inventory: check mode
+    writes and stops nothing; a snapshot stops the service for the copy and is marked
+    good (the service answered over h1's network before and after); a check-mode
+    rollback changes nothing; a rollback restores the data, keeps a pre-rollback
+    snapshot, and the service serves the restored files; a second rollback ends the same."""
+    def step(strategy: str, *extra: str) -> None:
+        code, out = site.recovery("recover", "-c", "store", "-s", strategy, "-t", "h1", *extra)
+        assert code == 0, out
+
+    pid = site.supervisor.pid("store")
+    step("snapshot_take", "--check")
+    assert _store(site) == [] and site.supervisor.pid("store") == pid
+
+    step("snapshot_take")
+    archives = [n for n in _store(site) if n.endswith(".tar.gz")]
+    assert len(archives) == 1 and f"{archives[0]}.good" in _store(site), _store(site)
+    pid = site.supervisor.wait_running("store")
+    assert site.get("a.txt") == "v1"
+
+    (site.data / "a.txt").write_text("v2")
+    (site.data / "c.txt").write_text("written after the snapshot")
+    step("snapshot_rollback", "--check")
+    assert site.get("a.txt") == "v2" and site.supervisor.pid("store") == pid
+    assert not [n for n in _store(site) if "pre-rollback" in n]
+
+    for rollbacks in (1, 2):
+        step("snapshot_rollback")
+        assert site.supervisor.wait_running("store") != pid
+        pid = site.supervisor.pid("store")
+        assert site.get("a.txt") == "v1"
+        assert not (site.data / "c.txt").exists()
+        assert len([n for n in _store(site) if n.endswith(".pre-rollback.tar.gz")]) == rollbacks
+        assert sorted(p.name for p in site.data.parent.iterdir()) == ["data", "snapshots"]
+
+
+def test_snapshots_stop_and_start_a_systemd_service(site: Site) -> None:
+    """With service_manager systemd, snapshot_take's stop_service stops the unit for the
+    copy and starts it again, as snapshot_rollback does around the restore."""
+    h2 = site.fleet["h2"]
+    data = h2.root / "unitdata" / "data"
+    pid = unit_pid(h2, "datasvc")
+    calls = len(systemctl_calls(h2))
+    code, out = site.recovery("recover", "-c", "unitdata", "-s", "snapshot_take", "-t", "h2")
+    assert code == 0, out
+    told = [c for c in systemctl_calls(h2)[calls:] if c[0] != "show"]
+    assert told == [["stop", "datasvc"], ["start", "datasvc"]], told
+    assert unit_pid(h2, "datasvc") not in (0, pid)
+
+    (data / "a.txt").write_text("v2")
+    calls = len(systemctl_calls(h2))
+    code, out = site.recovery("recover", "-c", "unitdata", "-s", "snapshot_rollback", "-t", "h2")
+    assert code == 0, out
+    told = [c for c in systemctl_calls(h2)[calls:] if c[0] != "show"]
+    assert told == [["stop", "datasvc"], ["start", "datasvc"]], told
+    assert (data / "a.txt").read_text() == "v1" and unit_pid(h2, "datasvc") != 0
