@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import textwrap
 import time
@@ -24,6 +23,7 @@ import pytest
 from engine.cli import main
 from tests.support.fleet import Fleet, Host, wait_redis
 from tests.support.paths import ROOT
+from tests.support.standins import install_runtime, runtime_calls
 from tests.support.supervisor import BIN, Program, Supervisor
 
 pytestmark = pytest.mark.requires("root", "ip", "sshd", "redis-server", "supervisord")
@@ -62,15 +62,6 @@ RUNBOOKS = {
         """,
 }
 
-# A stand-in for the container runtime's CLI (docker and podman cannot run here): it
-# records the argv it was given, one JSON list a line, and succeeds.
-RUNTIME_STANDIN = """#!/usr/bin/python3
-import json, os, sys
-with open(os.environ.get("STANDIN_LOG", "{log}"), "a") as fh:
-    fh.write(json.dumps(sys.argv[1:]) + "\\n")
-"""
-
-
 @dataclass
 class Site:
     """The fleet, what runs on each host, and an engine configuration for it."""
@@ -101,14 +92,7 @@ class Site:
         return {name: sup.pid("redis") for name, sup in self.supervisors.items()}
 
     def standin_calls(self, host: Host, runtime: str = "docker") -> list[list[str]]:
-        log = host.root / f"{runtime}.calls"
-        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-
-def install_standin(host: Host, runtime: str) -> None:
-    path = host.bin / runtime
-    path.write_text(RUNTIME_STANDIN.replace("{log}", str(host.root / f"{runtime}.calls")))
-    path.chmod(0o755)
+        return runtime_calls(host, runtime)
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +114,8 @@ def site(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sit
             "cleanup_roots": [str(host.root / "clean")],
             "cleanup_max_usage_percent": 0,
         }
-    install_standin(fleet["h4"], "docker")
-    install_standin(fleet["h3"], "podman")
+    install_runtime(fleet["h4"], "docker")     # recording stand-ins (tests/support/standins.py)
+    install_runtime(fleet["h3"], "podman")
     host_vars["h3"]["container_runtime"] = "podman"
     inventory = fleet.write_inventory(root / "inventory" / "hosts.yml",
                                       groups={"redis": ["h1", "h2", "h3", "h4"],
