@@ -13,11 +13,7 @@ Every playbook run here is a few seconds of SSH and Ansible, so the module is sl
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
 import sys
-import textwrap
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,9 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
 from tests.support.fleet import Fleet, wait_port, wait_redis
-from tests.support.paths import ROOT
+from tests.support.fleet_engine import recovery, without_recovery_env, write_engine_config
 from tests.support.standins import (
     add_unit,
     install_runtime,
@@ -123,10 +118,8 @@ class Site:
     own_redis: dict[str, int]       # h3's and h4's redis-server pids (not restarted by stand-ins)
 
     def recovery(self, *args: str) -> tuple[int, str]:
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            code = main(["--config", str(self.config), *args])
-        return code, out.getvalue()
+        """``recovery --config CONFIG ARGS`` in this process; exit code and output."""
+        return recovery(self.config, *args)
 
     def last_run(self, runbook: str, strategy: str, target: str):
         from engine.store.sqlite import SQLiteStore
@@ -205,24 +198,11 @@ def site(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sit
     inventory = fleet.write_inventory(root / "inventory" / "hosts.yml",
                                       groups={"redis": ["h1", "h2", "h3", "h4"]},
                                       host_vars=host_vars)
-    (root / "rb").mkdir()
-    for name, text in RUNBOOKS.items():
-        (root / "rb" / name).write_text(textwrap.dedent(text))
-    config = root / "recovery.yml"
-    config.write_text(textwrap.dedent(f"""\
-        home: {root / 'var'}
-        runbooks: {root / 'rb'}
-        playbooks: {ROOT / 'playbooks'}
-        inventory: {inventory}
-        action_modules: [tests.support.engine_actions]
-        lock: {{lease: 1s}}
-        """))
-    saved = {k: os.environ.pop(k) for k in list(os.environ)
-             if k in ("RECOVERY_CONFIG", "RECOVERY_HOME", "RECOVERY_STATE_URL")}
+    config = write_engine_config(root, inventory, RUNBOOKS)
     try:
-        yield Site(fleet, supervisor, config, root / "var", data, snapshots, own_redis)
+        with without_recovery_env():
+            yield Site(fleet, supervisor, config, root / "var", data, snapshots, own_redis)
     finally:
-        os.environ.update(saved)
         supervisor.stop()
 
 

@@ -9,10 +9,7 @@ answers); the rest is marked slow."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
-import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
 from tests.support.fleet import Fleet, Host, wait_redis
-from tests.support.paths import ROOT
+from tests.support.fleet_engine import recovery, without_recovery_env, write_engine_config
 from tests.support.standins import install_runtime, runtime_calls
 from tests.support.supervisor import BIN, Program, Supervisor
 
@@ -73,10 +69,7 @@ class Site:
 
     def recovery(self, *args: str) -> tuple[int, str]:
         """``recovery --config CONFIG ARGS`` in this process; exit code and output."""
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            code = main(["--config", str(self.config), *args])
-        return code, out.getvalue()
+        return recovery(self.config, *args)
 
     def runs(self, runbook: str) -> list:
         """The run records of ``runbook``, newest first."""
@@ -121,24 +114,11 @@ def site(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sit
                                       groups={"redis": ["h1", "h2", "h3", "h4"],
                                               "docker_hosts": ["h3", "h4"]},
                                       host_vars=host_vars)
-    (root / "rb").mkdir()
-    for name, text in RUNBOOKS.items():
-        (root / "rb" / name).write_text(textwrap.dedent(text))
-    config = root / "recovery.yml"
-    config.write_text(textwrap.dedent(f"""\
-        home: {root / 'var'}
-        runbooks: {root / 'rb'}
-        playbooks: {ROOT / 'playbooks'}
-        inventory: {inventory}
-        action_modules: [tests.support.engine_actions]
-        lock: {{lease: 1s}}
-        """))
-    saved = {k: os.environ.pop(k) for k in list(os.environ)
-             if k in ("RECOVERY_CONFIG", "RECOVERY_HOME", "RECOVERY_STATE_URL")}
+    config = write_engine_config(root, inventory, RUNBOOKS)
     try:
-        yield Site(fleet, supervisors, config, root / "var")
+        with without_recovery_env():
+            yield Site(fleet, supervisors, config, root / "var")
     finally:
-        os.environ.update(saved)
         for supervisor in supervisors.values():
             supervisor.stop()
 

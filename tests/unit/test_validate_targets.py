@@ -6,49 +6,58 @@ on every round of the service, and never check a host."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.support.cli_env import INVENTORY, Env
 
-EMPTY_GROUP = INVENTORY + "    spare:\n      hosts: {}\n"
+STEP = """\
+    name: fleet
+    strategies:
+      - name: one
+        action: test.ok
+      - name: group
+        action: test.ok
+        target: {pattern}
+    """
+
+PROBE = """\
+    name: fleet
+    strategies:
+      - name: one
+        action: test.ok
+    probe:
+      interval: 30s
+      targets: {pattern}
+    """
+
+REFUSED = [
+    ("web:&nosuch", "'web:&nosuch': 'nosuch' matches no inventory host or group"),
+    ("webb", "'webb' matches no inventory host or group"),
+    ("spare", "'spare' matches no host: group 'spare' has no hosts"),
+]
 
 
-def test_validate_refuses_a_step_whose_group_has_no_hosts(cli_env: Env) -> None:
-    (cli_env.root / "inventory" / "hosts.yml").write_text(EMPTY_GROUP)
-    path = cli_env.write_runbook("fleet.yml", """\
-        name: fleet
-        strategies:
-          - name: one
-            action: test.ok
-          - name: group
-            action: test.ok
-            target: spare
-        """)
-    r = cli_env.cli("validate")
+def _validate(cli_env: Env, runbook: str, pattern: str):
+    # `spare`: a group without hosts
+    (cli_env.root / "inventory" / "hosts.yml").write_text(
+        INVENTORY + "    spare:\n      hosts: {}\n")
+    path = cli_env.write_runbook("fleet.yml", runbook.replace("{pattern}", pattern))
+    return path, cli_env.cli("validate")
+
+
+@pytest.mark.parametrize(("runbook", "where"), [
+    (STEP, "5: strategy 'group': strategies[1].target"),   # the step's line
+    (PROBE, "7: probe.targets"),                            # the line of targets:
+])
+@pytest.mark.parametrize(("pattern", "reason"), REFUSED)
+def test_validate_refuses_a_target_that_selects_no_host(
+        cli_env: Env, runbook: str, where: str, pattern: str, reason: str) -> None:
+    path, r = _validate(cli_env, runbook, pattern)
     assert r.code == 2
-    assert (f"{path}:5: strategy 'group': strategies[1].target 'spare' matches no host: "
-            "group 'spare' has no hosts") in r.out, r.out + r.err
+    assert f"{path}:{where} {reason}" in r.out, r.out + r.err
 
 
-def test_validate_refuses_a_probe_whose_targets_name_no_host(cli_env: Env) -> None:
-    (cli_env.root / "inventory" / "hosts.yml").write_text(EMPTY_GROUP)
-    path = cli_env.write_runbook("probed.yml", """\
-        name: probed
-        strategies:
-          - name: one
-            action: test.ok
-        probe:
-          interval: 30s
-          targets: webb
-        """)
-    r = cli_env.cli("validate")
-    assert r.code == 2
-    assert (f"{path}:7: probe.targets 'webb' matches no inventory host or group"
-            in r.out), r.out + r.err
-
-    path.write_text(path.read_text().replace("targets: webb", "targets: spare"))
-    r = cli_env.cli("validate")
-    assert r.code == 2
-    assert f"{path}:7: probe.targets 'spare' matches no host: group 'spare' has no hosts" in r.out
-
-    path.write_text(path.read_text().replace("targets: spare", "targets: web:!web-2"))
-    r = cli_env.cli("validate")
+@pytest.mark.parametrize("runbook", [STEP, PROBE])
+def test_validate_accepts_a_pattern_that_selects_hosts(cli_env: Env, runbook: str) -> None:
+    _, r = _validate(cli_env, runbook, "web:!web-2")
     assert r.code == 0, r.out + r.err
