@@ -363,7 +363,8 @@ class _Builder:
         return Probe(targets=raw["targets"], action=action, params=params,
                      interval=self._duration(raw, "interval", path, Probe.interval,
                                              positive=True),
-                     failure_type=raw.get("failure_type"))
+                     failure_type=raw.get("failure_type"),
+                     line=self.src.line_of((*path, "targets")))
 
     def _check_schema(self, data: Any) -> None:
         error = best_match(_VALIDATOR.iter_errors(data))

@@ -48,6 +48,7 @@ class Probe:
     params: dict[str, Any] = field(default_factory=dict)
     interval: float = 30.0
     failure_type: str | None = None
+    line: int = 0            # of ``targets`` in its file, for ``recovery validate``
 
 
 @dataclass(frozen=True)

@@ -136,17 +136,23 @@ def validate_set(paths: SetPaths, *, known_actions: Iterable[str],
 
 
 def step_target_errors(runbooks: Iterable[Runbook], inventory: Inventory) -> list[str]:
-    """``file:line: reason`` for each step whose ``target:`` names no host of the
-    inventory (an unknown or empty group, a term that matches nothing)."""
+    """``file:line: reason`` for each inventory pattern a runbook names that selects no
+    host of the inventory (an unknown or empty group, a term that matches nothing): a
+    step's ``target:`` and a probe's ``targets:`` (which would otherwise check nothing,
+    round after round, with a warning in the service's log only)."""
     from engine.inventory import UnknownTarget
 
     errors = []
     for rb in runbooks:
-        for i, step in enumerate(rb.strategies):
-            if step.target is None:
+        named = [(step.target, f"strategies[{i}].target", step.line,
+                  f"strategy {step.name!r}: ") for i, step in enumerate(rb.strategies)]
+        if rb.probe is not None:
+            named.append((rb.probe.targets, "probe.targets", rb.probe.line, ""))
+        for pattern, what, line, prefix in named:
+            if pattern is None:
                 continue
             try:
-                inventory.expand(step.target, what=f"strategies[{i}].target")
+                inventory.expand(pattern, what=what)
             except UnknownTarget as exc:
-                errors.append(f"{rb.path}:{step.line}: strategy {step.name!r}: {exc.reason}")
+                errors.append(f"{rb.path}:{line}: {prefix}{exc.reason}")
     return errors

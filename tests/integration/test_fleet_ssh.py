@@ -9,11 +9,7 @@ answers); the rest is marked slow."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import os
-import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
 from tests.support.fleet import Fleet, Host, wait_redis
-from tests.support.paths import ROOT
+from tests.support.fleet_engine import recovery, without_recovery_env, write_engine_config
+from tests.support.standins import install_runtime, runtime_calls
 from tests.support.supervisor import BIN, Program, Supervisor
 
 pytestmark = pytest.mark.requires("root", "ip", "sshd", "redis-server", "supervisord")
@@ -62,15 +58,6 @@ RUNBOOKS = {
         """,
 }
 
-# A stand-in for the container runtime's CLI (docker and podman cannot run here): it
-# records the argv it was given, one JSON list a line, and succeeds.
-RUNTIME_STANDIN = """#!/usr/bin/python3
-import json, os, sys
-with open(os.environ.get("STANDIN_LOG", "{log}"), "a") as fh:
-    fh.write(json.dumps(sys.argv[1:]) + "\\n")
-"""
-
-
 @dataclass
 class Site:
     """The fleet, what runs on each host, and an engine configuration for it."""
@@ -82,10 +69,7 @@ class Site:
 
     def recovery(self, *args: str) -> tuple[int, str]:
         """``recovery --config CONFIG ARGS`` in this process; exit code and output."""
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            code = main(["--config", str(self.config), *args])
-        return code, out.getvalue()
+        return recovery(self.config, *args)
 
     def runs(self, runbook: str) -> list:
         """The run records of ``runbook``, newest first."""
@@ -101,14 +85,7 @@ class Site:
         return {name: sup.pid("redis") for name, sup in self.supervisors.items()}
 
     def standin_calls(self, host: Host, runtime: str = "docker") -> list[list[str]]:
-        log = host.root / f"{runtime}.calls"
-        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-
-def install_standin(host: Host, runtime: str) -> None:
-    path = host.bin / runtime
-    path.write_text(RUNTIME_STANDIN.replace("{log}", str(host.root / f"{runtime}.calls")))
-    path.chmod(0o755)
+        return runtime_calls(host, runtime)
 
 
 @pytest.fixture(scope="module")
@@ -130,35 +107,18 @@ def site(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sit
             "cleanup_roots": [str(host.root / "clean")],
             "cleanup_max_usage_percent": 0,
         }
-    install_standin(fleet["h4"], "docker")
-    install_standin(fleet["h3"], "podman")
+    install_runtime(fleet["h4"], "docker")     # recording stand-ins (tests/support/standins.py)
+    install_runtime(fleet["h3"], "podman")
     host_vars["h3"]["container_runtime"] = "podman"
     inventory = fleet.write_inventory(root / "inventory" / "hosts.yml",
                                       groups={"redis": ["h1", "h2", "h3", "h4"],
                                               "docker_hosts": ["h3", "h4"]},
                                       host_vars=host_vars)
-    (root / "rb").mkdir()
-    for name, text in RUNBOOKS.items():
-        (root / "rb" / name).write_text(textwrap.dedent(text))
-    config = root / "recovery.yml"
-    config.write_text(textwrap.dedent(f"""\
-        home: {root / 'var'}
-        runbooks: {root / 'rb'}
-        playbooks: {ROOT / 'playbooks'}
-        inventory: {inventory}
-        action_modules: [tests.support.engine_actions]
-        lock: {{lease: 1s}}
-        # What these tests check is what the playbooks do on each host over SSH, one
-        # host after another of the redis group within minutes, not the blast radius
-        # (tests/unit/test_fleet_gate.py): the whole group may be under remediation.
-        fleet: {{group_share: 100%}}
-        """))
-    saved = {k: os.environ.pop(k) for k in list(os.environ)
-             if k in ("RECOVERY_CONFIG", "RECOVERY_HOME", "RECOVERY_STATE_URL")}
+    config = write_engine_config(root, inventory, RUNBOOKS)
     try:
-        yield Site(fleet, supervisors, config, root / "var")
+        with without_recovery_env():
+            yield Site(fleet, supervisors, config, root / "var")
     finally:
-        os.environ.update(saved)
         for supervisor in supervisors.values():
             supervisor.stop()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tests.support.ansible_fixtures import (
     assert_private_dirs_deleted,
     new_run,
 )
+from tests.support.paths import ROOT
 
 # -- syntax check ------------------------------------------------------------------------
 
@@ -332,3 +334,29 @@ def test_process_restart_refuses_a_bad_program(
                          program=program)
     assert result.status == RunStatus.FAILED
     assert "refused" in result.reason
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("component", "plans"), [
+    ("redis", {"cache-1.example": '["docker", "restart", "-t", "10", "redis-cache-1"]',
+               "cache-2.example": '["docker", "restart", "-t", "10", "redis"]'}),
+    ("chromadb", {"vectors-1.example": '["supervisorctl", "-c", '
+                  '"/etc/supervisor/supervisord.conf", "restart", "chromadb"]'}),
+    ("openwebui", {"webui-1.example": '["docker", "restart", "-t", "10", "open-webui"]'}),
+])
+def test_restart_service_plans_the_example_fleet_from_its_group_vars(
+    component: str, plans: dict[str, str]
+) -> None:
+    """The shipped inventory in check mode (its hosts made local: the examples route
+    nowhere): each host's manager and name come from inventory/group_vars, a host's own
+    name wins, and the plan names the exact command."""
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i",
+         str(ROOT / "inventory" / "hosts.yml"), str(ROOT / "playbooks" / "restart_service.yml"),
+         "--check", "--limit", component, "-e", f"recovery_component={component}",
+         "-e", "ansible_connection=local", "-e", f"ansible_python_interpreter={sys.executable}"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-3000:]
+    for host, plan in plans.items():
+        shown = plan.replace('"', '\\"')          # as the debug output escapes it
+        assert f'ok: [{host}] => {{\n    "msg": "would run: {shown}"' in done.stdout, done.stdout

@@ -525,6 +525,25 @@ def test_shipped_examples_cannot_reach_real_hosts() -> None:
                 assert str(address) in url
 
 
+def test_shipped_example_fleet_shares_its_vars_through_group_vars() -> None:
+    """The example groups have hosts; what a group shares comes from group_vars/ (a
+    host's own value wins), and every service_manager is one restart_service.yml takes."""
+    inv = Inventory(ROOT / "inventory")
+    for group in ("redis", "chromadb", "openwebui", "docker_hosts"):
+        assert inv.resolve_pattern(group), group
+    assert inv.get("cache-1.example").vars["redis_container"] == "redis-cache-1"
+    assert inv.get("cache-2.example").vars["redis_container"] == "redis"   # the group's
+    for host in inv.resolve_pattern("docker_hosts"):
+        assert host.vars["container_runtime"] == "docker"
+        assert host.vars["service_manager"] == "docker"
+    vectors = inv.get("vectors-1.example").vars
+    assert vectors["service_manager"] == "supervisor" and vectors["chromadb_program"]
+    assert vectors["chromadb_persist_dir"].startswith(vectors["snapshot_roots"][0] + "/")
+    for host in inv.hosts():
+        assert host.vars.get("service_manager", "docker") in (
+            "docker", "podman", "supervisor", "systemd"), host.name
+
+
 # -- cost: ansible only when used ----------------------------------------------------------
 
 
