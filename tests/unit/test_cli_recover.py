@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import time
 from pathlib import Path
@@ -230,16 +231,21 @@ def test_a_group_beyond_its_share_is_deferred_with_the_reason_force_or_not(
     book.write_text(book.read_text().replace("fleet: {group_share: 100%}", ""))
     r = cli_env.cli("recover", "-c", "farm", "-t", "farm", "--include-healthy", "--force")
     assert r.code == 4
-    assert _acted_on(trace) == ["farm-1"]
-    reason = ("blast radius: 1 of 3 hosts of group farm under remediation within 600s "
-              "(farm-1); group_share 25% allows 1")
+    # The group's incidents are driven together: whichever host the gate admits first
+    # is the one acted on; the two others are held back, whichever they are.
+    (first,) = _acted_on(trace)
+    others = sorted({"farm-1", "farm-2", "farm-3"} - {first})
     incidents = {i["target"]: i for i in cli_env.cli("incidents", "--json").json()}
     assert {t: i["state"] for t, i in incidents.items()} == {
-        "farm-1": "recovered", "farm-2": "open", "farm-3": "open"}
-    assert all(reason in incidents[t]["reason"] for t in ("farm-2", "farm-3"))
+        first: "recovered", **{t: "open" for t in others}}
+    # Each reason names the hosts that held the group's room when it was asked (hosts
+    # racing for it count each other's locks; the earliest lock wins: engine/gates/fleet.py).
+    for t in others:
+        assert re.search(r"blast radius: [12] of 3 hosts of group farm under remediation "
+                         r"within 600s \(farm-\d(, farm-\d)?\); group_share 25% allows 1",
+                         incidents[t]["reason"]), incidents[t]["reason"]
     deferred = [x for x in cli_env.cli("history", "--json").json() if x["status"] == "deferred"]
-    assert sorted((x["target"], x["gate"]) for x in deferred) == [
-        ("farm-2", "fleet"), ("farm-3", "fleet")]
+    assert sorted((x["target"], x["gate"]) for x in deferred) == [(t, "fleet") for t in others]
 
 
 def test_include_healthy_acts_on_every_host_of_the_group(cli_env: Env) -> None:
