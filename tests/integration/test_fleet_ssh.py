@@ -104,9 +104,6 @@ RUNBOOKS = {
 # the service elsewhere (tests/conftest.py's ``serve``).
 SERVICE = ("webhook: {workers: 1, http_workers: 1, shutdown_grace: 5s, graceful_timeout: 2s}\n"
            "workers: {poll_interval: 0.2s, threads: 2}\n")
-# Several hosts of one group at once: no share of the group held back (the blast-radius
-# gate is not what these tests are about).
-WHOLE_GROUP = "fleet: {group_share: 100%, coalesce_window: 1s}\n"
 GROUPS = {"redis": ["h1", "h2", "h3", "h4"], "docker_hosts": ["h3", "h4"]}
 
 # A stand-in for the container runtime's CLI (docker and podman cannot run here): it
@@ -167,7 +164,7 @@ class Site:
         log = host.root / f"{runtime}.calls"
         return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
-    def variant(self, name: str, config: str = WHOLE_GROUP,
+    def variant(self, name: str, config: str = "",
                 host_vars: dict[str, dict] | None = None) -> Site:
         """The same fleet and runbooks with a home of its own (so a test reads only its own
         records), ``config`` added to recovery.yml and ``host_vars`` over the inventory's."""
@@ -190,6 +187,10 @@ def write_site(root: Path, fleet: Fleet, supervisors: dict[str, Supervisor],
         inventory: {inventory}
         action_modules: [tests.support.engine_actions]
         lock: {{lease: 1s}}
+        # What these tests check is what the playbooks do on each host over SSH, and how
+        # a rollout goes over the group, not the blast radius (tests/unit/
+        # test_fleet_gate.py): the whole group may be under remediation.
+        fleet: {{group_share: 100%, coalesce_window: 1s}}
         """) + config)
     return Site(fleet, supervisors, path, root / "var", host_vars)
 
@@ -381,7 +382,7 @@ def test_20_alerts_for_4_hosts_are_one_rolling_run_over_ssh(site: Site) -> None:
     per host, their steps fused into one rollout of ``serial: 2`` (one Ansible run, and
     one run record, per batch of two hosts), each incident its own record with its own
     host's outcome; every host's Redis really restarted (a new pid) and answers."""
-    here = site.variant("storm", WHOLE_GROUP + SERVICE)
+    here = site.variant("storm", SERVICE)
     hosts = ["h1", "h2", "h3", "h4"]
     before = site.pids()
     with _service(here) as served:
@@ -417,7 +418,7 @@ def test_20_alerts_for_4_hosts_are_one_rolling_run_over_ssh(site: Site) -> None:
 def test_an_alert_for_one_host_acts_on_that_host_only(site: Site) -> None:
     """One alert for h2 through the running service: h2's Redis restarts over SSH, the
     other three keep their pids; one run, on h2 alone (no batch of a rollout)."""
-    here = site.variant("one-alert", WHOLE_GROUP + SERVICE)
+    here = site.variant("one-alert", SERVICE)
     before = site.pids()
     with _service(here) as served:
         assert post_alerts(served, alert_payload(here.home, "h2"))["accepted"] == 1
@@ -502,22 +503,3 @@ def test_a_host_whose_sshd_is_stopped_is_unreachable_inside_a_group_rollout(site
         assert _outcomes(mine[host]) == [(host, "changed")]
     assert here.incidents() == {"h1": "recovered", "h2": "recovered", "h3": "failed",
                                 "h4": "recovered"}
-
-
-@pytest.mark.slow
-def test_check_mode_of_a_rolling_group_changes_nothing(site: Site) -> None:
-    """``--check`` of the ``serial: 1`` restart on the group: every host's play runs in
-    check mode, no pid changes, every Redis answers, no incident is opened."""
-    here = site.variant("check")
-    before = site.pids()
-    code, out = here.recovery("recover", "-c", "rolling", "-t", "redis", "--check",
-                              "--include-healthy")
-    assert code == 0, out
-    assert site.pids() == before
-    for host in site.fleet:
-        assert wait_redis(host.address, 6379, 5), host.name
-        assert site.supervisors[host.name].pid("redis") == before[host.name]
-    runs = [r for r in here.history() if r["kind"] == "playbook"]
-    assert sorted(r["target"] for r in runs) == ["h1", "h2", "h3", "h4"], runs
-    assert all(r["check_mode"] and r["status"] == "succeeded" for r in runs), runs
-    assert here.incidents() == {}
