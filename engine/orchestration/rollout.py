@@ -356,6 +356,11 @@ class Rollout:
         rollout = {"runs": runs, "batch": n, "batches": of, "batch_run": run_id,
                    "batch_hosts": hosts, "incidents": [m.incident.id for m in self.members]}
         cancel = _AllCanceled([m.cancel for m in batch])
+        # Running like any step: in this process's running steps and beating in the store,
+        # so no worker's sweep (this process's or another's) takes it for dead mid-play.
+        ctx.running[run_id] = cancel.event
+        lease = ctx.leases.hold(None, on_beat=lambda: ctx.store.heartbeat_runs(
+            [run_id], time.time()))
         try:
             keep(run_id, lambda: artifacts.create().write_run_json(
                 {**record.to_dict(), "rollout": rollout}))
@@ -379,6 +384,9 @@ class Rollout:
                                  hosts=list(outcomes.values()))
         except Exception as exc:  # noqa: BLE001 - the members' own runs carry the account
             log.warning("rollout batch run %s: its end could not be recorded: %s", run_id, exc)
+        finally:
+            lease.release()
+            ctx.running.pop(run_id, None)
         keep(run_id, lambda: artifacts.write_run_json({
             "status": result.status.value, "reason": result.reason,
             "finished_at": time.time(), "hosts": list(outcomes.values())}))

@@ -1,15 +1,23 @@
-"""The shipped playbooks over real SSH, through ``recovery recover``: four test hosts
-(tests/support/fleet.py: network namespaces, each with its own sshd and address), each
-running its own Redis under its own supervisord. What runs here runs as it would on a
-remote machine: Ansible connects over SSH with the fleet's key and the program, the
-container and the roots come from the inventory.
+"""The shipped playbooks over real SSH, through ``recovery recover`` and the running
+service: four test hosts (tests/support/fleet.py: network namespaces, each with its own
+sshd and address), each running its own Redis under its own supervisord. What runs here
+runs as it would on a remote machine: Ansible connects over SSH with the fleet's key and
+the program, the container and the roots come from the inventory. Rollouts over the
+group (engine.orchestration.rollout: batches, the stop at a failure, per-host outcomes,
+alerts fused into one run) are tested here on real hosts as tests/integration/
+test_rollouts.py tests them on local ones.
 
-One path is fast enough for ``make test`` (a restart over SSH gives a new pid and Redis
-answers); the rest is marked slow."""
+Two paths are fast enough for ``make test`` (a restart over SSH gives a new pid and Redis
+answers; a storm of alerts through the service is one rolling run); the rest is marked
+slow."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import os
+import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,8 +25,20 @@ from pathlib import Path
 
 import pytest
 
+from engine.cli import main
+from tests.support.alerts import alert_payload
 from tests.support.fleet import Fleet, Host, wait_redis
-from tests.support.fleet_engine import recovery, without_recovery_env, write_engine_config
+from tests.support.fleet_engine import recovery, without_recovery_env
+from tests.support.paths import ROOT
+from tests.support.service import (
+    Served,
+    free_port,
+    history,
+    post_alerts,
+    service_env,
+    store_rows,
+    wait_for,
+)
 from tests.support.standins import install_runtime, runtime_calls
 from tests.support.supervisor import BIN, Program, Supervisor
 
@@ -56,7 +76,37 @@ RUNBOOKS = {
             timeout: 2m
         verify: {action: test.ok, interval: 0.05s, deadline: 2s}
         """,
+    # process_restart.yml one host at a time: the first failure stops the rollout
+    "rolling.yml": """\
+        name: rolling
+        component: service
+        strategies:
+          - name: process_restart
+            playbook: process_restart.yml
+            serial: 1
+            timeout: 2m
+        verify: {action: redis.ping, initial_delay: 0s, interval: 0.2s, deadline: 20s}
+        """,
+    # the alerts' runbook in the service: each alert names one host, two hosts a batch
+    "alerted.yml": """\
+        name: alerted
+        component: service
+        match:
+          - alertname="test-alert"
+        target: "{{ labels.instance }}"
+        strategies:
+          - name: process_restart
+            playbook: process_restart.yml
+            serial: 2
+            timeout: 2m
+        verify: {action: redis.ping, initial_delay: 0s, interval: 0.2s, deadline: 20s}
+        """,
 }
+# A service for the alerts: one engine worker process of two threads, as in the tests of
+# the service elsewhere (tests/conftest.py's ``serve``).
+SERVICE = ("webhook: {workers: 1, http_workers: 1, shutdown_grace: 5s, graceful_timeout: 2s}\n"
+           "workers: {poll_interval: 0.2s, threads: 2}\n")
+GROUPS = {"redis": ["h1", "h2", "h3", "h4"], "docker_hosts": ["h3", "h4"]}
 
 @dataclass
 class Site:
@@ -66,10 +116,26 @@ class Site:
     supervisors: dict[str, Supervisor]
     config: Path
     home: Path
+    host_vars: dict[str, dict]
 
     def recovery(self, *args: str) -> tuple[int, str]:
         """``recovery --config CONFIG ARGS`` in this process; exit code and output."""
         return recovery(self.config, *args)
+
+    def history(self) -> list[dict]:
+        """``recovery history --json``: every run, newest first."""
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["--config", str(self.config), "history", "--json", "-n", "200"])
+        assert code == 0, err.getvalue()
+        return json.loads(out.getvalue())
+
+    def incidents(self) -> dict[str, str]:
+        """Each host's incident state (one incident per host in these tests)."""
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+            assert main(["--config", str(self.config), "incidents", "--json"]) == 0
+        return {i["target"]: i["state"] for i in json.loads(out.getvalue())}
 
     def runs(self, runbook: str) -> list:
         """The run records of ``runbook``, newest first."""
@@ -86,6 +152,36 @@ class Site:
 
     def standin_calls(self, host: Host, runtime: str = "docker") -> list[list[str]]:
         return runtime_calls(host, runtime)
+
+    def variant(self, name: str, config: str = "",
+                host_vars: dict[str, dict] | None = None) -> Site:
+        """The same fleet and runbooks with a home of its own (so a test reads only its own
+        records), ``config`` added to recovery.yml and ``host_vars`` over the inventory's."""
+        root = self.config.parent / name
+        merged = {h: {**v, **(host_vars or {}).get(h, {})} for h, v in self.host_vars.items()}
+        return write_site(root, self.fleet, self.supervisors, merged,
+                          runbooks=self.config.parent / "rb", config=config)
+
+
+def write_site(root: Path, fleet: Fleet, supervisors: dict[str, Supervisor],
+               host_vars: dict[str, dict], runbooks: Path, config: str = "") -> Site:
+    """An inventory of the fleet with ``host_vars`` and a recovery.yml under ``root``."""
+    inventory = fleet.write_inventory(root / "inventory" / "hosts.yml", groups=GROUPS,
+                                      host_vars=host_vars)
+    path = root / "recovery.yml"
+    path.write_text(textwrap.dedent(f"""\
+        home: {root / 'var'}
+        runbooks: {runbooks}
+        playbooks: {ROOT / 'playbooks'}
+        inventory: {inventory}
+        action_modules: [tests.support.engine_actions]
+        lock: {{lease: 1s}}
+        # What these tests check is what the playbooks do on each host over SSH, and how
+        # a rollout goes over the group, not the blast radius (tests/unit/
+        # test_fleet_gate.py): the whole group may be under remediation.
+        fleet: {{group_share: 100%, coalesce_window: 1s}}
+        """) + config)
+    return Site(fleet, supervisors, path, root / "var", host_vars)
 
 
 @pytest.fixture(scope="module")
@@ -110,14 +206,12 @@ def site(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sit
     install_runtime(fleet["h4"], "docker")     # recording stand-ins (tests/support/standins.py)
     install_runtime(fleet["h3"], "podman")
     host_vars["h3"]["container_runtime"] = "podman"
-    inventory = fleet.write_inventory(root / "inventory" / "hosts.yml",
-                                      groups={"redis": ["h1", "h2", "h3", "h4"],
-                                              "docker_hosts": ["h3", "h4"]},
-                                      host_vars=host_vars)
-    config = write_engine_config(root, inventory, RUNBOOKS)
+    (root / "rb").mkdir()
+    for name, text in RUNBOOKS.items():
+        (root / "rb" / name).write_text(textwrap.dedent(text))
     try:
         with without_recovery_env():
-            yield Site(fleet, supervisors, config, root / "var")
+            yield write_site(root, fleet, supervisors, host_vars, runbooks=root / "rb")
     finally:
         for supervisor in supervisors.values():
             supervisor.stop()
@@ -175,7 +269,6 @@ def test_a_host_whose_sshd_is_stopped_fails_as_unreachable(site: Site) -> None:
             r.strategy == "process_restart"]
     assert runs and runs[0].status.value == "failed"
     assert "unreachable" in runs[0].reason, runs[0].reason
-    assert [(h["host"], h["outcome"]) for h in runs[0].hosts] == [("h3", "unreachable")]
     assert site.pids()["h3"] == before["h3"]
 
 
@@ -228,3 +321,166 @@ def test_disk_cleanup_over_ssh_deletes_old_matches_on_that_host_only(site: Site)
     code, out = site.recovery("recover", "-c", "cleanup", "-t", "h1")    # idempotent
     assert code == 0, out
     assert new.exists() and other.exists()
+
+
+# -- rollouts over SSH (engine.orchestration.rollout) ------------------------------------------
+
+def _mine(history: list[dict]) -> dict[str, dict]:
+    """Each host's own playbook run (an incident's), by host: one each in these tests."""
+    runs: dict[str, dict] = {}
+    for run in history:
+        if run["incident_id"] and run["kind"] == "playbook":
+            assert run["target"] not in runs, f"two runs for {run['target']}: {history}"
+            runs[run["target"]] = run
+    return runs
+
+
+def _batches(history: list[dict]) -> list[dict]:
+    """The rollout's own runs (one Ansible run a batch), first batch first."""
+    return sorted((r for r in history if r["incident_id"] is None and r["kind"] == "playbook"),
+                  key=lambda r: r["started_at"])
+
+
+def _outcomes(run: dict) -> list[tuple[str, str]]:
+    return sorted((h["host"], h["outcome"]) for h in run["hosts"])
+
+
+@contextlib.contextmanager
+def _service(site: Site) -> Iterator[Served]:
+    """``recovery serve`` on the site's configuration; everything it started is killed
+    at the end, even when the test fails."""
+    served = Served(service_env(site.config), site.home, free_port())
+    try:
+        served.start()
+        served.wait_ready(60)
+        yield served
+    finally:
+        served.terminate()
+
+
+def test_20_alerts_for_4_hosts_are_one_rolling_run_over_ssh(site: Site) -> None:
+    """Twenty alerts (five per host) posted together to the running service: one incident
+    per host, their steps fused into one rollout of ``serial: 2`` (one Ansible run, and
+    one run record, per batch of two hosts), each incident its own record with its own
+    host's outcome; every host's Redis really restarted (a new pid) and answers."""
+    here = site.variant("storm", SERVICE)
+    hosts = ["h1", "h2", "h3", "h4"]
+    before = site.pids()
+    with _service(here) as served:
+        assert post_alerts(served, alert_payload(here.home, *(hosts * 5)))["accepted"] == 20
+
+        def settled() -> list[tuple[str, str]]:
+            rows = store_rows(here.home, "SELECT target, state FROM incidents")
+            return sorted((r["target"], r["state"]) for r in rows)
+        done = wait_for(lambda: all(s not in ("open", "remediating") for _, s in settled())
+                        and len(settled()) == 4, 240, every=0.5)
+        assert done, (settled(), served.stderr()[-3000:])
+        assert settled() == [(h, "recovered") for h in hosts], served.stderr()[-3000:]
+        runs = history(served)
+    after = site.pids()
+    for host in hosts:
+        assert after[host] and after[host] != before[host], (host, before, after)
+        assert wait_redis(site.fleet[host].address, 6379, 10), host
+    batches = _batches(runs)
+    assert [(b["target"], b["status"]) for b in batches] == [
+        ("h1,h2", "succeeded"), ("h3,h4", "succeeded")], runs
+    assert [_outcomes(b) for b in batches] == [[("h1", "changed"), ("h2", "changed")],
+                                               [("h3", "changed"), ("h4", "changed")]]
+    mine = _mine(runs)
+    assert sorted(mine) == hosts, runs
+    for host, run in mine.items():
+        batch = batches[0] if host in ("h1", "h2") else batches[1]
+        assert run["status"] == "succeeded", run
+        assert [(h["host"], h["outcome"]) for h in run["hosts"]] == [(host, "changed")]
+        assert batch["id"] in run["reason"], run["reason"]
+
+
+@pytest.mark.slow
+def test_an_alert_for_one_host_acts_on_that_host_only(site: Site) -> None:
+    """One alert for h2 through the running service: h2's Redis restarts over SSH, the
+    other three keep their pids; one run, on h2 alone (no batch of a rollout)."""
+    here = site.variant("one-alert", SERVICE)
+    before = site.pids()
+    with _service(here) as served:
+        assert post_alerts(served, alert_payload(here.home, "h2"))["accepted"] == 1
+
+        def state() -> list[tuple[str, str]]:
+            rows = store_rows(here.home, "SELECT target, state FROM incidents")
+            return [(r["target"], r["state"]) for r in rows]
+        assert wait_for(lambda: state() and state()[0][1] not in ("open", "remediating"),
+                        120, every=0.5), (state(), served.stderr()[-3000:])
+        assert state() == [("h2", "recovered")], served.stderr()[-3000:]
+        runs = history(served)
+    after = site.pids()
+    assert after["h2"] and after["h2"] != before["h2"], (before, after)
+    assert {h: after[h] for h in ("h1", "h3", "h4")} == {h: before[h] for h in ("h1", "h3", "h4")}
+    assert wait_redis(site.fleet["h2"].address, 6379, 10)
+    played = [r for r in runs if r["kind"] == "playbook"]
+    assert [(r["target"], r["status"]) for r in played] == [("h2", "succeeded")], runs
+    assert [(h["host"], h["outcome"]) for h in played[0]["hosts"]] == [("h2", "changed")]
+
+
+@pytest.mark.slow
+def test_serial_one_stops_at_a_broken_host_and_starts_nothing_after_it(site: Site) -> None:
+    """``recover -t redis`` with ``serial: 1`` where h2 is broken (its inventory names a
+    program its supervisord does not have): h1 restarts, h2 fails, and h3 and h4 are
+    ``not_started`` (their records say h2 failed, and why) and untouched."""
+    here = site.variant("serial", host_vars={"h2": {"program": "nosuch"}})
+    before = site.pids()
+    code, out = here.recovery("recover", "-c", "rolling", "-t", "redis", "--include-healthy")
+    assert code == 1, out
+    after = site.pids()
+    assert after["h1"] and after["h1"] != before["h1"], (before, after)
+    assert {h: after[h] for h in ("h2", "h3", "h4")} == {h: before[h] for h in ("h2", "h3", "h4")}
+    runs = here.history()
+    assert [(b["target"], b["status"]) for b in _batches(runs)] == [
+        ("h1", "succeeded"), ("h2", "failed")], runs       # no Ansible run after h2's
+    mine = _mine(runs)
+    assert mine["h1"]["status"] == "succeeded"
+    assert _outcomes(mine["h1"]) == [("h1", "changed")]
+    assert mine["h2"]["status"] == "failed"
+    assert _outcomes(mine["h2"]) == [("h2", "failed")]
+    assert "no such process" in mine["h2"]["reason"], mine["h2"]["reason"]
+    for host in ("h3", "h4"):
+        run = mine[host]
+        assert run["status"] == "failed", run
+        assert _outcomes(run) == [(host, "not_started")]
+        assert "rollout stopped after batch 2 of 4" in run["reason"], run["reason"]
+        assert "h2" in run["reason"] and "no such process" in run["reason"], run["reason"]
+    assert here.incidents() == {"h1": "recovered", "h2": "failed", "h3": "failed",
+                                "h4": "failed"}
+
+
+@pytest.mark.slow
+def test_a_host_whose_sshd_is_stopped_is_unreachable_inside_a_group_rollout(site: Site) -> None:
+    """One batch over the group while h3's sshd is stopped: h3's incident fails with
+    outcome ``unreachable`` (never ok), the three others recover (new pids), and the
+    batch's run is ``partial``."""
+    here = site.variant("unreachable")
+    h3 = site.fleet["h3"]
+    before = site.pids()
+    h3.stop_sshd()
+    try:
+        code, out = here.recovery("recover", "-c", "service", "-t", "redis",
+                                  "--include-healthy")
+    finally:
+        h3.start_sshd()
+    assert code == 1, out
+    after = site.pids()
+    assert after["h3"] == before["h3"], (before, after)
+    for host in ("h1", "h2", "h4"):
+        assert after[host] and after[host] != before[host], (host, before, after)
+    runs = here.history()
+    (batch,) = _batches(runs)
+    assert (batch["target"], batch["status"]) == ("h1,h2,h3,h4", "partial"), batch
+    assert _outcomes(batch) == [("h1", "changed"), ("h2", "changed"), ("h3", "unreachable"),
+                                ("h4", "changed")]
+    mine = _mine(runs)
+    assert mine["h3"]["status"] == "failed", mine["h3"]
+    assert _outcomes(mine["h3"]) == [("h3", "unreachable")]
+    assert "unreachable" in mine["h3"]["reason"], mine["h3"]["reason"]
+    for host in ("h1", "h2", "h4"):
+        assert mine[host]["status"] == "succeeded", mine[host]
+        assert _outcomes(mine[host]) == [(host, "changed")]
+    assert here.incidents() == {"h1": "recovered", "h2": "recovered", "h3": "failed",
+                                "h4": "recovered"}

@@ -7,6 +7,8 @@ tests/integration/test_fleet_ssh.py)."""
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -120,6 +122,40 @@ def test_a_tolerated_failure_does_not_stop_the_rollout(cli_env: Env) -> None:
                     "farm-4": "succeeded"}
     batch = next(x for x in _runs(cli_env) if x["target"] == "farm-1,farm-2")
     assert batch["status"] == "partial"
+
+
+def test_a_batch_run_beats_so_another_process_does_not_take_it_for_dead(
+        cli_env: Env) -> None:
+    """While a group's batch plays, another process's worker sweeps for dead runs (as a
+    running service does): the batch's run beats like any step, so it ends as it ran,
+    not ``interrupted``."""
+    from engine.config import load_config
+    from engine.context import EngineContext
+    from engine.service.worker import Worker
+
+    _farm(cli_env)
+    other = EngineContext(load_config(cli_env.config))
+    done = threading.Event()
+
+    def sweep() -> None:      # from the batch's start until the command returns
+        while not done.is_set():
+            if other.store.query_runs(status="running", limit=50):
+                # Runs older than 1.5 s without a beat (a beat is due every lease/3).
+                Worker(other).mark_interrupted(time.time() + 3 * other.config.lock_ttl - 1.5)
+            done.wait(0.1)
+
+    sweeper = threading.Thread(target=sweep, daemon=True)
+    sweeper.start()
+    try:
+        r = cli_env.cli("recover", "-c", "mark", "-t", "farm", "--include-healthy")
+    finally:
+        done.set()
+        sweeper.join(10)
+        other.store.close()
+    assert r.code == 0, (r.out, r.err)
+    batch = [x for x in _runs(cli_env) if x["incident_id"] is None]
+    assert [(b["target"], b["status"]) for b in batch] == [(",".join(FARM), "succeeded")]
+    assert batch[0]["duration"] > 1.5       # long enough to have been taken for dead
 
 
 @pytest.mark.parametrize("alone", ["farm-3"])
