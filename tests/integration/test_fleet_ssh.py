@@ -107,6 +107,7 @@ RUNBOOKS = {
 SERVICE = ("webhook: {workers: 1, http_workers: 1, shutdown_grace: 5s, graceful_timeout: 2s}\n"
            "workers: {poll_interval: 0.2s, threads: 2}\n")
 GROUPS = {"redis": ["h1", "h2", "h3", "h4"], "docker_hosts": ["h3", "h4"]}
+FLEET = "{group_share: 100%, coalesce_window: 1s}"   # the fleet limits of most tests here
 
 @dataclass
 class Site:
@@ -154,17 +155,20 @@ class Site:
         return runtime_calls(host, runtime)
 
     def variant(self, name: str, config: str = "",
-                host_vars: dict[str, dict] | None = None) -> Site:
+                host_vars: dict[str, dict] | None = None, fleet: str = FLEET) -> Site:
         """The same fleet and runbooks with a home of its own (so a test reads only its own
-        records), ``config`` added to recovery.yml and ``host_vars`` over the inventory's."""
+        records), ``config`` added to recovery.yml, ``fleet`` its fleet limits and
+        ``host_vars`` over the inventory's."""
         root = self.config.parent / name
         merged = {h: {**v, **(host_vars or {}).get(h, {})} for h, v in self.host_vars.items()}
         return write_site(root, self.fleet, self.supervisors, merged,
-                          runbooks=self.config.parent / "rb", config=config)
+                          runbooks=self.config.parent / "rb", config=config,
+                          fleet_limits=fleet)
 
 
 def write_site(root: Path, fleet: Fleet, supervisors: dict[str, Supervisor],
-               host_vars: dict[str, dict], runbooks: Path, config: str = "") -> Site:
+               host_vars: dict[str, dict], runbooks: Path, config: str = "",
+               fleet_limits: str = "") -> Site:
     """An inventory of the fleet with ``host_vars`` and a recovery.yml under ``root``."""
     inventory = fleet.write_inventory(root / "inventory" / "hosts.yml", groups=GROUPS,
                                       host_vars=host_vars)
@@ -179,7 +183,7 @@ def write_site(root: Path, fleet: Fleet, supervisors: dict[str, Supervisor],
         # What these tests check is what the playbooks do on each host over SSH, and how
         # a rollout goes over the group, not the blast radius (tests/unit/
         # test_fleet_gate.py): the whole group may be under remediation.
-        fleet: {{group_share: 100%, coalesce_window: 1s}}
+        fleet: {fleet_limits or FLEET}
         """) + config)
     return Site(fleet, supervisors, path, root / "var", host_vars)
 
@@ -484,3 +488,41 @@ def test_a_host_whose_sshd_is_stopped_is_unreachable_inside_a_group_rollout(site
         assert _outcomes(mine[host]) == [(host, "changed")]
     assert here.incidents() == {"h1": "recovered", "h2": "recovered", "h3": "failed",
                                 "h4": "recovered"}
+
+
+@pytest.mark.slow
+def test_the_blast_radius_defers_a_second_group_run_until_the_first_ends(site: Site) -> None:
+    """``max_in_flight: 2`` and four alerts at once through the service: two hosts' steps
+    take the two slots and run as one rollout; the other two are deferred by the fleet
+    gate (on the record), and run once the first rollout has ended.
+    Nothing is lost: all four recover, each restarted once."""
+    here = site.variant("blast", SERVICE, fleet="{group_share: 100%, coalesce_window: 1s, "
+                                                "max_in_flight: 2}")
+    hosts = ["h1", "h2", "h3", "h4"]
+    before = site.pids()
+    with _service(here) as served:
+        assert post_alerts(served, alert_payload(here.home, *hosts))["accepted"] == 4
+
+        def settled() -> list[tuple[str, str]]:
+            rows = store_rows(here.home, "SELECT target, state FROM incidents")
+            return sorted((r["target"], r["state"]) for r in rows)
+        done = wait_for(lambda: len(settled()) == 4 and all(
+            s not in ("open", "remediating") for _, s in settled()), 240, every=0.5)
+        assert done, (settled(), served.stderr()[-3000:])
+        assert settled() == [(h, "recovered") for h in hosts], served.stderr()[-3000:]
+        runs = history(served)
+    after = site.pids()
+    for host in hosts:
+        assert after[host] and after[host] != before[host], (host, before, after)
+    deferred = [r for r in runs if r["status"] == "deferred"]
+    assert deferred and {r["gate"] for r in deferred} == {"fleet"}, runs
+    held = sorted({r["target"] for r in deferred})
+    assert len(held) == 2, runs
+    assert all("in flight" in r["reason"] for r in deferred), deferred
+    mine = _mine([r for r in runs if r["status"] != "deferred"])   # one run each, once
+    assert sorted(mine) == hosts, runs
+    first = [mine[h] for h in hosts if h not in held]
+    assert [(b["target"], b["status"]) for b in _batches(runs)][:1] == [
+        (",".join(sorted(r["target"] for r in first)), "succeeded")], runs
+    ended = max(r["finished_at"] for r in first)
+    assert all(mine[h]["started_at"] >= ended for h in held), (first, held, runs)
