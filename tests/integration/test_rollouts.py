@@ -262,12 +262,12 @@ def test_a_member_late_in_a_long_rollout_waits_for_its_batch_and_is_acted_on_onc
     from engine.orchestration import rollout
 
     monkeypatch.setattr(rollout, "PLAY_MARGIN", 0.5)
-    marks = _farm(cli_env, serial="serial: 1\n            timeout: 8s")
+    marks = _farm(cli_env, serial="serial: 1\n            timeout: 15s")
     text = (cli_env.rb / "mark.yml").read_text()
     (cli_env.rb / "mark.yml").write_text(
-        text.replace("deadline: 1s}", "deadline: 1s, initial_delay: 15s}"))
+        text.replace("deadline: 1s}", "deadline: 1s, initial_delay: 28s}"))
     r = cli_env.cli("recover", "-c", "mark", "-t", "farm", "--include-healthy")
-    done = time.monotonic() + 90            # the rollout's own thread may still be at it
+    done = time.monotonic() + 180            # the rollout's own thread may still be at it
     while time.monotonic() < done and len(list(marks.iterdir())) < 4 and any(
             t.name.startswith("recovery-rollout-") for t in threading.enumerate()):
         time.sleep(0.2)
