@@ -122,6 +122,7 @@ def group_share_hold(store: Store, inventory: Inventory | None,
                      own_run: str | None = None) -> tuple[str, float] | None:
     """Why, and until when, acting on ``targets`` now would put more than ``group_share``
     of one of their groups under remediation within ``group_window``; None if it may.
+    The reason is about the last of ``targets``, the others counted ahead of it.
     ``own_run``: the asking run, whose own lock on a target does not count it."""
     if inventory is None:
         return None
@@ -143,8 +144,10 @@ def group_share_hold(store: Store, inventory: Inventory | None,
         leaving = sorted(frees_at[h] for h in counted)
         need = len(together) - allowed         # hosts that must leave the window first
         until = leaving[need - 1] if need <= len(leaving) else now + limits.group_window
-        shown = ", ".join(sorted(counted)[:_NAMED]) + ("..." if len(counted) > _NAMED else "")
-        return (f"blast radius: {len(counted)} of {len(members)} hosts of group {group} "
+        # The last target is the one asked about; the others go ahead of it (a plan's).
+        ahead = together - {list(targets)[-1]}
+        shown = ", ".join(sorted(ahead)[:_NAMED]) + ("..." if len(ahead) > _NAMED else "")
+        return (f"blast radius: {len(ahead)} of {len(members)} hosts of group {group} "
                 f"under remediation within {limits.group_window:g}s ({shown}); "
                 f"group_share {limits.group_share * 100:g}% allows {allowed}; "
                 f"next at {when(until)}", until)

@@ -13,12 +13,13 @@ from typing import Any
 
 from engine.context import EngineContext
 from engine.gates import GateContext
+from engine.gates.fleet import group_share_hold, slots_in_flight
 from engine.lifecycle import RunStatus
 from engine.orchestration.rollout import cut_batches
 from engine.orchestration.step import RunCallback, beat, execute, new_run, open_record
 from engine.orchestration.triggers import TriggerRequest, resolve_target
 from engine.records import Incident, RunRecord
-from engine.runbooks.model import Runbook, Strategy
+from engine.runbooks.model import Runbook, Strategy, fleet_limits
 from engine.runbooks.templating import TemplateError, render_data
 
 
@@ -98,6 +99,7 @@ def plan(ctx: EngineContext, request: TriggerRequest, *,
         # A group: each host is its own incident, asked its own gates.
         out["per_host"] = [_host_plan(_gates_now(ctx, runbook, chosen, host, request), host)
                            for host in expansion.names]
+        _together(ctx, runbook, out["per_host"])
         if chosen.playbook:   # one Ansible run per batch (engine.orchestration.rollout)
             out["batches"] = cut_batches(list(expansion.names), chosen.serial)
             out["max_fail_percentage"] = chosen.max_fail_percentage
@@ -112,6 +114,30 @@ def _host_plan(now: dict[str, Any], host: str) -> dict[str, Any]:
     """One host of a group's plan, with the reason of the gate that decided, if any."""
     deciding = next((g for g in now["gates"] if g["verdict"] != "allow"), None)
     return {"target": host, **now, "reason": deciding.get("reason", "") if deciding else ""}
+
+
+def _together(ctx: EngineContext, runbook: Runbook, per_host: list[dict[str, Any]]) -> None:
+    """Asked alone, each host of a group sees the fleet as it is now; run together, the
+    fleet gate (engine.gates.fleet) counts the hosts admitted before it. A host the
+    group's own earlier hosts would hold back is ``defer`` here too, with the reason."""
+    limits = fleet_limits(ctx.config.fleet, runbook)
+    now = time.time()
+    busy = len(slots_in_flight(ctx.store))
+    admitted: list[str] = []
+    for entry in per_host:
+        if entry["would"] != "allow":
+            continue
+        host = entry["target"]
+        held = group_share_hold(ctx.store, ctx.inventory, [*admitted, host], limits, now)
+        why = held[0] if held is not None else None
+        if why is None and busy + len(admitted) >= limits.max_in_flight:
+            why = (f"fleet: {busy + len(admitted)} remediations in flight (max_in_flight "
+                   f"{limits.max_in_flight})")
+        if why is None:
+            admitted.append(host)
+            continue
+        entry["would"] = "defer"
+        entry["reason"] = why
 
 
 def _gates_now(ctx: EngineContext, runbook: Runbook, chosen: Strategy, target: str,

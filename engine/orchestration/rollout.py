@@ -72,10 +72,29 @@ class Member:
     verified: threading.Event = field(default_factory=threading.Event)
     outcome: StepResult | None = None      # the playbook on this host
     result: StepResult | None = None       # the step, verified: this incident's result
+    # Its batch began, or its step stopped waiting for it: whichever came first stands,
+    # so a host whose step gave up (its lock released) is never played afterwards.
+    begun: bool = False
+    abandoned: bool = False
+    _turn: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def host(self) -> str:
         return self.incident.target
+
+    def begin(self) -> bool:
+        """Its batch is about to play: False if its step has stopped waiting."""
+        with self._turn:
+            if not self.abandoned:
+                self.begun = True
+            return self.begun
+
+    def abandon(self) -> bool:
+        """Its step stops waiting: False if its batch has already begun."""
+        with self._turn:
+            if not self.begun:
+                self.abandoned = True
+            return self.abandoned
 
     def hand(self, outcome: StepResult) -> None:
         self.outcome = outcome
@@ -230,12 +249,29 @@ def _others_under_way(ctx: EngineContext, member: Member) -> bool:
 
 
 def _await(ctx: EngineContext, member: Member, rollout: Rollout) -> StepResult:
-    """This member's side: wait for its host's outcome, verify it, hand the result back."""
+    """This member's side: wait for its host's outcome, verify it, hand the result back.
+
+    Each batch before its own takes at most a play and a verify, so the wait is bounded
+    by the rollout's size (as it is when the member looks: later arrivals lengthen it).
+    Past that bound, a member whose batch has not begun withdraws (its host is then never
+    played); one whose batch has begun waits for that play to end."""
     timeout = min(member.strategy.timeout, ctx.config.playbook_timeout)
-    bound = (len(rollout.members) + 1) * (timeout + PLAY_MARGIN)
-    if not member.played.wait(bound):
+    per_batch = timeout + _verify_bound(member) + PLAY_MARGIN
+    started = time.monotonic()
+    while not member.played.is_set():
+        bound = (len(rollout.members) + 1) * per_batch
+        left = started + bound - time.monotonic()
+        if left <= 0:
+            break
+        member.played.wait(min(left, 1.0))
+    if not member.played.is_set() and member.abandon():
+        why = (f"not started: the rollout it joined did not reach {member.host} within "
+               f"{time.monotonic() - started:.0f}s")
+        member.result = StepResult(RunStatus.FAILED, why, 1,
+                                   {"hosts": [_host(member.host, "not_started", why)]})
+    elif not member.played.wait(timeout + PLAY_MARGIN):
         member.result = StepResult(RunStatus.FAILED, "the rollout it joined gave no outcome "
-                                   f"for {member.host} within {bound:.0f}s", 1)
+                                   f"for {member.host}, whose batch began", 1)
     else:
         assert member.outcome is not None
         try:
@@ -303,12 +339,16 @@ class Rollout:
                 for m in batch:
                     m.hand(_not_started(m, stopped))
                 continue
-            live = [m for m in batch if not m.cancel.is_set()]
+            live = []
             for m in batch:
                 if m.cancel.is_set():
                     m.hand(StepResult(RunStatus.CANCELED, "canceled before its batch started",
                                       254, {"hosts": [_host(m.host, "not_started",
                                                             "canceled")]}))
+                elif not m.begin():    # its step stopped waiting: its lock is gone
+                    m.hand(_not_started(m, "its step stopped waiting for its batch"))
+                else:
+                    live.append(m)
             if not live:
                 continue
             if len(members) == 1:

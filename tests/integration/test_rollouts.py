@@ -249,3 +249,31 @@ def test_the_plan_of_a_group_shows_its_batches(cli_env: Env) -> None:
     assert plan["max_fail_percentage"] == 25
     text = cli_env.cli("test", "-c", "mark", "-t", "farm").out
     assert "batches:      3" in text and "  2. farm-2, farm-3" in text
+
+
+@pytest.mark.slow
+def test_a_member_late_in_a_long_rollout_waits_for_its_batch_and_is_acted_on_once(
+        cli_env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """serial: 1 over four hosts whose verify takes a while: the last host's batch starts
+    long after its step joined. Its step must wait for it (the rollout's batches, each
+    with its play and its verify, bound the wait), not give up early, end its incident
+    and free its host's lock while the rollout later runs the playbook on that host
+    anyway."""
+    from engine.orchestration import rollout
+
+    monkeypatch.setattr(rollout, "PLAY_MARGIN", 0.5)
+    marks = _farm(cli_env, serial="serial: 1\n            timeout: 15s")
+    text = (cli_env.rb / "mark.yml").read_text()
+    (cli_env.rb / "mark.yml").write_text(
+        text.replace("deadline: 1s}", "deadline: 1s, initial_delay: 28s}"))
+    r = cli_env.cli("recover", "-c", "mark", "-t", "farm", "--include-healthy")
+    done = time.monotonic() + 180            # the rollout's own thread may still be at it
+    while time.monotonic() < done and len(list(marks.iterdir())) < 4 and any(
+            t.name.startswith("recovery-rollout-") for t in threading.enumerate()):
+        time.sleep(0.2)
+    runs = {x["target"]: x for x in _runs(cli_env) if x["incident_id"]}
+    marked = sorted(p.name for p in marks.iterdir())
+    for host in marked:                     # a host acted on is its incident's account
+        assert runs[host]["status"] == "succeeded", (host, runs[host]["reason"])
+    assert r.code == 0, (r.out, r.err)
+    assert marked == FARM

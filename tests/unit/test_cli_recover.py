@@ -145,6 +145,24 @@ def test_test_accepts_the_group_recover_runs_and_lists_its_hosts(cli_env: Env) -
     plan = cli_env.cli("test", "-c", "svc", "--target", "web", "--json").json()
     assert plan["hosts"] == ["web-1", "web-2"]
     assert [h["target"] for h in plan["per_host"]] == ["web-1", "web-2"]
+
+
+def test_the_plan_of_a_group_holds_back_what_its_limits_would(cli_env: Env) -> None:
+    """`recover --target web` under group_share 25% (one host of two) runs one host and
+    defers the other: the plan says so, not `allow` for each host asked alone."""
+    plan = cli_env.cli("test", "-c", "svc", "--target", "web", "--json").json()
+    would = {h["target"]: (h["would"], h["reason"]) for h in plan["per_host"]}
+    assert would["web-1"] == ("allow", "")
+    assert would["web-2"][0] == "defer"
+    assert "group_share 25% allows 1" in would["web-2"][1]
+    assert plan["would"] == "mixed"
+    cli_env.write_config("fleet: {group_share: 100%, max_in_flight: 1}\n")
+    plan = cli_env.cli("test", "-c", "svc", "--target", "web", "--json").json()
+    would = {h["target"]: (h["would"], h["reason"]) for h in plan["per_host"]}
+    assert would["web-1"] == ("allow", "")
+    assert would["web-2"][0] == "defer" and "max_in_flight 1" in would["web-2"][1]
+    cli_env.write_config("fleet: {group_share: 100%}\n")
+    plan = cli_env.cli("test", "-c", "svc", "--target", "web", "--json").json()
     assert {h["would"] for h in plan["per_host"]} == {"allow"}
     r = cli_env.cli("recover", "-c", "svc", "--target", "web", "--check")
     assert "web-1, web-2" in r.out
