@@ -349,6 +349,19 @@ def _outcomes(run: dict) -> list[tuple[str, str]]:
     return sorted((h["host"], h["outcome"]) for h in run["hosts"])
 
 
+def _all_recovered(site: Site, served: Served, hosts: list[str]) -> list[dict]:
+    """Wait (4 minutes at most) until every host's incident has ended; all of them must
+    have recovered. The service's runs then."""
+    def settled() -> list[tuple[str, str]]:
+        rows = store_rows(site.home, "SELECT target, state FROM incidents")
+        return sorted((r["target"], r["state"]) for r in rows)
+    done = wait_for(lambda: len(settled()) == len(hosts) and all(
+        s not in ("open", "remediating") for _, s in settled()), 240, every=0.5)
+    assert done, (settled(), served.stderr()[-3000:])
+    assert settled() == [(h, "recovered") for h in hosts], served.stderr()[-3000:]
+    return history(served)
+
+
 @contextlib.contextmanager
 def _service(site: Site) -> Iterator[Served]:
     """``recovery serve`` on the site's configuration; everything it started is killed
@@ -372,15 +385,7 @@ def test_20_alerts_for_4_hosts_are_one_rolling_run_over_ssh(site: Site) -> None:
     before = site.pids()
     with _service(here) as served:
         assert post_alerts(served, alert_payload(here.home, *(hosts * 5)))["accepted"] == 20
-
-        def settled() -> list[tuple[str, str]]:
-            rows = store_rows(here.home, "SELECT target, state FROM incidents")
-            return sorted((r["target"], r["state"]) for r in rows)
-        done = wait_for(lambda: all(s not in ("open", "remediating") for _, s in settled())
-                        and len(settled()) == 4, 240, every=0.5)
-        assert done, (settled(), served.stderr()[-3000:])
-        assert settled() == [(h, "recovered") for h in hosts], served.stderr()[-3000:]
-        runs = history(served)
+        runs = _all_recovered(here, served, hosts)
     after = site.pids()
     for host in hosts:
         assert after[host] and after[host] != before[host], (host, before, after)
@@ -502,15 +507,7 @@ def test_the_blast_radius_defers_a_second_group_run_until_the_first_ends(site: S
     before = site.pids()
     with _service(here) as served:
         assert post_alerts(served, alert_payload(here.home, *hosts))["accepted"] == 4
-
-        def settled() -> list[tuple[str, str]]:
-            rows = store_rows(here.home, "SELECT target, state FROM incidents")
-            return sorted((r["target"], r["state"]) for r in rows)
-        done = wait_for(lambda: len(settled()) == 4 and all(
-            s not in ("open", "remediating") for _, s in settled()), 240, every=0.5)
-        assert done, (settled(), served.stderr()[-3000:])
-        assert settled() == [(h, "recovered") for h in hosts], served.stderr()[-3000:]
-        runs = history(served)
+        runs = _all_recovered(here, served, hosts)
     after = site.pids()
     for host in hosts:
         assert after[host] and after[host] != before[host], (host, before, after)
