@@ -16,9 +16,11 @@ own address.
   the records and each host's verify; the hand's has no verify.
 * burst: ``recovery serve`` (1 engine worker, 1 http worker), one notification of 10
   alerts for 10 hosts, timed from the POST until every incident is recovered: fused
-  (``fleet.coalesce_window: 1s``: one rollout) against ten separate runs
-  (``coalesce_window: 0s``: each step runs alone), and one alert for one host (the
-  single-host remediation the fused run is held to). A fresh service and home each time.
+  (``fleet.coalesce_window: 1s``: one rollout), ``coalesce_window: 0s`` (no waiting for
+  others: steps that meet anyway still share a run), and ``apart`` (each step's extravars
+  name its host, so ten separate Ansible runs whatever the timing); and one alert for one
+  host (the single-host remediation the fused run is held to). A fresh service and home
+  each time; the service tree's RSS before the POST is printed as "idle".
 
 Peak memory is the sum of the RSS of the measured process and all its descendants
 (psutil, sampled every 50 ms; shared pages of forked processes counted in each, as the
@@ -31,7 +33,7 @@ Needs root, ``ip``, ``/usr/sbin/sshd``, ``redis-server`` and supervisor (the ven
 Every wait is bounded; the fleet and the services are torn down whatever happens.
 
     .venv/bin/python bench/fleet_rollout.py group [--sizes 1,4,10,50] [-n 1]
-    .venv/bin/python bench/fleet_rollout.py burst [-n 3]
+    .venv/bin/python bench/fleet_rollout.py burst [-n 3] [--bursts single,fused,apart]
     .venv/bin/python bench/fleet_rollout.py --quick    # group on 1 and 4 hosts, burst once
 """
 
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -292,7 +295,7 @@ def group_bench(tmp: Path, sizes: list[int], n: int, variants: list[str],
         print(f"up in {time.monotonic() - began:.1f}s (sshd {site.fleet.started_in:.1f}s)")
         # warm-up: every host's shared SSH connection opened (ControlPersist 60s), once
         hand_run(site, tmp, "one_batch_f10", f"g{biggest}")
-        print(f"\n{'hosts':>5}  {'variant':<16} {'kind':<8} {'wall':>8} {'peak RSS':>9}"
+        print(f"\n{'hosts':>5}  {'variant':<16} {'kind':<8} {'wall':>8} {'peak RSS':>9} {'PSS':>9}"
               f"   load")
         runs = 0
         for size in sizes:
@@ -336,6 +339,8 @@ class Burst:
     rss: PeakRSS
     idle_mb: float                 # the service tree's RSS before the POST
     batches: list[int]             # hosts per batch run (none: every step ran alone)
+    first_play: float              # s from the POST to the first Ansible run's start
+    last_play: float               # s from the POST to the last Ansible run's end
 
 
 def burst_once(site: Site, folder: Path, window: str, hosts: list[str],
@@ -362,7 +367,7 @@ def burst_once(site: Site, folder: Path, window: str, hosts: list[str],
             time.sleep(0.3)
         payload = alert_payload(folder, *hosts)
         with PeakRSS(served.proc.pid) as rss:
-            began = time.monotonic()
+            began, posted_at = time.monotonic(), time.time()
             accepted = post_alerts(served, payload)["accepted"]
             if accepted != len(hosts):
                 raise RuntimeError(f"accepted {accepted} of {len(hosts)} alerts")
@@ -372,15 +377,23 @@ def burst_once(site: Site, folder: Path, window: str, hosts: list[str],
             raise RuntimeError(f"not all recovered in {BURST_BOUND:g}s: "
                                f"{_states(served)}\n{served.stderr()[-3000:]}")
         batches = store_rows(served.home, "SELECT target FROM runs WHERE incident_id IS NULL")
+        # the Ansible runs: the batch runs, or each step's own when it ran alone
+        # (a step's own run starts before its rollout gathers: when every step joined a
+        # batch, the batch runs say when Ansible ran)
+        fused = sum(len(b["target"].split(",")) for b in batches) == len(hosts)
+        plays = store_rows(served.home, "SELECT MIN(started_at), MAX(finished_at) FROM runs"
+                           + (" WHERE incident_id IS NULL" if fused else ""))
     finally:
         served.terminate()
     moved = [h for h in hosts if site.pids()[h] in (None, before[h])]
     if moved:
         raise RuntimeError(f"burst ({window}): no new pid on {moved}")
-    result = Burst(took, rss, idle.mb, [len(b["target"].split(",")) for b in batches])
+    result = Burst(took, rss, idle.mb, [len(b["target"].split(",")) for b in batches],
+                   plays[0][0] - posted_at, plays[0][1] - posted_at)
     print(f"    {len(hosts):>2} alert(s), coalesce_window {window}{' apart' if apart else ''}:"
           f" {took:6.1f}s, peak {rss.mb:5.0f}MB RSS {rss.pss_mb:5.0f}MB PSS (idle "
-          f"{idle.mb:.0f}MB RSS), batch runs: {result.batches or 'none'}"
+          f"{idle.mb:.0f}MB RSS), batch runs: {result.batches or 'none'}; Ansible from "
+          f"+{result.first_play:.1f}s to +{result.last_play:.1f}s"
           f"   load {os.getloadavg()[0]:.2f}", flush=True)
     return result
 
@@ -464,6 +477,8 @@ def main() -> int:
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)
         return 2
+    # SIGTERM (a timeout, a CI's cancel) unwinds like ^C: the fleet is torn down
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sizes = [1, 4] if args.quick else [int(s) for s in args.sizes.split(",")]
     variants = [v for v in args.variants.split(",") if v]
     unknown = set(variants) - set(VARIANTS)
