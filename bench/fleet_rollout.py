@@ -311,11 +311,14 @@ def group_bench(tmp: Path, sizes: list[int], n: int, variants: list[str],
                                                                           "by hand": []}
                 for _ in range(n):        # interleaved: the machine's load hits both alike
                     runs += 1
-                    load = os.getloadavg()[0]
-                    figures["recover"].append((*product_run(site, tmp / f"r{runs}", variant,
-                                                            group, size), load))
-                    load = os.getloadavg()[0]
-                    figures["by hand"].append((*hand_run(site, tmp, variant, group), load))
+                    for kind, run in (("recover", product_run), ("by hand", hand_run)):
+                        load = os.getloadavg()[0]
+                        took, rss = (run(site, tmp / f"r{runs}", variant, group, size)
+                                     if run is product_run else run(site, tmp, variant, group))
+                        figures[kind].append((took, rss, load))
+                        # each run as it ends: an interrupted bench keeps what it measured
+                        print(f"       ({kind}: {took:.1f}s, {rss.mb:.0f}MB RSS, "
+                              f"{rss.pss_mb:.0f}MB PSS, load {load:.2f})", flush=True)
                 for kind, values in figures.items():
                     walls = [w for w, _, _ in values]
                     each = (f"  (runs: {', '.join(f'{w:.1f}' for w in walls)})"
