@@ -31,6 +31,15 @@ _FLEET = {"type": "object", "additionalProperties": False,
                          "max_in_flight": {"type": "integer", "minimum": 1},
                          "group_share": {"type": ["string", "number"]},
                          "group_window": _DURATION}}
+# The engine's outgoing alerts, each switchable (engine/service/outgoing_alerts.py).
+ALERT_EVENTS = ("recovery", "cooldown", "degraded_mode", "exhaustion", "in_progress")
+_ALERT_ON = {"type": "object", "additionalProperties": False,
+             "properties": {event: {"type": "boolean"} for event in ALERT_EVENTS}}
+# A runbook's priority -> the `severity` label of its outgoing alerts.
+DEFAULT_SEVERITIES = {"critical": "P0", "high": "P1", "medium": "P2", "low": "P3"}
+_SEVERITIES = {"type": "object", "additionalProperties": False,
+               "properties": {p: {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}
+                              for p in DEFAULT_SEVERITIES}}
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -68,7 +77,10 @@ SCHEMA: dict[str, Any] = {
         "alertmanager": {"type": "object", "additionalProperties": False,
                          "properties": {"notify_interval": _DURATION,
                                         "when_unreachable": {"enum": ["defer", "allow"]},
-                                        "timeout": _DURATION}},
+                                        "timeout": _DURATION,
+                                        "alert_on": _ALERT_ON,
+                                        "severity_by_priority": _SEVERITIES}},
+        "external_url": {"type": "string", "pattern": "^(https?://[^\\s/]+\\S*)?$"},
         "fleet": _FLEET,
     },
 }
@@ -99,6 +111,10 @@ class Config:
     notify_interval: float = 60.0
     silence_unreachable: str = "defer"
     alertmanager_timeout: float = 2.0
+    alert_on: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(ALERT_EVENTS, True))
+    severity_by_priority: dict[str, str] = field(
+        default_factory=lambda: dict(DEFAULT_SEVERITIES))
+    external_url: str = ""         # where people reach the API: links in outgoing alerts
     fleet: FleetLimits = field(default_factory=FleetLimits)
 
     @property
@@ -173,7 +189,7 @@ def load_config(path: str | os.PathLike[str] | None = None,
         jsonschema.Draft202012Validator(SCHEMA).iter_errors(raw))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "top level"
-        raise ConfigError(f"{file}: {where}: {error.message}")
+        raise ConfigError(f"{file}: {where}: {_explained(error)}")
     base = file.resolve().parent
 
     def rel(value: str) -> Path:
@@ -196,6 +212,7 @@ def load_config(path: str | os.PathLike[str] | None = None,
         fleet = FleetLimits().overridden(parse_fleet(raw.get("fleet", {})))
     except FleetValueError as exc:
         raise ConfigError(f"{file}: fleet.{exc.key}: {exc.reason}") from exc
+    am = raw.get("alertmanager", {})
     return Config(
         path=file.resolve(),
         base_dir=base,
@@ -222,5 +239,24 @@ def load_config(path: str | os.PathLike[str] | None = None,
         silence_unreachable=raw.get("alertmanager", {}).get("when_unreachable", "defer"),
         alertmanager_timeout=seconds(raw.get("alertmanager", {}).get("timeout", "2s"),
                                      "alertmanager.timeout"),
+        alert_on={**dict.fromkeys(ALERT_EVENTS, True), **am.get("alert_on", {})},
+        severity_by_priority={**DEFAULT_SEVERITIES, **am.get("severity_by_priority", {})},
+        external_url=str(raw.get("external_url", "")).rstrip("/"),
         fleet=fleet,
     )
+
+
+def _explained(error: jsonschema.ValidationError) -> str:
+    """The schema's message, with what is accepted where its own words would not say."""
+    path = [str(p) for p in error.absolute_path]
+    if path[:2] == ["alertmanager", "alert_on"] and error.validator == "additionalProperties":
+        return f"{error.message}; known events: {', '.join(ALERT_EVENTS)}"
+    if path[:2] == ["alertmanager", "severity_by_priority"]:
+        if error.validator == "additionalProperties":
+            return f"{error.message}; priorities: {', '.join(DEFAULT_SEVERITIES)}"
+        if error.validator in ("pattern", "type"):
+            return (f"{error.instance!r} is not a severity label value (1 to 64 letters, "
+                    "digits, '_', '.', '-')")
+    if path == ["external_url"] and error.validator == "pattern":
+        return f"{error.instance!r} is not an http(s) URL (e.g. https://recovery.example:9797)"
+    return error.message

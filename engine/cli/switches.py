@@ -25,6 +25,7 @@ from engine.cli.output import (
 )
 from engine.cli.report_parts import capability_words, refused_table
 from engine.context import EngineContext
+from engine.notify_due import post_soon
 from engine.records import AuditEvent, DegradedReason, Switch, new_id
 
 DISABLE_HELP = """\
@@ -322,6 +323,7 @@ def cmd_degraded(ctx: EngineContext, args: argparse.Namespace) -> int:
         reason = DegradedReason(mode=args.on, key="manual", manual=True, created_by=who,
                                 reason=args.reason or f"switched on by {who}", since=t)
         ctx.store.add_degraded(reason)
+        post_soon(ctx)      # RecoveryDegradedMode goes out at the next worker pass
         ctx.store.add_event(AuditEvent(at=t, actor=who, action="degraded_on",
                                        detail=reason.to_dict()))
         if not args.json:
@@ -333,6 +335,7 @@ def cmd_degraded(ctx: EngineContext, args: argparse.Namespace) -> int:
             raise CliError(f"unknown degraded mode {args.off!r} (known: "
                            f"{', '.join(sorted(known)) or 'none'})")
         cleared = ctx.store.clear_degraded(mode=args.off, manual=None)
+        post_soon(ctx)      # ... and resolves at the next one
         ctx.store.add_event(AuditEvent(at=t, actor=who, action="degraded_off", detail={
             "mode": args.off, "cleared": [r.to_dict() for r in cleared],
             "reason": args.reason}))

@@ -291,6 +291,7 @@ def _run(ctx: EngineContext, step: Step, on_run: RunCallback | None) -> StepResu
     (the incident is then handed back: ``_end_step``)."""
     run = step.run
     lease = ctx.leases.hold(step.locks, on_beat=lambda: beat(ctx, run.id, step.cancel))
+    post_soon(ctx)          # RecoveryActionInProgress: told at the next worker pass
     try:
         result = _run_and_verify(ctx, step)
         if lease.lost:
@@ -305,6 +306,7 @@ def _run(ctx: EngineContext, step: Step, on_run: RunCallback | None) -> StepResu
         recorded = _end_step(ctx, run, step.artifacts, result, on_run, step.cancel)
     finally:
         ctx.running.pop(run.id, None)
+        post_soon(ctx)      # ... and resolved at the next one
         try:
             lease.release()
         except Exception as exc:  # noqa: BLE001 - the lock lapses by itself

@@ -15,6 +15,7 @@ from typing import Any
 
 from engine.context import EngineContext
 from engine.lifecycle import AttemptOutcome, IncidentState
+from engine.notify_due import post_soon
 from engine.orchestration import exhaustion
 from engine.records import DegradedReason, Incident, RunRecord
 from engine.runbooks.model import Runbook
@@ -48,6 +49,7 @@ def end_attempt(ctx: EngineContext, incident: Incident, state: IncidentState,
                             **fields)
     if closed is None:
         finish_attempt(ctx, incident, outcome)   # once only: a first end stands (store)
+    post_soon(ctx)          # RecoverySucceeded (or what the end resolves): the next pass
     return closed or ctx.store.get_incident(incident.id) or incident
 
 
@@ -106,6 +108,7 @@ def degrade(ctx: EngineContext, incident: Incident, runbook: Runbook, reason: st
         incident_id=incident.id, reason=reason,
         created_by=incident.requested_by or incident.trigger,
         since=time.time()))
+    post_soon(ctx)          # RecoveryDegradedMode: told at the next worker pass
 
 
 def seen_healthy(ctx: EngineContext, runbook: Runbook, target: str) -> list[DegradedReason]:
@@ -115,5 +118,8 @@ def seen_healthy(ctx: EngineContext, runbook: Runbook, target: str) -> list[Degr
     exhaustion.clear(ctx, runbook.name, target)
     if runbook.degraded_mode is None:
         return []
-    return ctx.store.clear_degraded(mode=runbook.degraded_mode.name, target=target,
-                                    manual=False)
+    cleared = ctx.store.clear_degraded(mode=runbook.degraded_mode.name, target=target,
+                                       manual=False)
+    if cleared:
+        post_soon(ctx)      # its RecoveryDegradedMode resolves at the next worker pass
+    return cleared

@@ -55,6 +55,11 @@ INTAKE_AGE = "infra_recovery_intake_oldest_age_seconds"
 HEARTBEAT_AGE = "infra_recovery_worker_heartbeat_age_seconds"
 OPEN_INCIDENTS = "infra_recovery_open_incidents"
 STORE_UP = "infra_recovery_store_up"
+OUTGOING_FAILED = "infra_recovery_outgoing_alerts_failed_total"
+
+# store.get_value(OUTGOING_FAILED_KEY): posts of the engine's own alerts that an
+# Alertmanager did not take after the retries (engine/service/notifier.py counts them)
+OUTGOING_FAILED_KEY = "notify_failed"
 
 # store.get_value(HEARTBEAT_KEY): {holder: unix time of its last pass}
 HEARTBEAT_KEY = "worker_heartbeat"
@@ -106,6 +111,10 @@ def _families() -> dict[str, Metric]:
             "worker has ever reported)."),
         OPEN_INCIDENTS: GaugeMetricFamily(
             OPEN_INCIDENTS, "Incidents open or remediating.", labels=["component"]),
+        OUTGOING_FAILED: CounterMetricFamily(
+            OUTGOING_FAILED, "Posts of the engine's own alerts an Alertmanager did not take "
+            "after the retries (each configured Alertmanager counts once per post); the next "
+            "pass posts again."),
     }
 
 
@@ -197,6 +206,7 @@ class StoreCollector(Collector):
             per_component[incident.component] = per_component.get(incident.component, 0) + 1
         for component, n in sorted(per_component.items()):
             f[OPEN_INCIDENTS].add_metric([component], float(n))
+        f[OUTGOING_FAILED].add_metric([], float(store.get_value(OUTGOING_FAILED_KEY) or 0))
         return list(f.values())
 
 

@@ -35,6 +35,7 @@ from engine.durations import parse_duration
 from engine.fleet_limits import FleetValueError, parse_fleet, parse_percent
 from engine.runbooks.matchers import MatcherError, parse_matcher
 from engine.runbooks.model import (
+    DEPRECATED_PRIORITIES,
     Cooldown,
     DegradedModeSpec,
     Matcher,
@@ -297,7 +298,7 @@ class _Builder:
             component=component,
             path=self.src.file,
             sha256=self.src.sha256,
-            priority=Priority[data.get("priority", "warning").upper()],
+            priority=Priority[data.get("priority", "medium").upper()],
             mode=Mode(data.get("mode", "auto")),
             match=self._match(data.get("match", []), component,
                               data.get("match_component_label", True)),
@@ -314,7 +315,17 @@ class _Builder:
             description=data.get("description", ""),
             probe=self._probe(data.get("probe"), verify),
             fleet=self._fleet(data.get("fleet", {})),
+            warnings=self._deprecations(data),
         )
+
+    def _deprecations(self, data: dict[str, Any]) -> tuple[str, ...]:
+        """An older priority spelling still loads (as the priority it means), with a
+        warning naming its replacement."""
+        spelled = data.get("priority")
+        if spelled not in DEPRECATED_PRIORITIES:
+            return ()
+        return (f"{self.src.file}:{self.src.line_of(('priority',))}: priority {spelled!r} "
+                f"is deprecated: write {DEPRECATED_PRIORITIES[spelled]!r} (same rank)",)
 
     def _fleet(self, raw: dict[str, Any]) -> dict[str, Any]:
         """The runbook's own fleet limits, parsed (engine.fleet_limits)."""

@@ -20,10 +20,21 @@ class Mode(enum.StrEnum):
 
 
 class Priority(int, enum.Enum):
-    INFO = 0
-    WARNING = 1
+    """How much a runbook's failure matters, as the original system ranked it: the highest
+    wins when several runbooks match an alert, and it picks the ``severity`` label of the
+    runbook's outgoing alerts (``alertmanager.severity_by_priority``)."""
+
+    LOW = 0
+    MEDIUM = 1
     HIGH = 2
     CRITICAL = 3
+    # Deprecated spellings, accepted with a warning (DEPRECATED_PRIORITIES): same values.
+    INFO = 0
+    WARNING = 1
+
+
+# An older spelling -> the priority it means (the loader warns about each use).
+DEPRECATED_PRIORITIES = {"warning": "medium", "info": "low"}
 
 
 @dataclass(frozen=True)
@@ -113,7 +124,7 @@ class Runbook:
     component: str
     path: str
     sha256: str
-    priority: Priority = Priority.WARNING
+    priority: Priority = Priority.MEDIUM
     mode: Mode = Mode.AUTO
     match: tuple[tuple[Matcher, ...], ...] = ()   # any group matches if all its matchers do
     target: str = "{{ labels.instance }}"
@@ -129,6 +140,9 @@ class Runbook:
     probe: Probe | None = None
     # Its own fleet limits (engine.fleet_limits: parsed values by key), over recovery.yml's.
     fleet: dict[str, Any] = field(default_factory=dict)
+    # What the loader accepted but warns about (``file:line: reason``): `recovery validate`
+    # prints them; they never make the runbook invalid.
+    warnings: tuple[str, ...] = ()
 
     def strategies_for(self, failure_type: str | None) -> list[tuple[int, Strategy]]:
         """The escalation for one failure type, with each step's index in the file."""

@@ -98,6 +98,7 @@ def validate_set(paths: SetPaths, *, known_actions: Iterable[str],
     found.runbook_errors = [str(e) for e in bad]
     found.errors.extend(found.runbook_errors)
     for rb in loaded:
+        found.warnings.extend(rb.warnings)
         if rb.degraded_mode is not None and rb.degraded_mode.name not in degraded_modes:
             found.warnings.append(f"{rb.path}: degraded mode {rb.degraded_mode.name!r} has "
                                   "no capability matrix in recovery.yml (degraded_modes)")

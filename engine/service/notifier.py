@@ -1,21 +1,20 @@
-"""Outgoing alerts: what the engine tells Alertmanager about itself.
-
-Computed from the store each time: ``RecoveryDegradedMode`` while a degraded mode is on,
-``RecoveryExhausted`` while a (runbook, target) is exhausted
-(engine/orchestration/exhaustion.py: until the target recovers or an operator acknowledges
-it), ``RecoveryApprovalPending`` while a step waits for a person. Labels name the condition
-and nothing else (alertname, severity, ``source="infra-recovery"``, and the mode, or the
-component, runbook and target), so a new incident for a target still down is the same alert;
-incident and run ids and the command to run are annotations. The engine never remediates its
-own alerts.
+"""Outgoing alerts: posting what engine/service/outgoing_alerts.py says fires, to every
+configured Alertmanager, from a worker's duties pass (never from a step).
 
 Each post carries an ``endsAt`` a few intervals ahead: a worker re-posts them every
-``alertmanager.notify_interval`` to every configured Alertmanager. What was posted is
-remembered in the store, so an alert whose condition ended is posted once more as
-resolved (``endsAt`` now) instead of lingering until its ``endsAt``, even by another
-process or after a restart; whatever changes a condition (a decision on an approval, an
-exhausted target, an acknowledgement) calls ``post_soon`` so the next worker pass posts
-(engine.notify_due: when).
+``alertmanager.notify_interval``. What was posted is remembered in the store, so an alert
+whose condition ended is posted once more as resolved (``endsAt`` now) instead of
+lingering until its ``endsAt``, even by another process or after a restart; whatever
+changes a condition (a decision on an approval, an exhausted target, an acknowledgement)
+calls ``post_soon`` so the next worker pass posts (engine.notify_due: when).
+
+A ``RecoverySucceeded`` is posted once, with its own ``endsAt`` (a few minutes after the
+recovery), and never resolved early: the incidents told are remembered in the store
+(``notify_told``), so neither the next pass, another process nor a restart tells it
+again. An Alertmanager that does not answer is asked ``ATTEMPTS`` times, each bounded by
+``alertmanager.timeout``; then the post counts as failed
+(``infra_recovery_outgoing_alerts_failed_total``) and the next pass tries again. A
+remediation never waits for any of it.
 """
 
 from __future__ import annotations
@@ -24,27 +23,19 @@ import hashlib
 import json
 import logging
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from engine.context import EngineContext
-from engine.orchestration.exhaustion import current as exhausted
+from engine.reporting.metrics import OUTGOING_FAILED_KEY
+from engine.service.outgoing_alerts import current_alerts, iso, recovered_alerts
 
 log = logging.getLogger(__name__)
-SOURCE = "infra-recovery"
 POSTED = "notify_posted"         # what it posted: {identity: {"alert": ..., "ends": ...}}
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _alert(name: str, severity: str, labels: dict[str, str], annotations: dict[str, str],
-           since: float, ends: float) -> dict[str, Any]:
-    return {"labels": {"alertname": name, "severity": severity, "source": SOURCE, **labels},
-            "annotations": annotations, "startsAt": _iso(since), "endsAt": _iso(ends)}
+TOLD = "notify_told"             # RecoverySucceeded told: {incident id: its endsAt}
+ATTEMPTS = 2                     # per Alertmanager and post
+__all__ = ["current_alerts", "identity", "post"]
 
 
 def identity(alert: dict[str, Any]) -> str:
@@ -53,39 +44,35 @@ def identity(alert: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def current_alerts(ctx: EngineContext, now: float | None = None) -> list[dict[str, Any]]:
-    now = now or time.time()
-    ends = now + 3 * ctx.config.notify_interval
-    store = ctx.store
-    out: list[dict[str, Any]] = []
-    by_mode: dict[str, list] = {}
-    for reason in store.degraded_reasons():
-        by_mode.setdefault(reason.mode, []).append(reason)
-    for mode, reasons in sorted(by_mode.items()):
-        first = min(reasons, key=lambda r: r.since)
-        out.append(_alert("RecoveryDegradedMode", "warning", {"mode": mode}, {
-            "summary": f"degraded mode {mode} is on ({len(reasons)} reason(s)): "
-                       f"{first.reason or first.key}"}, first.since or now, ends))
-    for gone in exhausted(ctx):
-        out.append(_alert(
-            "RecoveryExhausted", "critical",
-            {"component": gone.component, "runbook": gone.runbook, "target": gone.target},
-            {"summary": f"{gone.runbook} exhausted on {gone.target}: {gone.reason}",
-             "incident": gone.incident_id,
-             "command": f"recovery ack {gone.incident_id}  (once handled; it also resolves "
-                        "when the target recovers)"},
-            gone.since or now, ends))
-    for approval in store.list_approvals("pending"):
-        out.append(_alert(
-            "RecoveryApprovalPending", "warning",
-            {"component": approval.component, "runbook": approval.runbook,
-             "target": approval.target},
-            {"summary": f"{approval.strategy} on {approval.target} waits for approval",
-             "incident": approval.incident_id or "", "run": approval.run_id,
-             "strategy": approval.strategy,
-             "command": f"recovery approve {approval.run_id}  (or --reject)"},
-            approval.requested_at or now, ends))
-    return out
+def _deliver(ctx: EngineContext, base: str, batch: list[dict[str, Any]]) -> str | None:
+    """Post ``batch`` to one Alertmanager, at most ATTEMPTS times; the last error, or None."""
+    error = None
+    for attempt in range(ATTEMPTS):
+        try:
+            response = httpx.post(f"{base}/api/v2/alerts", json=batch,
+                                  timeout=ctx.config.alertmanager_timeout)
+            response.raise_for_status()
+            return None
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            if attempt + 1 < ATTEMPTS:
+                time.sleep(min(0.2, ctx.config.alertmanager_timeout))
+    log.warning("outgoing alerts to %s failed after %d attempts: %s", base, ATTEMPTS, error)
+    return error
+
+
+def _count_failed(ctx: EngineContext, failed: int) -> None:
+    if failed:
+        ctx.store.update_value(OUTGOING_FAILED_KEY, lambda n: int(n or 0) + failed)
+
+
+def _told(ctx: EngineContext, told: dict[str, float], now: float) -> None:
+    """Remember the recoveries told (and forget those whose endsAt passed)."""
+    def put(old: dict | None) -> dict:
+        kept = {k: v for k, v in (old or {}).items() if v > now}
+        return {**kept, **told}
+
+    ctx.store.update_value(TOLD, put)
 
 
 def post(ctx: EngineContext, now: float | None = None) -> dict[str, str]:
@@ -98,23 +85,29 @@ def post(ctx: EngineContext, now: float | None = None) -> dict[str, str]:
     now = now or time.time()
     firing = {identity(a): a for a in current_alerts(ctx, now)}
     posted = ctx.store.get_value(POSTED) or {}
-    ended = {key: dict(entry["alert"], endsAt=_iso(now)) for key, entry in posted.items()
+    ended = {key: dict(entry["alert"], endsAt=iso(now)) for key, entry in posted.items()
              if key not in firing and entry["ends"] > now}
-    batch = [*firing.values(), *ended.values()]
+    told = ctx.store.get_value(TOLD) or {}
+    once = [r for r in recovered_alerts(ctx, now) if r.incident_id not in told]
+    batch = [*firing.values(), *ended.values(), *(r.alert for r in once)]
     if not batch:
         return {}
     failed = {}
     for base in ctx.config.alertmanagers:
-        try:
-            response = httpx.post(f"{base}/api/v2/alerts", json=batch,
-                                  timeout=ctx.config.alertmanager_timeout)
-            response.raise_for_status()
-        except httpx.HTTPError as exc:
-            failed[base] = f"{type(exc).__name__}: {exc}"
-            log.warning("outgoing alerts to %s failed: %s", base, exc)
+        if (error := _deliver(ctx, base, batch)) is not None:
+            failed[base] = error
+    _count_failed(ctx, len(failed))
+    if once and len(failed) < len(ctx.config.alertmanagers):
+        _told(ctx, {r.incident_id: r.ends for r in once}, now)
     ends = now + 3 * ctx.config.notify_interval
-    remembered = {key: {"alert": alert, "ends": ends} for key, alert in firing.items()}
-    if failed:
-        remembered.update({key: posted[key] for key in ended})
-    ctx.store.set_value(POSTED, remembered)
+    resolved = set() if failed else set(ended)     # a resolve not taken by all: again
+
+    def remember(old: dict | None) -> dict:
+        # Merged, not overwritten: another process's post meanwhile keeps what it posted.
+        kept = {key: entry for key, entry in (old or {}).items()
+                if key not in resolved and key not in firing and entry["ends"] > now}
+        return {**kept, **{key: {"alert": alert, "ends": ends}
+                           for key, alert in firing.items()}}
+
+    ctx.store.update_value(POSTED, remember)
     return failed

@@ -78,6 +78,7 @@ def test_outgoing_alerts_reach_alertmanager_and_are_never_remediated(engine_env,
                                                                      am):
     engine_env.write_config(alertmanagers=f'["{am.url}"]')
     engine_env.runbook("broken", """
+        priority: critical
         strategies: [{name: a, action: test.fail}]
         degraded_mode: {name: test_down}
     """)
@@ -93,7 +94,7 @@ def test_outgoing_alerts_reach_alertmanager_and_are_never_remediated(engine_env,
     posted = {a["labels"]["alertname"]: a for a in am.alerts()}
     shown = {name: alert["labels"] for name, alert in posted.items()}
     assert shown["RecoveryExhausted"]["target"] == "cache-1"
-    assert shown["RecoveryExhausted"]["severity"] == "critical"
+    assert shown["RecoveryExhausted"]["severity"] == "P0"    # the runbook's priority
     assert shown["RecoveryDegradedMode"]["mode"] == "test_down"
     assert posted["RecoveryApprovalPending"]["annotations"]["run"] == waiting.id
     assert {labels["source"] for labels in shown.values()} == {"infra-recovery"}

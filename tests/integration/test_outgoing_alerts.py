@@ -75,7 +75,9 @@ def test_labels_name_the_condition_and_ids_go_in_annotations(engine_env, run_inc
 
 def test_exhausted_fires_across_a_deferred_new_incident_until_the_target_recovers(
         engine_env, run_incident, am, tmp_path):
-    engine_env.write_config(alertmanagers=f'["{am.url}"]')
+    # The deferred incident's own RecoveryCooldown: test_recovery_event_alerts.py.
+    engine_env.write_config(alertmanagers=f'["{am.url}"]',
+                            alertmanager="{alert_on: {cooldown: false}}")
     healthy = tmp_path / "healthy"
     flaky_runbook(engine_env, healthy)
     ctx = engine_env.context()

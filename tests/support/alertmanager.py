@@ -29,7 +29,8 @@ def iso_at(epoch: float) -> str:
 
 class Alertmanager:
     def __init__(self, folder: Path, receiver_url: str, token: str, *,
-                 repeat_interval: str = "2s") -> None:
+                 repeat_interval: str = "2s",
+                 group_by: tuple[str, ...] = ("alertname", "instance")) -> None:
         self.folder = folder
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -37,7 +38,7 @@ class Alertmanager:
         (folder / "alertmanager.yml").write_text(f"""
 route:
   receiver: recovery
-  group_by: [alertname, instance]
+  group_by: [{", ".join(group_by)}]
   group_wait: 1s
   group_interval: 1s
   repeat_interval: {repeat_interval}

@@ -161,3 +161,72 @@ def test_a_group_allows_its_share_rounded_down_but_never_none() -> None:
     limits = FleetLimits(group_share=0.25)
     assert [limits.group_allowance(n) for n in (1, 3, 4, 7, 8, 100)] == [1, 1, 1, 1, 2, 25]
     assert FleetLimits(group_share=0.29).group_allowance(100) == 29   # no float rounding loss
+
+
+# --- alertmanager: which events go out, at which severity ---------------------------------
+
+def test_outgoing_alerts_default_to_every_event_and_the_original_severities(
+        tmp_path: Path) -> None:
+    file = tmp_path / "recovery.yml"
+    file.write_text("home: var\n")
+    config = load_config(file, environ={})
+    assert config.alert_on == {"recovery": True, "cooldown": True, "degraded_mode": True,
+                               "exhaustion": True, "in_progress": True}
+    assert config.severity_by_priority == {"critical": "P0", "high": "P1", "medium": "P2",
+                                           "low": "P3"}
+    assert config.external_url == ""
+
+
+def test_the_shipped_outgoing_alert_settings_say_the_defaults(tmp_path: Path) -> None:
+    from engine.config import Config
+
+    file = tmp_path / "recovery.yml"
+    file.write_text((ROOT / "recovery.yml").read_text())
+    shipped, default = load_config(file, environ={}), Config(tmp_path, tmp_path, "", tmp_path,
+                                                            tmp_path, tmp_path)
+    assert shipped.alert_on == default.alert_on
+    assert shipped.severity_by_priority == default.severity_by_priority
+    assert shipped.external_url == ""
+
+
+def test_outgoing_alert_settings_are_read_over_the_defaults(tmp_path: Path) -> None:
+    file = tmp_path / "recovery.yml"
+    file.write_text("home: var\nexternal_url: https://recovery.example:9797/\n"
+                    "alertmanager: {alert_on: {cooldown: false}, "
+                    "severity_by_priority: {critical: page, low: ticket}}\n")
+    config = load_config(file, environ={})
+    assert config.alert_on["cooldown"] is False and config.alert_on["recovery"] is True
+    assert config.severity_by_priority == {"critical": "page", "high": "P1", "medium": "P2",
+                                           "low": "ticket"}
+    assert config.external_url == "https://recovery.example:9797"
+
+
+@pytest.mark.parametrize(("alertmanager", "says"), [
+    ("{alert_on: {recovered: true}}",
+     r"alertmanager/alert_on: .*'recovered' was unexpected.*known events: recovery, "
+     "cooldown, degraded_mode, exhaustion, in_progress"),
+    ("{alert_on: {cooldown: sometimes}}", r"alertmanager/alert_on/cooldown: 'sometimes' is "
+     "not of type 'boolean'"),
+    ("{severity_by_priority: {warning: P2}}",
+     r"alertmanager/severity_by_priority: .*'warning' was unexpected.*priorities: "
+     "critical, high, medium, low"),
+    ("{severity_by_priority: {high: 'P 1'}}",
+     r"alertmanager/severity_by_priority/high: 'P 1' is not a severity label value"),
+    ("{severity_by_priority: {high: 1}}",
+     r"alertmanager/severity_by_priority/high: 1 is not a severity label value"),
+])
+def test_a_bad_outgoing_alert_setting_is_a_clear_config_error(tmp_path: Path,
+                                                              alertmanager: str,
+                                                              says: str) -> None:
+    file = tmp_path / "recovery.yml"
+    file.write_text(f"home: var\nalertmanager: {alertmanager}\n")
+    with pytest.raises(ConfigError, match=says):
+        load_config(file, environ={})
+
+
+def test_external_url_must_be_an_http_url(tmp_path: Path) -> None:
+    file = tmp_path / "recovery.yml"
+    file.write_text("home: var\nexternal_url: recovery.example:9797\n")
+    with pytest.raises(ConfigError, match=r"external_url: 'recovery.example:9797' is not an "
+                                          r"http\(s\) URL"):
+        load_config(file, environ={})
