@@ -3,7 +3,9 @@ docs/integration.md) stays true to the code: the troubleshooting guide has a row
 gate, refusal kind, decision code, exit code, HTTP answer, run status and incident state
 the engine defines (each list read from the code, so a new one without a row fails here,
 and a row for one that is gone too); the capability matrices of escalation.md are the
-ones of recovery.yml; every `recovery` command line the docs show parses."""
+ones of recovery.yml; integration.md quotes each of its example files verbatim (they run
+in tests/integration/test_integration_examples.py); every `recovery` command line the
+docs show parses."""
 
 from __future__ import annotations
 
@@ -21,8 +23,8 @@ from engine.cli import build_parser
 from engine.gates.base import Gate
 from engine.lifecycle import IncidentState, RunStatus
 from engine.orchestration.approvals import DecisionError
-from tests.support.docs import DOCS, first_cells, sections, table_rows
-from tests.support.paths import ROOT
+from tests.support.docs import DOCS, first_cells, quoted_examples, sections, table_rows
+from tests.support.paths import EXAMPLES, ROOT
 
 GUIDE = DOCS / "troubleshooting.md"
 ESCALATION = DOCS / "escalation.md"
@@ -190,3 +192,12 @@ def test_every_command_line_the_doc_shows_parses(doc):
         except SystemExit:
             pytest.fail(f"{doc.name}: `{line}` does not parse")
         assert getattr(args, "func", None) is not None, line
+
+
+def test_integration_md_quotes_every_example_file_verbatim():
+    quoted = quoted_examples(DOCS / "integration.md")
+    files = {str(p.relative_to(ROOT)): p.read_text()
+             for p in sorted((EXAMPLES / "integration").iterdir()) if p.is_file()}
+    assert files and set(quoted) == set(files)
+    for path, text in files.items():
+        assert quoted[path] == text, f"docs/integration.md quotes {path} as it no longer is"
