@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -61,8 +62,10 @@ def redis_pair(tmp_path):
 @pytest.mark.requires("redis-server")
 def test_the_health_check_example_recovers_the_applications_pool(engine_env, redis_pair):
     primary, replica = redis_pair
-    for name in ("runbooks/redis.yml", "playbooks/restart_container.yml"):
-        (engine_env.root / name).write_text((ROOT / name).read_text())   # as shipped
+    # The shipped runbook as it is, with every playbook it may name.
+    (engine_env.root / "runbooks" / "redis.yml").write_text(
+        (ROOT / "runbooks" / "redis.yml").read_text())
+    shutil.copytree(ROOT / "playbooks", engine_env.root / "playbooks", dirs_exist_ok=True)
     (engine_env.root / "inventory" / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": {
         "cache-1": {"ansible_host": "192.0.2.10", "ansible_connection": "local",
                     "redis_url": primary.url, "redis_failover_urls": [replica.url]}}}}))
