@@ -71,8 +71,9 @@ APP = textwrap.dedent("""
         elif command == 'trigger':
             incident = recovery.trigger('system', 'file_handles_exhausted').wait(60)
             runs = recovery.context.store.query_runs(component='system', limit=None)
-            answer(state=incident.state.value, reasons=[r.reason for r in runs
-                                                        if not r.check_mode])
+            runs = sorted(runs, key=lambda r: r.started_at)
+            answer(state=incident.state.value, why=incident.reason,
+                   reasons=[r.reason for r in runs if not r.check_mode])
         elif command == 'use':
             busy_file.write('still writing')
             busy_file.flush()
@@ -195,3 +196,41 @@ def test_idle_closables_are_closed_busy_ones_kept_and_the_check_changes_nothing(
         assert pool_clients(redis_server) == {"idle-pool": 1, "busy-pool": 3}
     finally:
         app.stop()
+
+
+def test_when_closing_is_not_enough_the_soft_limit_is_raised_where_allowed(
+        engine_env, redis_server, tmp_path):
+    """A 5% threshold: after the idle ones are closed the application is still over it
+    (the busy ones stay open). Not allowed a raise: the step fails and says so, having
+    closed what was idle. Allowed (a new application, as the inventory is read at
+    start): its soft limit goes to the hard one and the verify sees the headroom."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    watched = {"fd_watch_processes": ["fd-app"], "fd_warn_percent": 5}
+    for allowed in (False, True):
+        install_system_runbook(engine_env.root, {**watched, **(
+            {"fd_raise_processes": ["fd-app"]} if allowed else {})})
+        app = App(str(engine_env.config_path), redis_server.port, str(spool),
+                  engine_env.env())
+        try:
+            assert app.read() == {"ready": True}
+            soft, hard = app.ps.rlimit(psutil.RLIMIT_NOFILE)
+            done = app.ask("trigger")
+            reason = done["reasons"][-1]
+            assert "closed spool (" in reason and "closed idle-pool (" in reason, reason
+            assert not any(p.startswith(f"{spool}/part-") for p in app.open_paths())
+            assert f"{spool}/busy" in app.open_paths()
+            assert pool_clients(redis_server) == {"busy-pool": 3}
+            if not allowed:
+                assert done["state"] == "failed", done
+                assert f"fd-app (pid {app.proc.pid}) " in reason
+                assert "not in fd_raise_processes, report only" in reason
+                assert app.ps.rlimit(psutil.RLIMIT_NOFILE) == (soft, hard)
+            else:
+                assert done["state"] == "recovered", done
+                assert f"raised fd-app (pid {app.proc.pid}) soft limit {soft} -> {hard}" \
+                    in reason
+                assert "verified by system.file_handles" in reason
+                assert app.ps.rlimit(psutil.RLIMIT_NOFILE) == (hard, hard)
+        finally:
+            app.stop()
