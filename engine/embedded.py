@@ -5,6 +5,8 @@
     incident = recovery.trigger("redis", failure_type="connection_timeout", target="cache-1")
     incident.wait(timeout=30)
     if recovery.degraded("redis_unavailable"): ...
+    recovery.register_closable("report-files", files, close=files.close, idle=files.idle)
+    [run] = recovery.check("system", strategy="file_handle_cleanup")   # what it would do
 
 ``trigger`` never blocks: steps run on background threads. The store is the one the
 CLI and the service use, so cooldowns, approvals and the audit trail are shared. An
@@ -24,6 +26,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from engine.config import Config, keep_files_private, load_config
 from engine.context import EngineContext
@@ -32,9 +35,12 @@ from engine.lifecycle import IncidentState
 from engine.orchestration.attempt import advance
 from engine.orchestration.settle import seen_healthy
 from engine.orchestration.triggers import TriggerRequest, open_incident
-from engine.records import Incident
+from engine.records import Incident, RunRecord
 from engine.resources import ResourceRegistry
 from engine.service.worker import Worker
+
+if TYPE_CHECKING:
+    from engine.actions.system.closables import Closable, Closables
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +101,7 @@ class Recovery:
         # An application retries its own deferred work; alerts are the service's to take.
         self._worker = Worker(context, intake=False).start() if worker else None
         self._closed = threading.Event()
+        self._closables_lock = threading.Lock()
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | Config | None = None, *,
@@ -110,6 +117,45 @@ class Recovery:
     def resources(self) -> ResourceRegistry:
         return self.context.resources
 
+    @property
+    def closables(self) -> Closables:
+        """What this application registered as closable when idle; ``file_handle_cleanup``
+        closes the idle ones (registered as the resource ``closables``, for every target)."""
+        from engine.actions.system.closables import Closables
+
+        with self._closables_lock:
+            found = self.resources.get(Closables.RESOURCE)
+            if not isinstance(found, Closables):
+                found = Closables()
+                self.resources.register(Closables.RESOURCE, found)
+            return found
+
+    def register_closable(self, name: str, obj: Any, **how: Any) -> Closable:
+        """``closables.register``: ``close`` (default ``obj.close``), and ``idle`` (a
+        callable: True when nothing uses it) or ``last_used`` (a callable: a timestamp,
+        idle ``idle_after`` seconds later) or neither (``closables.using(name)`` marks
+        it busy)."""
+        return self.closables.register(name, obj, **how)
+
+    def check(self, component: str, *, target: str | None = None,
+              strategy: str | None = None) -> list[RunRecord]:
+        """``recover --check`` in this process, against what this application registered:
+        each step (or only ``strategy``) planned, nothing changed, nothing counted. The
+        check-mode runs are recorded; each one's ``reason`` says what it would do."""
+        from engine.orchestration.planner import check_runs
+
+        self.context.refresh()
+        runbook = self.context.runbook(component)
+        return check_runs(self.context, runbook,
+                          self.context.canonical_target(self._target_of(component, target)),
+                          strategy=strategy, requested_by=f"app:{os.getpid()}")
+
+    def _target_of(self, component: str, target: str | None) -> str:
+        """The target named, else the one this application registered ``component``
+        for, else localhost."""
+        registered = self.resources.targets(component)
+        return target or (registered[0] if len(registered) == 1 else "localhost")
+
     def trigger(self, component: str, failure_type: str | None = None, *,
                 target: str | None = None, requested_by: str | None = None) -> IncidentHandle:
         """Open (or attach to) the incident and run its attempt in the background.
@@ -118,10 +164,9 @@ class Recovery:
         nothing forces it. A deferred incident goes on where a worker runs (the service,
         or this process with ``worker=True``)."""
         self.context.refresh()    # a reload since the last call: its set from now on
-        registered = self.resources.targets(component)
         request = TriggerRequest(
             runbook=component, failure_type=failure_type,
-            target=target or (registered[0] if len(registered) == 1 else "localhost"),
+            target=self._target_of(component, target),
             trigger="probe", requested_by=requested_by or f"app:{os.getpid()}")
         opened = open_incident(self.context, request)
         if opened.incident is None:
@@ -149,8 +194,7 @@ class Recovery:
         resolves its exhausted alert. Returns how many degraded reasons it cleared."""
         self.context.refresh()
         runbook = self.context.runbook(component)
-        registered = self.resources.targets(component)
-        name = target or (registered[0] if len(registered) == 1 else "localhost")
+        name = self._target_of(component, target)
         return len(seen_healthy(self.context, runbook, self.context.canonical_target(name)))
 
     def degraded(self, mode: str) -> bool:

@@ -277,6 +277,95 @@ def test_an_application_keeps_answering_while_the_service_side_rebuilds(engine_e
     assert current.id != old_id and handles.ids() == {"docs": str(current.id)}
 
 
+# -- collection_reload, embedded ------------------------------------------------------------
+def registered(env, chroma: ChromaServer, names: list[str]):
+    """An application embedding the engine with its handles on ``names`` opened and
+    registered as ``chromadb`` for chroma-1: (recovery, handles, the ids they hold)."""
+    from engine import Recovery
+
+    recovery = Recovery.from_config(env.config_path)
+    handles = ChromaCollections(chroma.client, names)
+    recovery.resources.register("chromadb", handles, target="chroma-1")
+    return recovery, handles, {n: str(handles.collection(n).id) for n in names}
+
+
+def on_server(chroma: ChromaServer, *names: str) -> dict[str, str]:
+    """Name -> id of the server's collections among ``names``."""
+    return {c.name: str(c.id) for c in chroma.client().list_collections() if c.name in names}
+
+
+def test_collection_reload_follows_a_re_created_collection_and_its_check_changes_nothing(
+        engine_env, chroma):
+    """The collection is dropped and created again under its name (a new id): the
+    application's handle fails ("does not exist"). The check names the stale handle and
+    changes nothing, here or on the server; collection_unavailable then re-opens it, its
+    verify (handles: true) passes, and the handle answers from the new collection."""
+    from chromadb.errors import NotFoundError
+
+    chroma.populate("docs", 50)
+    env = shipped_env(engine_env, chroma, chromadb_collections=["docs"])
+    recovery, handles, held = registered(env, chroma, ["docs"])
+    try:
+        fresh = chroma.populate("docs", 60, seed=8)       # dropped and re-created
+        server = on_server(chroma, "docs")
+        assert server["docs"] != held["docs"]
+        with pytest.raises(NotFoundError):
+            handles.collection("docs").query(query_embeddings=[fresh["r1"]], n_results=1)
+
+        [planned] = recovery.check("chromadb", strategy="collection_reload")
+        assert planned.check_mode and planned.status == RunStatus.SUCCEEDED, planned.reason
+        assert (f"would make a new client and re-open docs by name (stale: docs (handle "
+                f"{held['docs'][:8]}, now {server['docs'][:8]}))") in planned.reason
+        assert handles.ids() == held and on_server(chroma, "docs") == server
+
+        incident = recovery.trigger("chromadb", "collection_unavailable", target="chroma-1")
+        incident.wait(60)
+        assert incident.state == IncidentState.RECOVERED.value, incident.incident.reason
+        [run] = [r for r in runs(recovery.context) if not r.check_mode]
+        assert (run.strategy, run.status) == ("collection_reload", RunStatus.SUCCEEDED)
+        assert "re-opened docs (60 records) with a new client; docs now point at a new " \
+               "collection id" in run.reason, run.reason
+        assert "verified by chromadb.collection_check" in run.reason, run.reason
+    finally:
+        recovery.close()
+    assert handles.ids() == server == on_server(chroma, "docs")
+    assert self_query(handles.collection("docs"), fresh, ["r1", "r59"]) == ["r1", "r59"]
+
+
+def test_collection_reload_reports_a_dropped_collection_and_never_creates_it(engine_env,
+                                                                             chroma):
+    """One collection re-created, one dropped for good: the check and the step name the
+    missing one; the step re-opens the other (it answers again), fails, and no
+    collection comes into being under the dropped name."""
+    chroma.populate("docs", 50)
+    chroma.populate("small", 20, seed=3)
+    env = shipped_env(engine_env, chroma, chromadb_collections=["docs", "small"])
+    recovery, handles, held = registered(env, chroma, ["docs", "small"])
+    try:
+        chroma.client().delete_collection("small")
+        fresh = chroma.populate("docs", 50, seed=8)
+        server = on_server(chroma, "docs", "small")
+        assert list(server) == ["docs"]
+
+        [planned] = recovery.check("chromadb", strategy="collection_reload")
+        assert "missing on the server, not created (a rollback brings a collection " \
+               "back): small" in planned.reason, planned.reason
+        assert handles.ids() == held and on_server(chroma, "docs", "small") == server
+
+        incident = recovery.trigger("chromadb", "collection_unavailable", target="chroma-1")
+        incident.wait(60)
+        assert incident.state == IncidentState.FAILED.value, incident.incident.reason
+        [run] = [r for r in runs(recovery.context) if not r.check_mode]
+        assert (run.strategy, run.status) == ("collection_reload", RunStatus.FAILED)
+        assert "re-opened docs (50 records)" in run.reason, run.reason
+        assert "not created (a rollback brings a collection back): small" in run.reason
+    finally:
+        recovery.close()
+    assert on_server(chroma, "docs", "small") == server          # nothing created
+    assert handles.ids() == {"docs": server["docs"], "small": held["small"]}
+    assert self_query(handles.collection("docs"), fresh, ["r7"]) == ["r7"]
+
+
 # -- snapshots and the rollback, from the CLI with an approval -----------------------------
 def test_snapshot_take_refuses_a_data_dir_that_resolves_outside_the_roots(
         engine_env, chroma, tmp_path):

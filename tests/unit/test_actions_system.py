@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 
 import pytest
 
@@ -106,3 +107,50 @@ def test_another_hosts_processes_are_not_read_from_here(action):
     result = default_registry().get(action).run(ActionContext(
         component="system", target="web-1.example", host_vars={"program": "web"}))
     assert result.not_applicable and "web-1.example" in result.summary
+
+
+# -- closables: what an embedding application registered ----------------------------------
+def test_closables_close_only_the_idle_ones_and_say_why_the_others_stay(tmp_path):
+    """Real files in this process: one idle by its check, one inside ``using``, one
+    whose idle check raises (left open: a broken check is no licence to close), one
+    used a moment ago. Check mode closes nothing; the run closes the idle one only and
+    counts the descriptor it gave back."""
+    from engine.actions.system.closables import Closables
+    from engine.actions.system.file_handles import own_fds
+
+    files = {n: open(tmp_path / n, "w") for n in ("idle", "busy", "broken", "recent")}
+    closables = Closables()
+    closables.register("idle", files["idle"], idle=lambda: True)
+    closables.register("busy", files["busy"], idle=lambda: True)
+    closables.register("broken", files["broken"], idle=lambda: 1 / 0)
+    closables.register("recent", files["recent"], idle_after=600)
+    try:
+        with closables.using("busy") as held:
+            assert held is files["busy"]
+            planned = {c.name: c.describe() for c in closables.close_idle(False, own_fds)}
+            assert not any(f.closed for f in files.values())
+            done = {c.name: c.describe() for c in closables.close_idle(True, own_fds)}
+        assert re.fullmatch(r"left recent open: used \d+s ago \(idle after 600s\)",
+                            planned.pop("recent"))
+        assert planned == {"idle": "would close idle (idle by its check)",
+                           "busy": "left busy open: in use (1 inside using())",
+                           "broken": "left broken open: its idle check raised "
+                                     "ZeroDivisionError: division by zero"}
+        assert done["idle"] == "closed idle (idle by its check; 1 fd(s) freed)"
+        assert [n for n, f in files.items() if f.closed] == ["idle"]
+        assert {n: d for n, d in done.items() if n not in ("idle", "recent")} == {
+            n: d for n, d in planned.items() if n != "idle"}
+    finally:
+        for f in files.values():
+            f.close()
+
+
+def test_a_closable_needs_a_way_to_close_and_one_way_to_tell_it_is_idle():
+    from engine.actions.system.closables import Closables
+
+    closables = Closables()
+    with pytest.raises(TypeError, match="no close given"):
+        closables.register("thing", object())
+    with pytest.raises(ValueError, match="idle or last_used, not both"):
+        closables.register("both", io.StringIO(), idle=lambda: True, last_used=lambda: 0.0)
+    assert closables.names() == []

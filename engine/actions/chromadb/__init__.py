@@ -9,7 +9,8 @@ still imports and runs):
 - ``query_retry`` (remote): heartbeat and a test query, with bounded backoff. It fixes
   nothing; it proves a transient failure has passed (or says it has not).
 - ``collection_reload`` (embedded): a fresh client and fresh collection handles by name,
-  in the application that registered a :class:`ChromaCollections`. Clients hold
+  in the application that registered a :class:`ChromaCollections`; a name with no
+  collection on the server is reported, never created. Clients hold
   collection *ids*, so an application keeps querying a replaced collection (after
   ``index_rebuild``, a drop and re-create, a restore) until it re-opens it by name.
 - ``index_rebuild`` (remote): copies a collection's records into a new collection,

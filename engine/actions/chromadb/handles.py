@@ -59,6 +59,21 @@ class ChromaCollections:
         with self._lock:
             return {name: str(c.id) for name, c in self._collections.items()}
 
+    def server_ids(self, names: Iterable[str]) -> dict[str, str | None]:
+        """Collection name -> the id that name carries on the server now (None: no
+        collection by that name), through a new client; changes nothing, here or there."""
+        from chromadb.errors import NotFoundError
+
+        client = self._connect()
+        client.heartbeat()
+        found: dict[str, str | None] = {}
+        for name in names:
+            try:
+                found[name] = str(open_collection(client, name).id)
+            except NotFoundError:
+                found[name] = None
+        return found
+
     def reload(self, names: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
         """A new client and fresh handles; the old ones stay in use until all opened.
         Returns name -> {old_id, new_id, count}."""

@@ -17,14 +17,16 @@ the host from here afterwards (no ``stable_for`` there). Never set it on a probe
 - ``system.health``: probe and verify: disk use of the cleanup roots and memory.
 - ``system.memory_gc``: ``gc.collect()`` in the process that registered ``system``;
   elsewhere a report of the biggest processes only.
-- ``system.file_handle_cleanup``: open files per process against RLIMIT_NOFILE; raises
-  the soft limit to the hard one for the processes an operator allowed.
+- ``system.file_handle_cleanup``: in an application, closes what it registered as
+  closable and idle (``closables``); then open files per process against RLIMIT_NOFILE,
+  raising the soft limit to the hard one for the processes an operator allowed.
 - ``system.file_handles``: its verify: no watched process near its limit.
 - ``system.process_running``: the verify of ``process_restart``: the program runs.
 
 One module per concept: ``local`` (which targets are this machine, and what a step
-reads from the inventory or its ``with:``), ``health``, ``memory``, ``file_handles``
-and ``processes``. This package is the entry point the registry imports.
+reads from the inventory or its ``with:``), ``health``, ``memory``, ``file_handles``,
+``closables`` (what an application registers for it to close) and ``processes``.
+This package is the entry point the registry imports.
 """
 
 from __future__ import annotations

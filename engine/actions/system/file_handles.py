@@ -1,12 +1,15 @@
 """Open file descriptors against RLIMIT_NOFILE: the verify ``system.file_handles`` and
-the strategy ``system.file_handle_cleanup`` (raise a soft limit where an operator allowed
-it)."""
+the strategy ``system.file_handle_cleanup`` (close what an embedding application
+registered as closable and idle; raise a soft limit where an operator allowed it)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from engine.actions.base import REMOTE, Action, ActionContext, ActionResult, PlannedAction
+from engine.actions.system.closables import Closables
 from engine.actions.system.local import is_local, names, not_here, setting
 
 
@@ -93,9 +96,15 @@ class FileHandles(Action):
 
 
 class FileHandleCleanup(PlannedAction):
-    """Open files per process against RLIMIT_NOFILE; where an operator allowed it
-    (``raise_for`` / host ``fd_raise_processes``: process names), raise a process's soft
-    limit up to its hard limit (prlimit). The rest is reported only.
+    """Gives descriptors back, then raises limits where an operator allowed it.
+
+    1. In an application that embeds the engine and registered closables
+       (``Recovery.register_closable``; engine/actions/system/closables.py): closes the
+       idle ones in that process, counting the descriptors each close gave back
+       (psutil ``num_fds``), and leaves the busy ones open, naming them.
+    2. Then open files per process against RLIMIT_NOFILE; where an operator allowed it
+       (``raise_for`` / host ``fd_raise_processes``: process names), raises a process's
+       soft limit up to its hard limit (prlimit). The rest is reported only.
 
     What it cannot do: close another process's leaked descriptors (nobody can from
     outside), or go past the hard limit (that needs a restart with a new limit).
@@ -107,36 +116,64 @@ class FileHandleCleanup(PlannedAction):
     timeout = 30.0
 
     def act(self, ctx: ActionContext, change: bool) -> ActionResult:
-        import psutil
-
-        if not is_local(ctx):
+        closables = ctx.resource(Closables.RESOURCE)
+        closables = closables if isinstance(closables, Closables) else None
+        if not is_local(ctx) and closables is None:
             return not_here(ctx, self.name)
+        closed = closables.close_idle(change, own_fds) if closables is not None else []
+        data: dict[str, Any] = {"closables": [asdict(c) for c in closed], "pid": os.getpid(),
+                                "fds": own_fds()}
+        closing = [c.describe() for c in closed]
+        failed = [c for c in closed if c.state == "failed"]
+        if not is_local(ctx):   # another host's limits are not ours to read
+            return ActionResult(not failed, "; ".join(closing) or "nothing to close", data)
         _watch, warn, allowed = fd_settings(ctx)
         _usage, hot, _warn = fd_report(ctx)
+        data["hot"] = [asdict(u) for u in hot]
         if not hot:
-            return ActionResult(True, f"no process at {warn:g}% of its open-file limit: "
-                                "nothing to raise", {"hot": []})
-        done, left = [], []
-        for use in hot:
-            if use.name not in allowed:
-                left.append(f"{use.describe()}: not in fd_raise_processes, report only")
-            elif use.soft is None or use.hard is not None and use.soft >= use.hard:
-                left.append(f"{use.describe()}: already at its hard limit (restart it "
-                            "with a higher limit)")
-            elif not change:
-                done.append(f"would raise {use.name} (pid {use.pid}) soft limit "
-                            f"{use.soft} -> {use.hard or 'unlimited'}")
-            else:
-                new = use.hard if use.hard is not None else psutil.RLIM_INFINITY
-                try:
-                    psutil.Process(use.pid).rlimit(psutil.RLIMIT_NOFILE, (new, new))
-                except (psutil.Error, OSError) as exc:
-                    left.append(f"{use.describe()}: could not raise its limit: {exc}")
-                    continue
-                done.append(f"raised {use.name} (pid {use.pid}) soft limit {use.soft} -> "
-                            f"{use.hard or 'unlimited'} ({use.fds} open)")
-        data = {"hot": [asdict(u) for u in hot], "changed": done, "left": left}
-        summary = "; ".join(done + left)
-        if change and left:
-            return ActionResult(False, summary, data)
-        return ActionResult(True, summary, data)
+            return ActionResult(not (change and failed), "; ".join([*closing, (
+                f"no process at {warn:g}% of its open-file limit: nothing to raise")]), data)
+        pending = [c for c in closed if c.state == "would_close"]
+        done, left = raise_limits(hot, allowed, change, warn if pending else None)
+        data.update(changed=done, left=left)
+        summary = "; ".join(closing + done + left)
+        return ActionResult(not (change and (left or failed)), summary, data)
+
+
+def own_fds() -> int:
+    """This process's open descriptors (what a closable's close gives back)."""
+    import psutil
+
+    return psutil.Process().num_fds()
+
+
+def raise_limits(hot: list[FdUse], allowed: list[str], change: bool,
+                 closing_first: float | None) -> tuple[list[str], list[str]]:
+    """Raise the soft limit of each hot, allowed process to its hard limit (``change``;
+    else say so). ``closing_first``: in check mode, this process's idle closables would
+    be closed before, so its own raise is conditional. Returns (done, left)."""
+    import psutil
+
+    done, left = [], []
+    for use in hot:
+        if use.name not in allowed:
+            left.append(f"{use.describe()}: not in fd_raise_processes, report only")
+        elif use.soft is None or use.hard is not None and use.soft >= use.hard:
+            left.append(f"{use.describe()}: already at its hard limit (restart it "
+                        "with a higher limit)")
+        elif not change:
+            unless = (f" unless closing its idle closables brings it under "
+                      f"{closing_first:g}%" if closing_first is not None
+                      and use.pid == os.getpid() else "")
+            done.append(f"would raise {use.name} (pid {use.pid}) soft limit "
+                        f"{use.soft} -> {use.hard or 'unlimited'}{unless}")
+        else:
+            new = use.hard if use.hard is not None else psutil.RLIM_INFINITY
+            try:
+                psutil.Process(use.pid).rlimit(psutil.RLIMIT_NOFILE, (new, new))
+            except (psutil.Error, OSError) as exc:
+                left.append(f"{use.describe()}: could not raise its limit: {exc}")
+                continue
+            done.append(f"raised {use.name} (pid {use.pid}) soft limit {use.soft} -> "
+                        f"{use.hard or 'unlimited'} ({use.fds} open)")
+    return done, left
