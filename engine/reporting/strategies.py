@@ -11,7 +11,9 @@ Definitions (docs/operations.md, "Figures per strategy"):
 - success rate = succeeded / attempts (``None`` without attempts).
 - median and p95 time to recover = over the durations (end - start) of the runs that
   succeeded; the median of an even count is the mean of the two middle values, p95 is
-  the nearest rank (the smallest duration that 95% of them do not exceed).
+  the nearest rank (the smallest duration that 95% of them do not exceed). The store
+  computes them (``StrategyRuns.success_times``), so a report reads a few rows per
+  strategy however many runs there were.
 - failing = at least ``FAILING_MIN_ATTEMPTS`` attempts and none succeeded: such rows
   come first.
 Strategies of the loaded runbooks without attempts are listed too (attempts 0), so an
@@ -20,13 +22,9 @@ untried strategy is seen as such.
 
 from __future__ import annotations
 
-import math
-import statistics
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
-
-from engine.store.strategy_runs import SUCCEEDED
 
 if TYPE_CHECKING:
     from engine.context import EngineContext
@@ -36,11 +34,6 @@ if TYPE_CHECKING:
 FAILING_MIN_ATTEMPTS = 3
 FAILING_RULE = (f"failing: {FAILING_MIN_ATTEMPTS} or more attempts in the window and none "
                 "succeeded")
-
-
-def nearest_rank(ordered: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0 < q <= 100) of ``ordered`` (ascending, not empty)."""
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
 def strategy_figures(store: Store, runbooks: Sequence[Runbook], window: float,
@@ -55,31 +48,22 @@ def strategy_figures(store: Store, runbooks: Sequence[Runbook], window: float,
             key = (rb.component, strategy.name)
             order.setdefault(key, i)
             runbook_names.setdefault(key, []).append(rb.name)
-    counts: dict[tuple[str, str], list[int]] = {}         # [succeeded, failed]
-    times: dict[tuple[str, str], list[float]] = {}        # of the runs that succeeded
-    for run in store.strategy_runs(since, now):
-        key = (run.component, run.strategy)
-        count = counts.setdefault(key, [0, 0])
-        if run.status in SUCCEEDED:
-            count[0] += 1
-            if run.duration is not None:
-                times.setdefault(key, []).append(run.duration)
-        else:
-            count[1] += 1
+    counts = {(c.component, c.strategy): c for c in store.strategy_counts(since, now)}
+    times = {(t.component, t.strategy): t for t in store.success_times(since, now)}
     last = {(f.component, f.strategy): {"reason": f.reason, "at": f.at}
             for f in store.last_failures(since, now)}
     rows = []
     for key in set(order) | set(counts):
-        ok, fails = counts.get(key, (0, 0))
+        count, took = counts.get(key), times.get(key)
+        ok, fails = (count.succeeded, count.failed) if count else (0, 0)
         attempts = ok + fails
-        took = sorted(times.get(key, []))
         rows.append({
             "component": key[0], "strategy": key[1],
             "runbooks": runbook_names.get(key, []), "loaded": key in order,
             "window": window, "attempts": attempts, "succeeded": ok, "failed": fails,
             "success_rate": ok / attempts if attempts else None,
-            "median_seconds": statistics.median(took) if took else None,
-            "p95_seconds": nearest_rank(took, 95) if took else None,
+            "median_seconds": took.median if took else None,
+            "p95_seconds": took.p95 if took else None,
             "last_failure": last.get(key),
             "failing": attempts >= FAILING_MIN_ATTEMPTS and ok == 0,
         })

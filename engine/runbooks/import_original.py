@@ -136,24 +136,30 @@ def _recovery(section: Mapping[str, Any], done: Imported) -> None:
         _runbook(done, name, str(component), spec, where)
     for component, name in sorted(by_component.items()):
         if component not in components:   # the global limits still apply to it
-            _cooldown(done, name, section, {}, f"recovery (for {component})")
+            _cooldown(done, name, section, {}, f"recovery.components.{component}")
 
 
 def _cooldown(done: Imported, name: str, section: Mapping[str, Any],
               spec: Mapping[str, Any], where: str) -> None:
+    """The component's own limit where it sets one, else the global one."""
     cooldown = done.runbooks[name].setdefault("cooldown", {})
-    per_hour = spec.get("max_attempts_per_hour", section.get("max_attempts_per_hour"))
+
+    def setting(key: str) -> tuple[Any, str]:
+        return (spec[key], f"{where}.{key}") if key in spec else (section.get(key),
+                                                                  f"recovery.{key}")
+
+    per_hour, said = setting("max_attempts_per_hour")
     if per_hour is not None:
-        cooldown["max_attempts"] = _count(per_hour, f"{where}.max_attempts_per_hour")
+        cooldown["max_attempts"] = _count(per_hour, said)
         cooldown["window"] = "1h"
-        done.mapped.append(f"{where}: max_attempts_per_hour {per_hour} -> runbook {name}: "
-                           f"cooldown.max_attempts {per_hour}, window 1h")
-    pause = spec.get("cooldown_seconds", section.get("cooldown_seconds"))
+        done.mapped.append(f"{said} {per_hour} -> runbook {name}: cooldown.max_attempts "
+                           f"{per_hour}, window 1h")
+    pause, said = setting("cooldown_seconds")
     if pause is not None:
-        cooldown["after_failure"] = f"{_seconds(pause, f'{where}.cooldown_seconds')}s"
-        done.mapped.append(f"{where}: cooldown_seconds {pause} -> runbook {name}: "
-                           f"cooldown.after_failure {pause}s (a pause after a failed "
-                           "attempt; max_attempts bounds the others)")
+        cooldown["after_failure"] = f"{_seconds(pause, said)}s"
+        done.mapped.append(f"{said} {pause} -> runbook {name}: cooldown.after_failure "
+                           f"{pause}s (a pause after a failed attempt; max_attempts bounds "
+                           "the others)")
 
 
 def _runbook(done: Imported, name: str, component: str, spec: Mapping[str, Any],

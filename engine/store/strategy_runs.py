@@ -1,6 +1,7 @@
-"""The runs a per-strategy figure is computed from: only the columns it needs, over a
-window, so that ``recovery status --by-strategy`` reads an index and not the run rows
-(engine.reporting.strategies computes the figures)."""
+"""The runs a per-strategy figure is computed from, reduced where they are stored: counts,
+the median and p95 of the time the successful ones took, the last failure, per
+(component, strategy) over a window. ``recovery status --by-strategy`` reads a few rows
+per strategy, however many runs there were (engine.reporting.strategies)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,24 @@ FAILED = (RunStatus.FAILED.value, RunStatus.INTERRUPTED.value, RunStatus.PARTIAL
 
 
 @dataclass(frozen=True)
-class StrategyRun:
+class StrategyCount:
     component: str
     strategy: str
-    status: str
-    duration: float | None        # finished_at - started_at (None: no end recorded)
+    succeeded: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class SuccessTimes:
+    """Of the successful runs with an end: how many, the median (of an even count, the
+    mean of the two middle values) and the p95 (nearest rank: the ceil(0.95 n)-th
+    shortest) of ``finished_at - started_at``, in seconds."""
+
+    component: str
+    strategy: str
+    count: int
+    median: float
+    p95: float
 
 
 @dataclass(frozen=True)
@@ -34,10 +48,13 @@ class LastFailure:
 
 class StrategyRuns(Protocol):
     """Counted runs (``SUCCEEDED`` + ``FAILED`` statuses, not check mode) started within
-    ``[since, until]``."""
+    ``[since, until]``, per (component, strategy)."""
 
     @abstractmethod
-    def strategy_runs(self, since: float, until: float) -> list[StrategyRun]: ...
+    def strategy_counts(self, since: float, until: float) -> list[StrategyCount]: ...
+
+    @abstractmethod
+    def success_times(self, since: float, until: float) -> list[SuccessTimes]: ...
 
     @abstractmethod
     def last_failures(self, since: float, until: float) -> list[LastFailure]:

@@ -6,6 +6,7 @@ p95 time to recover, last failure, the failing flag; the same in `recovery statu
 from __future__ import annotations
 
 import json
+import sqlite3
 import statistics
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from engine.cli import main
 from engine.lifecycle import RunStatus
 from engine.records import RunRecord
 from engine.reporting.metrics import STRATEGY_DURATION, render_text
-from engine.reporting.strategies import nearest_rank, strategy_figures
+from engine.reporting.strategies import strategy_figures
 from engine.store.sqlite import SQLiteStore
 from tests.support.echo_runbook import install_echo_runbook
 from tests.support.webhook_app import AS_ALICE, Service
@@ -89,17 +90,29 @@ def test_figures_from_known_durations(store: SQLiteStore) -> None:
     assert "restart_container" not in narrow       # its runs began just before the hour
 
 
-def test_nearest_rank() -> None:
-    assert nearest_rank([5.0], 95) == 5.0
-    assert nearest_rank([float(i) for i in range(1, 101)], 95) == 95.0
-    assert nearest_rank([1.0, 2.0, 3.0], 50) == 2.0
+@pytest.mark.parametrize("durations, median, p95", [
+    ([7.0], 7.0, 7.0),
+    ([3.0, 1.0, 2.0], 2.0, 3.0),                          # rank ceil(2.85) = 3
+    ([float(i) for i in range(100, 0, -1)], 50.5, 95.0),  # rank ceil(95) = 95
+    ([float(i) for i in range(1, 102)], 51.0, 96.0),      # odd: rank 51; ceil(95.95) = 96
+])
+def test_median_and_nearest_rank_p95(store: SQLiteStore, durations, median, p95) -> None:
+    for took in durations:
+        add(store, "s", RunStatus.SUCCEEDED, took)
+    [row] = strategy_figures(store, [], 24 * HOUR, NOW)
+    assert row["median_seconds"] == pytest.approx(median)
+    assert row["p95_seconds"] == pytest.approx(p95)
+    assert row["attempts"] == len(durations)
 
 
-def test_the_figures_index_answers_the_query_alone(store: SQLiteStore) -> None:
-    plan = " ".join(r["detail"] for r in store._read(
-        "EXPLAIN QUERY PLAN SELECT component, strategy, status, finished_at - started_at "
-        "FROM runs WHERE status IN ('succeeded', 'failed') AND started_at BETWEEN 0 AND 1 "
-        "AND coalesce(check_mode, 0) = 0"))
+def test_the_figures_index_answers_the_query_alone(store: SQLiteStore,
+                                                  tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "recovery.db")
+    plan = " ".join(r[-1] for r in db.execute(
+        "EXPLAIN QUERY PLAN SELECT component, strategy, sum(status = 'succeeded') FROM runs "
+        "WHERE status IN ('succeeded', 'failed') AND coalesce(check_mode, 0) = 0 "
+        "AND started_at BETWEEN 0 AND 1 GROUP BY component, strategy"))
+    db.close()
     assert "COVERING INDEX runs_figures" in plan, plan
 
 
