@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                        "refused that still fire (health `refused`); then cooldowns, locks, "
                        "degraded modes, kill switches and approvals waiting. First: the set of "
                        "runbooks, playbooks and inventory in force (its hash, when and by whom "
-                       "it was loaded) and whether the files on disk differ from it.")
+                       "it was loaded) and whether the files on disk differ from it. "
+                       "--by-strategy: per component and strategy instead (docs/operations.md, "
+                       "Figures per strategy).")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--by-strategy", action="store_true",
                    help="per component and strategy: attempts, success rate, median and "
