@@ -194,6 +194,7 @@ def test_figures_of_real_runs_in_cli_json_api_and_metrics(engine_env, engine_run
     assert service.client.get("/api/v1/strategies?window=soon",
                               headers=AS_ALICE).status_code == 400
     assert service.client.get("/api/v1/strategies").status_code == 401
+    assert service.client.get("/api/v1/status?by=target", headers=AS_ALICE).status_code == 400
 
     series = {}
     for family in text_string_to_metric_families(render_text(ctx)):
