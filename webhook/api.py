@@ -1,10 +1,12 @@
 """The operators' HTTP API: ``/api/v1/*`` but the webhook. Each route states its access
-(engine.security.roles): reading (``status``, ``degraded``, ``runs``, ``approvals``) needs
+(engine.security.roles): reading (``status``, ``strategies``, ``degraded``, ``runs``,
+``approvals``) needs
 ``Access.READ``, a decision (approve, reject, acknowledge, reload) ``Access.OPERATE``;
 today the ``operator`` role holds both. ``g.operator`` names who, for the record.
 
 The same answers as the CLI, from the same functions: ``status`` is
-``engine.reporting.reports.status_report``, ``degraded`` is
+``engine.reporting.reports.status_report``, ``strategies`` (or ``status?by=strategy``) is
+``engine.reporting.strategies.strategy_report``, ``degraded`` is
 ``engine.reporting.reports.degraded_modes``, a run is its index row plus its artifacts
 directory (``engine.artifacts.RunArtifacts``), and a decision goes through
 ``engine.orchestration.approvals``. Nothing here decides anything itself. Answers: 400 for a
@@ -36,6 +38,7 @@ from engine.lifecycle import RunStatus
 from engine.orchestration.approvals import DecisionError, approve, reject
 from engine.orchestration.exhaustion import AckRefused, UnknownIncident, acknowledge
 from engine.reporting.reports import degraded_modes, status_report
+from engine.reporting.strategies import strategy_report
 from engine.runbooks.reload import reload_set
 from engine.security.roles import Access
 from webhook.auth import requires
@@ -88,7 +91,26 @@ def reload():
 @bp.get("/status")
 @requires(Access.READ)
 def get_status():
+    by = request.args.get("by")
+    if by == "strategy":
+        return get_strategies()
+    if by:
+        raise BadQuery(f"by: {by!r} is not a grouping (by=strategy, or none)")
     return jsonify(status_report(state().context))
+
+
+@bp.get("/strategies")
+@requires(Access.READ)
+def get_strategies():
+    """``recovery status --by-strategy``: ``?window=1h`` (default ``status_window``)."""
+    window = request.args.get("window")
+    try:
+        seconds = parse_duration(window) if window else None
+    except ValueError as exc:
+        raise BadQuery(f"window: {exc}") from None
+    if seconds is not None and seconds <= 0:
+        raise BadQuery("window: must be longer than 0")
+    return jsonify(strategy_report(state().context, seconds))
 
 
 @bp.get("/degraded")

@@ -18,6 +18,7 @@ from engine.cli import (
     ack,
     approvals,
     history,
+    import_config,
     plan,
     recover,
     reload,
@@ -42,7 +43,7 @@ The operator recorded for approvals, switches and manual runs is --as NAME, else
 RECOVERY_OPERATOR, else cli:$USER.
 """
 MODULES = (recover, plan, history, approvals, ack, switches, status, validate, reload, serve,
-           token)
+           token, import_config)
 
 
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:

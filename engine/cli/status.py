@@ -1,11 +1,11 @@
-"""``recovery status`` (engine.reporting.reports, shared with the HTTP API) and
-``recovery metrics``."""
+"""``recovery status`` (engine.reporting.reports, shared with the HTTP API), its
+``--by-strategy`` figures (engine.reporting.strategies) and ``recovery metrics``."""
 
 from __future__ import annotations
 
 import argparse
 
-from engine.cli.common import now
+from engine.cli.common import CliError, duration_arg, now
 from engine.cli.exits import FAILED, OK
 from engine.cli.output import ago, emit_json, err, indented, out, span, table, when
 from engine.cli.report_parts import capability_words, refused_table
@@ -20,8 +20,15 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                        "refused that still fire (health `refused`); then cooldowns, locks, "
                        "degraded modes, kill switches and approvals waiting. First: the set of "
                        "runbooks, playbooks and inventory in force (its hash, when and by whom "
-                       "it was loaded) and whether the files on disk differ from it.")
+                       "it was loaded) and whether the files on disk differ from it. "
+                       "--by-strategy: per component and strategy instead (docs/operations.md, "
+                       "Figures per strategy).")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--by-strategy", action="store_true",
+                   help="per component and strategy: attempts, success rate, median and "
+                   "p95 time to recover, last failure; failing strategies first")
+    p.add_argument("--window", type=duration_arg, metavar="DURATION",
+                   help="with --by-strategy: the window (default: status_window)")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("metrics", parents=parents, help="Prometheus metrics (text or --json)")
@@ -33,6 +40,11 @@ def cmd_status(ctx: EngineContext, args: argparse.Namespace) -> int:
     from engine.reporting.reports import status_report
 
     t = now()
+    if args.by_strategy:
+        return _by_strategy(ctx, args, t)
+    if args.window is not None:
+        raise CliError("--window goes with --by-strategy (the components' figures use "
+                       "status_window)")
     report = status_report(ctx, t)
     if args.json:
         emit_json(report)
@@ -105,6 +117,31 @@ def cmd_status(ctx: EngineContext, args: argparse.Namespace) -> int:
     ], empty="none (auto-recovery on)")))
     pending = report["pending_approvals"]
     out(f"\npending approvals: {pending}" + (" (recovery pending)" if pending else ""))
+    return OK
+
+
+def _by_strategy(ctx: EngineContext, args: argparse.Namespace, t: float) -> int:
+    from engine.reporting.strategies import strategy_report
+
+    report = strategy_report(ctx, args.window, t)
+    if args.json:
+        emit_json(report)
+        return OK
+    for problem in report["problems"]:
+        out(f"problem: {problem}")
+    out(f"strategies (last {span(report['window'])}; {report['failing_rule']}):")
+    out(indented(table(report["strategies"], [
+        ("COMPONENT", lambda s: s["component"]),
+        ("STRATEGY", lambda s: s["strategy"] + ("" if s["loaded"] else " (not loaded)")),
+        ("ATTEMPTS", lambda s: s["attempts"]),
+        ("SUCCESS", lambda s: f"{s['success_rate'] * 100:.0f}% ({s['succeeded']}/"
+         f"{s['attempts']})" if s["success_rate"] is not None else "-"),
+        ("MEDIAN", lambda s: span(s["median_seconds"])),
+        ("P95", lambda s: span(s["p95_seconds"])),
+        ("FLAG", lambda s: "FAILING" if s["failing"] else ""),
+        ("LAST FAILURE", lambda s: f"{ago(s['last_failure']['at'], t)}: "
+         f"{s['last_failure']['reason']}" if s["last_failure"] else "-"),
+    ], empty="no strategies loaded or tried")))
     return OK
 
 

@@ -37,6 +37,7 @@ from prometheus_client.utils import floatToGoString
 if TYPE_CHECKING:
     from engine.context import EngineContext
     from engine.runbooks.model import Runbook
+    from engine.store.outcome_metrics import DurationRow
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ ATTEMPTS = "infra_recovery_attempts_total"
 HOST_OUTCOMES = "infra_recovery_host_outcomes_total"
 DEFERRALS = "infra_recovery_deferrals_total"
 DURATION = "infra_recovery_duration_seconds"
+STRATEGY_DURATION = "infra_recovery_strategy_duration_seconds"
 COOLDOWN = "infra_recovery_cooldown_active"
 DEGRADED = "infra_degraded_mode_active"
 DISABLED = "infra_recovery_disabled"
@@ -86,6 +88,11 @@ def _families() -> dict[str, Metric]:
         DURATION: HistogramMetricFamily(
             DURATION, "Duration of executed recovery runs, from the shared store.",
             labels=["component", "strategy"]),
+        STRATEGY_DURATION: HistogramMetricFamily(
+            STRATEGY_DURATION, "Time a strategy's executed runs took, by final outcome "
+            "(succeeded: its time to recover; failed), buckets up to 4 h, from the shared "
+            "store: per-strategy success rate and p95 (docs/operations.md).",
+            labels=["component", "strategy", "outcome"]),
         COOLDOWN: GaugeMetricFamily(
             COOLDOWN, "1 when the cooldown gate would defer the next attempt on this target "
             "now (pairs with a recent attempt only).", labels=["component", "target"]),
@@ -158,10 +165,10 @@ class StoreCollector(Collector):
         for deferral in store.deferrals():
             f[DEFERRALS].add_metric([deferral.component, deferral.gate], deferral.value)
         for row in store.durations():
-            buckets = [(floatToGoString(bound), count) for bound, count in row.buckets]
-            if not buckets or not math.isinf(row.buckets[-1][0]):
-                buckets.append(("+Inf", row.count))
-            f[DURATION].add_metric([row.component, row.strategy], buckets, row.total)
+            f[DURATION].add_metric([row.component, row.strategy], _buckets(row), row.total)
+        for row in store.strategy_durations():
+            f[STRATEGY_DURATION].add_metric([row.component, row.strategy, row.outcome],
+                                            _buckets(row), row.total)
 
         for (component, target), active in sorted(_cooldowns(ctx, runbooks, now).items()):
             f[COOLDOWN].add_metric([component, target], 1.0 if active else 0.0)
@@ -208,6 +215,13 @@ class StoreCollector(Collector):
             f[OPEN_INCIDENTS].add_metric([component], float(n))
         f[OUTGOING_FAILED].add_metric([], float(store.get_value(OUTGOING_FAILED_KEY) or 0))
         return list(f.values())
+
+
+def _buckets(row: DurationRow) -> list[tuple[str, float]]:
+    buckets = [(floatToGoString(bound), count) for bound, count in row.buckets]
+    if not buckets or not math.isinf(row.buckets[-1][0]):
+        buckets.append(("+Inf", row.count))
+    return buckets
 
 
 def _runbooks(ctx: EngineContext) -> list[Runbook]:

@@ -4,11 +4,11 @@ The CLI, embedded applications and the service all read and write through this o
 interface, so cooldowns, approvals, locks and the audit index are one, whoever acts.
 ``Store`` is what the engine is given: the union of the protocols (the intake journal,
 incidents and attempts, the run index, the gates' state, shared values, outcome metrics,
-the audit log and housekeeping). A module that needs one concept takes that protocol,
-and a backend is written and tested one protocol at a time (``sqlite/``; Redis comes
-with scale-out). Every verb that reads then writes is atomic in the backend
-(compare-and-set), because several processes race for the same incident, approval or
-lock.
+the audit log, housekeeping and the runs per strategy). A module that needs one concept
+takes that protocol, and a backend is written and tested one protocol at a time
+(``sqlite/``; Redis comes with scale-out). Every verb that reads then writes is atomic
+in the backend (compare-and-set), because several processes race for the same
+incident, approval or lock.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from engine.store.intake_journal import IntakeJournal
 from engine.store.outcome_metrics import OutcomeMetrics
 from engine.store.run_index import RunIndex
 from engine.store.shared_values import SharedValues
+from engine.store.strategy_runs import StrategyRuns
 
 
 class StoreUnavailable(RuntimeError):
@@ -30,5 +31,5 @@ class StoreUnavailable(RuntimeError):
 
 
 class Store(IntakeJournal, Incidents, RunIndex, GateState, SharedValues, OutcomeMetrics,
-            AuditLog, Housekeeping, Protocol):
+            AuditLog, Housekeeping, StrategyRuns, Protocol):
     """State shared by every process that runs recoveries."""

@@ -12,6 +12,12 @@ from typing import Protocol
 DURATION_BUCKETS: tuple[float, ...] = (
     0.005, 0.05, 0.25, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0,
 )
+# Per (component, strategy, outcome): a recovery may take a restart of seconds or a
+# rebuild of hours, so the bounds reach 4 h (Grafana's histogram_quantile needs them).
+STRATEGY_BUCKETS: tuple[float, ...] = (
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0,
+    14400.0,
+)
 
 
 @dataclass
@@ -38,10 +44,12 @@ class DurationRow:
     buckets: list[tuple[float, float]]   # (upper bound, cumulative count); +Inf last
     total: float
     count: float
+    outcome: str = ""     # strategy_durations only: the run's outcome
 
 
 class OutcomeMetrics(Protocol):
-    """Runs counted by (component, strategy, outcome), durations in ``DURATION_BUCKETS``;
+    """Runs counted by (component, strategy, outcome), durations in ``DURATION_BUCKETS``
+    (and by outcome too, in ``STRATEGY_BUCKETS``);
     the hosts of those runs counted by (component, strategy, host outcome); deferrals by
     (component, gate): which limit holds work back."""
 
@@ -72,3 +80,8 @@ class OutcomeMetrics(Protocol):
 
     @abstractmethod
     def durations(self) -> list[DurationRow]: ...
+
+    @abstractmethod
+    def strategy_durations(self) -> list[DurationRow]:
+        """Durations by (component, strategy, outcome) in ``STRATEGY_BUCKETS``, added to
+        by every ``record_outcome`` with a duration, in the same write."""

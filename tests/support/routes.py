@@ -12,6 +12,7 @@ ROUTES: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/metrics"): {"metrics", "operator"},
     ("POST", "/api/v1/alerts"): {"webhook"},
     ("GET", "/api/v1/status"): {"operator"},
+    ("GET", "/api/v1/strategies"): {"operator"},
     ("GET", "/api/v1/degraded"): {"operator"},
     ("GET", "/api/v1/runs"): {"operator"},
     ("GET", "/api/v1/runs/<run_id>"): {"operator"},

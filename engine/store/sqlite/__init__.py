@@ -2,7 +2,7 @@
 
 One module per protocol of the store (``intake_journal``, ``incidents``, ``run_index``,
 ``gate_state``, ``shared_values``, ``outcome_metrics``, ``audit_log``,
-``housekeeping``), each a class over the same connection (``connection``: one
+``housekeeping``, ``strategy_runs``), each a class over the same connection (``connection``: one
 connection per thread, the write lock, retries, the file deleted or read-only);
 ``schema`` creates the tables and migrates an older store. ``SQLiteStore`` is all of
 them: the ``Store`` the engine is given.
@@ -19,12 +19,13 @@ from engine.store.sqlite.intake_journal import SQLiteIntakeJournal
 from engine.store.sqlite.outcome_metrics import SQLiteOutcomeMetrics
 from engine.store.sqlite.run_index import SQLiteRunIndex
 from engine.store.sqlite.shared_values import SQLiteSharedValues
+from engine.store.sqlite.strategy_runs import SQLiteStrategyRuns
 
 __all__ = ["SQLiteStore"]
 
 
 class SQLiteStore(SQLiteIntakeJournal, SQLiteIncidents, SQLiteRunIndex, SQLiteGateState,
                   SQLiteSharedValues, SQLiteOutcomeMetrics, SQLiteAuditLog,
-                  SQLiteHousekeeping, Store):
+                  SQLiteHousekeeping, SQLiteStrategyRuns, Store):
     """The whole store in one SQLite file (or in memory: ``":memory:"``). Constructed as
     ``SQLiteConnection`` says (``synchronous``, ``busy_timeout``, ``retry_open``)."""

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from engine.store.outcome_metrics import (
     DURATION_BUCKETS,
+    STRATEGY_BUCKETS,
     CounterRow,
     DeferralRow,
     DurationRow,
@@ -19,10 +20,27 @@ def _bucket_counts(raw: str) -> dict[str, float]:
     return json.loads(raw)
 
 
+def _added(counts: dict[str, float], bounds: tuple[float, ...],
+           duration: float) -> dict[str, float]:
+    # Counts keyed by bound, so changing the bounds never breaks old rows.
+    for bound in bounds:
+        if duration <= bound:
+            counts[repr(bound)] = counts.get(repr(bound), 0) + 1
+    return counts
+
+
+def _histogram(r, bounds: tuple[float, ...], outcome: str = "") -> DurationRow:
+    counts = _bucket_counts(r["buckets"])
+    buckets = [(b, float(counts.get(repr(b), 0))) for b in bounds]
+    buckets.append((float("inf"), float(r["count"])))
+    return DurationRow(r["component"], r["strategy"], buckets, r["total"], r["count"], outcome)
+
+
 class SQLiteOutcomeMetrics(SQLiteConnection, OutcomeMetrics):
     """``counters`` and ``host_counters``: a row per (component, strategy, outcome);
     ``durations``: a row per (component, strategy), its bucket counts as JSON keyed by
-    bound; ``deferrals``: a row per (component, gate)."""
+    bound; ``strategy_durations`` the same per (component, strategy, outcome);
+    ``deferrals``: a row per (component, gate)."""
 
     def record_outcome(self, component: str, strategy: str, outcome: str,
                        duration: float | None, *, gate: str | None = None) -> None:
@@ -37,15 +55,21 @@ class SQLiteOutcomeMetrics(SQLiteConnection, OutcomeMetrics):
                 return
             row = db.execute("SELECT buckets, total, count FROM durations WHERE component = ? "
                              "AND strategy = ?", (component, strategy)).fetchone()
-            # Counts keyed by bound, so changing DURATION_BUCKETS never breaks old rows.
-            counts = _bucket_counts(row["buckets"]) if row else {}
-            for bound in DURATION_BUCKETS:
-                if duration <= bound:
-                    counts[repr(bound)] = counts.get(repr(bound), 0) + 1
+            counts = _added(_bucket_counts(row["buckets"]) if row else {}, DURATION_BUCKETS,
+                            duration)
             total = (row["total"] if row else 0.0) + duration
             count = (row["count"] if row else 0) + 1
             db.execute("INSERT OR REPLACE INTO durations VALUES (?, ?, ?, ?, ?)",
                        (component, strategy, json.dumps(counts), total, count))
+            row = db.execute("SELECT buckets, total, count FROM strategy_durations WHERE "
+                             "component = ? AND strategy = ? AND outcome = ?",
+                             (component, strategy, outcome)).fetchone()
+            counts = _added(_bucket_counts(row["buckets"]) if row else {}, STRATEGY_BUCKETS,
+                            duration)
+            db.execute("INSERT OR REPLACE INTO strategy_durations VALUES (?, ?, ?, ?, ?, ?)",
+                       (component, strategy, outcome, json.dumps(counts),
+                        (row["total"] if row else 0.0) + duration,
+                        (row["count"] if row else 0) + 1))
 
     def record_host_outcomes(self, component: str, strategy: str,
                              counts: Mapping[str, int]) -> None:
@@ -70,10 +94,10 @@ class SQLiteOutcomeMetrics(SQLiteConnection, OutcomeMetrics):
         return [DeferralRow(r["component"], r["gate"], r["value"]) for r in rows]
 
     def durations(self) -> list[DurationRow]:
-        out = []
-        for r in self._read("SELECT * FROM durations ORDER BY component, strategy"):
-            counts = _bucket_counts(r["buckets"])
-            buckets = [(b, float(counts.get(repr(b), 0))) for b in DURATION_BUCKETS]
-            buckets.append((float("inf"), float(r["count"])))
-            out.append(DurationRow(r["component"], r["strategy"], buckets, r["total"], r["count"]))
-        return out
+        return [_histogram(r, DURATION_BUCKETS)
+                for r in self._read("SELECT * FROM durations ORDER BY component, strategy")]
+
+    def strategy_durations(self) -> list[DurationRow]:
+        return [_histogram(r, STRATEGY_BUCKETS, r["outcome"])
+                for r in self._read("SELECT * FROM strategy_durations "
+                                    "ORDER BY component, strategy, outcome")]

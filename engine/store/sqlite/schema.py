@@ -36,6 +36,9 @@ CREATE INDEX IF NOT EXISTS runs_component ON runs(component, started_at);
 CREATE INDEX IF NOT EXISTS runs_incident ON runs(incident_id);
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
 CREATE INDEX IF NOT EXISTS runs_fingerprint ON runs(fingerprint, started_at);
+-- covers the per-strategy figures (engine.store.sqlite.strategy_runs): no row is read
+CREATE INDEX IF NOT EXISTS runs_figures ON runs(status, started_at, check_mode, component,
+    strategy, finished_at);
 CREATE TABLE IF NOT EXISTS refusal_members (run_id TEXT, fingerprint TEXT, incident_id TEXT);
 CREATE INDEX IF NOT EXISTS refusal_members_run ON refusal_members(run_id);
 CREATE INDEX IF NOT EXISTS refusal_members_fingerprint ON refusal_members(fingerprint);
@@ -79,6 +82,10 @@ CREATE TABLE IF NOT EXISTS deferrals (
 CREATE TABLE IF NOT EXISTS durations (
     component TEXT, strategy TEXT, buckets TEXT, total REAL, count REAL,
     PRIMARY KEY (component, strategy)
+);
+CREATE TABLE IF NOT EXISTS strategy_durations (
+    component TEXT, strategy TEXT, outcome TEXT, buckets TEXT, total REAL, count REAL,
+    PRIMARY KEY (component, strategy, outcome)
 );
 CREATE TABLE IF NOT EXISTS intake (
     id INTEGER PRIMARY KEY AUTOINCREMENT, dedup_key TEXT, payload TEXT, received_at REAL,

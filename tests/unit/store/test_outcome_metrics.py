@@ -35,3 +35,18 @@ def test_a_deferral_is_counted_by_the_gate_that_held_it_back(store):
         ("c", "fleet"): 2, ("c", "lock"): 1}
     assert {(r.strategy, r.outcome): r.value for r in store.counters()} == {
         ("s", "deferred"): 2, ("t", "deferred"): 1, ("s", "succeeded"): 1}
+
+
+def test_strategy_durations_by_outcome_reach_hours(store):
+    store.record_outcome("c", "s", "succeeded", 4.0)
+    store.record_outcome("c", "s", "succeeded", 5400.0)     # 1.5 h
+    store.record_outcome("c", "s", "failed", 30.0)
+    store.record_outcome("c", "s", "refused", None)          # no duration, no sample
+    got = {row.outcome: row for row in store.strategy_durations()}
+    assert set(got) == {"succeeded", "failed"}
+    ok = got["succeeded"]
+    assert ok.count == 2 and ok.total == pytest.approx(5404.0)
+    buckets = dict(ok.buckets)
+    assert buckets[5.0] == 1 and buckets[3600.0] == 1 and buckets[7200.0] == 2
+    assert buckets[float("inf")] == 2
+    assert dict(got["failed"].buckets)[15.0] == 0 and dict(got["failed"].buckets)[30.0] == 1
