@@ -139,6 +139,9 @@ def _print(entry: dict[str, Any]) -> None:
         return
     out(f"runbook:      {entry['runbook']} (component {entry['component']}, mode "
         f"{entry['mode']}, {entry['file']})")
+    if entry.get("concurrency") == "per_component":
+        out(f"concurrency:  per_component: one remediation of {entry['component']} at a "
+            f"time, on any target (lock component:{entry['component']})")
     matched = entry.get("matched") or []
     if len(matched) > 1:
         out(f"matched:      {len(matched)} runbooks; the highest priority wins, then the "
