@@ -172,6 +172,10 @@ def _print(entry: dict[str, Any]) -> None:
         ("WHEN", lambda s: ", ".join(s["when"]) or "any"),
         ("APPLIES", lambda s: "yes" if s["applies"] else "no"),
     ])))
+    for step in rows:
+        if step.get("effects"):
+            out(f"{step['strategy']} would run (per host, from the inventory):")
+            out(indented("\n".join(e["text"] for e in step["effects"])))
     if entry.get("gates"):
         out(f"gates now (first step: {entry.get('first_step')}):")
         out(indented(table(entry["gates"], [

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from engine.context import EngineContext
+from engine.executors.effects import describes, host_effects
 from engine.gates import GateContext
 from engine.gates.fleet import group_share_hold, slots_in_flight
 from engine.gates.lock import component_lock
@@ -37,6 +38,10 @@ def plan_step(ctx: EngineContext, incident: Incident, runbook: Runbook,
                             "runbook_sha256": runbook.sha256}
     if strategy.playbook:
         step.update(playbook=strategy.playbook, extravars=values)
+        if "error" not in values and describes(strategy.playbook):
+            step["effect"] = [e.to_dict() for e in host_effects(
+                strategy.playbook, values, runbook.component, [incident.target],
+                ctx.inventory)]
     else:
         step.update(action=strategy.action, params=values)
     verify = runbook.verify_for(strategy)
@@ -93,6 +98,9 @@ def plan(ctx: EngineContext, request: TriggerRequest, *,
         steps.append({"strategy": strategy.name, "kind": strategy.kind,
                       "runs": strategy.playbook or strategy.action, "applies": applies,
                       "when": list(strategy.when), "approval": strategy.approval})
+        hosts = out.get("hosts") or ([target] if target else [])
+        if applies and hosts and describes(strategy.playbook):
+            steps[-1]["effects"] = step_effects(ctx, runbook, strategy, request.labels, hosts)
         if applies and chosen is None:
             chosen = strategy
     out["strategies"] = steps
@@ -110,6 +118,19 @@ def plan(ctx: EngineContext, request: TriggerRequest, *,
     elif target and chosen:
         out.update(_gates_now(ctx, runbook, chosen, target, request))
     return out
+
+
+def step_effects(ctx: EngineContext, runbook: Runbook, strategy: Strategy,
+                 labels: dict[str, str], hosts: list[str]) -> list[dict[str, Any]]:
+    """What a playbook step will run on each host, as the inventory says
+    (engine.executors.effects); empty when its playbook has no description."""
+    try:
+        values = render_data(dict(strategy.extravars), labels)
+    except TemplateError as exc:
+        return [{"host": h, "refused": str(exc), "text": f"refused on {h}: {exc}"}
+                for h in hosts]
+    return [e.to_dict() for e in host_effects(strategy.playbook or "", values,
+                                              runbook.component, hosts, ctx.inventory)]
 
 
 def _host_plan(now: dict[str, Any], host: str) -> dict[str, Any]:
