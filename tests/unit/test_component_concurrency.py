@@ -116,6 +116,12 @@ def test_the_plan_says_a_per_component_runbook_serializes(engine_env, release) -
     text = _cli(engine_env, "test", "--component", "cache", "--target", "cache-1")
     assert "concurrency:  per_component: one remediation of cache at a time" in text
     assert "free: cache-1, component:cache" in text
+    group = _cli(engine_env, "test", "--component", "cache", "--target", "cache-*")
+    rows = {line.split()[0]: line for line in group.splitlines()
+            if line.strip().startswith("cache-")}
+    assert " allow " in rows["cache-1"]
+    assert " defer " in rows["cache-2"] and "component lock component:cache held by cache-1" \
+        in rows["cache-2"]
 
 
 @pytest.mark.parametrize(("line", "value"), [("", Concurrency.PER_TARGET),

@@ -93,3 +93,27 @@ def test_restart_container_reads_the_host_var_container_var_names(inventory: Inv
 def test_a_playbook_without_a_description_says_nothing(inventory: Inventory) -> None:
     assert not describes("disk_cleanup.yml") and describes("restart_service.yml")
     assert host_effects("disk_cleanup.yml", {}, "redis", ["unit-1"], inventory) == []
+
+
+def test_the_fleet_docs_examples_show_what_the_plan_says(tmp_path) -> None:
+    """docs/fleet.md: each manager's inventory snippet, put in one `redis` group, gives
+    exactly the plan lines the page shows."""
+    import re
+
+    import yaml
+
+    from tests.support.paths import ROOT
+
+    page = (ROOT / "docs" / "fleet.md").read_text()
+    section = page.split("## Restarting a service", 1)[1].split("\n## ", 1)[0]
+    hosts: dict = {}
+    for block in re.findall(r"```yaml\n(.*?)```", section, re.S):
+        hosts.update(yaml.safe_load(block))
+    shown = re.search(r"```\n(.*?)```", section, re.S).group(1).splitlines()[1:]
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(
+        {"all": {"children": {"redis": {"hosts": hosts}}}}))
+    effects = host_effects("restart_service.yml", {"service_default": "redis"}, "redis",
+                           sorted(hosts), Inventory(tmp_path / "hosts.yml"))
+    assert [f"  {e.text}" for e in effects] == shown
+    for e in effects:
+        assert f"Plan: `{e.text}`." in section
