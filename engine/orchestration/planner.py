@@ -129,8 +129,8 @@ def step_effects(ctx: EngineContext, runbook: Runbook, strategy: Strategy,
     except TemplateError as exc:
         return [{"host": h, "refused": str(exc), "text": f"refused on {h}: {exc}"}
                 for h in hosts]
-    return [e.to_dict() for e in host_effects(strategy.playbook or "", values,
-                                              runbook.component, hosts, ctx.inventory)]
+    return ctx.redactor.data([e.to_dict() for e in host_effects(
+        strategy.playbook or "", values, runbook.component, hosts, ctx.inventory)])
 
 
 def _host_plan(now: dict[str, Any], host: str) -> dict[str, Any]:
