@@ -38,6 +38,7 @@ from engine.service import probes
 from tests.support.paths import ROOT
 from tests.support.redis_servers import RedisServer, Sentinel, wait_until
 from tests.support.service import Served, free_port, wait_for
+from tests.support.shipped import install_playbooks
 
 pytestmark = pytest.mark.requires("redis-server")
 
@@ -57,9 +58,7 @@ def shipped_redis(env, *, probe: bool = False, **replace: str) -> None:
     if probe:
         text += "probe: {targets: cache-1, interval: 1s, failure_type: connection_refused}\n"
     (env.root / "runbooks" / "redis.yml").write_text(text)
-    for name in ("restart_service.yml", "restart_container.yml", "process_restart.yml"):
-        playbook = ROOT / "playbooks" / name
-        (env.root / "playbooks" / name).write_text(playbook.read_text())
+    install_playbooks(env.root)
     env.write_config(
         threads=2, **{"degraded_modes": "\n  redis_unavailable: {capabilities: {cache: false}}"})
 

@@ -30,6 +30,7 @@ from engine.lifecycle import RunStatus
 from tests.support.paths import ROOT
 from tests.support.redis_servers import RedisServer, wait_until
 from tests.support.service import free_port
+from tests.support.shipped import install_playbooks
 from tests.support.standins import (
     add_unit,
     install_runtime,
@@ -42,7 +43,6 @@ from tests.support.supervisor import BIN, Program, Supervisor
 
 pytestmark = [pytest.mark.slow, pytest.mark.requires("redis-server", "supervisord")]
 
-PLAYBOOKS = ("restart_service.yml", "restart_container.yml", "process_restart.yml")
 FAST = {"initial_delay: 5s": "initial_delay: 0s", "stable_for: 5s": "stable_for: 0.5s",
         "initial_delay: 2s": "initial_delay: 0s", "interval: 2s": "interval: 0.2s"}
 WAIT = 30.0
@@ -122,9 +122,7 @@ def site(engine_env, tmp_path: Path, monkeypatch) -> Iterator[Site]:
             assert old in text, old
             text = text.replace(old, new)
         (engine_env.root / "runbooks" / "redis.yml").write_text(text)
-        for name in PLAYBOOKS:
-            (engine_env.root / "playbooks" / name).write_text(
-                (ROOT / "playbooks" / name).read_text())
+        install_playbooks(engine_env.root)
         engine_env.write_config(
             **{"degraded_modes": "\n  redis_unavailable: {capabilities: {cache: false}}"})
         yield Site(engine_env, standins, supervisor, unit_redis, program_redis, own_redis)
