@@ -54,6 +54,7 @@ def main() -> int:
     from engine.orchestration.verify import verify
     from engine.records import new_id
     from tests.support.chroma_server import ChromaServer
+    from tests.support.shipped import install_runbook
 
     with tempfile.TemporaryDirectory(prefix="bench-chroma-") as tmp:
         tmp_path = Path(tmp)
@@ -63,10 +64,7 @@ def main() -> int:
             home = tmp_path / "home"
             for sub in ("runbooks", "playbooks", "inventory"):
                 (home / sub).mkdir(parents=True)
-            (home / "runbooks" / "chromadb.yml").write_text(
-                (ROOT / "runbooks" / "chromadb.yml").read_text())
-            for name in ("snapshot_take.yml", "snapshot_rollback.yml"):
-                (home / "playbooks" / name).write_text((ROOT / "playbooks" / name).read_text())
+            install_runbook("chromadb", home)
             (home / "inventory" / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": {
                 "chroma-1": server.inventory_host(chromadb_collections=["docs"])}}}))
             (home / "recovery.yml").write_text(

@@ -44,6 +44,7 @@ from engine import Recovery  # noqa: E402
 from engine.actions.base import ActionContext  # noqa: E402
 from engine.lifecycle import IncidentState  # noqa: E402
 from tests.support.openwebui_standin import DirectModelApi, OpenWebUIStandin, User  # noqa: E402
+from tests.support.shipped import install_runbook  # noqa: E402
 
 EMAIL, PASSWORD = "bench@example.org", "bench-standin-password"
 MODELS = ["primary", "fallback-a", "fallback-b"]
@@ -60,9 +61,7 @@ def write_home(root: Path, webui: OpenWebUIStandin, direct: DirectModelApi, n: i
 """ for kind in ("tr", "mf", "gd") for i in range(n))
     (root / "inventory").mkdir()
     (root / "inventory" / "hosts.yml").write_text(f"all:\n  hosts:\n{hosts}")
-    (root / "runbooks").mkdir()
-    (root / "playbooks").mkdir()
-    shutil.copy(ROOT / "runbooks" / "openwebui.yml", root / "runbooks")
+    install_runbook("openwebui", root)
     config = root / "recovery.yml"
     config.write_text("home: var\nrunbooks: runbooks\nplaybooks: playbooks\n"
                       "inventory: inventory\nworkers: {threads: 2}\n"

@@ -63,7 +63,10 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 def plan_summary(plan: dict[str, Any]) -> str:
     if not plan:
         return ""
-    if plan.get("playbook"):
+    if plan.get("effect"):         # what the playbook will run there, not its extravars
+        what = f"playbook {plan['playbook']}: " + "; ".join(e["text"] for e in plan["effect"])
+        values = {}
+    elif plan.get("playbook"):
         what = f"playbook {plan['playbook']}"
         values = plan.get("extravars") or {}
     else:

@@ -139,6 +139,9 @@ def _print(entry: dict[str, Any]) -> None:
         return
     out(f"runbook:      {entry['runbook']} (component {entry['component']}, mode "
         f"{entry['mode']}, {entry['file']})")
+    if entry.get("concurrency") == "per_component":
+        out(f"concurrency:  per_component: one remediation of {entry['component']} at a "
+            f"time, on any target (lock component:{entry['component']})")
     matched = entry.get("matched") or []
     if len(matched) > 1:
         out(f"matched:      {len(matched)} runbooks; the highest priority wins, then the "
@@ -169,6 +172,10 @@ def _print(entry: dict[str, Any]) -> None:
         ("WHEN", lambda s: ", ".join(s["when"]) or "any"),
         ("APPLIES", lambda s: "yes" if s["applies"] else "no"),
     ])))
+    for step in rows:
+        if step.get("effects"):
+            out(f"{step['strategy']} would run (per host, from the inventory):")
+            out(indented("\n".join(e["text"] for e in step["effects"])))
     if entry.get("gates"):
         out(f"gates now (first step: {entry.get('first_step')}):")
         out(indented(table(entry["gates"], [

@@ -328,6 +328,17 @@ def _left_alone(ctx: EngineContext, args: argparse.Namespace, rb: Any, host: str
     return True
 
 
+def _say_effects(ctx: EngineContext, rb: Any, host: str, strategy: str | None) -> None:
+    """Before a check run: what each described playbook step would run on ``host``."""
+    from engine.orchestration.planner import step_effects
+
+    for step in rb.strategies:
+        if strategy in (None, step.name) and step.playbook:
+            for effect in step_effects(ctx, rb, step, {}, [host]):
+                said = effect["text"] if effect.get("refused") else f"would run {effect['text']}"
+                out(f"{host}: {step.name}: {said}")
+
+
 def _check(ctx: EngineContext, args: argparse.Namespace, rb: Any, hosts: list[str],
            who: str, prechecked: bool) -> int:
     from engine.orchestration.planner import check_runs
@@ -338,6 +349,7 @@ def _check(ctx: EngineContext, args: argparse.Namespace, rb: Any, hosts: list[st
             for host in hosts:
                 if prechecked and _left_alone(ctx, args, rb, host, who, None, record=False):
                     continue
+                _say_effects(ctx, rb, host, args.strategy)
                 runs = check_runs(ctx, rb, host, strategy=args.strategy, diff=args.diff,
                                   requested_by=who, on_run=fg.on_run)
                 failed += sum(r.status in (RunStatus.FAILED, RunStatus.PARTIAL)

@@ -93,6 +93,7 @@ def cmd_status(ctx: EngineContext, args: argparse.Namespace) -> int:
         ("COMPONENT", lambda k: k["component"]),
         ("SINCE", lambda k: ago(k["acquired_at"], t)),
         ("LEASE", lambda k: ago(k["expires_at"], t)),
+        ("SERIALIZES", lambda k: k.get("serializes", "")),
     ], empty="none")))
     out("\ndegraded modes:")
     for mode in report["degraded_modes"]:

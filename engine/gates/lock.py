@@ -1,8 +1,13 @@
-"""Is anyone else acting on this target? One run at a time per target.
+"""Is anyone else acting on this target (or component)? One run at a time per target.
 
 The lock is a lease: the holder renews it while its step runs (``Lease``), so a
 killed process does not hold it past ``ttl``. ``recovery unlock`` breaks one, recorded.
 This gate is asked last: it takes the lease when it allows.
+
+A runbook with ``concurrency: per_component`` serializes its component: the step also
+takes ``component:<name>``, right after the target's lock. Neither is waited for while
+the other is held: a component lock held elsewhere gives the target's lock back at once
+and defers the step, naming the lock, until that lease would lapse.
 """
 
 from __future__ import annotations
@@ -12,35 +17,72 @@ import time
 from collections.abc import Callable, Sequence
 
 from engine.gates.base import Decision, Gate, GateContext, when
+from engine.gates.fleet import SLOT_PREFIX
 from engine.records import Lock
+from engine.runbooks.model import Concurrency
 from engine.store.gate_state import Locks
+
+COMPONENT_PREFIX = "component:"
 
 
 class LockGate(Gate):
     name = "lock"
 
     def check(self, ctx: GateContext) -> Decision:
+        names = lock_names(ctx)
         if ctx.check_mode or ctx.dry:
-            held = ctx.store.get_lock(ctx.target)
+            held = next((h for n in names if (h := ctx.store.get_lock(n)) is not None), None)
             if held is None:
-                return self.allow("free")
+                return self.allow("free" if len(names) == 1 else f"free: {', '.join(names)}")
             return self.defer(_busy(held), held.expires_at) if ctx.dry else self.allow(
                 f"{_busy(held)} (check mode takes no lock)")
-        lock = ctx.store.acquire_lock(ctx.target, ctx.holder, ctx.lock_ttl,
-                                      run_id=ctx.run_id, component=ctx.component)
-        if lock is not None:
-            return Decision(self.name, self.allow().verdict, f"lease {lock.token}",
-                            locks=(lock,))
-        held = ctx.store.get_lock(ctx.target)
+        taken: list[Lock] = []
+        for name in names:
+            lock = ctx.store.acquire_lock(name, ctx.holder, ctx.lock_ttl,
+                                          run_id=ctx.run_id, component=ctx.component)
+            if lock is None:
+                release_all(ctx.store, taken)   # never wait holding a lock
+                return self._taken(ctx, name)
+            taken.append(lock)
+        return Decision(self.name, self.allow().verdict,
+                        "lease " + ", ".join(f"{k.target} {k.token}" for k in taken)
+                        if len(taken) > 1 else f"lease {taken[0].token}", locks=tuple(taken))
+
+    def _taken(self, ctx: GateContext, name: str) -> Decision:
+        held = ctx.store.get_lock(name)
         if held is None:  # released between our try and our look: ask again soon
-            return self.defer(f"lock on {ctx.target} changed hands", ctx.now + 1)
+            return self.defer(f"lock on {name} changed hands", ctx.now + 1)
         return self.defer(_busy(held), held.expires_at)
+
+
+def lock_names(ctx: GateContext) -> list[str]:
+    """The locks a step takes, in order: its target's, then its component's if the
+    runbook serializes the component (``concurrency: per_component``)."""
+    if ctx.runbook.concurrency == Concurrency.PER_COMPONENT:
+        return [ctx.target, component_lock(ctx.component)]
+    return [ctx.target]
+
+
+def component_lock(component: str) -> str:
+    """The lock that serializes a component's remediations."""
+    return f"{COMPONENT_PREFIX}{component}"
+
+
+def serializes(lock_name: str) -> str:
+    """What a lock of that name keeps to one at a time, in words (``recovery status``)."""
+    if lock_name.startswith(COMPONENT_PREFIX):
+        return (f"every remediation of component {lock_name[len(COMPONENT_PREFIX):]} "
+                "(concurrency: per_component)")
+    if lock_name.startswith(SLOT_PREFIX):
+        return "one of the fleet's max_in_flight slots"
+    return f"remediations of target {lock_name}"
 
 
 def _busy(held: Lock) -> str:
     run = f" (run {held.run_id})" if held.run_id else ""
-    return (f"target {held.target} is locked by {held.holder}{run} since "
-            f"{when(held.acquired_at)}")
+    what = (f"component lock {held.target} (concurrency: per_component)"
+            if held.target.startswith(COMPONENT_PREFIX) else f"target {held.target}")
+    return f"{what} is locked by {held.holder}{run} since {when(held.acquired_at)}"
 
 
 class LeaseKeeper:

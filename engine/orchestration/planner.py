@@ -12,14 +12,16 @@ import time
 from typing import Any
 
 from engine.context import EngineContext
+from engine.executors.effects import describes, host_effects
 from engine.gates import GateContext
 from engine.gates.fleet import group_share_hold, slots_in_flight
+from engine.gates.lock import component_lock
 from engine.lifecycle import RunStatus
 from engine.orchestration.rollout import cut_batches
 from engine.orchestration.step import RunCallback, beat, execute, new_run, open_record
 from engine.orchestration.triggers import TriggerRequest, resolve_target
 from engine.records import Incident, RunRecord
-from engine.runbooks.model import Runbook, Strategy, fleet_limits
+from engine.runbooks.model import Concurrency, Runbook, Strategy, fleet_limits
 from engine.runbooks.templating import TemplateError, render_data
 
 
@@ -36,6 +38,10 @@ def plan_step(ctx: EngineContext, incident: Incident, runbook: Runbook,
                             "runbook_sha256": runbook.sha256}
     if strategy.playbook:
         step.update(playbook=strategy.playbook, extravars=values)
+        if "error" not in values and describes(strategy.playbook):
+            step["effect"] = [e.to_dict() for e in host_effects(
+                strategy.playbook, values, runbook.component, [incident.target],
+                ctx.inventory)]
     else:
         step.update(action=strategy.action, params=values)
     verify = runbook.verify_for(strategy)
@@ -60,7 +66,8 @@ def plan(ctx: EngineContext, request: TriggerRequest, *,
     if runbook is None:
         return {"runbook": None, "reason": "no runbook matches this alert"}
     out: dict[str, Any] = {"runbook": runbook.name, "component": runbook.component,
-                           "mode": runbook.mode.value, "file": runbook.path}
+                           "mode": runbook.mode.value, "file": runbook.path,
+                           "concurrency": runbook.concurrency.value}
     if matched:
         # Every runbook the alert matches, in the order they are preferred, and why.
         out["matched"] = [{"runbook": rb.name, "file": rb.path,
@@ -91,6 +98,9 @@ def plan(ctx: EngineContext, request: TriggerRequest, *,
         steps.append({"strategy": strategy.name, "kind": strategy.kind,
                       "runs": strategy.playbook or strategy.action, "applies": applies,
                       "when": list(strategy.when), "approval": strategy.approval})
+        hosts = out.get("hosts") or ([target] if target else [])
+        if applies and hosts and describes(strategy.playbook):
+            steps[-1]["effects"] = step_effects(ctx, runbook, strategy, request.labels, hosts)
         if applies and chosen is None:
             chosen = strategy
     out["strategies"] = steps
@@ -110,6 +120,19 @@ def plan(ctx: EngineContext, request: TriggerRequest, *,
     return out
 
 
+def step_effects(ctx: EngineContext, runbook: Runbook, strategy: Strategy,
+                 labels: dict[str, str], hosts: list[str]) -> list[dict[str, Any]]:
+    """What a playbook step will run on each host, as the inventory says
+    (engine.executors.effects); empty when its playbook has no description."""
+    try:
+        values = render_data(dict(strategy.extravars), labels)
+    except TemplateError as exc:
+        return [{"host": h, "refused": str(exc), "text": f"refused on {h}: {exc}"}
+                for h in hosts]
+    return ctx.redactor.data([e.to_dict() for e in host_effects(
+        strategy.playbook or "", values, runbook.component, hosts, ctx.inventory)])
+
+
 def _host_plan(now: dict[str, Any], host: str) -> dict[str, Any]:
     """One host of a group's plan, with the reason of the gate that decided, if any."""
     deciding = next((g for g in now["gates"] if g["verdict"] != "allow"), None)
@@ -118,8 +141,9 @@ def _host_plan(now: dict[str, Any], host: str) -> dict[str, Any]:
 
 def _together(ctx: EngineContext, runbook: Runbook, per_host: list[dict[str, Any]]) -> None:
     """Asked alone, each host of a group sees the fleet as it is now; run together, the
-    fleet gate (engine.gates.fleet) counts the hosts admitted before it. A host the
-    group's own earlier hosts would hold back is ``defer`` here too, with the reason."""
+    fleet gate (engine.gates.fleet) counts the hosts admitted before it, and a
+    ``per_component`` runbook's component lock admits one. A host the group's own earlier
+    hosts would hold back is ``defer`` here too, with the reason."""
     limits = fleet_limits(ctx.config.fleet, runbook)
     now = time.time()
     busy = len(slots_in_flight(ctx.store))
@@ -130,6 +154,9 @@ def _together(ctx: EngineContext, runbook: Runbook, per_host: list[dict[str, Any
         host = entry["target"]
         held = group_share_hold(ctx.store, ctx.inventory, [*admitted, host], limits, now)
         why = held[0] if held is not None else None
+        if why is None and admitted and runbook.concurrency == Concurrency.PER_COMPONENT:
+            why = (f"component lock {component_lock(runbook.component)} held by "
+                   f"{admitted[0]} (concurrency: per_component: one at a time)")
         if why is None and busy + len(admitted) >= limits.max_in_flight:
             why = (f"fleet: {busy + len(admitted)} remediations in flight (max_in_flight "
                    f"{limits.max_in_flight})")

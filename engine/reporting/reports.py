@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from engine.gates.lock import serializes
 from engine.lifecycle import IncidentState, RunStatus
 
 if TYPE_CHECKING:
@@ -205,7 +206,8 @@ def status_report(ctx: EngineContext, now: float | None = None) -> dict[str, Any
         "refused_alerts": refused,
         "components": stats,
         "cooldowns": cooldowns(store, runbooks, now),
-        "locks": [lock.to_dict() for lock in store.list_locks()],
+        "locks": [lock.to_dict() | {"serializes": serializes(lock.target)}
+                  for lock in store.list_locks()],
         "degraded_modes": modes,
         "switches": [s.to_dict() | {"scope": s.scope()} for s in switches],
         "pending_approvals": len(store.list_approvals("pending")),

@@ -36,6 +36,7 @@ from engine.fleet_limits import FleetValueError, parse_fleet, parse_percent
 from engine.runbooks.matchers import MatcherError, parse_matcher
 from engine.runbooks.model import (
     DEPRECATED_PRIORITIES,
+    Concurrency,
     Cooldown,
     DegradedModeSpec,
     Matcher,
@@ -316,6 +317,7 @@ class _Builder:
             probe=self._probe(data.get("probe"), verify),
             fleet=self._fleet(data.get("fleet", {})),
             warnings=self._deprecations(data),
+            concurrency=Concurrency(data.get("concurrency", Concurrency.PER_TARGET)),
         )
 
     def _deprecations(self, data: dict[str, Any]) -> tuple[str, ...]:

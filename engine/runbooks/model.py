@@ -19,6 +19,13 @@ class Mode(enum.StrEnum):
     OBSERVE = "observe"    # plan only: record what would run, change nothing
 
 
+class Concurrency(enum.StrEnum):
+    """How many remediations of one runbook may act at once."""
+
+    PER_TARGET = "per_target"          # one per target (its lock), any number of targets
+    PER_COMPONENT = "per_component"    # one per component, serialized (a component lock too)
+
+
 class Priority(int, enum.Enum):
     """How much a runbook's failure matters, as the original system ranked it: the highest
     wins when several runbooks match an alert, and it picks the ``severity`` label of the
@@ -143,6 +150,7 @@ class Runbook:
     # What the loader accepted but warns about (``file:line: reason``): `recovery validate`
     # prints them; they never make the runbook invalid.
     warnings: tuple[str, ...] = ()
+    concurrency: Concurrency = Concurrency.PER_TARGET
 
     def strategies_for(self, failure_type: str | None) -> list[tuple[int, Strategy]]:
         """The escalation for one failure type, with each step's index in the file."""

@@ -7,7 +7,6 @@ that embeds the engine runs them (this test process, with a registered
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ import yaml
 from engine.actions.chromadb import ChromaCollections
 from engine.lifecycle import IncidentState, RunStatus
 from tests.support.chroma_server import ChromaServer
-from tests.support.paths import ROOT
+from tests.support.shipped import install_runbook
 
 pytestmark = pytest.mark.requires("chroma", "supervisord")
 
@@ -42,11 +41,9 @@ def chroma(tmp_path_factory) -> ChromaServer:
 
 
 def shipped_env(engine_env, server: ChromaServer, **host_vars) -> object:
-    """The engine home with the shipped chromadb runbook and snapshot playbooks, and an
+    """The engine home with the shipped chromadb runbook and playbooks, and an
     inventory host chroma-1 pointing at the server."""
-    shutil.copy(ROOT / "runbooks" / "chromadb.yml", engine_env.root / "runbooks")
-    for name in ("snapshot_take.yml", "snapshot_rollback.yml"):
-        shutil.copy(ROOT / "playbooks" / name, engine_env.root / "playbooks")
+    install_runbook("chromadb", engine_env.root)
     inventory = {"all": {"hosts": {"chroma-1": server.inventory_host(**host_vars)}}}
     (engine_env.root / "inventory" / "hosts.yml").write_text(yaml.safe_dump(inventory))
     return engine_env

@@ -7,7 +7,7 @@ redis-py pool on a primary, the primary dies, a replica is promoted (``REPLICAOF
 or a real Sentinel failover), and ``trigger("redis", "connection_timeout")`` moves the
 application's pool: its next writes succeed, where without the action they fail.
 Service side: ``recovery test|recover|approve`` as subprocesses (flush_corrupted with its
-approval, its plan under ``--check``, restart_container in check mode: Docker cannot run
+approval, its plan under ``--check``, restart_service in check mode: Docker cannot run
 here, with a per-host ``redis_container``), and an alert through the real webhook of
 ``recovery serve``. The flush is also run where KEYS/FLUSHALL/FLUSHDB are renamed away,
 capped (it fails: "N more remain"), and against a writer that keeps losing its EXPIRE
@@ -38,6 +38,7 @@ from engine.service import probes
 from tests.support.paths import ROOT
 from tests.support.redis_servers import RedisServer, Sentinel, wait_until
 from tests.support.service import Served, free_port, wait_for
+from tests.support.shipped import install_playbooks
 
 pytestmark = pytest.mark.requires("redis-server")
 
@@ -57,8 +58,7 @@ def shipped_redis(env, *, probe: bool = False, **replace: str) -> None:
     if probe:
         text += "probe: {targets: cache-1, interval: 1s, failure_type: connection_refused}\n"
     (env.root / "runbooks" / "redis.yml").write_text(text)
-    playbook = ROOT / "playbooks" / "restart_container.yml"
-    (env.root / "playbooks" / playbook.name).write_text(playbook.read_text())
+    install_playbooks(env.root)
     env.write_config(
         threads=2, **{"degraded_modes": "\n  redis_unavailable: {capabilities: {cache: false}}"})
 
@@ -210,7 +210,8 @@ def test_a_dead_primary_with_only_a_replica_left_fails_escalates_and_degrades(
     primary = servers("primary")
     replica = servers("replica", replica_of=primary)
     replica.wait_synced()
-    inventory(engine_env, redis_url=primary.url, redis_failover_urls=[replica.url])
+    inventory(engine_env, redis_url=primary.url, redis_failover_urls=[replica.url],
+              service_manager="docker")
     shipped_redis(engine_env, probe=True, **{"rounds: 10": "rounds: 2"})
     recovery = application()
     recovery.resources.register("redis", app_pool(primary), target="cache-1")
@@ -223,7 +224,7 @@ def test_a_dead_primary_with_only_a_replica_left_fails_escalates_and_degrades(
     assert reconnect.status == RunStatus.FAILED
     assert f"{replica.address} is a replica, not a primary" in reconnect.reason
     assert parked.state == IncidentState.REMEDIATING      # the restart waits for a person
-    restart = last_run(ctx, "restart_container")
+    restart = last_run(ctx, "restart_service")
     assert restart.status == RunStatus.PENDING_APPROVAL
 
     done = cli(engine_env, "approve", restart.id, "--now", "--as", "alice")
@@ -555,10 +556,10 @@ def test_ping_fails_on_full_memory_without_eviction_and_on_rejected_connections(
     assert ctx.python.call("redis.ping", call).ok
 
 
-# -- the plan, restart_container, the service ----------------------------------------------
+# -- the plan, restart_service, the service ----------------------------------------------
 @pytest.mark.parametrize(("failure", "first"), [
     ("connection_timeout", "reconnect"), ("connection_refused", "reconnect"),
-    ("corruption", "flush_corrupted"), ("memory_pressure", "restart_container")])
+    ("corruption", "flush_corrupted"), ("memory_pressure", "restart_service")])
 def test_recovery_test_shows_the_strategy_for_each_failure_type(engine_env, capsys, failure,
                                                               first):
     inventory(engine_env, redis_url="redis://127.0.0.1:1/0")
@@ -574,20 +575,22 @@ def test_recovery_test_shows_the_strategy_for_each_failure_type(engine_env, caps
 @pytest.mark.slow
 @pytest.mark.parametrize(("host_vars", "container"), [
     ({}, "redis"), ({"redis_container": "redis-cache-1"}, "redis-cache-1")])
-def test_restart_container_runs_in_check_mode_through_the_runbook(
+def test_restart_service_runs_in_check_mode_through_the_runbook(
         engine_env, servers, capsys, host_vars, container):
     """Docker and Podman cannot run here: the playbook is proven by check mode only. The
-    runbook's `container_default: redis` is only a default: a host's `redis_container`
-    names its own container (an extravar `container` would beat every host var)."""
+    runbook's `service_default: redis` is only a default: a host's `redis_container`
+    names its own container (an extravar `service_name` would beat every host var)."""
     server = servers("restart")
-    inventory(engine_env, redis_url=server.url, container_runtime="podman", **host_vars)
+    inventory(engine_env, redis_url=server.url, service_manager="podman", **host_vars)
     shipped_redis(engine_env)
     code, printed = cli_here(engine_env, capsys, "recover", "--component", "redis",
-                             "--strategy", "restart_container", "--target", "cache-1",
+                             "--strategy", "restart_service", "--target", "cache-1",
                              "--check")
     assert code == 0, printed
+    assert (f"cache-1: restart_service: would run podman restart -t 10 {container} "
+            "on cache-1") in printed
     ctx = engine_env.context()
-    run = last_run(ctx, "restart_container")
+    run = last_run(ctx, "restart_service")
     assert run.check_mode and run.status == RunStatus.SUCCEEDED
     stdout = (engine_env.root / "var" / "artifacts" / run.id / "stdout").read_text()
     assert "skipping: [cache-1]" in stdout

@@ -4,7 +4,6 @@ module and reset for each test, and an engine home whose webui-1 points at them.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from tests.support.engine_env import EngineEnv
 from tests.support.openwebui_standin import DirectModelApi, OpenWebUIStandin, User
-from tests.support.paths import ROOT
+from tests.support.shipped import install_runbook
 
 EMAIL, PASSWORD = "admin@example.org", "s3cret-pw-for-the-standin"
 API_KEY = "sk-standin0123456789abcdef"
@@ -69,7 +68,7 @@ all:
       openwebui_direct_api_url: "{direct.url}/v1"
       openwebui_fallback_models: [gone-model, mistral, phi3]
 """)
-    shutil.copy(ROOT / "runbooks" / "openwebui.yml", engine_env.root / "runbooks")
+    install_runbook("openwebui", engine_env.root)
     engine_env.config_path.write_text(
         "home: var\nrunbooks: runbooks\nplaybooks: playbooks\ninventory: inventory\n"
         "lock: {lease: 3s}\nworkers: {poll_interval: 0.2s, threads: 2}\n"

@@ -92,7 +92,7 @@ def test_runbook_without_groups_matches_nothing() -> None:
     [
         ({"alertname": "RedisDown", "severity": "critical"}, "redis", "connection_refused",
          "reconnect"),
-        ({"alertname": "RedisOutOfMemory"}, "redis", "memory_pressure", "restart_container"),
+        ({"alertname": "RedisOutOfMemory"}, "redis", "memory_pressure", "restart_service"),
         ({"alertname": "HostOutOfDiskSpace"}, "system", "disk_full", "disk_cleanup"),
         ({"alertname": "HostOutOfMemory"}, "system", "memory_pressure", "memory_gc"),
         ({"alertname": "HostSystemdServiceCrashed"}, "system", "process_down",

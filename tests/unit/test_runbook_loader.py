@@ -23,7 +23,7 @@ ACTIONS = {
     "system.process_running", "chromadb.collection_check", "openwebui.session_valid",
     "openwebui.default_model_answers",
 }
-PLAYBOOKS = {"restart_container.yml", "snapshot_rollback.yml", "disk_cleanup.yml",
+PLAYBOOKS = {"restart_service.yml", "snapshot_rollback.yml", "disk_cleanup.yml",
              "process_restart.yml"}
 
 
@@ -83,9 +83,9 @@ def test_approvals_follow_the_design_table() -> None:
     approvals = {b.name: [s.name for s in b.strategies if s.approval]
                  for b in load_runbooks(RUNBOOKS_DIR)}
     assert approvals == {
-        "redis": ["flush_corrupted", "restart_container"],
-        "chromadb": ["snapshot_rollback"],
-        "openwebui": [],
+        "redis": ["flush_corrupted", "restart_service"],
+        "chromadb": ["restart_service", "snapshot_rollback"],
+        "openwebui": ["restart_service"],
         "system": ["process_restart"],
     }
 
@@ -96,13 +96,13 @@ def test_redis_runbook_means_what_the_design_says() -> None:
         "redis", "redis", Priority.CRITICAL, Mode.AUTO)
     assert redis.target == "{{ labels.instance }}"
     assert [s.name for s in redis.strategies] == ["reconnect", "flush_corrupted",
-                                                  "restart_container"]
+                                                  "restart_service"]
     reconnect, flush, restart = redis.strategies
     assert reconnect.when == ("connection_timeout", "connection_refused")
     assert flush.params == {"match": "cache:*", "max_keys": 10000}
     assert flush.when == ("corruption",) and flush.on_reject == "next"
-    assert restart.playbook == "restart_container.yml" and restart.extravars == {
-        "container_var": "redis_container", "container_default": "redis"}
+    assert restart.playbook == "restart_service.yml" and restart.extravars == {
+        "service_default": "redis"}
     assert restart.timeout == 300.0 and restart.when == ()
     assert redis.verify == Verify("redis.ping", {}, 2.0, 1.0, 60.0, 5.0)
     # the override replaces the action, keeps the runbook's timing
@@ -120,7 +120,7 @@ def test_redis_runbook_means_what_the_design_says() -> None:
     assert redis.failure_types["RedisRejectedConnections"] == "connection_refused"
     assert redis.failure_types["RedisOutOfMemory"] == "memory_pressure"
     assert [s.name for _, s in redis.strategies_for("corruption")] == [
-        "flush_corrupted", "restart_container"]
+        "flush_corrupted", "restart_service"]
 
 
 def test_chromadb_rebuild_then_rollback_last() -> None:
