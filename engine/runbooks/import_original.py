@@ -34,6 +34,7 @@ from engine.runbooks.loader import SCHEMA as RUNBOOK_SCHEMA
 # The original's strategy names that the shipped runbooks call otherwise, per component.
 ORIGINAL_NAMES: dict[str, dict[str, str]] = {
     "chromadb": {"reconnect": "query_retry", "rebuild_index": "index_rebuild"},
+    "redis": {"restart_container": "restart_service"},
     "system": {"memory_cleanup": "memory_gc"},
 }
 # The original's priorities; where this version's runbooks lack one, its nearest.
