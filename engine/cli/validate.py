@@ -38,7 +38,7 @@ def cmd_validate(ctx: EngineContext, args: argparse.Namespace) -> int:
     from engine.runbooks.loaded_set import SetPaths
     from engine.runbooks.validation import validate_set
 
-    found = validate_set(SetPaths.of(ctx.config), known_actions=ctx.registry.names(),
+    found = validate_set(SetPaths.of(ctx.config), known_actions=ctx.registry.catalogue(),
                          degraded_modes=ctx.config.degraded_modes, redactor=ctx.redactor)
     if args.json:
         emit_json(found.to_dict())

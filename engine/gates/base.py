@@ -72,6 +72,10 @@ class GateContext:
     # The inventory the target belongs to (its groups, for the fleet limits); None: the
     # target is judged alone (an embedding application's resource, a test).
     inventory: Inventory | None = None
+    # What the step's plan reported, for an approval with conditions (None: not planned),
+    # or why the plan could not tell (engine.orchestration.step_facts).
+    facts: dict[str, Any] | None = None
+    facts_error: str | None = None
 
     @property
     def component(self) -> str:
