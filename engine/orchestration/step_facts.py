@@ -35,13 +35,16 @@ def plan_facts(ctx: EngineContext, incident: Incident, runbook: Runbook,
                strategy: Strategy) -> tuple[dict[str, Any] | None, str | None]:
     """Plan the step on the incident's target and return (facts, None), or (None, why)
     when its plan did not succeed."""
-    ctx.artifacts_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".facts-", dir=ctx.artifacts_dir) as scratch:
-        artifacts = RunArtifacts(Path(scratch), "plan", ctx.redactor)
-        run = new_run(ctx, incident, runbook, strategy, RunStatus.RUNNING, time.time(),
-                      check_mode=True)
-        result = execute(ctx, incident, runbook, strategy, run, artifacts, threading.Event(),
-                         check=True)
+    try:
+        ctx.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".facts-", dir=ctx.artifacts_dir) as scratch:
+            artifacts = RunArtifacts(Path(scratch), "plan", ctx.redactor).create()
+            run = new_run(ctx, incident, runbook, strategy, RunStatus.RUNNING, time.time(),
+                          check_mode=True)
+            result = execute(ctx, incident, runbook, strategy, run, artifacts,
+                             threading.Event(), check=True)
+    except Exception as exc:  # noqa: BLE001 - a plan that cannot run tells nothing: ask
+        return None, f"its plan could not run: {type(exc).__name__}: {exc}"
     if result.status != RunStatus.SUCCEEDED:
         return None, f"its plan {result.status.value}: {result.reason}"
     facts = result.data.get("facts")
