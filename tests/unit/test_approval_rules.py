@@ -233,3 +233,20 @@ def test_recovery_yml_takes_only_a_boolean(engine_env) -> None:
     assert load_config(engine_env.config_path).approval_allow_self is False
     engine_env.write_config()
     assert load_config(engine_env.config_path).approval_allow_self is True
+
+
+def test_the_documented_example_is_a_valid_form() -> None:
+    """docs/runbooks.md's example of the form (its first yaml block under "Approval by
+    condition"), judged as the loader does where the facts' kinds are not known."""
+    import yaml
+
+    from engine.runbooks.approval_rules import parse_rule
+
+    text = (ROOT / "docs" / "runbooks.md").read_text(encoding="utf-8")
+    section = text.split("## Approval by condition", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    required, when, allow_self = parse_rule(yaml.safe_load(block)["approval"], None)
+    assert not required and allow_self is False
+    assert [c.describe() for c in when] == ["snapshot_bytes over 1 GB",
+                                            "keys_to_delete over 1000",
+                                            "changes_config is true"]
