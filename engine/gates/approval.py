@@ -21,7 +21,8 @@ class ApprovalGate(Gate):
         needed = ctx.strategy.approval or ctx.runbook.mode == Mode.APPROVE
         because = ""     # why a conditional approval is asked: the fact and the rule
         if not needed and ctx.strategy.approval_when:
-            need = approval_need(ctx.strategy.approval_when, ctx.facts, ctx.facts_error)
+            facts, error = ctx.facts() if ctx.facts else (None, None)
+            need = approval_need(ctx.strategy.approval_when, facts, error)
             if not need.asked:
                 return self.allow(need.reason)
             needed, because = True, f": {need.reason}"

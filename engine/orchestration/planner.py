@@ -19,7 +19,7 @@ from engine.gates.lock import component_lock
 from engine.lifecycle import RunStatus
 from engine.orchestration.rollout import cut_batches
 from engine.orchestration.step import RunCallback, beat, execute, new_run, open_record
-from engine.orchestration.step_facts import facts_needed, plan_facts
+from engine.orchestration.step_facts import StepFacts, facts_needed
 from engine.orchestration.triggers import TriggerRequest, resolve_target
 from engine.records import Incident, RunRecord
 from engine.runbooks.approval_rules import approval_need
@@ -197,22 +197,23 @@ def _gates_now(ctx: EngineContext, runbook: Runbook, chosen: Strategy, target: s
                request: TriggerRequest) -> dict[str, Any]:
     """What every gate answers now for the first step on one target, changing nothing."""
     existing = ctx.store.find_open_incident(runbook.name, target)
-    facts, error = None, None
-    if facts_needed(runbook, chosen, None):   # its approval depends on what its plan says
-        facts, error = plan_facts(ctx, Incident(
-            id="-", runbook=runbook.name, component=runbook.component, target=target,
-            trigger=request.trigger, labels=dict(request.labels),
-            failure_type=request.failure_type or runbook.failure_type_of(request.labels)),
-            runbook, chosen)
+    # An approval that depends on what the step's plan says: planned once, for the
+    # approval gate and the answer below.
+    facts = StepFacts(ctx, Incident(
+        id="-", runbook=runbook.name, component=runbook.component, target=target,
+        trigger=request.trigger, labels=dict(request.labels),
+        failure_type=request.failure_type or runbook.failure_type_of(request.labels)),
+        runbook, chosen) if facts_needed(runbook, chosen, None) else None
     gate_ctx = GateContext(runbook=runbook, strategy=chosen, target=target,
                            store=ctx.store, trigger=request.trigger, forced=request.force,
                            starts_attempt=existing is None or existing.attempt_id is None,
                            dry=True, holder=ctx.holder, inventory=ctx.inventory,
-                           facts=facts, facts_error=error)
+                           facts=facts.get if facts is not None else None)
     final, asked = ctx.gates.decide(gate_ctx)
+    found, error = facts.get() if facts is not None else (None, None)
     out: dict[str, Any] = {"gates": [d.to_dict() for d in asked],
                            "would": final.verdict.value,
-                           "approval": approval_answer(runbook, chosen, facts, error)}
+                           "approval": approval_answer(runbook, chosen, found, error)}
     if existing is not None:
         out["open_incident"] = existing.id
     return out

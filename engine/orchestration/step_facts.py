@@ -23,6 +23,30 @@ from engine.orchestration.step import execute, new_run
 from engine.records import Incident
 from engine.runbooks.model import Mode, Runbook, Strategy
 
+Facts = dict[str, Any]
+
+
+class StepFacts:
+    """A step's facts, planned at most once and only when the approval gate asks for them
+    (a step a gate before it refuses or defers is not planned): ``get`` is what the gate
+    calls, ``planned`` what was found, for the run's record (None until asked)."""
+
+    def __init__(self, ctx: EngineContext, incident: Incident, runbook: Runbook,
+                 strategy: Strategy) -> None:
+        self._args = (ctx, incident, runbook, strategy)
+        self.planned: tuple[Facts | None, str | None] | None = None
+
+    def get(self) -> tuple[Facts | None, str | None]:
+        if self.planned is None:
+            self.planned = plan_facts(*self._args)
+        return self.planned
+
+    def record(self) -> dict[str, Any] | None:
+        """What the approval's conditions were judged on, for run.json; None: not asked."""
+        if self.planned is None:
+            return None
+        return {"facts": self.planned[0], "error": self.planned[1]}
+
 
 def facts_needed(runbook: Runbook, strategy: Strategy, approved_by: str | None) -> bool:
     """Only a conditional approval not yet decided needs the facts: an unconditional one
@@ -32,7 +56,7 @@ def facts_needed(runbook: Runbook, strategy: Strategy, approved_by: str | None) 
 
 
 def plan_facts(ctx: EngineContext, incident: Incident, runbook: Runbook,
-               strategy: Strategy) -> tuple[dict[str, Any] | None, str | None]:
+               strategy: Strategy) -> tuple[Facts | None, str | None]:
     """Plan the step on the incident's target and return (facts, None), or (None, why)
     when its plan did not succeed."""
     try:

@@ -5,14 +5,18 @@ decided, through the HTTP API and the CLI."""
 
 from __future__ import annotations
 
+import json
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 from engine.actions.registry import default_registry
 from engine.config import load_config
-from engine.lifecycle import RunStatus
+from engine.lifecycle import IncidentState, RunStatus
+from engine.orchestration import approvals
+from engine.records import Switch, new_id
 from engine.runbooks.approval_rules import FactCondition, approval_need
 from engine.runbooks.loader import RunbookError, load_runbook
 from tests.support.cli_env import Env
@@ -250,3 +254,51 @@ def test_the_documented_example_is_a_valid_form() -> None:
     assert [c.describe() for c in when] == ["snapshot_bytes over 1 GB",
                                             "keys_to_delete over 1000",
                                             "changes_config is true"]
+
+
+# -- the orchestrator: planned only when the approval gate asks ----------------------------
+
+
+def sized_runbook(engine_env, path: Path, trace: Path, threshold: str) -> None:
+    engine_env.runbook("sized", f"""
+        strategies:
+          - name: delete
+            action: test.sized
+            with: {{path: "{path}", trace: "{trace}"}}
+            approval: {{when: [{{fact: file_bytes, over: {threshold}}}]}}
+        cooldown: {{max_attempts: 5, window: 1h, after_failure: 0s}}
+    """)
+
+
+def test_the_step_is_planned_once_and_judged_on_what_its_plan_reported(
+        engine_env, run_incident) -> None:
+    path, trace = engine_env.root / "blob", engine_env.root / "trace"
+    path.write_bytes(b"x" * 2000)
+    sized_runbook(engine_env, path, trace, "1KB")
+    ctx = engine_env.context()
+    run_incident(ctx, "sized")
+    [approval] = ctx.store.list_approvals("pending")
+    assert "file_bytes = 2 KB (rule: file_bytes over 1 KB)" in approval.reason
+    assert path.exists() and trace.read_text().split()[0::3] == ["plan"]
+    record = json.loads((ctx.artifacts_dir / approval.run_id / "run.json").read_text())
+    assert record["plan_facts"] == {"facts": {"file_bytes": 2000}, "error": None}
+
+    sized_runbook(engine_env, path, trace, "1MB")
+    ctx = engine_env.context()
+    approvals.cancel(ctx, approval.run_id, by="test")
+    done = run_incident(ctx, "sized").incident
+    assert done.state == IncidentState.RECOVERED, done.reason
+    assert not path.exists() and trace.read_text().split()[0::3] == ["plan", "plan", "sized"]
+
+
+def test_a_step_an_earlier_gate_holds_back_is_not_planned(engine_env, run_incident) -> None:
+    """The kill switch refuses before the approval gate asks: nothing is planned."""
+    path, trace = engine_env.root / "blob", engine_env.root / "trace"
+    path.write_bytes(b"x")
+    sized_runbook(engine_env, path, trace, "1KB")
+    ctx = engine_env.context()
+    ctx.store.add_switch(Switch(id=new_id("sw"), component="sized", target=None, until=None,
+                                reason="maintenance", created_by="test",
+                                created_at=time.time()))
+    run_incident(ctx, "sized")
+    assert not trace.exists() and path.exists()
