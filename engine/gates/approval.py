@@ -20,6 +20,10 @@ class ApprovalGate(Gate):
                              "to run it again")
         needed = ctx.strategy.approval or ctx.runbook.mode == Mode.APPROVE
         because = ""     # why a conditional approval is asked: the fact and the rule
+        if not needed and ctx.strategy.approval_when and ctx.check_mode and not ctx.facts:
+            # --check runs the plan itself; the run's reason says what it means for approval
+            return self.allow("approval depends on the facts of the step's plan: judged "
+                              "once check mode has planned it")
         if not needed and ctx.strategy.approval_when:
             facts, error = ctx.facts() if ctx.facts else (None, None)
             need = approval_need(ctx.strategy.approval_when, facts, error)

@@ -302,3 +302,23 @@ def test_a_step_an_earlier_gate_holds_back_is_not_planned(engine_env, run_incide
                                 created_at=time.time()))
     run_incident(ctx, "sized")
     assert not trace.exists() and path.exists()
+
+
+def test_check_mode_says_what_the_plan_means_for_approval(engine_env) -> None:
+    from engine.orchestration.planner import check_runs
+
+    path, trace = engine_env.root / "blob", engine_env.root / "trace"
+    path.write_bytes(b"x" * 2000)
+    sized_runbook(engine_env, path, trace, "1KB")
+    ctx = engine_env.context()
+    [run] = check_runs(ctx, ctx.runbook("sized"), "localhost")
+    assert run.status == RunStatus.SUCCEEDED and path.exists()
+    assert run.reason == (f"would delete {path}; approval would be asked: file_bytes = 2 KB "
+                          "(rule: file_bytes over 1 KB)")
+    record = json.loads((ctx.artifacts_dir / run.id / "run.json").read_text())
+    assert record["approval"]["asked"] and record["approval"]["facts"] == {"file_bytes": 2000}
+    path.unlink()
+    [run] = check_runs(ctx, ctx.runbook("sized"), "localhost")
+    assert run.status == RunStatus.FAILED
+    assert ("approval would be asked: the facts could not be determined (its plan failed: "
+            f"no file {path}); asking is the safe answer") in run.reason
