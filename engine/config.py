@@ -82,6 +82,8 @@ SCHEMA: dict[str, Any] = {
                                         "severity_by_priority": _SEVERITIES}},
         "external_url": {"type": "string", "pattern": "^(https?://[^\\s/]+\\S*)?$"},
         "fleet": _FLEET,
+        "approval": {"type": "object", "additionalProperties": False,
+                     "properties": {"allow_self": {"type": "boolean"}}},
     },
 }
 
@@ -116,6 +118,8 @@ class Config:
         default_factory=lambda: dict(DEFAULT_SEVERITIES))
     external_url: str = ""         # where people reach the API: links in outgoing alerts
     fleet: FleetLimits = field(default_factory=FleetLimits)
+    # May whoever asked for a step approve it? A step's `approval: {allow_self: ...}` wins.
+    approval_allow_self: bool = True
 
     @property
     def artifacts_dir(self) -> Path:
@@ -243,6 +247,7 @@ def load_config(path: str | os.PathLike[str] | None = None,
         severity_by_priority={**DEFAULT_SEVERITIES, **am.get("severity_by_priority", {})},
         external_url=str(raw.get("external_url", "")).rstrip("/"),
         fleet=fleet,
+        approval_allow_self=bool(raw.get("approval", {}).get("allow_self", True)),
     )
 
 

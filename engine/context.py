@@ -65,7 +65,7 @@ class EngineContext:
         # run id -> cancel event, for runs executing in this process
         self.running: dict[str, threading.Event] = {}
         self.follow_loaded_set = follow_loaded_set
-        self._set = LoadedSet(SetPaths.of(config), known_actions=self.registry.names,
+        self._set = LoadedSet(SetPaths.of(config), known_actions=self.registry.catalogue,
                               redactor=self.redactor, runbooks=runbooks)
         self._pins = threading.local()
         self._refused: set[str] = set()     # recorded sets this process could not build
@@ -132,7 +132,7 @@ class EngineContext:
 
     def _set_of(self, record: SetRecord) -> LoadedSet:
         return LoadedSet(SetPaths.from_dict(record.paths), sha256=record.sha256,
-                         known_actions=self.registry.names, redactor=self.redactor)
+                         known_actions=self.registry.catalogue, redactor=self.redactor)
 
     @property
     def runbooks(self) -> list[Runbook]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from engine.resources import ResourceRegistry
@@ -65,6 +66,9 @@ class Action:
     scope = REMOTE
     timeout = 60.0
     resource: str | None = None         # embedded: the registered resource it needs
+    # The facts its plan reports in ``ActionResult.data["facts"]`` (name -> kind: bytes,
+    # count, number, bool, text), that a step's `approval: {when: ...}` may test.
+    reports: Mapping[str, str] = MappingProxyType({})
 
     def run(self, ctx: ActionContext) -> ActionResult:
         raise NotImplementedError

@@ -34,6 +34,11 @@ class ActionRegistry:
     def names(self) -> set[str]:
         return set(self._actions)
 
+    def catalogue(self) -> dict[str, dict[str, str]]:
+        """Each action's name and the facts its plan reports (for the runbook loader,
+        which checks an approval's conditions against them)."""
+        return {name: dict(action.reports) for name, action in self._actions.items()}
+
     def load_modules(self, modules: Iterable[str]) -> None:
         """Import modules that define ``register(registry)`` (built-ins and plug-ins)."""
         for module_name in modules:

@@ -15,7 +15,10 @@ from engine.context import EngineContext
 HELP = """\
 Plan only: which runbook, which target (or why it is refused), which failure type,
 which strategies apply, what every gate answers now, and what would happen
-(allow, defer, park for approval, refuse). Nothing is run or recorded.
+(allow, defer, park for approval, refuse). Nothing is run or recorded. A first step
+whose approval depends on facts of its plan (`approval: {when: ...}`) is planned (its
+action's plan, its playbook under --check) so the plan can say whether approval would be
+asked, and why: the fact, its value and the rule.
 
 --alert FILE reads an Alertmanager webhook notification (with `alerts`) or one alert
 object (with `labels`), as JSON, and plans each alert; when several runbooks match it,
@@ -130,6 +133,17 @@ def _would(entry: dict[str, Any]) -> dict[str, Any]:
     return entry
 
 
+def _approval_column(step: dict[str, Any]) -> str:
+    """``required``, the conditions that ask (``when snapshot_bytes over 1 GB``), and
+    whether the requester may approve it."""
+    said = "required" if step["approval"] else ""
+    if step.get("approval_when"):
+        said = "when " + " or ".join(step["approval_when"])
+    if step.get("allow_self") is False:
+        said += " (second person)"
+    return said
+
+
 def _print(entry: dict[str, Any]) -> None:
     if "alert" in entry:
         out(f"alert:        {entry['alert']} ({entry.get('status', 'firing')})")
@@ -168,7 +182,7 @@ def _print(entry: dict[str, Any]) -> None:
         ("STRATEGY", lambda s: s["strategy"]),
         ("KIND", lambda s: s["kind"]),
         ("RUNS", lambda s: s["runs"]),
-        ("APPROVAL", lambda s: "required" if s["approval"] else ""),
+        ("APPROVAL", _approval_column),
         ("WHEN", lambda s: ", ".join(s["when"]) or "any"),
         ("APPLIES", lambda s: "yes" if s["applies"] else "no"),
     ])))
@@ -184,6 +198,10 @@ def _print(entry: dict[str, Any]) -> None:
             ("UNTIL", lambda g: when(g["until"]) if g.get("until") else ""),
             ("REASON", lambda g: g.get("reason", "")),
         ])))
+    if entry.get("approval"):
+        answer = entry["approval"]
+        out(f"approval:     {'would be asked' if answer['asked'] else 'not needed'} — "
+            f"{answer['reason']}")
     if entry.get("per_host"):
         out(f"hosts (first step: {entry.get('first_step')}; each its own incident; a host "
             "whose verify passes is left alone unless --include-healthy):")

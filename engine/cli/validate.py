@@ -38,7 +38,7 @@ def cmd_validate(ctx: EngineContext, args: argparse.Namespace) -> int:
     from engine.runbooks.loaded_set import SetPaths
     from engine.runbooks.validation import validate_set
 
-    found = validate_set(SetPaths.of(ctx.config), known_actions=ctx.registry.names(),
+    found = validate_set(SetPaths.of(ctx.config), known_actions=ctx.registry.catalogue(),
                          degraded_modes=ctx.config.degraded_modes, redactor=ctx.redactor)
     if args.json:
         emit_json(found.to_dict())
@@ -54,6 +54,8 @@ def cmd_validate(ctx: EngineContext, args: argparse.Namespace) -> int:
 
 
 def cmd_runbooks(ctx: EngineContext, args: argparse.Namespace) -> int:
+    from engine.orchestration.planner import approval_terms
+
     loaded = runbooks(ctx)
     rows = [{
         "name": rb.name, "component": rb.component, "mode": rb.mode.value,
@@ -61,7 +63,7 @@ def cmd_runbooks(ctx: EngineContext, args: argparse.Namespace) -> int:
         "description": rb.description,
         "strategies": [{"name": s.name, "kind": s.kind, "runs": s.playbook or s.action,
                         "approval": s.approval or rb.mode.value == "approve",
-                        "when": list(s.when)} for s in rb.strategies],
+                        **approval_terms(s), "when": list(s.when)} for s in rb.strategies],
         "degraded_mode": rb.degraded_mode.name if rb.degraded_mode else None,
         "cooldown": {"max_attempts": rb.cooldown.max_attempts, "window": rb.cooldown.window,
                      "after_failure": rb.cooldown.after_failure},
@@ -74,8 +76,9 @@ def cmd_runbooks(ctx: EngineContext, args: argparse.Namespace) -> int:
         ("COMPONENT", lambda r: r["component"]),
         ("MODE", lambda r: r["mode"]),
         ("PRIORITY", lambda r: r["priority"]),
-        ("STRATEGIES (* = approval)", lambda r: ", ".join(
-            s["name"] + ("*" if s["approval"] else "") for s in r["strategies"])),
+        ("STRATEGIES (* = approval, ? = by condition)", lambda r: ", ".join(
+            s["name"] + ("*" if s["approval"] else "?" if s.get("approval_when") else "")
+            for s in r["strategies"])),
         ("FILE", lambda r: os.path.relpath(r["file"]) if os.path.isabs(r["file"])
          else r["file"]),
     ], last_width=200, empty="no runbooks"))

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from engine.inventory import Inventory
     from engine.records import Incident, Lock
     from engine.runbooks.model import Runbook, Strategy
@@ -72,6 +74,10 @@ class GateContext:
     # The inventory the target belongs to (its groups, for the fleet limits); None: the
     # target is judged alone (an embedding application's resource, a test).
     inventory: Inventory | None = None
+    # For an approval with conditions: plans the step (once, when first called) and
+    # returns what its plan reported, or None and why it could not tell
+    # (engine.orchestration.step_facts). None: nobody can plan it here.
+    facts: Callable[[], tuple[dict[str, Any] | None, str | None]] | None = None
 
     @property
     def component(self) -> str:

@@ -14,6 +14,10 @@ when the new runbook still has it; else the incident ends ``canceled`` with that
 A worker that finds the text changed between the approval and its claim does the same.
 Approving a step of a runbook the deciding process has not loaded at all is refused
 (``RunbookNotLoaded``) and changes nothing: after ``recovery reload`` it can be approved.
+A step whose approval says ``allow_self: false`` (or, when the step says nothing,
+recovery.yml's ``approval: {allow_self: false}``) cannot be approved by whoever asked for
+it (``SelfApproval``): a second person must. This is the one place approvals are
+decided, for the CLI and the HTTP API alike.
 """
 
 from __future__ import annotations
@@ -51,6 +55,12 @@ class RunbookChanged(DecisionError):
     code = "runbook_changed"
 
 
+class SelfApproval(DecisionError):
+    """Whoever asked for the step tried to approve it where a second person must."""
+
+    code = "self_approval"
+
+
 @dataclass
 class Decided:
     approval: Approval
@@ -70,6 +80,7 @@ def approve(ctx: EngineContext, run_id: str, *, by: str, reason: str = "") -> De
             raise DecisionError(f"run {run_id}'s incident is {state}: nothing to approve")
     if waiting is not None and waiting.status == "pending":
         _check_runbook(ctx, waiting, by)
+        _check_second_person(ctx, waiting, by)
     approval = _decide(ctx, run_id, "approved", by, reason)
     run = ctx.store.update_run(run_id, status=RunStatus.QUEUED, approved_by=by,
                                reason=f"approved by {by}" + (f": {reason}" if reason else ""))
@@ -124,6 +135,24 @@ def _check_runbook(ctx: EngineContext, approval: Approval, by: str | None) -> No
     why = runbook_change(approval, runbook)
     if why is not None:
         raise RunbookChanged(replan_changed(ctx, approval, runbook, why, by))
+
+
+def _check_second_person(ctx: EngineContext, approval: Approval, by: str) -> None:
+    """Refuse the requester's own approval where the step (else recovery.yml) says
+    ``allow_self: false``. Names are compared as recorded: the API's token name, the
+    CLI's ``--as``/RECOVERY_OPERATOR/``cli:$USER``."""
+    runbook = ctx.find_runbook(approval.runbook)
+    strategy = runbook.strategy(approval.strategy) if runbook is not None else None
+    allow_self = (strategy.allow_self if strategy is not None and strategy.allow_self
+                  is not None else ctx.config.approval_allow_self)
+    if allow_self or by != approval.requested_by:
+        return
+    source = ("the step says" if strategy is not None and strategy.allow_self is not None
+              else "recovery.yml says")
+    raise SelfApproval(f"{by} asked for step {approval.strategy} on {approval.target} (run "
+                       f"{approval.run_id}) and cannot approve it: {source} allow_self: "
+                       "false, so a second person must approve it (rejecting it is still "
+                       "yours)")
 
 
 def runbook_change(approval: Approval, runbook: Runbook) -> str | None:

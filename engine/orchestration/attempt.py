@@ -58,6 +58,7 @@ from engine.orchestration.step import (
     new_run,
     open_record,
 )
+from engine.orchestration.step_facts import StepFacts, facts_needed
 from engine.orchestration.verify import verify
 from engine.outages import describe, is_outage
 from engine.records import Approval, Attempt, Incident, Lock, RunRecord, new_id
@@ -194,14 +195,17 @@ def _gate(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
           strategy: Strategy, resume: RunRecord | None, run_id: str,
           after_interruption: str | None) -> Step:
     """Ask every gate whether the step may start now; the run that will record it."""
-    now = time.time()
     approved_by = incident.approved_by if incident.approved_step == index else None
+    facts = (StepFacts(ctx, incident, runbook, strategy)
+             if facts_needed(runbook, strategy, approved_by) else None)
+    now = time.time()
     final, asked = ctx.gates.decide(GateContext(
         runbook=runbook, strategy=strategy, target=incident.target, store=ctx.store,
         trigger=incident.trigger, incident=incident, forced=incident.forced,
         approved_by=approved_by, starts_attempt=incident.attempt_id is None,
         holder=ctx.holder, run_id=run_id, lock_ttl=ctx.config.lock_ttl, now=now,
-        after_interruption=after_interruption, inventory=ctx.inventory))
+        after_interruption=after_interruption, inventory=ctx.inventory,
+        facts=facts.get if facts is not None else None))
     run = new_run(ctx, incident, runbook, strategy, RunStatus.RUNNING,
                   resume.started_at if resume else now, id=run_id,
                   attempt_id=incident.attempt_id, approved_by=approved_by,
@@ -211,6 +215,8 @@ def _gate(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
                "failure_type": incident.failure_type}
     if after_interruption:
         details["after_interruption"] = after_interruption
+    if facts is not None and (judged := facts.record()) is not None:
+        details["plan_facts"] = judged      # what the approval's conditions were judged on
     return Step(incident, runbook, index, strategy, resume, run, details, final, asked, now,
                 RunArtifacts(ctx.artifacts_dir, run_id, ctx.redactor))
 

@@ -19,9 +19,11 @@ from engine.gates.lock import component_lock
 from engine.lifecycle import RunStatus
 from engine.orchestration.rollout import cut_batches
 from engine.orchestration.step import RunCallback, beat, execute, new_run, open_record
+from engine.orchestration.step_facts import StepFacts, facts_needed
 from engine.orchestration.triggers import TriggerRequest, resolve_target
 from engine.records import Incident, RunRecord
-from engine.runbooks.model import Concurrency, Runbook, Strategy, fleet_limits
+from engine.runbooks.approval_rules import approval_need
+from engine.runbooks.model import Concurrency, Mode, Runbook, Strategy, fleet_limits
 from engine.runbooks.templating import TemplateError, render_data
 
 
@@ -97,7 +99,8 @@ def plan(ctx: EngineContext, request: TriggerRequest, *,
             request.strategy in (None, strategy.name))
         steps.append({"strategy": strategy.name, "kind": strategy.kind,
                       "runs": strategy.playbook or strategy.action, "applies": applies,
-                      "when": list(strategy.when), "approval": strategy.approval})
+                      "when": list(strategy.when), "approval": strategy.approval,
+                      **approval_terms(strategy)})
         hosts = out.get("hosts") or ([target] if target else [])
         if applies and hosts and describes(strategy.playbook):
             steps[-1]["effects"] = step_effects(ctx, runbook, strategy, request.labels, hosts)
@@ -131,6 +134,29 @@ def step_effects(ctx: EngineContext, runbook: Runbook, strategy: Strategy,
                 for h in hosts]
     return ctx.redactor.data([e.to_dict() for e in host_effects(
         strategy.playbook or "", values, runbook.component, hosts, ctx.inventory)])
+
+
+def approval_terms(strategy: Strategy) -> dict[str, Any]:
+    """A step's approval conditions and ``allow_self``, in words, where it has them."""
+    terms: dict[str, Any] = {}
+    if strategy.approval_when:
+        terms["approval_when"] = [c.describe() for c in strategy.approval_when]
+    if strategy.allow_self is not None:
+        terms["allow_self"] = strategy.allow_self
+    return terms
+
+
+def approval_answer(runbook: Runbook, strategy: Strategy, facts: dict[str, Any] | None,
+                    error: str | None) -> dict[str, Any]:
+    """Would the step ask for approval, and why (the fact, its value, the rule)."""
+    if strategy.approval or runbook.mode == Mode.APPROVE:
+        why = ("the runbook's mode is approve" if runbook.mode == Mode.APPROVE
+               else "approval: required")
+        return {"asked": True, "reason": why}
+    if not strategy.approval_when:
+        return {"asked": False, "reason": "no approval: none"}
+    need = approval_need(strategy.approval_when, facts, error)
+    return {"asked": need.asked, "reason": need.reason, "facts": need.facts}
 
 
 def _host_plan(now: dict[str, Any], host: str) -> dict[str, Any]:
@@ -171,13 +197,23 @@ def _gates_now(ctx: EngineContext, runbook: Runbook, chosen: Strategy, target: s
                request: TriggerRequest) -> dict[str, Any]:
     """What every gate answers now for the first step on one target, changing nothing."""
     existing = ctx.store.find_open_incident(runbook.name, target)
+    # An approval that depends on what the step's plan says: planned once, for the
+    # approval gate and the answer below.
+    facts = StepFacts(ctx, Incident(
+        id="-", runbook=runbook.name, component=runbook.component, target=target,
+        trigger=request.trigger, labels=dict(request.labels),
+        failure_type=request.failure_type or runbook.failure_type_of(request.labels)),
+        runbook, chosen) if facts_needed(runbook, chosen, None) else None
     gate_ctx = GateContext(runbook=runbook, strategy=chosen, target=target,
                            store=ctx.store, trigger=request.trigger, forced=request.force,
                            starts_attempt=existing is None or existing.attempt_id is None,
-                           dry=True, holder=ctx.holder, inventory=ctx.inventory)
+                           dry=True, holder=ctx.holder, inventory=ctx.inventory,
+                           facts=facts.get if facts is not None else None)
     final, asked = ctx.gates.decide(gate_ctx)
+    found, error = facts.get() if facts is not None else (None, None)
     out: dict[str, Any] = {"gates": [d.to_dict() for d in asked],
-                           "would": final.verdict.value}
+                           "would": final.verdict.value,
+                           "approval": approval_answer(runbook, chosen, found, error)}
     if existing is not None:
         out["open_incident"] = existing.id
     return out
@@ -212,11 +248,20 @@ def check_runs(ctx: EngineContext, runbook: Runbook, target: str, *,
         finally:
             lease.release()
             ctx.running.pop(run.id, None)
-        run.status, run.reason, run.finished_at = result.status, result.reason, time.time()
-        ctx.store.update_run(run.id, status=result.status, reason=result.reason,
+        run.status, run.finished_at = result.status, time.time()
+        answer = approval_answer(runbook, step, result.data.get("facts") if result.ok else None,
+                                 None if result.ok else f"its plan {result.status.value}: "
+                                 f"{result.reason}")
+        # Whether a real run would ask a person first, and why, beside what the plan did.
+        run.reason = (f"{result.reason}; approval "
+                      f"{'would be asked' if answer['asked'] else 'not needed'}: "
+                      f"{answer['reason']}" if answer["asked"] or step.approval_when
+                      else result.reason)
+        ctx.store.update_run(run.id, status=result.status, reason=run.reason,
                              finished_at=run.finished_at)
-        artifacts.write_run_json({"status": result.status.value, "reason": result.reason,
-                                  "finished_at": run.finished_at, "result": result.data})
+        artifacts.write_run_json({"status": result.status.value, "reason": run.reason,
+                                  "finished_at": run.finished_at, "result": result.data,
+                                  "approval": answer})
         if on_run:
             on_run(run)
         runs.append(run)

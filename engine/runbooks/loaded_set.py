@@ -25,7 +25,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -36,6 +36,7 @@ from engine.records import AsDict
 if TYPE_CHECKING:
     from engine.config import Config
     from engine.inventory import Inventory
+    from engine.runbooks.loader import KnownActions
     from engine.runbooks.model import Runbook
     from engine.security.redaction import Redactor
     from engine.store.shared_values import SharedValues
@@ -176,7 +177,7 @@ class LoadedSet:
     changed afterwards: a reload builds a new one. ``sha256`` is None for the folders on
     disk as the CLI reads them (nobody validated them as a set)."""
 
-    def __init__(self, paths: SetPaths, *, known_actions: Callable[[], Iterable[str]],
+    def __init__(self, paths: SetPaths, *, known_actions: Callable[[], KnownActions],
                  redactor: Redactor, sha256: str | None = None,
                  runbooks: list[Runbook] | None = None) -> None:
         self.paths = paths

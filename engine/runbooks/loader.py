@@ -11,8 +11,9 @@ ever runs (docs/runbooks.md), so every problem is a ``RunbookError`` whose str i
    error's ``absolute_path`` is mapped to a line through that map.
 3. Meaning: matchers (RE2), templates (sandbox), durations, one of action/playbook,
    unique strategy names, playbook names that resolve only inside playbooks/,
-   extravars that cannot steer Ansible's connection, and, when the caller knows them,
-   action names and playbook files that exist.
+   extravars that cannot steer Ansible's connection, approval rules
+   (engine.runbooks.approval_rules), and, when the caller knows them, action names and
+   playbook files that exist, and the facts each reports for an approval's conditions.
 
 File-level problems (a symlink out of the directory, an unreadable file) point at line 1.
 """
@@ -33,6 +34,7 @@ from jsonschema.exceptions import best_match
 
 from engine.durations import parse_duration
 from engine.fleet_limits import FleetValueError, parse_fleet, parse_percent
+from engine.runbooks.approval_rules import ApprovalFormError, FactCondition, parse_rule
 from engine.runbooks.matchers import MatcherError, parse_matcher
 from engine.runbooks.model import (
     DEPRECATED_PRIORITIES,
@@ -67,7 +69,12 @@ RESERVED_EXTRAVARS = frozenset({
     "play_hosts", "role_path", "omit",
 })
 _MAX_NODES = 100_000   # a runbook is small; alias bombs are not
+# A playbook declares the facts its check mode reports (for approval conditions) in a
+# play's vars: `recovery_reports: {snapshot_bytes: bytes}`.
+PLAYBOOK_REPORTS_VAR = "recovery_reports"
 _Path = tuple[str | int, ...]
+# Action names, or action name -> the facts it reports in its plan (name -> kind).
+KnownActions = Iterable[str] | Mapping[str, Mapping[str, str]]
 
 
 class RunbookError(Exception):
@@ -87,7 +94,7 @@ def load_runbook(
     path: str | os.PathLike[str],
     *,
     runbooks_dir: str | os.PathLike[str] | None = None,
-    known_actions: Iterable[str] | None = None,
+    known_actions: KnownActions | None = None,
     playbooks_dir: str | os.PathLike[str] | None = None,
 ) -> Runbook:
     """One runbook file. It must resolve inside ``runbooks_dir`` (default: its folder)."""
@@ -99,13 +106,16 @@ def load_runbook(
         raise RunbookError(path, 1, f"cannot read: {exc.strerror}") from None
     source = _Source(str(path), raw)
     actions = frozenset(known_actions) if known_actions is not None else None
-    return _Builder(source, actions, Path(playbooks_dir) if playbooks_dir else None).build()
+    reports = ({name: dict(facts) for name, facts in known_actions.items()}
+               if isinstance(known_actions, Mapping) else None)
+    return _Builder(source, actions, Path(playbooks_dir) if playbooks_dir else None,
+                    reports).build()
 
 
 def load_runbooks(
     directory: str | os.PathLike[str],
     *,
-    known_actions: Iterable[str] | None = None,
+    known_actions: KnownActions | None = None,
     playbooks_dir: str | os.PathLike[str] | None = None,
 ) -> list[Runbook]:
     """Every ``*.yml``/``*.yaml`` in ``directory``, by file name; the first error raises."""
@@ -120,12 +130,13 @@ def load_runbooks(
 def check_runbooks(
     directory: str | os.PathLike[str],
     *,
-    known_actions: Iterable[str] | None = None,
+    known_actions: KnownActions | None = None,
     playbooks_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[list[Runbook], list[RunbookError]]:
     """Load what loads and collect one error per bad file (for ``recovery validate``)."""
     directory = Path(directory)
-    actions = frozenset(known_actions) if known_actions is not None else None
+    actions = (dict(known_actions) if isinstance(known_actions, Mapping) else
+               frozenset(known_actions) if known_actions is not None else None)
     runbooks: list[Runbook] = []
     errors: list[RunbookError] = []
     first_file: dict[str, str] = {}
@@ -279,10 +290,12 @@ class _Builder:
     """Turns validated data into a Runbook, checking what a schema cannot."""
 
     def __init__(self, source: _Source, known_actions: frozenset[str] | None,
-                 playbooks_dir: Path | None) -> None:
+                 playbooks_dir: Path | None,
+                 reports: dict[str, dict[str, str]] | None = None) -> None:
         self.src = source
         self.known_actions = known_actions
         self.playbooks_dir = playbooks_dir
+        self.reports = reports
 
     def build(self) -> Runbook:
         data = self.src.data
@@ -446,6 +459,7 @@ class _Builder:
         self._extravar_keys(extravars, (*path, "extravars"))
         self._template(item.get("with", {}), (*path, "with"))
         self._template(extravars, (*path, "extravars"))
+        required, approval_when, allow_self = self._approval(item, path)
         step_verify = self._verify(item.get("verify"), (*path, "verify"), verify)
         if step_verify is None and verify is None and not item.get("degrades", False):
             raise self.src.error(path, f"strategy {name!r} has no verify, and the runbook "
@@ -458,7 +472,9 @@ class _Builder:
             params=dict(item.get("with", {})),
             extravars=dict(extravars),
             when=tuple(item.get("when", ())),
-            approval=item.get("approval", "none") in ("required", True),
+            approval=required,
+            approval_when=approval_when,
+            allow_self=allow_self,
             on_reject=item.get("on_reject", "stop"),
             verify=step_verify,
             timeout=self._duration(item, "timeout", path, Strategy.timeout, positive=True),
@@ -469,6 +485,39 @@ class _Builder:
             max_fail_percentage=float(item.get("max_fail_percentage", 0)),
             line=self.src.line_of(path),
         )
+
+    def _approval(self, item: dict[str, Any], path: _Path
+                  ) -> tuple[bool, tuple[FactCondition, ...], bool | None]:
+        """The step's approval rule, its conditions' facts checked against what its
+        action or playbook declares it reports (when that is known here)."""
+        if "approval" not in item:
+            return False, (), None
+        if item.get("action"):
+            reports = self.reports.get(item["action"]) if self.reports is not None else None
+        else:
+            reports = self._playbook_reports(item["playbook"])
+        try:
+            return parse_rule(item["approval"], reports)
+        except ApprovalFormError as exc:
+            where = (*path, "approval", *exc.where)
+            raise self.src.error(where, f"{_dotted(where)}: {exc.reason}") from None
+
+    def _playbook_reports(self, name: str) -> dict[str, str] | None:
+        """The facts a playbook declares it reports (``recovery_reports`` in a play's
+        vars); None when its file is not at hand (no playbooks folder given)."""
+        if self.playbooks_dir is None:
+            return None
+        try:
+            plays = yaml.safe_load((self.playbooks_dir / name).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            return None   # _playbook says what is wrong with it
+        declared: dict[str, str] = {}
+        for play in plays if isinstance(plays, list) else []:
+            found = (play.get("vars") or {}).get(PLAYBOOK_REPORTS_VAR) if isinstance(
+                play, dict) and isinstance(play.get("vars") or {}, dict) else None
+            if isinstance(found, dict):
+                declared.update({str(k): str(v) for k, v in found.items()})
+        return declared
 
     def _verify(self, raw: dict[str, Any] | None, path: _Path,
                 base: Verify | None) -> Verify | None:

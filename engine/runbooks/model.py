@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.fleet_limits import FleetLimits
+from engine.runbooks.approval_rules import FactCondition
 
 
 class Mode(enum.StrEnum):
@@ -93,6 +94,10 @@ class Strategy:
     extravars: dict[str, Any] = field(default_factory=dict)   # for playbooks
     when: tuple[str, ...] = ()          # failure types; empty means every type
     approval: bool = False              # `approval: required`
+    # `approval: {when: [...]}`: asked only when one of these facts of its plan holds
+    # (engine.runbooks.approval_rules); `allow_self: false`: its requester cannot approve
+    approval_when: tuple[FactCondition, ...] = ()
+    allow_self: bool | None = None      # None: recovery.yml's `approval.allow_self`
     on_reject: str = "stop"             # stop | next
     verify: Verify | None = None        # overrides the runbook's verify
     timeout: float = 300.0

@@ -86,7 +86,7 @@ def reload_set(ctx: EngineContext, by: str, *, start: bool = False) -> Reload:
         sha = disk.sha256()
     except OSError as exc:
         return Reload(False, previous, previous, reason=f"cannot read the set: {exc}")
-    validation = validate_set(disk, known_actions=ctx.registry.names(),
+    validation = validate_set(disk, known_actions=ctx.registry.catalogue(),
                               degraded_modes=config.degraded_modes, redactor=ctx.redactor,
                               syntax_check=not start)
     if start:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.runbooks.loader import PLAYBOOK_SUFFIXES
+from engine.runbooks.loader import PLAYBOOK_SUFFIXES, KnownActions
 
 if TYPE_CHECKING:
     from engine.inventory import Inventory
@@ -79,7 +79,7 @@ def playbook_files(folder: Path) -> list[str]:
                   and p.is_file())
 
 
-def validate_set(paths: SetPaths, *, known_actions: Iterable[str],
+def validate_set(paths: SetPaths, *, known_actions: KnownActions,
                  degraded_modes: Mapping[str, Any], redactor: Redactor,
                  syntax_check: bool = True) -> SetValidation:
     """Check the set at ``paths``. ``syntax_check=False`` leaves the playbooks to

@@ -205,7 +205,8 @@ class _Alerts:
 
 def destructive(run: RunRecord, book: Runbook | None) -> bool:
     """A step that changes the target in a way a person must not cross: one that needed
-    approval (approved, ``approval: required``, or a runbook in ``mode: approve``), a
+    approval (approved, ``approval: required`` or by condition, even when the facts of
+    this run did not ask, or a runbook in ``mode: approve``), a
     playbook (it acts on hosts through Ansible: restarts, configuration), or a step
     marked ``idempotent: false``. A python action of an ``auto`` runbook (a reconnect, a
     cache flush) is not: it is quick and safe to run again."""
@@ -215,7 +216,8 @@ def destructive(run: RunRecord, book: Runbook | None) -> bool:
         return False
     step = book.strategy(run.strategy)
     return book.mode is Mode.APPROVE or (step is not None
-                                         and (step.approval or not step.idempotent))
+                                         and (step.approval or bool(step.approval_when)
+                                              or not step.idempotent))
 
 
 def current_alerts(ctx: EngineContext, now: float | None = None) -> list[dict[str, Any]]:

@@ -7,7 +7,9 @@ Remote scope unless said, so they run from the CLI where nothing is registered:
 target there), ``test.sleep`` waits ``with: {seconds}``
 (cancel-aware), ``test.wait_for_file`` holds the target's lock until ``with: {release}``
 exists, ``test.bump`` (embedded) increments a registered ``counter``, ``test.slow``
-ignores cancel, ``test.later`` is not implemented (its step is skipped). A ``trace``
+ignores cancel, ``test.later`` is not implemented (its step is skipped),
+``test.sized`` deletes ``with: {path}`` and its plan reports the file's size (the fact
+``file_bytes``, for approval conditions; no such file: the plan fails). A ``trace``
 param appends what ran to a file, so tests can count what really ran, also across
 processes.
 """
@@ -140,7 +142,27 @@ class Slow(Action):
         return ActionResult(True, "finally")
 
 
+class Sized(Action):
+    """Deletes ``path``; its plan reports ``file_bytes``, the file's size (traced "plan")."""
+
+    name, scope = "test.sized", REMOTE
+    reports = {"file_bytes": "bytes"}  # noqa: RUF012 - read only, as Action.reports
+
+    def run(self, ctx: ActionContext) -> ActionResult:
+        Path(str(ctx.params["path"])).unlink()
+        _trace(ctx, "sized")
+        return ActionResult(True, f"deleted {ctx.params['path']}")
+
+    def plan(self, ctx: ActionContext) -> ActionResult:
+        _trace(ctx, "plan")
+        path = Path(str(ctx.params["path"]))
+        if not path.exists():
+            return ActionResult(False, f"no file {path}")
+        return ActionResult(True, f"would delete {path}",
+                            {"facts": {"file_bytes": path.stat().st_size}})
+
+
 def register(registry) -> None:
-    for cls in (Ok, Fail, Touch, FileExists, Sleep, WaitForFile, Bump, Slow):
+    for cls in (Ok, Fail, Touch, FileExists, Sleep, WaitForFile, Bump, Slow, Sized):
         registry.register(cls())
     registry.register(NotImplementedAction("test.later"))   # a strategy not written yet

@@ -215,3 +215,33 @@ def test_recovery_test_names_the_strategy_for_each_failure_type(openwebui_env, c
                  failure_type, "-t", "webui-1", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["first_step"] == strategy and plan["target"] == "webui-1"
+
+
+def test_model_failover_plans_whether_it_changes_the_configuration(openwebui_env, webui,
+                                                                   run_incident):
+    """The plan asks the default for one token: healthy, nothing would change (and a step
+    whose approval asks `changes_config: true` runs without a person); down, it would
+    (and the step parks for approval, nothing switched)."""
+    ctx = openwebui_env.context()
+    planned = ctx.python.call("openwebui.model_failover", ActionContext(
+        component="openwebui", target="webui-1", host_vars=ctx.host_vars("webui-1")),
+        plan=True)
+    assert planned.ok and planned.data["facts"] == {"changes_config": False}, planned.summary
+    path = openwebui_env.root / "runbooks" / "openwebui.yml"
+    path.write_text(path.read_text().replace(
+        "    action: openwebui.model_failover    # remote scope",
+        "    approval: {when: [{fact: changes_config, is_true: true}]}\n"
+        "    action: openwebui.model_failover    # remote scope"))
+    ctx = openwebui_env.context()
+    assert ctx.runbook("openwebui").strategy("model_failover").approval_when
+    healthy = run_incident(ctx, "openwebui", "webui-1", failure_type="model_unavailable")
+    assert healthy.incident.state == IncidentState.RECOVERED, healthy.incident.reason
+    assert runs(ctx, healthy.incident.id) == [("model_failover", RunStatus.SUCCEEDED)]
+    assert ctx.store.list_approvals("pending") == []
+    webui.model_down("llama3")
+    opened = run_incident(ctx, "openwebui", "webui-1", failure_type="model_unavailable")
+    [approval] = ctx.store.list_approvals("pending")
+    assert approval.strategy == "model_failover"
+    assert "changes_config = true (rule: changes_config is true)" in approval.reason
+    assert opened.incident.state == IncidentState.REMEDIATING
+    assert webui.default_models == "llama3"                    # nothing switched meanwhile

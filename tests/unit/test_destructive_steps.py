@@ -8,6 +8,7 @@ import pytest
 
 from engine.lifecycle import RunStatus
 from engine.records import RunRecord
+from engine.runbooks.approval_rules import FactCondition
 from engine.runbooks.model import Mode, Runbook, Strategy
 from engine.service.outgoing_alerts import destructive
 
@@ -26,6 +27,8 @@ def running(kind: str = "action", approved_by: str | None = None) -> RunRecord:
 @pytest.mark.parametrize(("run", "runbook", "expected"), [
     (running(), book(), False),                                 # a reconnect, a flush
     (running(), book(approval=True), True),                     # approval: required
+    (running(), book(approval_when=(FactCondition("keys_to_delete", "over", 5, "count"),)),
+     True),                                                     # approval by condition
     (running(), book(Mode.APPROVE), True),                      # every step parks
     (running(approved_by="alice"), book(), True),               # someone said yes to it
     (running(), book(idempotent=False), True),

@@ -3,6 +3,8 @@ default; ``openwebui.default_model_answers`` verifies that the default answers."
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from engine.actions.base import REMOTE, Action, ActionContext, ActionResult
 from engine.actions.openwebui.admin import Admin, with_admin
 from engine.actions.openwebui.api import ANSWER_WITHIN
@@ -32,6 +34,9 @@ class ModelFailover(Action):
     name = "openwebui.model_failover"
     scope = REMOTE
     timeout = 60.0
+    # Would a run change OpenWebUI's configuration (its default model)? Its plan asks the
+    # default for one token: `approval: {when: [{fact: changes_config, is_true: true}]}`.
+    reports = MappingProxyType({"changes_config": "bool"})
 
     def run(self, ctx: ActionContext) -> ActionResult:
         fallbacks = _fallbacks(ctx)
@@ -89,14 +94,25 @@ class ModelFailover(Action):
         if not fallbacks:
             return self.run(ctx)
 
+        within = float(ctx.params.get("answer_within", ANSWER_WITHIN))
+
         def describe(admin: Admin) -> ActionResult:
             defaults, _ = admin.defaults()
             offered = set(admin.offered())
             listed = ", ".join(m + ("" if m in offered else " (not offered)") for m in fallbacks)
-            return ActionResult(True, (
-                f"would ask the default model {defaults[0] if defaults else None!r} for one "
-                f"token and, if it does not answer, make the first answering model of "
-                f"[{listed}] the default"), data={"defaults": defaults, "fallbacks": fallbacks})
+            primary = defaults[0] if defaults else None
+            answers, why = admin.answers(primary, within) if primary else (False, "none set")
+            # As a run goes: a default that answers is left alone; else the first offered
+            # fallback that answers is written (whether one will is known only then).
+            changes = not answers and any(m in offered and m != primary for m in fallbacks)
+            then = ("it answers now: nothing would be switched" if answers else
+                    f"now: {why}; a run would make the first answering model of "
+                    f"[{listed}] the default" if changes else
+                    f"now: {why}; no model of [{listed}] is offered to switch to")
+            return ActionResult(True, f"would ask the default model {primary!r} for one "
+                                f"token ({then})", data={
+                "defaults": defaults, "fallbacks": fallbacks,
+                "facts": {"changes_config": changes}})
 
         return with_admin(ctx, describe)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from engine.actions.base import REMOTE, Action, ActionContext, ActionResult
@@ -116,6 +117,9 @@ class FlushCorrupted(Action):
     """
 
     name = "redis.flush_corrupted"
+    # How many keys a run would delete (capped): `approval: {when: [{fact: keys_to_delete,
+    # over: 1000}]}` asks a person only for a big flush.
+    reports = MappingProxyType({"keys_to_delete": "count"})
     scope = REMOTE
     timeout = 120.0
 
@@ -212,7 +216,8 @@ class FlushCorrupted(Action):
         count, more = seen.without_ttl, seen.without_ttl > cap
         data = {"server": where, "match": pattern, "would_delete": min(count, cap),
                 "without_ttl": count, "more_than_cap": more, "cap": cap,
-                "with_ttl_seen": seen.with_ttl, "sample": seen.sample}
+                "with_ttl_seen": seen.with_ttl, "sample": seen.sample,
+                "facts": {"keys_to_delete": min(count, cap)}}
         words = (f"more than {cap} keys without a TTL match {pattern!r}: a run deletes "
                  f"{cap} and fails, the rest remaining" if more else
                  f"would delete {count} key(s) without a TTL matching {pattern!r}")

@@ -1,0 +1,75 @@
+"""The facts a step's plan reports, for an approval that depends on them.
+
+A step whose ``approval:`` has conditions (engine.runbooks.approval_rules) is planned
+first: its python action's ``plan`` or its playbook under ``--check``, changing nothing,
+on the incident's target. What the plan reports (``data["facts"]``) is what the approval
+gate judges; a plan that fails leaves the facts undetermined, and the gate then asks a
+person (fail safe), saying why. The plan's own artifacts are scratch: only the facts and
+the reason are kept, in the step's run record.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.artifacts import RunArtifacts
+from engine.context import EngineContext
+from engine.lifecycle import RunStatus
+from engine.orchestration.step import execute, new_run
+from engine.records import Incident
+from engine.runbooks.model import Mode, Runbook, Strategy
+
+Facts = dict[str, Any]
+
+
+class StepFacts:
+    """A step's facts, planned at most once and only when the approval gate asks for them
+    (a step a gate before it refuses or defers is not planned): ``get`` is what the gate
+    calls, ``planned`` what was found, for the run's record (None until asked)."""
+
+    def __init__(self, ctx: EngineContext, incident: Incident, runbook: Runbook,
+                 strategy: Strategy) -> None:
+        self._args = (ctx, incident, runbook, strategy)
+        self.planned: tuple[Facts | None, str | None] | None = None
+
+    def get(self) -> tuple[Facts | None, str | None]:
+        if self.planned is None:
+            self.planned = plan_facts(*self._args)
+        return self.planned
+
+    def record(self) -> dict[str, Any] | None:
+        """What the approval's conditions were judged on, for run.json; None: not asked."""
+        if self.planned is None:
+            return None
+        return {"facts": self.planned[0], "error": self.planned[1]}
+
+
+def facts_needed(runbook: Runbook, strategy: Strategy, approved_by: str | None) -> bool:
+    """Only a conditional approval not yet decided needs the facts: an unconditional one
+    (or ``mode: approve``) asks anyway, an approved step runs."""
+    return (bool(strategy.approval_when) and not strategy.approval
+            and runbook.mode != Mode.APPROVE and not approved_by)
+
+
+def plan_facts(ctx: EngineContext, incident: Incident, runbook: Runbook,
+               strategy: Strategy) -> tuple[Facts | None, str | None]:
+    """Plan the step on the incident's target and return (facts, None), or (None, why)
+    when its plan did not succeed."""
+    try:
+        ctx.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".facts-", dir=ctx.artifacts_dir) as scratch:
+            artifacts = RunArtifacts(Path(scratch), "plan", ctx.redactor).create()
+            run = new_run(ctx, incident, runbook, strategy, RunStatus.RUNNING, time.time(),
+                          check_mode=True)
+            result = execute(ctx, incident, runbook, strategy, run, artifacts,
+                             threading.Event(), check=True)
+    except Exception as exc:  # noqa: BLE001 - a plan that cannot run tells nothing: ask
+        return None, f"its plan could not run: {type(exc).__name__}: {exc}"
+    if result.status != RunStatus.SUCCEEDED:
+        return None, f"its plan {result.status.value}: {result.reason}"
+    facts = result.data.get("facts")
+    return (dict(facts) if isinstance(facts, dict) else {}), None

@@ -1,0 +1,183 @@
+"""Approvals by condition, with real components: the shipped snapshot rollback reports the
+size of the snapshot it would restore (a real file, through real ansible-runner in check
+mode), and a step whose approval depends on that size parks over the threshold and runs
+under it; a flush of a real Redis asks only when it would delete many keys; a plan that
+cannot tell asks (fail safe); ``recovery test`` and ``recover --check`` say why."""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+from pathlib import Path
+
+from engine.executors.ansible import AnsibleExecutor
+from engine.lifecycle import IncidentState, RunStatus
+from engine.orchestration.planner import check_runs, plan
+from engine.orchestration.triggers import TriggerRequest
+from tests.support.ansible_fixtures import new_run
+from tests.support.paths import ROOT
+from tests.support.redis_servers import RedisServer
+from tests.support.system_env import recovery
+
+SNAPSHOT = 50_000          # bytes of random data: the archive is about that big
+
+
+def snapshot_home(root: Path, size: int = SNAPSHOT) -> dict[str, object]:
+    """A data directory and one good snapshot of it (named and marked as snapshot_take.yml
+    does) holding ``size`` random bytes; the extravars that point the snapshot playbooks
+    at them."""
+    data, snaps = root / "data", root / "snaps"
+    data.mkdir(parents=True)
+    snaps.mkdir()
+    (data / "blob").write_bytes(os.urandom(size))
+    archive = snaps / "data-20260101T000000000000Z.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(data / "blob", arcname="blob")
+    (snaps / f"{archive.name}.good").write_text("")
+    return {"persist_dir": str(data), "snapshot_dir": str(snaps),
+            "snapshot_roots": [str(root)]}
+
+
+def rollback_runbook(engine_env, name: str, dirs: dict[str, object], rule: str) -> None:
+    """A runbook whose one step is the shipped snapshot rollback, asked under ``rule``."""
+    for playbook in ("snapshot_take.yml", "snapshot_rollback.yml"):
+        (engine_env.root / "playbooks" / playbook).write_text(
+            (ROOT / "playbooks" / playbook).read_text())
+    engine_env.runbook(name, f"""
+        strategies:
+          - name: rollback
+            playbook: snapshot_rollback.yml
+            extravars: {json.dumps(dirs)}
+            approval: {rule}
+    """)
+
+
+def test_snapshot_rollback_plan_reports_the_snapshot_size(
+    shipped_executor: AnsibleExecutor, artifacts_root: Path, tmp_path: Path
+) -> None:
+    dirs = snapshot_home(tmp_path / "srv")
+    (archive,) = (tmp_path / "srv" / "snaps").glob("*.tar.gz")
+    result = shipped_executor.run(artifacts=new_run(artifacts_root),
+                                  playbook="snapshot_rollback.yml", limit="localhost",
+                                  extravars=dirs, check=True)
+    assert result.status == RunStatus.SUCCEEDED, result.reason
+    assert result.data["facts"] == {"snapshot_bytes": archive.stat().st_size}
+
+
+def test_a_rollback_over_the_threshold_parks_and_one_under_it_runs(
+    engine_env, run_incident, tmp_path: Path
+) -> None:
+    """The same playbook and snapshot: a 10 KB threshold asks a person (and restores
+    nothing meanwhile), a 1 MB one lets the rollback run and restore the data."""
+    dirs = snapshot_home(tmp_path / "srv")
+    blob = Path(str(dirs["persist_dir"])) / "blob"
+    before = blob.read_bytes()
+    blob.write_bytes(b"written after the snapshot")
+    (archive,) = (tmp_path / "srv" / "snaps").glob("*.tar.gz")
+    rollback_runbook(engine_env, "big", dirs, "{when: [{fact: snapshot_bytes, over: 10KB}]}")
+    rollback_runbook(engine_env, "small", dirs, "{when: [{fact: snapshot_bytes, over: 1MB}]}")
+    ctx = engine_env.context()
+
+    parked = run_incident(ctx, "big").incident
+    assert parked.state == IncidentState.REMEDIATING
+    [approval] = ctx.store.list_approvals("pending")
+    size = archive.stat().st_size
+    assert f"snapshot_bytes = {size / 1000:.3g} KB ({size} bytes)" in approval.reason
+    assert "rule: snapshot_bytes over 10 KB" in approval.reason
+    assert blob.read_bytes() == b"written after the snapshot"   # nothing restored yet
+    run = ctx.store.get_run(approval.run_id)
+    assert run.status == RunStatus.PENDING_APPROVAL
+
+    done = run_incident(ctx, "small").incident
+    assert done.state == IncidentState.RECOVERED, done.reason
+    [ran] = ctx.store.query_runs(incident_id=done.id)
+    assert ran.status == RunStatus.SUCCEEDED, ran.reason
+    assert "no approval needed" in json.dumps(
+        json.loads((ctx.artifacts_dir / ran.id / "run.json").read_text())["gates"])
+    assert blob.read_bytes() == before                         # rolled back for real
+
+
+def test_a_plan_that_cannot_tell_asks_and_says_why(engine_env, run_incident,
+                                                   tmp_path: Path) -> None:
+    """No good snapshot: the rollback's plan fails, so its size is unknown: approval is
+    asked, never skipped, and the reason says the fact could not be determined."""
+    dirs = snapshot_home(tmp_path / "srv")
+    for marker in (tmp_path / "srv" / "snaps").glob("*.good"):
+        marker.unlink()
+    rollback_runbook(engine_env, "unknown", dirs, "{when: [{fact: snapshot_bytes, over: 1GB}]}")
+    ctx = engine_env.context()
+    run_incident(ctx, "unknown")
+    [approval] = ctx.store.list_approvals("pending")
+    assert "the facts could not be determined (its plan failed" in approval.reason
+    assert "nothing to restore" in approval.reason or "refused" in approval.reason
+    assert "asking is the safe answer" in approval.reason
+
+
+def test_the_plans_say_whether_approval_would_be_asked_and_why(
+    engine_env, tmp_path: Path
+) -> None:
+    """``recovery test`` (the planner and the CLI) and ``recover --check`` name the fact,
+    its value and the rule; nothing is rolled back."""
+    dirs = snapshot_home(tmp_path / "srv")
+    blob = Path(str(dirs["persist_dir"])) / "blob"
+    blob.write_bytes(b"now")
+    rollback_runbook(engine_env, "big", dirs, "{when: [{fact: snapshot_bytes, over: 10KB}]}")
+    rollback_runbook(engine_env, "small", dirs, "{when: [{fact: snapshot_bytes, over: 1GB}]}")
+    ctx = engine_env.context()
+
+    planned = plan(ctx, TriggerRequest(runbook="big", target="localhost"))
+    assert planned["would"] == "park" and planned["approval"]["asked"]
+    assert "rule: snapshot_bytes over 10 KB" in planned["approval"]["reason"]
+    assert planned["strategies"][0]["approval_when"] == ["snapshot_bytes over 10 KB"]
+    planned = plan(ctx, TriggerRequest(runbook="small", target="localhost"))
+    assert planned["would"] == "allow" and not planned["approval"]["asked"]
+    assert "not snapshot_bytes over 1 GB" in planned["approval"]["reason"]
+
+    [run] = check_runs(ctx, ctx.runbook("big"), "localhost")
+    assert run.status == RunStatus.SUCCEEDED
+    assert "approval would be asked: snapshot_bytes = " in run.reason
+    assert ctx.store.list_approvals("pending") == []
+
+    shown = recovery(engine_env.env(), "test", "--component", "big", "--target", "localhost")
+    assert shown.code == 0, shown.err
+    assert "when snapshot_bytes over 10 KB" in shown.out
+    assert "approval:     would be asked — snapshot_bytes = " in shown.out
+    checked = recovery(engine_env.env(), "recover", "--component", "small", "--target", "localhost",
+                       "--check")
+    assert checked.code == 0, checked.err
+    assert "approval not needed: no approval needed: snapshot_bytes = " in checked.out
+    assert blob.read_bytes() == b"now"
+
+
+def test_a_redis_flush_asks_only_when_it_would_delete_many_keys(
+    engine_env, run_incident, tmp_path: Path
+) -> None:
+    """redis.flush_corrupted reports keys_to_delete from a real server's SCAN."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        (engine_env.root / "inventory" / "hosts.yml").write_text(
+            "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
+            f"      redis_url: {json.dumps(server.url)}\n")
+        engine_env.runbook("flush", """
+            strategies:
+              - name: flush
+                action: redis.flush_corrupted
+                with: {match: "cache:*", max_keys: 1000}
+                approval: {when: [{fact: keys_to_delete, over: 5}]}
+        """)
+        client = server.client()
+        client.mset({f"cache:{i}": 1 for i in range(3)})
+        ctx = engine_env.context()
+        done = run_incident(ctx, "flush").incident
+        assert done.state == IncidentState.RECOVERED, done.reason
+        assert client.dbsize() == 0
+
+        client.mset({f"cache:{i}": 1 for i in range(10)})
+        parked = run_incident(ctx, "flush").incident
+        assert parked.state == IncidentState.REMEDIATING
+        [approval] = ctx.store.list_approvals("pending")
+        assert "keys_to_delete = 10 (rule: keys_to_delete over 5)" in approval.reason
+        assert client.dbsize() == 10
+    finally:
+        server.kill()
