@@ -201,3 +201,19 @@ def test_integration_md_quotes_every_example_file_verbatim():
     assert files and set(quoted) == set(files)
     for path, text in files.items():
         assert quoted[path] == text, f"docs/integration.md quotes {path} as it no longer is"
+
+
+CONFLICT_MARKER = re.compile(r"^(<{7}|={7}|>{7})( |$)", re.MULTILINE)
+
+
+def test_no_document_or_shipped_file_keeps_a_merge_conflict_block():
+    """A conflict block once survived a merge in docs/runbooks.md, telling operators two
+    contradicting things; what people read and what the engine loads must have none."""
+    files = [ROOT / "README.md", *ROOT.glob("docs/**/*.md"), *ROOT.glob("docs/**/*.py"),
+             *ROOT.glob("docs/**/*.yml"), *ROOT.glob("runbooks/*.yml"),
+             *ROOT.glob("playbooks/*.yml"), ROOT / "recovery.yml"]
+    assert len(files) > 10
+    marked = [f"{path.relative_to(ROOT)}:{text[:match.start()].count(chr(10)) + 1}"
+              for path in files for text in [path.read_text()]
+              for match in CONFLICT_MARKER.finditer(text)]
+    assert marked == []
