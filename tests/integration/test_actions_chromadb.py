@@ -332,8 +332,9 @@ def test_collection_reload_follows_a_re_created_collection_and_its_check_changes
 def test_collection_reload_reports_a_dropped_collection_and_never_creates_it(engine_env,
                                                                              chroma):
     """One collection re-created, one dropped for good: the check and the step name the
-    missing one; the step re-opens the other (it answers again), fails, and no
-    collection comes into being under the dropped name."""
+    missing one; the step re-opens the other (it answers again) and fails (the incident
+    goes on to the restart, which waits for approval), and no collection comes into being
+    under the dropped name."""
     chroma.populate("docs", 50)
     chroma.populate("small", 20, seed=3)
     env = shipped_env(engine_env, chroma, chromadb_collections=["docs", "small"])
@@ -351,9 +352,13 @@ def test_collection_reload_reports_a_dropped_collection_and_never_creates_it(eng
 
         incident = recovery.trigger("chromadb", "collection_unavailable", target="chroma-1")
         incident.wait(60)
-        assert incident.state == IncidentState.FAILED.value, incident.incident.reason
-        [run] = [r for r in runs(recovery.context) if not r.check_mode]
-        assert (run.strategy, run.status) == ("collection_reload", RunStatus.FAILED)
+        # the reload failed, so the incident goes on to the next strategy: a restart of
+        # the service, which waits for a person (it is never taken silently)
+        assert incident.state == IncidentState.REMEDIATING.value, incident.incident.reason
+        assert "restart_service on chroma-1 needs approval" in incident.incident.reason
+        [run] = [r for r in runs(recovery.context)
+                 if not r.check_mode and r.strategy == "collection_reload"]
+        assert run.status == RunStatus.FAILED, run.reason
         assert "re-opened docs (50 records)" in run.reason, run.reason
         assert "not created (a rollback brings a collection back): small" in run.reason
     finally:
