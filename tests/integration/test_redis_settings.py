@@ -5,12 +5,14 @@ reads INFO instead and says what it cannot read. Each server starts once per mod
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 
 import pytest
 import redis
 
 from engine.store.redis.server_settings import (
+    SOURCES,
     ServerSettings,
     UnsafeRedisSettings,
     judge,
@@ -18,6 +20,7 @@ from engine.store.redis.server_settings import (
     require_safe_settings,
     settings_problems,
 )
+from tests.support.docs import DOCS, first_cells, sections
 from tests.support.redis_servers import RedisServer, Sentinel
 from tests.support.service import free_port
 
@@ -52,6 +55,8 @@ def server(tmp_path_factory) -> Iterator[Callable[[str], RedisServer]]:
             elif name == "cluster":     # its bus port said outright: by default it is
                 one = RedisServer(      # port + 10000, and above 55535 it cannot start
                     folder, cluster_port=free_port(), **CONFIGURATIONS[name])
+            elif name == "documented":
+                one = RedisServer(folder, **documented_conf())
             elif name == "sentinel":
                 one = Sentinel(folder, get("safe"), "store")
             else:
@@ -62,6 +67,18 @@ def server(tmp_path_factory) -> Iterator[Callable[[str], RedisServer]]:
     yield get
     for s in started.values():
         s.kill()
+
+
+GUIDE_SECTION = "Redis as the store (coming with scale-out): required settings"
+
+
+def documented_conf() -> dict[str, str]:
+    """The redis.conf lines docs/operations.md gives, as RedisServer's settings."""
+    text = sections(DOCS / "operations.md")[GUIDE_SECTION]
+    block = re.search(r"^```conf\n(.*?)^```$", text, re.M | re.S).group(1)
+    lines = [line.split(None, 1) for line in block.splitlines()
+             if line.strip() and not line.startswith("#")]
+    return {key.replace("-", "_"): value for key, value in lines}
 
 
 def user_without(server: RedisServer, *denied: str) -> redis.Redis:
@@ -198,3 +215,9 @@ def test_a_server_older_than_6_2_is_refused(version, refused):
         assert f"Redis {version} is too old" in problems["version"]
         assert "XAUTOCLAIM" in problems["version"]
 
+
+def test_the_documented_settings_are_the_checked_ones_and_pass(server):
+    table = first_cells(sections(DOCS / "operations.md")[GUIDE_SECTION])
+    assert sorted(table) == sorted(s for s in SOURCES if s != "save")
+    assert documented_conf()["appendonly"] == "yes"
+    assert settings_problems(server("documented").client()) == []
