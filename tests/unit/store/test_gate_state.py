@@ -5,8 +5,12 @@ from __future__ import annotations
 import time
 
 from engine.records import Approval, DegradedReason, Switch
+from engine.store.gate_state import Approvals, Cooldowns, DegradedModes, KillSwitches, Locks
+from engine.store.incidents import Incidents
+from tests.unit.store.backends import uses
 
 
+@uses(Locks)
 def test_locks_are_leases_with_growing_fencing_tokens(store):
     a = store.acquire_lock("h1", "a", 0.2)
     assert a is not None
@@ -22,6 +26,7 @@ def test_locks_are_leases_with_growing_fencing_tokens(store):
     assert store.get_lock("h1") is None
 
 
+@uses(Approvals)
 def test_an_approval_is_decided_once(store):
     store.add_approval(Approval(run_id="r1", incident_id=None, runbook="rb", component="c",
                                 strategy="s", target="h1", expires_at=time.time() + 60))
@@ -30,6 +35,7 @@ def test_an_approval_is_decided_once(store):
     assert store.get_approval("r1").decided_by == "alice"
 
 
+@uses(KillSwitches)
 def test_switches_expire_and_are_removed_by_exact_scope(store):
     now = time.time()
     store.add_switch(Switch(id="s1", component="redis", target=None, until=now + 60))
@@ -40,6 +46,7 @@ def test_switches_expire_and_are_removed_by_exact_scope(store):
     assert store.active_switches(now) == []
 
 
+@uses(DegradedModes)
 def test_degraded_reasons_clear_by_target_and_keep_manual_ones(store):
     store.add_degraded(DegradedReason(mode="m", key="incident:1", target="h1"))
     store.add_degraded(DegradedReason(mode="m", key="incident:2", target="h2"))
@@ -50,6 +57,7 @@ def test_degraded_reasons_clear_by_target_and_keep_manual_ones(store):
     assert store.degraded_reasons("m") == []
 
 
+@uses(Cooldowns, Incidents)
 def test_cooldowns_count_the_attempts_of_one_runbook_and_target(store):
     from engine.lifecycle import AttemptOutcome
     from engine.records import Attempt

@@ -9,7 +9,7 @@ import pytest
 
 from engine.lifecycle import IncidentState, RunStatus, TransitionError
 from engine.records import Attempt
-from engine.store import open_store
+from tests.unit.store.backends import open_test_store
 from tests.unit.store.samples import incident, run
 
 
@@ -32,7 +32,7 @@ def test_incident_transitions_are_checked_and_compare_and_set(store):
 
 
 def _race(url: str, barrier, results) -> None:
-    s = open_store(url)
+    s = open_test_store(url)
     barrier.wait()
     _, created = s.open_incident(incident())
     results.put(created)
