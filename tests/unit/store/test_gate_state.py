@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
 
 from engine.records import Approval, DegradedReason, Switch
 from engine.store.gate_state import Approvals, Cooldowns, DegradedModes, KillSwitches, Locks
 from engine.store.incidents import Incidents
-from tests.unit.store.backends import uses
+from tests.unit.store.backends import open_test_store, uses
 
 
 @uses(Locks)
@@ -25,6 +27,32 @@ def test_locks_are_leases_with_growing_fencing_tokens(store):
     assert store.break_lock("h1").holder == "b"
     assert store.get_lock("h1") is None
 
+
+def _lock_race(url, barrier, results):
+    store = open_test_store(url)
+    barrier.wait()
+    shared = store.acquire_lock("h1", str(os.getpid()), 60)
+    own = store.acquire_lock(f"own-{os.getpid()}", "me", 60)
+    results.put((shared is not None, own.token))
+    store.close()
+
+
+@uses(Locks)
+def test_processes_racing_for_one_lock_one_takes_it_and_no_two_tokens_are_equal(store,
+                                                                               store_url):
+    n = 6
+    mp = multiprocessing.get_context("spawn")
+    barrier, results = mp.Barrier(n), mp.Queue()
+    procs = [mp.Process(target=_lock_race, args=(store_url, barrier, results))
+             for _ in range(n)]
+    for p in procs:
+        p.start()
+    got = [results.get(timeout=60) for _ in range(n)]
+    for p in procs:
+        p.join(60)
+    assert sum(took for took, _ in got) == 1
+    tokens = [token for _, token in got] + [store.get_lock("h1").token]
+    assert len(set(tokens)) == n + 1
 
 @uses(Approvals)
 def test_an_approval_is_decided_once(store):
