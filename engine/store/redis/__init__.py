@@ -14,14 +14,17 @@ from __future__ import annotations
 from engine.store.redis.audit_log import RedisAuditLog
 from engine.store.redis.gate_state import (
     RedisApprovals,
+    RedisCooldowns,
     RedisDegradedModes,
     RedisKillSwitches,
     RedisLocks,
 )
+from engine.store.redis.incidents import RedisIncidents
 from engine.store.redis.shared_values import RedisSharedValues
 
 __all__ = ["BUILT"]
 
 # The protocols' parts built so far, each a class over ``RedisConnection``.
 BUILT: tuple[type, ...] = (RedisSharedValues, RedisAuditLog, RedisLocks, RedisApprovals,
-                           RedisKillSwitches, RedisDegradedModes)
+                           RedisKillSwitches, RedisDegradedModes, RedisCooldowns,
+                           RedisIncidents)

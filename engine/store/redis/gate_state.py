@@ -7,7 +7,7 @@ Keys, under the store's prefix: ``lock:<target>`` (fields of the ``Lock``; None 
 absent), ``locks`` (the set of targets with a lock row), ``fencing:lock`` (the last
 token given), ``approvals`` (run id -> approval), ``switches`` (id -> switch),
 ``degraded`` (mode NUL key -> reason). Times are the caller's clock, as in SQLite.
-Cooldowns read the attempts the incidents write: they come with ``incidents``.
+Cooldowns read the attempts the incidents write (``attempts``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from engine.records import Approval, DegradedReason, Lock, Switch
-from engine.store.gate_state import Approvals, DegradedModes, KillSwitches, Locks
+from engine.records import Approval, Attempt, DegradedReason, Lock, Switch
+from engine.store.gate_state import Approvals, Cooldowns, DegradedModes, KillSwitches, Locks
+from engine.store.redis.attempts import RedisAttemptRecords, pair
 from engine.store.redis.connection import RedisConnection
 from engine.store.redis.records import decode, encode
 
@@ -58,6 +59,29 @@ def _lock(fields: dict[bytes, bytes]) -> Lock | None:
     got = {k.decode(): v.decode() for k, v in fields.items()}
     return Lock(**{k: got.get(k) for k in _LOCK_TEXT}, token=int(got["token"]),
                 acquired_at=float(got["acquired_at"]), expires_at=float(got["expires_at"]))
+
+
+class RedisCooldowns(RedisAttemptRecords, Cooldowns):
+    """The attempts' indexes, read: by (runbook, target) and start, failed ones by finish,
+    all by start and by finish."""
+
+    def attempts_since(self, runbook: str, target: str, since: float) -> list[Attempt]:
+        with self._client() as client:
+            ids = client.zrangebyscore(self._key("attempts", pair(runbook, target)),
+                                       since, "+inf")
+        return self._attempts(ids)
+
+    def last_failed_attempt(self, runbook: str, target: str) -> Attempt | None:
+        with self._client() as client:
+            ids = client.zrevrange(self._key("attempts-failed", pair(runbook, target)), 0, 0)
+        found = self._attempts(ids)
+        return found[0] if found else None
+
+    def attempt_keys_since(self, since: float) -> set[tuple[str, str]]:
+        with self._client() as client:
+            ids = {*client.zrangebyscore(self._key("attempts", "started"), since, "+inf"),
+                   *client.zrangebyscore(self._key("attempts", "finished"), since, "+inf")}
+        return {(a.runbook, a.target) for a in self._attempts(sorted(ids))}
 
 
 class RedisLocks(RedisConnection, Locks):

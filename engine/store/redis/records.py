@@ -19,9 +19,13 @@ def encode(record: Any) -> str:
 
 
 def decode(cls: type[T], text: str | bytes) -> T:
-    """The record ``cls`` of ``encode``'s JSON; fields it does not know are left out, so
-    a record written by a newer version still reads."""
-    data = json.loads(text)
+    """The record ``cls`` of ``encode``'s JSON."""
+    return from_dict(cls, json.loads(text))
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """The record ``cls`` of its decoded JSON; keys it does not know (kept beside the
+    fields, or written by a newer version) are left out."""
     known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     kwargs = {k: v for k, v in data.items() if k in known}
     if "state" in kwargs:

@@ -9,8 +9,13 @@ import pytest
 
 from engine.lifecycle import IncidentState, RunStatus, TransitionError
 from engine.records import Attempt
-from tests.unit.store.backends import open_test_store
+from engine.store.gate_state import Cooldowns
+from engine.store.incidents import Incidents
+from engine.store.run_index import RunIndex
+from tests.unit.store.backends import open_test_store, uses
 from tests.unit.store.samples import incident, run
+
+pytestmark = uses(Incidents)
 
 
 def test_one_open_incident_per_identity_and_closed_ones_free_it(store):
@@ -51,6 +56,7 @@ def test_processes_racing_to_open_the_same_incident_open_one(store, store_url):
     assert created.count(True) == 1
 
 
+@uses(RunIndex, Cooldowns)
 def test_begin_step_records_attempt_count_and_run_at_once(store):
     inc, _ = store.open_incident(incident())
     r = run(incident_id=inc.id)
@@ -70,6 +76,7 @@ def test_begin_step_records_attempt_count_and_run_at_once(store):
     assert store.get_run(parked.id).status == RunStatus.CANCELED
 
 
+@uses(RunIndex)
 def test_begin_step_refuses_an_incident_no_longer_remediating(store):
     inc, _ = store.open_incident(incident())
     store.update_incident(inc.id, state=IncidentState.CANCELED)
