@@ -83,3 +83,74 @@ def test_begin_step_refuses_an_incident_no_longer_remediating(store):
     with pytest.raises(TransitionError):
         store.begin_step(run(incident_id=inc.id), None)
     assert store.query_runs(incident_id=inc.id) == []
+
+
+def test_a_recovered_incident_reopens_as_a_new_request_unless_another_is_open(store):
+    first, _ = store.open_incident(incident())
+    store.update_incident(first.id, forced=True, only_strategy="s", trigger="manual")
+    store.update_incident(first.id, state=IncidentState.RECOVERED, forced=True)
+    again = store.reopen_incident(first.id, "still firing", trigger="alert",
+                                  requested_by="am")
+    assert (again.state, again.trigger, again.requested_by, again.forced,
+            again.only_strategy, again.reason, again.closed_at) == (
+        IncidentState.REMEDIATING, "alert", "am", False, None, "still firing", None)
+    assert store.find_open_incident("rb", "h1").id == first.id
+    assert store.reopen_incident(first.id, "twice", trigger="alert", requested_by="am") \
+        is None                                                   # not recovered now
+    store.update_incident(first.id, state=IncidentState.RECOVERED)
+    other, created = store.open_incident(incident())
+    assert created
+    assert store.reopen_incident(first.id, "x", trigger="alert", requested_by="am") is None
+    assert store.find_open_incident("rb", "h1").id == other.id
+    assert store.latest_incident("rb", "h1").id == other.id
+
+
+def test_leaving_remediating_drops_force_unless_the_change_names_it(store):
+    inc, _ = store.open_incident(incident())
+    store.update_incident(inc.id, forced=True)
+    deferred = store.update_incident(inc.id, state=IncidentState.OPEN, next_try_at=5.0)
+    assert deferred.forced is False and deferred.state == IncidentState.OPEN
+    kept = store.update_incident(inc.id, state=IncidentState.REMEDIATING, forced=True)
+    assert kept.forced is True
+    handed_back = store.update_incident(inc.id, state=IncidentState.OPEN, forced=True)
+    assert handed_back.forced is True
+
+
+def test_deferred_incidents_are_claimed_once_when_due_in_order(store):
+    now = 1000.0
+    late, _ = store.open_incident(incident(target="h1"))
+    early, _ = store.open_incident(incident(target="h2"))
+    store.update_incident(late.id, state=IncidentState.OPEN, next_try_at=now - 1)
+    store.update_incident(early.id, state=IncidentState.OPEN, next_try_at=now - 5)
+    assert store.claim_incident(late.id, now - 2, trigger="alert", requested_by="am") is None
+    assert store.claim_due_incident(now - 10) is None             # none due yet
+    first = store.claim_due_incident(now)
+    assert (first.id, first.state, first.next_try_at) == (early.id,
+                                                          IncidentState.REMEDIATING, None)
+    assert store.claim_due_incident(now).id == late.id
+    assert store.claim_due_incident(now) is None
+    assert store.claim_incident(late.id, now, trigger="alert", requested_by="am") is None
+
+
+def test_claiming_an_incident_starts_a_new_request(store):
+    inc, _ = store.open_incident(incident())
+    store.update_incident(inc.id, state=IncidentState.OPEN, only_strategy="s", step=2,
+                          forced=True)
+    claimed = store.claim_incident(inc.id, 0.0, trigger="alert", requested_by="am")
+    assert (claimed.state, claimed.trigger, claimed.requested_by, claimed.forced,
+            claimed.only_strategy, claimed.step) == (
+        IncidentState.REMEDIATING, "alert", "am", False, None, 0)
+    assert store.claim_incident(inc.id, 0.0, trigger="alert", requested_by="am") is None
+
+
+def test_incidents_are_listed_newest_first_by_openness_and_component(store):
+    a, _ = store.open_incident(incident(target="h1"))
+    b, _ = store.open_incident(incident(target="h2"))
+    store.update_incident(a.id, state=IncidentState.RESOLVED)
+    assert [i.id for i in store.list_incidents()] == [b.id, a.id]
+    assert [i.id for i in store.list_incidents(open_only=True)] == [b.id]
+    assert [i.id for i in store.list_incidents(limit=1)] == [b.id]
+    assert store.list_incidents(component="other") == []
+    assert store.get_incident(a.id).state == IncidentState.RESOLVED
+    assert store.get_incident("inc-none") is None
+    assert store.find_open_incident("rb", "h1") is None
