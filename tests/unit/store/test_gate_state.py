@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 
@@ -10,6 +9,7 @@ from engine.records import Approval, DegradedReason, Switch
 from engine.store.gate_state import Approvals, Cooldowns, DegradedModes, KillSwitches, Locks
 from engine.store.incidents import Incidents
 from tests.unit.store.backends import open_test_store, uses
+from tests.unit.store.races import race
 
 
 @uses(Locks)
@@ -40,19 +40,10 @@ def _lock_race(url, barrier, results):
 @uses(Locks)
 def test_processes_racing_for_one_lock_one_takes_it_and_no_two_tokens_are_equal(store,
                                                                                store_url):
-    n = 6
-    mp = multiprocessing.get_context("spawn")
-    barrier, results = mp.Barrier(n), mp.Queue()
-    procs = [mp.Process(target=_lock_race, args=(store_url, barrier, results))
-             for _ in range(n)]
-    for p in procs:
-        p.start()
-    got = [results.get(timeout=60) for _ in range(n)]
-    for p in procs:
-        p.join(60)
+    got = race(_lock_race, store_url)
     assert sum(took for took, _ in got) == 1
     tokens = [token for _, token in got] + [store.get_lock("h1").token]
-    assert len(set(tokens)) == n + 1
+    assert len(set(tokens)) == len(got) + 1
 
 @uses(Approvals)
 def test_an_approval_is_decided_once(store):

@@ -3,8 +3,6 @@ compare-and-set, a step's start recorded at once."""
 
 from __future__ import annotations
 
-import multiprocessing
-
 import pytest
 
 from engine.lifecycle import IncidentState, RunStatus, TransitionError
@@ -13,6 +11,7 @@ from engine.store.gate_state import Cooldowns
 from engine.store.incidents import Incidents
 from engine.store.run_index import RunIndex
 from tests.unit.store.backends import open_test_store, uses
+from tests.unit.store.races import race
 from tests.unit.store.samples import incident, run
 
 pytestmark = uses(Incidents)
@@ -44,16 +43,7 @@ def _race(url: str, barrier, results) -> None:
 
 
 def test_processes_racing_to_open_the_same_incident_open_one(store, store_url):
-    n = 6
-    mp = multiprocessing.get_context("spawn")
-    barrier, results = mp.Barrier(n), mp.Queue()
-    procs = [mp.Process(target=_race, args=(store_url, barrier, results)) for _ in range(n)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-    created = [results.get(timeout=5) for _ in range(n)]
-    assert created.count(True) == 1
+    assert race(_race, store_url).count(True) == 1
 
 
 @uses(RunIndex, Cooldowns)
