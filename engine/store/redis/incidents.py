@@ -235,7 +235,7 @@ class RedisIncidents(RedisAttemptRecords, RedisRunRecords, Incidents):
                                         interrupted_run=None)
             if attempt is not None:
                 after.attempt_id, after.attempts = attempt.id, current.attempts + 1
-            values = run_values(run, heartbeat_at=run.started_at)
+            values, stored = run_values(run), None
             if resumed:
                 pipe.watch(self._run_key(run.id))
                 stored = self._run_values(pipe, run.id)
@@ -244,13 +244,13 @@ class RedisIncidents(RedisAttemptRecords, RedisRunRecords, Incidents):
                     # canceled (or taken) since it was claimed
                     raise TransitionError(f"run {run.id} is no longer waiting to run")
                 keep = ("status", "attempt_id", "reason", "approved_by", "started_at",
-                        "forced", "heartbeat_at", "gate")
+                        "forced", "gate")
                 values = {**stored, **{k: values[k] for k in keep},
                           "claimed_by": None, "claimed_until": None}
             pipe.multi()
             if attempt is not None:
                 self._put_attempt(pipe, attempt)
-            self._put_run(pipe, values)
+            self._put_run(pipe, values, stored, heartbeat_at=run.started_at)
             self._put_incident(pipe, after, mark=None)
             return after
 
