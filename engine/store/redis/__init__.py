@@ -20,6 +20,7 @@ from engine.store.redis.gate_state import (
     RedisLocks,
 )
 from engine.store.redis.incidents import RedisIncidents
+from engine.store.redis.outcome_metrics import RedisOutcomeMetrics
 from engine.store.redis.run_index import RedisRunIndex
 from engine.store.redis.shared_values import RedisSharedValues
 
@@ -28,4 +29,4 @@ __all__ = ["BUILT"]
 # The protocols' parts built so far, each a class over ``RedisConnection``.
 BUILT: tuple[type, ...] = (RedisSharedValues, RedisAuditLog, RedisLocks, RedisApprovals,
                            RedisKillSwitches, RedisDegradedModes, RedisCooldowns,
-                           RedisIncidents, RedisRunIndex)
+                           RedisIncidents, RedisRunIndex, RedisOutcomeMetrics)
