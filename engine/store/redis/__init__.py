@@ -23,10 +23,12 @@ from engine.store.redis.incidents import RedisIncidents
 from engine.store.redis.outcome_metrics import RedisOutcomeMetrics
 from engine.store.redis.run_index import RedisRunIndex
 from engine.store.redis.shared_values import RedisSharedValues
+from engine.store.redis.strategy_runs import RedisStrategyRuns
 
 __all__ = ["BUILT"]
 
 # The protocols' parts built so far, each a class over ``RedisConnection``.
 BUILT: tuple[type, ...] = (RedisSharedValues, RedisAuditLog, RedisLocks, RedisApprovals,
                            RedisKillSwitches, RedisDegradedModes, RedisCooldowns,
-                           RedisIncidents, RedisRunIndex, RedisOutcomeMetrics)
+                           RedisIncidents, RedisRunIndex, RedisOutcomeMetrics,
+                           RedisStrategyRuns)
