@@ -38,6 +38,15 @@ class SuccessTimes:
     p95: float
 
 
+def success_times_of(component: str, strategy: str, took: list[float]) -> SuccessTimes:
+    """The figures of the durations ``took`` (sorted here): the median of ranks (n+1)/2
+    and n/2+1 (one rank when n is odd), the p95 of rank ceil(0.95 n)."""
+    took.sort()
+    n = len(took)
+    return SuccessTimes(component, strategy, n, (took[(n + 1) // 2 - 1] + took[n // 2]) / 2,
+                        took[(95 * n + 99) // 100 - 1])
+
+
 @dataclass(frozen=True)
 class LastFailure:
     component: str

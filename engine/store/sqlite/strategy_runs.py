@@ -15,6 +15,7 @@ from engine.store.strategy_runs import (
     StrategyCount,
     StrategyRuns,
     SuccessTimes,
+    success_times_of,
 )
 
 _COUNTED = "coalesce(check_mode, 0) = 0 AND started_at BETWEEN ? AND ?"
@@ -25,14 +26,6 @@ _SUCCESS_TIMES = f"""
 SELECT component, strategy, max(finished_at - started_at, 0.0) AS took
 FROM runs INDEXED BY runs_figures
 WHERE status IN ({_SUCCEEDED_IN}) AND {_COUNTED} AND finished_at IS NOT NULL"""
-
-
-def _times(component: str, strategy: str, took: list[float]) -> SuccessTimes:
-    """Median: ranks (n+1)/2 and n/2+1 (one rank when n is odd); p95: rank ceil(0.95 n)."""
-    took.sort()
-    n = len(took)
-    return SuccessTimes(component, strategy, n, (took[(n + 1) // 2 - 1] + took[n // 2]) / 2,
-                        took[(95 * n + 99) // 100 - 1])
 
 
 class SQLiteStrategyRuns(SQLiteConnection, StrategyRuns):
@@ -52,7 +45,7 @@ class SQLiteStrategyRuns(SQLiteConnection, StrategyRuns):
         took: dict[tuple[str, str], list[float]] = {}
         for r in self._read(_SUCCESS_TIMES, (*SUCCEEDED, since, until)):
             took.setdefault((r["component"], r["strategy"] or ""), []).append(r["took"])
-        return [_times(component, strategy, values)
+        return [success_times_of(component, strategy, values)
                 for (component, strategy), values in took.items()]
 
     def last_failures(self, since: float, until: float) -> list[LastFailure]:

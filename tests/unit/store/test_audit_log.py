@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from engine.records import AuditEvent
+from engine.store.audit_log import AuditLog
+from tests.unit.store.backends import uses
+
+pytestmark = uses(AuditLog)
 
 
 def test_events_are_listed_newest_first_with_their_detail(store):

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from engine.records import Approval, DegradedReason, Switch
+from engine.store.gate_state import Approvals, Cooldowns, DegradedModes, KillSwitches, Locks
+from engine.store.incidents import Incidents
+from tests.unit.store.backends import open_test_store, uses
+from tests.unit.store.races import race
 
 
+@uses(Locks)
 def test_locks_are_leases_with_growing_fencing_tokens(store):
     a = store.acquire_lock("h1", "a", 0.2)
     assert a is not None
@@ -22,6 +28,24 @@ def test_locks_are_leases_with_growing_fencing_tokens(store):
     assert store.get_lock("h1") is None
 
 
+def _lock_race(url, barrier, results):
+    store = open_test_store(url)
+    barrier.wait()
+    shared = store.acquire_lock("h1", str(os.getpid()), 60)
+    own = store.acquire_lock(f"own-{os.getpid()}", "me", 60)
+    results.put((shared is not None, own.token))
+    store.close()
+
+
+@uses(Locks)
+def test_processes_racing_for_one_lock_one_takes_it_and_no_two_tokens_are_equal(store,
+                                                                               store_url):
+    got = race(_lock_race, store_url)
+    assert sum(took for took, _ in got) == 1
+    tokens = [token for _, token in got] + [store.get_lock("h1").token]
+    assert len(set(tokens)) == len(got) + 1
+
+@uses(Approvals)
 def test_an_approval_is_decided_once(store):
     store.add_approval(Approval(run_id="r1", incident_id=None, runbook="rb", component="c",
                                 strategy="s", target="h1", expires_at=time.time() + 60))
@@ -30,6 +54,7 @@ def test_an_approval_is_decided_once(store):
     assert store.get_approval("r1").decided_by == "alice"
 
 
+@uses(KillSwitches)
 def test_switches_expire_and_are_removed_by_exact_scope(store):
     now = time.time()
     store.add_switch(Switch(id="s1", component="redis", target=None, until=now + 60))
@@ -40,6 +65,7 @@ def test_switches_expire_and_are_removed_by_exact_scope(store):
     assert store.active_switches(now) == []
 
 
+@uses(DegradedModes)
 def test_degraded_reasons_clear_by_target_and_keep_manual_ones(store):
     store.add_degraded(DegradedReason(mode="m", key="incident:1", target="h1"))
     store.add_degraded(DegradedReason(mode="m", key="incident:2", target="h2"))
@@ -50,6 +76,7 @@ def test_degraded_reasons_clear_by_target_and_keep_manual_ones(store):
     assert store.degraded_reasons("m") == []
 
 
+@uses(Cooldowns, Incidents)
 def test_cooldowns_count_the_attempts_of_one_runbook_and_target(store):
     from engine.lifecycle import AttemptOutcome
     from engine.records import Attempt

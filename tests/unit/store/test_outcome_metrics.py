@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from engine.store.outcome_metrics import OutcomeMetrics
+from tests.unit.store.backends import uses
+
+pytestmark = uses(OutcomeMetrics)
+
 
 def test_counters_and_histograms_accumulate(store):
     store.record_outcome("c", "s", "succeeded", 0.3)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import time
 
 from engine.lifecycle import RunStatus
+from engine.store.run_index import RunIndex
+from tests.unit.store.backends import uses
 from tests.unit.store.samples import run
+
+pytestmark = uses(RunIndex)
 
 
 def test_run_status_moves_only_along_the_lifecycle(store):
@@ -51,3 +55,60 @@ def test_runs_of_one_alert_and_the_gate_that_stopped_them(store):
     got = store.query_runs(fingerprint="fp-a")
     assert [(r.status, r.gate) for r in got] == [(RunStatus.SUCCEEDED, None),
                                                  (RunStatus.REFUSED, "kill_switch")]
+
+
+def test_a_refusal_record_counts_its_key_and_is_found_by_the_alerts_it_lists(store):
+    now = time.time()
+    first = run(status=RunStatus.REFUSED, fingerprint="fp-1", incident_id="inc-1",
+                started_at=now)
+    kept = store.add_refusal(first, "k", max_fingerprints=2)
+    assert (kept.id, kept.count, kept.fingerprints) == (first.id, 1, ["fp-1"])
+    for i in (2, 3):
+        again = store.add_refusal(run(status=RunStatus.REFUSED, fingerprint=f"fp-{i}",
+                                      incident_id=f"inc-{i}", started_at=now + i), "k",
+                                  max_fingerprints=2)
+        assert again.id == first.id
+    assert (again.count, again.fingerprints) == (3, ["fp-1", "fp-2"])
+    assert [r.id for r in store.query_runs(fingerprint="fp-2")] == [first.id]
+    assert [r.id for r in store.query_runs(incident_id="inc-2")] == [first.id]
+    assert store.query_runs(fingerprint="fp-3") == []          # past the first two
+    other = store.add_refusal(run(status=RunStatus.REFUSED, started_at=now), "k2",
+                              max_fingerprints=2)
+    assert other.id != first.id and other.count == 1
+
+
+def test_queued_runs_are_claimed_oldest_first_for_a_lease(store):
+    now = time.time()
+    old = run(status=RunStatus.QUEUED, started_at=now - 10)
+    new = run(status=RunStatus.QUEUED, started_at=now - 5)
+    for r in (new, old):
+        store.add_run(r)
+    assert store.claim_queued_run("w1", now, 30).id == old.id
+    assert store.claim_queued_run("w2", now, 30).id == new.id
+    assert store.claim_queued_run("w3", now, 30) is None       # both claims are live
+    assert store.claim_run(old.id, "w3", now + 10, 30) is None
+    taken = store.claim_run(old.id, "w3", now + 31, 30)        # the lease lapsed
+    assert taken is not None and taken.id == old.id
+    store.update_run(new.id, status=RunStatus.CANCELED)
+    assert store.claim_run(new.id, "w3", now + 100, 30) is None  # no longer queued
+
+
+def test_running_runs_that_stopped_beating_are_stale(store):
+    now = time.time()
+    beating, silent, done = (run(started_at=now - 100) for _ in range(3))
+    for r in (beating, silent, done):
+        store.add_run(r)
+    store.update_run(done.id, status=RunStatus.SUCCEEDED, finished_at=now)
+    store.heartbeat_runs([beating.id, "run-gone"], now)
+    assert [r.id for r in store.stale_running_runs(now - 50)] == [silent.id]
+    assert store.get_run("run-gone") is None
+
+
+def test_runs_started_at_once_are_listed_by_id_and_every_one_without_a_limit(store):
+    at = time.time()
+    ids = sorted(f"run-{i}" for i in range(3))
+    for run_id in ids:
+        store.add_run(run(id=run_id, started_at=at, status=RunStatus.SUCCEEDED))
+    assert [r.id for r in store.query_runs(limit=None)] == ids[::-1]
+    assert [r.id for r in store.query_runs(status="succeeded", limit=2)] == ids[:0:-1]
+    assert [r.id for r in store.query_runs(target="h1", since=at + 1)] == []

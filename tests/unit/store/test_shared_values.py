@@ -3,11 +3,14 @@ and ``claim_due`` built on them."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 
-from engine.store import open_store
+from engine.store.shared_values import SharedValues
+from tests.unit.store.backends import open_test_store, uses
+from tests.unit.store.races import race
+
+pytestmark = uses(SharedValues)
 
 
 def test_values_are_json_and_absent_ones_none(store):
@@ -19,7 +22,7 @@ def test_values_are_json_and_absent_ones_none(store):
 
 
 def _claim_race(url, barrier, results):
-    store = open_store(url)
+    store = open_test_store(url)
     barrier.wait()
     now = time.time()
     claims = [store.claim_due("probe:x", now, 3600) for _ in range(5)]
@@ -30,15 +33,7 @@ def _claim_race(url, barrier, results):
 def test_claim_due_and_update_value_are_atomic_across_processes(store, store_url):
     """A probe round (or a re-post, or a prune) is taken by one worker alone, and
     heartbeats written at once by several processes all survive."""
-    n = 6
-    mp = multiprocessing.get_context("spawn")
-    barrier, results = mp.Barrier(n), mp.Queue()
-    procs = [mp.Process(target=_claim_race, args=(store_url, barrier, results))
-             for _ in range(n)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-    assert sum(results.get(timeout=5) for _ in range(n)) == 1
-    assert len(store.get_value("beats")) == n
+    claims = race(_claim_race, store_url)
+    assert sum(claims) == 1
+    assert len(store.get_value("beats")) == len(claims)
     assert store.claim_due("probe:x", time.time() + 3600, 3600)   # due again later

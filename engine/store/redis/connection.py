@@ -1,0 +1,146 @@
+"""The Redis store's client, key namespace and atomic updates.
+
+``redis://[user:password@]host:port/db?prefix=recovery:`` (``rediss://`` for TLS). The
+credentials may come from the environment instead (``RECOVERY_REDIS_USERNAME``,
+``RECOVERY_REDIS_PASSWORD``), so that no file or process list holds them; a URL is only
+ever shown redacted (``redacted``). Every key the store writes starts with the prefix
+(``recovery:`` unless ``?prefix=`` says otherwise), so several installs, or the tests,
+share one server without seeing each other.
+
+Any error of the server or of the way to it (refused, timed out, loading, read-only,
+out of memory) is ``StoreUnavailable``: the caller answers 503 or exits 1, never drops.
+A read-then-write runs with its keys WATCHed and is retried when another writer changed
+them (``_atomic``), within ``busy_timeout``; Lua only where one verb must check and
+write in the server at once (``_script``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.commands.core import Script
+from redis.retry import Retry
+
+from engine.store.base import StoreUnavailable
+
+T = TypeVar("T")
+DEFAULT_PREFIX = "recovery:"
+USERNAME_ENV = "RECOVERY_REDIS_USERNAME"
+PASSWORD_ENV = "RECOVERY_REDIS_PASSWORD"
+SOCKET_TIMEOUT = 5.0      # s: a server that does not answer is unavailable, not waited for
+WATCH_FIRST_SLEEP = 0.0005   # s: the first retry of a read-then-write another writer beat
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``: the only form logged."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def split_prefix(url: str) -> tuple[str, str]:
+    """(the URL redis-py is given, the key prefix): ``?prefix=`` is the store's own."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefix = DEFAULT_PREFIX
+    kept = []
+    for name, value in query:
+        if name == "prefix":
+            prefix = value
+        else:
+            kept.append((name, value))
+    return urlunsplit(parts._replace(query=urlencode(kept))), prefix
+
+
+def credentials(url: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """The username and password redis-py is given: the URL's, else the environment's."""
+    parts = urlsplit(url)
+    found = {}
+    username = unquote(parts.username) if parts.username else environ.get(USERNAME_ENV)
+    password = unquote(parts.password) if parts.password else environ.get(PASSWORD_ENV)
+    if username:
+        found["username"] = username
+    if password:
+        found["password"] = password
+    return found
+
+
+class RedisConnection:
+    """The client and the namespace every protocol's part of the Redis backend goes
+    through: ``_key`` names a key, ``_client`` runs commands, ``_atomic`` a
+    read-then-write, ``_script`` a Lua script."""
+
+    def __init__(self, url: str, *, busy_timeout: float = 15.0,
+                 environ: Mapping[str, str] | None = None) -> None:
+        client_url, self.prefix = split_prefix(url)
+        self.url = redacted(url)
+        self.busy_timeout = busy_timeout
+        env = os.environ if environ is None else environ
+        self._redis = redis.Redis.from_url(
+            client_url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT,
+            retry=Retry(NoBackoff(), 1),   # once at once (a pooled connection gone stale)
+            **credentials(url, env))
+        self._scripts: dict[str, Script] = {}
+
+    def _key(self, *parts: str) -> str:
+        """The key named by ``parts`` in this store's namespace (``prefix`` + ``a:b``)."""
+        return self.prefix + ":".join(parts)
+
+    @contextmanager
+    def _client(self) -> Iterator[redis.Redis]:
+        """The client; any Redis error inside is StoreUnavailable, with the URL redacted."""
+        try:
+            yield self._redis
+        except redis.WatchError:
+            raise
+        except redis.RedisError as exc:
+            raise StoreUnavailable(
+                f"the Redis store at {self.url} is unavailable: {exc}") from exc
+
+    def _atomic(self, keys: list[str], change: Callable[[redis.client.Pipeline], T]) -> T:
+        """``change(pipe)`` with ``keys`` WATCHed: it reads through ``pipe`` at once, then
+        calls ``pipe.multi()`` and queues its writes (or queues none). Run again while
+        another writer changes one of the keys in between; StoreUnavailable when that
+        goes on past ``busy_timeout``. Returns what ``change`` returned."""
+        deadline = time.monotonic() + self.busy_timeout
+        delay = WATCH_FIRST_SLEEP
+        with self._client() as client:
+            while True:
+                with client.pipeline() as pipe:
+                    try:
+                        pipe.watch(*keys)
+                        result = change(pipe)
+                        pipe.execute()
+                        return result
+                    except redis.WatchError:
+                        if time.monotonic() >= deadline:
+                            raise StoreUnavailable(
+                                f"the Redis store at {self.url} is busy: {keys} kept "
+                                f"changing for {self.busy_timeout:g}s") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.01)
+
+    def _script(self, name: str, source: str) -> Script:
+        """The Lua script ``source``, registered once under ``name`` (redis-py runs it by
+        its SHA and loads it again after a server restart)."""
+        script = self._scripts.get(name)
+        if script is None:
+            script = self._scripts[name] = self._redis.register_script(source)
+        return script
+
+    def _run_script(self, name: str, source: str, keys: list[str], args: list[Any]) -> Any:
+        with self._client():
+            return self._script(name, source)(keys=keys, args=args)
+
+    def close(self) -> None:
+        self._redis.close()

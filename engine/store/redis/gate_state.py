@@ -1,0 +1,248 @@
+"""The gates' state in Redis (``engine.store.gate_state``), one class per gate's state:
+locks (a hash per target, tokens from one counter, checked and written by Lua),
+approvals, kill switches and degraded modes (a hash each, one JSON record per field,
+changed with the hash WATCHed).
+
+Keys, under the store's prefix: ``lock:<target>`` (fields of the ``Lock``; None fields
+absent), ``locks`` (the set of targets with a lock row), ``fencing:lock`` (the last
+token given), ``approvals`` (run id -> approval), ``switches`` (id -> switch),
+``degraded`` (mode NUL key -> reason). Times are the caller's clock, as in SQLite.
+Cooldowns read the attempts the incidents write (``attempts``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from engine.records import Approval, Attempt, DegradedReason, Lock, Switch
+from engine.store.gate_state import Approvals, Cooldowns, DegradedModes, KillSwitches, Locks
+from engine.store.redis.attempts import RedisAttemptRecords, pair
+from engine.store.redis.connection import RedisConnection
+from engine.store.redis.records import decode, encode
+
+# KEYS: the lock's hash, the fencing counter, the set of locked targets.
+# ARGV: now, the target, then the lock's other fields and values (no token).
+# A live lock is refused (nil); else the next token, the lock written whole.
+ACQUIRE_LOCK = """
+local expires = redis.call('HGET', KEYS[1], 'expires_at')
+if expires and tonumber(expires) > tonumber(ARGV[1]) then return false end
+local token = redis.call('INCR', KEYS[2])
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'token', token, unpack(ARGV, 3))
+redis.call('SADD', KEYS[3], ARGV[2])
+return token
+"""
+
+# KEYS: the lock's hash. ARGV: the token, the new expiry. 1 if the token still holds it.
+RENEW_LOCK = """
+if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'expires_at', ARGV[2])
+return 1
+"""
+
+# KEYS: the lock's hash, the set of locked targets. ARGV: the token, the target.
+RELEASE_LOCK = """
+if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[2])
+return 1
+"""
+
+_LOCK_TEXT = ("target", "holder", "run_id", "component")
+
+
+def _lock(fields: dict[bytes, bytes]) -> Lock | None:
+    """The ``Lock`` of a lock hash's fields (None: no hash)."""
+    if not fields:
+        return None
+    got = {k.decode(): v.decode() for k, v in fields.items()}
+    return Lock(**{k: got.get(k) for k in _LOCK_TEXT}, token=int(got["token"]),
+                acquired_at=float(got["acquired_at"]), expires_at=float(got["expires_at"]))
+
+
+class RedisCooldowns(RedisAttemptRecords, Cooldowns):
+    """The attempts' indexes, read: by (runbook, target) and start, failed ones by finish,
+    all by start and by finish."""
+
+    def attempts_since(self, runbook: str, target: str, since: float) -> list[Attempt]:
+        with self._client() as client:
+            ids = client.zrangebyscore(self._key("attempts", pair(runbook, target)),
+                                       since, "+inf")
+        return self._attempts(ids)
+
+    def last_failed_attempt(self, runbook: str, target: str) -> Attempt | None:
+        with self._client() as client:
+            ids = client.zrevrange(self._key("attempts-failed", pair(runbook, target)), 0, 0)
+        found = self._attempts(ids)
+        return found[0] if found else None
+
+    def attempt_keys_since(self, since: float) -> set[tuple[str, str]]:
+        with self._client() as client:
+            ids = {*client.zrangebyscore(self._key("attempts", "started"), since, "+inf"),
+                   *client.zrangebyscore(self._key("attempts", "finished"), since, "+inf")}
+        return {(a.runbook, a.target) for a in self._attempts(sorted(ids))}
+
+
+class RedisLocks(RedisConnection, Locks):
+    """A lock is its hash until released or broken (an expired one stays, as a row does
+    in SQLite, until taken again); tokens come from ``fencing:lock``, which only grows."""
+
+    def acquire_lock(self, target: str, holder: str, ttl: float, *, run_id: str | None = None,
+                     component: str | None = None) -> Lock | None:
+        now = time.time()
+        fields: dict[str, Any] = {"target": target, "holder": holder, "acquired_at": now,
+                                  "expires_at": now + ttl, "run_id": run_id,
+                                  "component": component}
+        args: list[Any] = [now, target]
+        for name, value in fields.items():
+            if value is not None:
+                args += [name, repr(value) if isinstance(value, float) else value]
+        token = self._run_script("acquire_lock", ACQUIRE_LOCK, [
+            self._key("lock", target), self._key("fencing", "lock"), self._key("locks")], args)
+        if token is None:
+            return None
+        return Lock(token=int(token), **fields)
+
+    def renew_lock(self, target: str, token: int, ttl: float) -> bool:
+        return bool(self._run_script("renew_lock", RENEW_LOCK, [self._key("lock", target)],
+                                     [token, repr(time.time() + ttl)]))
+
+    def release_lock(self, target: str, token: int) -> bool:
+        return bool(self._run_script("release_lock", RELEASE_LOCK, [
+            self._key("lock", target), self._key("locks")], [token, target]))
+
+    def get_lock(self, target: str) -> Lock | None:
+        with self._client() as client:
+            lock = _lock(client.hgetall(self._key("lock", target)))
+        return lock if lock is not None and lock.expires_at > time.time() else None
+
+    def break_lock(self, target: str) -> Lock | None:
+        name = self._key("lock", target)
+
+        def change(pipe: Any) -> Lock | None:
+            lock = _lock(pipe.hgetall(name))
+            if lock is not None:
+                pipe.multi()
+                pipe.delete(name)
+                pipe.srem(self._key("locks"), target)
+            return lock
+
+        return self._atomic([name], change)
+
+    def list_locks(self) -> list[Lock]:
+        with self._client() as client:
+            targets = sorted(t.decode() for t in client.smembers(self._key("locks")))
+            pipe = client.pipeline(transaction=False)
+            for target in targets:
+                pipe.hgetall(self._key("lock", target))
+            found = pipe.execute()
+        now = time.time()
+        return [lock for lock in map(_lock, found) if lock is not None and lock.expires_at > now]
+
+
+class _RecordHash(RedisConnection):
+    """Records kept as JSON in one hash (``name``), read whole and changed atomically."""
+
+    def _records(self, name: str, cls: type) -> list[Any]:
+        with self._client() as client:
+            return [decode(cls, raw) for raw in client.hvals(self._key(name))]
+
+    def _remove_where(self, name: str, cls: type, field_of: Any, matches: Any) -> list[Any]:
+        """Remove, atomically, the records of hash ``name`` that ``matches``; returned."""
+        key = self._key(name)
+
+        def change(pipe: Any) -> list[Any]:
+            gone = [r for r in (decode(cls, raw) for raw in pipe.hvals(key)) if matches(r)]
+            if gone:
+                pipe.multi()
+                pipe.hdel(key, *(field_of(r) for r in gone))
+            return gone
+
+        return self._atomic([key], change)
+
+
+class RedisApprovals(_RecordHash, Approvals):
+    """``approvals``: run id -> approval; a decision is a compare-and-set on its status."""
+
+    def add_approval(self, approval: Approval) -> None:
+        with self._client() as client:
+            client.hset(self._key("approvals"), approval.run_id, encode(approval))
+
+    def get_approval(self, run_id: str) -> Approval | None:
+        with self._client() as client:
+            raw = client.hget(self._key("approvals"), run_id)
+        return None if raw is None else decode(Approval, raw)
+
+    def list_approvals(self, status: str | None = "pending") -> list[Approval]:
+        found = self._records("approvals", Approval)
+        if status is None:
+            return sorted(found, key=lambda a: a.requested_at, reverse=True)
+        return sorted((a for a in found if a.status == status), key=lambda a: a.requested_at)
+
+    def decide_approval(self, run_id: str, *, status: str, by: str | None, reason: str,
+                        at: float, expect: str = "pending") -> Approval | None:
+        key = self._key("approvals")
+
+        def change(pipe: Any) -> Approval | None:
+            raw = pipe.hget(key, run_id)
+            approval = None if raw is None else decode(Approval, raw)
+            if approval is None or approval.status != expect:
+                return None
+            approval.status, approval.decided_by = status, by
+            approval.decided_at, approval.reason = at, reason
+            pipe.multi()
+            pipe.hset(key, run_id, encode(approval))
+            return approval
+
+        return self._atomic([key], change)
+
+    def due_approvals(self, now: float) -> list[Approval]:
+        return sorted((a for a in self._records("approvals", Approval)
+                       if a.status == "pending" and a.expires_at <= now),
+                      key=lambda a: a.expires_at)
+
+
+class RedisKillSwitches(_RecordHash, KillSwitches):
+    """``switches``: id -> switch, listed by when they were made."""
+
+    def add_switch(self, switch: Switch) -> None:
+        with self._client() as client:
+            added = client.hsetnx(self._key("switches"), switch.id, encode(switch))
+        if not added:   # as SQLite's primary key: a switch is never overwritten
+            raise ValueError(f"a switch with id {switch.id!r} exists")
+
+    def remove_switches(self, component: str | None, target: str | None) -> list[Switch]:
+        gone = self._remove_where("switches", Switch, lambda s: s.id,
+                                  lambda s: s.component == component and s.target == target)
+        return sorted(gone, key=lambda s: s.created_at)
+
+    def active_switches(self, now: float) -> list[Switch]:
+        return sorted((s for s in self._records("switches", Switch)
+                       if s.until is None or s.until > now), key=lambda s: s.created_at)
+
+
+def _by_mode(reason: DegradedReason) -> tuple[str, float, str]:
+    return reason.mode, reason.since, reason.key
+
+
+class RedisDegradedModes(_RecordHash, DegradedModes):
+    """``degraded``: (mode, key) -> reason; one reason per mode and key, the last added."""
+
+    def add_degraded(self, reason: DegradedReason) -> None:
+        with self._client() as client:
+            client.hset(self._key("degraded"), f"{reason.mode}\x00{reason.key}", encode(reason))
+
+    def clear_degraded(self, *, mode: str | None = None, target: str | None = None,
+                       manual: bool | None = False) -> list[DegradedReason]:
+        def matches(r: DegradedReason) -> bool:
+            return ((mode is None or r.mode == mode) and (target is None or r.target == target)
+                    and (manual is None or r.manual == manual))
+
+        gone = self._remove_where("degraded", DegradedReason,
+                                  lambda r: f"{r.mode}\x00{r.key}", matches)
+        return sorted(gone, key=_by_mode)
+
+    def degraded_reasons(self, mode: str | None = None) -> list[DegradedReason]:
+        return sorted((r for r in self._records("degraded", DegradedReason)
+                       if mode is None or r.mode == mode), key=_by_mode)

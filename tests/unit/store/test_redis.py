@@ -1,0 +1,178 @@
+"""The Redis backend's own machinery: its URL and credentials, its key prefix, a server
+that is down or restarted, the bound on a read-then-write that keeps losing its race,
+and each Lua script. (What every backend does is tested per protocol.) Real
+``redis-server`` processes on free ports, never the machine's own on 6379."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from engine.store import StoreUnavailable, open_store
+from engine.store.redis.connection import PASSWORD_ENV, USERNAME_ENV, credentials, redacted
+from engine.store.redis.gate_state import ACQUIRE_LOCK, RELEASE_LOCK, RENEW_LOCK
+from engine.store.redis.shared_values import RedisSharedValues
+from tests.support.redis_servers import RedisServer
+from tests.unit.store.backends import RedisStoreSoFar
+
+SECRET = "s3cret-pw"
+
+
+@pytest.fixture
+def server(redis_store_server: RedisServer) -> RedisServer:
+    return redis_store_server
+
+
+def test_the_url_is_shown_without_its_password():
+    assert redacted(f"redis://app:{SECRET}@db:6380/2?prefix=x:") == \
+        "redis://app:***@db:6380/2?prefix=x:"
+    assert redacted(f"rediss://:{SECRET}@db/0") == "rediss://:***@db/0"
+    assert redacted("redis://db:6379/0") == "redis://db:6379/0"
+
+
+def test_credentials_come_from_the_url_else_from_the_environment():
+    env = {USERNAME_ENV: "env-user", PASSWORD_ENV: "env-pw"}
+    assert credentials("redis://db/0", env) == {"username": "env-user", "password": "env-pw"}
+    assert credentials("redis://u:p%40ss@db/0", env) == {"username": "u", "password": "p@ss"}
+    assert credentials("redis://db/0", {}) == {}
+
+
+def test_open_store_still_refuses_redis_until_every_protocol_is_built(server):
+    for url in (server.url, server.url.replace("redis://", "rediss://")):
+        with pytest.raises(ValueError, match="not available yet"):
+            open_store(url)
+
+
+def test_a_password_from_the_environment_opens_the_store_and_is_never_shown(tmp_path):
+    locked = RedisServer(tmp_path / "auth", password=SECRET).start()
+    try:
+        store = RedisStoreSoFar(locked.url, environ={PASSWORD_ENV: SECRET})
+        store.set_value("k", 1)
+        assert store.get_value("k") == 1
+        store.close()
+        wrong = RedisStoreSoFar(locked.url.replace("redis://", "redis://:wrong-pw@"),
+                                environ={PASSWORD_ENV: SECRET})   # the URL's comes first
+        with pytest.raises(StoreUnavailable) as refused:
+            wrong.get_value("k")
+        assert "wrong-pw" not in str(refused.value) and "***" in str(refused.value)
+        wrong.close()
+    finally:
+        locked.stop()
+
+
+def test_every_key_is_under_the_prefix_and_prefixes_do_not_see_each_other(server):
+    a = RedisStoreSoFar(f"{server.url}?prefix=ns-a:")
+    b = RedisStoreSoFar(f"{server.url}?prefix=ns-b:")
+    client = server.client()
+    try:
+        a.set_value("k", "a")
+        a.acquire_lock("h1", "a", 60)
+        assert b.get_value("k") is None and b.get_lock("h1") is None
+        assert b.acquire_lock("h1", "b", 60) is not None
+        keys = {k.decode() for k in client.scan_iter(match="ns-a:*")}
+        assert keys == {"ns-a:value:k", "ns-a:lock:h1", "ns-a:locks", "ns-a:fencing:lock"}
+    finally:
+        for key in [*client.scan_iter(match="ns-a:*"), *client.scan_iter(match="ns-b:*")]:
+            client.delete(key)
+        a.close()
+        b.close()
+
+
+def test_a_server_down_is_store_unavailable_and_a_restarted_one_keeps_what_was_written(
+        tmp_path):
+    """AOF on: what was acknowledged before the restart is there after it, the fencing
+    counter included, and the scripts are loaded again by themselves."""
+    server = RedisServer(tmp_path / "r", appendonly="yes", appendfsync="always").start()
+    store = RedisStoreSoFar(f"{server.url}?prefix=t:")
+    try:
+        first = store.acquire_lock("h1", "a", 0.05)
+        store.set_value("k", {"v": 1})
+        server.stop()
+        for use in (lambda: store.get_value("k"), lambda: store.acquire_lock("h2", "a", 5),
+                    lambda: store.update_value("k", lambda old: old), store.list_locks):
+            with pytest.raises(StoreUnavailable, match="unavailable"):
+                use()
+        server.start()
+        assert store.get_value("k") == {"v": 1}
+        time.sleep(0.06)
+        second = store.acquire_lock("h1", "b", 5)
+        assert second is not None and second.token > first.token
+    finally:
+        store.close()
+        server.stop()
+
+
+def test_a_read_then_write_that_keeps_losing_its_race_is_bounded(server):
+    store = RedisSharedValues(f"{server.url}?prefix=busy:", busy_timeout=0.2)
+    other = server.client()
+    bumps = 0
+
+    def meddle(old):
+        nonlocal bumps
+        bumps += 1
+        other.set("busy:value:k", str(bumps))   # another writer, every time
+        return old
+
+    try:
+        with pytest.raises(StoreUnavailable, match="busy"):
+            store.update_value("k", meddle)
+        assert bumps > 1                          # it was tried again before giving up
+    finally:
+        other.delete("busy:value:k")
+        store.close()
+
+
+def _scripts(server: RedisServer):
+    client = server.client()
+    keys = ["lua:lock", "lua:fencing", "lua:locks"]
+    return (client, keys, client.register_script(ACQUIRE_LOCK),
+            client.register_script(RENEW_LOCK), client.register_script(RELEASE_LOCK))
+
+
+def test_acquire_lock_script_refuses_a_live_lock_and_gives_growing_tokens(server):
+    client, keys, acquire, _, _ = _scripts(server)
+    try:
+        assert acquire(keys=keys, args=[100.0, "h1", "holder", "a", "expires_at", "110.0"]) == 1
+        assert acquire(keys=keys, args=[105.0, "h1", "holder", "b", "expires_at", "115.0"]) \
+            is None
+        assert client.hget("lua:lock", "holder") == b"a"
+        assert acquire(keys=keys, args=[110.0, "h1", "holder", "c", "expires_at", "120.0"]) == 2
+        assert client.hgetall("lua:lock") == {b"token": b"2", b"holder": b"c",
+                                              b"expires_at": b"120.0"}   # written whole
+        assert client.smembers("lua:locks") == {b"h1"}
+    finally:
+        client.delete(*keys)
+
+
+def test_renew_and_release_scripts_act_only_for_the_token_that_holds_the_lock(server):
+    client, keys, acquire, renew, release = _scripts(server)
+    try:
+        acquire(keys=keys, args=[100.0, "h1", "expires_at", "110.0"])
+        assert renew(keys=keys[:1], args=[2, "130.0"]) == 0
+        assert renew(keys=keys[:1], args=[1, "130.0"]) == 1
+        assert client.hget("lua:lock", "expires_at") == b"130.0"
+        assert release(keys=[keys[0], keys[2]], args=[2, "h1"]) == 0
+        assert client.exists("lua:lock")
+        assert release(keys=[keys[0], keys[2]], args=[1, "h1"]) == 1
+        assert not client.exists("lua:lock") and not client.smembers("lua:locks")
+        assert renew(keys=keys[:1], args=[1, "140.0"]) == 0      # gone: nothing to renew
+        assert not client.exists("lua:lock")
+    finally:
+        client.delete(*keys)
+
+
+def test_the_scripts_are_loaded_again_after_the_server_forgot_them(server):
+    store = RedisStoreSoFar(f"{server.url}?prefix=flush:")
+    client = server.client()
+    try:
+        assert store.acquire_lock("h1", "a", 60) is not None
+        client.script_flush()
+        lock = store.get_lock("h1")
+        assert store.renew_lock("h1", lock.token, 60)
+        assert store.release_lock("h1", lock.token)
+    finally:
+        for key in client.scan_iter(match="flush:*"):
+            client.delete(key)
+        store.close()
+
