@@ -153,6 +153,9 @@ def test_nothing_holds_no_approval_and_the_values_said() -> None:
     ({}, None, "the plan did not report snapshot_bytes"),
     ({"snapshot_bytes": "huge"}, None, "snapshot_bytes = 'huge' cannot be judged"),
     ({"snapshot_bytes": True}, None, "cannot be judged"),
+    # A negative size is no size (a plan's "unknown" sentinel): never under the rule.
+    ({"snapshot_bytes": -1}, None, "cannot be judged"),
+    ({"snapshot_bytes": "-1"}, None, "cannot be judged"),
 ])
 def test_a_fact_that_cannot_be_judged_asks(facts, error, said) -> None:
     need = approval_need((BIG,), facts, error)
