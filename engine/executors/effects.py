@@ -121,7 +121,27 @@ def restart_service(host: str, v: _Vars, component: str) -> HostEffect:
             if kind == "container" else _program_argv(manager, name, v))
     if isinstance(argv, str):
         return HostEffect(host, manager=manager, refused=argv)
-    return HostEffect(host, argv=argv, manager=manager)
+    return _imported_play(host, v, kind, manager, name)
+
+
+def _imported_play(host: str, v: _Vars, kind: str, manager: str, name: str) -> HostEffect:
+    """What the play restart_service.yml imports acts on. It hands the choice over as play
+    vars (``container``/``container_runtime``, ``program``/``service_manager``), and
+    extravars beat play vars: an extravar of one of those names is what that play
+    restarts, whatever the first play chose, so the plan names that, or its refusal."""
+    if kind == "container":
+        runtime = _text(v.extra.get("container_runtime", manager))
+        name = _text(v.extra.get("container", name))
+        argv = _container_argv(runtime, v.get("container_stop_timeout", 10), name)
+    else:
+        runtime = _text(v.extra.get("service_manager", manager))
+        name = _text(v.extra.get("program", name))
+        argv = (_program_argv(runtime, name, v) if runtime in ("supervisor", "systemd")
+                else f"process_restart.yml takes service_manager supervisor or systemd "
+                     f"(got {runtime!r} from the extravars)")
+    if isinstance(argv, str):
+        return HostEffect(host, manager=runtime, refused=argv)
+    return HostEffect(host, argv=argv, manager=runtime)
 
 
 def restart_container(host: str, v: _Vars, component: str) -> HostEffect:
