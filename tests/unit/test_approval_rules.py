@@ -235,6 +235,31 @@ def test_the_cli_refuses_it_by_the_step_or_by_recovery_yml(cli_env: Env) -> None
     assert cli_env.cli("approve", pending["run_id"], "--as", "alice").code == 0
 
 
+def test_a_fan_out_does_not_make_the_requester_a_second_person(engine_env,
+                                                               run_incident) -> None:
+    """A step whose ``target:`` is a group opens an incident per other host, each asked
+    for by "fan-out of incident ...": whoever asked for the first is who asked for those
+    too, and may not approve them where allow_self is false."""
+    from engine.orchestration.fanout import wait_fanned_out
+
+    engine_env.runbook("grouped", """
+        strategies:
+          - {name: flush, action: test.ok, target: "cache-1:cache-2",
+             approval: {allow_self: false}}
+        verify: {action: test.fail, interval: 0.05s, deadline: 0.2s}
+    """)
+    ctx = engine_env.context()
+    run_incident(ctx, "grouped", target="cache-1", requested_by="alice")
+    assert wait_fanned_out(10.0)
+    parked = {a.target: a for a in ctx.store.list_approvals("pending")}
+    assert set(parked) == {"cache-1", "cache-2"}, parked
+    assert parked["cache-2"].requested_by.startswith("fan-out of incident ")
+    for target in ("cache-1", "cache-2"):
+        with pytest.raises(approvals.SelfApproval, match="alice asked for step flush"):
+            approvals.approve(ctx, parked[target].run_id, by="alice")
+    assert approvals.approve(ctx, parked["cache-2"].run_id, by="bob").run is not None
+
+
 def test_recovery_yml_takes_only_a_boolean(engine_env) -> None:
     engine_env.write_config(approval="{allow_self: false}")
     assert load_config(engine_env.config_path).approval_allow_self is False
