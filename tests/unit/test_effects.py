@@ -26,6 +26,7 @@ all:
         all-1: {service_manager: supervisor, redis_program: all}
         odd-1: {service_manager: runit}
         sup-1: {redis_service_manager: supervisor}
+        num-1: {service_manager: systemd, redis_program: 123}
 """
 GROUP_VARS = "redis_program: redis-server\nredis_container: redis\n"
 
@@ -67,6 +68,7 @@ def test_an_extravar_service_name_beats_every_host_var(inventory: Inventory) -> 
     ("odd-1", "(got 'runit')"),
     ("bad-1", "the container name '-rm' must be a plain name"),
     ("all-1", "the program name 'all' must be a plain name, not all"),
+    ("num-1", "the program name 123 must be a plain name"),   # the playbook: `is string`
     ("nowhere", "not in the inventory"),
 ])
 def test_what_the_playbook_refuses_is_refused_in_the_plan(inventory: Inventory, host: str,
