@@ -350,3 +350,16 @@ def test_check_mode_says_what_the_plan_means_for_approval(engine_env) -> None:
     assert run.status == RunStatus.FAILED
     assert ("approval would be asked: the facts could not be determined (its plan failed: "
             f"no file {path}); asking is the safe answer") in run.reason
+
+
+def test_the_plan_says_plainly_that_a_step_asks_for_no_approval(engine_env) -> None:
+    """`recovery test` printed "approval: not needed — no approval: none"."""
+    from engine.orchestration.planner import approval_answer
+
+    engine_env.runbook("plain", """
+        strategies:
+          - {name: fix, action: test.ok}
+    """)
+    runbook = engine_env.context().runbook("plain")
+    answer = approval_answer(runbook, runbook.strategies[0], None, None)
+    assert answer == {"asked": False, "reason": "the step asks for none (approval: none)"}
