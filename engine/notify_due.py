@@ -8,16 +8,27 @@ acknowledgement) calls ``post_soon``, so the next worker pass posts whatever the
 
 from __future__ import annotations
 
+import logging
+
 from engine.context import EngineContext
 
+log = logging.getLogger(__name__)
 POSTED_AT = "notify_posted_at"   # the store's key: when the last post was claimed
 
 
 def post_soon(ctx: EngineContext) -> None:
     """A condition changed: the next worker pass posts, whatever the interval (the claim
-    of the last post is given up; a resolve then reaches Alertmanager at once)."""
-    if ctx.config.alertmanagers:
+    of the last post is given up; a resolve then reaches Alertmanager at once). Never
+    raises: it runs on the remediation path (a step's start and end, where a raise would
+    skip the release of its lock), and a hint the store refused costs only the wait
+    until the next ``notify_interval``."""
+    if not ctx.config.alertmanagers:
+        return
+    try:
         ctx.store.set_value(POSTED_AT, None)
+    except Exception as exc:  # noqa: BLE001 - the post comes at the interval instead
+        log.warning("outgoing alerts: could not ask for an early post (they go out at the "
+                    "next interval): %s", exc)
 
 
 def claim_post(ctx: EngineContext, now: float) -> bool:

@@ -26,6 +26,18 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{int(time.time() * 1000):012x}-{secrets.token_hex(4)}"
 
 
+# ``requested_by`` of the incidents a group step's fan-out opens for the other hosts
+# (engine.orchestration.fanout), followed by the asking incident's id.
+FANNED_FROM = "fan-out of incident "
+
+
+def fanned_from(requested_by: str) -> str | None:
+    """The id of the incident a fanned-out incident came from; None for any other."""
+    if not requested_by.startswith(FANNED_FROM):
+        return None
+    return requested_by[len(FANNED_FROM):].split(" ", 1)[0] or None
+
+
 @dataclass
 class Incident:
     id: str

@@ -26,7 +26,8 @@ validates the written set as `recovery validate` does.
 
 exit codes: 0 written and valid (whatever could not map is listed), 1 the written set
 does not validate (each problem printed), 2 the file cannot be read or is not of the
-original's shape, or --out already holds a recovery.yml (--force replaces it).
+original's shape, or --out already holds a recovery.yml or one of the runbooks it
+writes (--force replaces them).
 """
 HEADER = ("# Written by `recovery import-config` from {source}.\n"
           "# Review it, then `recovery validate --config` this file.\n")
@@ -72,8 +73,12 @@ def cmd_import_config(ctx: EngineContext, args: argparse.Namespace) -> int:
         raise CliError(f"{source}: {exc}") from None
 
     target = Path(args.out)
-    if (target / "recovery.yml").exists() and not args.force:
-        raise CliError(f"{target / 'recovery.yml'} exists: --force replaces it", USAGE)
+    files = [target / "recovery.yml",
+             *(target / "runbooks" / f"{name}.yml" for name in done.runbooks)]
+    there = [str(f) for f in files if f.exists() or f.is_symlink()]
+    if there and not args.force:
+        raise CliError(f"{', '.join(there)} exist{'s' if len(there) == 1 else ''}: "
+                       "--force replaces them", USAGE)
     (target / "runbooks").mkdir(parents=True, exist_ok=True)
     recovery = dict(done.recovery)
     recovery.update(runbooks="runbooks", playbooks=str(config.playbooks_dir),

@@ -76,18 +76,24 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _container_argv(runtime: str, stop_timeout: Any, name: str) -> tuple[str, ...] | str:
+def _name(value: Any) -> Any:
+    """A name as the playbooks test it: missing is empty, anything else as it is (a
+    number is not a name: the playbooks check ``is string``)."""
+    return "" if value is None else value
+
+
+def _container_argv(runtime: str, stop_timeout: Any, name: Any) -> tuple[str, ...] | str:
     if runtime not in RUNTIMES:
         return f"the runtime must be docker or podman (got {runtime!r})"
     if not STOP_TIMEOUT.match(_text(stop_timeout)):
         return f"container_stop_timeout must be whole seconds (got {stop_timeout!r})"
-    if not CONTAINER_NAME.match(name):
+    if not isinstance(name, str) or not CONTAINER_NAME.match(name):
         return f"the container name {name!r} must be a plain name"
     return (runtime, "restart", "-t", _text(stop_timeout), name)
 
 
-def _program_argv(manager: str, name: str, v: _Vars) -> tuple[str, ...] | str:
-    if not PROGRAM_NAME.match(name) or name == "all":
+def _program_argv(manager: str, name: Any, v: _Vars) -> tuple[str, ...] | str:
+    if not isinstance(name, str) or not PROGRAM_NAME.match(name) or name == "all":
         return f"the program name {name!r} must be a plain name, not all"
     if manager == "systemd":
         return ("systemctl", "restart", name)
@@ -113,15 +119,35 @@ def restart_service(host: str, v: _Vars, component: str) -> HostEffect:
                                         f"or systemd (got {manager!r})")
     kind = "container" if manager in RUNTIMES else "program"
     if v.has("service_name"):
-        name = _text(v.get("service_name"))
+        name = _name(v.get("service_name"))
     else:
         fallback = v.get("service_default", "")
-        name = _text(v.get(f"{component}_{kind}", fallback) if component else fallback)
+        name = _name(v.get(f"{component}_{kind}", fallback) if component else fallback)
     argv = (_container_argv(manager, v.get("container_stop_timeout", 10), name)
             if kind == "container" else _program_argv(manager, name, v))
     if isinstance(argv, str):
         return HostEffect(host, manager=manager, refused=argv)
-    return HostEffect(host, argv=argv, manager=manager)
+    return _imported_play(host, v, kind, manager, name)
+
+
+def _imported_play(host: str, v: _Vars, kind: str, manager: str, name: Any) -> HostEffect:
+    """What the play restart_service.yml imports acts on. It hands the choice over as play
+    vars (``container``/``container_runtime``, ``program``/``service_manager``), and
+    extravars beat play vars: an extravar of one of those names is what that play
+    restarts, whatever the first play chose, so the plan names that, or its refusal."""
+    if kind == "container":
+        runtime = _text(v.extra.get("container_runtime", manager))
+        name = _name(v.extra.get("container", name))
+        argv = _container_argv(runtime, v.get("container_stop_timeout", 10), name)
+    else:
+        runtime = _text(v.extra.get("service_manager", manager))
+        name = _name(v.extra.get("program", name))
+        argv = (_program_argv(runtime, name, v) if runtime in ("supervisor", "systemd")
+                else f"process_restart.yml takes service_manager supervisor or systemd "
+                     f"(got {runtime!r} from the extravars)")
+    if isinstance(argv, str):
+        return HostEffect(host, manager=runtime, refused=argv)
+    return HostEffect(host, argv=argv, manager=runtime)
 
 
 def restart_container(host: str, v: _Vars, component: str) -> HostEffect:
@@ -132,10 +158,10 @@ def restart_container(host: str, v: _Vars, component: str) -> HostEffect:
     if var and not CONTAINER_VAR.match(var):
         return HostEffect(host, refused=f"container_var {var!r} must look like <thing>_container")
     if v.has("container"):
-        name = _text(v.get("container"))
+        name = _name(v.get("container"))
     else:
         fallback = v.get("container_default", "")
-        name = _text(v.get(var, fallback) if var else fallback)
+        name = _name(v.get(var, fallback) if var else fallback)
     runtime = _text(v.get("container_runtime", "docker"))
     argv = _container_argv(runtime, v.get("container_stop_timeout", 10), name)
     if isinstance(argv, str):

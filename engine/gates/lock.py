@@ -38,8 +38,12 @@ class LockGate(Gate):
                 f"{_busy(held)} (check mode takes no lock)")
         taken: list[Lock] = []
         for name in names:
-            lock = ctx.store.acquire_lock(name, ctx.holder, ctx.lock_ttl,
-                                          run_id=ctx.run_id, component=ctx.component)
+            try:
+                lock = ctx.store.acquire_lock(name, ctx.holder, ctx.lock_ttl,
+                                              run_id=ctx.run_id, component=ctx.component)
+            except Exception:
+                _give_back(ctx, taken)          # the chain knows only earlier gates' leases
+                raise
             if lock is None:
                 release_all(ctx.store, taken)   # never wait holding a lock
                 return self._taken(ctx, name)
@@ -53,6 +57,13 @@ class LockGate(Gate):
         if held is None:  # released between our try and our look: ask again soon
             return self.defer(f"lock on {name} changed hands", ctx.now + 1)
         return self.defer(_busy(held), held.expires_at)
+
+
+def _give_back(ctx: GateContext, taken: list[Lock]) -> None:
+    try:
+        release_all(ctx.store, taken)
+    except Exception:  # noqa: BLE001 - the store's first error is the one raised; these lapse
+        pass
 
 
 def lock_names(ctx: GateContext) -> list[str]:

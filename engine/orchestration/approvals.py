@@ -31,7 +31,7 @@ from engine.gates.base import when
 from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
 from engine.notify_due import post_soon
 from engine.orchestration.settle import close_incident
-from engine.records import Approval, Incident, RunRecord, Switch
+from engine.records import Approval, Incident, RunRecord, Switch, fanned_from
 from engine.runbooks.model import Runbook
 
 
@@ -145,7 +145,8 @@ def _check_second_person(ctx: EngineContext, approval: Approval, by: str) -> Non
     strategy = runbook.strategy(approval.strategy) if runbook is not None else None
     allow_self = (strategy.allow_self if strategy is not None and strategy.allow_self
                   is not None else ctx.config.approval_allow_self)
-    if allow_self or by != approval.requested_by:
+    if allow_self or by not in (approval.requested_by,
+                                _first_requester(ctx, approval.requested_by)):
         return
     source = ("the step says" if strategy is not None and strategy.allow_self is not None
               else "recovery.yml says")
@@ -153,6 +154,14 @@ def _check_second_person(ctx: EngineContext, approval: Approval, by: str) -> Non
                        f"{approval.run_id}) and cannot approve it: {source} allow_self: "
                        "false, so a second person must approve it (rejecting it is still "
                        "yours)")
+
+
+def _first_requester(ctx: EngineContext, requested_by: str) -> str:
+    """Who asked, behind a fanned-out incident's ``requested_by``: the requester of the
+    incident the fan-out came from (the same person asked for every host's step)."""
+    origin_id = fanned_from(requested_by)
+    origin = ctx.store.get_incident(origin_id) if origin_id else None
+    return (origin.requested_by or origin.trigger) if origin is not None else requested_by
 
 
 def runbook_change(approval: Approval, runbook: Runbook) -> str | None:

@@ -30,11 +30,10 @@ from engine.inventory import UnknownTarget
 from engine.lifecycle import RunStatus
 from engine.orchestration.precheck import check_health, record_healthy
 from engine.orchestration.step import RunCallback, end_run, new_run, open_record
-from engine.records import Incident
+from engine.records import FANNED_FROM, Incident
 from engine.runbooks.model import Runbook, Strategy
 
 log = logging.getLogger(__name__)
-FANNED_FROM = "fan-out of incident "     # requested_by of the incidents a fan-out opens
 Advance = Callable[[EngineContext, str], Incident]
 _THREADS: set[threading.Thread] = set()
 _THREADS_LOCK = threading.Lock()

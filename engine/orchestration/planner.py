@@ -154,7 +154,7 @@ def approval_answer(runbook: Runbook, strategy: Strategy, facts: dict[str, Any] 
                else "approval: required")
         return {"asked": True, "reason": why}
     if not strategy.approval_when:
-        return {"asked": False, "reason": "no approval: none"}
+        return {"asked": False, "reason": "the step asks for none (approval: none)"}
     need = approval_need(strategy.approval_when, facts, error)
     return {"asked": need.asked, "reason": need.reason, "facts": need.facts}
 

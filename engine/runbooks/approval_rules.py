@@ -130,7 +130,7 @@ def parse_value(value: Any, kind: str, *, reported: bool = False) -> Any:
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a {_kind_words(kind)}")
     if kind == "bytes":
-        return parse_size(value) if not reported or not isinstance(value, int) else value
+        return parse_size(value)    # a negative size is none: never under a rule
     if kind == "count":
         if isinstance(value, int) and value >= 0:
             return value

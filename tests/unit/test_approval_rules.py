@@ -153,6 +153,9 @@ def test_nothing_holds_no_approval_and_the_values_said() -> None:
     ({}, None, "the plan did not report snapshot_bytes"),
     ({"snapshot_bytes": "huge"}, None, "snapshot_bytes = 'huge' cannot be judged"),
     ({"snapshot_bytes": True}, None, "cannot be judged"),
+    # A negative size is no size (a plan's "unknown" sentinel): never under the rule.
+    ({"snapshot_bytes": -1}, None, "cannot be judged"),
+    ({"snapshot_bytes": "-1"}, None, "cannot be judged"),
 ])
 def test_a_fact_that_cannot_be_judged_asks(facts, error, said) -> None:
     need = approval_need((BIG,), facts, error)
@@ -230,6 +233,31 @@ def test_the_cli_refuses_it_by_the_step_or_by_recovery_yml(cli_env: Env) -> None
     assert own.code == 4 and "recovery.yml says allow_self: false" in own.err
     cli_env.write_config()
     assert cli_env.cli("approve", pending["run_id"], "--as", "alice").code == 0
+
+
+def test_a_fan_out_does_not_make_the_requester_a_second_person(engine_env,
+                                                               run_incident) -> None:
+    """A step whose ``target:`` is a group opens an incident per other host, each asked
+    for by "fan-out of incident ...": whoever asked for the first is who asked for those
+    too, and may not approve them where allow_self is false."""
+    from engine.orchestration.fanout import wait_fanned_out
+
+    engine_env.runbook("grouped", """
+        strategies:
+          - {name: flush, action: test.ok, target: "cache-1:cache-2",
+             approval: {allow_self: false}}
+        verify: {action: test.fail, interval: 0.05s, deadline: 0.2s}
+    """)
+    ctx = engine_env.context()
+    run_incident(ctx, "grouped", target="cache-1", requested_by="alice")
+    assert wait_fanned_out(10.0)
+    parked = {a.target: a for a in ctx.store.list_approvals("pending")}
+    assert set(parked) == {"cache-1", "cache-2"}, parked
+    assert parked["cache-2"].requested_by.startswith("fan-out of incident ")
+    for target in ("cache-1", "cache-2"):
+        with pytest.raises(approvals.SelfApproval, match="alice asked for step flush"):
+            approvals.approve(ctx, parked[target].run_id, by="alice")
+    assert approvals.approve(ctx, parked["cache-2"].run_id, by="bob").run is not None
 
 
 def test_recovery_yml_takes_only_a_boolean(engine_env) -> None:
@@ -322,3 +350,16 @@ def test_check_mode_says_what_the_plan_means_for_approval(engine_env) -> None:
     assert run.status == RunStatus.FAILED
     assert ("approval would be asked: the facts could not be determined (its plan failed: "
             f"no file {path}); asking is the safe answer") in run.reason
+
+
+def test_the_plan_says_plainly_that_a_step_asks_for_no_approval(engine_env) -> None:
+    """`recovery test` printed "approval: not needed — no approval: none"."""
+    from engine.orchestration.planner import approval_answer
+
+    engine_env.runbook("plain", """
+        strategies:
+          - {name: fix, action: test.ok}
+    """)
+    runbook = engine_env.context().runbook("plain")
+    answer = approval_answer(runbook, runbook.strategies[0], None, None)
+    assert answer == {"asked": False, "reason": "the step asks for none (approval: none)"}

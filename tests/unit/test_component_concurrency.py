@@ -143,3 +143,28 @@ def test_the_loader_refuses_an_unknown_concurrency_with_its_line(tmp_path: Path)
         load_runbook(path)
     assert caught.value.line == 2
     assert "'per_host' is not one of ['per_target', 'per_component']" in caught.value.reason
+
+
+def test_a_store_failure_on_the_component_lock_gives_the_target_lock_back(
+        engine_env, release) -> None:
+    """The target's lock is taken first; when taking the component's then fails (a real
+    SQLite trigger refuses it), the gate raises and nothing it took may stay held (the
+    chain gives back only the leases of the gates before it)."""
+    import sqlite3
+
+    from engine.gates import GateContext
+
+    _runbook(engine_env, "per_component", release)
+    ctx = engine_env.context()
+    ctx.store.set_value("warm", 1)                   # the database file exists
+    with sqlite3.connect(ctx.store.path) as db:
+        db.execute("CREATE TRIGGER refuse_component BEFORE INSERT ON locks WHEN "
+                   "NEW.target LIKE 'component:%' BEGIN "
+                   "SELECT RAISE(ABORT, 'injected: write refused'); END")
+    runbook = ctx.runbook("cache")
+    gate_ctx = GateContext(runbook=runbook, strategy=runbook.strategies[0], target="cache-1",
+                           store=ctx.store, trigger="manual", holder=ctx.holder,
+                           run_id="run-x", lock_ttl=60.0, now=time.time())
+    with pytest.raises(sqlite3.IntegrityError):
+        ctx.gates.decide(gate_ctx)
+    assert ctx.store.get_lock("cache-1") is None, "the target's lock was given back"

@@ -25,6 +25,8 @@ all:
         bad-1: {service_manager: docker, redis_container: "-rm"}
         all-1: {service_manager: supervisor, redis_program: all}
         odd-1: {service_manager: runit}
+        sup-1: {redis_service_manager: supervisor}
+        num-1: {service_manager: systemd, redis_program: 123}
 """
 GROUP_VARS = "redis_program: redis-server\nredis_container: redis\n"
 
@@ -66,6 +68,7 @@ def test_an_extravar_service_name_beats_every_host_var(inventory: Inventory) -> 
     ("odd-1", "(got 'runit')"),
     ("bad-1", "the container name '-rm' must be a plain name"),
     ("all-1", "the program name 'all' must be a plain name, not all"),
+    ("num-1", "the program name 123 must be a plain name"),   # the playbook: `is string`
     ("nowhere", "not in the inventory"),
 ])
 def test_what_the_playbook_refuses_is_refused_in_the_plan(inventory: Inventory, host: str,
@@ -80,6 +83,35 @@ def test_a_label_templated_name_is_only_shown_or_refused(inventory: Inventory) -
     [effect] = host_effects("restart_service.yml", {"service_name": "x; rm -rf /"}, "redis",
                             ["unit-1"], inventory)
     assert effect.refused and effect.argv == ()
+
+
+def test_extravars_the_imported_plays_read_are_what_runs(inventory: Inventory) -> None:
+    """restart_service.yml hands its choice to restart_container.yml / process_restart.yml
+    as play vars, and extravars beat play vars: an extravar ``container``,
+    ``container_runtime``, ``program`` or ``service_manager`` is what those plays act on
+    (seen with ansible-playbook --check: the first play says ``docker restart redis``,
+    restart_container.yml then restarts ``other``). The plan must name that command, and
+    refuse where the imported play refuses."""
+    assert said(inventory, ["pod-1"], {"container": "other"}) == {
+        "pod-1": "podman restart -t 30 other on pod-1"}
+    assert said(inventory, ["pod-1"], {"container_runtime": "docker"}) == {
+        "pod-1": "docker restart -t 30 redis on pod-1"}
+    assert said(inventory, ["unit-1"], {"program": "sshd"}) == {
+        "unit-1": "systemctl restart sshd on unit-1"}
+    # redis_service_manager (a host var) chooses podman; the extravar is what the
+    # imported play would be told, but a container is restarted by restart_container.yml
+    assert said(inventory, ["pod-1"], {"service_manager": "systemd"}) == {
+        "pod-1": "podman restart -t 30 redis on pod-1"}
+    # the component's own manager chooses supervisor; process_restart.yml is then told
+    # service_manager by the extravar: systemd
+    assert said(inventory, ["sup-1"], {"service_manager": "systemd"}) == {
+        "sup-1": "systemctl restart redis-server on sup-1"}
+    [bad] = host_effects("restart_service.yml", {"program": "all"}, "redis", ["prog-1"],
+                         inventory)
+    assert bad.refused and bad.argv == ()
+    [bad] = host_effects("restart_service.yml", {"container": "-rm"}, "redis", ["pod-1"],
+                         inventory)
+    assert bad.refused and bad.argv == ()
 
 
 def test_restart_container_reads_the_host_var_container_var_names(inventory: Inventory) -> None:

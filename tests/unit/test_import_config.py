@@ -165,3 +165,20 @@ def test_a_malformed_file_is_a_clear_error(tmp_path: Path, recovery, text: str,
 def test_a_missing_file_is_a_usage_error(tmp_path: Path, recovery) -> None:
     code, _, err = recovery("import-config", str(tmp_path / "nope.yml"))
     assert code == 2 and "cannot read" in err
+
+
+def test_a_runbook_already_in_out_is_not_replaced_without_force(tmp_path: Path,
+                                                                recovery) -> None:
+    """Only recovery.yml was checked: a runbooks/ folder of one's own (no recovery.yml
+    beside it) was overwritten silently."""
+    out_dir = tmp_path / "out"
+    (out_dir / "runbooks").mkdir(parents=True)
+    mine = out_dir / "runbooks" / "redis.yml"
+    mine.write_text("# my own redis runbook\n")
+    code, _, err = recovery("import-config", str(ORIGINAL), "--out", str(out_dir))
+    assert code == 2 and str(mine) in err and "--force" in err, err
+    assert mine.read_text() == "# my own redis runbook\n"
+    assert not (out_dir / "recovery.yml").exists(), "nothing written"
+    code, _, err = recovery("import-config", str(ORIGINAL), "--out", str(out_dir), "--force")
+    assert code == 0, err
+    assert mine.read_text().startswith("# Written by `recovery import-config`")
