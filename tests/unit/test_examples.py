@@ -19,7 +19,7 @@ from tests.support.examples import (
     example_labels,
     rules_of,
 )
-from tests.support.paths import ROOT
+from tests.support.paths import EXAMPLES, ROOT
 
 
 def test_the_shipped_components_are_the_four_of_the_design():
@@ -63,3 +63,25 @@ def test_the_systemd_unit_runs_the_service_as_a_dedicated_user_and_stops_it_in_o
     assert unit["KillMode"] == "mixed"           # SIGTERM to the parent alone
     assert int(unit["TimeoutStopSec"]) > 30 + 10  # shutdown_grace + graceful_timeout
     assert unit["StateDirectoryMode"] == "0700" and unit["UMask"] == "0077"
+
+
+def test_the_readme_alert_is_a_notification_the_system_runbook_cleans_up_after():
+    """The README posts docs/examples/alert-disk-full.json to the running service: it must
+    be a notification the webhook takes whole, routed to the system runbook's disk_full
+    (whose first step is disk_cleanup), at the route the webhook serves."""
+    from webhook.notification import parse_notification
+
+    example = EXAMPLES / "alert-disk-full.json"
+    parsed = parse_notification(example.read_bytes())
+    assert parsed.ignored == [] and len(parsed.alerts) == 1
+    [alert] = parsed.alerts
+    runbook = match_runbook(load_runbooks(ROOT / "runbooks"), alert.labels)
+    assert runbook is not None and runbook.name == "system"
+    failure = runbook.failure_type_of(alert.labels)
+    assert failure == "disk_full"
+    assert [s.name for s in runbook.strategies if not s.when or failure in s.when][0] == \
+        "disk_cleanup"
+    readme = (ROOT / "README.md").read_text()
+    assert "--data @docs/examples/alert-disk-full.json http://127.0.0.1:9797/api/v1/alerts" \
+        in readme
+    assert "/api/v1/alerts" in (ROOT / "webhook" / "alerts.py").read_text()
