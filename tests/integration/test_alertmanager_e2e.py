@@ -303,7 +303,7 @@ def test_the_outgoing_alert_reaches_alertmanager_comes_back_and_is_not_remediate
         assert alert["labels"]["source"] == "infra-recovery"
         assert alert["annotations"]["run"] == run_id
         assert alert["labels"]["target"] == "cache-2"
-        assert alert["labels"]["severity"] == "warning"
+        assert alert["labels"]["severity"] == "P2"   # runbook priority medium (the default)
         assert alert["status"]["state"] == "active"
         ends = datetime.strptime(alert["endsAt"][:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
         assert ends > datetime.now(UTC)              # re-posted while the step waits
