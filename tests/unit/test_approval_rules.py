@@ -141,7 +141,7 @@ def test_any_condition_that_holds_asks_and_says_which() -> None:
 def test_nothing_holds_no_approval_and_the_values_said() -> None:
     need = approval_need((BIG, CONFIG), {"snapshot_bytes": 1234, "changes_config": False})
     assert not need.asked
-    assert need.reason == ("no approval needed: snapshot_bytes = 1.23 KB (1234 bytes), not "
+    assert need.reason == ("snapshot_bytes = 1.23 KB (1234 bytes), not "
                            "snapshot_bytes over 1 GB; changes_config = false, not "
                            "changes_config is true")
 
