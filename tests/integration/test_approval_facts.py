@@ -12,7 +12,7 @@ import tarfile
 from pathlib import Path
 
 from engine.executors.ansible import AnsibleExecutor
-from engine.gates import Decision, Gate, GateContext
+from engine.gates import Decision, GateContext, Verdict
 from engine.lifecycle import IncidentState, RunStatus
 from engine.orchestration.planner import check_runs, plan
 from engine.orchestration.triggers import TriggerRequest
@@ -40,9 +40,10 @@ def snapshot_home(root: Path, size: int = SNAPSHOT) -> dict[str, object]:
             "snapshot_roots": [str(root)]}
 
 
-class AfterThePlan(Gate):
-    """A gate after the approval gate (so after the step's plan was judged) that changes
-    the target before the run: what a real target may do between plan and run."""
+class AfterThePlan:
+    """Asked like a gate after the approval gate (so after the step's plan was judged), it
+    changes the target before the run: what a real target may do between plan and run.
+    Not a ``Gate`` subclass: it is no gate of the product's (the operator docs list those)."""
 
     name = "after_the_plan"
 
@@ -51,7 +52,7 @@ class AfterThePlan(Gate):
 
     def check(self, ctx: GateContext) -> Decision:
         self.change()
-        return self.allow()
+        return Decision(self.name, Verdict.ALLOW, "")
 
 
 def change_after_the_plan(ctx, change) -> None:
@@ -172,22 +173,27 @@ def test_the_plans_say_whether_approval_would_be_asked_and_why(
     assert blob.read_bytes() == b"now"
 
 
+def flush_runbook(engine_env, server: RedisServer) -> None:
+    """localhost's Redis is ``server``; runbook ``flush`` asks when over 5 keys."""
+    (engine_env.root / "inventory" / "hosts.yml").write_text(
+        "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
+        f"      redis_url: {json.dumps(server.url)}\n")
+    engine_env.runbook("flush", """
+        strategies:
+          - name: flush
+            action: redis.flush_corrupted
+            with: {match: "cache:*", max_keys: 1000}
+            approval: {when: [{fact: keys_to_delete, over: 5}]}
+    """)
+
+
 def test_a_redis_flush_asks_only_when_it_would_delete_many_keys(
     engine_env, run_incident, tmp_path: Path
 ) -> None:
     """redis.flush_corrupted reports keys_to_delete from a real server's SCAN."""
     server = RedisServer(tmp_path / "redis").start()
     try:
-        (engine_env.root / "inventory" / "hosts.yml").write_text(
-            "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
-            f"      redis_url: {json.dumps(server.url)}\n")
-        engine_env.runbook("flush", """
-            strategies:
-              - name: flush
-                action: redis.flush_corrupted
-                with: {match: "cache:*", max_keys: 1000}
-                approval: {when: [{fact: keys_to_delete, over: 5}]}
-        """)
+        flush_runbook(engine_env, server)
         client = server.client()
         client.mset({f"cache:{i}": 1 for i in range(3)})
         ctx = engine_env.context()
@@ -213,16 +219,7 @@ def test_a_flush_let_through_on_its_plan_deletes_no_more_than_the_plan_counted(
     them needs approval; never ``recovered`` with most of the corruption left."""
     server = RedisServer(tmp_path / "redis").start()
     try:
-        (engine_env.root / "inventory" / "hosts.yml").write_text(
-            "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
-            f"      redis_url: {json.dumps(server.url)}\n")
-        engine_env.runbook("flush", """
-            strategies:
-              - name: flush
-                action: redis.flush_corrupted
-                with: {match: "cache:*", max_keys: 10000}
-                approval: {when: [{fact: keys_to_delete, over: 5}]}
-        """)
+        flush_runbook(engine_env, server)
         client = server.client()
         client.mset({f"cache:{i}": 1 for i in range(3)})
         ctx = engine_env.context()
