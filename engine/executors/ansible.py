@@ -275,7 +275,8 @@ class AnsibleExecutor:
         only when every host succeeded, FAILED when none did, else PARTIAL. ``forks``:
         how many hosts Ansible acts on at once (None: its default). ``data["facts"]``:
         what the playbook reported with ``set_stats`` under ``recovery_facts`` (the facts
-        an approval's conditions test, engine.runbooks.approval_rules).
+        an approval's conditions test, engine.runbooks.approval_rules); ``data["pins"]``:
+        what it reported under ``recovery_pins`` (engine.orchestration.step_facts).
 
         Raises ValueError before anything runs for a playbook outside the folder, a
         limit that is not plain host names, a refused extravar or a bad ``forks``.
@@ -330,13 +331,13 @@ class AnsibleExecutor:
             log.exception("ansible run %s failed in the executor", run_id)
             why = f"executor error: {type(exc).__name__}: {exc}"
             outcome = (RunStatus.FAILED, why, -1, "failed", {}, [], "",
-                       host_outcomes(hosts, None, {}, {}, why), {})
+                       host_outcomes(hosts, None, {}, {}, why), {"facts": {}, "pins": {}})
         finally:
             shutil.rmtree(private, ignore_errors=True)
             if private.exists():
                 log.error("could not delete private data dir %s", private)
 
-        status, reason, rc, runner_status, stats, command, cwd, outcomes, facts = outcome
+        status, reason, rc, runner_status, stats, command, cwd, outcomes, reported = outcome
         reason = redactor.text(reason)
         outcomes = redactor.data(outcomes)
         record.update({"runner_status": runner_status, "rc": rc, "stats": stats,
@@ -347,7 +348,8 @@ class AnsibleExecutor:
             status=status, reason=reason, rc=rc,
             data={"stats": stats, "playbook_sha256": playbook_sha256,
                   "runner_status": runner_status, "limit": limit, "check": check,
-                  "hosts": outcomes, "facts": redactor.data(facts)},
+                  "hosts": outcomes, "facts": redactor.data(reported["facts"]),
+                  "pins": reported["pins"]},
         )
 
     # -- internals ---------------------------------------------------------------------
@@ -456,7 +458,8 @@ class AnsibleExecutor:
         status, reason, outcomes = decide_outcome(runner_status, rc, watcher, timeout,
                                                   limit.split(","))
         return (status, reason, rc, str(runner_status), watcher.stats or {},
-                list(config.command), str(config.cwd), outcomes, watcher.facts)
+                list(config.command), str(config.cwd), outcomes,
+                {"facts": watcher.facts, "pins": watcher.pins})
 
 
 class _Stopper:
@@ -506,6 +509,8 @@ class _EventWatcher:
         # What the playbook reported for approval conditions: `set_stats` data under
         # `recovery_facts` (engine.runbooks.approval_rules), plain values only.
         self.facts: dict[str, Any] = {}
+        # ... and ``recovery_pins``: what a run must use to stay within what was judged.
+        self.pins: dict[str, Any] = {}
         self.failed: dict[str, tuple[str, str]] = {}     # host -> (task, msg), last one
         self.unreachable: dict[str, tuple[str, str]] = {}  # host -> (task, msg), last one
         self.no_hosts_matched = False
@@ -541,10 +546,11 @@ class _EventWatcher:
             self.stats = {k: dict(data.get(k) or {}) for k in
                           ("ok", "changed", "failures", "dark", "skipped", "ignored",
                            "rescued", "processed")}
-            reported = (data.get("artifact_data") or {}).get("recovery_facts")
-            if isinstance(reported, dict):
-                self.facts = {str(k): v for k, v in reported.items()
-                              if isinstance(v, bool | int | float | str)}
+            stats = data.get("artifact_data") or {}
+            for key, kept in (("recovery_facts", self.facts), ("recovery_pins", self.pins)):
+                if isinstance(stats.get(key), dict):
+                    kept.update({str(k): v for k, v in stats[key].items()
+                                 if isinstance(v, bool | int | float | str)})
         elif name == "runner_on_failed" and not data.get("ignore_errors"):
             host = str(data.get("host") or "?")
             self.failed[host] = (str(data.get("task") or "?"), _result_msg(data.get("res")))

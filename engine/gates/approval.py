@@ -28,7 +28,7 @@ class ApprovalGate(Gate):
             facts, error = ctx.facts() if ctx.facts else (None, None)
             need = approval_need(ctx.strategy.approval_when, facts, error)
             if not need.asked:
-                return self.allow(need.reason)
+                return self.allow(f"no approval needed: {need.reason}")
             needed, because = True, f": {need.reason}"
         if not needed:
             return self.allow()

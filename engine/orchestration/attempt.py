@@ -92,6 +92,8 @@ class Step:
     # What the gates took once they allowed: the target's lock, a fleet slot.
     locks: tuple[Lock, ...] = ()
     cancel: threading.Event = field(default_factory=threading.Event)
+    # What its plan pinned when an approval was judged on it: the run is held to it.
+    pins: dict[str, Any] = field(default_factory=dict)
 
 
 def advance(ctx: EngineContext, incident_id: str, *, resume: RunRecord | None = None,
@@ -218,7 +220,8 @@ def _gate(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
     if facts is not None and (judged := facts.record()) is not None:
         details["plan_facts"] = judged      # what the approval's conditions were judged on
     return Step(incident, runbook, index, strategy, resume, run, details, final, asked, now,
-                RunArtifacts(ctx.artifacts_dir, run_id, ctx.redactor))
+                RunArtifacts(ctx.artifacts_dir, run_id, ctx.redactor),
+                pins=facts.pins if facts is not None else {})
 
 
 def _held(ctx: EngineContext, step: Step, on_run: RunCallback | None) -> StepEnd:
@@ -374,7 +377,7 @@ def _run_and_verify(ctx: EngineContext, step: Step) -> StepResult:
     playbook step may run in a rollout with other hosts' (engine.orchestration.rollout)."""
     try:
         result = run_step(ctx, step.incident, step.runbook, step.strategy, step.run,
-                          step.artifacts, step.cancel)
+                          step.artifacts, step.cancel, pins=step.pins)
     except Exception as exc:  # noqa: BLE001 - an engine bug ends the step, not the process
         if is_outage(exc):   # what the step did is not known: verified before a retry
             result = StepResult(RunStatus.INTERRUPTED, "the run's record could not be "

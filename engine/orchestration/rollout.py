@@ -33,7 +33,7 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,16 +131,18 @@ def over_threshold(failed: int, size: int, max_fail_percentage: float) -> bool:
 
 
 def run_step(ctx: EngineContext, incident: Incident, runbook: Runbook, strategy: Strategy,
-             run: RunRecord, artifacts: RunArtifacts, cancel: threading.Event) -> StepResult:
+             run: RunRecord, artifacts: RunArtifacts, cancel: threading.Event,
+             pins: Mapping[str, Any] | None = None) -> StepResult:
     """The step and its verify, as a result. A playbook step joins a rollout (alone, it
-    runs as it always did, on its own host, into its own run's artifacts)."""
+    runs as it always did, on its own host, into its own run's artifacts); its ``pins``
+    are among its extravars, so only steps pinned alike share a play."""
     if not strategy.playbook:
-        result = execute(ctx, incident, runbook, strategy, run, artifacts, cancel)
+        result = execute(ctx, incident, runbook, strategy, run, artifacts, cancel, pins=pins)
         return verified(ctx, incident, runbook, strategy, result, artifacts, cancel)
     try:
-        extravars = step_extravars(incident, runbook, strategy)
+        extravars = step_extravars(incident, runbook, strategy, pins)
     except ValueError:   # refused to render: execute() says why, as a failed result
-        return execute(ctx, incident, runbook, strategy, run, artifacts, cancel)
+        return execute(ctx, incident, runbook, strategy, run, artifacts, cancel, pins=pins)
     member = Member(incident, runbook, strategy, run, artifacts, cancel, extravars)
     return rollouts_of(ctx).join(ctx, member)
 

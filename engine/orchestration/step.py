@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from engine.actions.base import ActionContext
@@ -71,17 +71,19 @@ def open_record(ctx: EngineContext, run: RunRecord, details: dict[str, Any],
 
 def execute(ctx: EngineContext, incident: Incident, runbook: Runbook, strategy: Strategy,
             run: RunRecord, artifacts: RunArtifacts, cancel: threading.Event,
-            check: bool = False, diff: bool = False) -> StepResult:
-    """Run the step (its extravars or params rendered from the alert's labels) with its
-    executor; a step that cannot be rendered is refused, as a failed result."""
+            check: bool = False, diff: bool = False,
+            pins: Mapping[str, Any] | None = None) -> StepResult:
+    """Run the step (its extravars or params rendered from the alert's labels, and the
+    ``pins`` its plan returned when an approval was judged on it) with its executor; a
+    step that cannot be rendered is refused, as a failed result."""
     try:
         if strategy.playbook:
-            extravars = step_extravars(incident, runbook, strategy)
+            extravars = step_extravars(incident, runbook, strategy, pins)
             return ctx.ansible.run(
                 artifacts=artifacts, playbook=strategy.playbook, limit=incident.target,
                 extravars=extravars, check=check, diff=diff,
                 timeout=min(strategy.timeout, ctx.config.playbook_timeout), cancel=cancel)
-        params = render_data(dict(strategy.params), incident.labels)
+        params = {**render_data(dict(strategy.params), incident.labels), **(pins or {})}
         context = action_context(ctx, incident, runbook, params, cancel, check)
         return ctx.python.run(artifacts=artifacts, action=strategy.action or "", ctx=context,
                               check=check, timeout=min(strategy.timeout,
@@ -91,10 +93,12 @@ def execute(ctx: EngineContext, incident: Incident, runbook: Runbook, strategy: 
         return StepResult(RunStatus.FAILED, f"refused to run: {exc}", 1)
 
 
-def step_extravars(incident: Incident, runbook: Runbook, strategy: Strategy) -> dict[str, Any]:
-    """A playbook step's extravars, rendered from the alert's labels, with the target and
+def step_extravars(incident: Incident, runbook: Runbook, strategy: Strategy,
+                   pins: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A playbook step's extravars, rendered from the alert's labels, with its plan's
+    ``pins`` (names ending in ``_pin``: engine.orchestration.step_facts), the target and
     the component. TemplateError (a ValueError) when they cannot be rendered."""
-    extravars = render_data(dict(strategy.extravars), incident.labels)
+    extravars = {**render_data(dict(strategy.extravars), incident.labels), **(pins or {})}
     extravars.update({"recovery_target": incident.target,
                       "recovery_component": runbook.component})
     return extravars

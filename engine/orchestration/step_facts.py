@@ -6,6 +6,13 @@ on the incident's target. What the plan reports (``data["facts"]``) is what the 
 gate judges; a plan that fails leaves the facts undetermined, and the gate then asks a
 person (fail safe), saying why. The plan's own artifacts are scratch: only the facts and
 the reason are kept, in the step's run record.
+
+Facts judged at plan time must hold at run time, so a plan may also return pins
+(``data["pins"]``: an action's, or a playbook's ``set_stats`` ``recovery_pins``): the
+parameters its run must use to stay within what was judged (the snapshot chosen, the
+most keys a flush may delete). A step let through on its facts runs with them among its
+params or extravars; only names ending in ``_pin`` are taken, so a plan can bound its run
+but never replace what the runbook set.
 """
 
 from __future__ import annotations
@@ -35,17 +42,20 @@ class StepFacts:
                  strategy: Strategy) -> None:
         self._args = (ctx, incident, runbook, strategy)
         self.planned: tuple[Facts | None, str | None] | None = None
+        self.pins: dict[str, Any] = {}     # what the run must use: see the module's doc
 
     def get(self) -> tuple[Facts | None, str | None]:
         if self.planned is None:
-            self.planned = plan_facts(*self._args)
+            facts, error, self.pins = plan_facts(*self._args)
+            self.planned = facts, error
         return self.planned
 
     def record(self) -> dict[str, Any] | None:
-        """What the approval's conditions were judged on, for run.json; None: not asked."""
+        """What the approval's conditions were judged on (and the pins its run is held
+        to), for run.json; None: not asked."""
         if self.planned is None:
             return None
-        return {"facts": self.planned[0], "error": self.planned[1]}
+        return {"facts": self.planned[0], "error": self.planned[1], "pins": self.pins}
 
 
 def facts_needed(runbook: Runbook, strategy: Strategy, approved_by: str | None) -> bool:
@@ -56,9 +66,9 @@ def facts_needed(runbook: Runbook, strategy: Strategy, approved_by: str | None) 
 
 
 def plan_facts(ctx: EngineContext, incident: Incident, runbook: Runbook,
-               strategy: Strategy) -> tuple[Facts | None, str | None]:
-    """Plan the step on the incident's target and return (facts, None), or (None, why)
-    when its plan did not succeed."""
+               strategy: Strategy) -> tuple[Facts | None, str | None, dict[str, Any]]:
+    """Plan the step on the incident's target and return (facts, None, pins), or
+    (None, why, {}) when its plan did not succeed."""
     try:
         ctx.artifacts_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".facts-", dir=ctx.artifacts_dir) as scratch:
@@ -68,8 +78,10 @@ def plan_facts(ctx: EngineContext, incident: Incident, runbook: Runbook,
             result = execute(ctx, incident, runbook, strategy, run, artifacts,
                              threading.Event(), check=True)
     except Exception as exc:  # noqa: BLE001 - a plan that cannot run tells nothing: ask
-        return None, f"its plan could not run: {type(exc).__name__}: {exc}"
+        return None, f"its plan could not run: {type(exc).__name__}: {exc}", {}
     if result.status != RunStatus.SUCCEEDED:
-        return None, f"its plan {result.status.value}: {result.reason}"
-    facts = result.data.get("facts")
-    return (dict(facts) if isinstance(facts, dict) else {}), None
+        return None, f"its plan {result.status.value}: {result.reason}", {}
+    facts, pins = result.data.get("facts"), result.data.get("pins")
+    return ((dict(facts) if isinstance(facts, dict) else {}), None,
+            {str(k): v for k, v in pins.items() if str(k).endswith("_pin")}
+            if isinstance(pins, dict) else {})

@@ -113,7 +113,7 @@ def approval_need(conditions: tuple[FactCondition, ...], facts: Mapping[str, Any
             return ApprovalNeed(True, f"{condition.fact} = {shown} (rule: "
                                 f"{condition.describe()})", reported)
         unmet.append(f"{condition.fact} = {shown}, not {condition.describe()}")
-    return ApprovalNeed(False, "no approval needed: " + "; ".join(unmet), reported)
+    return ApprovalNeed(False, "; ".join(unmet), reported)   # callers say "not needed"
 
 
 def parse_value(value: Any, kind: str, *, reported: bool = False) -> Any:

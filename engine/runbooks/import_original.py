@@ -37,8 +37,6 @@ ORIGINAL_NAMES: dict[str, dict[str, str]] = {
     "redis": {"restart_container": "restart_service"},
     "system": {"memory_cleanup": "memory_gc"},
 }
-# The original's priorities; where this version's runbooks lack one, its nearest.
-PRIORITY_FALLBACK = {"medium": "warning", "low": "info"}
 ALERT_ON = ("recovery", "cooldown", "degraded_mode", "exhaustion", "in_progress")
 _RECOVERY_KEYS = {"enabled", "max_attempts_per_hour", "cooldown_seconds", "components"}
 _COMPONENT_KEYS = {"priority", "strategies", "timeout_seconds", "max_attempts_per_hour",
@@ -187,11 +185,6 @@ def _priority(value: Any, where: str, done: Imported, name: str) -> str:
     if word in known:
         done.mapped.append(f"{where} {word} -> runbook {name}: priority {word}")
         return word
-    if word in PRIORITY_FALLBACK and PRIORITY_FALLBACK[word] in known:
-        near = PRIORITY_FALLBACK[word]
-        done.mapped.append(f"{where} {word} -> runbook {name}: priority {near} (this "
-                           f"version has no {word!r}; {near!r} is its nearest)")
-        return near
     raise OriginalConfigError(f"{where}: unknown priority {value!r} (one of critical, high, "
                               "medium, low)")
 

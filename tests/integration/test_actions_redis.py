@@ -386,6 +386,35 @@ def test_flush_refuses_a_match_everything_pattern_and_fails_on_a_stopped_server(
     assert not sample.ok
 
 
+def test_a_flush_pinned_by_its_plan_deletes_no_more_than_it_counted(engine_env, servers):
+    """``max_keys_pin`` (what its plan counted, when approval was judged on it) bounds the
+    run under ``max_keys``: a pin of 0 deletes nothing and fails when keys appeared since;
+    a pin that covers what is there is a recovery."""
+    server = servers("pinned")
+    inventory(engine_env, redis_url=server.url)
+    shipped_redis(engine_env)
+    ctx = engine_env.context()
+    host = dict(ctx.host_vars("cache-1"))
+
+    def flush(pin: int):
+        return ctx.python.call("redis.flush_corrupted", ActionContext(
+            "redis", "cache-1", params={"match": "cache:*", "max_keys": 100,
+                                        "max_keys_pin": pin}, host_vars=host))
+
+    planned = ctx.python.call("redis.flush_corrupted", ActionContext(
+        "redis", "cache-1", params={"match": "cache:*"}, host_vars=host), plan=True)
+    assert planned.data["pins"] == {"max_keys_pin": 0}
+    server.client().mset({"cache:a": 1, "cache:b": 1})
+    stopped = flush(0)
+    assert not stopped.ok and stopped.data["deleted"] == 0
+    assert "2 more key(s) without a TTL remain" in stopped.summary
+    assert "deleting more needs approval" in stopped.summary
+    assert server.client().dbsize() == 2
+    done = flush(2)
+    assert done.ok, done.summary
+    assert server.client().dbsize() == 0
+
+
 def test_sample_keys_readable_reads_back_what_is_left(engine_env, servers):
     server = servers("sample")
     client = server.client()

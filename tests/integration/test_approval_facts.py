@@ -12,6 +12,7 @@ import tarfile
 from pathlib import Path
 
 from engine.executors.ansible import AnsibleExecutor
+from engine.gates import Decision, GateContext, Verdict
 from engine.lifecycle import IncidentState, RunStatus
 from engine.orchestration.planner import check_runs, plan
 from engine.orchestration.triggers import TriggerRequest
@@ -37,6 +38,27 @@ def snapshot_home(root: Path, size: int = SNAPSHOT) -> dict[str, object]:
     (snaps / f"{archive.name}.good").write_text("")
     return {"persist_dir": str(data), "snapshot_dir": str(snaps),
             "snapshot_roots": [str(root)]}
+
+
+class AfterThePlan:
+    """Asked like a gate after the approval gate (so after the step's plan was judged), it
+    changes the target before the run: what a real target may do between plan and run.
+    Not a ``Gate`` subclass: it is no gate of the product's (the operator docs list those)."""
+
+    name = "after_the_plan"
+
+    def __init__(self, change) -> None:
+        self.change = change
+
+    def check(self, ctx: GateContext) -> Decision:
+        self.change()
+        return Decision(self.name, Verdict.ALLOW, "")
+
+
+def change_after_the_plan(ctx, change) -> None:
+    gates = ctx.gates.gates
+    gates.insert(next(i for i, g in enumerate(gates) if g.name == "approval") + 1,
+                 AfterThePlan(change))
 
 
 def rollback_runbook(engine_env, name: str, dirs: dict[str, object], rule: str) -> None:
@@ -146,8 +168,23 @@ def test_the_plans_say_whether_approval_would_be_asked_and_why(
     checked = recovery(engine_env.env(), "recover", "--component", "small", "--target", "localhost",
                        "--check")
     assert checked.code == 0, checked.err
-    assert "approval not needed: no approval needed: snapshot_bytes = " in checked.out
+    assert "approval not needed: snapshot_bytes = " in checked.out
+    assert "no approval needed" not in checked.out          # said once, not twice
     assert blob.read_bytes() == b"now"
+
+
+def flush_runbook(engine_env, server: RedisServer) -> None:
+    """localhost's Redis is ``server``; runbook ``flush`` asks when over 5 keys."""
+    (engine_env.root / "inventory" / "hosts.yml").write_text(
+        "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
+        f"      redis_url: {json.dumps(server.url)}\n")
+    engine_env.runbook("flush", """
+        strategies:
+          - name: flush
+            action: redis.flush_corrupted
+            with: {match: "cache:*", max_keys: 1000}
+            approval: {when: [{fact: keys_to_delete, over: 5}]}
+    """)
 
 
 def test_a_redis_flush_asks_only_when_it_would_delete_many_keys(
@@ -156,16 +193,7 @@ def test_a_redis_flush_asks_only_when_it_would_delete_many_keys(
     """redis.flush_corrupted reports keys_to_delete from a real server's SCAN."""
     server = RedisServer(tmp_path / "redis").start()
     try:
-        (engine_env.root / "inventory" / "hosts.yml").write_text(
-            "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
-            f"      redis_url: {json.dumps(server.url)}\n")
-        engine_env.runbook("flush", """
-            strategies:
-              - name: flush
-                action: redis.flush_corrupted
-                with: {match: "cache:*", max_keys: 1000}
-                approval: {when: [{fact: keys_to_delete, over: 5}]}
-        """)
+        flush_runbook(engine_env, server)
         client = server.client()
         client.mset({f"cache:{i}": 1 for i in range(3)})
         ctx = engine_env.context()
@@ -181,3 +209,86 @@ def test_a_redis_flush_asks_only_when_it_would_delete_many_keys(
         assert client.dbsize() == 10
     finally:
         server.kill()
+
+
+def test_a_flush_let_through_on_its_plan_deletes_no_more_than_the_plan_counted(
+    engine_env, run_incident, tmp_path: Path
+) -> None:
+    """3 keys planned (under the rule's 5: no approval asked), 1,000 more written before
+    the run: the run deletes 3, no more, and fails saying more remain and that deleting
+    them needs approval; never ``recovered`` with most of the corruption left."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        flush_runbook(engine_env, server)
+        client = server.client()
+        client.mset({f"cache:{i}": 1 for i in range(3)})
+        ctx = engine_env.context()
+        change_after_the_plan(ctx, lambda: client.mset(
+            {f"cache:grown:{i}": 1 for i in range(1000)}))
+        ended = run_incident(ctx, "flush").incident
+        assert ended.state != IncidentState.RECOVERED
+        assert client.dbsize() == 1000                      # 1,003 - the 3 judged
+        [ran] = ctx.store.query_runs(incident_id=ended.id)
+        assert ran.status == RunStatus.FAILED
+        assert "1000 more key(s) without a TTL remain" in ran.reason
+        assert "needs approval" in ran.reason
+        record = json.loads((ctx.artifacts_dir / ran.id / "run.json").read_text())
+        assert record["plan_facts"]["pins"] == {"max_keys_pin": 3}
+    finally:
+        server.kill()
+
+
+def test_a_rollback_let_through_on_its_plan_restores_the_snapshot_judged(
+    engine_env, run_incident, tmp_path: Path
+) -> None:
+    """A newer (and much bigger) good snapshot appears between the plan and the run: the
+    run restores the one its plan judged, not the newest one."""
+    dirs = snapshot_home(tmp_path / "srv")
+    data, snaps = Path(str(dirs["persist_dir"])), tmp_path / "srv" / "snaps"
+    judged = (data / "blob").read_bytes()
+    (data / "blob").write_bytes(b"written after the snapshot")
+
+    def newer_snapshot() -> None:
+        staged = tmp_path / "newer"
+        staged.mkdir()
+        (staged / "blob").write_bytes(os.urandom(2 * SNAPSHOT))
+        archive = snaps / "data-20260102T000000000000Z.tar.gz"
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.add(staged / "blob", arcname="blob")
+        (snaps / f"{archive.name}.good").write_text("")
+
+    rollback_runbook(engine_env, "small", dirs, "{when: [{fact: snapshot_bytes, over: 1MB}]}")
+    ctx = engine_env.context()
+    change_after_the_plan(ctx, newer_snapshot)
+    done = run_incident(ctx, "small").incident
+    assert done.state == IncidentState.RECOVERED, done.reason
+    assert (data / "blob").read_bytes() == judged
+    [ran] = ctx.store.query_runs(incident_id=done.id)
+    record = json.loads((ctx.artifacts_dir / ran.id / "run.json").read_text())
+    assert record["plan_facts"]["pins"]["snapshot_pin"] == \
+        "data-20260101T000000000000Z.tar.gz"
+
+
+def test_a_rollback_refuses_when_the_snapshot_judged_changed(
+    engine_env, run_incident, tmp_path: Path
+) -> None:
+    """The snapshot judged is rewritten (another size) between plan and run: the run
+    refuses, restores nothing, and says the snapshot changed since it was judged."""
+    dirs = snapshot_home(tmp_path / "srv")
+    data, snaps = Path(str(dirs["persist_dir"])), tmp_path / "srv" / "snaps"
+    (data / "blob").write_bytes(b"written after the snapshot")
+    (archive,) = snaps.glob("*.tar.gz")
+
+    def rewrite() -> None:
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.add(data / "blob", arcname="blob")
+
+    rollback_runbook(engine_env, "small", dirs, "{when: [{fact: snapshot_bytes, over: 1MB}]}")
+    ctx = engine_env.context()
+    change_after_the_plan(ctx, rewrite)
+    ended = run_incident(ctx, "small").incident
+    assert ended.state != IncidentState.RECOVERED
+    [ran] = ctx.store.query_runs(incident_id=ended.id)
+    assert ran.status == RunStatus.FAILED
+    assert "changed since its plan judged it" in ran.reason
+    assert (data / "blob").read_bytes() == b"written after the snapshot"

@@ -141,7 +141,7 @@ def test_any_condition_that_holds_asks_and_says_which() -> None:
 def test_nothing_holds_no_approval_and_the_values_said() -> None:
     need = approval_need((BIG, CONFIG), {"snapshot_bytes": 1234, "changes_config": False})
     assert not need.asked
-    assert need.reason == ("no approval needed: snapshot_bytes = 1.23 KB (1234 bytes), not "
+    assert need.reason == ("snapshot_bytes = 1.23 KB (1234 bytes), not "
                            "snapshot_bytes over 1 GB; changes_config = false, not "
                            "changes_config is true")
 
@@ -309,7 +309,8 @@ def test_the_step_is_planned_once_and_judged_on_what_its_plan_reported(
     assert "file_bytes = 2 KB (rule: file_bytes over 1 KB)" in approval.reason
     assert path.exists() and trace.read_text().split()[0::3] == ["plan"]
     record = json.loads((ctx.artifacts_dir / approval.run_id / "run.json").read_text())
-    assert record["plan_facts"] == {"facts": {"file_bytes": 2000}, "error": None}
+    assert record["plan_facts"] == {"facts": {"file_bytes": 2000}, "error": None,
+                                  "pins": {}}
 
     sized_runbook(engine_env, path, trace, "1MB")
     ctx = engine_env.context()

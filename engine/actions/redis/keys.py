@@ -114,6 +114,10 @@ class FlushCorrupted(Action):
     remain" when anything is: part of the corruption removed is not a recovery, and the
     incident must not read ``recovered``. The runbook then escalates (or a person
     approves another run, or raises ``max_keys``).
+
+    Its plan pins ``max_keys_pin``: the keys it counted. A run let through without a
+    person because that count was under an approval rule deletes at most that many, and,
+    when more have appeared since, fails saying so: deleting more needs approval.
     """
 
     name = "redis.flush_corrupted"
@@ -129,13 +133,24 @@ class FlushCorrupted(Action):
         batch = int(number(ctx, "batch", 500, low=1, high=10_000))
         return pattern, cap, batch
 
+    @staticmethod
+    def _judged(ctx: ActionContext, cap: int) -> int | None:
+        """The keys its plan counted when an approval was judged on them (the pin), when
+        that is under the cap: a run must not delete more than was judged."""
+        if "max_keys_pin" not in ctx.params:
+            return None
+        pinned = int(number(ctx, "max_keys_pin", 0, low=0, high=1_000_000))
+        return pinned if pinned < cap else None
+
     def run(self, ctx: ActionContext) -> ActionResult:
         import redis
 
         try:
             pattern, cap, batch = self._limits(ctx)
+            judged = self._judged(ctx, cap)
         except ValueError as exc:
             return ActionResult(False, f"refused: {exc}")
+        cap = cap if judged is None else judged
         deleted, checked, batches, sample = 0, 0, 0, []
         started = time.monotonic()
         with primary_client(ctx) as (client, where):
@@ -161,7 +176,8 @@ class FlushCorrupted(Action):
                 return ActionResult(False, f"flush on {where} failed after deleting "
                                     f"{deleted} key(s): {exc}",
                                     {"deleted": deleted, "server": where})
-            stopped = deleted >= cap and (cursor != 0 or bool(keys))
+            # (a pin of 0 scans nothing: the count below says whether any appeared)
+            stopped = deleted >= cap and (cursor != 0 or bool(keys) or batches == 0)
             left = Census(complete=True)
             try:
                 if stopped and not ctx.cancel.is_set():
@@ -190,6 +206,12 @@ class FlushCorrupted(Action):
                 more = f"more than {max(cap, CENSUS_LIMIT)} keys without a TTL remain"
             else:
                 more = f"{left.without_ttl} more key(s) without a TTL remain"
+            if judged is not None:
+                return ActionResult(False, f"not recovered: {what}; stopped at the {judged} "
+                                    "key(s) its plan counted when approval was judged not "
+                                    f"needed, and {more} (they appeared since): deleting "
+                                    "more needs approval (run it again: its plan counts "
+                                    "them and the rule decides)", data)
             return ActionResult(False, f"not recovered: {what}; stopped at the cap of {cap} "
                                 f"per run and {more} (e.g. {', '.join(left.sample[:3]) or '?'}"
                                 "): run flush_corrupted again or raise max_keys", data)
@@ -217,7 +239,8 @@ class FlushCorrupted(Action):
         data = {"server": where, "match": pattern, "would_delete": min(count, cap),
                 "without_ttl": count, "more_than_cap": more, "cap": cap,
                 "with_ttl_seen": seen.with_ttl, "sample": seen.sample,
-                "facts": {"keys_to_delete": min(count, cap)}}
+                "facts": {"keys_to_delete": min(count, cap)},
+                "pins": {"max_keys_pin": min(count, cap)}}
         words = (f"more than {cap} keys without a TTL match {pattern!r}: a run deletes "
                  f"{cap} and fails, the rest remaining" if more else
                  f"would delete {count} key(s) without a TTL matching {pattern!r}")
