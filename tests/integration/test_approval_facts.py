@@ -14,6 +14,8 @@ from pathlib import Path
 from engine.executors.ansible import AnsibleExecutor
 from engine.gates import Decision, GateContext, Verdict
 from engine.lifecycle import IncidentState, RunStatus
+from engine.orchestration import approvals
+from engine.orchestration.attempt import advance
 from engine.orchestration.planner import check_runs, plan
 from engine.orchestration.triggers import TriggerRequest
 from tests.support.ansible_fixtures import new_run
@@ -173,8 +175,10 @@ def test_the_plans_say_whether_approval_would_be_asked_and_why(
     assert blob.read_bytes() == b"now"
 
 
-def flush_runbook(engine_env, server: RedisServer) -> None:
-    """localhost's Redis is ``server``; runbook ``flush`` asks when over 5 keys."""
+def flush_runbook(engine_env, server: RedisServer,
+                  rule: str = "{when: [{fact: keys_to_delete, over: 5}]}") -> None:
+    """localhost's Redis is ``server``; runbook ``flush`` asks under ``rule`` (by default:
+    when over 5 keys)."""
     (engine_env.root / "inventory" / "hosts.yml").write_text(
         "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
         f"      redis_url: {json.dumps(server.url)}\n")
@@ -183,8 +187,8 @@ def flush_runbook(engine_env, server: RedisServer) -> None:
           - name: flush
             action: redis.flush_corrupted
             with: {match: "cache:*", max_keys: 1000}
-            approval: {when: [{fact: keys_to_delete, over: 5}]}
-    """)
+            approval: RULE
+    """.replace("RULE", rule))
 
 
 def test_a_redis_flush_asks_only_when_it_would_delete_many_keys(
@@ -292,3 +296,104 @@ def test_a_rollback_refuses_when_the_snapshot_judged_changed(
     assert ran.status == RunStatus.FAILED
     assert "changed since its plan judged it" in ran.reason
     assert (data / "blob").read_bytes() == b"written after the snapshot"
+
+
+def approve_and_run(ctx, run_id: str) -> None:
+    """alice approves the parked run; it runs here, as ``approve --now`` does."""
+    approvals.approve(ctx, run_id, by="alice")
+    claimed = approvals.claim(ctx, run_id)
+    assert claimed is not None
+    advance(ctx, claimed.incident_id, resume=claimed)
+
+
+def test_an_approved_flush_deletes_no_more_than_its_approver_was_shown(
+    engine_env, run_incident, tmp_path: Path
+) -> None:
+    """Parked (approval required) while 3 keys matched, the pending view shows the plan's
+    3; 1,000 more are written before alice approves: the run deletes the 3 she saw, no
+    more, and fails saying what remains and that it takes another approval."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        flush_runbook(engine_env, server, rule="required")
+        client = server.client()
+        client.mset({f"cache:{i}": 1 for i in range(3)})
+        ctx = engine_env.context()
+        parked = run_incident(ctx, "flush").incident
+        [waiting] = ctx.store.list_approvals("pending")
+        assert waiting.plan["judged"]["pins"] == {"max_keys_pin": 3}
+        shown = recovery(engine_env.env(), "pending")
+        assert shown.code == 0, shown.err
+        assert "keys_to_delete=3" in shown.out and "held to max_keys_pin=3" in shown.out
+
+        client.mset({f"cache:grown:{i}": 1 for i in range(1000)})
+        approve_and_run(ctx, waiting.run_id)
+        assert client.dbsize() == 1000                      # 1,003 - the 3 approved
+        ran = ctx.store.get_run(waiting.run_id)
+        assert ran.status == RunStatus.FAILED
+        assert ("stopped at the 3 key(s) the approved plan counted (approved by alice); "
+                "1000 more key(s) without a TTL remain: approve again") in ran.reason
+        ended = ctx.store.get_incident(parked.id)
+        assert ended.state != IncidentState.RECOVERED
+        assert "stopped at the 3 key(s) the approved plan counted" in ended.reason
+        record = json.loads((ctx.artifacts_dir / ran.id / "run.json").read_text())
+        assert record["approved_pins"] == {"max_keys_pin": 3, "approved_by_pin": "alice"}
+    finally:
+        server.kill()
+
+
+def test_an_approved_flush_whose_plan_could_not_be_made_says_so_and_runs_as_written(
+    engine_env, run_incident, tmp_path: Path
+) -> None:
+    """Redis down when the step parks: its plan cannot count, the pending view says so,
+    and once it is back an approved run deletes what the runbook allows (max_keys)."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        flush_runbook(engine_env, server, rule="required")
+        client = server.client()
+        client.mset({f"cache:{i}": 1 for i in range(3)})
+        server.stop()
+        ctx = engine_env.context()
+        run_incident(ctx, "flush")
+        [waiting] = ctx.store.list_approvals("pending")
+        assert waiting.plan["judged"]["error"] and waiting.plan["judged"]["pins"] == {}
+        shown = recovery(engine_env.env(), "pending")
+        assert "NOT PLANNED" in shown.out and "runs as the runbook says" in shown.out
+
+        server.start()
+        client = server.client()
+        client.mset({f"cache:{i}": 1 for i in range(10)})
+        approve_and_run(ctx, waiting.run_id)
+        assert ctx.store.get_run(waiting.run_id).status == RunStatus.SUCCEEDED
+        assert client.dbsize() == 0
+    finally:
+        server.kill()
+
+
+def test_an_approved_rollback_restores_the_snapshot_its_approver_was_shown(
+    engine_env, run_incident, tmp_path: Path
+) -> None:
+    """Parked (approval required) with one good snapshot; a newer one appears before the
+    approval: the approved run restores the snapshot the approver was shown."""
+    dirs = snapshot_home(tmp_path / "srv")
+    data, snaps = Path(str(dirs["persist_dir"])), tmp_path / "srv" / "snaps"
+    shown_then = (data / "blob").read_bytes()
+    (data / "blob").write_bytes(b"written after the snapshot")
+    rollback_runbook(engine_env, "careful", dirs, "required")
+    ctx = engine_env.context()
+    parked = run_incident(ctx, "careful").incident
+    [waiting] = ctx.store.list_approvals("pending")
+    assert waiting.plan["judged"]["pins"]["snapshot_pin"] == \
+        "data-20260101T000000000000Z.tar.gz"
+
+    staged = tmp_path / "newer"
+    staged.mkdir()
+    (staged / "blob").write_bytes(os.urandom(2 * SNAPSHOT))
+    newer = snaps / "data-20260102T000000000000Z.tar.gz"
+    with tarfile.open(newer, "w:gz") as tar:
+        tar.add(staged / "blob", arcname="blob")
+    (snaps / f"{newer.name}.good").write_text("")
+
+    approve_and_run(ctx, waiting.run_id)
+    done = ctx.store.get_incident(parked.id)
+    assert done.state == IncidentState.RECOVERED, done.reason
+    assert (data / "blob").read_bytes() == shown_then
