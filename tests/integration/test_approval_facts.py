@@ -42,6 +42,27 @@ def snapshot_home(root: Path, size: int = SNAPSHOT) -> dict[str, object]:
             "snapshot_roots": [str(root)]}
 
 
+def written_since_snapshot(root: Path) -> tuple[dict[str, object], Path, bytes]:
+    """``snapshot_home``, its data then written over: (extravars, the data directory, the
+    bytes the snapshot holds)."""
+    dirs = snapshot_home(root)
+    data = Path(str(dirs["persist_dir"]))
+    snapshotted = (data / "blob").read_bytes()
+    (data / "blob").write_bytes(b"written after the snapshot")
+    return dirs, data, snapshotted
+
+
+def newer_snapshot(root: Path) -> None:
+    """A newer (and bigger) good snapshot beside the one ``snapshot_home`` made."""
+    staged = root / "newer"
+    staged.mkdir()
+    (staged / "blob").write_bytes(os.urandom(2 * SNAPSHOT))
+    archive = root / "snaps" / "data-20260102T000000000000Z.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(staged / "blob", arcname="blob")
+    (root / "snaps" / f"{archive.name}.good").write_text("")
+
+
 class AfterThePlan:
     """Asked like a gate after the approval gate (so after the step's plan was judged), it
     changes the target before the run: what a real target may do between plan and run.
@@ -247,23 +268,11 @@ def test_a_rollback_let_through_on_its_plan_restores_the_snapshot_judged(
 ) -> None:
     """A newer (and much bigger) good snapshot appears between the plan and the run: the
     run restores the one its plan judged, not the newest one."""
-    dirs = snapshot_home(tmp_path / "srv")
-    data, snaps = Path(str(dirs["persist_dir"])), tmp_path / "srv" / "snaps"
-    judged = (data / "blob").read_bytes()
-    (data / "blob").write_bytes(b"written after the snapshot")
-
-    def newer_snapshot() -> None:
-        staged = tmp_path / "newer"
-        staged.mkdir()
-        (staged / "blob").write_bytes(os.urandom(2 * SNAPSHOT))
-        archive = snaps / "data-20260102T000000000000Z.tar.gz"
-        with tarfile.open(archive, "w:gz") as tar:
-            tar.add(staged / "blob", arcname="blob")
-        (snaps / f"{archive.name}.good").write_text("")
+    dirs, data, judged = written_since_snapshot(tmp_path / "srv")
 
     rollback_runbook(engine_env, "small", dirs, "{when: [{fact: snapshot_bytes, over: 1MB}]}")
     ctx = engine_env.context()
-    change_after_the_plan(ctx, newer_snapshot)
+    change_after_the_plan(ctx, lambda: newer_snapshot(tmp_path / "srv"))
     done = run_incident(ctx, "small").incident
     assert done.state == IncidentState.RECOVERED, done.reason
     assert (data / "blob").read_bytes() == judged
@@ -374,10 +383,7 @@ def test_an_approved_rollback_restores_the_snapshot_its_approver_was_shown(
 ) -> None:
     """Parked (approval required) with one good snapshot; a newer one appears before the
     approval: the approved run restores the snapshot the approver was shown."""
-    dirs = snapshot_home(tmp_path / "srv")
-    data, snaps = Path(str(dirs["persist_dir"])), tmp_path / "srv" / "snaps"
-    shown_then = (data / "blob").read_bytes()
-    (data / "blob").write_bytes(b"written after the snapshot")
+    dirs, data, shown_then = written_since_snapshot(tmp_path / "srv")
     rollback_runbook(engine_env, "careful", dirs, "required")
     ctx = engine_env.context()
     parked = run_incident(ctx, "careful").incident
@@ -385,14 +391,7 @@ def test_an_approved_rollback_restores_the_snapshot_its_approver_was_shown(
     assert waiting.plan["judged"]["pins"]["snapshot_pin"] == \
         "data-20260101T000000000000Z.tar.gz"
 
-    staged = tmp_path / "newer"
-    staged.mkdir()
-    (staged / "blob").write_bytes(os.urandom(2 * SNAPSHOT))
-    newer = snaps / "data-20260102T000000000000Z.tar.gz"
-    with tarfile.open(newer, "w:gz") as tar:
-        tar.add(staged / "blob", arcname="blob")
-    (snaps / f"{newer.name}.good").write_text("")
-
+    newer_snapshot(tmp_path / "srv")
     approve_and_run(ctx, waiting.run_id)
     done = ctx.store.get_incident(parked.id)
     assert done.state == IncidentState.RECOVERED, done.reason
