@@ -396,3 +396,25 @@ def test_an_approved_rollback_restores_the_snapshot_its_approver_was_shown(
     done = ctx.store.get_incident(parked.id)
     assert done.state == IncidentState.RECOVERED, done.reason
     assert (data / "blob").read_bytes() == shown_then
+
+
+def test_an_approved_rollback_refuses_when_the_snapshot_shown_changed(
+    engine_env, run_incident, tmp_path: Path
+) -> None:
+    """The snapshot the approver was shown is rewritten (another size) before the
+    approval: the approved run refuses and restores nothing."""
+    dirs, data, _ = written_since_snapshot(tmp_path / "srv")
+    (archive,) = (tmp_path / "srv" / "snaps").glob("*.tar.gz")
+    rollback_runbook(engine_env, "careful", dirs, "required")
+    ctx = engine_env.context()
+    parked = run_incident(ctx, "careful").incident
+    [waiting] = ctx.store.list_approvals("pending")
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(data / "blob", arcname="blob")
+
+    approve_and_run(ctx, waiting.run_id)
+    ran = ctx.store.get_run(waiting.run_id)
+    assert ran.status == RunStatus.FAILED
+    assert "changed since its plan judged it" in ran.reason
+    assert ctx.store.get_incident(parked.id).state != IncidentState.RECOVERED
+    assert (data / "blob").read_bytes() == b"written after the snapshot"
