@@ -76,7 +76,21 @@ def plan_summary(plan: dict[str, Any]) -> str:
         what += " " + ", ".join(f"{k}={v}" for k, v in values.items())
     if plan.get("verify"):
         what += f"; verify {plan['verify'].get('action')}"
-    return what
+    return what + judged_summary(plan.get("judged"))
+
+
+def judged_summary(judged: dict[str, Any] | None) -> str:
+    """What the step's plan found when it parked, and what an approved run is held to
+    (engine.orchestration.step_facts); or that no plan could be made."""
+    if not judged:
+        return ""
+    if judged.get("error"):
+        return (f"; NOT PLANNED ({judged['error']}): approved, it runs as the runbook says, "
+                "held to nothing counted here")
+    said = ", ".join(f"{k}={v}" for k, v in (judged.get("facts") or {}).items())
+    pins = ", ".join(f"{k}={v}" for k, v in (judged.get("pins") or {}).items())
+    return (f"; plan found {said or 'nothing to report'}"
+            + (f"; approved, it is held to {pins}" if pins else ""))
 
 
 def cmd_pending(ctx: EngineContext, args: argparse.Namespace) -> int:

@@ -58,7 +58,12 @@ from engine.orchestration.step import (
     new_run,
     open_record,
 )
-from engine.orchestration.step_facts import StepFacts, facts_needed
+from engine.orchestration.step_facts import (
+    StepFacts,
+    approved_pins,
+    facts_needed,
+    judged_for_approval,
+)
 from engine.orchestration.verify import verify
 from engine.outages import describe, is_outage
 from engine.records import Approval, Attempt, Incident, Lock, RunRecord, new_id
@@ -219,9 +224,13 @@ def _gate(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
         details["after_interruption"] = after_interruption
     if facts is not None and (judged := facts.record()) is not None:
         details["plan_facts"] = judged      # what the approval's conditions were judged on
+    pins = facts.pins if facts is not None else {}
+    if resume is not None and approved_by:  # held to the plan its approver was shown
+        pins = approved_pins(ctx.store.get_approval(run_id), approved_by)
+        if pins:
+            details["approved_pins"] = pins
     return Step(incident, runbook, index, strategy, resume, run, details, final, asked, now,
-                RunArtifacts(ctx.artifacts_dir, run_id, ctx.redactor),
-                pins=facts.pins if facts is not None else {})
+                RunArtifacts(ctx.artifacts_dir, run_id, ctx.redactor), pins=pins)
 
 
 def _held(ctx: EngineContext, step: Step, on_run: RunCallback | None) -> StepEnd:
@@ -526,6 +535,10 @@ def _park(ctx: EngineContext, step: Step, on_run: RunCallback | None) -> None:
     incident, runbook, strategy, run = step.incident, step.runbook, step.strategy, step.run
     run.status = RunStatus.PENDING_APPROVAL
     plan = plan_step(ctx, incident, runbook, strategy)
+    judged = judged_for_approval(ctx, incident, runbook, strategy,
+                                 step.details.get("plan_facts"))
+    if judged is not None:   # what the approver is shown, and what an approved run is held to
+        plan["judged"] = ctx.redactor.data(judged)
     if ctx.store.get_run(run.id) is None:
         ctx.store.add_run(run)
     else:

@@ -13,6 +13,14 @@ parameters its run must use to stay within what was judged (the snapshot chosen,
 most keys a flush may delete). A step let through on its facts runs with them among its
 params or extravars; only names ending in ``_pin`` are taken, so a plan can bound its run
 but never replace what the runbook set.
+
+A person approves what they were shown: a step that parks is planned then (when its
+action or playbook reports facts), and what its plan judged, pins included, is kept with
+the approval (``plan["judged"]``, shown by ``recovery pending``). The approved run is held
+to those pins (and told who approved, ``approved_by_pin``, so its reason can say so), not
+decided again at run time. A plan that could not be made is said in the pending view and
+the approved run goes as the runbook says: refusing it would leave the person no way to
+act when the step is most needed (its plan fails because the target is broken).
 """
 
 from __future__ import annotations
@@ -27,7 +35,8 @@ from engine.artifacts import RunArtifacts
 from engine.context import EngineContext
 from engine.lifecycle import RunStatus
 from engine.orchestration.step import execute, new_run
-from engine.records import Incident
+from engine.records import Approval, Incident
+from engine.runbooks.loader import playbook_reports
 from engine.runbooks.model import Mode, Runbook, Strategy
 
 Facts = dict[str, Any]
@@ -85,3 +94,36 @@ def plan_facts(ctx: EngineContext, incident: Incident, runbook: Runbook,
     return ((dict(facts) if isinstance(facts, dict) else {}), None,
             {str(k): v for k, v in pins.items() if str(k).endswith("_pin")}
             if isinstance(pins, dict) else {})
+
+
+def reports_facts(ctx: EngineContext, strategy: Strategy) -> bool:
+    """Whether the step's plan reports facts (and so may pin its run): its action declares
+    ``reports``, or its playbook ``recovery_reports``."""
+    if strategy.playbook:
+        return bool(playbook_reports(ctx.files.paths.playbooks_dir / strategy.playbook))
+    return bool(ctx.registry.catalogue().get(strategy.action or ""))
+
+
+def judged_for_approval(ctx: EngineContext, incident: Incident, runbook: Runbook,
+                        strategy: Strategy, planned: dict[str, Any] | None
+                        ) -> dict[str, Any] | None:
+    """What the approver is shown the step's plan judged (facts, pins, or why there are
+    none): ``planned`` when the approval gate already planned it, else planned now; None
+    for a step whose plan reports nothing."""
+    if planned is not None:
+        return planned
+    if not reports_facts(ctx, strategy):
+        return None
+    facts, error, pins = plan_facts(ctx, incident, runbook, strategy)
+    return {"facts": facts, "error": error, "pins": pins}
+
+
+def approved_pins(approval: Approval | None, by: str) -> dict[str, Any]:
+    """The pins an approved run is held to: those of the plan its approver was shown
+    (empty when that plan pinned nothing or could not be made), with who approved."""
+    judged = (approval.plan or {}).get("judged") if approval is not None else None
+    pins = judged.get("pins") if isinstance(judged, dict) else None
+    if not isinstance(pins, dict) or not pins:
+        return {}
+    return {**{str(k): v for k, v in pins.items() if str(k).endswith("_pin")},
+            "approved_by_pin": by}

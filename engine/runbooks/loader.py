@@ -112,6 +112,22 @@ def load_runbook(
                     reports).build()
 
 
+def playbook_reports(path: Path) -> dict[str, str] | None:
+    """The facts a playbook declares its check mode reports (``recovery_reports`` in a
+    play's vars); None when the file cannot be read (the loader says what is wrong)."""
+    try:
+        plays = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return None
+    declared: dict[str, str] = {}
+    for play in plays if isinstance(plays, list) else []:
+        found = (play.get("vars") or {}).get(PLAYBOOK_REPORTS_VAR) if isinstance(
+            play, dict) and isinstance(play.get("vars") or {}, dict) else None
+        if isinstance(found, dict):
+            declared.update({str(k): str(v) for k, v in found.items()})
+    return declared
+
+
 def load_runbooks(
     directory: str | os.PathLike[str],
     *,
@@ -503,21 +519,11 @@ class _Builder:
             raise self.src.error(where, f"{_dotted(where)}: {exc.reason}") from None
 
     def _playbook_reports(self, name: str) -> dict[str, str] | None:
-        """The facts a playbook declares it reports (``recovery_reports`` in a play's
-        vars); None when its file is not at hand (no playbooks folder given)."""
+        """The facts a playbook declares it reports; None when its file is not at hand
+        (no playbooks folder given)."""
         if self.playbooks_dir is None:
             return None
-        try:
-            plays = yaml.safe_load((self.playbooks_dir / name).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError, UnicodeDecodeError):
-            return None   # _playbook says what is wrong with it
-        declared: dict[str, str] = {}
-        for play in plays if isinstance(plays, list) else []:
-            found = (play.get("vars") or {}).get(PLAYBOOK_REPORTS_VAR) if isinstance(
-                play, dict) and isinstance(play.get("vars") or {}, dict) else None
-            if isinstance(found, dict):
-                declared.update({str(k): str(v) for k, v in found.items()})
-        return declared
+        return playbook_reports(self.playbooks_dir / name)
 
     def _verify(self, raw: dict[str, Any] | None, path: _Path,
                 base: Verify | None) -> Verify | None:

@@ -14,6 +14,8 @@ from pathlib import Path
 from engine.executors.ansible import AnsibleExecutor
 from engine.gates import Decision, GateContext, Verdict
 from engine.lifecycle import IncidentState, RunStatus
+from engine.orchestration import approvals
+from engine.orchestration.attempt import advance
 from engine.orchestration.planner import check_runs, plan
 from engine.orchestration.triggers import TriggerRequest
 from tests.support.ansible_fixtures import new_run
@@ -38,6 +40,27 @@ def snapshot_home(root: Path, size: int = SNAPSHOT) -> dict[str, object]:
     (snaps / f"{archive.name}.good").write_text("")
     return {"persist_dir": str(data), "snapshot_dir": str(snaps),
             "snapshot_roots": [str(root)]}
+
+
+def written_since_snapshot(root: Path) -> tuple[dict[str, object], Path, bytes]:
+    """``snapshot_home``, its data then written over: (extravars, the data directory, the
+    bytes the snapshot holds)."""
+    dirs = snapshot_home(root)
+    data = Path(str(dirs["persist_dir"]))
+    snapshotted = (data / "blob").read_bytes()
+    (data / "blob").write_bytes(b"written after the snapshot")
+    return dirs, data, snapshotted
+
+
+def newer_snapshot(root: Path) -> None:
+    """A newer (and bigger) good snapshot beside the one ``snapshot_home`` made."""
+    staged = root / "newer"
+    staged.mkdir()
+    (staged / "blob").write_bytes(os.urandom(2 * SNAPSHOT))
+    archive = root / "snaps" / "data-20260102T000000000000Z.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(staged / "blob", arcname="blob")
+    (root / "snaps" / f"{archive.name}.good").write_text("")
 
 
 class AfterThePlan:
@@ -173,8 +196,10 @@ def test_the_plans_say_whether_approval_would_be_asked_and_why(
     assert blob.read_bytes() == b"now"
 
 
-def flush_runbook(engine_env, server: RedisServer) -> None:
-    """localhost's Redis is ``server``; runbook ``flush`` asks when over 5 keys."""
+def flush_runbook(engine_env, server: RedisServer,
+                  rule: str = "{when: [{fact: keys_to_delete, over: 5}]}") -> None:
+    """localhost's Redis is ``server``; runbook ``flush`` asks under ``rule`` (by default:
+    when over 5 keys)."""
     (engine_env.root / "inventory" / "hosts.yml").write_text(
         "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
         f"      redis_url: {json.dumps(server.url)}\n")
@@ -183,8 +208,8 @@ def flush_runbook(engine_env, server: RedisServer) -> None:
           - name: flush
             action: redis.flush_corrupted
             with: {match: "cache:*", max_keys: 1000}
-            approval: {when: [{fact: keys_to_delete, over: 5}]}
-    """)
+            approval: RULE
+    """.replace("RULE", rule))
 
 
 def test_a_redis_flush_asks_only_when_it_would_delete_many_keys(
@@ -243,23 +268,11 @@ def test_a_rollback_let_through_on_its_plan_restores_the_snapshot_judged(
 ) -> None:
     """A newer (and much bigger) good snapshot appears between the plan and the run: the
     run restores the one its plan judged, not the newest one."""
-    dirs = snapshot_home(tmp_path / "srv")
-    data, snaps = Path(str(dirs["persist_dir"])), tmp_path / "srv" / "snaps"
-    judged = (data / "blob").read_bytes()
-    (data / "blob").write_bytes(b"written after the snapshot")
-
-    def newer_snapshot() -> None:
-        staged = tmp_path / "newer"
-        staged.mkdir()
-        (staged / "blob").write_bytes(os.urandom(2 * SNAPSHOT))
-        archive = snaps / "data-20260102T000000000000Z.tar.gz"
-        with tarfile.open(archive, "w:gz") as tar:
-            tar.add(staged / "blob", arcname="blob")
-        (snaps / f"{archive.name}.good").write_text("")
+    dirs, data, judged = written_since_snapshot(tmp_path / "srv")
 
     rollback_runbook(engine_env, "small", dirs, "{when: [{fact: snapshot_bytes, over: 1MB}]}")
     ctx = engine_env.context()
-    change_after_the_plan(ctx, newer_snapshot)
+    change_after_the_plan(ctx, lambda: newer_snapshot(tmp_path / "srv"))
     done = run_incident(ctx, "small").incident
     assert done.state == IncidentState.RECOVERED, done.reason
     assert (data / "blob").read_bytes() == judged
@@ -291,4 +304,117 @@ def test_a_rollback_refuses_when_the_snapshot_judged_changed(
     [ran] = ctx.store.query_runs(incident_id=ended.id)
     assert ran.status == RunStatus.FAILED
     assert "changed since its plan judged it" in ran.reason
+    assert (data / "blob").read_bytes() == b"written after the snapshot"
+
+
+def approve_and_run(ctx, run_id: str) -> None:
+    """alice approves the parked run; it runs here, as ``approve --now`` does."""
+    approvals.approve(ctx, run_id, by="alice")
+    claimed = approvals.claim(ctx, run_id)
+    assert claimed is not None
+    advance(ctx, claimed.incident_id, resume=claimed)
+
+
+def test_an_approved_flush_deletes_no_more_than_its_approver_was_shown(
+    engine_env, run_incident, tmp_path: Path
+) -> None:
+    """Parked (approval required) while 3 keys matched, the pending view shows the plan's
+    3; 1,000 more are written before alice approves: the run deletes the 3 she saw, no
+    more, and fails saying what remains and that it takes another approval."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        flush_runbook(engine_env, server, rule="required")
+        client = server.client()
+        client.mset({f"cache:{i}": 1 for i in range(3)})
+        ctx = engine_env.context()
+        parked = run_incident(ctx, "flush").incident
+        [waiting] = ctx.store.list_approvals("pending")
+        assert waiting.plan["judged"]["pins"] == {"max_keys_pin": 3}
+        shown = recovery(engine_env.env(), "pending")
+        assert shown.code == 0, shown.err
+        assert "keys_to_delete=3" in shown.out and "held to max_keys_pin=3" in shown.out
+
+        client.mset({f"cache:grown:{i}": 1 for i in range(1000)})
+        approve_and_run(ctx, waiting.run_id)
+        assert client.dbsize() == 1000                      # 1,003 - the 3 approved
+        ran = ctx.store.get_run(waiting.run_id)
+        assert ran.status == RunStatus.FAILED
+        assert ("stopped at the 3 key(s) the approved plan counted (approved by alice); "
+                "1000 more key(s) without a TTL remain: approve again") in ran.reason
+        ended = ctx.store.get_incident(parked.id)
+        assert ended.state != IncidentState.RECOVERED
+        assert "stopped at the 3 key(s) the approved plan counted" in ended.reason
+        record = json.loads((ctx.artifacts_dir / ran.id / "run.json").read_text())
+        assert record["approved_pins"] == {"max_keys_pin": 3, "approved_by_pin": "alice"}
+    finally:
+        server.kill()
+
+
+def test_an_approved_flush_whose_plan_could_not_be_made_says_so_and_runs_as_written(
+    engine_env, run_incident, tmp_path: Path
+) -> None:
+    """Redis down when the step parks: its plan cannot count, the pending view says so,
+    and once it is back an approved run deletes what the runbook allows (max_keys)."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        flush_runbook(engine_env, server, rule="required")
+        client = server.client()
+        client.mset({f"cache:{i}": 1 for i in range(3)})
+        server.stop()
+        ctx = engine_env.context()
+        run_incident(ctx, "flush")
+        [waiting] = ctx.store.list_approvals("pending")
+        assert waiting.plan["judged"]["error"] and waiting.plan["judged"]["pins"] == {}
+        shown = recovery(engine_env.env(), "pending")
+        assert "NOT PLANNED" in shown.out and "runs as the runbook says" in shown.out
+
+        server.start()
+        client = server.client()
+        client.mset({f"cache:{i}": 1 for i in range(10)})
+        approve_and_run(ctx, waiting.run_id)
+        assert ctx.store.get_run(waiting.run_id).status == RunStatus.SUCCEEDED
+        assert client.dbsize() == 0
+    finally:
+        server.kill()
+
+
+def test_an_approved_rollback_restores_the_snapshot_its_approver_was_shown(
+    engine_env, run_incident, tmp_path: Path
+) -> None:
+    """Parked (approval required) with one good snapshot; a newer one appears before the
+    approval: the approved run restores the snapshot the approver was shown."""
+    dirs, data, shown_then = written_since_snapshot(tmp_path / "srv")
+    rollback_runbook(engine_env, "careful", dirs, "required")
+    ctx = engine_env.context()
+    parked = run_incident(ctx, "careful").incident
+    [waiting] = ctx.store.list_approvals("pending")
+    assert waiting.plan["judged"]["pins"]["snapshot_pin"] == \
+        "data-20260101T000000000000Z.tar.gz"
+
+    newer_snapshot(tmp_path / "srv")
+    approve_and_run(ctx, waiting.run_id)
+    done = ctx.store.get_incident(parked.id)
+    assert done.state == IncidentState.RECOVERED, done.reason
+    assert (data / "blob").read_bytes() == shown_then
+
+
+def test_an_approved_rollback_refuses_when_the_snapshot_shown_changed(
+    engine_env, run_incident, tmp_path: Path
+) -> None:
+    """The snapshot the approver was shown is rewritten (another size) before the
+    approval: the approved run refuses and restores nothing."""
+    dirs, data, _ = written_since_snapshot(tmp_path / "srv")
+    (archive,) = (tmp_path / "srv" / "snaps").glob("*.tar.gz")
+    rollback_runbook(engine_env, "careful", dirs, "required")
+    ctx = engine_env.context()
+    parked = run_incident(ctx, "careful").incident
+    [waiting] = ctx.store.list_approvals("pending")
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(data / "blob", arcname="blob")
+
+    approve_and_run(ctx, waiting.run_id)
+    ran = ctx.store.get_run(waiting.run_id)
+    assert ran.status == RunStatus.FAILED
+    assert "changed since its plan judged it" in ran.reason
+    assert ctx.store.get_incident(parked.id).state != IncidentState.RECOVERED
     assert (data / "blob").read_bytes() == b"written after the snapshot"

@@ -117,7 +117,9 @@ class FlushCorrupted(Action):
 
     Its plan pins ``max_keys_pin``: the keys it counted. A run let through without a
     person because that count was under an approval rule deletes at most that many, and,
-    when more have appeared since, fails saying so: deleting more needs approval.
+    when more have appeared since, fails saying so: deleting more needs approval. A run a
+    person approved is held to the count of the plan they were shown the same way
+    (``approved_by_pin`` names them), and fails saying what remains: approve again.
     """
 
     name = "redis.flush_corrupted"
@@ -206,6 +208,12 @@ class FlushCorrupted(Action):
                 more = f"more than {max(cap, CENSUS_LIMIT)} keys without a TTL remain"
             else:
                 more = f"{left.without_ttl} more key(s) without a TTL remain"
+            if judged is not None and ctx.params.get("approved_by_pin"):
+                return ActionResult(False, f"not recovered: {what}; stopped at the {judged} "
+                                    "key(s) the approved plan counted (approved by "
+                                    f"{ctx.params['approved_by_pin']}); {more}: approve "
+                                    "again to delete them (its plan counts them anew)",
+                                    data)
             if judged is not None:
                 return ActionResult(False, f"not recovered: {what}; stopped at the {judged} "
                                     "key(s) its plan counted when approval was judged not "
