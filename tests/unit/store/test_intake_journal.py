@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import time
 
+from engine.store.housekeeping import Housekeeping
+from engine.store.intake_journal import IntakeJournal
+from tests.unit.store.backends import uses
 from tests.unit.store.samples import delivery
+
+pytestmark = uses(IntakeJournal)
 
 
 def test_intake_dedups_and_reclaims_after_the_lease(store):
@@ -22,6 +27,7 @@ def test_intake_dedups_and_reclaims_after_the_lease(store):
     assert store.intake_depth(time.time())[0] == 0
 
 
+@uses(Housekeeping)
 def test_deliveries_are_kept_with_the_acknowledgement_newest_first_and_pruned(store):
     def delivery_at(fingerprint, status, at, **kw):
         return delivery(fingerprint, status, None, at, f"{status} at {at}", **kw)

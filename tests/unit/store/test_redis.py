@@ -10,11 +10,11 @@ import time
 import pytest
 
 from engine.store import StoreUnavailable, open_store
+from engine.store.redis import RedisStore
 from engine.store.redis.connection import PASSWORD_ENV, USERNAME_ENV, credentials, redacted
 from engine.store.redis.gate_state import ACQUIRE_LOCK, RELEASE_LOCK, RENEW_LOCK
 from engine.store.redis.shared_values import RedisSharedValues
 from tests.support.redis_servers import RedisServer
-from tests.unit.store.backends import RedisStoreSoFar
 
 SECRET = "s3cret-pw"
 
@@ -38,7 +38,7 @@ def test_credentials_come_from_the_url_else_from_the_environment():
     assert credentials("redis://db/0", {}) == {}
 
 
-def test_open_store_still_refuses_redis_until_every_protocol_is_built(server):
+def test_open_store_still_refuses_redis_until_replicas_are_safe_on_it(server):
     for url in (server.url, server.url.replace("redis://", "rediss://")):
         with pytest.raises(ValueError, match="not available yet"):
             open_store(url)
@@ -47,11 +47,11 @@ def test_open_store_still_refuses_redis_until_every_protocol_is_built(server):
 def test_a_password_from_the_environment_opens_the_store_and_is_never_shown(tmp_path):
     locked = RedisServer(tmp_path / "auth", password=SECRET).start()
     try:
-        store = RedisStoreSoFar(locked.url, environ={PASSWORD_ENV: SECRET})
+        store = RedisStore(locked.url, environ={PASSWORD_ENV: SECRET})
         store.set_value("k", 1)
         assert store.get_value("k") == 1
         store.close()
-        wrong = RedisStoreSoFar(locked.url.replace("redis://", "redis://:wrong-pw@"),
+        wrong = RedisStore(locked.url.replace("redis://", "redis://:wrong-pw@"),
                                 environ={PASSWORD_ENV: SECRET})   # the URL's comes first
         with pytest.raises(StoreUnavailable) as refused:
             wrong.get_value("k")
@@ -62,8 +62,8 @@ def test_a_password_from_the_environment_opens_the_store_and_is_never_shown(tmp_
 
 
 def test_every_key_is_under_the_prefix_and_prefixes_do_not_see_each_other(server):
-    a = RedisStoreSoFar(f"{server.url}?prefix=ns-a:")
-    b = RedisStoreSoFar(f"{server.url}?prefix=ns-b:")
+    a = RedisStore(f"{server.url}?prefix=ns-a:")
+    b = RedisStore(f"{server.url}?prefix=ns-b:")
     client = server.client()
     try:
         a.set_value("k", "a")
@@ -84,7 +84,7 @@ def test_a_server_down_is_store_unavailable_and_a_restarted_one_keeps_what_was_w
     """AOF on: what was acknowledged before the restart is there after it, the fencing
     counter included, and the scripts are loaded again by themselves."""
     server = RedisServer(tmp_path / "r", appendonly="yes", appendfsync="always").start()
-    store = RedisStoreSoFar(f"{server.url}?prefix=t:")
+    store = RedisStore(f"{server.url}?prefix=t:")
     try:
         first = store.acquire_lock("h1", "a", 0.05)
         store.set_value("k", {"v": 1})
@@ -163,7 +163,7 @@ def test_renew_and_release_scripts_act_only_for_the_token_that_holds_the_lock(se
 
 
 def test_the_scripts_are_loaded_again_after_the_server_forgot_them(server):
-    store = RedisStoreSoFar(f"{server.url}?prefix=flush:")
+    store = RedisStore(f"{server.url}?prefix=flush:")
     client = server.client()
     try:
         assert store.acquire_lock("h1", "a", 60) is not None
