@@ -99,3 +99,20 @@ def test_a_firing_repeat_is_journaled_again_after_a_while_a_resolve_never(store)
     assert store.enqueue_alerts([("f", firing), ("r", resolved)], repeat_after=0.2) == (0, 2)
     assert [i.dedup_key for i in store.claim_intake("w", 10, 60)] == ["f"]
     assert store.enqueue_alerts([("f", firing)]) == (0, 1)  # without repeat_after: never
+
+
+def test_claims_are_listed_exactly_and_released_to_their_place_in_the_queue(store):
+    store.enqueue_alerts([(f"k{i}", {"n": i}) for i in range(4)])
+    first = store.claim_intake("w1", 2, lease=60)
+    second = store.claim_intake("w2", 1, lease=120)
+    assert [i.id for i in first] == sorted(i.id for i in first) < [i.id for i in second]
+    now = time.time()
+    claims = store.intake_claims(now)
+    assert sorted(holder for holder, _ in claims) == ["w1", "w2"]  # a batch: one claim
+    w1, w2 = (next(until for holder, until in claims if holder == h) for h in ("w1", "w2"))
+    assert now < w1 <= now + 60 < w2
+    assert store.intake_claims(w1 + 1) == [("w2", w2)]           # a lapsed claim: not listed
+    assert store.release_intake([("w1", w1 + 0.001), ("w3", w1)]) == 0   # only that claim
+    assert store.release_intake([("w1", w1)]) == 2
+    assert [i.payload["n"] for i in store.claim_intake("w3", 10, 60)] == [0, 1, 3]
+    assert store.intake_depth(time.time())[0] == 4
