@@ -34,7 +34,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from engine.records import Delivery
-from engine.store.intake_journal import IntakeItem, IntakeJournal
+from engine.store.intake_journal import IntakeItem, IntakeJournal, fold_deliveries
 from engine.store.redis.connection import RedisConnection
 from engine.store.redis.records import from_dict
 
@@ -115,31 +115,18 @@ return released
 """
 
 
-def _folded(kept: list[Delivery]) -> tuple[dict[str, dict[str, Any]], dict[str, Delivery]]:
-    """A batch of deliveries folded per dedup key, as SQLite's ``ack_intake`` does: the
-    last one's fields, the first one's times and outcome, the count, the latest incident
-    named; and the newest firing delivery (with a payload) of each fingerprint."""
-    first: dict[str, Delivery] = {}
-    last: dict[str, Delivery] = {}
-    count: dict[str, int] = {}
-    incident: dict[str, str | None] = {}
-    newest_firing: dict[str, Delivery] = {}
-    for d in kept:
-        key = d.dedup_key
-        first.setdefault(key, d)
-        last[key] = d
-        count[key] = count.get(key, 0) + 1
-        incident[key] = d.incident_id or incident.get(key)
-        if d.status == "firing" and d.payload:
-            newest_firing[d.fingerprint] = d
-    payloads = {d.dedup_key: d.payload for d in newest_firing.values()}
-    rows = {key: {**dataclasses.asdict(d), "dedup_key": key, "incident_id": incident[key],
-                  "payload": payloads.get(key), "count": count[key],
-                  "first_received_at": first[key].received_at,
-                  "first_processed_at": first[key].processed_at,
-                  "first_outcome": first[key].outcome}
-            for key, d in last.items()}
-    return rows, newest_firing
+def _rows(kept: list[Delivery]) -> tuple[dict[str, dict[str, Any]], dict[str, Delivery]]:
+    """The batch folded (``fold_deliveries``) as the values of one record per dedup key
+    (a payload only on a fingerprint's newest firing delivery); and those deliveries."""
+    f = fold_deliveries(kept)
+    payloads = {d.dedup_key: d.payload for d in f.newest_firing.values()}
+    rows = {key: {**dataclasses.asdict(d), "dedup_key": key, "incident_id": f.incident[key],
+                  "payload": payloads.get(key), "count": f.count[key],
+                  "first_received_at": f.first[key].received_at,
+                  "first_processed_at": f.first[key].processed_at,
+                  "first_outcome": f.first[key].outcome}
+            for key, d in f.last.items()}
+    return rows, f.newest_firing
 
 
 def _merged(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
@@ -228,7 +215,7 @@ class RedisIntakeJournal(RedisConnection, IntakeJournal):
         ids, kept = [str(int(i)) for i in ids], list(deliveries)
         if not ids and not kept:
             return
-        rows, newest_firing = _folded(kept)
+        rows, newest_firing = _rows(kept)
         fp_indexes = [self._key("deliveries-fp", fp) for fp in newest_firing]
         with self._client() as client:   # ids for the new records (a gap on a retry)
             top = client.incrby(self._key("deliveries", "next"), len(rows)) if rows else 0
