@@ -3,11 +3,13 @@ acknowledged with what was made of them (the kept deliveries)."""
 
 from __future__ import annotations
 
+import os
 import time
 
 from engine.store.housekeeping import Housekeeping
 from engine.store.intake_journal import IntakeJournal
-from tests.unit.store.backends import uses
+from tests.unit.store.backends import open_test_store, uses
+from tests.unit.store.races import race
 from tests.unit.store.samples import delivery
 
 pytestmark = uses(IntakeJournal)
@@ -116,3 +118,23 @@ def test_claims_are_listed_exactly_and_released_to_their_place_in_the_queue(stor
     assert store.release_intake([("w1", w1)]) == 2
     assert [i.payload["n"] for i in store.claim_intake("w3", 10, 60)] == [0, 1, 3]
     assert store.intake_depth(time.time())[0] == 4
+
+
+def _intake_race(url, barrier, results):
+    store = open_test_store(url)
+    barrier.wait()
+    counts = store.enqueue_alerts([(f"k{i}", {"n": i}) for i in range(50)])
+    barrier.wait()
+    claimed = []
+    while batch := store.claim_intake(str(os.getpid()), 3, 60):
+        claimed += [i.id for i in batch]
+    results.put((counts, claimed))
+    store.close()
+
+
+def test_racing_processes_journal_each_key_once_and_claim_each_item_once(store, store_url):
+    got = race(_intake_race, store_url, n=4)
+    assert sum(accepted for (accepted, _), _ in got) == 50
+    assert all(accepted + duplicates == 50 for (accepted, duplicates), _ in got)
+    claimed = [i for _, ids in got for i in ids]
+    assert len(claimed) == len(set(claimed)) == 50
