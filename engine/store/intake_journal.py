@@ -25,6 +25,33 @@ class IntakeItem:
     received_at: float
 
 
+@dataclass
+class FoldedDeliveries:
+    """A batch of kept deliveries folded per dedup key, as every backend keeps them:
+    the last one's fields, the first one's times and outcome, how many, the latest
+    incident named; and the newest firing delivery (with a payload) of each fingerprint,
+    the only one that keeps its payload."""
+
+    first: dict[str, Delivery]
+    last: dict[str, Delivery]
+    count: dict[str, int]
+    incident: dict[str, str | None]
+    newest_firing: dict[str, Delivery]
+
+
+def fold_deliveries(kept: Iterable[Delivery]) -> FoldedDeliveries:
+    folded = FoldedDeliveries({}, {}, {}, {}, {})
+    for d in kept:
+        key = d.dedup_key
+        folded.first.setdefault(key, d)
+        folded.last[key] = d
+        folded.count[key] = folded.count.get(key, 0) + 1
+        folded.incident[key] = d.incident_id or folded.incident.get(key)
+        if d.status == "firing" and d.payload:
+            folded.newest_firing[d.fingerprint] = d
+    return folded
+
+
 class IntakeJournal(Protocol):
     """The queue between the webhook and the workers, deduplicated by key."""
 

@@ -4,7 +4,8 @@ Keys, under the store's prefix: ``incident:<id>`` (the record, JSON); ``open:<ru
 NUL <target>`` (the id of the one open incident of that pair: the uniqueness SQLite's
 ``open_key`` column gives); sorted sets of ids: ``incidents:opened`` and
 ``incidents-of:<runbook> NUL <target>`` by opening, ``incidents:due`` (open and deferred)
-by ``next_try_at``. Every change of an incident rewrites the
+by ``next_try_at``, ``incidents:closed`` (closed, by ``closed_at``: what ``delete_before``
+prunes). Every change of an incident rewrites the
 record and its indexes in one MULTI, with the keys it read WATCHed (``_atomic``): a
 compare-and-set against every process.
 """
@@ -57,6 +58,10 @@ class RedisIncidents(RedisAttemptRecords, RedisRunRecords, Incidents):
             pipe.zadd(self._key("incidents", "due"), {iid: incident.next_try_at})
         else:
             pipe.zrem(self._key("incidents", "due"), iid)
+        if not incident.state.is_open and incident.closed_at is not None:
+            pipe.zadd(self._key("incidents", "closed"), {iid: incident.closed_at})
+        else:
+            pipe.zrem(self._key("incidents", "closed"), iid)
         if mark is True:
             pipe.set(self._open_key(incident.runbook, incident.target), iid)
         elif mark is False:

@@ -8,7 +8,9 @@ keeps beside its fields: ``claimed_by``, ``claimed_until``, ``refusal_key`` and
 record); sorted sets of run ids by ``started_at`` (ties: by id, as SQLite's ``ORDER BY
 started_at DESC, id DESC``): ``runs:started`` (all) and one per value of each column
 the history filters on (``runs-<column>:<value>``, a refusal record also under each of
-its members' fingerprint and incident); ``refusal:<key>`` (the id of a refusal record).
+its members' fingerprint and incident); ``runs:finished`` (the finished runs, by
+``finished_at``: what ``delete_before`` prunes); ``refusal:<key>`` (the id of a refusal
+record).
 """
 
 from __future__ import annotations
@@ -68,6 +70,10 @@ class RedisRunRecords(RedisConnection):
         run_id, score = values["id"], values["started_at"]
         pipe.set(self._run_key(run_id), json.dumps(values))
         pipe.zadd(self._run_index(), {run_id: score})
+        if values.get("finished_at") is not None:
+            pipe.zadd(self._key("runs", "finished"), {run_id: values["finished_at"]})
+        elif old is not None and old.get("finished_at") is not None:
+            pipe.zrem(self._key("runs", "finished"), run_id)
         now = index_entries(values)
         for column, value in index_entries(old or {}) - now:
             pipe.zrem(self._run_index(column, value), run_id)

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from engine.records import Delivery
-from engine.store.intake_journal import IntakeItem, IntakeJournal
+from engine.store.intake_journal import IntakeItem, IntakeJournal, fold_deliveries
 from engine.store.sqlite.connection import SQLiteConnection
 from engine.store.sqlite.group_commit import Enqueue, GroupCommit
 from engine.store.sqlite.rows import parts, row_to
@@ -146,19 +146,9 @@ class SQLiteIntakeJournal(SQLiteConnection, IntakeJournal):
         ids, kept = list(ids), list(deliveries)
         if not ids and not kept:
             return
-        first: dict[str, Delivery] = {}
-        last: dict[str, Delivery] = {}
-        count: dict[str, int] = {}
-        incident: dict[str, str | None] = {}
-        newest_firing: dict[str, Delivery] = {}
-        for d in kept:
-            key = d.dedup_key
-            first.setdefault(key, d)
-            last[key] = d
-            count[key] = count.get(key, 0) + 1
-            incident[key] = d.incident_id or incident.get(key)
-            if d.status == "firing" and d.payload:
-                newest_firing[d.fingerprint] = d
+        folded = fold_deliveries(kept)
+        first, last, count = folded.first, folded.last, folded.count
+        incident, newest_firing = folded.incident, folded.newest_firing
         payloads = {d.dedup_key: json.dumps(d.payload) for d in newest_firing.values()}
         rows = [(key, d.fingerprint, d.status, d.starts_at, d.received_at, d.processed_at,
                  d.outcome, incident[key], d.run_id, d.replayed_by, payloads.get(key),

@@ -3,11 +3,11 @@ protocol's tests run against each.
 
 A test (or its module, ``pytestmark``) names the protocols it uses with
 ``@pytest.mark.store_protocols(...)``; unmarked, it uses the whole ``Store``. It runs on
-every backend of ``backends.BACKENDS`` that has them all (SQLite has all; Redis those
-built so far), so a backend still being built runs exactly what it has: never a skip.
-The tests go through the protocols only (``open_store``, or ``backends.open_test_store``
-for a backend still being built; never a backend's class), so they pass unchanged for
-every backend. Tests of one backend's own machinery live in their own module
+every backend of ``backends.BACKENDS`` that has them all (both have every protocol
+now), so a backend being built runs exactly what it has: never a skip. The tests go
+through the protocols only (``backends.open_test_store``: ``open_store``, or the class
+of a backend ``open_store`` does not choose yet), so they pass unchanged for every
+backend. Tests of one backend's own machinery live in their own module
 (``test_sqlite.py``, ``test_redis.py``).
 
 Redis: one real ``redis-server`` for the session (AOF on, a free port, never the

@@ -7,9 +7,12 @@ import time
 
 from engine.lifecycle import IncidentState, RunStatus
 from engine.records import Approval, AuditEvent
+from engine.store.housekeeping import Housekeeping
+from tests.unit.store.backends import uses
 from tests.unit.store.samples import incident, run
 
 
+@uses(Housekeeping)
 def test_a_store_that_works_passes_its_probes(store):
     store.ping()
     store.ping(write=True, wait=5)

@@ -3,9 +3,16 @@ acknowledged with what was made of them (the kept deliveries)."""
 
 from __future__ import annotations
 
+import os
 import time
 
+from engine.store.housekeeping import Housekeeping
+from engine.store.intake_journal import IntakeJournal
+from tests.unit.store.backends import open_test_store, uses
+from tests.unit.store.races import race
 from tests.unit.store.samples import delivery
+
+pytestmark = uses(IntakeJournal)
 
 
 def test_intake_dedups_and_reclaims_after_the_lease(store):
@@ -22,6 +29,7 @@ def test_intake_dedups_and_reclaims_after_the_lease(store):
     assert store.intake_depth(time.time())[0] == 0
 
 
+@uses(Housekeeping)
 def test_deliveries_are_kept_with_the_acknowledgement_newest_first_and_pruned(store):
     def delivery_at(fingerprint, status, at, **kw):
         return delivery(fingerprint, status, None, at, f"{status} at {at}", **kw)
@@ -93,3 +101,40 @@ def test_a_firing_repeat_is_journaled_again_after_a_while_a_resolve_never(store)
     assert store.enqueue_alerts([("f", firing), ("r", resolved)], repeat_after=0.2) == (0, 2)
     assert [i.dedup_key for i in store.claim_intake("w", 10, 60)] == ["f"]
     assert store.enqueue_alerts([("f", firing)]) == (0, 1)  # without repeat_after: never
+
+
+def test_claims_are_listed_exactly_and_released_to_their_place_in_the_queue(store):
+    store.enqueue_alerts([(f"k{i}", {"n": i}) for i in range(4)])
+    first = store.claim_intake("w1", 2, lease=60)
+    second = store.claim_intake("w2", 1, lease=120)
+    assert [i.id for i in first] == sorted(i.id for i in first) < [i.id for i in second]
+    now = time.time()
+    claims = store.intake_claims(now)
+    assert sorted(holder for holder, _ in claims) == ["w1", "w2"]  # a batch: one claim
+    w1, w2 = (next(until for holder, until in claims if holder == h) for h in ("w1", "w2"))
+    assert now < w1 <= now + 60 < w2
+    assert store.intake_claims(w1 + 1) == [("w2", w2)]           # a lapsed claim: not listed
+    assert store.release_intake([("w1", w1 + 0.001), ("w3", w1)]) == 0   # only that claim
+    assert store.release_intake([("w1", w1)]) == 2
+    assert [i.payload["n"] for i in store.claim_intake("w3", 10, 60)] == [0, 1, 3]
+    assert store.intake_depth(time.time())[0] == 4
+
+
+def _intake_race(url, barrier, results):
+    store = open_test_store(url)
+    barrier.wait()
+    counts = store.enqueue_alerts([(f"k{i}", {"n": i}) for i in range(50)])
+    barrier.wait()
+    claimed = []
+    while batch := store.claim_intake(str(os.getpid()), 3, 60):
+        claimed += [i.id for i in batch]
+    results.put((counts, claimed))
+    store.close()
+
+
+def test_racing_processes_journal_each_key_once_and_claim_each_item_once(store, store_url):
+    got = race(_intake_race, store_url, n=4)
+    assert sum(accepted for (accepted, _), _ in got) == 50
+    assert all(accepted + duplicates == 50 for (accepted, duplicates), _ in got)
+    claimed = [i for _, ids in got for i in ids]
+    assert len(claimed) == len(set(claimed)) == 50

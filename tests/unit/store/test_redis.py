@@ -9,12 +9,16 @@ import time
 
 import pytest
 
+from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
+from engine.records import Approval, Attempt, AuditEvent
 from engine.store import StoreUnavailable, open_store
+from engine.store.redis import RedisStore
 from engine.store.redis.connection import PASSWORD_ENV, USERNAME_ENV, credentials, redacted
 from engine.store.redis.gate_state import ACQUIRE_LOCK, RELEASE_LOCK, RENEW_LOCK
+from engine.store.redis.intake_journal import CLAIM, ENQUEUE, RELEASE
 from engine.store.redis.shared_values import RedisSharedValues
 from tests.support.redis_servers import RedisServer
-from tests.unit.store.backends import RedisStoreSoFar
+from tests.unit.store.samples import delivery, incident, run
 
 SECRET = "s3cret-pw"
 
@@ -38,7 +42,7 @@ def test_credentials_come_from_the_url_else_from_the_environment():
     assert credentials("redis://db/0", {}) == {}
 
 
-def test_open_store_still_refuses_redis_until_every_protocol_is_built(server):
+def test_open_store_still_refuses_redis_until_replicas_are_safe_on_it(server):
     for url in (server.url, server.url.replace("redis://", "rediss://")):
         with pytest.raises(ValueError, match="not available yet"):
             open_store(url)
@@ -47,11 +51,11 @@ def test_open_store_still_refuses_redis_until_every_protocol_is_built(server):
 def test_a_password_from_the_environment_opens_the_store_and_is_never_shown(tmp_path):
     locked = RedisServer(tmp_path / "auth", password=SECRET).start()
     try:
-        store = RedisStoreSoFar(locked.url, environ={PASSWORD_ENV: SECRET})
+        store = RedisStore(locked.url, environ={PASSWORD_ENV: SECRET})
         store.set_value("k", 1)
         assert store.get_value("k") == 1
         store.close()
-        wrong = RedisStoreSoFar(locked.url.replace("redis://", "redis://:wrong-pw@"),
+        wrong = RedisStore(locked.url.replace("redis://", "redis://:wrong-pw@"),
                                 environ={PASSWORD_ENV: SECRET})   # the URL's comes first
         with pytest.raises(StoreUnavailable) as refused:
             wrong.get_value("k")
@@ -62,8 +66,8 @@ def test_a_password_from_the_environment_opens_the_store_and_is_never_shown(tmp_
 
 
 def test_every_key_is_under_the_prefix_and_prefixes_do_not_see_each_other(server):
-    a = RedisStoreSoFar(f"{server.url}?prefix=ns-a:")
-    b = RedisStoreSoFar(f"{server.url}?prefix=ns-b:")
+    a = RedisStore(f"{server.url}?prefix=ns-a:")
+    b = RedisStore(f"{server.url}?prefix=ns-b:")
     client = server.client()
     try:
         a.set_value("k", "a")
@@ -84,7 +88,7 @@ def test_a_server_down_is_store_unavailable_and_a_restarted_one_keeps_what_was_w
     """AOF on: what was acknowledged before the restart is there after it, the fencing
     counter included, and the scripts are loaded again by themselves."""
     server = RedisServer(tmp_path / "r", appendonly="yes", appendfsync="always").start()
-    store = RedisStoreSoFar(f"{server.url}?prefix=t:")
+    store = RedisStore(f"{server.url}?prefix=t:")
     try:
         first = store.acquire_lock("h1", "a", 0.05)
         store.set_value("k", {"v": 1})
@@ -163,7 +167,7 @@ def test_renew_and_release_scripts_act_only_for_the_token_that_holds_the_lock(se
 
 
 def test_the_scripts_are_loaded_again_after_the_server_forgot_them(server):
-    store = RedisStoreSoFar(f"{server.url}?prefix=flush:")
+    store = RedisStore(f"{server.url}?prefix=flush:")
     client = server.client()
     try:
         assert store.acquire_lock("h1", "a", 60) is not None
@@ -176,3 +180,87 @@ def test_the_scripts_are_loaded_again_after_the_server_forgot_them(server):
             client.delete(key)
         store.close()
 
+
+
+def test_enqueue_script_journals_unseen_keys_in_order_and_a_late_firing_repeat(server):
+    client = server.client()
+    keys = ["lua:stream", "lua:seen", "lua:next"]
+    enqueue = client.register_script(ENQUEUE)
+    try:
+        assert enqueue(keys=keys, args=[100.0, "", "a", "1", "{}", "b", "0", "{}",
+                                        "a", "1", "{}"]) == [2, 1]
+        assert [(i, f[b"key"]) for i, f in client.xrange("lua:stream")] == [
+            (b"1-0", b"a"), (b"2-0", b"b")]                 # stream id = the item's id
+        assert enqueue(keys=keys, args=[103.0, "5", "a", "1", "{}"]) == [0, 1]   # too soon
+        assert enqueue(keys=keys, args=[106.0, "5", "a", "1", "{}", "b", "0", "{}"]) == [0, 2]
+        assert [i for i, _ in client.xrange("lua:stream")] == [b"1-0", b"2-0", b"3-0"]
+        assert client.zscore("lua:seen", "a") == 106.0 and client.zscore("lua:seen", "b") == 100.0
+    finally:
+        client.delete(*keys)
+
+
+def test_claim_and_release_scripts_take_the_oldest_free_items_and_give_back_exact_claims(
+        server):
+    client = server.client()
+    keys = ["lua:stream", "lua:until", "lua:holder"]
+    claim, release = client.register_script(CLAIM), client.register_script(RELEASE)
+    try:
+        for n in (1, 2, 3):
+            client.xadd("lua:stream", {"key": f"k{n}", "payload": "{}", "at": "99.5"},
+                        id=f"{n}-0")
+        assert claim(keys=keys, args=[100.0, 160.0, "w1", 2]) == [
+            b"1", b"k1", b"{}", b"99.5", b"2", b"k2", b"{}", b"99.5"]
+        assert claim(keys=keys, args=[101.0, 111.0, "w2", 5])[::4] == [b"3"]
+        assert claim(keys=keys, args=[105.0, 200.0, "w3", 5]) == []       # all held
+        assert claim(keys=keys, args=[112.0, 200.0, "w3", 5])[::4] == [b"3"]   # lapsed
+        assert release(keys=keys[1:], args=["w1", "160.5", "w2", "111.0"]) == 0
+        assert release(keys=keys[1:], args=["w1", "160.0"]) == 2
+        assert client.hgetall("lua:holder") == {b"3": b"w3"}
+        assert claim(keys=keys, args=[113.0, 173.0, "w4", 5])[::4] == [b"1", b"2"]
+    finally:
+        client.delete(*keys)
+
+
+def test_pruning_leaves_no_record_nor_index_entry_of_what_it_dropped(server):
+    """What every backend prunes is tested per protocol; here, that no key of a pruned
+    record stays behind on Redis (an index entry left would grow without bound)."""
+    store = RedisStore(f"{server.url}?prefix=prune:")
+    client = server.client()
+    now = time.time()
+    try:
+        done = run(status=RunStatus.FAILED, started_at=now - 100, finished_at=now - 90,
+                   incident_id="inc-x", fingerprint="fp-a")
+        store.add_run(done)
+        store.add_refusal(run(status=RunStatus.REFUSED, started_at=now - 100,
+                              finished_at=now - 90, fingerprint="fp-b"), "key-1",
+                          max_fingerprints=5)
+        opened, _ = store.open_incident(incident())
+        attempt = Attempt(id="att-1", incident_id=opened.id, runbook="rb", target="h1",
+                          started_at=now - 95)
+        store.begin_step(run(incident_id=opened.id, started_at=now - 95), attempt)
+        store.finish_attempt("att-1", AttemptOutcome.FAILED, now - 90)
+        store.update_incident(opened.id, state=IncidentState.FAILED, closed_at=now - 90)
+        store.add_approval(Approval(run_id="r1", incident_id=None, runbook="rb",
+                                    component="c", strategy="s", target="h1",
+                                    expires_at=now - 95))
+        store.decide_approval("r1", status="expired", by=None, reason="", at=now - 90)
+        store.add_event(AuditEvent(at=now - 90, actor="alice", action="disable"))
+        store.set_value("cancel:r1", {"at": now - 90})
+        store.enqueue_alerts([("k1", {"status": "firing"})])
+        store.ack_intake([i.id for i in store.claim_intake("w", 10, 60)], [
+            delivery("fp-a", "firing", "s1", now - 90, "opened", incident_id="inc-x",
+                     payload={"labels": {}})])
+        store.mark_resolved("fp-a", "2026-01-01T00:00:00Z", now - 90)
+        store.delete_before(now + 1)
+        left = {k.decode().removeprefix("prune:") for k in client.scan_iter(match="prune:*")}
+        counters = {"intake:next", "deliveries:next", "intake:stream"}   # (an empty stream)
+        # the run the step began is still running: it and its indexes stay
+        assert left - counters == {
+            "run:" + k.decode().removeprefix("prune:run:")
+            for k in client.scan_iter(match="prune:run:*")} | {
+            "runs:started", "runs:heartbeat", "runs-component:c", "runs-status:running",
+            "runs-target:h1", f"runs-incident_id:{opened.id}"}
+    finally:
+        for key in client.scan_iter(match="prune:*"):
+            client.delete(key)
+        store.close()
