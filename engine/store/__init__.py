@@ -13,12 +13,16 @@ __all__ = ["Store", "StoreUnavailable", "open_store"]
 
 def open_store(url: str, *, base_dir: Path | None = None, synchronous: str = "NORMAL",
                retry_open: bool = False) -> Store:
-    """``sqlite:///relative/or/absolute.db`` (relative to ``base_dir``) or ``sqlite:///:memory:``.
+    """``sqlite:///relative/or/absolute.db`` (relative to ``base_dir``), ``sqlite:///:memory:``,
+    or ``redis://[user:password@]host:port/db[?prefix=P]`` (``rediss://`` for TLS; the
+    credentials may come from ``RECOVERY_REDIS_USERNAME`` / ``RECOVERY_REDIS_PASSWORD``).
     ``retry_open``: a store that cannot be opened now is returned unavailable (each use
     raises StoreUnavailable) and opened once it can be, rather than raising here.
 
-    The Redis backend (``redis://``) comes with the scale-out work; until then such a URL is
-    a configuration error with that reason, never a silent fallback to SQLite.
+    A Redis server whose settings would lose state (no AOF, eviction, a replica) is
+    refused here with every reason (``UnsafeRedisSettings``, a ValueError): the service
+    does not start on it. One that cannot be reached is StoreUnavailable, or, with
+    ``retry_open``, a store whose settings are checked at its first answer.
     """
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
@@ -32,5 +36,8 @@ def open_store(url: str, *, base_dir: Path | None = None, synchronous: str = "NO
             path = base_dir / path
         return SQLiteStore(path, synchronous=synchronous, retry_open=retry_open)
     if parsed.scheme in ("redis", "rediss"):
-        raise ValueError("the Redis state backend is not available yet: use sqlite:///PATH")
-    raise ValueError(f"unsupported state URL {url!r}: expected sqlite:///PATH")
+        from engine.store.redis import open_redis_store
+
+        return open_redis_store(url, retry_open=retry_open)
+    raise ValueError(f"unsupported state URL {url!r}: expected sqlite:///PATH "
+                     "or redis://host:port/db")

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
+from engine.store import open_store
 from engine.store.redis.server_settings import (
     SOURCES,
     ServerSettings,
@@ -69,7 +70,7 @@ def server(tmp_path_factory) -> Iterator[Callable[[str], RedisServer]]:
         s.kill()
 
 
-GUIDE_SECTION = "Redis as the store (coming with scale-out): required settings"
+GUIDE_SECTION = "Redis as the store: required settings"
 
 
 def documented_conf() -> dict[str, str]:
@@ -160,6 +161,16 @@ def test_with_config_renamed_away_info_is_read_and_appendfsync_is_said_unreadabl
     with pytest.raises(UnsafeRedisSettings, match="appendfsync cannot be read"):
         require_safe_settings(client)
     require_safe_settings(client, checked_elsewhere={"appendfsync"})
+
+
+def test_the_store_url_declares_what_was_checked_elsewhere(server):
+    url = server("no-config").url
+    with pytest.raises(UnsafeRedisSettings, match="appendfsync cannot be read"):
+        open_store(url)
+    store = open_store(f"{url}?checked_elsewhere=appendfsync&prefix=declared:")
+    store.set_value("k", 1)
+    assert store.get_value("k") == 1
+    store.close()
 
 
 def test_info_reads_what_config_get_reads(server):

@@ -29,12 +29,14 @@ from redis.commands.core import Script
 from redis.retry import Retry
 
 from engine.store.base import StoreUnavailable
+from engine.store.redis.server_settings import UnsafeRedisSettings, require_safe_settings
 
 T = TypeVar("T")
 DEFAULT_PREFIX = "recovery:"
 USERNAME_ENV = "RECOVERY_REDIS_USERNAME"
 PASSWORD_ENV = "RECOVERY_REDIS_PASSWORD"
 SOCKET_TIMEOUT = 5.0      # s: a server that does not answer is unavailable, not waited for
+STORE_OPTIONS = ("prefix", "checked_elsewhere")
 WATCH_FIRST_SLEEP = 0.0005   # s: the first retry of a read-then-write another writer beat
 
 
@@ -48,18 +50,19 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
-def split_prefix(url: str) -> tuple[str, str]:
-    """(the URL redis-py is given, the key prefix): ``?prefix=`` is the store's own."""
+def split_options(url: str) -> tuple[str, dict[str, str]]:
+    """(the URL redis-py is given, the store's own query options): ``prefix`` and
+    ``checked_elsewhere`` (settings the server will not show that the operator checked
+    another way, comma-separated: see ``server_settings``)."""
     parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    prefix = DEFAULT_PREFIX
+    options: dict[str, str] = {}
     kept = []
-    for name, value in query:
-        if name == "prefix":
-            prefix = value
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name in STORE_OPTIONS:
+            options[name] = value
         else:
             kept.append((name, value))
-    return urlunsplit(parts._replace(query=urlencode(kept))), prefix
+    return urlunsplit(parts._replace(query=urlencode(kept))), options
 
 
 def credentials(url: str, environ: Mapping[str, str]) -> dict[str, str]:
@@ -81,8 +84,11 @@ class RedisConnection:
     read-then-write, ``_script`` a Lua script."""
 
     def __init__(self, url: str, *, busy_timeout: float = 15.0,
-                 environ: Mapping[str, str] | None = None) -> None:
-        client_url, self.prefix = split_prefix(url)
+                 environ: Mapping[str, str] | None = None, check_settings: bool = False) -> None:
+        client_url, options = split_options(url)
+        self.prefix = options.get("prefix", DEFAULT_PREFIX)
+        self.checked_elsewhere = tuple(
+            s.strip() for s in options.get("checked_elsewhere", "").split(",") if s.strip())
         self.url = redacted(url)
         self.busy_timeout = busy_timeout
         env = os.environ if environ is None else environ
@@ -91,6 +97,10 @@ class RedisConnection:
             retry=Retry(NoBackoff(), 1),   # once at once (a pooled connection gone stale)
             **credentials(url, env))
         self._scripts: dict[str, Script] = {}
+        # The server's settings are judged before its first use (``check_settings``):
+        # at open when it answers, else at its first answer (a service that came up
+        # while Redis was down).
+        self._settings_judged = not check_settings
 
     def _key(self, *parts: str) -> str:
         """The key named by ``parts`` in this store's namespace (``prefix`` + ``a:b``)."""
@@ -100,12 +110,26 @@ class RedisConnection:
     def _client(self) -> Iterator[redis.Redis]:
         """The client; any Redis error inside is StoreUnavailable, with the URL redacted."""
         try:
+            if not self._settings_judged:
+                self.check_settings()
             yield self._redis
+        except UnsafeRedisSettings as exc:
+            raise StoreUnavailable(f"the Redis store at {self.url}: {exc}") from exc
         except redis.WatchError:
             raise
         except redis.RedisError as exc:
             raise StoreUnavailable(
                 f"the Redis store at {self.url} is unavailable: {exc}") from exc
+
+    def check_settings(self) -> None:
+        """Raise ``UnsafeRedisSettings`` if the server's settings would lose state
+        (StoreUnavailable if it cannot be asked); once they passed, not asked again."""
+        try:
+            require_safe_settings(self._redis, checked_elsewhere=self.checked_elsewhere)
+        except redis.RedisError as exc:
+            raise StoreUnavailable(
+                f"the Redis store at {self.url} is unavailable: {exc}") from exc
+        self._settings_judged = True
 
     def _atomic(self, keys: list[str], change: Callable[[redis.client.Pipeline], T]) -> T:
         """``change(pipe)`` with ``keys`` WATCHed: it reads through ``pipe`` at once, then

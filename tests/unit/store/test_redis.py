@@ -16,6 +16,7 @@ from engine.store.redis import RedisStore
 from engine.store.redis.connection import PASSWORD_ENV, USERNAME_ENV, credentials, redacted
 from engine.store.redis.gate_state import ACQUIRE_LOCK, RELEASE_LOCK, RENEW_LOCK
 from engine.store.redis.intake_journal import CLAIM, ENQUEUE, RELEASE
+from engine.store.redis.server_settings import UnsafeRedisSettings
 from engine.store.redis.shared_values import RedisSharedValues
 from tests.support.redis_servers import RedisServer
 from tests.unit.store.samples import delivery, incident, run
@@ -42,10 +43,46 @@ def test_credentials_come_from_the_url_else_from_the_environment():
     assert credentials("redis://db/0", {}) == {}
 
 
-def test_open_store_still_refuses_redis_until_replicas_are_safe_on_it(server):
-    for url in (server.url, server.url.replace("redis://", "rediss://")):
-        with pytest.raises(ValueError, match="not available yet"):
-            open_store(url)
+def test_open_store_opens_redis_on_a_server_that_keeps_its_state(server):
+    store = open_store(f"{server.url}?prefix=opened:")
+    try:
+        assert isinstance(store, RedisStore)
+        store.set_value("k", 1)
+        assert store.get_value("k") == 1
+        assert server.client().exists("opened:value:k")   # under the URL's prefix
+    finally:
+        store.close()
+
+
+def test_open_store_refuses_a_server_that_would_lose_state_saying_why(tmp_path):
+    unsafe = RedisServer(tmp_path / "no-aof", appendonly="no").start()
+    try:
+        with pytest.raises(UnsafeRedisSettings, match="appendonly") as refused:
+            open_store(unsafe.url)
+        assert isinstance(refused.value, ValueError)    # a configuration error: exit 2
+        assert unsafe.client().dbsize() == 0            # nothing was written on it
+    finally:
+        unsafe.stop()
+
+
+def test_a_service_that_came_up_before_redis_judges_its_settings_at_first_answer(tmp_path):
+    down = RedisServer(tmp_path / "late", appendonly="no")     # not started yet
+    with pytest.raises(StoreUnavailable):
+        open_store(down.url)                            # without retry_open: refused now
+    store = open_store(down.url, retry_open=True)
+    try:
+        with pytest.raises(StoreUnavailable, match="unavailable"):
+            store.get_value("k")
+        down.start()                                    # up, but without AOF: still refused
+        with pytest.raises(StoreUnavailable, match="appendonly"):
+            store.set_value("k", 1)
+        assert down.client().dbsize() == 0
+        down.client().config_set("appendonly", "yes")
+        store.set_value("k", 1)                         # safe now: the store works
+        assert store.get_value("k") == 1
+    finally:
+        store.close()
+        down.stop()
 
 
 def test_a_password_from_the_environment_opens_the_store_and_is_never_shown(tmp_path):
