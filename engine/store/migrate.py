@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from engine.store import open_store
+from engine.store import StoreUnavailable, open_store
 from engine.store.redis.connection import redacted
 from engine.store.redis.state_import import RedisStateImport
 from engine.store.sqlite.state_export import export_sqlite, source_activity
@@ -116,8 +116,11 @@ def migrate(source: Path, target_url: str, *, replace: bool = False,
             report.replaced_keys = target.clear()
         target.set_value(MIGRATION_KEY, {"state": "incomplete", "source": str(source),
                                          "at": time.time()})
-        target.import_state(snap)
-        report.read_back = target.held_counts()
+        try:
+            target.import_state(snap)
+            report.read_back = target.held_counts()
+        except StoreUnavailable as exc:   # the server lost, full, restarted: cut short
+            raise MigrationFailed(f"writing the target stopped midway: {exc}") from None
         differ = {k: (n, report.read_back.get(k)) for k, n in report.counts.items()
                   if report.read_back.get(k) != n}
         if differ:

@@ -16,7 +16,6 @@ import pytest
 
 from engine.lifecycle import RunStatus
 from engine.store.redis import RedisStore
-from engine.store.state_snapshot import MIGRATION_KEY
 from tests.support.cli_env import Env
 from tests.support.redis_servers import RedisServer
 from tests.unit.store.samples import run
@@ -96,8 +95,8 @@ def test_a_source_a_service_works_on_is_refused_with_4_by_the_real_entry_point(
     assert held(target) == 0
     store.update_run(running.id, status=RunStatus.INTERRUPTED, finished_at=time.time())
     store.close()
-    assert cli_env.run("store", "migrate", "--to", target).code == 0
-    r = cli_env.run("store", "migrate", "--to", target)            # never merged
+    assert cli_env.cli("store", "migrate", "--to", target).code == 0
+    r = cli_env.cli("store", "migrate", "--to", target)            # never merged
     assert r.code == 4 and "already holds state" in r.err and "--replace" in r.err
     r = cli_env.run("store", "migrate", "--to", target, "--replace", "--json")
     assert r.code == 0, r.err
@@ -139,23 +138,38 @@ def test_the_target_url_is_never_shown_with_its_password(
         locked.stop()
 
 
-def test_an_interrupted_migration_is_shown_by_status_and_redone_only_with_replace(
-        cli_env: Env, target: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert cli_env.cli("recover", "-c", "svc").code == 0
-    assert cli_env.cli("store", "migrate", "--to", target).code == 0
-    store = RedisStore(target)   # as a migration leaves it when cut short after its mark
-    store.set_value(MIGRATION_KEY, {"state": "incomplete", "source": "/srv/recovery.db",
-                                    "at": time.time()})
+def test_a_migration_cut_short_is_shown_by_status_and_redone_only_with_replace(
+        cli_env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.records import AuditEvent
+
+    store = cli_env.store()
+    for i in range(300):                     # about 3 MB of audit log
+        store.add_event(AuditEvent(time.time(), "alice", f"event-{i}", {"pad": "x" * 10_000}))
     store.close()
-    monkeypatch.setenv("RECOVERY_STATE_URL", target)
-    problems = cli_env.cli("status", "--json").json()["problems"]
-    assert any("INCOMPLETE migration from /srv/recovery.db" in p for p in problems)
-    assert "INCOMPLETE migration" in cli_env.cli("status").out
-    r = cli_env.cli("serve")                                      # and no service starts
-    assert r.code == 2 and "INCOMPLETE migration" in r.err
-    monkeypatch.delenv("RECOVERY_STATE_URL")
-    r = cli_env.cli("store", "migrate", "--to", target)
-    assert r.code == 4 and "an interrupted migration left it incomplete" in r.err
-    assert cli_env.cli("store", "migrate", "--to", target, "--replace").code == 0
-    monkeypatch.setenv("RECOVERY_STATE_URL", target)
-    assert cli_env.cli("status", "--json").json()["problems"] == []
+    full = RedisServer(tmp_path / "full", appendonly="yes",
+                       maxmemory_policy="noeviction").start()
+    try:       # room for the first records, not for all: the server refuses writes then
+        used = int(full.client().info("memory")["used_memory"])
+        full.client().config_set("maxmemory", used + 1_000_000)
+        url = f"{full.url}?prefix=cut:"
+        r = cli_env.cli("store", "migrate", "--to", url)
+        assert r.code == 1, (r.out, r.err)
+        assert "the target is marked incomplete" in r.err and "maxmemory" in r.err
+        monkeypatch.setenv("RECOVERY_STATE_URL", url)
+        problems = cli_env.cli("status", "--json").json()["problems"]
+        assert any(f"INCOMPLETE migration from {cli_env.home / 'recovery.db'}" in p
+                   for p in problems), problems
+        assert "INCOMPLETE migration" in cli_env.cli("status").out
+        r = cli_env.cli("serve")                                  # and no service starts
+        assert r.code == 2 and "INCOMPLETE migration" in r.err
+        monkeypatch.delenv("RECOVERY_STATE_URL")
+        r = cli_env.cli("store", "migrate", "--to", url)
+        assert r.code == 4 and "an interrupted migration left it incomplete" in r.err
+        full.client().config_set("maxmemory", 0)
+        r = cli_env.cli("store", "migrate", "--to", url, "--replace")
+        assert r.code == 0, r.err
+        assert "events               300  (read back: 300)" in r.out
+        monkeypatch.setenv("RECOVERY_STATE_URL", url)
+        assert cli_env.cli("status", "--json").json()["problems"] == []
+    finally:
+        full.stop()
