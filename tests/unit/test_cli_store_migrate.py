@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,16 +23,10 @@ pytestmark = pytest.mark.requires("redis-server")
 SECRET = "pw-7f3a9"
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis-target"), appendonly="yes").start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def target(redis_server: RedisServer) -> str:
-    return f"{redis_server.url}?prefix=mig-{uuid.uuid4().hex}:"
+def target(redis_store_server: RedisServer) -> str:
+    """A Redis store of its own: the session's server (tests/conftest.py), a fresh prefix."""
+    return f"{redis_store_server.url}?prefix=mig-{uuid.uuid4().hex}:"
 
 
 def held(url: str) -> int:

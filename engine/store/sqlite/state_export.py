@@ -64,11 +64,11 @@ def _runs(conn: sqlite3.Connection) -> list[dict[str, Any]]:
         members.setdefault(m["run_id"], []).append([m["fingerprint"], m["incident_id"]])
     found = []
     for r in conn.execute("SELECT * FROM runs ORDER BY started_at, id"):
-        run = row_to(RunRecord, r)
+        run, row = row_to(RunRecord, r), dict(r)   # a column a store lacks: None
         values = {**asdict(run), "status": run.status.value,
-                  "claimed_by": r["claimed_by"], "claimed_until": r["claimed_until"],
-                  "refusal_key": r["refusal_key"], "members": members.get(run.id, []),
-                  "heartbeat_at": r["heartbeat_at"]}
+                  **{name: row.get(name) for name in ("claimed_by", "claimed_until",
+                                                      "refusal_key", "heartbeat_at")},
+                  "members": members.get(run.id, [])}
         found.append(values)
     return found
 
