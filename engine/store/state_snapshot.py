@@ -54,7 +54,8 @@ class StateSnapshot:
     deliveries: list[dict[str, Any]] = field(default_factory=list)  # Delivery fields + dedup_key
     resolved: list[tuple[str, str, float]] = field(default_factory=list)  # fp, ends_at, at
     dedup_keys: list[tuple[str, float]] = field(default_factory=list)     # key, last seen
-    lock_token: int = 0      # the last fencing token given: tokens keep growing after
+    # the last fencing token given per counter (``lock``...): tokens keep growing after
+    fencing: dict[str, int] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         """How many of each kind (the order ``recovery store migrate`` prints them)."""

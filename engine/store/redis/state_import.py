@@ -123,7 +123,8 @@ class RedisStateImport(RedisIntakeJournal, RedisIncidents):
         with self._client() as client:   # counters that hand out ids and tokens go on
             top = max((int(v["id"]) for v in snap.deliveries if v.get("id")), default=0)
             client.set(self._key("deliveries", "next"), top)
-            client.set(self._key("fencing", "lock"), snap.lock_token)
+            for name, token in snap.fencing.items():
+                client.set(self._key("fencing", name), token)
 
     def held_counts(self) -> dict[str, int]:
         """Each kind's count as stored now (``StateSnapshot.counts``), read back from

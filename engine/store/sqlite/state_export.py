@@ -120,8 +120,8 @@ def export_sqlite(path: Path) -> StateSnapshot:
             dedup_keys=[(r["dedup_key"], r["seen_at"]) for r in
                         conn.execute("SELECT * FROM intake_seen ORDER BY dedup_key")],
         )
-        token = conn.execute("SELECT value FROM fencing WHERE name = 'lock'").fetchone()
-        snap.lock_token = int(token[0]) if token else 0
+        snap.fencing = {r["name"]: int(r["value"]) for r in
+                        conn.execute("SELECT name, value FROM fencing")}
         conn.execute("COMMIT")
     finally:
         conn.close()
