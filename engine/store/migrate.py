@@ -31,7 +31,7 @@ from urllib.parse import urlparse
 from engine.store import StoreUnavailable, open_store
 from engine.store.redis.connection import redacted
 from engine.store.redis.state_import import RedisStateImport
-from engine.store.sqlite.state_export import export_sqlite, source_activity
+from engine.store.sqlite.state_export import export_sqlite
 from engine.store.state_snapshot import MIGRATION_KEY
 
 
@@ -92,11 +92,11 @@ def migrate(source: Path, target_url: str, *, replace: bool = False,
     cannot be reached."""
     if not source.is_file():
         raise MigrationRefused([f"no SQLite store at {source}"], usage=True)
-    busy = source_activity(source).reasons()
+    snap, activity = export_sqlite(source)
+    busy = activity.reasons()
     if busy:
         raise MigrationRefused([*busy, "stop the service (every replica and worker) and "
                                 "let the intake journal drain, then migrate"])
-    snap = export_sqlite(source)
     report = MigrationReport(str(source), redacted(target_url), snap.counts())
     target = _target(target_url)
     try:

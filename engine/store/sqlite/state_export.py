@@ -41,20 +41,14 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def source_activity(path: Path, now: float | None = None) -> SourceActivity:
-    """What a service is doing on the store at ``path`` now (nothing, once stopped and
-    drained)."""
-    at = time.time() if now is None else now
-    conn = _connect(path)
-    try:
-        running = [r["id"] for r in conn.execute(
-            "SELECT id FROM runs WHERE status = 'running' ORDER BY started_at")]
-        waiting, claimed = conn.execute(
-            "SELECT count(*), count(claimed_until > ? OR NULL) FROM intake", (at,)).fetchone()
-        locks = [r["target"] for r in conn.execute(
-            "SELECT target FROM locks WHERE expires_at > ? ORDER BY target", (at,))]
-    finally:
-        conn.close()
+def _activity(conn: sqlite3.Connection, at: float) -> SourceActivity:
+    """What a service is doing on the store (nothing, once stopped and drained)."""
+    running = [r["id"] for r in conn.execute(
+        "SELECT id FROM runs WHERE status = 'running' ORDER BY started_at")]
+    waiting, claimed = conn.execute(
+        "SELECT count(*), count(claimed_until > ? OR NULL) FROM intake", (at,)).fetchone()
+    locks = [r["target"] for r in conn.execute(
+        "SELECT target FROM locks WHERE expires_at > ? ORDER BY target", (at,))]
     return SourceActivity(running, int(waiting), int(claimed), locks)
 
 
@@ -82,11 +76,14 @@ def _deliveries(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     return found
 
 
-def export_sqlite(path: Path) -> StateSnapshot:
-    """Every kind of state of the store at ``path``, but locks and the intake waiting."""
+def export_sqlite(path: Path) -> tuple[StateSnapshot, SourceActivity]:
+    """Every kind of state of the store at ``path``, but locks and the intake waiting;
+    and what a service is doing on it, read in the same transaction (a refusal and the
+    copy judge one and the same state)."""
     conn = _connect(path)
     try:
         conn.execute("BEGIN")   # one read transaction: one snapshot of every table
+        activity = _activity(conn, time.time())
         snap = StateSnapshot(
             incidents=[row_to(Incident, r) for r in
                        conn.execute("SELECT * FROM incidents ORDER BY opened_at, id")],
@@ -125,4 +122,4 @@ def export_sqlite(path: Path) -> StateSnapshot:
         conn.execute("COMMIT")
     finally:
         conn.close()
-    return snap
+    return snap, activity

@@ -19,7 +19,7 @@ from engine.records import Approval, Attempt, AuditEvent, DegradedReason, Switch
 from engine.store import Store, open_store
 from engine.store.migrate import MigrationRefused, migrate
 from engine.store.redis import RedisStore
-from engine.store.sqlite.state_export import export_sqlite, source_activity
+from engine.store.sqlite.state_export import export_sqlite
 from engine.store.state_snapshot import MIGRATION_KEY
 from tests.support.redis_servers import RedisServer
 from tests.unit.store.samples import delivery, incident, run
@@ -170,7 +170,7 @@ def test_a_store_a_service_works_on_is_refused_and_nothing_is_written(source, ta
         store.enqueue_alerts([("fp|t|firing", {"status": "firing"})])
         store.claim_intake("w1", 10, 30.0)
         store.enqueue_alerts([("fp2|t|firing", {"status": "firing"})])
-        activity = source_activity(source)
+        _, activity = export_sqlite(source)
         assert (len(activity.running_runs), activity.intake_waiting,
                 activity.intake_claimed) == (1, 2, 1)
         with pytest.raises(MigrationRefused) as refused:
@@ -211,6 +211,7 @@ def test_the_export_reads_the_file_without_changing_it(source):
     store.add_event(AuditEvent(time.time(), "alice", "x"))
     store.close()
     before = source.read_bytes()
-    snap = export_sqlite(source)
+    snap, activity = export_sqlite(source)
     assert snap.counts()["events"] == 1 and snap.fencing == {}
+    assert activity.reasons() == []
     assert source.read_bytes() == before
