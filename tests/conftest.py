@@ -32,6 +32,17 @@ def ansible_display() -> None:
     Display()
 
 
+@pytest.fixture(scope="session")
+def redis_store_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real ``redis-server`` for the session, AOF on (settings a store accepts), on a
+    free port, never the machine's own on 6379: a test keeps to a key prefix of its own."""
+    from tests.support.redis_servers import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis-store"), appendonly="yes").start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def engine_env(tmp_path: Path) -> EngineEnv:
     return EngineEnv(tmp_path)

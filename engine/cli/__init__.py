@@ -24,6 +24,7 @@ from engine.cli import (
     reload,
     serve,
     status,
+    store,
     switches,
     token,
     validate,
@@ -43,7 +44,7 @@ The operator recorded for approvals, switches and manual runs is --as NAME, else
 RECOVERY_OPERATOR, else cli:$USER.
 """
 MODULES = (recover, plan, history, approvals, ack, switches, status, validate, reload, serve,
-           token, import_config)
+           token, import_config, store)
 
 
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:

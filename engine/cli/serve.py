@@ -57,6 +57,7 @@ def cmd_serve(ctx: EngineContext, args: argparse.Namespace) -> int:
                                                http_workers=args.http_workers)
     except ServiceError as exc:
         raise CliError(str(exc), USAGE) from None
+    _refuse_incomplete_store(ctx)
     _load_set(ctx)  # a bad runbook stops the start with file:line, not every worker pass
     try:
         _credentials, generated = load_credentials(ctx.config, create=True)
@@ -91,6 +92,17 @@ def start_warnings(config: Config, settings: ServiceSettings) -> list[str]:
                 earlier_private_dirs_warning(earlier_version_dirs()),
                 None if metrics_auth(config) else open_metrics_warning(f"{settings.url}/metrics")]
     return [w for w in warnings if w]
+
+
+def _refuse_incomplete_store(ctx: EngineContext) -> None:
+    """A store a migration did not finish writing (``recovery store migrate``) lacks part
+    of the install's state (cooldowns, switches, approvals): the service does not start
+    on it (exit 2) until the migration is redone."""
+    from engine.store.state_snapshot import MIGRATION_KEY, migration_note
+
+    note = migration_note(ctx.store.get_value(MIGRATION_KEY))
+    if note:
+        raise CliError(note, USAGE)
 
 
 def _load_set(ctx: EngineContext) -> None:

@@ -169,6 +169,7 @@ def status_report(ctx: EngineContext, now: float | None = None) -> dict[str, Any
     from engine.alerts.refused import refused_alerts
     from engine.runbooks.loader import RunbookError
     from engine.store.base import StoreUnavailable
+    from engine.store.state_snapshot import MIGRATION_KEY, migration_note
 
     now = time.time() if now is None else now
     store = ctx.store
@@ -181,6 +182,9 @@ def status_report(ctx: EngineContext, now: float | None = None) -> dict[str, Any
         report["store"] = {"url": _safe_url(ctx.config.state_url), "reachable": False,
                            "error": str(exc)}
         return report
+    migration = migration_note(store.get_value(MIGRATION_KEY))
+    if migration:
+        report["problems"].append(migration)
     try:
         runbooks = list(ctx.runbooks)
     except RunbookError as exc:

@@ -28,6 +28,7 @@ from engine.store.redis.outcome_metrics import RedisOutcomeMetrics
 from engine.store.redis.run_index import RedisRunIndex
 from engine.store.redis.server_settings import UnsafeRedisSettings
 from engine.store.redis.shared_values import RedisSharedValues
+from engine.store.redis.state_import import RedisStateImport
 from engine.store.redis.strategy_runs import RedisStrategyRuns
 
 __all__ = ["BUILT", "RedisStore", "open_redis_store"]
@@ -39,8 +40,8 @@ BUILT: tuple[type, ...] = (RedisSharedValues, RedisAuditLog, RedisLocks, RedisAp
                            RedisStrategyRuns, RedisIntakeJournal, RedisHousekeeping)
 
 
-class RedisStore(RedisHousekeeping, RedisIntakeJournal, RedisIncidents, RedisRunIndex,
-                 RedisLocks, RedisApprovals, RedisKillSwitches, RedisDegradedModes,
+class RedisStore(RedisStateImport, RedisHousekeeping, RedisIntakeJournal, RedisIncidents,
+                 RedisRunIndex, RedisLocks, RedisApprovals, RedisKillSwitches, RedisDegradedModes,
                  RedisCooldowns, RedisSharedValues, RedisOutcomeMetrics, RedisAuditLog,
                  RedisStrategyRuns, Store):
     """The whole store in one Redis server (or several installs in one, by key prefix).

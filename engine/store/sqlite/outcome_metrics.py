@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Any
 
 from engine.store.outcome_metrics import (
     DURATION_BUCKETS,
@@ -29,7 +30,8 @@ def _added(counts: dict[str, float], bounds: tuple[float, ...],
     return counts
 
 
-def _histogram(r, bounds: tuple[float, ...], outcome: str = "") -> DurationRow:
+def histogram_row(r: Any, bounds: tuple[float, ...], outcome: str = "") -> DurationRow:
+    """A histogram row (``durations`` or ``strategy_durations``) as a ``DurationRow``."""
     counts = _bucket_counts(r["buckets"])
     buckets = [(b, float(counts.get(repr(b), 0))) for b in bounds]
     buckets.append((float("inf"), float(r["count"])))
@@ -94,10 +96,10 @@ class SQLiteOutcomeMetrics(SQLiteConnection, OutcomeMetrics):
         return [DeferralRow(r["component"], r["gate"], r["value"]) for r in rows]
 
     def durations(self) -> list[DurationRow]:
-        return [_histogram(r, DURATION_BUCKETS)
+        return [histogram_row(r, DURATION_BUCKETS)
                 for r in self._read("SELECT * FROM durations ORDER BY component, strategy")]
 
     def strategy_durations(self) -> list[DurationRow]:
-        return [_histogram(r, STRATEGY_BUCKETS, r["outcome"])
+        return [histogram_row(r, STRATEGY_BUCKETS, r["outcome"])
                 for r in self._read("SELECT * FROM strategy_durations "
                                     "ORDER BY component, strategy, outcome")]

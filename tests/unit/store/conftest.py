@@ -10,9 +10,9 @@ of a backend ``open_store`` does not choose yet), so they pass unchanged for eve
 backend. Tests of one backend's own machinery live in their own module
 (``test_sqlite.py``, ``test_redis.py``).
 
-Redis: one real ``redis-server`` for the session (AOF on, a free port, never the
-machine's own on 6379); each test gets a key prefix of its own, so tests never see each
-other's keys.
+Redis: one real ``redis-server`` for the session (``redis_store_server``, tests/conftest.py:
+AOF on, a free port, never the machine's own on 6379); each test gets a key prefix of
+its own, so tests never see each other's keys.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from pathlib import Path
 import pytest
 
 from engine.store import Store
-from tests.support.redis_servers import RedisServer
 from tests.unit.store.backends import BACKENDS, implements, open_test_store
 
 
@@ -41,13 +40,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
               for p in mark.args] or [Store]
     metafunc.parametrize("store_url", [b for b in BACKENDS if implements(b, needed)],
                          indirect=True)
-
-
-@pytest.fixture(scope="session")
-def redis_store_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis-store"), appendonly="yes").start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
