@@ -18,6 +18,9 @@ from engine.orchestration.refusals import MAX_FINGERPRINTS
 from tests.support.alertmanager import iso_at
 from tests.support.alerts import GHOST_RUNBOOK
 
+# Every test runs on each state backend (tests/support/state_backends.py).
+pytestmark = pytest.mark.both_backends
+
 # -- the rule, in this process ------------------------------------------------------------
 
 
