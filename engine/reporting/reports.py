@@ -226,7 +226,7 @@ def loaded_set_status(ctx: EngineContext, problems: list[str]) -> dict[str, Any]
     acts on (None: the files on disk, as the CLI reads them)."""
     from engine.runbooks.loaded_set import describe, disk_differs, recorded_set
 
-    record = recorded_set(ctx.store)
+    record = recorded_set(ctx.store, ctx.replica)
     differs, disk = disk_differs(ctx.config, record)
     if differs:
         problems.append(f"the files on disk differ from the set in force ({describe(record)}): "
