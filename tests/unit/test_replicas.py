@@ -100,3 +100,46 @@ def test_the_default_replica_name_is_per_host_and_home(tmp_path: Path):
         tmp_path / "one", "box")
     assert default_replica(tmp_path / "one", "box") != default_replica(tmp_path / "two", "box")
     assert default_replica(tmp_path / "one", "box").startswith("box-")
+
+
+def _counted(text: str) -> dict[tuple, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples
+            if s.name == "infra_recovery_attempts_total"}
+
+
+def test_the_store_counters_are_exported_by_one_replica_at_a_time(
+        tmp_path: Path, shared_url: str):
+    """Scraped side by side, the replicas' /metrics add up to each run once: the one
+    holding the exporter lease carries the counters, the other says it does not; when
+    the lease lapses (its replica no longer scraped) the other takes them over."""
+    from engine.reporting.metrics import StoreCollector, render_text
+    from engine.reporting.outcome_exporter import LEASE
+
+    a = _replica(tmp_path / "a", "replica-a", shared_url).context()
+    b = _replica(tmp_path / "b", "replica-b", shared_url).context()
+    a.store.record_outcome("slow", "nap", "succeeded", 1.0)
+    b.store.record_outcome("slow", "nap", "succeeded", 2.0)
+    series = ("infra_recovery_attempts_total",
+              (("component", "slow"), ("outcome", "succeeded"), ("strategy", "nap")))
+
+    scraped_a = render_text(a, one_replica=True)
+    scraped_b = render_text(b, one_replica=True)
+    assert _counted(scraped_a) == {series: 2.0} and _counted(scraped_b) == {}
+    assert 'infra_recovery_outcome_exporter{replica="replica-a"} 1.0' in scraped_a
+    assert 'infra_recovery_outcome_exporter{replica="replica-b"} 0.0' in scraped_b
+    assert "infra_recovery_duration_seconds" not in scraped_b
+    assert _counted(render_text(b)) == {series: 2.0}     # `recovery metrics`: everything
+
+    later = time.time() + LEASE + 1                       # replica-a no longer scraped
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    def scrape(ctx) -> str:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(StoreCollector(ctx, clock=lambda: later, one_replica=True))
+        return generate_latest(registry).decode()
+
+    assert _counted(scrape(b)) == {series: 2.0}
+    assert _counted(scrape(a)) == {}
