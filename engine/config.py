@@ -43,7 +43,7 @@ _SEVERITIES = {"type": "object", "additionalProperties": False,
                "properties": {p: {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}
                               for p in DEFAULT_SEVERITIES}}
 # A replica's name (engine.replica): a key part in the store, a word in logs.
-REPLICA_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+REPLICA_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -228,7 +228,7 @@ def load_config(path: str | os.PathLike[str] | None = None,
     replica = env.get("RECOVERY_REPLICA") or str(raw.get("replica", ""))
     if replica and not re.match(REPLICA_PATTERN, replica):
         raise ConfigError(f"RECOVERY_REPLICA / replica {replica!r}: letters, digits and "
-                          "_ . : - only, at most 64, starting with a letter or digit")
+                          "_ . - only, at most 64, starting with a letter or digit")
     return Config(
         path=file.resolve(),
         base_dir=base,

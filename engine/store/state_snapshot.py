@@ -20,7 +20,8 @@ from engine.store.replicas import ROSTER_KEY
 # read by ``recovery status``: {"state": "incomplete" | "complete", "source": ..., "at": ...}
 MIGRATION_KEY = "store_migration"
 # Shared values that belong to the processes that wrote them, not to the install.
-PER_PROCESS_VALUES = frozenset({"worker_heartbeat", ROSTER_KEY, MIGRATION_KEY})
+PER_PROCESS_VALUES = frozenset({"worker_heartbeat", ROSTER_KEY, "metrics_outcome_exporter",
+                                MIGRATION_KEY})
 
 
 def migration_note(mark: object) -> str | None:
