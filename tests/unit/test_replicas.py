@@ -143,3 +143,21 @@ def test_the_store_counters_are_exported_by_one_replica_at_a_time(
 
     assert _counted(scrape(b)) == {series: 2.0}
     assert _counted(scrape(a)) == {}
+
+
+def test_a_start_keeps_the_copy_of_a_set_another_live_replica_runs(tmp_path: Path):
+    """Two replicas given one home (named apart) share its copies: the second one's start
+    removes the copies no live replica runs, never the first one's."""
+    from engine.config import load_config
+    from engine.context import EngineContext
+    from engine.runbooks.reload import reload_set
+    from engine.service.worker import Worker
+
+    env = _replica(tmp_path / "home", "replica-a", f"sqlite:///{tmp_path / 'shared.db'}")
+    a = _started(env)
+    Worker(a).run_once()                                  # A's line: its set, now
+    copy_a = a.held_set.paths.runbooks_dir.parent
+    env.runbook("other", "strategies: [{name: ok, action: test.ok}]\n")
+    b = EngineContext(load_config(env.config_path, environ={"RECOVERY_REPLICA": "replica-b"}))
+    assert reload_set(b, "test start", start=True).ok
+    assert copy_a.is_dir() and a.refresh() is False
