@@ -187,7 +187,7 @@ class Env:
 @pytest.fixture
 def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
     for name in ("RECOVERY_CONFIG", "RECOVERY_HOME", "RECOVERY_STATE_URL",
-                 "RECOVERY_OPERATOR"):
+                 "RECOVERY_OPERATOR", "RECOVERY_REPLICA"):
         monkeypatch.delenv(name, raising=False)
     return Env(tmp_path)
 
