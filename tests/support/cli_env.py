@@ -192,7 +192,7 @@ class Env:
 def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, state_url: str | None) -> Env:
     """The configuration; its state on the test's backend (``both_backends``, else SQLite)."""
     for name in ("RECOVERY_CONFIG", "RECOVERY_HOME", "RECOVERY_STATE_URL",
-                 "RECOVERY_OPERATOR"):
+                 "RECOVERY_OPERATOR", "RECOVERY_REPLICA"):
         monkeypatch.delenv(name, raising=False)
     return Env(tmp_path, state_url=state_url)
 
