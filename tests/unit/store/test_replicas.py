@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import time
 
+from engine.store import open_store
 from engine.store.replicas import KEPT, ReplicaRoster, ReplicaSeen
-from tests.unit.store.backends import open_test_store, uses
+from tests.unit.store.backends import uses
 from tests.unit.store.races import race
 
 pytestmark = uses(ReplicaRoster)
@@ -29,7 +30,7 @@ def test_a_replica_not_seen_for_a_day_leaves_the_roster_at_the_next_write(store)
 
 
 def _beat(url, barrier, results):
-    store = open_test_store(url)
+    store = open_store(url)
     barrier.wait()
     import os
 
