@@ -136,10 +136,14 @@ class LeaseKeeper:
     def _run(self) -> None:
         while True:
             time.sleep(self.ttl / 3)
-            with self._lock:
-                leases = list(self._leases.values())
-            for lease in leases:
-                lease.beat()
+            self.beat_all()
+
+    def beat_all(self) -> None:
+        """One beat of every lease held: renewed, each lost one told to its step."""
+        with self._lock:
+            leases = list(self._leases.values())
+        for lease in leases:
+            lease.beat()
 
 
 class Lease:
