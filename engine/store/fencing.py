@@ -35,8 +35,8 @@ class StaleLease(RuntimeError):
     written. The run that made it must stop acting on the target."""
 
     def __init__(self, fence: Fence, holder_token: int) -> None:
-        super().__init__(f"the lease on {fence.target} was lost: the lock is held by token "
-                         f"{holder_token} now, not {fence.token}")
+        super().__init__(f"its lease on {fence.target} was lost (token {fence.token}): "
+                         f"the lock is held by token {holder_token} now")
         self.fence, self.holder_token = fence, holder_token
 
 
