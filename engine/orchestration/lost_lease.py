@@ -56,14 +56,18 @@ def record_lost_lease(ctx: EngineContext, run: RunRecord, artifacts: RunArtifact
     if ended:
         reason += f" (the step had ended {ended})"
     try:
-        stored = ctx.store.update_run(run.id, status=RunStatus.INTERRUPTED,
-                                      finished_at=time.time(), reason=reason)
+        # Only a run still running: one a worker's sweep already marked keeps that account
+        # (the lifecycle alone would let interrupted be written over interrupted).
+        current = ctx.store.get_run(run.id)
+        stored = None if current is None or current.status != RunStatus.RUNNING else \
+            ctx.store.update_run(run.id, status=RunStatus.INTERRUPTED,
+                                 finished_at=time.time(), reason=reason)
     except Exception as exc:  # noqa: BLE001 - the workers mark it once its heartbeat is old
         log.error("run %s: %s; not recorded (%s)", run.id, reason, describe(exc))
         return
-    if stored is None:      # it had already ended (a worker's sweep): that account stands
+    if stored is None:
         log.warning("run %s: %s; it was already %s", run.id, reason,
-                    (ctx.store.get_run(run.id) or run).status.value)
+                    current.status.value if current else "gone")
         return
     run.status, run.reason = RunStatus.INTERRUPTED, reason
     try:

@@ -12,7 +12,8 @@ ignores cancel, ``test.later`` is not implemented (its step is skipped),
 ``file_bytes``, for approval conditions; no such file: the plan fails),
 ``test.act_on_host`` appends ``<tag> act`` to ``with: {log}`` every 0.05 s until
 ``release`` exists or it is canceled, doing nothing while ``paused`` holds its tag (a
-stalled process). A ``trace``
+stalled process; the tag: ``with: {tag}``, else the context's resource ``replica``).
+A ``trace``
 param appends what ran to a file, so tests can count what really ran, also across
 processes.
 """
@@ -173,7 +174,8 @@ class ActOnHost(Action):
     name, scope = "test.act_on_host", REMOTE
 
     def run(self, ctx: ActionContext) -> ActionResult:
-        tag, log = str(ctx.params["tag"]), Path(str(ctx.params["log"]))
+        tag = str(ctx.params.get("tag") or ctx.resources.get("replica"))
+        log = Path(str(ctx.params["log"]))
         release, paused = Path(str(ctx.params["release"])), Path(str(ctx.params["paused"]))
         said_paused = False
         deadline = time.monotonic() + float(ctx.params.get("seconds", 30))

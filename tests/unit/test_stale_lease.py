@@ -17,6 +17,8 @@ import pytest
 
 from engine.gates.lock import LeaseKeeper
 from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
+from engine.orchestration.attempt import advance
+from engine.service.worker import Worker
 from engine.store.base import Fence, StaleLease
 
 WAIT = 15.0   # seconds: every wait below is bounded by this
@@ -48,8 +50,9 @@ def _lines(log: Path) -> list[str]:
 @pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.requires(
     "redis-server"))])
 def replicas(request, engine_env, tmp_path: Path):
-    """Two engine contexts on one store, runbooks ``act-a`` and ``act-b`` on cache-1
-    (their actions tagged a and b), a 1 s lease; A's lease keeper can be stalled."""
+    """Two engine contexts on one store, a 1 s lease, A's lease keeper stallable; runbooks
+    ``act-a`` and ``act-b`` (their actions tagged a and b) and ``act`` (tagged by the
+    replica that runs it, verified by the file ``released``), all on cache-1."""
     extra = {}
     if request.param == "redis":
         server = request.getfixturevalue("redis_store_server")
@@ -63,8 +66,19 @@ strategies:
      with: {{tag: {tag}, log: "{tmp_path / 'host.log'}", release: "{tmp_path / tag}",
              paused: "{tmp_path / 'paused'}"}}}}
 """)
+    engine_env.runbook("act", f"""\
+component: cache
+strategies:
+  - {{name: act, action: test.act_on_host,
+     with: {{log: "{tmp_path / 'host.log'}", release: "{tmp_path / 'released'}",
+             paused: "{tmp_path / 'paused'}"}}}}
+verify: {{action: test.file_exists, with: {{path: "{tmp_path / 'released'}"}},
+          interval: 0.05s, deadline: 0.3s}}
+""")
     a, b = engine_env.context(), engine_env.context()
     b.holder += ":replica-b"
+    a.resources.register("replica", "a")
+    b.resources.register("replica", "b")
     a.leases = StallableKeeper(a.store, a.config.lock_ttl)
     yield a, b
     a.store.close()
@@ -137,8 +151,9 @@ def test_a_stalled_replica_whose_heartbeat_finds_its_lock_taken_stops_acting(
     a.leases.stalled.clear()
     a.leases.beat_all()                   # SIGCONT: its first beat finds the lock taken
     (tmp_path / "paused").unlink()
+    # Its action saw the cancel (the executor may have answered for it first).
+    _until(lambda: "a canceled" in _lines(tmp_path / "host.log"), "A's action to stop")
     _check_the_end(replicas, tmp_path, thread_a, thread_b, fence)
-    assert "a canceled" in _lines(tmp_path / "host.log")
 
 
 def test_a_stalled_replica_that_never_beat_again_has_its_end_refused(
@@ -148,3 +163,52 @@ def test_a_stalled_replica_that_never_beat_again_has_its_end_refused(
     (tmp_path / "paused").unlink()
     _check_the_end(replicas, tmp_path, thread_a, thread_b, fence)
     assert "ended succeeded" in _run_of(replicas[1], "act-a").reason
+
+
+def test_a_replica_that_stalled_so_long_that_another_took_over_its_incident_leaves_it(
+        replicas, run_incident, tmp_path: Path) -> None:
+    """Three leases without a heartbeat: B's worker marks A's run interrupted and hands its
+    incident back; B takes the incident up, verifies, and runs the step again. A wakes up
+    and writes nothing: the incident, its attempt and the lock stay B's."""
+    a, b = replicas
+    log = tmp_path / "host.log"
+    thread_a = _in_thread(run_incident, a, "act")
+    _until(lambda: "a act" in _lines(log), "replica A to act on cache-1")
+    [run_a] = b.store.query_runs(target="cache-1")
+    attempt_a = b.store.get_incident(run_a.incident_id).attempt_id
+    (tmp_path / "paused").write_text("a")
+    a.leases.stalled.set()
+    _until(lambda: "a paused" in _lines(log), "replica A to stop")
+    _until(lambda: b.store.get_lock("cache-1") is None, "A's lease to lapse")
+
+    later = time.time() + 3 * b.config.lock_ttl + 1      # B's clock, three leases on
+    assert Worker(b).mark_interrupted(later) >= 1
+    assert b.store.get_run(run_a.id).status == RunStatus.INTERRUPTED
+    claimed = b.store.claim_due_incident(later)
+    assert claimed is not None and claimed.id == run_a.incident_id
+    thread_b = threading.Thread(target=advance, args=(b, claimed.id), daemon=True)
+    thread_b.start()
+    _until(lambda: _lines(log).count("b act") >= 3, "replica B to act on cache-1")
+    attempt_b = b.store.get_incident(claimed.id).attempt_id
+    assert attempt_b not in (None, attempt_a)
+
+    a.leases.stalled.clear()
+    a.leases.beat_all()
+    (tmp_path / "paused").unlink()
+    thread_a.join(WAIT)
+    assert not thread_a.is_alive()
+    incident = b.store.get_incident(claimed.id)
+    assert incident.state == IncidentState.REMEDIATING and incident.attempt_id == attempt_b
+    assert b.store.get_run(run_a.id).reason == "the process running this step stopped"
+    assert b.store.get_lock("cache-1").holder == b.holder
+
+    (tmp_path / "released").write_text("go")
+    thread_b.join(WAIT)
+    assert not thread_b.is_alive()
+    assert b.store.get_incident(claimed.id).state == IncidentState.RECOVERED
+    outcomes = {att.id: att.outcome for att in b.store.attempts_since("act", "cache-1", 0)}
+    assert outcomes == {attempt_a: AttemptOutcome.INTERRUPTED,
+                        attempt_b: AttemptOutcome.RECOVERED}
+    acts = [line for line in _lines(log) if line.endswith(" act")]
+    first_b = acts.index("b act")
+    assert set(acts[:first_b]) == {"a act"} and set(acts[first_b:]) == {"b act"}
