@@ -15,9 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from engine.artifacts import RunArtifacts
 from engine.gates.lock import LeaseKeeper
 from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
 from engine.orchestration.attempt import advance
+from engine.orchestration.rollout import Member, Rollout
+from engine.orchestration.step import new_run, step_extravars
+from engine.records import Incident, new_id
 from engine.service.worker import Worker
 from engine.store.base import Fence, StaleLease
 
@@ -212,3 +216,40 @@ def test_a_replica_that_stalled_so_long_that_another_took_over_its_incident_leav
     acts = [line for line in _lines(log) if line.endswith(" act")]
     first_b = acts.index("b act")
     assert set(acts[:first_b]) == {"a act"} and set(acts[first_b:]) == {"b act"}
+
+
+def test_a_rollout_batch_does_not_play_a_host_whose_lease_was_taken(
+        replicas, engine_env) -> None:
+    """The lease is asked again before each batch: a member whose lock another holder took
+    (its process stalled while it waited for its batch) is handed ``interrupted``, its host
+    not started, and its batch plays without it (here: nothing left to play)."""
+    a, _b = replicas
+    engine_env.playbook("noop.yml", "- hosts: all\n  gather_facts: false\n  tasks: []\n")
+    engine_env.runbook("play", """\
+component: cache
+strategies:
+  - {name: play, playbook: noop.yml}
+""")
+    a.refresh()
+    runbook = a.runbook("play")
+    strategy = runbook.strategies[0]
+    held = a.store.acquire_lock("cache-1", a.holder, 60)
+    a.store.break_lock("cache-1")                    # lapsed, as far as anyone can tell
+    a.store.acquire_lock("cache-1", "replica-b", 60)
+    lease = a.leases.hold([held])
+    incident = Incident(id=new_id("inc"), runbook="play", component="cache", target="cache-1",
+                        state=IncidentState.REMEDIATING, opened_at=time.time())
+    run = new_run(a, incident, runbook, strategy, RunStatus.RUNNING, time.time())
+    member = Member(incident, runbook, strategy, run,
+                    RunArtifacts(a.artifacts_dir, run.id, a.redactor), threading.Event(),
+                    step_extravars(incident, runbook, strategy), lease)
+    rollout = Rollout("key")
+    rollout.add(member)
+    try:
+        rollout.play(a, a.files)
+    finally:
+        lease.release()
+    assert member.played.is_set() and not member.begun
+    assert member.outcome.status == RunStatus.INTERRUPTED
+    assert "its lease on cache-1 was lost" in member.outcome.reason
+    assert member.outcome.data["hosts"][0]["outcome"] == "not_started"
