@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from engine.store.audit_log import AuditLog
+from engine.store.fencing import Fence, StaleLease
 from engine.store.gate_state import GateState
 from engine.store.housekeeping import Housekeeping
 from engine.store.incidents import Incidents
@@ -26,6 +27,8 @@ from engine.store.replicas import ReplicaRoster
 from engine.store.run_index import RunIndex
 from engine.store.shared_values import SharedValues
 from engine.store.strategy_runs import StrategyRuns
+
+__all__ = ["Fence", "StaleLease", "Store", "StoreUnavailable"]
 
 
 class StoreUnavailable(RuntimeError):
