@@ -359,8 +359,9 @@ class Worker:
         return len(stale) + self._reopen_orphans(now)
 
     def _reopen_orphans(self, now: float) -> int:
-        """Incidents left 'remediating' with nothing running or waiting for them (their
-        process died between two steps): handed back to the workers, not lost. One held
+        """Incidents left 'remediating' with nothing running or waiting for them and no
+        step ended lately (their process died between two steps): handed back to the
+        workers, not lost. One held
         by another worker process that is alive (its heartbeat fresh) is that worker's:
         it may be waiting for a free thread there."""
         waiting = (RunStatus.RUNNING, RunStatus.PENDING_APPROVAL, RunStatus.QUEUED)
@@ -380,6 +381,10 @@ class Worker:
                     continue
             runs = self.ctx.store.query_runs(incident_id=incident.id, limit=None)
             if any(r.status in waiting for r in runs):
+                continue
+            # A step that ended within the bound: its process is settling the incident
+            # (its verify, its close), not gone.
+            if any((r.finished_at or 0.0) > stale_before for r in runs):
                 continue
             if self.ctx.store.update_incident(
                     incident.id, expect=[IncidentState.REMEDIATING], state=IncidentState.OPEN,

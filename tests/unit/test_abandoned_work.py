@@ -30,6 +30,35 @@ def test_an_incident_orphaned_between_steps_is_handed_back_to_the_workers(engine
     assert ctx.store.get_incident(orphan.id).state == IncidentState.RECOVERED
 
 
+def test_an_incident_whose_step_just_ended_is_being_settled_not_orphaned(engine_env):
+    """Between a step's end (its run no longer running) and its incident's settle (verify
+    recorded, incident closed) nothing of it is waiting; the incident was last written
+    when the step began, which a long step puts past the orphan bound. A run that ended
+    within that bound says its process is alive: the sweep must leave the incident to it
+    (it reopened it, and the process's settle then failed: "stopped between steps")."""
+    from engine.records import Incident, RunRecord, new_id
+
+    engine_env.write_config(lease="0.2s")
+    engine_env.runbook("quick", "strategies: [{name: now, action: test.ok}]\n")
+    ctx = engine_env.context()
+    now = time.time()
+    long_ago = now - 60
+    settling, _ = ctx.store.open_incident(Incident(
+        id=new_id("inc"), runbook="quick", component="quick", target="cache-1",
+        state=IncidentState.REMEDIATING, opened_at=long_ago, updated_at=long_ago,
+        held_by="cli:oncall@elsewhere:1"))
+    ctx.store.update_incident(settling.id, updated_at=long_ago)
+    ctx.store.add_run(RunRecord(
+        id=new_id("run"), component="quick", runbook="quick", strategy="now",
+        target="cache-1", status=RunStatus.SUCCEEDED, trigger="manual",
+        incident_id=settling.id, started_at=long_ago, finished_at=now))
+    assert Worker(ctx, intake=False)._reopen_orphans(now) == 0
+    assert ctx.store.get_incident(settling.id).state == IncidentState.REMEDIATING
+    # Its process never settled it: once the bound passed since that end, it is orphaned.
+    assert Worker(ctx, intake=False)._reopen_orphans(now + 10) == 1
+    assert ctx.store.get_incident(settling.id).state == IncidentState.OPEN
+
+
 def test_a_live_check_mode_run_is_not_taken_for_dead(engine_env):
     import threading
 

@@ -260,7 +260,8 @@ class RedisIncidents(RedisAttemptRecords, RedisRunRecords, RedisFencing, Inciden
             pipe.multi()
             if attempt is not None:
                 self._put_attempt(pipe, attempt)
-            self._put_run(pipe, values, stored, heartbeat_at=run.started_at)
+            # Alive now, whenever its gates were asked: its row is its first beat.
+            self._put_run(pipe, values, stored, heartbeat_at=time.time())
             self._put_incident(pipe, after, mark=None)
             return after
 

@@ -154,7 +154,9 @@ class SQLiteIncidents(SQLiteConnection, Incidents):
                 db.execute("UPDATE incidents SET attempt_id = ?, attempts = attempts + 1 "
                            "WHERE id = ?", (attempt.id, run.incident_id))
             values = columns(run)
-            values["heartbeat_at"] = run.started_at
+            # Alive now, whenever its gates were asked (facts, a fleet wait): its row is
+            # its first beat, or a sweep would take it for dead before its lease beats.
+            values["heartbeat_at"] = time.time()
             if resumed:
                 keep = ("status", "attempt_id", "reason", "approved_by", "started_at",
                         "forced", "heartbeat_at", "gate")

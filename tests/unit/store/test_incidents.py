@@ -68,6 +68,25 @@ def test_begin_step_records_attempt_count_and_run_at_once(store):
 
 
 @uses(RunIndex)
+def test_a_step_begun_long_after_its_gates_were_asked_is_alive_when_recorded(store):
+    """A run's start is when its gates were asked; facts, a fleet wait or a loaded machine
+    can put seconds between that and its row. Its row is its first sign of life: a
+    sweep at once must not take it for dead (it did, and marked it interrupted)."""
+    import time
+
+    inc, _ = store.open_incident(incident())
+    now = time.time()
+    r = run(incident_id=inc.id, started_at=now - 100)
+    store.begin_step(r, None)
+    assert store.stale_running_runs(now - 50) == []
+    parked = run(incident_id=inc.id, status=RunStatus.QUEUED, started_at=now - 100)
+    store.add_run(parked)
+    parked.status = RunStatus.RUNNING
+    store.begin_step(parked, None, resumed=True)
+    assert store.stale_running_runs(now - 50) == []
+
+
+@uses(RunIndex)
 def test_begin_step_refuses_an_incident_no_longer_remediating(store):
     inc, _ = store.open_incident(incident())
     store.update_incident(inc.id, state=IncidentState.CANCELED)
