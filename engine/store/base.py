@@ -30,6 +30,13 @@ class StoreUnavailable(RuntimeError):
     """The store cannot be reached or written: callers answer 503 / exit 1, never drop."""
 
 
+class StoreRefused(StoreUnavailable):
+    """The store answers but must not be used: its server's settings would lose state
+    (a Redis without AOF, or evicting keys). Unavailable to every caller, as a store down
+    is; a service that started while it was down stops on it (exit 2), since waiting
+    would not make it safe."""
+
+
 class Store(IntakeJournal, Incidents, RunIndex, GateState, SharedValues, OutcomeMetrics,
             AuditLog, Housekeeping, StrategyRuns, Protocol):
     """State shared by every process that runs recoveries."""

@@ -28,7 +28,7 @@ from redis.backoff import NoBackoff
 from redis.commands.core import Script
 from redis.retry import Retry
 
-from engine.store.base import StoreUnavailable
+from engine.store.base import StoreRefused, StoreUnavailable
 from engine.store.redis.server_settings import UnsafeRedisSettings, require_safe_settings
 
 T = TypeVar("T")
@@ -114,7 +114,7 @@ class RedisConnection:
                 self.check_settings()
             yield self._redis
         except UnsafeRedisSettings as exc:
-            raise StoreUnavailable(f"the Redis store at {self.url}: {exc}") from exc
+            raise StoreRefused(f"the Redis store at {self.url}: {exc}") from exc
         except redis.WatchError:
             raise
         except redis.RedisError as exc:
