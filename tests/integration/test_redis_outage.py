@@ -13,6 +13,7 @@ and a graceful restart in the middle of 300 alerts) is ``slow``.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections import Counter
@@ -29,6 +30,10 @@ pytestmark = pytest.mark.requires("redis-server")
 
 ALERTNAME = "OutageStorm"
 ANSWER_BOUND = 20.0       # s: an answer while Redis is down comes within this, never a hang
+STORE_WAIT = 2.0          # s: webhook.store_wait in these tests
+# s: a client as patient as an Alertmanager whose webhook `timeout` is this: answered
+# within store_wait (and a loaded machine's margin), never after two socket timeouts.
+PATIENCE = 4 * STORE_WAIT
 
 
 def inventory(hosts: list[str]) -> str:
@@ -80,22 +85,23 @@ class Setup:
         engine_env.write_config(
             threads=4, state_url=f"'{self.url}'",
             webhook=f"{{workers: {workers}, http_workers: 1, shutdown_grace: {GRACE}s, "
-                    "graceful_timeout: 2s, store_wait: 2s}")
+                    f"graceful_timeout: 2s, store_wait: {STORE_WAIT:g}s}}")
         self.served: Served = serve()
 
-    def post(self, batch: list[str]) -> int | None:
-        """The answer's status, or None when none came (as Alertmanager sees it)."""
+    def post(self, batch: list[str], timeout: float = ANSWER_BOUND) -> int | None:
+        """The answer's status, or None when none came within ``timeout`` (as
+        Alertmanager sees it)."""
         try:
             answer = httpx.post(self.served.url + "/api/v1/alerts", json=notification(batch),
-                                timeout=ANSWER_BOUND,
+                                timeout=timeout,
                                 headers={"Authorization":
                                          f"Bearer {webhook_token(self.served.home)}"})
         except httpx.HTTPError:
             return None
         return answer.status_code
 
-    def readyz(self) -> httpx.Response:
-        return httpx.get(self.served.url + "/readyz", timeout=ANSWER_BOUND)
+    def readyz(self, timeout: float = ANSWER_BOUND) -> httpx.Response:
+        return httpx.get(self.served.url + "/readyz", timeout=timeout)
 
     def runs(self) -> Counter:
         """Runs of the step per host, from the action's own trace."""
@@ -271,4 +277,26 @@ def test_redis_killed_and_restarted_during_a_storm_loses_nothing_and_runs_nothin
     assert set(runs) == set(storm.acknowledged)
     assert {h: n for h, n in runs.items() if n != 1} == {}
     assert setup.served.proc.poll() is None
+    assert setup.served.terminate() == 0
+
+
+def test_a_redis_that_stops_answering_gets_503_not_a_hang(serve, engine_env, tmp_path,
+                                                          redis_server):
+    """SIGSTOP: the server's port still accepts connections but nothing answers (a
+    partition, a server swapping): the socket timeouts bound the wait."""
+    targets = hosts(4)
+    setup = Setup(serve, engine_env, tmp_path, targets, redis=redis_server.start())
+    setup.served.start()
+    setup.served.wait_ready()
+    redis_server.proc.send_signal(signal.SIGSTOP)
+    try:
+        assert setup.post(targets, timeout=PATIENCE) == 503
+        assert setup.readyz(timeout=PATIENCE).status_code == 503
+    finally:
+        redis_server.proc.send_signal(signal.SIGCONT)
+    setup.served.wait_ready(60)
+    assert setup.post(targets) == 200
+    assert wait_for(lambda: len(setup.runs()) == len(targets) and setup.settled(), 60), (
+        setup.runs(), setup.served.stderr()[-3000:])
+    assert setup.runs() == Counter(dict.fromkeys(targets, 1))
     assert setup.served.terminate() == 0
