@@ -221,9 +221,9 @@ class RedisIntakeJournal(RedisConnection, IntakeJournal):
         fp_indexes = [self._key("deliveries-fp", fp) for fp in newest_firing]
         with self._client() as client:   # ids for the new records (a gap on a retry)
             top = client.incrby(self._key("deliveries", "next"), len(rows)) if rows else 0
-        fresh_ids = iter(range(top - len(rows) + 1, top + 1))
 
         def change(pipe: Any) -> None:
+            fresh_ids = iter(range(top - len(rows) + 1, top + 1))   # each try afresh
             keys = [self._delivery_key(k) for k in rows]
             olds = [None if raw is None else json.loads(raw)
                     for raw in (pipe.mget(keys) if keys else [])]
