@@ -7,8 +7,10 @@ alert the webhook acknowledged (2xx) runs its step exactly once: the runbook's a
 appends a line per run (``trace``), counted per host. The posting side behaves as
 Alertmanager does: a notification answered 5xx, or not answered, is sent again.
 
-The quick test (one kill, a handful of alerts) runs in ``make test``; the storm (a SIGKILL
-and a graceful restart in the middle of 300 alerts) is ``slow``.
+The quick tests (one kill and a handful of alerts; an unsafe server refused at the start)
+run in ``make test``; the others (a start while Redis is down, a server that stops
+answering, the storm: a SIGKILL and a graceful restart in the middle of 300 alerts) are
+``slow``.
 """
 
 from __future__ import annotations
@@ -155,6 +157,7 @@ def test_redis_killed_503_and_not_ready_then_every_acknowledged_alert_runs_once(
     assert setup.served.terminate() == 0
 
 
+@pytest.mark.slow
 def test_the_service_starts_while_redis_is_down_and_is_ready_once_it_comes(
         serve, engine_env, tmp_path, redis_server):
     targets = hosts(3)
@@ -190,6 +193,7 @@ def test_an_unsafe_redis_stops_the_start_with_the_reason(serve, engine_env, tmp_
         server.kill()
 
 
+@pytest.mark.slow
 def test_an_unsafe_redis_that_comes_up_after_the_start_stops_the_service(
         serve, engine_env, tmp_path):
     """Started while Redis was down, the service can judge its settings only at its first
@@ -280,6 +284,7 @@ def test_redis_killed_and_restarted_during_a_storm_loses_nothing_and_runs_nothin
     assert setup.served.terminate() == 0
 
 
+@pytest.mark.slow
 def test_a_redis_that_stops_answering_gets_503_not_a_hang(serve, engine_env, tmp_path,
                                                           redis_server):
     """SIGSTOP: the server's port still accepts connections but nothing answers (a
