@@ -119,6 +119,11 @@ class Setup:
         finally:
             store.close()
 
+    def log_lines(self) -> list[str]:
+        """What the service said at WARNING and above (gunicorn's own lines left out)."""
+        return [line for line in self.served.stderr().splitlines()
+                if " WARNING " in line or " ERROR " in line]
+
     def outage_lines(self) -> list[str]:
         return [line for line in self.served.stderr().splitlines()
                 if "storage outage:" in line]
@@ -280,6 +285,12 @@ def test_redis_killed_and_restarted_during_a_storm_loses_nothing_and_runs_nothin
     runs = setup.runs()
     assert set(runs) == set(storm.acknowledged)
     assert {h: n for h, n in runs.items() if n != 1} == {}
+    # Said once per outage and process, not once per alert or pass (two outages, two
+    # engine workers).
+    said = setup.log_lines()
+    assert [line for line in said if " ERROR " in line] == []
+    assert len([line for line in said if "left for a retry" in line]) <= 4, said
+    assert [line for line in said if "claims of dead workers not released" in line] == []
     assert setup.served.proc.poll() is None
     assert setup.served.terminate() == 0
 
