@@ -150,9 +150,8 @@ class Worker:
         order (engine.alerts.intake.release_abandoned): at start and at every duties pass."""
         try:
             return release_abandoned(self.ctx, now, lease=self.INTAKE_LEASE)
-        except StoreUnavailable as exc:
-            log.warning("worker: claims of dead workers not released (their lease lapses "
-                        "by itself): %s", exc)
+        except StoreUnavailable as exc:   # said once per outage; the lease lapses by itself
+            self.outages.failed(exc, "releasing the claims of dead workers")
             return 0
 
     def _schedule_waiting(self) -> int:
