@@ -119,6 +119,12 @@ class Setup:
         finally:
             store.close()
 
+    def each_ran_once(self, targets: list[str], timeout: float = 90) -> None:
+        """Once the store is settled, the step ran once on each target, and only there."""
+        assert wait_for(lambda: len(self.runs()) == len(targets) and self.settled(),
+                        timeout), (self.runs(), self.served.stderr()[-3000:])
+        assert self.runs() == Counter(dict.fromkeys(targets, 1))
+
     def log_lines(self) -> list[str]:
         """What the service said at WARNING and above (gunicorn's own lines left out)."""
         return [line for line in self.served.stderr().splitlines()
@@ -153,9 +159,7 @@ def test_redis_killed_503_and_not_ready_then_every_acknowledged_alert_runs_once(
     redis_server.start()                                    # its AOF read back
     setup.served.wait_ready(60)
     assert setup.post(targets[4:]) == 200                   # the retry is taken
-    assert wait_for(lambda: len(setup.runs()) == len(targets) and setup.settled(), 90), (
-        setup.runs(), setup.served.stderr()[-3000:])
-    assert setup.runs() == Counter(dict.fromkeys(targets, 1))
+    setup.each_ran_once(targets)
     # One warning when the outage began (per process), not one per failure.
     assert len(setup.outage_lines()) <= 4, setup.outage_lines()
     assert setup.served.proc.poll() is None                 # nothing crashed out
@@ -175,9 +179,7 @@ def test_the_service_starts_while_redis_is_down_and_is_ready_once_it_comes(
     redis_server.start()
     setup.served.wait_ready(60)
     assert setup.post(targets) == 200
-    assert wait_for(lambda: len(setup.runs()) == len(targets) and setup.settled(), 60), (
-        setup.runs(), setup.served.stderr()[-3000:])
-    assert setup.runs() == Counter(dict.fromkeys(targets, 1))
+    setup.each_ran_once(targets)
     assert setup.served.terminate() == 0
 
 
@@ -312,7 +314,5 @@ def test_a_redis_that_stops_answering_gets_503_not_a_hang(serve, engine_env, tmp
         redis_server.proc.send_signal(signal.SIGCONT)
     setup.served.wait_ready(60)
     assert setup.post(targets) == 200
-    assert wait_for(lambda: len(setup.runs()) == len(targets) and setup.settled(), 60), (
-        setup.runs(), setup.served.stderr()[-3000:])
-    assert setup.runs() == Counter(dict.fromkeys(targets, 1))
+    setup.each_ran_once(targets)
     assert setup.served.terminate() == 0
