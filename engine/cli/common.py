@@ -98,6 +98,12 @@ def housekeeping(ctx: EngineContext) -> None:
     from engine.executors.private_dirs import sweep
     from engine.orchestration.approvals import expire_due
     from engine.service.retention import prune_if_due
+    from engine.store import StoreUnavailable
+
+    try:
+        ctx.store.ping()
+    except StoreUnavailable:   # `recovery serve` starting while its store is down: its
+        return                 # workers do all this once the store answers
 
     for what, chore in (("expiring approvals", expire_due),
                         ("pruning old artifacts", prune_if_due),

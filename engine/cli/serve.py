@@ -105,10 +105,11 @@ def _store_checks_now_or_later(ctx: EngineContext) -> StoreWait | None:
     except StoreUnavailable as exc:
         runbooks(ctx)
         logging.getLogger("engine.service.supervisor").warning(
-            "%s: starting anyway: the webhook answers 503 (Alertmanager sends again) and "
-            "/readyz fails until the store answers; the engine workers wait for it, and "
-            "the start-up checks (the store's settings, an unfinished migration, the set "
-            "of runbooks in force) run then", " ".join(str(exc).split()))
+            "starting with the store unavailable (%s): the webhook answers 503 "
+            "(Alertmanager sends again) and /readyz fails until the store answers; the "
+            "engine workers wait for it, and the start-up checks (the store's settings, "
+            "an unfinished migration, the set of runbooks in force) run then",
+            " ".join(str(exc).split()))
     def check() -> None:
         try:
             _store_checks(ctx)

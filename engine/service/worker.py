@@ -49,6 +49,8 @@ from engine.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 OUTAGE_BACKOFF_MAX = 5.0    # s between passes at most while the storage is out
+# A run that acted on its target (an orphaned incident's last one is verified first).
+ACTED = (RunStatus.SUCCEEDED, RunStatus.PARTIAL, RunStatus.FAILED, RunStatus.INTERRUPTED)
 
 
 def interrupt_run(ctx: EngineContext, run: RunRecord, reason: str, now: float) -> bool:
@@ -373,9 +375,15 @@ class Worker:
             runs = self.ctx.store.query_runs(incident_id=incident.id, limit=None)
             if any(r.status in waiting for r in runs):
                 continue
+            # Its last step may have run, and even succeeded, with the incident not
+            # settled after it (the store went down in between): that step's verify is
+            # asked before it runs again (engine.orchestration.attempt), never run blind.
+            last = max(runs, key=lambda r: r.started_at or 0.0, default=None)
+            acted = last is not None and last.status in ACTED and not last.check_mode
             if self.ctx.store.update_incident(
                     incident.id, expect=[IncidentState.REMEDIATING], state=IncidentState.OPEN,
-                    next_try_at=now, reason="its process stopped between steps") is not None:
+                    next_try_at=now, reason="its process stopped between steps",
+                    **({"interrupted_run": last.id} if acted else {})) is not None:
                 n += 1
         return n
 
