@@ -299,7 +299,11 @@ def _hand_over(ctx: EngineContext, run: RunIncident | None, incident_id: str) ->
             run(incident_id)
         else:
             advance(ctx, incident_id)
-    except Exception:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001
+        if is_outage(exc):   # no traceback: the workers take it up once the store answers
+            log.warning("intake: incident %s not advanced, the storage is unavailable (the "
+                        "workers take it up once it answers): %s", incident_id, describe(exc))
+            return
         log.exception("intake: advancing incident %s failed", incident_id)
 
 
