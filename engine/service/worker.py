@@ -255,7 +255,9 @@ class Worker:
                     self._pool = _AdvancePool(max(1, self.ctx.config.worker_threads),
                                               rollouts.waiting)
                     rollouts.on_wait(self._pool.grow)
-                self._pool.submit(_Job(incident_id, work, hand_back))
+                # Guarded: a storage outage met before the attempt starts (reading the
+                # incident) is said once by the worker's OutageLog, not a traceback each.
+                self._pool.submit(_Job(incident_id, lambda: self._guard(work), hand_back))
                 return
         hand_back()
 
