@@ -27,8 +27,9 @@ class WriteProbe:
         self._ok_at: float | None = None
 
     def check(self, store: Housekeeping, wait: float) -> None:
-        """StoreUnavailable (with the reason) unless the store can be written now."""
-        store.ping()
+        """StoreUnavailable (with the reason) unless the store can be written now, each
+        command given ``wait`` seconds at most."""
+        store.ping(wait=wait)
         with self._lock:
             if self._ok_at is not None and time.monotonic() - self._ok_at < self.ttl:
                 return

@@ -85,6 +85,8 @@ def drain(ctx: EngineContext, *, limit: int = 100, lease: float = 60.0,
     acks: list[int] = []
     kept: list[Delivery] = []
     processed = 0
+    left: list[str] = []    # items an outage stopped: one line for all of them
+    outage: BaseException | None = None
     for item in items:
         if time.monotonic() > deadline:
             log.info("intake: claim of %d items nearly lapsed; the rest is left to be "
@@ -94,8 +96,8 @@ def drain(ctx: EngineContext, *, limit: int = 100, lease: float = 60.0,
             claimed, delivery = _process_item(ctx, item)
         except Exception as exc:  # noqa: BLE001 - one poison alert must not block the queue
             if is_outage(exc):
-                log.warning("intake: storage unavailable processing %r, left for a retry: "
-                            "%s", item.dedup_key, describe(exc))
+                left.append(item.dedup_key)
+                outage = outage or exc
                 continue
             log.exception("intake: alert %r could not be processed", item.dedup_key)
             try:
@@ -112,6 +114,10 @@ def drain(ctx: EngineContext, *, limit: int = 100, lease: float = 60.0,
             ctx.store.ack_intake(acks, kept)   # before anything runs: never processed twice
             acks, kept = [], []
             _hand_over(ctx, run, claimed)
+    if left and outage is not None:
+        log.warning("intake: storage unavailable processing %d alert(s) (%s%s), left for a "
+                    "retry: %s", len(left), ", ".join(repr(k) for k in left[:3]),
+                    ", ..." if len(left) > 3 else "", describe(outage))
     if acks:
         ctx.store.ack_intake(acks, kept)
     return processed
@@ -293,7 +299,11 @@ def _hand_over(ctx: EngineContext, run: RunIncident | None, incident_id: str) ->
             run(incident_id)
         else:
             advance(ctx, incident_id)
-    except Exception:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001
+        if is_outage(exc):   # no traceback: the workers take it up once the store answers
+            log.warning("intake: incident %s not advanced, the storage is unavailable (the "
+                        "workers take it up once it answers): %s", incident_id, describe(exc))
+            return
         log.exception("intake: advancing incident %s failed", incident_id)
 
 

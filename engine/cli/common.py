@@ -61,8 +61,11 @@ def build_context(args: argparse.Namespace) -> EngineContext:
         raise CliError(f"configuration error: {exc}") from None
     except OSError as exc:
         raise CliError(f"cannot use RECOVERY_HOME {config.home}: {exc}") from None
+    # `recovery serve` starts with its store down (and answers 503 until it is back);
+    # every other command needs the store now.
+    waits = getattr(args, "store_may_be_down", False)
     try:
-        ctx = EngineContext(config)
+        ctx = EngineContext(config, retry_store_open=waits)
     except StoreUnavailable as exc:
         raise CliError(f"store unavailable: {exc}") from None
     except ValueError as exc:  # e.g. an unsupported state URL
@@ -74,6 +77,8 @@ def build_context(args: argparse.Namespace) -> EngineContext:
         raise CliError(f"runbook error: {exc}") from None
     except OSError as exc:
         raise CliError(f"store unavailable: {config.state_url}: {exc}") from None
+    if waits:
+        return ctx
     try:
         ctx.store.ping()
     except StoreUnavailable as exc:
@@ -93,6 +98,12 @@ def housekeeping(ctx: EngineContext) -> None:
     from engine.executors.private_dirs import sweep
     from engine.orchestration.approvals import expire_due
     from engine.service.retention import prune_if_due
+    from engine.store import StoreUnavailable
+
+    try:
+        ctx.store.ping()
+    except StoreUnavailable:   # `recovery serve` starting while its store is down: its
+        return                 # workers do all this once the store answers
 
     for what, chore in (("expiring approvals", expire_due),
                         ("pruning old artifacts", prune_if_due),

@@ -22,6 +22,7 @@ from engine.context import EngineContext
 
 if TYPE_CHECKING:
     from engine.config import Config
+    from engine.service.store_wait import StoreWait
     from engine.service.supervisor import ServiceSettings
 
 
@@ -44,7 +45,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--http-workers", type=positive_int, metavar="N",
                    help="gunicorn worker processes, 8 threads each (default: "
                    "webhook.http_workers, else 2)")
-    p.set_defaults(func=cmd_serve)
+    p.set_defaults(func=cmd_serve, store_may_be_down=True)
 
 
 def cmd_serve(ctx: EngineContext, args: argparse.Namespace) -> int:
@@ -57,8 +58,7 @@ def cmd_serve(ctx: EngineContext, args: argparse.Namespace) -> int:
                                                http_workers=args.http_workers)
     except ServiceError as exc:
         raise CliError(str(exc), USAGE) from None
-    _refuse_incomplete_store(ctx)
-    _load_set(ctx)  # a bad runbook stops the start with file:line, not every worker pass
+    store_wait = _store_checks_now_or_later(ctx)
     try:
         _credentials, generated = load_credentials(ctx.config, create=True)
     except ConfigError as exc:
@@ -66,7 +66,8 @@ def cmd_serve(ctx: EngineContext, args: argparse.Namespace) -> int:
     if generated:
         out(first_start(settings, generated, ctx.config.home,
                         on_terminal=sys.stdout.isatty()))
-    ctx.store.close()  # the parent acts on nothing: its children open their own
+    if store_wait is None:
+        ctx.store.close()  # the parent acts on nothing: its children open their own
     level = ("DEBUG" if args.verbose > 1 else "INFO" if args.verbose else "WARNING")
     logging.getLogger("engine.service.supervisor").setLevel(logging.INFO)  # starts, deaths, stops
     for handler in logging.getLogger().handlers:  # a service's log lines say when
@@ -74,7 +75,48 @@ def cmd_serve(ctx: EngineContext, args: argparse.Namespace) -> int:
             f"%(asctime)s recovery-serve[{os.getpid()}] %(levelname)s %(name)s: %(message)s"))
     for warning in start_warnings(ctx.config, settings):
         logging.getLogger("engine.service.supervisor").warning("%s", warning)
-    return Service(ctx.config, settings, log_level=level).run()
+    try:
+        return Service(ctx.config, settings, log_level=level, store_wait=store_wait).run()
+    finally:
+        if store_wait is not None:
+            ctx.store.close()
+
+
+def _store_checks(ctx: EngineContext) -> None:
+    """What the start asks the store: a half-written migration refuses it, then the set
+    on disk is put in force (a runbook that does not load refuses it)."""
+    _refuse_incomplete_store(ctx)
+    _load_set(ctx)  # a bad runbook stops the start with file:line, not every worker pass
+
+
+def _store_checks_now_or_later(ctx: EngineContext) -> StoreWait | None:
+    """The store's checks now; with the store down, the runbooks on disk are loaded now
+    (a bad one still stops the start) and the checks are left to a ``StoreWait``, which
+    the service runs until the store answers (None: done now)."""
+    from engine.cli.common import runbooks
+    from engine.service.store_wait import StoreWait
+    from engine.store.base import StoreRefused, StoreUnavailable
+
+    try:
+        _store_checks(ctx)
+        return None
+    except StoreRefused as exc:
+        raise CliError(str(exc), USAGE) from None
+    except StoreUnavailable as exc:
+        runbooks(ctx)
+        logging.getLogger("engine.service.supervisor").warning(
+            "starting with the store unavailable (%s): the webhook answers 503 "
+            "(Alertmanager sends again) and /readyz fails until the store answers; the "
+            "engine workers wait for it, and the start-up checks (the store's settings, "
+            "an unfinished migration, the set of runbooks in force) run then",
+            " ".join(str(exc).split()))
+    def check() -> None:
+        try:
+            _store_checks(ctx)
+        except CliError as exc:
+            raise ValueError(exc.message) from None
+
+    return StoreWait(check)
 
 
 def start_warnings(config: Config, settings: ServiceSettings) -> list[str]:

@@ -75,6 +75,7 @@ from engine.config import Config
 from engine.durations import parse_duration
 from engine.liveness import alive_since
 from engine.replica import replica_of
+from engine.service.store_wait import StoreWait
 
 log = logging.getLogger(__name__)
 
@@ -407,9 +408,12 @@ class Service:
     requested stop, 1 when a child cannot be kept running."""
 
     def __init__(self, config: Config, settings: ServiceSettings, *,
-                 log_level: str = "INFO") -> None:
+                 log_level: str = "INFO", store_wait: StoreWait | None = None) -> None:
         self.config = config
         self.settings = settings
+        # Started while the store was down: the start-up checks that need it, asked once
+        # it answers (engine.service.store_wait); refused then, the service stops (exit 2).
+        self.store_wait = store_wait
         env = dict(os.environ)
         env.pop("GUNICORN_CMD_ARGS", None)  # nothing may change the bind behind our back
         env.update({
@@ -429,6 +433,7 @@ class Service:
                         for i in range(settings.workers)]
         self.signals = 0
         self.failure: str | None = None
+        self.failure_code = 1
         self.http_up = False
         self.hangups = 0                  # SIGHUPs received; each asks for a reload
         self.reloads = 0                  # ... and how many of them a reload has served
@@ -466,6 +471,8 @@ class Service:
         try:
             prepare_metrics_dir(self.config.home, os.getpid())
             sweep_private_dirs()
+            if self.store_wait is not None:
+                self.store_wait.start()
             for child in self.children:
                 if self.signals:
                     break
@@ -474,10 +481,13 @@ class Service:
                      self.http.pid, len(self.workers),
                      ", ".join(str(w.pid) for w in self.workers))
             while not self.signals and self.failure is None:
+                self._refuse_if_store_refused()
                 self._supervise(time.monotonic())
                 self._reload_if_asked()
                 time.sleep(POLL)
         finally:
+            if self.store_wait is not None:
+                self.store_wait.stop()
             self._stop_reloader()
             self._shutdown()
             remove_metrics_dir(self.metrics_dir)
@@ -486,9 +496,16 @@ class Service:
                 signal.signal(sig, handler)
         if self.failure is not None:
             log.error("recovery serve stopped: %s", self.failure)
-            return 1
+            return self.failure_code
         log.info("recovery serve stopped")
         return 0
+
+    def _refuse_if_store_refused(self) -> None:
+        """A store that came up after the start with settings that would lose state (or
+        half-migrated): the service stops, exit 2, as a start on it would have."""
+        if self.store_wait is not None and self.store_wait.refused is not None:
+            self.failure = f"the store refused at its first answer: {self.store_wait.refused}"
+            self.failure_code = 2
 
     def _on_signal(self, signum: int, frame: object) -> None:
         # Flags only: the loop and the shutdown act on them.

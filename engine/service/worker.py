@@ -51,6 +51,8 @@ from engine.store.replicas import ReplicaSeen
 
 log = logging.getLogger(__name__)
 OUTAGE_BACKOFF_MAX = 5.0    # s between passes at most while the storage is out
+# A run that acted on its target (an orphaned incident's last one is verified first).
+ACTED = (RunStatus.SUCCEEDED, RunStatus.PARTIAL, RunStatus.FAILED, RunStatus.INTERRUPTED)
 
 
 def interrupt_run(ctx: EngineContext, run: RunRecord, reason: str, now: float) -> bool:
@@ -152,9 +154,8 @@ class Worker:
         order (engine.alerts.intake.release_abandoned): at start and at every duties pass."""
         try:
             return release_abandoned(self.ctx, now, lease=self.INTAKE_LEASE)
-        except StoreUnavailable as exc:
-            log.warning("worker: claims of dead workers not released (their lease lapses "
-                        "by itself): %s", exc)
+        except StoreUnavailable as exc:   # said once per outage; the lease lapses by itself
+            self.outages.failed(exc, "releasing the claims of dead workers")
             return 0
 
     def _schedule_waiting(self) -> int:
@@ -256,7 +257,9 @@ class Worker:
                     self._pool = _AdvancePool(max(1, self.ctx.config.worker_threads),
                                               rollouts.waiting)
                     rollouts.on_wait(self._pool.grow)
-                self._pool.submit(_Job(incident_id, work, hand_back))
+                # Guarded: a storage outage met before the attempt starts (reading the
+                # incident) is said once by the worker's OutageLog, not a traceback each.
+                self._pool.submit(_Job(incident_id, lambda: self._guard(work), hand_back))
                 return
         hand_back()
 
@@ -386,9 +389,15 @@ class Worker:
             # (its verify, its close), not gone.
             if any((r.finished_at or 0.0) > stale_before for r in runs):
                 continue
+            # Its last step may have run, and even succeeded, with the incident not
+            # settled after it (the store went down in between): that step's verify is
+            # asked before it runs again (engine.orchestration.attempt), never run blind.
+            last = max(runs, key=lambda r: r.started_at or 0.0, default=None)
+            acted = last is not None and last.status in ACTED and not last.check_mode
             if self.ctx.store.update_incident(
                     incident.id, expect=[IncidentState.REMEDIATING], state=IncidentState.OPEN,
-                    next_try_at=now, reason="its process stopped between steps") is not None:
+                    next_try_at=now, reason="its process stopped between steps",
+                    **({"interrupted_run": last.id} if acted else {})) is not None:
                 n += 1
         return n
 

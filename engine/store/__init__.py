@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlparse
 
-from engine.store.base import Store, StoreUnavailable
+from engine.store.base import Store, StoreRefused, StoreUnavailable
 
-__all__ = ["Store", "StoreUnavailable", "open_store"]
+__all__ = ["Store", "StoreRefused", "StoreUnavailable", "open_store"]
 
 
 def open_store(url: str, *, base_dir: Path | None = None, synchronous: str = "NORMAL",

@@ -28,11 +28,18 @@ from engine.store.run_index import RunIndex
 from engine.store.shared_values import SharedValues
 from engine.store.strategy_runs import StrategyRuns
 
-__all__ = ["Fence", "StaleLease", "Store", "StoreUnavailable"]
+__all__ = ["Fence", "StaleLease", "Store", "StoreRefused", "StoreUnavailable"]
 
 
 class StoreUnavailable(RuntimeError):
     """The store cannot be reached or written: callers answer 503 / exit 1, never drop."""
+
+
+class StoreRefused(StoreUnavailable):
+    """The store answers but must not be used: its server's settings would lose state
+    (a Redis without AOF, or evicting keys). Unavailable to every caller, as a store down
+    is; a service that started while it was down stops on it (exit 2), since waiting
+    would not make it safe."""
 
 
 class Store(IntakeJournal, Incidents, RunIndex, GateState, ReplicaRoster, SharedValues,

@@ -4,6 +4,7 @@ attempt queued in an application's own pool is never taken by a service's worker
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -103,3 +104,31 @@ def test_a_worker_never_takes_an_attempt_queued_in_an_application(engine_env):
         assert counter["n"] == 1 and first.wait(10).state == IncidentState.RECOVERED
     finally:
         app.close()
+
+
+def test_an_incident_orphaned_after_its_step_succeeded_is_verified_not_run_again(
+        engine_env, run_incident, tmp_path):
+    """The step ran and its run was recorded ``succeeded``, but the store went down
+    before the incident was settled (a Redis killed at that moment): left remediating,
+    it is handed back, and the step's verify is asked before the step runs again."""
+    trace = tmp_path / "trace.log"
+    engine_env.write_config(lease="0.2s")
+    engine_env.runbook("once", f"""
+        strategies:
+          - name: touch
+            action: test.touch
+            with: {{dir: "{tmp_path}", trace: "{trace}"}}
+    """)
+    ctx = engine_env.context()
+    opened = run_incident(ctx, "once", target="cache-1")
+    assert opened.incident.state == IncidentState.RECOVERED
+    long_ago = time.time() - 60                         # as if its settle never landed
+    ctx.store.update_incident(opened.incident.id, state=IncidentState.REMEDIATING,
+                              closed_at=None, updated_at=long_ago)
+    for ran in ctx.store.query_runs(incident_id=opened.incident.id, limit=None):
+        ctx.store.update_run(ran.id, finished_at=long_ago)   # ...and its step ended then
+    Worker(ctx).run_once()
+    assert ctx.store.get_incident(opened.incident.id).state == IncidentState.RECOVERED
+    assert trace.read_text().splitlines() == [f"touch cache-1 {os.getpid()}"]
+    runs = ctx.store.query_runs(incident_id=opened.incident.id, limit=None)
+    assert sorted(r.status for r in runs) == sorted([RunStatus.SUCCEEDED, RunStatus.SKIPPED])

@@ -28,7 +28,7 @@ from redis.backoff import NoBackoff
 from redis.commands.core import Script
 from redis.retry import Retry
 
-from engine.store.base import StoreUnavailable
+from engine.store.base import StoreRefused, StoreUnavailable
 from engine.store.redis.server_settings import UnsafeRedisSettings, require_safe_settings
 
 T = TypeVar("T")
@@ -92,15 +92,32 @@ class RedisConnection:
         self.url = redacted(url)
         self.busy_timeout = busy_timeout
         env = os.environ if environ is None else environ
+        self._client_url, self._credentials = client_url, credentials(url, env)
         self._redis = redis.Redis.from_url(
             client_url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT,
             retry=Retry(NoBackoff(), 1),   # once at once (a pooled connection gone stale)
-            **credentials(url, env))
+            **self._credentials)
+        self._within_clients: dict[float, redis.Redis] = {}   # by bound: ``_within``
         self._scripts: dict[str, Script] = {}
         # The server's settings are judged before its first use (``check_settings``):
         # at open when it answers, else at its first answer (a service that came up
         # while Redis was down).
         self._settings_judged = not check_settings
+
+    def _within(self, wait: float | None) -> redis.Redis:
+        """The client, or for a caller that waits ``wait`` seconds at most (less than
+        ``SOCKET_TIMEOUT``: the webhook's ``store_wait``) one whose connect and each
+        command give up after ``wait``, tried once: a server that stopped answering (a
+        partition, SIGSTOP) is a prompt 503, not a wait of two socket timeouts. What is
+        sent through it must be safe to send again (the command may have run)."""
+        if wait is None or wait >= SOCKET_TIMEOUT:
+            return self._redis
+        client = self._within_clients.get(wait)
+        if client is None:
+            client = self._within_clients[wait] = redis.Redis.from_url(
+                self._client_url, socket_timeout=wait, socket_connect_timeout=wait,
+                retry=Retry(NoBackoff(), 0), **self._credentials)
+        return client
 
     def _key(self, *parts: str) -> str:
         """The key named by ``parts`` in this store's namespace (``prefix`` + ``a:b``)."""
@@ -114,7 +131,7 @@ class RedisConnection:
                 self.check_settings()
             yield self._redis
         except UnsafeRedisSettings as exc:
-            raise StoreUnavailable(f"the Redis store at {self.url}: {exc}") from exc
+            raise StoreRefused(f"the Redis store at {self.url}: {exc}") from exc
         except redis.WatchError:
             raise
         except redis.RedisError as exc:
@@ -162,9 +179,12 @@ class RedisConnection:
             script = self._scripts[name] = self._redis.register_script(source)
         return script
 
-    def _run_script(self, name: str, source: str, keys: list[str], args: list[Any]) -> Any:
+    def _run_script(self, name: str, source: str, keys: list[str], args: list[Any], *,
+                    wait: float | None = None) -> Any:
         with self._client():
-            return self._script(name, source)(keys=keys, args=args)
+            return self._script(name, source)(keys=keys, args=args, client=self._within(wait))
 
     def close(self) -> None:
         self._redis.close()
+        for client in self._within_clients.values():
+            client.close()

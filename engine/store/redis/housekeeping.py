@@ -178,10 +178,10 @@ class RedisHousekeeping(RedisIntakeJournal, RedisIncidents, Housekeeping):
 
     def ping(self, *, write: bool = False, wait: float | None = None) -> None:
         """PING; with ``write``, a key written for real (a server that cannot write, out
-        of memory, read-only or failing to persist, refuses it). ``wait`` is the client's
-        own bound: a server that does not answer within its socket timeout is
-        unavailable."""
-        with self._client() as client:
+        of memory, read-only or failing to persist, refuses it). ``wait`` bounds each
+        command (``_within``): a server that does not answer by then is unavailable."""
+        with self._client():
+            client = self._within(wait)
             client.ping()
             if write:
                 client.set(self._key("write_probe"), repr(time.time()))

@@ -167,8 +167,9 @@ class RedisIntakeJournal(RedisConnection, IntakeJournal):
                        repeat_after: float | None = None,
                        wait: float | None = None) -> tuple[int, int]:
         """One script call journals the batch: deduplication and journaling at once,
-        against every process (``wait`` has nothing to wait for: the script runs whole
-        as soon as the server gets it, or the server is unavailable)."""
+        against every process. ``wait`` bounds the connect and the answer (the script
+        runs whole as soon as the server gets it; one that timed out may have run, and
+        Alertmanager's retry is then a duplicate)."""
         if not items:
             return 0, 0
         args: list[Any] = [repr(time.time()), "" if repeat_after is None else repr(repeat_after)]
@@ -176,7 +177,8 @@ class RedisIntakeJournal(RedisConnection, IntakeJournal):
             args += [key, "1" if payload.get("status") == "firing" else "0",
                      json.dumps(payload)]
         accepted, duplicates = self._run_script("intake_enqueue", ENQUEUE, [
-            self._intake("stream"), self._intake("seen"), self._intake("next")], args)
+            self._intake("stream"), self._intake("seen"), self._intake("next")], args,
+            wait=wait)
         return int(accepted), int(duplicates)
 
     def claim_intake(self, holder: str, limit: int, lease: float) -> list[IntakeItem]:
@@ -219,9 +221,9 @@ class RedisIntakeJournal(RedisConnection, IntakeJournal):
         fp_indexes = [self._key("deliveries-fp", fp) for fp in newest_firing]
         with self._client() as client:   # ids for the new records (a gap on a retry)
             top = client.incrby(self._key("deliveries", "next"), len(rows)) if rows else 0
-        fresh_ids = iter(range(top - len(rows) + 1, top + 1))
 
         def change(pipe: Any) -> None:
+            fresh_ids = iter(range(top - len(rows) + 1, top + 1))   # each try afresh
             keys = [self._delivery_key(k) for k in rows]
             olds = [None if raw is None else json.loads(raw)
                     for raw in (pipe.mget(keys) if keys else [])]

@@ -139,3 +139,30 @@ def test_racing_processes_journal_each_key_once_and_claim_each_item_once(store, 
     assert all(accepted + duplicates == 50 for (accepted, duplicates), _ in got)
     claimed = [i for _, ids in got for i in ids]
     assert len(claimed) == len(set(claimed)) == 50
+
+
+def _ack_race(url, barrier, results):
+    store = open_store(url)
+    barrier.wait()
+    acked, errors = [], []
+    while batch := store.claim_intake(str(os.getpid()), 2, 60):
+        try:
+            store.ack_intake([i.id for i in batch], [
+                delivery(f"fp-{i.id}", "firing", "s", time.time(), "opened") for i in batch])
+            acked += [i.id for i in batch]
+        except Exception as exc:  # noqa: BLE001 - what failed is the answer
+            errors.append(repr(exc))
+    results.put((acked, errors))
+    store.close()
+
+
+def test_racing_acknowledgements_each_land_with_their_deliveries(store, store_url):
+    """Workers acknowledging at once change the same index: one that has to try its
+    acknowledgement again (another wrote first) still lands it, with its deliveries."""
+    store.enqueue_alerts([(f"k{i}", {"n": i}) for i in range(80)])
+    got = race(_ack_race, store_url, n=4)
+    assert [e for _, errors in got for e in errors] == []
+    acked = [i for ids, _ in got for i in ids]
+    assert len(acked) == len(set(acked)) == 80
+    assert store.intake_depth(time.time())[0] == 0
+    assert len(store.deliveries(limit=None)) == 80
