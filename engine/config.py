@@ -51,6 +51,7 @@ SCHEMA: dict[str, Any] = {
         "playbooks": {"type": "string"},
         "inventory": {"type": "string"},
         "artifacts_retention": _DURATION,
+        "artifacts_dir": {"type": "string", "minLength": 1},
         "lock": {"type": "object", "additionalProperties": False,
                  "properties": {"lease": _DURATION}},
         "timeouts": {"type": "object", "additionalProperties": False,
@@ -120,10 +121,13 @@ class Config:
     fleet: FleetLimits = field(default_factory=FleetLimits)
     # May whoever asked for a step approve it? A step's `approval: {allow_self: ...}` wins.
     approval_allow_self: bool = True
+    # Where runs' artifacts go: RECOVERY_HOME/artifacts, or a directory the replicas
+    # share (``artifacts_dir``), so that each shows every run's whole record.
+    shared_artifacts: Path | None = None
 
     @property
     def artifacts_dir(self) -> Path:
-        return self.home / "artifacts"
+        return self.shared_artifacts or self.home / "artifacts"
 
     def ensure_home(self) -> None:
         """Make RECOVERY_HOME ours and 0700: whoever can write the store can approve.
@@ -148,7 +152,7 @@ class Config:
                                   "(choose a new or empty directory)")
             if stat.S_IMODE(home.stat().st_mode) != 0o700:
                 os.chmod(home, 0o700)
-        self.artifacts_dir.mkdir(exist_ok=True, mode=0o700)
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
 
 PRIVATE_UMASK = 0o077
@@ -248,6 +252,8 @@ def load_config(path: str | os.PathLike[str] | None = None,
         external_url=str(raw.get("external_url", "")).rstrip("/"),
         fleet=fleet,
         approval_allow_self=bool(raw.get("approval", {}).get("allow_self", True)),
+        shared_artifacts=rel(raw["artifacts_dir"]).resolve() if raw.get("artifacts_dir")
+        else None,
     )
 
 

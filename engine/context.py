@@ -27,6 +27,7 @@ from engine.config import Config
 from engine.executors.python import PythonExecutor
 from engine.gates import GateChain, LeaseKeeper, default_gates
 from engine.inventory import Inventory
+from engine.replica import replica_name
 from engine.resources import ResourceRegistry
 from engine.runbooks.loaded_set import LoadedSet, SetPaths, SetRecord, describe, recorded_set
 from engine.runbooks.model import Runbook
@@ -62,6 +63,7 @@ class EngineContext:
         self.python = PythonExecutor(self.registry)
         self.leases = LeaseKeeper(self.store, config.lock_ttl)
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+        self.replica = replica_name()     # named in the records of the runs it makes
         # run id -> cancel event, for runs executing in this process
         self.running: dict[str, threading.Event] = {}
         self.follow_loaded_set = follow_loaded_set

@@ -64,7 +64,7 @@ class RedisHousekeeping(RedisIntakeJournal, RedisIncidents, Housekeeping):
         return self._atomic([index, *keys], change)
 
     def _drop_run(self, pipe: Any, run_id: str, values: dict[str, Any]) -> None:
-        pipe.delete(self._run_key(run_id))
+        pipe.delete(self._run_key(run_id), self._key("run-account", run_id))
         pipe.zrem(self._run_index(), run_id)
         pipe.zrem(self._key("runs", "finished"), run_id)
         for column, value in index_entries(values):

@@ -66,6 +66,15 @@ class RedisRunIndex(RedisRunRecords, RunIndex):
             values = self._run_values(client, run_id)
         return None if values is None else run_of(values)
 
+    def put_run_account(self, run_id: str, account: dict[str, Any]) -> None:
+        with self._client() as client:
+            client.set(self._key("run-account", run_id), json.dumps(account, default=str))
+
+    def get_run_account(self, run_id: str) -> dict[str, Any] | None:
+        with self._client() as client:
+            raw = client.get(self._key("run-account", run_id))
+        return None if raw is None else json.loads(raw)
+
     def _newest_first(self, index: str, since: float | None) -> Iterator[dict[str, Any]]:
         """The runs of ``index`` started at or after ``since``, newest first, a page of
         ids (and their records) at a time."""
