@@ -15,7 +15,12 @@ repetitions (p50/p99), then ``recovery history --component X --last 24h --json``
 a subprocess 5 times (mean), next to a bare interpreter start for scale. Last, the mean
 time of one metrics scrape (``engine.reporting.metrics.render_text``) over the same store.
 
-    .venv/bin/python bench/history.py [--quick] [-n 100000]
+Then the same on Redis (``--backends``: both by default): a ``redis-server`` of its own on
+a free loopback port, AOF on, the same runs written under a fresh key prefix per shape
+with the records and indexes the run index's own writes give them (``import_state``, as
+``recovery store migrate`` writes them, pipelined).
+
+    .venv/bin/python bench/history.py [--quick] [-n 100000] [--backends sqlite redis]
 """
 
 from __future__ import annotations

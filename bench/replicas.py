@@ -47,7 +47,8 @@ for path in (ROOT, Path(__file__).resolve().parent):   # tests/support; bench/in
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from intake import RUNBOOK, TARGET_P99_MS, TARGET_SINGLE, WARMUP, generator, percentile  # noqa: E402
+import intake  # noqa: E402
+from intake import TARGET_P99_MS, TARGET_SINGLE, WARMUP, generator, percentile  # noqa: E402
 
 from engine.store import open_store  # noqa: E402
 from tests.support.redis_servers import HAS_REDIS, RedisServer  # noqa: E402
@@ -61,17 +62,13 @@ SPAWN_MARGIN = 10.0      # s from spawning the generators to their first request
 
 
 def build(root: Path, state_url: str | None) -> Path:
-    """The configuration every replica of a setup shares (runbooks, inventory, store)."""
-    for folder in ("runbooks", "playbooks", "inventory"):
-        (root / folder).mkdir(parents=True)
-    (root / "runbooks" / "nothing.yml").write_text(RUNBOOK)
-    (root / "inventory" / "hosts.yml").write_text(
-        "all:\n  hosts:\n    bench-1: {ansible_connection: local}\n")
-    config = root / "recovery.yml"
-    config.write_text("home: home\nrunbooks: runbooks\nplaybooks: playbooks\n"
-                      "inventory: inventory/hosts.yml\n"
-                      + (f"state_url: '{state_url}'\n" if state_url else "")
-                      + "webhook: {workers: 1, shutdown_grace: 5s, graceful_timeout: 5s}\n")
+    """The configuration every replica of a setup shares: bench/intake.py's (its runbook
+    that matches nothing, one host), on ``state_url`` (None: SQLite in each home)."""
+    root.mkdir(parents=True)
+    config = intake.build(root, "NORMAL")
+    if state_url:
+        with config.open("a") as fh:
+            fh.write(f"state_url: '{state_url}'\n")
     return config
 
 
@@ -113,12 +110,7 @@ def run_cell(replicas: list[Served], depth: Any, size: int, conns: int, procs: i
             results)))
     for g in gens:
         g.start()
-    got = []
-    for _ in gens:
-        try:
-            got.append(results.get(timeout=max(1.0, end - time.monotonic()) + 30))
-        except Exception:  # noqa: BLE001 - queue.Empty: a generator is stuck; counted below
-            break
+    got = intake.collect(gens, results, end)
     for g in gens:
         g.join(10)
         if g.is_alive():
