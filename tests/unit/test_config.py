@@ -230,3 +230,28 @@ def test_external_url_must_be_an_http_url(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"external_url: 'recovery.example:9797' is not an "
                                           r"http\(s\) URL"):
         load_config(file, environ={})
+
+
+def test_artifacts_go_under_the_home_unless_a_shared_directory_is_set(tmp_path: Path) -> None:
+    file = tmp_path / "recovery.yml"
+    file.write_text("runbooks: runbooks\n")
+    env = {"RECOVERY_HOME": str(tmp_path / "home")}
+    assert load_config(file, environ=env).artifacts_dir == tmp_path / "home" / "artifacts"
+    file.write_text("artifacts_dir: ../shared/artifacts\n")     # relative to the file
+    config = load_config(file, environ=env)
+    assert config.artifacts_dir == (tmp_path / ".." / "shared" / "artifacts").resolve()
+    file.write_text(f"artifacts_dir: {tmp_path / 'nfs'}\n")
+    config = load_config(file, environ=env)
+    config.ensure_home()
+    assert config.artifacts_dir == tmp_path / "nfs" and mode(tmp_path / "nfs") == 0o700
+    assert mode(tmp_path / "home") == 0o700
+
+
+def test_the_replica_name_is_recovery_replica_else_the_host_name() -> None:
+    import socket
+
+    from engine.replica import replica_name
+
+    assert replica_name({"RECOVERY_REPLICA": "serve-b"}) == "serve-b"
+    assert replica_name({"RECOVERY_REPLICA": " "}) == socket.gethostname()
+    assert replica_name({}) == socket.gethostname()
