@@ -75,6 +75,10 @@ def test_a_run_made_on_one_replica_is_shown_whole_by_the_other(
         in text.out
     assert "localhost" in text.out and "(none)" not in text.out.split("events:")[1][:20]
 
+    followed = b.cli("show", run_id, "--follow")     # ended: its events, then its end
+    assert followed.code == 0, followed.err
+    assert "verify_check" in followed.out and "ended: succeeded" in followed.out
+
     incident = by_strategy["second"]["incident_id"]
     timeline = b.cli("show", incident, "--json").json()
     assert any(e["kind"] == "verify" for e in timeline["entries"])   # from A's account
