@@ -12,7 +12,9 @@ warm-up and not counted.
 
 It runs twice: RECOVERY_HOME on the disk (the system temp dir) and on tmpfs
 (/dev/shm), because the artifacts directory and run.json are written before the step
-starts and file creation on this machine's disk is what the tail is made of.
+starts and file creation on this machine's disk is what the tail is made of. Then on
+Redis (``--backends``, both by default): the store is a redis-server of its own on a
+free loopback port, AOF on (``appendfsync everysec``), as several replicas would share.
 ``--profile`` prints cProfile's top entries for the part before the step starts only.
 
     .venv/bin/python bench/decision.py [--quick] [-n 2000] [--profile]
@@ -26,6 +28,7 @@ import io
 import os
 import platform
 import pstats
+import shutil
 import statistics
 import sys
 import tempfile
@@ -33,13 +36,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.actions.base import REMOTE, Action, ActionContext, ActionResult
-from engine.actions.registry import default_registry
-from engine.config import load_config
-from engine.context import EngineContext
-from engine.lifecycle import IncidentState
-from engine.orchestration.attempt import advance
-from engine.orchestration.triggers import TriggerRequest, open_incident
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:       # run as a script: tests/support starts redis-server
+    sys.path.insert(0, str(ROOT))
+
+from engine.actions.base import REMOTE, Action, ActionContext, ActionResult  # noqa: E402
+from engine.actions.registry import default_registry  # noqa: E402
+from engine.config import load_config  # noqa: E402
+from engine.context import EngineContext  # noqa: E402
+from engine.lifecycle import IncidentState  # noqa: E402
+from engine.orchestration.attempt import advance  # noqa: E402
+from engine.orchestration.triggers import TriggerRequest, open_incident  # noqa: E402
 
 TARGET_P99_MS = 5.0
 STARTED: list[float] = []   # perf_counter() at the top of each action run()
@@ -82,7 +89,8 @@ class Ok(Action):
         return ActionResult(True, "ok")
 
 
-def build(root: Path, hosts: int, db_dir: Path | None = None) -> EngineContext:
+def build(root: Path, hosts: int, db_dir: Path | None = None,
+          state_url: str | None = None) -> EngineContext:
     for folder in ("runbooks", "playbooks", "inventory", "home"):
         (root / folder).mkdir()
     (root / "runbooks" / "bench.yml").write_text(RUNBOOK)
@@ -90,6 +98,8 @@ def build(root: Path, hosts: int, db_dir: Path | None = None) -> EngineContext:
     lines += [f"    h{i:05d}: {{ansible_connection: local}}" for i in range(hosts)]
     (root / "inventory" / "hosts.yml").write_text("\n".join(lines) + "\n")
     state = f"state_url: sqlite:///{db_dir / 'recovery.db'}\n" if db_dir else ""
+    if state_url:
+        state = f"state_url: '{state_url}'\n"
     (root / "recovery.yml").write_text(
         "home: home\nrunbooks: runbooks\nplaybooks: playbooks\ninventory: inventory/hosts.yml\n"
         + state)
@@ -136,9 +146,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def measure(root: Path, n: int, warmup: int, profile: bool, db_dir: Path | None = None,
+            state_url: str | None = None,
             ) -> tuple[list[float], list[float], float, pstats.Stats | None]:
     started = time.perf_counter()
-    ctx = build(root, n + warmup, db_dir)
+    ctx = build(root, n + warmup, db_dir, state_url)
     setup = time.perf_counter() - started
     for i in range(warmup):
         one(ctx, f"h{i:05d}")
@@ -160,17 +171,36 @@ def main() -> int:
     parser.add_argument("-n", type=int, default=2000, help="incidents measured per home")
     parser.add_argument("--profile", action="store_true",
                         help="print the top cProfile entries up to the step start")
+    parser.add_argument("--backends", nargs="+", default=["sqlite", "redis"],
+                        choices=["sqlite", "redis"],
+                        help="redis: its own redis-server on a free port, AOF on")
     args = parser.parse_args()
     n = 100 if args.quick else args.n
     warmup = 20 if args.quick else 100
 
     # (label, where the home is, where the database is): the last two rows split the
     # disk's cost between the store and the artifacts written before a step starts.
-    homes: list[tuple[str, str | None, str | None]] = [("disk", None, None)]
-    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
-        homes += [("tmpfs", "/dev/shm", "/dev/shm"),
-                  ("db disk, artifacts tmpfs", "/dev/shm", tempfile.gettempdir()),
-                  ("db tmpfs, artifacts disk", None, "/dev/shm")]
+    # ("redis" as the database's place: the store is a redis-server of its own.)
+    homes: list[tuple[str, str | None, str | None]] = []
+    shm = os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK)
+    if "sqlite" in args.backends:
+        homes.append(("disk", None, None))
+        if shm:
+            homes += [("tmpfs", "/dev/shm", "/dev/shm"),
+                      ("db disk, artifacts tmpfs", "/dev/shm", tempfile.gettempdir()),
+                      ("db tmpfs, artifacts disk", None, "/dev/shm")]
+    server = None
+    if "redis" in args.backends:
+        from tests.support.redis_servers import HAS_REDIS, RedisServer
+
+        if HAS_REDIS:
+            server = RedisServer(Path(tempfile.mkdtemp(prefix="bench-decision-redis-")),
+                                 appendonly="yes").start()
+            homes.append(("redis, artifacts disk", None, "redis"))
+            if shm:
+                homes.append(("redis, artifacts tmpfs", "/dev/shm", "redis"))
+        else:
+            print("  (no redis-server on PATH: the Redis rows are left out)")
     print(f"decision latency: alert in -> first python step started "
           f"({n} incidents per home, {warmup} warm-up)")
     print(f"  machine: {os.cpu_count()} cpu, python {platform.python_version()}, "
@@ -178,18 +208,27 @@ def main() -> int:
     print(f"  {'home':<25} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8} {'mean':>8} "
           f"{'open p50':>9} {'open p99':>9}   target p99 < {TARGET_P99_MS:g} ms")
     profiles = []
-    for label, where, db_where in homes:
-        with tempfile.TemporaryDirectory(prefix="bench-decision-", dir=where) as tmp, \
-                tempfile.TemporaryDirectory(prefix="bench-db-", dir=db_where) as db_tmp:
-            db_dir = Path(db_tmp) if db_where is not None and db_where != where else None
-            totals, opens, _, stats = measure(Path(tmp), n, warmup, args.profile, db_dir)
-        p99 = percentile(totals, 99)
-        print(f"  {label:<25} {percentile(totals, 50):7.2f}ms {percentile(totals, 90):7.2f}ms "
-              f"{p99:7.2f}ms {max(totals):7.2f}ms {statistics.fmean(totals):7.2f}ms "
-              f"{percentile(opens, 50):8.2f}ms {percentile(opens, 99):8.2f}ms   "
-              f"{'MET' if p99 < TARGET_P99_MS else 'MISSED'}")
-        if stats:
-            profiles.append((label, stats))
+    try:
+        for label, where, db_where in homes:
+            redis_url = None
+            if db_where == "redis" and server is not None:
+                redis_url, db_where = f"{server.url}?prefix=bench-{label[-5:].strip()}:", where
+            with tempfile.TemporaryDirectory(prefix="bench-decision-", dir=where) as tmp, \
+                    tempfile.TemporaryDirectory(prefix="bench-db-", dir=db_where) as db_tmp:
+                db_dir = Path(db_tmp) if db_where is not None and db_where != where else None
+                totals, opens, _, stats = measure(Path(tmp), n, warmup, args.profile, db_dir,
+                                                  redis_url)
+            p99 = percentile(totals, 99)
+            print(f"  {label:<25} {percentile(totals, 50):7.2f}ms {percentile(totals, 90):7.2f}ms "
+                  f"{p99:7.2f}ms {max(totals):7.2f}ms {statistics.fmean(totals):7.2f}ms "
+                  f"{percentile(opens, 50):8.2f}ms {percentile(opens, 99):8.2f}ms   "
+                  f"{'MET' if p99 < TARGET_P99_MS else 'MISSED'}")
+            if stats:
+                profiles.append((label, stats))
+    finally:
+        if server is not None:
+            server.stop()
+            shutil.rmtree(server.folder, ignore_errors=True)
     for label, stats in profiles:
         for key, count in (("tottime", 15), ("cumulative", 25)):
             out = io.StringIO()

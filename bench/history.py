@@ -15,12 +15,18 @@ repetitions (p50/p99), then ``recovery history --component X --last 24h --json``
 a subprocess 5 times (mean), next to a bare interpreter start for scale. Last, the mean
 time of one metrics scrape (``engine.reporting.metrics.render_text``) over the same store.
 
-    .venv/bin/python bench/history.py [--quick] [-n 100000]
+Then the same on Redis (``--backends``: both by default): a ``redis-server`` of its own on
+a free loopback port, AOF on, the same runs written under a fresh key prefix per shape
+with the records and indexes the run index's own writes give them (``import_state``, as
+``recovery store migrate`` writes them, pipelined).
+
+    .venv/bin/python bench/history.py [--quick] [-n 100000] [--backends sqlite redis]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import secrets
@@ -30,9 +36,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
-from engine.store.sqlite import SQLiteStore
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:       # run as a script: tests/support starts the server
+    sys.path.insert(0, str(ROOT))
+
+from engine.store.sqlite import SQLiteStore  # noqa: E402
 
 TARGET_P99_MS = 50.0
 COMPONENTS = ("redis", "chromadb", "openwebui", "system")
@@ -45,22 +57,17 @@ STATUSES = (("succeeded", 60), ("failed", 15), ("deferred", 10), ("refused", 5),
 REPO = Path(__file__).resolve().parent.parent
 
 
-def seed(store_path: Path, n: int, span: float, now: float) -> float:
-    """Insert ``n`` runs started within ``span`` seconds before ``now``; seconds taken."""
+def runs(n: int, span: float, now: float) -> list[dict[str, Any]]:
+    """``n`` runs started within ``span`` seconds before ``now``, as the stores keep them
+    (the RunRecord's fields and what the run index keeps beside them)."""
     rng = random.Random(42)
-    store = SQLiteStore(store_path)  # creates the schema and indexes
-    store.close()
-    import sqlite3
-
-    db = sqlite3.connect(store_path, isolation_level=None)
-    columns = [row[1] for row in db.execute("PRAGMA table_info(runs)")]
     statuses = [s for s, w in STATUSES for _ in range(w)]
-    rows = []
+    made = []
     for _ in range(n):
         component = rng.choice(COMPONENTS)
         started = now - rng.random() * span
         status = rng.choice(statuses)
-        run = {
+        made.append({
             "id": f"run-{int(started * 1000):012x}-{secrets.token_hex(4)}",
             "component": component, "runbook": component,
             "strategy": rng.choice(STRATEGIES[component]),
@@ -71,12 +78,32 @@ def seed(store_path: Path, n: int, span: float, now: float) -> float:
             else f"att-{secrets.token_hex(6)}",
             "kind": "action", "started_at": started,
             "finished_at": None if status == "pending_approval" else started + rng.random() * 30,
-            "check_mode": 0, "fingerprint": secrets.token_hex(8), "requested_by": "alertmanager",
-            "approved_by": None, "forced": 0, "reason": f"{status}: benchmark row",
-            "runbook_sha256": "0" * 64, "playbook_sha256": None, "heartbeat_at": started,
-            "claimed_by": None, "claimed_until": None,
-        }
-        rows.append(tuple(run.get(c) for c in columns))
+            "check_mode": False, "fingerprint": secrets.token_hex(8),
+            "requested_by": "alertmanager", "approved_by": None, "forced": False,
+            "reason": f"{status}: benchmark row", "runbook_sha256": "0" * 64,
+            "playbook_sha256": None, "gate": None, "count": 1, "fingerprints": [],
+            "hosts": [] if status in ("deferred", "refused", "pending_approval") else
+            [{"host": f"host-{rng.randrange(50):02d}", "outcome": "ok", "reason": ""}],
+            "heartbeat_at": started, "claimed_by": None, "claimed_until": None,
+            "refusal_key": None, "members": [],
+        })
+    return made
+
+
+def seed(store_path: Path, made: list[dict[str, Any]]) -> float:
+    """Insert the runs ``made`` into a fresh SQLite store; seconds taken."""
+    store = SQLiteStore(store_path)  # creates the schema and indexes
+    store.close()
+    import sqlite3
+
+    db = sqlite3.connect(store_path, isolation_level=None)
+    columns = [row[1] for row in db.execute("PRAGMA table_info(runs)")]
+
+    def column(run: dict[str, Any], name: str) -> Any:
+        value = run.get(name)
+        return json.dumps(value) if isinstance(value, list) else value
+
+    rows = [tuple(column(run, c) for c in columns) for run in made]
     marks = ", ".join("?" for _ in columns)
     t0 = time.perf_counter()
     db.execute("BEGIN")
@@ -87,13 +114,29 @@ def seed(store_path: Path, n: int, span: float, now: float) -> float:
     return time.perf_counter() - t0
 
 
+def seed_redis(url: str, made: list[dict[str, Any]]) -> float:
+    """Write the runs ``made`` into the Redis store at ``url`` with the records and
+    indexes the run index's own writes give them (``import_state``, as ``recovery store
+    migrate`` does, pipelined); seconds taken."""
+    from engine.store.redis import RedisStore
+    from engine.store.state_snapshot import StateSnapshot
+
+    store = RedisStore(url)
+    t0 = time.perf_counter()
+    store.import_state(StateSnapshot(runs=made))
+    store.close()
+    return time.perf_counter() - t0
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
-def time_query(store_path: Path, reps: int, now: float) -> tuple[list[float], int, int]:
-    store = SQLiteStore(store_path)
+def time_query(url: str, reps: int, now: float) -> tuple[list[float], int, int]:
+    from engine.store import open_store
+
+    store = open_store(url)
     since = now - 86400
     timings = []
     for i in range(reps):
@@ -107,7 +150,7 @@ def time_query(store_path: Path, reps: int, now: float) -> tuple[list[float], in
     return timings, got, matching
 
 
-def time_cli(home: Path, reps: int) -> tuple[str, float | None]:
+def time_cli(home: Path, reps: int, state_url: str | None) -> tuple[str, float | None]:
     """Mean seconds of the CLI call, or a reason it could not run."""
     recovery = Path(sys.executable).parent / "recovery"
     command = ([str(recovery)] if recovery.exists() else [sys.executable, "-m", "engine"])
@@ -116,6 +159,8 @@ def time_cli(home: Path, reps: int) -> tuple[str, float | None]:
                       f"playbooks: {REPO / 'playbooks'}\ninventory: {REPO / 'inventory'}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECOVERY_")}
     env["RECOVERY_CONFIG"] = str(config)
+    if state_url:
+        env["RECOVERY_STATE_URL"] = state_url
     argv = [*command, "history", "--component", COMPONENTS[0], "--last", "24h", "--json"]
     timings = []
     for _ in range(reps):
@@ -129,13 +174,14 @@ def time_cli(home: Path, reps: int) -> tuple[str, float | None]:
     return "ok", statistics.fmean(timings)
 
 
-def time_scrape(home: Path, reps: int) -> float:
+def time_scrape(home: Path, reps: int, state_url: str | None) -> float:
     """Mean seconds of one metrics scrape (``render_text``) over this store."""
     from engine.config import load_config
     from engine.context import EngineContext
     from engine.reporting.metrics import render_text
 
-    ctx = EngineContext(load_config(home.parent / "recovery.yml", environ={}))
+    environ = {"RECOVERY_STATE_URL": state_url} if state_url else {}
+    ctx = EngineContext(load_config(home.parent / "recovery.yml", environ=environ))
     render_text(ctx)  # runbooks loaded once
     timings = []
     for _ in range(reps):
@@ -160,6 +206,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 10,000 runs")
     parser.add_argument("-n", type=int, default=100_000, help="runs seeded")
+    parser.add_argument("--backends", nargs="+", default=["sqlite", "redis"],
+                        choices=["sqlite", "redis"])
     args = parser.parse_args()
     n = 10_000 if args.quick else args.n
     reps = 50 if args.quick else 200
@@ -169,30 +217,53 @@ def main() -> int:
           f"limit=100), {reps} repetitions; CLI mean of {cli_reps}")
     print(f"  machine: {os.cpu_count()} cpu, load average {os.getloadavg()[0]:.2f}, "
           f"temp dir {tempfile.gettempdir()}")
-    print(f"  {'shape':<7} {'seed':>6} {'in 24h':>7} {'p50':>8} {'p99':>8} {'max':>8}   "
-          f"target p99 < {TARGET_P99_MS:g} ms   {'CLI history --json':>18} {'scrape':>8}")
+    print(f"  {'store':<6} {'shape':<7} {'seed':>6} {'in 24h':>7} {'p50':>8} {'p99':>8} "
+          f"{'max':>8}   target p99 < {TARGET_P99_MS:g} ms   {'CLI history --json':>18} "
+          f"{'scrape':>8}")
     startup = bare_python(cli_reps)
-    for shape, span in (("spread", 30 * 86400.0), ("storm", 86400.0 - 60)):
-        root = Path(tempfile.mkdtemp(prefix="bench-history-"))
-        try:
-            home = root / "home"
-            home.mkdir(mode=0o700)
-            now = time.time()
-            seeded = seed(home / "recovery.db", n, span, now)
-            timings, got, matching = time_query(home / "recovery.db", reps, now)
-            assert got == min(100, matching), (got, matching)
-            status, cli = time_cli(home, cli_reps)
-            scrape = time_scrape(home, 5 if args.quick else 20)
-            p99 = percentile(timings, 99)
-            cli_text = f"{cli * 1000:8.0f}ms" if cli is not None else status
-            print(f"  {shape:<7} {seeded:5.1f}s {matching:7,} {percentile(timings, 50):7.2f}ms "
-                  f"{p99:7.2f}ms {max(timings):7.2f}ms   "
-                  f"{'MET' if p99 < TARGET_P99_MS else 'MISSED':<23}   {cli_text:>18} "
-                  f"{scrape * 1000:6.1f}ms")
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
+    server = None
+    root = Path(tempfile.mkdtemp(prefix="bench-history-"))
+    try:
+        if "redis" in args.backends:
+            from tests.support.redis_servers import HAS_REDIS, RedisServer
+
+            if HAS_REDIS:   # its own server, AOF on as the store requires
+                server = RedisServer(root / "redis", appendonly="yes").start()
+            else:
+                print("  redis  (no redis-server on PATH: skipped)")
+        for backend in args.backends:
+            if backend == "redis" and server is None:
+                continue
+            for shape, span in (("spread", 30 * 86400.0), ("storm", 86400.0 - 60)):
+                home = root / f"{backend}-{shape}" / "home"
+                home.mkdir(parents=True, mode=0o700)
+                now = time.time()
+                made = runs(n, span, now)
+                if backend == "sqlite":
+                    state_url = None
+                    url = f"sqlite:///{home / 'recovery.db'}"
+                    seeded = seed(home / "recovery.db", made)
+                else:
+                    state_url = url = f"{server.url}?prefix=bench-{uuid.uuid4().hex}:"
+                    seeded = seed_redis(url, made)
+                del made
+                timings, got, matching = time_query(url, reps, now)
+                assert got == min(100, matching), (got, matching)
+                status, cli = time_cli(home, cli_reps, state_url)
+                scrape = time_scrape(home, 5 if args.quick else 20, state_url)
+                p99 = percentile(timings, 99)
+                cli_text = f"{cli * 1000:8.0f}ms" if cli is not None else status
+                print(f"  {backend:<6} {shape:<7} {seeded:5.1f}s {matching:7,} "
+                      f"{percentile(timings, 50):7.2f}ms {p99:7.2f}ms {max(timings):7.2f}ms   "
+                      f"{'MET' if p99 < TARGET_P99_MS else 'MISSED':<23}   {cli_text:>18} "
+                      f"{scrape * 1000:6.1f}ms", flush=True)
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(root, ignore_errors=True)
     print(f"  (a bare `python -c pass` takes {startup * 1000:.0f} ms here; scrape: one "
-          "metrics.render_text over the same store, shipped runbooks)")
+          "metrics.render_text over the same store, shipped runbooks; redis: its own "
+          "redis-server on a free loopback port, AOF on)")
     return 0
 
 

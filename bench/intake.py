@@ -216,6 +216,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
+def collect(gens: list, results, end: float) -> list[dict]:
+    """The generators' results, each waited for until a bound past ``end``; fewer than
+    ``gens`` when one is stuck (the caller counts it as an error)."""
+    got = []
+    for _ in gens:
+        try:
+            got.append(results.get(timeout=max(1.0, end - time.monotonic()) + 30))
+        except Exception:  # noqa: BLE001 - queue.Empty: a generator is stuck
+            break
+    return got
+
+
 def run_cell(service: Served, store: Store, size: int, conns: int, procs: int,
              seconds: float, cell: str) -> dict:
     mp = multiprocessing.get_context("spawn")
@@ -232,12 +244,7 @@ def run_cell(service: Served, store: Store, size: int, conns: int, procs: int,
         g.start()
     time.sleep(max(0.0, measure_from - time.monotonic()))
     cpu0, machine0 = service.cpu(), psutil.cpu_times()
-    got = []
-    for _ in gens:
-        try:
-            got.append(results.get(timeout=max(1.0, end - time.monotonic()) + 30))
-        except Exception:  # noqa: BLE001 - queue.Empty: a generator is stuck; counted below
-            break
+    got = collect(gens, results, end)
     cpu1, machine1 = service.cpu(), psutil.cpu_times()
     window = time.monotonic() - measure_from
     for g in gens:

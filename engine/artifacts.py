@@ -180,6 +180,38 @@ class RunArtifacts:
                 continue    # damaged long ago: show the rest
 
 
+    def account(self, *, max_events: int = 500, stdout_tail: int = 16_384,
+                event_text: int = 2_000) -> dict[str, Any]:
+        """The run in short, to be kept in the store for processes that cannot read this
+        directory (another replica's): run.json, status, rc, the events (each with its
+        stdout cut to ``event_text`` characters and its ``event_data``'s scalar values
+        only; the last ``max_events`` of them) and the last ``stdout_tail`` characters
+        of stdout, with how much was left out of each. Read from what is already
+        redacted on disk."""
+        events = list(self.read_events())
+        kept = [_event_in_short(e, event_text) for e in events[-max_events:]]
+        stdout = self.read_stdout()
+        return {"run_json": self.read_run_json(), "status": self.read_status(),
+                "rc": self.read_rc(), "events": kept,
+                "events_left_out": len(events) - len(kept),
+                "stdout": stdout[-stdout_tail:] if stdout_tail else "",
+                "stdout_left_out": max(0, len(stdout) - stdout_tail)}
+
+
+def _event_in_short(event: dict[str, Any], text: int) -> dict[str, Any]:
+    """An event with its stdout cut and only the scalar values of its event_data (host,
+    task, ok, summary...): nested results can be large."""
+    short = {k: v for k, v in event.items() if k not in ("stdout", "event_data")}
+    stdout = str(event.get("stdout") or "")
+    short["stdout"] = stdout if len(stdout) <= text else stdout[:text] + " [...]"
+    data = event.get("event_data") or {}
+    short["event_data"] = {k: (v[:text] if isinstance(v, str) else v)
+                           for k, v in data.items()
+                           if isinstance(v, str | int | float | bool) or v is None} \
+        if isinstance(data, dict) else {}
+    return short
+
+
 def runner_event(event: dict[str, Any], base: int) -> dict[str, Any]:
     """An event of ansible-runner's as a run's record keeps it: numbered after the
     engine's own ``base`` events (runner counts from 1), the pty's ``\\r\\n`` as ``\\n``."""

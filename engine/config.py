@@ -56,6 +56,7 @@ SCHEMA: dict[str, Any] = {
         "playbooks": {"type": "string"},
         "inventory": {"type": "string"},
         "artifacts_retention": _DURATION,
+        "artifacts_dir": {"type": "string", "minLength": 1},
         "lock": {"type": "object", "additionalProperties": False,
                  "properties": {"lease": _DURATION}},
         "timeouts": {"type": "object", "additionalProperties": False,
@@ -128,10 +129,13 @@ class Config:
     # This service's name among the replicas sharing one store (engine.replica); empty:
     # the default one, derived from the host and RECOVERY_HOME.
     replica: str = ""
+    # Where runs' artifacts go: RECOVERY_HOME/artifacts, or a directory the replicas
+    # share (``artifacts_dir``), so that each shows every run's whole record.
+    shared_artifacts: Path | None = None
 
     @property
     def artifacts_dir(self) -> Path:
-        return self.home / "artifacts"
+        return self.shared_artifacts or self.home / "artifacts"
 
     def ensure_home(self) -> None:
         """Make RECOVERY_HOME ours and 0700: whoever can write the store can approve.
@@ -156,7 +160,7 @@ class Config:
                                   "(choose a new or empty directory)")
             if stat.S_IMODE(home.stat().st_mode) != 0o700:
                 os.chmod(home, 0o700)
-        self.artifacts_dir.mkdir(exist_ok=True, mode=0o700)
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
 
 PRIVATE_UMASK = 0o077
@@ -261,6 +265,8 @@ def load_config(path: str | os.PathLike[str] | None = None,
         fleet=fleet,
         approval_allow_self=bool(raw.get("approval", {}).get("allow_self", True)),
         replica=replica,
+        shared_artifacts=rel(raw["artifacts_dir"]).resolve() if raw.get("artifacts_dir")
+        else None,
     )
 
 

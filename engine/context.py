@@ -63,7 +63,8 @@ class EngineContext:
         self.python = PythonExecutor(self.registry)
         self.leases = LeaseKeeper(self.store, config.lock_ttl)
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
-        # Which replica among those sharing the store (engine.replica): its set in force.
+        # Which replica among those sharing the store (engine.replica): its set in
+        # force, and named in the records of the runs it makes.
         self.replica = replica_of(config)
         # run id -> cancel event, for runs executing in this process
         self.running: dict[str, threading.Event] = {}

@@ -107,6 +107,8 @@ class RunRecord:
     # What it did to each host it acted on, [{host, outcome, reason}] (outcome a
     # lifecycle.HostOutcome); empty for a run that acted on none (refused, deferred...).
     hosts: list[dict[str, str]] = field(default_factory=list)
+    # The replica (engine.replica) whose process ran it and holds its artifacts directory.
+    replica: str | None = None
 
     @property
     def duration(self) -> float | None:

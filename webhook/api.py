@@ -8,7 +8,8 @@ The same answers as the CLI, from the same functions: ``status`` is
 ``engine.reporting.reports.status_report``, ``strategies`` (or ``status?by=strategy``) is
 ``engine.reporting.strategies.strategy_report``, ``degraded`` is
 ``engine.reporting.reports.degraded_modes``, a run is its index row plus its artifacts
-directory (``engine.artifacts.RunArtifacts``), and a decision goes through
+(``engine.reporting.run_account.read_run``: its directory, or the account another replica
+kept in the store), and a decision goes through
 ``engine.orchestration.approvals``. Nothing here decides anything itself. Answers: 400 for a
 bad query or body (with the reason), 404 for an unknown run, approval or incident, 409 when
 a decision cannot be taken (already decided, expired, incident closed; no exhausted alert to
@@ -32,12 +33,12 @@ from contextlib import ExitStack
 from flask import Blueprint, g, jsonify, request
 
 from engine.alerts.alert import normalize_time
-from engine.artifacts import RunArtifacts
 from engine.durations import parse_duration
 from engine.lifecycle import RunStatus
 from engine.orchestration.approvals import DecisionError, approve, reject
 from engine.orchestration.exhaustion import AckRefused, UnknownIncident, acknowledge
 from engine.reporting.reports import degraded_modes, status_report
+from engine.reporting.run_account import read_run
 from engine.reporting.strategies import strategy_report
 from engine.runbooks.reload import reload_set
 from engine.security.roles import Access
@@ -153,14 +154,12 @@ def get_run(run_id: str):
     ctx = state().context
     if not _RUN_ID.fullmatch(run_id):
         return jsonify(error=f"no run {run_id[:64]!r}"), 404
-    artifacts = RunArtifacts(ctx.artifacts_dir, run_id, ctx.redactor)
-    record = ctx.store.get_run(run_id)
-    if record is None and not artifacts.exists():
+    view = read_run(ctx, run_id)
+    if view is None:
         return jsonify(error=f"no run {run_id}"), 404
-    return jsonify(run=record.to_dict() if record else None,
-                   run_json=artifacts.read_run_json(),
-                   status=artifacts.read_status(), rc=artifacts.read_rc(),
-                   events=list(artifacts.read_events()))
+    return jsonify(run=view.record.to_dict() if view.record else None,
+                   run_json=view.run_json, status=view.status, rc=view.rc,
+                   events=view.events, artifacts=view.where())
 
 
 @bp.get("/approvals")

@@ -1,7 +1,8 @@
 """``recovery incidents``, ``history`` and ``show``: reading the record.
 
 ``history`` reads the runs index only (one indexed query, no artifacts per row), so it
-stays fast over a large history; ``show`` reads one run's artifacts directory.
+stays fast over a large history; ``show`` reads one run's artifacts directory, or, for a
+run another replica ran, the account it kept in the store (engine.reporting.run_account).
 """
 
 from __future__ import annotations
@@ -147,38 +148,38 @@ def _who(run: Any) -> str:
 
 
 def cmd_show(ctx: EngineContext, args: argparse.Namespace) -> int:
-    from engine.artifacts import RunArtifacts
+    from engine.reporting.run_account import read_run
 
     try:
-        artifacts = RunArtifacts(ctx.artifacts_dir, args.run_id)
+        view = read_run(ctx, args.run_id)
     except ValueError:   # no run is named so: an incident or a fingerprint may be
         return _show_timeline(ctx, args)
-    record = ctx.store.get_run(args.run_id)
-    if record is None and not artifacts.exists():
+    if view is None:
         return _show_timeline(ctx, args)
-    run_json = artifacts.read_run_json()
-    events = list(artifacts.read_events())
+    record = view.record
     if args.json and not args.follow:
-        emit_json({"run": record.to_dict() if record else None, "run_json": run_json,
-                   "status": artifacts.read_status(), "rc": artifacts.read_rc(),
-                   "events": events, "stdout": artifacts.read_stdout()})
+        emit_json({"run": record.to_dict() if record else None, "run_json": view.run_json,
+                   "status": view.status, "rc": view.rc, "events": view.events,
+                   "stdout": view.stdout, "artifacts": view.where()})
         return OK
     if args.json:
         emit_json_line({"type": "run", "run": record.to_dict() if record else None,
-                        "run_json": run_json})
+                        "run_json": view.run_json, "artifacts": view.where()})
     else:
-        _print_record(record, run_json)
+        _print_record(record, view.run_json)
+        if view.note:
+            out(f"  artifacts: {view.note}")
         out("\nevents:")
-        if not events and not args.follow:
+        if not view.events and not args.follow:
             out("  (none)")
     last = 0
-    for event in events:
+    for event in view.events:
         _print_event(event, args.json)
         last = max(last, int(event.get("counter") or 0))
     if args.follow:
-        return _follow(ctx, artifacts, args, last)
+        return _follow(ctx, args, last)
     out("\nstdout:")
-    text = artifacts.read_stdout()
+    text = view.stdout
     out(indented(text.rstrip("\n")) if text.strip() else "  (empty)")
     return OK
 
@@ -214,7 +215,10 @@ def _show_timeline(ctx: EngineContext, args: argparse.Namespace) -> int:
     return OK
 
 
-def _follow(ctx: EngineContext, artifacts: Any, args: argparse.Namespace, last: int) -> int:
+def _follow(ctx: EngineContext, args: argparse.Namespace, last: int) -> int:
+    from engine.artifacts import RunArtifacts
+
+    artifacts = RunArtifacts(ctx.artifacts_dir, args.run_id)
     try:
         while True:
             # The status first, then the events: every event written before the run
@@ -222,7 +226,7 @@ def _follow(ctx: EngineContext, artifacts: Any, args: argparse.Namespace, last: 
             record = ctx.store.get_run(args.run_id)
             final = record is None or record.status.is_final
             stuck = None if final else cannot_progress(ctx, record)
-            for event in artifacts.read_events(after=last):
+            for event in _events_after(ctx, artifacts, last):
                 _print_event(event, args.json)
                 last = max(last, int(event.get("counter") or 0))
             if final or stuck:
@@ -238,6 +242,15 @@ def _follow(ctx: EngineContext, artifacts: Any, args: argparse.Namespace, last: 
     else:
         out(f"\nended: {status}" + (f": {reason}" if reason else ""))
     return OK
+
+
+def _events_after(ctx: EngineContext, artifacts: Any, last: int) -> list[dict[str, Any]]:
+    """The run's events numbered after ``last``: from its directory here, else (a run of
+    another replica) from the account it keeps in the store once it has ended."""
+    if artifacts.exists():
+        return list(artifacts.read_events(after=last))
+    account = ctx.store.get_run_account(artifacts.run_id) or {}
+    return [e for e in account.get("events") or [] if int(e.get("counter") or 0) > last]
 
 
 def cannot_progress(ctx: EngineContext, run: Any) -> str | None:

@@ -39,6 +39,7 @@ from engine.lifecycle import RunStatus
 from engine.orchestration.step import RunCallback, end_run, keep, open_record
 from engine.outages import describe
 from engine.records import RunRecord
+from engine.reporting.run_account import share_account
 
 log = logging.getLogger(__name__)
 WINDOW = 60.0             # seconds: one record per key per window
@@ -68,12 +69,15 @@ def record_counted(ctx: EngineContext, run: RunRecord, details: dict[str, Any], 
     stored = ctx.store.add_refusal(run, key, max_fingerprints=MAX_FINGERPRINTS)
     if stored.id == run.id:   # the first of its minute: its one directory
         try:
-            open_record(ctx, run, details).set_status(RunStatus.REFUSED.value, 0)
+            artifacts = open_record(ctx, run, details)
+            artifacts.set_status(RunStatus.REFUSED.value, 0)
         except OSError as exc:
             # The store's row is the account (a full disk must not make the refusal,
             # already counted, be taken again and counted twice).
             log.warning("refusal %s: its artifacts could not be written: %s", run.id,
                         describe(exc))
+        else:
+            share_account(ctx, run.id, artifacts)   # its gates, for every replica
     ctx.store.record_outcome(run.component, run.strategy, "refused", None)
     return stored
 

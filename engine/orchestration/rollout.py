@@ -47,6 +47,7 @@ from engine.orchestration.lost_lease import still_held
 from engine.orchestration.step import action_context, execute, keep, step_extravars
 from engine.orchestration.verify import verify
 from engine.records import Incident, RunRecord, new_id
+from engine.reporting.run_account import share_account
 from engine.runbooks.loaded_set import LoadedSet
 from engine.runbooks.model import Runbook, Strategy, fleet_limits
 
@@ -401,7 +402,7 @@ class Rollout:
             trigger=first.run.trigger, kind="playbook", started_at=time.time(),
             requested_by=f"rollout of {len(self.members)} incident(s), batch {n} of {of}",
             runbook_sha256=first.run.runbook_sha256, playbook_sha256=first.run.playbook_sha256,
-            reason=f"batch {n} of {of}: " + ", ".join(hosts))
+            replica=ctx.replica, reason=f"batch {n} of {of}: " + ", ".join(hosts))
         artifacts = RunArtifacts(ctx.artifacts_dir, run_id, ctx.redactor)
         rollout = {"runs": runs, "batch": n, "batches": of, "batch_run": run_id,
                    "batch_hosts": hosts, "incidents": [m.incident.id for m in self.members]}
@@ -440,6 +441,7 @@ class Rollout:
         keep(run_id, lambda: artifacts.write_run_json({
             "status": result.status.value, "reason": result.reason,
             "finished_at": time.time(), "hosts": list(outcomes.values())}))
+        share_account(ctx, run_id, artifacts)
 
 
 def _member_result(m: Member, result: StepResult, outcome: dict[str, Any] | None,

@@ -31,6 +31,7 @@ from engine.executors.host_outcomes import host_entry
 from engine.lifecycle import HOST_OUTCOME_OF_RUN, METRIC_OUTCOME, HostOutcome, RunStatus
 from engine.outages import describe, is_outage
 from engine.records import Incident, RunRecord, new_id
+from engine.reporting.run_account import share_account
 from engine.runbooks.model import Runbook, Strategy
 from engine.runbooks.templating import TemplateError, render_data
 from engine.store.fencing import Fence
@@ -53,7 +54,7 @@ def new_run(ctx: EngineContext, incident: Incident, runbook: Runbook,
         strategy=strategy.name if strategy else "-", target=incident.target, status=status,
         trigger=incident.trigger, incident_id=incident.id, started_at=started_at,
         fingerprint=incident.fingerprint, requested_by=incident.requested_by,
-        runbook_sha256=runbook.sha256)
+        runbook_sha256=runbook.sha256, replica=ctx.replica)
     if strategy is not None:
         values.update(kind=strategy.kind, playbook_sha256=playbook_sha256(ctx, strategy))
     values.update(fields)
@@ -169,6 +170,7 @@ def end_run(ctx: EngineContext, run: RunRecord, artifacts: RunArtifacts, status:
         "duration": run.duration, "hosts": hosts, "result": data or {}}), patience)
     if status in (RunStatus.DEFERRED, RunStatus.REFUSED):
         keep(run.id, lambda: artifacts.set_status(status.value, 0))
+    share_account(ctx, run.id, artifacts)
     outcome = METRIC_OUTCOME.get(status)
     if outcome:
         duration = run.duration if status not in (RunStatus.DEFERRED, RunStatus.REFUSED) else None

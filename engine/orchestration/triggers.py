@@ -206,7 +206,7 @@ def record_refusal(ctx: EngineContext, runbook: Runbook, request: TriggerRequest
         strategy=request.strategy or "-", target=NO_TARGET, status=RunStatus.REFUSED,
         trigger=request.trigger, started_at=now, finished_at=now,
         fingerprint=request.fingerprint, requested_by=request.requested_by, reason=reason,
-        runbook_sha256=runbook.sha256, gate="target",
+        runbook_sha256=runbook.sha256, gate="target", replica=ctx.replica,
     )
     asked = request.target or str(request.labels.get("instance", ""))
     stored = refusals.record_counted(

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from engine.artifacts import RunArtifacts
 from engine.gates.base import when
 from engine.records import AsDict, Delivery, Incident, RunRecord, Switch
+from engine.reporting.run_account import read_run
 
 if TYPE_CHECKING:
     from engine.context import EngineContext
@@ -134,8 +134,8 @@ def _incident_entries(incident: Incident) -> list[Entry]:
 
 
 def _run_entries(ctx: EngineContext, run: RunRecord) -> list[Entry]:
-    artifacts = RunArtifacts(ctx.artifacts_dir, run.id)
-    record = artifacts.read_run_json()
+    view = read_run(ctx, run.id)
+    record = view.run_json if view is not None else {}
     ids = {"run_id": run.id, "incident_id": run.incident_id}
     by = run.requested_by or run.trigger
     first = "the first counted: " if run.count > 1 else ""   # run.json is the first's
@@ -150,7 +150,8 @@ def _run_entries(ctx: EngineContext, run: RunRecord) -> list[Entry]:
             entries.append(Entry(approval.decided_at, "approval",
                                  f"approval {approval.status} by {approval.decided_by or '-'}"
                                  + (f": {approval.reason}" if approval.reason else ""), **ids))
-    checks = [e for e in artifacts.read_events() if e.get("event") == "verify_check"]
+    checks = [e for e in (view.events if view is not None else [])
+              if e.get("event") == "verify_check"]
     if checks:
         last = checks[-1]
         data = last.get("event_data") or {}

@@ -35,6 +35,15 @@ class RunIndex(Protocol):
     def get_run(self, run_id: str) -> RunRecord | None: ...
 
     @abstractmethod
+    def put_run_account(self, run_id: str, account: dict[str, Any]) -> None:
+        """Keep a finished run's account (engine.reporting.run_account: its events in
+        short, its stdout's tail, where its full artifacts are), replacing any before,
+        so that every process on the store can show the run; pruned with the run."""
+
+    @abstractmethod
+    def get_run_account(self, run_id: str) -> dict[str, Any] | None: ...
+
+    @abstractmethod
     def add_refusal(self, run: RunRecord, key: str, *, max_fingerprints: int) -> RunRecord:
         """Count the refusal ``run`` into the record of ``key``
         (engine.orchestration.refusals), at once: the first of a key adds ``run`` (count 1);

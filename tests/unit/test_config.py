@@ -253,3 +253,18 @@ def test_a_bad_replica_name_is_a_config_error(tmp_path: Path, name: str) -> None
         return
     with pytest.raises(ConfigError, match="replica"):
         load_config(file, environ={"RECOVERY_REPLICA": name})
+
+
+def test_artifacts_go_under_the_home_unless_a_shared_directory_is_set(tmp_path: Path) -> None:
+    file = tmp_path / "recovery.yml"
+    file.write_text("runbooks: runbooks\n")
+    env = {"RECOVERY_HOME": str(tmp_path / "home")}
+    assert load_config(file, environ=env).artifacts_dir == tmp_path / "home" / "artifacts"
+    file.write_text("artifacts_dir: ../shared/artifacts\n")     # relative to the file
+    config = load_config(file, environ=env)
+    assert config.artifacts_dir == (tmp_path / ".." / "shared" / "artifacts").resolve()
+    file.write_text(f"artifacts_dir: {tmp_path / 'nfs'}\n")
+    config = load_config(file, environ=env)
+    config.ensure_home()
+    assert config.artifacts_dir == tmp_path / "nfs" and mode(tmp_path / "nfs") == 0o700
+    assert mode(tmp_path / "home") == 0o700

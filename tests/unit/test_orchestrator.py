@@ -314,6 +314,33 @@ def test_retention_removes_old_artifacts_and_their_index_rows_only(engine_env, r
     assert ctx.store.get_run(recent_run.id) is not None
 
 
+def test_each_replica_sweeps_its_own_artifacts_of_runs_another_replica_pruned(
+        engine_env, run_incident):
+    import os
+
+    from engine.service.retention import prune_if_due
+
+    engine_env.runbook("demo", "strategies: [{name: a, action: test.ok}]\n")
+    ctx = engine_env.context()
+    kept = run_incident(ctx, "demo", target="cache-1").incident
+    [kept_run] = ctx.store.query_runs(incident_id=kept.id)
+    later = time.time() + ctx.config.retention + 60
+    # directories of runs the index no longer knows (another replica pruned them), one
+    # untouched for longer than the window, one recent; and a run the index still holds
+    gone, young = ctx.artifacts_dir / "run-gone", ctx.artifacts_dir / "run-young"
+    gone.mkdir()
+    young.mkdir()
+    os.utime(gone, (later - ctx.config.retention - 10,) * 2)
+    os.utime(young, (later - 10,) * 2)
+    os.utime(ctx.artifacts_dir / kept_run.id, (later - ctx.config.retention - 10,) * 2)
+    ctx.store.update_run(kept_run.id, finished_at=later)   # still inside retention
+    ctx.store.set_value("retention_pruned_at", later)        # the store pruned by another
+    assert prune_if_due(ctx, now=later) == 1
+    assert not gone.exists() and young.is_dir()
+    assert (ctx.artifacts_dir / kept_run.id).is_dir()
+    assert prune_if_due(ctx, now=later + 60) == 0            # hourly, per artifacts dir
+
+
 def test_observe_mode_records_the_whole_escalation_it_would_run(engine_env, run_incident):
     engine_env.runbook("demo", """
         mode: observe

@@ -25,6 +25,8 @@ from engine.store.redis.incidents import RedisIncidents
 from engine.store.redis.intake_journal import RedisIntakeJournal
 from engine.store.redis.run_records import index_entries
 
+SCAN_COUNT = 1000   # keys a SCAN call looks at (Redis's default: 10)
+
 
 class RedisHousekeeping(RedisIntakeJournal, RedisIncidents, Housekeeping):
     """Every key family's retention in one place (``delete_before``); ``close`` is the
@@ -64,7 +66,7 @@ class RedisHousekeeping(RedisIntakeJournal, RedisIncidents, Housekeeping):
         return self._atomic([index, *keys], change)
 
     def _drop_run(self, pipe: Any, run_id: str, values: dict[str, Any]) -> None:
-        pipe.delete(self._run_key(run_id))
+        pipe.delete(self._run_key(run_id), self._key("run-account", run_id))
         pipe.zrem(self._run_index(), run_id)
         pipe.zrem(self._key("runs", "finished"), run_id)
         for column, value in index_entries(values):
@@ -146,7 +148,10 @@ class RedisHousekeeping(RedisIntakeJournal, RedisIncidents, Housekeeping):
 
     def _prune_cancel_marks(self, before: float) -> None:
         with self._client() as client:
-            for name in client.scan_iter(match=_glob(self._key("value", "cancel:")) + "*"):
+            # SCAN walks the whole keyspace (every run's keys): a large COUNT per call,
+            # else an hourly prune over 100,000 runs is ~50,000 round trips (10 s and more).
+            for name in client.scan_iter(match=_glob(self._key("value", "cancel:")) + "*",
+                                         count=SCAN_COUNT):
                 raw = client.get(name)
                 value = None if raw is None else json.loads(raw)
                 at = value.get("at") if isinstance(value, dict) else None

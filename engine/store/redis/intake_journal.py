@@ -219,11 +219,12 @@ class RedisIntakeJournal(RedisConnection, IntakeJournal):
             return
         rows, newest_firing = _rows(kept)
         fp_indexes = [self._key("deliveries-fp", fp) for fp in newest_firing]
-        with self._client() as client:   # ids for the new records (a gap on a retry)
+        with self._client() as client:   # ids for the new records, kept on a retry
             top = client.incrby(self._key("deliveries", "next"), len(rows)) if rows else 0
+        # Each row's id, the same on every try (a WATCH retry must not run out of them).
+        fresh_ids = dict(zip(rows, range(top - len(rows) + 1, top + 1), strict=True))
 
         def change(pipe: Any) -> None:
-            fresh_ids = iter(range(top - len(rows) + 1, top + 1))   # each try afresh
             keys = [self._delivery_key(k) for k in rows]
             olds = [None if raw is None else json.loads(raw)
                     for raw in (pipe.mget(keys) if keys else [])]
@@ -242,7 +243,7 @@ class RedisIntakeJournal(RedisConnection, IntakeJournal):
                 pipe.zrem(self._intake("until"), *ids)
                 pipe.hdel(self._intake("holder"), *ids)
             for key, old in zip(rows, olds, strict=True):
-                values = _merged(old, {**rows[key], "id": next(fresh_ids)})
+                values = _merged(old, {**rows[key], "id": fresh_ids[key]})
                 if values["fingerprint"] in newest_firing and \
                         newest_firing[values["fingerprint"]].dedup_key != key:
                     values["payload"] = None

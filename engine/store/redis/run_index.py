@@ -70,18 +70,28 @@ class RedisRunIndex(RedisRunRecords, RedisFencing, RunIndex):
             values = self._run_values(client, run_id)
         return None if values is None else run_of(values)
 
-    def _newest_first(self, index: str, since: float | None) -> Iterator[dict[str, Any]]:
+    def put_run_account(self, run_id: str, account: dict[str, Any]) -> None:
+        with self._client() as client:
+            client.set(self._key("run-account", run_id), json.dumps(account, default=str))
+
+    def get_run_account(self, run_id: str) -> dict[str, Any] | None:
+        with self._client() as client:
+            raw = client.get(self._key("run-account", run_id))
+        return None if raw is None else json.loads(raw)
+
+    def _newest_first(self, index: str, since: float | None,
+                      page: int = PAGE) -> Iterator[dict[str, Any]]:
         """The runs of ``index`` started at or after ``since``, newest first, a page of
         ids (and their records) at a time."""
         start = 0
         low = "-inf" if since is None else since
         while True:
             with self._client() as client:
-                ids = client.zrevrangebyscore(index, "+inf", low, start=start, num=PAGE)
+                ids = client.zrevrangebyscore(index, "+inf", low, start=start, num=page)
                 if not ids:
                     return
                 raws = client.mget([self._run_key(i.decode()) for i in ids])
-            start += PAGE
+            start += page
             for raw in raws:
                 if raw is not None:
                     yield json.loads(raw)
@@ -100,7 +110,10 @@ class RedisRunIndex(RedisRunRecords, RedisFencing, RunIndex):
         found: list[RunRecord] = []
         if limit is not None and limit <= 0:
             return found
-        for values in self._newest_first(index, since):
+        # Filtered by one index at most, every run it holds matches: read no more records
+        # than asked for (decoding them is most of a history query's time).
+        page = PAGE if limit is None or len(given) > 1 else min(PAGE, limit)
+        for values in self._newest_first(index, since, page):
             if all(self._matches(values, c, v) for c, v in given.items()):
                 found.append(run_of(values))
                 if limit is not None and len(found) >= limit:

@@ -10,7 +10,7 @@ started_at DESC, id DESC``): ``runs:started`` (all) and one per value of each co
 the history filters on (``runs-<column>:<value>``, a refusal record also under each of
 its members' fingerprint and incident); ``runs:finished`` (the finished runs, by
 ``finished_at``: what ``delete_before`` prunes); ``refusal:<key>`` (the id of a refusal
-record).
+record); ``run-account:<id>`` (a finished run's account, JSON: ``put_run_account``).
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ class SQLiteHousekeeping(SQLiteConnection, Housekeeping):
             ids = [r["id"] for r in rows]
             db.executemany("DELETE FROM runs WHERE id = ?", [(i,) for i in ids])
             db.executemany("DELETE FROM refusal_members WHERE run_id = ?", [(i,) for i in ids])
+            db.executemany("DELETE FROM run_accounts WHERE run_id = ?", [(i,) for i in ids])
             db.execute("DELETE FROM incidents WHERE open_key IS NULL AND closed_at < ?",
                        (before,))
             db.execute("DELETE FROM attempts WHERE finished_at < ?", (before,))

@@ -51,6 +51,15 @@ class SQLiteRunIndex(SQLiteConnection, RunIndex):
         rows = self._read("SELECT * FROM runs WHERE id = ?", (run_id,))
         return row_to(RunRecord, rows[0]) if rows else None
 
+    def put_run_account(self, run_id: str, account: dict[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO run_accounts VALUES (?, ?)",
+                       (run_id, json.dumps(account, default=str)))
+
+    def get_run_account(self, run_id: str) -> dict[str, Any] | None:
+        rows = self._read("SELECT account FROM run_accounts WHERE run_id = ?", (run_id,))
+        return json.loads(rows[0]["account"]) if rows else None
+
     def query_runs(self, *, component: str | None = None, since: float | None = None,
                    status: str | None = None, incident_id: str | None = None,
                    target: str | None = None, fingerprint: str | None = None,

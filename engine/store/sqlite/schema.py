@@ -29,8 +29,10 @@ CREATE TABLE IF NOT EXISTS runs (
     requested_by TEXT, approved_by TEXT, forced INTEGER, reason TEXT,
     runbook_sha256 TEXT, playbook_sha256 TEXT,
     heartbeat_at REAL, claimed_by TEXT, claimed_until REAL, gate TEXT,
-    count INTEGER, fingerprints TEXT, refusal_key TEXT, hosts TEXT
+    count INTEGER, fingerprints TEXT, refusal_key TEXT, hosts TEXT, replica TEXT
 );
+-- a finished run's account (engine.reporting.run_account), for a replica without its artifacts
+CREATE TABLE IF NOT EXISTS run_accounts (run_id TEXT PRIMARY KEY, account TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
 CREATE INDEX IF NOT EXISTS runs_component ON runs(component, started_at);
 CREATE INDEX IF NOT EXISTS runs_incident ON runs(incident_id);
@@ -161,7 +163,7 @@ def migrate(conn: sqlite3.Connection) -> None:
                                 ("runs", "gate", "TEXT"), ("runs", "count", "INTEGER"),
                                 ("runs", "fingerprints", "TEXT"),
                                 ("runs", "refusal_key", "TEXT"),
-                                ("runs", "hosts", "TEXT")):
+                                ("runs", "hosts", "TEXT"), ("runs", "replica", "TEXT")):
         columns = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
         if column in columns:
             continue

@@ -301,3 +301,37 @@ def test_pruning_leaves_no_record_nor_index_entry_of_what_it_dropped(server):
         for key in client.scan_iter(match="prune:*"):
             client.delete(key)
         store.close()
+
+
+def test_an_acknowledgement_retried_after_another_replica_wrote_meanwhile_keeps_its_ids(
+        server, monkeypatch):
+    """Two replicas acknowledge at once: the one whose WATCHed keys the other changed
+    runs its change again, and the deliveries keep the ids it reserved (it once ran out
+    of them on the retry: a StopIteration that failed the worker's pass and left its
+    items claimed until their lease lapsed)."""
+    url = f"{server.url}?prefix=ack-retry-{time.time_ns()}:"
+    store, other = RedisStore(url), RedisStore(url)
+    try:
+        now = time.time()
+        store.enqueue_alerts([("k1", {"status": "firing"}), ("k2", {"status": "firing"})])
+        claimed = store.claim_intake("w", 10, 60)
+        put = store._put_delivery
+        meddled: list[bool] = []
+
+        def put_once_meddled(pipe, values, old):
+            if not meddled:   # the other replica writes between our reads and EXEC
+                meddled.append(True)
+                other.ack_intake([], [delivery("fp-z", "firing", "s9", now, "opened")])
+            put(pipe, values, old)
+
+        monkeypatch.setattr(store, "_put_delivery", put_once_meddled)
+        store.ack_intake([i.id for i in claimed], [
+            delivery("fp-a", "firing", "s1", now, "opened"),
+            delivery("fp-b", "firing", "s1", now, "opened")])
+        assert meddled and store.intake_depth(now)[0] == 0
+        kept = store.deliveries(limit=None)
+        assert sorted(d.fingerprint for d in kept) == ["fp-a", "fp-b", "fp-z"]
+        assert len({d.id for d in kept}) == 3
+    finally:
+        store.close()
+        other.close()

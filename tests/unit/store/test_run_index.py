@@ -112,3 +112,24 @@ def test_runs_started_at_once_are_listed_by_id_and_every_one_without_a_limit(sto
     assert [r.id for r in store.query_runs(limit=None)] == ids[::-1]
     assert [r.id for r in store.query_runs(status="succeeded", limit=2)] == ids[:0:-1]
     assert [r.id for r in store.query_runs(target="h1", since=at + 1)] == []
+
+
+def test_a_runs_account_and_replica_are_kept_for_every_process_and_pruned_with_it(store):
+    now = time.time()
+    ended = run(status=RunStatus.SUCCEEDED, started_at=now - 100, finished_at=now - 90,
+                replica="replica-a")
+    kept = run(status=RunStatus.SUCCEEDED, started_at=now - 10, finished_at=now - 5)
+    for r in (ended, kept):
+        store.add_run(r)
+    account = {"replica": "replica-a", "events": [{"counter": 1, "event": "action_start"}],
+               "stdout": "done\n", "run_json": {"hosts": HOSTS}}
+    assert store.get_run_account(ended.id) is None
+    store.put_run_account(ended.id, {"stdout": "first"})
+    store.put_run_account(ended.id, account)                 # replaced whole
+    store.put_run_account(kept.id, {"stdout": "kept"})
+    assert store.get_run_account(ended.id) == account
+    assert store.get_run(ended.id).replica == "replica-a"
+    assert store.query_runs()[1].replica == "replica-a" and store.get_run(kept.id).replica is None
+    assert store.delete_before(now - 50) == [ended.id]
+    assert store.get_run_account(ended.id) is None
+    assert store.get_run_account(kept.id) == {"stdout": "kept"}
