@@ -1,0 +1,259 @@
+"""Scale-out on Redis, with real processes only: three ``recovery serve`` replicas on
+loopback sharing one real ``redis-server`` (AOF on), behind a real Alertmanager pair
+clustered with ``--cluster.peer`` that sends every notification to every replica
+(tests/support/replicas.py). The replicas must behave as one service: one run per
+incident whichever replica hears of it, every alert processed once, a killed replica's
+work taken over, and a gate set through one replica holding on the others.
+
+What ran is counted from outside the engine: the steps append a line per execution to
+a trace file (tests/support/engine_actions.py), and the runs are read back with
+``recovery history --json`` run as one replica (every replica shares the one store).
+Lock lease 3 s (tests/support/engine_env.py), so a dead replica's lock and runs are
+given up within seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.alertmanager import iso, iso_at
+from tests.support.replicas import INTAKE_HOLDERS, Replicas, replicas
+from tests.support.service import wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.requires("redis-server", "alertmanager")]
+
+
+def traced(trace: Path) -> list[str]:
+    """The targets the step ran on, one per execution."""
+    return [line.split()[1] for line in trace.read_text().splitlines()] \
+        if trace.exists() else []
+
+
+def hosts_inventory(engine_env, hosts: list[str]) -> None:
+    """An inventory of ``hosts`` (plus localhost and cache-1), all run locally."""
+    lines = ["all:", "  hosts:"]
+    for host in ["localhost", "cache-1", *hosts]:
+        lines += [f"    {host}:", "      ansible_connection: local",
+                  '      ansible_python_interpreter: "{{ ansible_playbook_python }}"']
+    (engine_env.root / "inventory" / "hosts.yml").write_text("\n".join(lines) + "\n")
+
+
+def touch_runbook(engine_env, name: str, alertname: str, tmp_path: Path, **extra: str) -> Path:
+    """A runbook whose step touches ``<name>-done/<target>`` (its verify checks that file)
+    and appends a line per execution to the trace it returns."""
+    done, trace = tmp_path / f"{name}-done", tmp_path / f"{name}.trace"
+    done.mkdir()
+    more = "".join(f"\n        {key}: {value}" for key, value in extra.items())
+    engine_env.runbook(name, f"""
+        match: [alertname="{alertname}"]
+        target: "{{{{ labels.instance }}}}"
+        strategies:
+          - {{name: touch, action: test.touch, with: {{dir: "{done}", trace: "{trace}"}}}}
+        verify: {{action: test.file_exists, with: {{dir: "{done}"}}, interval: 0.1s,
+                  deadline: 5s}}{more}
+    """)
+    return trace
+
+
+def firing(alertname: str, instance: str, started: float) -> dict:
+    return {"status": "firing", "labels": {"alertname": alertname, "instance": instance,
+                                           "severity": "critical"},
+            "annotations": {}, "startsAt": iso_at(started),
+            "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prometheus.example",
+            "fingerprint": f"{alertname}-{instance}".lower()}
+
+
+def notification(*alerts: dict) -> dict:
+    return {"version": "4", "status": "firing", "receiver": "recovery",
+            "groupKey": "{}:{alertname=~\"Replica.*\"}", "groupLabels": {},
+            "commonLabels": {}, "commonAnnotations": {},
+            "externalURL": "http://alertmanager.example", "alerts": list(alerts)}
+
+
+def posted(rs: Replicas, index: int, payload: dict) -> None:
+    answer = rs.post(index, payload)
+    assert answer.status_code == 200, answer.text
+
+
+def engine_pid_of(rs: Replicas, pid: int) -> str | None:
+    """The replica one of whose processes has ``pid``."""
+    for replica in rs.replicas:
+        if any(p.pid == pid for p in replica.children()):
+            return replica.name
+    return None
+
+
+# -- 1. one firing alert, through the Alertmanager pair, one run ---------------------------
+
+def test_one_firing_alert_through_the_pair_gives_one_run(engine_env, tmp_path):
+    trace = touch_runbook(engine_env, "single", "ReplicaDown", tmp_path)
+    labels = {"alertname": "ReplicaDown", "instance": "cache-1", "severity": "critical"}
+    with replicas(engine_env, tmp_path) as rs:
+        now = datetime.now(UTC)
+        body = [{"labels": labels, "annotations": {}, "startsAt": iso(now),
+                 "endsAt": iso(now + timedelta(seconds=300))}]
+        for am in rs.ams:             # as Prometheus posts to an HA pair: to both
+            httpx.post(f"{am.url}/api/v2/alerts", json=body, timeout=5).raise_for_status()
+        assert wait_for(lambda: traced(trace), 30), rs.errors()
+        # Repeats every 2 s from both Alertmanagers to all three replicas meanwhile.
+        time.sleep(6)
+        rs.settle()
+        runs = rs.runs("single", replica="r3")
+        assert [(r["status"], r["target"]) for r in runs] == [("succeeded", "cache-1")], runs
+        assert traced(trace) == ["cache-1"]
+        incidents = [i for i in rs.cli_json("incidents", replica="r2")
+                     if i["runbook"] == "single"]
+        assert [i["state"] for i in incidents] == ["recovered"], incidents
+
+
+# -- 2. a storm spread over the replicas: every alert processed once ------------------------
+
+def test_five_hundred_alerts_spread_over_the_replicas_give_five_hundred_runs(
+        engine_env, tmp_path):
+    hosts = [f"node-{n:03d}" for n in range(500)]
+    hosts_inventory(engine_env, hosts)
+    trace = touch_runbook(engine_env, "storm", "ReplicaStorm", tmp_path)
+    started = time.time()
+    with replicas(engine_env, tmp_path, alertmanagers=0) as rs:
+        # 50 notifications of 10 alerts, round-robin over the replicas; each notification
+        # also goes to the next replica (an HA pair delivers everything twice).
+        for i in range(50):
+            payload = notification(*(firing("ReplicaStorm", host, started)
+                                     for host in hosts[10 * i:10 * i + 10]))
+            posted(rs, i, payload)
+            posted(rs, i + 1, payload)
+        assert wait_for(lambda: len(traced(trace)) >= 500, 400, every=1.0), \
+            f"{len(traced(trace))} of 500 ran\n" + rs.errors()
+        rs.settle()
+        time.sleep(2)                  # a second execution would show by now
+        counts = Counter(traced(trace))
+        assert sorted(counts) == hosts
+        assert [h for h, n in counts.items() if n > 1] == []
+        runs = rs.runs("storm", replica="r2")
+        assert len(runs) == 500, Counter(r["status"] for r in runs)
+        assert {r["status"] for r in runs} == {"succeeded"}
+        assert sorted(r["target"] for r in runs) == hosts
+        print(f"\n500 alerts over 3 replicas: 500 runs by "
+              f"{dict(Counter(r.get('replica') or '?' for r in runs))}")
+
+
+# -- 3. a replica killed in the middle of a run --------------------------------------------
+
+def test_a_replica_killed_mid_run_hands_its_work_to_the_others(engine_env, tmp_path):
+    hosts = [f"node-{n:03d}" for n in range(150)]
+    hosts_inventory(engine_env, hosts)
+    trace = touch_runbook(engine_env, "storm", "ReplicaStorm", tmp_path)
+    held_trace, held_started = tmp_path / "held.trace", tmp_path / "held.started"
+    engine_env.runbook("held", f"""
+        match: [alertname="ReplicaHeld"]
+        target: "{{{{ labels.instance }}}}"
+        strategies:
+          - {{name: wait, action: test.sleep,
+              with: {{seconds: 8, started: "{held_started}", trace: "{held_trace}"}}}}
+    """)
+    started = time.time()
+    with replicas(engine_env, tmp_path, alertmanagers=0) as rs:
+        posted(rs, 0, notification(firing("ReplicaHeld", "cache-1", started)))
+        assert wait_for(held_started.exists, 30), rs.errors()
+        victim = engine_pid_of(rs, int(held_started.read_text()))
+        assert victim, "the step runs in no replica's process"
+        victim_pids = {p.pid for p in rs[victim].children()}
+        # A storm to every replica; the victim dies while it holds some of it.
+        for i in range(15):
+            posted(rs, i, notification(*(firing("ReplicaStorm", host, started)
+                                         for host in hosts[10 * i:10 * i + 10])))
+        client = rs.redis.client()
+
+        def victim_claims() -> list[str]:
+            holders = client.hvals(INTAKE_HOLDERS)
+            return [h.decode() for h in holders if int(h.decode().split(":")[1]) in victim_pids]
+        held = wait_for(victim_claims, 20, every=0.01)
+        rs.kill(victim)
+        killed_at = time.time()
+        survivors = [r.name for r in rs.replicas if r.name != victim]
+
+        # Its run: interrupted by a survivor; its lock expires; the incident goes on.
+        def held_runs() -> list[dict]:
+            return rs.runs("held", replica=survivors[0])
+        assert wait_for(lambda: any(r["status"] == "interrupted" for r in held_runs()), 60,
+                        every=0.5), f"{held_runs()}\n{rs.errors()}"
+        assert wait_for(lambda: traced(trace) and len(set(traced(trace))) == 150, 300,
+                        every=1.0), f"{len(set(traced(trace)))} of 150 ran\n" + rs.errors()
+        rs.settle()
+        assert wait_for(lambda: all(r["status"] not in ("running", "queued")
+                                    for r in held_runs()), 60, every=0.5), held_runs()
+        runs = held_runs()
+        [interrupted] = [r for r in runs if r["status"] == "interrupted"]
+        others = [r for r in runs if r is not interrupted]
+        # never two at once: every other run of the incident began after the kill
+        assert all(r["started_at"] >= killed_at for r in others), runs
+        lock = rs.lock("cache-1")
+        assert lock is None or lock.expires_at < time.time() or lock.holder.split(":")[1] \
+            not in {str(p) for p in victim_pids}, lock
+        # The storm: every host fixed, none twice, whoever held its alert.
+        counts = Counter(traced(trace))
+        assert sorted(counts) == hosts
+        assert [h for h, n in counts.items() if n > 1] == []
+        print(f"\nkilled {victim} holding {len(held or [])} claim(s); its run interrupted")
+
+
+# -- 4. gates set through one replica hold on the others -----------------------------------
+
+def test_a_cooldown_a_kill_switch_and_an_approval_hold_across_replicas(engine_env, tmp_path):
+    hosts_inventory(engine_env, ["cache-2", "cache-3"])
+    cool = touch_runbook(engine_env, "cool", "ReplicaCool", tmp_path,
+                         cooldown="{max_attempts: 1, window: 1h}")
+    switched = touch_runbook(engine_env, "switched", "ReplicaSwitched", tmp_path)
+    careful_done = tmp_path / "careful-done"
+    careful_done.mkdir()
+    careful = tmp_path / "careful.trace"
+    engine_env.runbook("careful", f"""
+        match: [alertname="ReplicaCareful"]
+        target: "{{{{ labels.instance }}}}"
+        strategies:
+          - {{name: touch, action: test.touch, approval: required,
+              with: {{dir: "{careful_done}", trace: "{careful}"}}}}
+    """)
+    started = time.time()
+    with replicas(engine_env, tmp_path, alertmanagers=0) as rs:
+        # cooldown: one attempt an hour, spent through r1; a new episode on r2 waits
+        posted(rs, 0, notification(firing("ReplicaCool", "cache-1", started)))
+        assert wait_for(lambda: traced(cool) == ["cache-1"], 30), rs.errors()
+        assert wait_for(lambda: [r["status"] for r in rs.runs("cool")] == ["succeeded"], 30)
+        again = firing("ReplicaCool", "cache-1", started + 60)
+        again["labels"]["check"] = "second"        # another alert of the same target
+        again["fingerprint"] += "-second"
+        posted(rs, 1, notification(again))
+
+        # kill switch: switched off through r2, an alert to r3 is refused
+        done = rs.cli("disable", "--target", "cache-2", "--for", "10m", "--as", "alice",
+                      replica="r2")
+        assert done.returncode == 0, done.stderr
+        posted(rs, 2, notification(firing("ReplicaSwitched", "cache-2", started)))
+        assert wait_for(lambda: [r["status"] for r in rs.runs("switched")] == ["refused"],
+                        30), f"{rs.runs('switched')}\n{rs.errors()}"
+
+        # approval: parked through r1's intake, approved through r3, runs once
+        posted(rs, 0, notification(firing("ReplicaCareful", "cache-3", started)))
+        pending = wait_for(lambda: rs.cli_json("pending", replica="r2"), 30)
+        assert pending, rs.errors()
+        [waiting] = pending
+        done = rs.cli("approve", waiting["run_id"], "--as", "bob", replica="r3")
+        assert done.returncode == 0, (done.stdout, done.stderr)
+        assert wait_for(lambda: traced(careful) == ["cache-3"], 30), rs.errors()
+
+        rs.settle()
+        time.sleep(3)                                # several passes of every replica
+        assert traced(cool) == ["cache-1"], "the cooldown did not hold on another replica"
+        assert traced(switched) == [], "the kill switch did not hold on another replica"
+        assert traced(careful) == ["cache-3"]
+        cool_incidents = [i for i in rs.cli_json("incidents", replica="r3")
+                          if i["runbook"] == "cool"]
+        assert sorted(i["state"] for i in cool_incidents) == ["open", "recovered"], \
+            cool_incidents                           # the second one deferred, not run
