@@ -217,11 +217,13 @@ class RedisIntakeJournal(RedisConnection, IntakeJournal):
             return
         rows, newest_firing = _rows(kept)
         fp_indexes = [self._key("deliveries-fp", fp) for fp in newest_firing]
-        with self._client() as client:   # ids for the new records (a gap on a retry)
+        with self._client() as client:   # ids for the new records, taken once
             top = client.incrby(self._key("deliveries", "next"), len(rows)) if rows else 0
-        fresh_ids = iter(range(top - len(rows) + 1, top + 1))
+        new_ids = range(top - len(rows) + 1, top + 1)
 
         def change(pipe: Any) -> None:
+            # Every try (a WATCHed key changed: run again) hands out the same ids afresh.
+            fresh_ids = iter(new_ids)
             keys = [self._delivery_key(k) for k in rows]
             olds = [None if raw is None else json.loads(raw)
                     for raw in (pipe.mget(keys) if keys else [])]
