@@ -114,13 +114,14 @@ def test_one_firing_alert_through_the_pair_gives_one_run(engine_env, tmp_path):
 
 # -- 2. a storm spread over the replicas: every alert processed once ------------------------
 
+@pytest.mark.parametrize("backend", ["redis", "sqlite"])
 def test_five_hundred_alerts_spread_over_the_replicas_give_five_hundred_runs(
-        engine_env, tmp_path):
+        engine_env, tmp_path, backend):
     hosts = [f"node-{n:03d}" for n in range(500)]
     hosts_inventory(engine_env, hosts)
     trace = touch_runbook(engine_env, "storm", "ReplicaStorm", tmp_path)
     started = time.time()
-    with replicas(engine_env, tmp_path, alertmanagers=0) as rs:
+    with replicas(engine_env, tmp_path, alertmanagers=0, backend=backend) as rs:
         # 50 notifications of 10 alerts, round-robin over the replicas; each notification
         # also goes to the next replica (an HA pair delivers everything twice).
         for i in range(50):

@@ -19,6 +19,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -32,9 +33,9 @@ from tests.support.service import GRACE, HasEnv, Served, first_token, free_port,
 
 if TYPE_CHECKING:
     from engine.records import Lock
+    from engine.store import Store
 
 NAMES = ("r1", "r2", "r3")
-INTAKE_STREAM = "recovery:intake:stream"     # the store's default prefix
 INTAKE_HOLDERS = "recovery:intake:holder"    # claimed item -> its holder host:pid:thread
 # One HTTP worker and one engine worker process per replica: three replicas make a dozen
 # processes already, on a machine of two cores shared with other test runs.
@@ -70,9 +71,10 @@ class Replicas:
     """The replicas, their Redis and their Alertmanagers, and the CLI run as any one of
     the replicas (the same store: what one replica did, every replica shows)."""
 
-    def __init__(self, redis: RedisServer, replicas: list[Replica],
+    def __init__(self, state_url: str, redis: RedisServer | None, replicas: list[Replica],
                  ams: list[Alertmanager]) -> None:
-        self.redis, self.replicas, self.ams = redis, replicas, ams
+        self.state_url, self.redis = state_url, redis
+        self.replicas, self.ams = replicas, ams
 
     def __getitem__(self, name: str) -> Replica:
         return next(r for r in self.replicas if r.name == name)
@@ -121,15 +123,23 @@ class Replicas:
         return sorted((r for r in found if r["runbook"] == runbook),
                       key=lambda r: r.get("started_at") or 0)
 
+    def store(self) -> Store:
+        """The shared store, opened as a replica opens it (close it after use)."""
+        from engine.store import open_store
+
+        return open_store(self.state_url)
+
     def queued(self) -> int:
-        """Journaled alerts not acknowledged yet (the intake stream's length)."""
-        return int(self.redis.client().xlen(INTAKE_STREAM))
+        """Journaled alerts not acknowledged yet (the intake queue's length)."""
+        store = self.store()
+        try:
+            return store.intake_depth(time.time())[0]
+        finally:
+            store.close()
 
     def lock(self, target: str) -> Lock | None:
         """The lock row of ``target`` in the shared store, read as any replica reads it."""
-        from engine.store import open_store
-
-        store = open_store(self.redis.url)
+        store = self.store()
         try:
             return store.get_lock(target)
         finally:
@@ -148,18 +158,26 @@ class Replicas:
 
 @contextmanager
 def replicas(engine_env, tmp_path: Path, *, names: tuple[str, ...] = NAMES,
-             alertmanagers: int = 2, webhook: str = WEBHOOK,
+             alertmanagers: int = 2, webhook: str = WEBHOOK, backend: str = "redis",
              **config: str) -> Iterator[Replicas]:
     """``len(names)`` replicas on one new ``redis-server`` (AOF on) and an HA pair of
     clustered Alertmanagers (``alertmanagers``: 0 for none), each sending to every
-    replica; ``config`` goes into the shared recovery.yml (with ``webhook``)."""
+    replica; ``config`` goes into the shared recovery.yml (with ``webhook``).
+    ``backend="sqlite"``: the replicas share one SQLite file instead (one host only),
+    so that a scenario failing on Redis can be told apart from one failing anywhere."""
     with ExitStack() as cleanup:
-        redis = RedisServer(tmp_path / "redis", appendonly="yes",
-                            appendfsync="always").start()
-        cleanup.callback(redis.kill)
+        redis: RedisServer | None = None
+        if backend == "redis":
+            redis = RedisServer(tmp_path / "redis", appendonly="yes",
+                                appendfsync="always").start()
+            cleanup.callback(redis.kill)
+            state_url = redis.url
+        else:
+            (tmp_path / "shared").mkdir()
+            state_url = f"sqlite:///{tmp_path / 'shared' / 'recovery.db'}"
         engine_env.write_config(webhook=webhook, **config)
         members = [Replica(engine_env, tmp_path / name / "home", free_port(), name,
-                           redis.url) for name in names]
+                           state_url) for name in names]
         for member in members:
             cleanup.callback(member.kill_all)
         tokens = [first_token(engine_env.config_path, member) for member in members]
@@ -184,7 +202,7 @@ def replicas(engine_env, tmp_path: Path, *, names: tuple[str, ...] = NAMES,
         if len(ams) > 1:
             assert wait_for(lambda: all(am.cluster_size() == len(ams) for am in ams), 20), \
                 "the Alertmanagers never saw each other: " + ams[-1].log()[-2000:]
-        yield Replicas(redis, members, ams)
+        yield Replicas(state_url, redis, members, ams)
         for member in members:         # a clean stop where it can, then kill_all
             if member.proc is not None and member.proc.poll() is None:
                 member.terminate()
