@@ -374,9 +374,15 @@ class Worker:
             runs = self.ctx.store.query_runs(incident_id=incident.id, limit=None)
             if any(r.status in waiting for r in runs):
                 continue
+            # A step that succeeded but whose end never reached the incident (the store
+            # went away in between): verified first, as after an interruption, not run
+            # a second time.
+            done = [r for r in runs if r.status == RunStatus.SUCCEEDED and r.attempt_id
+                    and r.attempt_id == incident.attempt_id]
             if self.ctx.store.update_incident(
                     incident.id, expect=[IncidentState.REMEDIATING], state=IncidentState.OPEN,
-                    next_try_at=now, reason="its process stopped between steps") is not None:
+                    next_try_at=now, reason="its process stopped between steps",
+                    **({"interrupted_run": done[0].id} if done else {})) is not None:
                 n += 1
         return n
 
