@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.support.alertmanager import iso, iso_at
-from tests.support.replicas import INTAKE_HOLDERS, Replicas, replicas
+from tests.support.replicas import Replicas, replicas
 from tests.support.service import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.requires("redis-server", "alertmanager")]
@@ -59,6 +59,21 @@ def touch_runbook(engine_env, name: str, alertname: str, tmp_path: Path, **extra
                   deadline: 5s}}{more}
     """)
     return trace
+
+
+def sleep_runbook(engine_env, name: str, alertname: str, tmp_path: Path,
+                  seconds: float) -> tuple[Path, Path]:
+    """A runbook whose step sleeps ``seconds`` on its target, holding the target's lock;
+    (its trace, the file it writes its pid to when it starts)."""
+    trace, started = tmp_path / f"{name}.trace", tmp_path / f"{name}.started"
+    engine_env.runbook(name, f"""
+        match: [alertname="{alertname}"]
+        target: "{{{{ labels.instance }}}}"
+        strategies:
+          - {{name: wait, action: test.sleep,
+              with: {{seconds: {seconds}, started: "{started}", trace: "{trace}"}}}}
+    """)
+    return trace, started
 
 
 def firing(alertname: str, instance: str, started: float) -> dict:
@@ -146,20 +161,15 @@ def test_five_hundred_alerts_spread_over_the_replicas_give_five_hundred_runs(
 
 # -- 3. a replica killed in the middle of a run --------------------------------------------
 
-def test_a_replica_killed_mid_run_hands_its_work_to_the_others(engine_env, tmp_path):
+@pytest.mark.parametrize("backend", ["redis", "sqlite"])
+def test_a_replica_killed_mid_run_hands_its_work_to_the_others(engine_env, tmp_path,
+                                                               backend):
     hosts = [f"node-{n:03d}" for n in range(150)]
     hosts_inventory(engine_env, hosts)
     trace = touch_runbook(engine_env, "storm", "ReplicaStorm", tmp_path)
-    held_trace, held_started = tmp_path / "held.trace", tmp_path / "held.started"
-    engine_env.runbook("held", f"""
-        match: [alertname="ReplicaHeld"]
-        target: "{{{{ labels.instance }}}}"
-        strategies:
-          - {{name: wait, action: test.sleep,
-              with: {{seconds: 8, started: "{held_started}", trace: "{held_trace}"}}}}
-    """)
+    held_started = sleep_runbook(engine_env, "held", "ReplicaHeld", tmp_path, 8)[1]
     started = time.time()
-    with replicas(engine_env, tmp_path, alertmanagers=0) as rs:
+    with replicas(engine_env, tmp_path, alertmanagers=0, backend=backend) as rs:
         posted(rs, 0, notification(firing("ReplicaHeld", "cache-1", started)))
         assert wait_for(held_started.exists, 30), rs.errors()
         victim = engine_pid_of(rs, int(held_started.read_text()))
@@ -169,12 +179,15 @@ def test_a_replica_killed_mid_run_hands_its_work_to_the_others(engine_env, tmp_p
         for i in range(15):
             posted(rs, i, notification(*(firing("ReplicaStorm", host, started)
                                          for host in hosts[10 * i:10 * i + 10])))
-        client = rs.redis.client()
-
         def victim_claims() -> list[str]:
-            holders = client.hvals(INTAKE_HOLDERS)
-            return [h.decode() for h in holders if int(h.decode().split(":")[1]) in victim_pids]
+            store = rs.store()
+            try:
+                claims = store.intake_claims(time.time())
+            finally:
+                store.close()
+            return [h for h, _ in claims if int(h.split(":")[1]) in victim_pids]
         held = wait_for(victim_claims, 20, every=0.01)
+        assert held, f"{victim} never held a claim on the storm"
         rs.kill(victim)
         killed_at = time.time()
         survivors = [r.name for r in rs.replicas if r.name != victim]
@@ -201,7 +214,7 @@ def test_a_replica_killed_mid_run_hands_its_work_to_the_others(engine_env, tmp_p
         counts = Counter(traced(trace))
         assert sorted(counts) == hosts
         assert [h for h, n in counts.items() if n > 1] == []
-        print(f"\nkilled {victim} holding {len(held or [])} claim(s); its run interrupted")
+        print(f"\nkilled {victim} holding {len(held)} claim(s); its run interrupted")
 
 
 # -- 4. gates set through one replica hold on the others -----------------------------------
@@ -319,14 +332,7 @@ def test_redis_restarted_during_a_storm_loses_nothing_acknowledged(engine_env, t
                    "past its lease finishes its step when resumed")
 def test_a_replica_stalled_past_its_lease_cannot_act_on_its_stale_lock(engine_env,
                                                                         tmp_path):
-    trace, began = tmp_path / "stalled.trace", tmp_path / "stalled.started"
-    engine_env.runbook("stalled", f"""
-        match: [alertname="ReplicaStalled"]
-        target: "{{{{ labels.instance }}}}"
-        strategies:
-          - {{name: wait, action: test.sleep,
-              with: {{seconds: 6, started: "{began}", trace: "{trace}"}}}}
-    """)
+    trace, began = sleep_runbook(engine_env, "stalled", "ReplicaStalled", tmp_path, 6)
     with replicas(engine_env, tmp_path, alertmanagers=0) as rs:
         posted(rs, 0, notification(firing("ReplicaStalled", "cache-1", time.time())))
         assert wait_for(began.exists, 30), rs.errors()

@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from engine.store import Store
 
 NAMES = ("r1", "r2", "r3")
-INTAKE_HOLDERS = "recovery:intake:holder"    # claimed item -> its holder host:pid:thread
 # One HTTP worker and one engine worker process per replica: three replicas make a dozen
 # processes already, on a machine of two cores shared with other test runs.
 WEBHOOK = f"{{workers: 1, http_workers: 1, shutdown_grace: {GRACE}s, graceful_timeout: 2s}}"
@@ -175,6 +174,11 @@ def replicas(engine_env, tmp_path: Path, *, names: tuple[str, ...] = NAMES,
         else:
             (tmp_path / "shared").mkdir()
             state_url = f"sqlite:///{tmp_path / 'shared' / 'recovery.db'}"
+            # Made before the replicas start: several processes creating one new SQLite
+            # file at once can find its log before the file, which the store refuses.
+            from engine.store import open_store
+
+            open_store(state_url).close()
         engine_env.write_config(webhook=webhook, **config)
         members = [Replica(engine_env, tmp_path / name / "home", free_port(), name,
                            state_url) for name in names]
