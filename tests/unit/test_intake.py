@@ -716,3 +716,27 @@ def test_a_step_that_ended_but_whose_incident_was_not_settled_is_verified_not_ru
     incident = only_incident(ctx)
     assert incident.state == IncidentState.RECOVERED, incident.reason
     assert "verified after interruption" in incident.reason
+
+
+def test_the_orphan_check_leaves_an_incident_taken_up_since_it_listed_it(engine_env,
+                                                                        monkeypatch):
+    """The orphan check lists the open incidents once, then asks the store about each in
+    turn; with many (a storm) that takes a while. One listed as abandoned may meanwhile
+    have been handed back and claimed by a live worker: reopened all the same, it was
+    claimed and run a second time (the replica suite saw a host fixed twice after a
+    replica was killed). What the check acts on is the incident as it is now."""
+    engine_env.write_config(lease="1s")
+    touch_runbook(engine_env, "")
+    ctx = engine_env.context()
+    journal(ctx, alert(instance="cache-1", fingerprint="fp-1"))
+    assert drain(ctx, run=lambda incident_id: None) == 1   # opened; its worker died
+    time.sleep(3.2)                                          # past three leases
+    listed = ctx.store.list_incidents(open_only=True)
+    # Meanwhile another worker handed it back and a live one claimed it.
+    incident = only_incident(ctx)
+    ctx.store.update_incident(incident.id, expect=[IncidentState.REMEDIATING],
+                              state=IncidentState.OPEN, next_try_at=time.time())
+    assert ctx.store.claim_due_incident(time.time()) is not None
+    monkeypatch.setattr(ctx.store, "list_incidents", lambda **kw: listed)
+    assert Worker(ctx, intake=False)._reopen_orphans(time.time()) == 0
+    assert only_incident(ctx).state == IncidentState.REMEDIATING
