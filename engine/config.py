@@ -1,13 +1,15 @@
 """``recovery.yml`` and its environment overrides, read once into a ``Config``.
 
 Where from: ``--config``, else ``RECOVERY_CONFIG``, else ``./recovery.yml``. Paths in the
-file are relative to the file itself. ``RECOVERY_HOME`` and ``RECOVERY_STATE_URL`` win
-over the file. A bad file is a ``ConfigError`` with the reason (exit code 2).
+file are relative to the file itself. ``RECOVERY_HOME``, ``RECOVERY_STATE_URL`` and
+``RECOVERY_REPLICA`` win over the file. A bad file is a ``ConfigError`` with the reason
+(exit code 2).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,12 +42,15 @@ DEFAULT_SEVERITIES = {"critical": "P0", "high": "P1", "medium": "P2", "low": "P3
 _SEVERITIES = {"type": "object", "additionalProperties": False,
                "properties": {p: {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}
                               for p in DEFAULT_SEVERITIES}}
+# A replica's name (engine.replica): a key part in the store, a word in logs.
+REPLICA_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
         "home": {"type": "string"},
         "state_url": {"type": "string"},
+        "replica": {"type": "string", "pattern": REPLICA_PATTERN},
         "state_synchronous": {"enum": ["NORMAL", "FULL", "normal", "full"]},
         "runbooks": {"type": "string"},
         "playbooks": {"type": "string"},
@@ -120,6 +125,9 @@ class Config:
     fleet: FleetLimits = field(default_factory=FleetLimits)
     # May whoever asked for a step approve it? A step's `approval: {allow_self: ...}` wins.
     approval_allow_self: bool = True
+    # This service's name among the replicas sharing one store (engine.replica); empty:
+    # the default one, derived from the host and RECOVERY_HOME.
+    replica: str = ""
 
     @property
     def artifacts_dir(self) -> Path:
@@ -217,6 +225,10 @@ def load_config(path: str | os.PathLike[str] | None = None,
     except FleetValueError as exc:
         raise ConfigError(f"{file}: fleet.{exc.key}: {exc.reason}") from exc
     am = raw.get("alertmanager", {})
+    replica = env.get("RECOVERY_REPLICA") or str(raw.get("replica", ""))
+    if replica and not re.match(REPLICA_PATTERN, replica):
+        raise ConfigError(f"RECOVERY_REPLICA / replica {replica!r}: letters, digits and "
+                          "_ . - only, at most 64, starting with a letter or digit")
     return Config(
         path=file.resolve(),
         base_dir=base,
@@ -248,6 +260,7 @@ def load_config(path: str | os.PathLike[str] | None = None,
         external_url=str(raw.get("external_url", "")).rstrip("/"),
         fleet=fleet,
         approval_allow_self=bool(raw.get("approval", {}).get("allow_self", True)),
+        replica=replica,
     )
 
 

@@ -27,6 +27,7 @@ from engine.config import Config
 from engine.executors.python import PythonExecutor
 from engine.gates import GateChain, LeaseKeeper, default_gates
 from engine.inventory import Inventory
+from engine.replica import replica_of
 from engine.resources import ResourceRegistry
 from engine.runbooks.loaded_set import LoadedSet, SetPaths, SetRecord, describe, recorded_set
 from engine.runbooks.model import Runbook
@@ -62,6 +63,8 @@ class EngineContext:
         self.python = PythonExecutor(self.registry)
         self.leases = LeaseKeeper(self.store, config.lock_ttl)
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+        # Which replica among those sharing the store (engine.replica): its set in force.
+        self.replica = replica_of(config)
         # run id -> cancel event, for runs executing in this process
         self.running: dict[str, threading.Event] = {}
         self.follow_loaded_set = follow_loaded_set
@@ -71,7 +74,7 @@ class EngineContext:
         self._refused: set[str] = set()     # recorded sets this process could not build
         if follow_loaded_set:
             try:
-                record = recorded_set(self.store)
+                record = recorded_set(self.store, self.replica)
             except StoreUnavailable as exc:   # the files on disk until refresh() can read it
                 log.warning("the set in force could not be read: %s", exc)
                 record = None
@@ -84,6 +87,12 @@ class EngineContext:
         """The set this thread acts on: the one it pinned, else the one in force here."""
         pinned = getattr(self._pins, "set", None)
         return pinned if pinned is not None else self._set
+
+    @property
+    def held_set(self) -> LoadedSet:
+        """The set in force in this process (whatever a thread pinned): what a replica
+        says it runs."""
+        return self._set
 
     @contextmanager
     def pinned(self, loaded: LoadedSet | None = None) -> Iterator[LoadedSet]:
@@ -106,7 +115,7 @@ class EngineContext:
         stays. True when this call switched."""
         if not self.follow_loaded_set:
             return False
-        record = recorded_set(self.store)
+        record = recorded_set(self.store, self.replica)
         if record is None or record.sha256 == self._set.sha256 or record.sha256 in self._refused:
             return False
         try:
@@ -132,7 +141,8 @@ class EngineContext:
 
     def _set_of(self, record: SetRecord) -> LoadedSet:
         return LoadedSet(SetPaths.from_dict(record.paths), sha256=record.sha256,
-                         known_actions=self.registry.catalogue, redactor=self.redactor)
+                         loaded_at=record.loaded_at, known_actions=self.registry.catalogue,
+                         redactor=self.redactor)
 
     @property
     def runbooks(self) -> list[Runbook]:

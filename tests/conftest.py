@@ -18,7 +18,7 @@ from tests.support.engine_env import EngineEnv  # noqa: E402
 
 pytest_plugins = ["pytester", "tests.support.requires", "tests.support.ansible_fixtures",
                   "tests.support.cli_env", "tests.support.fleet",
-                  "tests.support.openwebui_fixtures"]
+                  "tests.support.openwebui_fixtures", "tests.support.state_backends"]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -44,8 +44,9 @@ def redis_store_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any
 
 
 @pytest.fixture
-def engine_env(tmp_path: Path) -> EngineEnv:
-    return EngineEnv(tmp_path)
+def engine_env(tmp_path: Path, state_url: str | None) -> EngineEnv:
+    """The engine home; its state on the test's backend (``both_backends``, else SQLite)."""
+    return EngineEnv(tmp_path, state_url=state_url)
 
 
 @pytest.fixture

@@ -76,6 +76,7 @@ def readyz():
 @bp.get("/metrics")
 @requires(Access.READ_METRICS)
 def metrics():
-    text = render_text(context_in_force(), *request_metrics.collectors(current_app))
+    text = render_text(context_in_force(), *request_metrics.collectors(current_app),
+                       one_replica=True)
     return Response(text, mimetype=None,
                     content_type=CONTENT_TYPE_LATEST)

@@ -157,7 +157,7 @@ def loaded_set_note(ctx: EngineContext) -> str | None:
     from engine.runbooks.loaded_set import describe, disk_differs, recorded_set
 
     try:
-        record = recorded_set(ctx.store)
+        record = recorded_set(ctx.store, ctx.replica)
     except Exception:  # noqa: BLE001 - a note must not break the command
         return None
     differs, _sha = disk_differs(ctx.config, record)

@@ -19,8 +19,10 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
                        "recover over `status_window`, open incidents; alerts a kill switch "
                        "refused that still fire (health `refused`); then cooldowns, locks, "
                        "degraded modes, kill switches and approvals waiting. First: the set of "
-                       "runbooks, playbooks and inventory in force (its hash, when and by whom "
-                       "it was loaded) and whether the files on disk differ from it. "
+                       "runbooks, playbooks and inventory in force on this replica (its hash, when "
+                       "and by whom it was loaded) and whether the files on disk differ from "
+                       "it; the replicas sharing the store, each one's set and when it was "
+                       "last seen, with a warning when live ones run different sets. "
                        "--by-strategy: per component and strategy instead (docs/operations.md, "
                        "Figures per strategy).")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -50,10 +52,16 @@ def cmd_status(ctx: EngineContext, args: argparse.Namespace) -> int:
         emit_json(report)
         return OK
     store = report["store"]
-    out(f"store: {store['url']} ({'reachable' if store['reachable'] else 'UNREACHABLE'})")
+    out(f"store: {store['backend']} {store['url']} "
+        f"({'reachable' if store['reachable'] else 'UNREACHABLE'})")
     loaded = report.get("loaded_set")
     if loaded is not None:
         out(_loaded_set(loaded, t))
+    replicas = report.get("replicas")
+    if replicas is not None:
+        out(_replicas(replicas, t))
+        if replicas["warning"]:
+            out(f"warning: {replicas['warning']}")
     for problem in report["problems"]:
         out(f"problem: {problem}")
     if not store["reachable"]:
@@ -155,6 +163,20 @@ def _loaded_set(loaded: dict, t: float) -> str:
             f"{len(loaded['runbooks'])} runbooks, {loaded['files']} files"
             + ("; the files on disk DIFFER" if loaded["files_differ"] else
                "; the files on disk are the same"))
+
+
+def _replicas(replicas: dict, t: float) -> str:
+    """This replica's name, then each replica seen: its set, when last seen."""
+    lines = [f"replica: {replicas['this']}"]
+    for line in replicas["seen"]:
+        sha = line["set_sha256"][:12] if line["set_sha256"] else "the files on disk"
+        state = "live" if line["live"] else "NOT SEEN LATELY"
+        mark = " (this one)" if line["replica"] == replicas["this"] else ""
+        lines.append(f"  {line['replica']}{mark}: set {sha}, last seen "
+                     f"{ago(line['seen_at'], t)} ({state})")
+    if not replicas["seen"]:
+        lines.append("  no replica seen (the service's workers write here once running)")
+    return "\n".join(lines)
 
 
 def _last(last: dict | None, t: float) -> str:

@@ -2,7 +2,10 @@
 
 The lock is a lease: the holder renews it while its step runs (``Lease``), so a
 killed process does not hold it past ``ttl``. ``recovery unlock`` breaks one, recorded.
-This gate is asked last: it takes the lease when it allows.
+This gate is asked last: it takes the lease when it allows. A holder that stalled past
+its lease (a paused process) may find its lock taken by another with a newer token:
+``Lease`` tells its step (``on_lost``), and the step's writes, fenced with the token
+(engine.store.fencing), are refused.
 
 A runbook with ``concurrency: per_component`` serializes its component: the step also
 takes ``component:<name>``, right after the target's lock. Neither is waited for while
@@ -110,12 +113,14 @@ class LeaseKeeper:
         self._thread: threading.Thread | None = None
 
     def hold(self, locks: Lock | Sequence[Lock] | None,
-             on_beat: Callable[[], None] | None = None) -> Lease:
+             on_beat: Callable[[], None] | None = None,
+             on_lost: Callable[[str], None] | None = None) -> Lease:
         """Renew ``locks`` (none, one, or several: the target's and a fleet slot) and call
         ``on_beat`` every ttl/3 until released; a check-mode run holds no lock but still
-        beats, so it is never taken for dead."""
+        beats, so it is never taken for dead. ``on_lost(why)`` is called once when one of
+        the locks turns out taken by another holder: the step must stop acting."""
         held = () if locks is None else (locks,) if isinstance(locks, Lock) else tuple(locks)
-        lease = Lease(self, held, on_beat)
+        lease = Lease(self, held, on_beat, on_lost)
         with self._lock:
             self._leases[id(lease)] = lease
             if self._thread is None or not self._thread.is_alive():
@@ -131,31 +136,58 @@ class LeaseKeeper:
     def _run(self) -> None:
         while True:
             time.sleep(self.ttl / 3)
-            with self._lock:
-                leases = list(self._leases.values())
-            for lease in leases:
-                lease.beat()
+            self.beat_all()
+
+    def beat_all(self) -> None:
+        """One beat of every lease held: renewed, each lost one told to its step."""
+        with self._lock:
+            leases = list(self._leases.values())
+        for lease in leases:
+            lease.beat()
 
 
 class Lease:
     """The locks held while a step runs; ``release()`` when done. ``lost`` names the ones
-    someone broke meanwhile (``recovery unlock``), which the run's record reports."""
+    no longer renewed (broken by ``recovery unlock``, or taken), which the run's record
+    reports; ``taken`` says why, once one is held by another holder's newer token."""
 
     def __init__(self, keeper: LeaseKeeper, locks: tuple[Lock, ...],
-                 on_beat: Callable[[], None] | None = None) -> None:
-        self.keeper, self.locks, self._on_beat = keeper, locks, on_beat
+                 on_beat: Callable[[], None] | None = None,
+                 on_lost: Callable[[str], None] | None = None) -> None:
+        self.keeper, self.locks, self._on_beat, self._on_lost = keeper, locks, on_beat, on_lost
         self.lost: list[str] = []
+        self.taken: str | None = None
+        self._checking = threading.Lock()   # the keeper's beat and the step's own check
 
     def beat(self) -> None:
         try:
-            for lock in self.locks:
-                if (not self.keeper.store.renew_lock(lock.target, lock.token, self.keeper.ttl)
-                        and lock.target not in self.lost):
-                    self.lost.append(lock.target)
+            self.check()
             if self._on_beat:
                 self._on_beat()
         except Exception:  # noqa: BLE001 - a missed beat must not kill the keeper
             pass
+
+    def check(self) -> str | None:
+        """Renew every lock now; why the lease is lost (one of its locks is held by
+        another token: the holder stalled past it and someone took it), else None. Asked
+        at each beat, before a step starts and before each batch of a rollout."""
+        store, ttl = self.keeper.store, self.keeper.ttl
+        with self._checking:
+            for lock in self.locks:
+                if self.taken is None and not store.renew_lock(lock.target, lock.token, ttl):
+                    if lock.target not in self.lost:
+                        self.lost.append(lock.target)
+                    now = store.get_lock(lock.target)
+                    if now is not None and now.token != lock.token:
+                        self._lose(lock, now)
+            return self.taken
+
+    def _lose(self, lock: Lock, now: Lock) -> None:
+        self.taken = (f"its lease on {lock.target} was lost (token {lock.token}): "
+                      f"{now.holder} holds the lock with token {now.token} since "
+                      f"{when(now.acquired_at)}")
+        if self._on_lost:
+            self._on_lost(self.taken)
 
     def release(self) -> None:
         """Release every lock; the first failure is raised once all were tried (what is

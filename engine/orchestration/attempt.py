@@ -28,6 +28,7 @@ from engine.context import EngineContext, UnknownRunbook
 from engine.executors import StepResult
 from engine.gates import Decision, GateContext, Verdict
 from engine.gates.base import when
+from engine.gates.lock import Lease
 from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus, TransitionError
 from engine.notify_due import post_soon
 from engine.orchestration.approvals import (
@@ -37,6 +38,7 @@ from engine.orchestration.approvals import (
     runbook_change,
 )
 from engine.orchestration.fanout import fan_out, fans_out, record_not_here
+from engine.orchestration.lost_lease import fence_of, record_lost_lease, still_held
 from engine.orchestration.planner import plan_step
 from engine.orchestration.refusals import record_refusal
 from engine.orchestration.rollout import run_step
@@ -68,6 +70,7 @@ from engine.orchestration.verify import verify
 from engine.outages import describe, is_outage
 from engine.records import Approval, Attempt, Incident, Lock, RunRecord, new_id
 from engine.runbooks.model import Runbook, Strategy
+from engine.store.fencing import Fence, StaleLease
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,12 @@ class Step:
     cancel: threading.Event = field(default_factory=threading.Event)
     # What its plan pinned when an approval was judged on it: the run is held to it.
     pins: dict[str, Any] = field(default_factory=dict)
+    lease: Lease | None = None      # its locks, renewed from its run until it has settled
+
+    @property
+    def fence(self) -> Fence | None:
+        """What its writes carry while it holds its target's lock (engine.store.fencing)."""
+        return fence_of(self.locks, self.incident.target)
 
 
 def advance(ctx: EngineContext, incident_id: str, *, resume: RunRecord | None = None,
@@ -192,10 +201,17 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
         return _held(ctx, step, on_run)
     if (not_started := _begin(ctx, step, on_run)) is not None:
         return not_started
-    result = _run(ctx, step, on_run)
-    if result is None:
+    try:
+        result = _run(ctx, step, on_run)
+        if result is None:
+            return StepEnd.HALT
+        return _settle(ctx, step, result)
+    except StaleLease as exc:   # settled under a lease taken meanwhile: the rest is theirs
+        log.warning("run %s: its end was recorded, the rest is left to the lock's new "
+                    "holder: %s", step.run.id, exc)
         return StepEnd.HALT
-    return _settle(ctx, step, result)
+    finally:
+        _let_go(step)
 
 
 def _gate(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
@@ -308,10 +324,20 @@ def _run(ctx: EngineContext, step: Step, on_run: RunCallback | None) -> StepResu
     until its end is recorded. The result; None when its end could not be recorded
     (the incident is then handed back: ``_end_step``)."""
     run = step.run
-    lease = ctx.leases.hold(step.locks, on_beat=lambda: beat(ctx, run.id, step.cancel))
+    lease = step.lease = ctx.leases.hold(step.locks,
+                                         on_beat=lambda: beat(ctx, run.id, step.cancel),
+                                         on_lost=lambda _why: step.cancel.set())
     post_soon(ctx)          # RecoveryActionInProgress: told at the next worker pass
     try:
-        result = _run_and_verify(ctx, step)
+        # Asked again now, before anything acts: a process that stalled since the gates
+        # may no longer hold its target.
+        lost = still_held(lease)
+        result = (StepResult(RunStatus.INTERRUPTED, "not started", 1) if lost
+                  else _run_and_verify(ctx, step))
+        if lease.taken:     # stalled past its lease while it ran: the target is another's
+            ended = None if lost else f"{result.status.value}: {result.reason}"
+            record_lost_lease(ctx, run, step.artifacts, lease.taken, ended)
+            return None
         if lease.lost:
             result.reason += (f" (its lock on {', '.join(lease.lost)} was broken while "
                               "this ran)")
@@ -321,26 +347,35 @@ def _run(ctx: EngineContext, step: Step, on_run: RunCallback | None) -> StepResu
                 result.reason = f"{asked} ({result.reason})"
         # Still running here, its lease beating, until its end is recorded (the
         # storage may be out for a while: Patience), so no sweep takes it for dead.
-        recorded = _end_step(ctx, run, step.artifacts, result, on_run, step.cancel)
+        recorded = _end_step(ctx, run, step.artifacts, result, on_run, step.cancel,
+                             step.fence)
     finally:
         ctx.running.pop(run.id, None)
         post_soon(ctx)      # ... and resolved at the next one
-        try:
-            lease.release()
-        except Exception as exc:  # noqa: BLE001 - the lock lapses by itself
-            log.warning("run %s: its lock was not released (it lapses): %s", run.id, exc)
     return result if recorded else None
+
+
+def _let_go(step: Step) -> None:
+    """Release the step's locks once it has settled (its incident's state is written
+    under them, fenced)."""
+    if step.lease is None:
+        return
+    try:
+        step.lease.release()
+    except Exception as exc:  # noqa: BLE001 - the lock lapses by itself
+        log.warning("run %s: its lock was not released (it lapses): %s", step.run.id, exc)
 
 
 def _settle(ctx: EngineContext, step: Step, result: StepResult) -> StepEnd:
     """What the step's recorded end means for its incident: recovered or degraded (the
     attempt is done), canceled, handed back (interrupted), or on to the next strategy."""
-    incident, strategy = step.incident, step.strategy
+    incident, strategy, fence = step.incident, step.strategy, step.fence
     if result.status == RunStatus.INTERRUPTED:
         ended = time.time()
-        hand_back_interrupted(ctx, step.run, result.reason, ended, ended + ctx.config.lock_ttl)
+        hand_back_interrupted(ctx, step.run, result.reason, ended, ended + ctx.config.lock_ttl,
+                              fence)
         return StepEnd.HALT
-    ctx.store.update_incident(incident.id, approved_step=None, approved_by=None)
+    ctx.store.update_incident(incident.id, approved_step=None, approved_by=None, fence=fence)
     if result.status == RunStatus.SUCCEEDED and not strategy.degrades:
         seen_healthy(ctx, step.runbook, incident.target)   # a passing verify, whatever else
     current = ctx.store.get_incident(incident.id)
@@ -353,14 +388,14 @@ def _settle(ctx: EngineContext, step: Step, result: StepResult) -> StepEnd:
         return StepEnd.DONE
     if result.status == RunStatus.CANCELED:
         end_attempt(ctx, incident, IncidentState.CANCELED, AttemptOutcome.CANCELED,
-                    f"{strategy.name} canceled: {result.reason}")
+                    f"{strategy.name} canceled: {result.reason}", fence=fence)
         return StepEnd.HALT
     degraded_mode = step.runbook.degraded_mode
     if (result.status == RunStatus.FAILED and degraded_mode
             and degraded_mode.when == "failing"):
         degrade(ctx, incident, step.runbook, f"{strategy.name} failed: {result.reason}")
     ctx.store.update_incident(incident.id, expect=[IncidentState.REMEDIATING],
-                              step=step.index + 1,
+                              step=step.index + 1, fence=fence,
                               reason=f"{strategy.name} {result.status.value}: {result.reason}")
     return StepEnd.NEXT
 
@@ -373,11 +408,11 @@ def _succeeded(ctx: EngineContext, step: Step, result: StepResult) -> None:
         degrade(ctx, incident, runbook,
                 f"{strategy.name} switched to degraded service: {result.reason}")
         end_attempt(ctx, incident, IncidentState.DEGRADED, AttemptOutcome.DEGRADED,
-                    f"degraded by {strategy.name}: {result.reason}")
+                    f"degraded by {strategy.name}: {result.reason}", fence=step.fence)
         return
     spec = runbook.verify_for(strategy)
     end_attempt(ctx, incident, IncidentState.RECOVERED, AttemptOutcome.RECOVERED,
-                f"recovered by {strategy.name}: {result.reason}",
+                f"recovered by {strategy.name}: {result.reason}", fence=step.fence,
                 verify_until=time.time() + (spec.deadline if spec else 0.0))
 
 
@@ -386,7 +421,7 @@ def _run_and_verify(ctx: EngineContext, step: Step) -> StepResult:
     playbook step may run in a rollout with other hosts' (engine.orchestration.rollout)."""
     try:
         result = run_step(ctx, step.incident, step.runbook, step.strategy, step.run,
-                          step.artifacts, step.cancel, pins=step.pins)
+                          step.artifacts, step.cancel, pins=step.pins, lease=step.lease)
     except Exception as exc:  # noqa: BLE001 - an engine bug ends the step, not the process
         if is_outage(exc):   # what the step did is not known: verified before a retry
             result = StepResult(RunStatus.INTERRUPTED, "the run's record could not be "
@@ -398,17 +433,26 @@ def _run_and_verify(ctx: EngineContext, step: Step) -> StepResult:
 
 def _end_step(ctx: EngineContext, run: RunRecord, artifacts: RunArtifacts,
               result: StepResult, on_run: RunCallback | None,
-              cancel: threading.Event) -> bool:
+              cancel: threading.Event, fence: Fence | None = None) -> bool:
     """Record the end of a step that ran, its result (in memory) waiting through a
     storage outage (``Patience``). True once recorded. False when it could not be
     within the patience: the run is then ``interrupted`` with the real reason ("its
     end could not be recorded: ...") and its incident handed back, verified before a
-    retry, as far as the store takes that; the log keeps the result either way."""
+    retry, as far as the store takes that; the log keeps the result either way.
+    Refused because its lease was taken meanwhile (``StaleLease``): ``interrupted``
+    (engine.orchestration.lost_lease), False. Found already interrupted by a worker's
+    sweep (it stalled that long): that account stands and the incident, handed back by
+    the sweep, is not touched again: False."""
     try:
         end_run(ctx, run, artifacts, result.status, result.reason, None, on_run,
                 data=result.data, already_added=True,
-                patience=Patience(f"run {run.id}", cancel))
-        return True
+                patience=Patience(f"run {run.id}", cancel), fence=fence)
+        return not (run.status == RunStatus.INTERRUPTED
+                    and result.status != RunStatus.INTERRUPTED)
+    except StaleLease as exc:
+        record_lost_lease(ctx, run, artifacts, str(exc),
+                          f"{result.status.value}: {result.reason}")
+        return False
     except Exception as exc:
         if not is_outage(exc):
             raise
@@ -418,8 +462,8 @@ def _end_step(ctx: EngineContext, run: RunRecord, artifacts: RunArtifacts,
     now = time.time()
     try:
         if ctx.store.update_run(run.id, status=RunStatus.INTERRUPTED, finished_at=now,
-                                reason=reason) is not None:
-            hand_back_interrupted(ctx, run, reason, now, now + ctx.config.lock_ttl)
+                                reason=reason, fence=fence) is not None:
+            hand_back_interrupted(ctx, run, reason, now, now + ctx.config.lock_ttl, fence)
     except Exception as again:  # noqa: BLE001 - the store is still out
         log.error("run %s: %s; not recorded either (%s): the workers mark it interrupted "
                   "once its heartbeat is old", run.id, reason, describe(again))

@@ -41,7 +41,9 @@ from engine.artifacts import RunArtifacts
 from engine.context import EngineContext
 from engine.executors import StepResult
 from engine.fleet_limits import FleetLimits
+from engine.gates.lock import Lease
 from engine.lifecycle import IncidentState, RunStatus
+from engine.orchestration.lost_lease import still_held
 from engine.orchestration.step import action_context, execute, keep, step_extravars
 from engine.orchestration.verify import verify
 from engine.records import Incident, RunRecord, new_id
@@ -68,6 +70,7 @@ class Member:
     artifacts: RunArtifacts
     cancel: threading.Event
     extravars: dict[str, Any]
+    lease: Lease | None = None     # its step's locks: asked before its batch plays
     played: threading.Event = field(default_factory=threading.Event)
     verified: threading.Event = field(default_factory=threading.Event)
     outcome: StepResult | None = None      # the playbook on this host
@@ -132,10 +135,12 @@ def over_threshold(failed: int, size: int, max_fail_percentage: float) -> bool:
 
 def run_step(ctx: EngineContext, incident: Incident, runbook: Runbook, strategy: Strategy,
              run: RunRecord, artifacts: RunArtifacts, cancel: threading.Event,
-             pins: Mapping[str, Any] | None = None) -> StepResult:
+             pins: Mapping[str, Any] | None = None,
+             lease: Lease | None = None) -> StepResult:
     """The step and its verify, as a result. A playbook step joins a rollout (alone, it
     runs as it always did, on its own host, into its own run's artifacts); its ``pins``
-    are among its extravars, so only steps pinned alike share a play."""
+    are among its extravars, so only steps pinned alike share a play. Its ``lease`` is
+    asked again before its batch plays: a host whose lock was taken is not played."""
     if not strategy.playbook:
         result = execute(ctx, incident, runbook, strategy, run, artifacts, cancel, pins=pins)
         return verified(ctx, incident, runbook, strategy, result, artifacts, cancel)
@@ -143,7 +148,7 @@ def run_step(ctx: EngineContext, incident: Incident, runbook: Runbook, strategy:
         extravars = step_extravars(incident, runbook, strategy, pins)
     except ValueError:   # refused to render: execute() says why, as a failed result
         return execute(ctx, incident, runbook, strategy, run, artifacts, cancel, pins=pins)
-    member = Member(incident, runbook, strategy, run, artifacts, cancel, extravars)
+    member = Member(incident, runbook, strategy, run, artifacts, cancel, extravars, lease)
     return rollouts_of(ctx).join(ctx, member)
 
 
@@ -347,6 +352,9 @@ class Rollout:
                     m.hand(StepResult(RunStatus.CANCELED, "canceled before its batch started",
                                       254, {"hosts": [_host(m.host, "not_started",
                                                             "canceled")]}))
+                elif (lost := still_held(m.lease)) is not None:
+                    m.hand(StepResult(RunStatus.INTERRUPTED, f"not started: {lost}", 1, {
+                        "hosts": [_host(m.host, "not_started", lost)]}))
                 elif not m.begin():    # its step stopped waiting: its lock is gone
                     m.hand(_not_started(m, "its step stopped waiting for its batch"))
                 else:

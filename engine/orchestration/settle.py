@@ -19,6 +19,7 @@ from engine.notify_due import post_soon
 from engine.orchestration import exhaustion
 from engine.records import DegradedReason, Incident, RunRecord
 from engine.runbooks.model import Runbook
+from engine.store.fencing import Fence
 
 # An incident ended by someone else while its attempt was in hand: how that attempt ends.
 ENDED_BY = {IncidentState.RESOLVED: AttemptOutcome.RESOLVED,
@@ -28,27 +29,29 @@ ENDED_BY = {IncidentState.RESOLVED: AttemptOutcome.RESOLVED,
 def close_incident(ctx: EngineContext, incident: Incident, state: IncidentState,
                    outcome: AttemptOutcome, reason: str, *,
                    expect: Iterable[IncidentState] = (IncidentState.REMEDIATING,),
-                   **fields: Any) -> Incident | None:
+                   fence: Fence | None = None, **fields: Any) -> Incident | None:
     """Close the incident (only from one of the states ``expect``s), then finish its
     attempt with ``outcome``. None, with nothing changed, when it was not in those
-    states: someone else ended it first, and their account stands."""
+    states: someone else ended it first, and their account stands. ``fence``: the lock
+    the closing step holds (StaleLease, nothing written, once it was taken)."""
     closed = ctx.store.update_incident(incident.id, expect=list(expect), state=state,
                                        closed_at=time.time(), next_try_at=None,
-                                       reason=reason, **fields)
+                                       reason=reason, fence=fence, **fields)
     if closed is not None:
-        finish_attempt(ctx, closed, outcome)
+        finish_attempt(ctx, closed, outcome, fence)
     return closed
 
 
 def end_attempt(ctx: EngineContext, incident: Incident, state: IncidentState,
-                outcome: AttemptOutcome, reason: str, **fields: Any) -> Incident:
+                outcome: AttemptOutcome, reason: str, *, fence: Fence | None = None,
+                **fields: Any) -> Incident:
     """The attempt the caller carries (the orchestrator's) ends with ``outcome``, and its
     incident, still remediating, ends ``state``; no step of it is left unverified.
     Returns the incident as it is now (another process may have ended it first)."""
     closed = close_incident(ctx, incident, state, outcome, reason, interrupted_run=None,
-                            **fields)
+                            fence=fence, **fields)
     if closed is None:
-        finish_attempt(ctx, incident, outcome)   # once only: a first end stands (store)
+        finish_attempt(ctx, incident, outcome, fence)   # once only: a first end stands
     post_soon(ctx)          # RecoverySucceeded (or what the end resolves): the next pass
     return closed or ctx.store.get_incident(incident.id) or incident
 
@@ -59,27 +62,29 @@ def ended_elsewhere(ctx: EngineContext, incident: Incident) -> None:
     finish_attempt(ctx, incident, ENDED_BY.get(incident.state, AttemptOutcome.CANCELED))
 
 
-def finish_attempt(ctx: EngineContext, incident: Incident, outcome: AttemptOutcome) -> None:
+def finish_attempt(ctx: EngineContext, incident: Incident, outcome: AttemptOutcome,
+                   fence: Fence | None = None) -> None:
     """The incident's attempt, if one is under way, ends with ``outcome``."""
     if incident.attempt_id:
-        ctx.store.finish_attempt(incident.attempt_id, outcome, time.time())
-        ctx.store.update_incident(incident.id, attempt_id=None)
+        ctx.store.finish_attempt(incident.attempt_id, outcome, time.time(), fence=fence)
+        ctx.store.update_incident(incident.id, attempt_id=None, fence=fence)
 
 
 def hand_back_interrupted(ctx: EngineContext, run: RunRecord, reason: str, now: float,
-                          retry_at: float) -> None:
+                          retry_at: float, fence: Fence | None = None) -> None:
     """A step stopped before it could say what it did (its process died, or its record
     could not be written while it ran): its attempt ends ``interrupted`` and the
     incident goes back to the workers, due at ``retry_at``, at the same step. Before
     that step runs again, its verify is asked (``Incident.interrupted_run``): the step
-    may well have done its work."""
+    may well have done its work. ``fence``: the lock of the step that hands it back."""
     incident = ctx.store.get_incident(run.incident_id or "")
     if incident is None or incident.state != IncidentState.REMEDIATING:
         return
     if incident.attempt_id:
-        ctx.store.finish_attempt(incident.attempt_id, AttemptOutcome.INTERRUPTED, now)
+        ctx.store.finish_attempt(incident.attempt_id, AttemptOutcome.INTERRUPTED, now,
+                                 fence=fence)
     ctx.store.update_incident(
-        incident.id, expect=[IncidentState.REMEDIATING], state=IncidentState.OPEN,
+        incident.id, expect=[IncidentState.REMEDIATING], fence=fence, state=IncidentState.OPEN,
         next_try_at=retry_at, attempt_id=None, interrupted_run=run.id,
         reason=f"run {run.id} interrupted: {reason}")
 

@@ -33,6 +33,7 @@ from engine.outages import describe, is_outage
 from engine.records import Incident, RunRecord, new_id
 from engine.runbooks.model import Runbook, Strategy
 from engine.runbooks.templating import TemplateError, render_data
+from engine.store.fencing import Fence
 
 RunCallback = Callable[[RunRecord], None]
 T = TypeVar("T")
@@ -138,16 +139,17 @@ def playbook_sha256(ctx: EngineContext, strategy: Strategy) -> str | None:
 def end_run(ctx: EngineContext, run: RunRecord, artifacts: RunArtifacts, status: RunStatus,
             reason: str, resume: RunRecord | None, on_run: RunCallback | None,
             data: dict[str, Any] | None = None, already_added: bool = False,
-            patience: Patience | None = None) -> None:
+            patience: Patience | None = None, fence: Fence | None = None) -> None:
     """Record the run's end: the store, run.json, the metrics. With ``patience``, each
-    write waits through a storage outage (once each: none is done twice)."""
+    write waits through a storage outage (once each: none is done twice). With ``fence``
+    (the lock it ran under), StaleLease once that lock was taken: nothing recorded."""
     wait = patience or _at_once
     finished = time.time()
     hosts = run_hosts(run, status, reason, data)
     if already_added or resume is not None:
         if wait("its end", lambda: ctx.store.update_run(
                 run.id, status=status, reason=reason, gate=run.gate,
-                finished_at=finished, hosts=hosts)) is None:
+                finished_at=finished, hosts=hosts, fence=fence)) is None:
             # Someone else ended it first (a cancel, a worker marking it interrupted):
             # the store's account stands, and the artifacts say the same.
             stored = wait("its end", lambda: ctx.store.get_run(run.id))

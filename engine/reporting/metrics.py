@@ -5,7 +5,11 @@ counters (``store.record_outcome``) and act on the same cooldowns, approvals, sw
 and degraded modes. A process-local ``prometheus_client.Counter`` would count only what
 *this* process did; ``StoreCollector`` instead reads the store at every scrape, so any
 of them (``recovery metrics``, ``GET /metrics``, an application's own exporter) shows
-one truth. What it costs: a handful of indexed queries per scrape.
+one truth. What it costs: a handful of indexed queries per scrape. With several replicas
+on one store, only one replica's ``GET /metrics`` carries the counters and histograms
+(``OUTCOME_FAMILIES``; engine.reporting.outcome_exporter), so no run is counted once per
+replica; the gauges are the store's state, the same on every replica (aggregate them
+with ``max``, not ``sum``).
 
 The cooldown gauge is computed for the (runbook, target) pairs with an attempt started
 or finished within the longest cooldown horizon (``store.attempt_keys_since``): the only
@@ -58,6 +62,10 @@ HEARTBEAT_AGE = "infra_recovery_worker_heartbeat_age_seconds"
 OPEN_INCIDENTS = "infra_recovery_open_incidents"
 STORE_UP = "infra_recovery_store_up"
 OUTGOING_FAILED = "infra_recovery_outgoing_alerts_failed_total"
+OUTCOME_EXPORTER = "infra_recovery_outcome_exporter"
+# The store's counters and histograms: exported by one replica at a time.
+OUTCOME_FAMILIES = (ATTEMPTS, HOST_OUTCOMES, DEFERRALS, DURATION, STRATEGY_DURATION,
+                    OUTGOING_FAILED)
 
 # store.get_value(OUTGOING_FAILED_KEY): posts of the engine's own alerts that an
 # Alertmanager did not take after the retries (engine/service/notifier.py counts them)
@@ -122,6 +130,10 @@ def _families() -> dict[str, Metric]:
             OUTGOING_FAILED, "Posts of the engine's own alerts an Alertmanager did not take "
             "after the retries (each configured Alertmanager counts once per post); the next "
             "pass posts again."),
+        OUTCOME_EXPORTER: GaugeMetricFamily(
+            OUTCOME_EXPORTER, "1 on the one replica whose /metrics carries the store's "
+            "counters and histograms (several replicas on one store: no run counted twice), "
+            "0 on the others.", labels=["replica"]),
     }
 
 
@@ -133,9 +145,12 @@ def _store_up(value: float) -> GaugeMetricFamily:
 class StoreCollector(Collector):
     """A custom collector: every scrape reads the store (``registry_for(ctx)`` wires it)."""
 
-    def __init__(self, ctx: EngineContext, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, ctx: EngineContext, clock: Callable[[], float] = time.time, *,
+                 one_replica: bool = False) -> None:
         self.ctx = ctx
         self.clock = clock
+        # GET /metrics of a replica: the counters only while it is the exporter.
+        self.one_replica = one_replica
 
     def describe(self) -> Iterable[Metric]:
         # Names only, no store access: registering this collector never touches the store.
@@ -214,6 +229,16 @@ class StoreCollector(Collector):
         for component, n in sorted(per_component.items()):
             f[OPEN_INCIDENTS].add_metric([component], float(n))
         f[OUTGOING_FAILED].add_metric([], float(store.get_value(OUTGOING_FAILED_KEY) or 0))
+        if not self.one_replica:
+            del f[OUTCOME_EXPORTER]
+        else:
+            from engine.reporting.outcome_exporter import exports_outcomes
+
+            exporting = exports_outcomes(ctx, now)
+            f[OUTCOME_EXPORTER].add_metric([ctx.replica], 1.0 if exporting else 0.0)
+            if not exporting:
+                for name in OUTCOME_FAMILIES:
+                    del f[name]
         return list(f.values())
 
 
@@ -269,21 +294,24 @@ def youngest_heartbeat(value: Any) -> float | None:
 # -- public --------------------------------------------------------------------------------
 
 
-def registry_for(ctx: EngineContext, *extra: Collector) -> CollectorRegistry:
+def registry_for(ctx: EngineContext, *extra: Collector,
+                 one_replica: bool = False) -> CollectorRegistry:
     """A registry holding one ``StoreCollector`` for ``ctx`` and the ``extra`` collectors
     (``GET /metrics`` adds the webhook's request counters, ``webhook.request_metrics``).
     A family name in two collectors is a ``ValueError`` (when the collector describes
-    itself), never the same family twice in one exposition."""
+    itself), never the same family twice in one exposition. ``one_replica``: a replica's
+    ``GET /metrics`` (the counters from one replica at a time)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(ctx))
+    registry.register(StoreCollector(ctx, one_replica=one_replica))
     for collector in extra:
         registry.register(collector)
     return registry
 
 
-def render_text(ctx: EngineContext, *extra: Collector) -> str:
-    """The Prometheus text exposition (``recovery metrics``, ``GET /metrics``)."""
-    return generate_latest(registry_for(ctx, *extra)).decode("utf-8")
+def render_text(ctx: EngineContext, *extra: Collector, one_replica: bool = False) -> str:
+    """The Prometheus text exposition (``recovery metrics``, ``GET /metrics`` with
+    ``one_replica``)."""
+    return generate_latest(registry_for(ctx, *extra, one_replica=one_replica)).decode("utf-8")
 
 
 def render_json(ctx: EngineContext) -> dict[str, list[dict[str, Any]]]:

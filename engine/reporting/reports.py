@@ -167,6 +167,7 @@ def health(stat: Mapping[str, Any], degraded_on: bool, refused: bool = False) ->
 def status_report(ctx: EngineContext, now: float | None = None) -> dict[str, Any]:
     """Everything ``recovery status`` shows, as one JSON-ready dict."""
     from engine.alerts.refused import refused_alerts
+    from engine.reporting.replicas import replicas_status
     from engine.runbooks.loader import RunbookError
     from engine.store.base import StoreUnavailable
     from engine.store.state_snapshot import MIGRATION_KEY, migration_note
@@ -177,9 +178,11 @@ def status_report(ctx: EngineContext, now: float | None = None) -> dict[str, Any
                               "problems": []}
     try:
         store.ping()
-        report["store"] = {"url": _safe_url(ctx.config.state_url), "reachable": True}
+        report["store"] = {"url": _safe_url(ctx.config.state_url), "reachable": True,
+                           "backend": _backend(ctx.config.state_url)}
     except StoreUnavailable as exc:
         report["store"] = {"url": _safe_url(ctx.config.state_url), "reachable": False,
+                           "backend": _backend(ctx.config.state_url),
                            "error": str(exc)}
         return report
     migration = migration_note(store.get_value(MIGRATION_KEY))
@@ -205,6 +208,7 @@ def status_report(ctx: EngineContext, now: float | None = None) -> dict[str, Any
         stat["health"] = health(stat, bool(stat["degraded_modes"]),
                                 bool(stat["refused_alerts"]))
     report["loaded_set"] = loaded_set_status(ctx, report["problems"])
+    report["replicas"] = replicas_status(ctx, now)
     switches = store.active_switches(now)
     report.update({
         "refused_alerts": refused,
@@ -226,7 +230,7 @@ def loaded_set_status(ctx: EngineContext, problems: list[str]) -> dict[str, Any]
     acts on (None: the files on disk, as the CLI reads them)."""
     from engine.runbooks.loaded_set import describe, disk_differs, recorded_set
 
-    record = recorded_set(ctx.store)
+    record = recorded_set(ctx.store, ctx.replica)
     differs, disk = disk_differs(ctx.config, record)
     if differs:
         problems.append(f"the files on disk differ from the set in force ({describe(record)}): "
@@ -242,6 +246,12 @@ def loaded_set_status(ctx: EngineContext, problems: list[str]) -> dict[str, Any]
             "runbooks": record.runbooks if record else [],
             "files": record.files if record else 0,
             "files_differ": differs, "disk_sha256": disk, "this_process": here}
+
+
+def _backend(url: str) -> str:
+    """``sqlite`` or ``redis`` (``rediss`` too): which backend the state URL names."""
+    scheme = url.split(":", 1)[0]
+    return "redis" if scheme in ("redis", "rediss") else scheme
 
 
 def _safe_url(url: str) -> str:

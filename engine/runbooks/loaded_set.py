@@ -1,15 +1,17 @@
-"""The set a running service acts on: its runbooks, playbooks and inventory, validated
-whole and kept as one copy, so every process of the service acts on the same files.
+"""The set a running service acts on: its runbooks, playbooks and inventory, validated whole
+and kept as one copy, so every process of the service acts on the same files.
 
 A reload (engine.runbooks.reload) validates the files on disk as one set, copies them to
 ``RECOVERY_HOME/sets/<sha256>/`` and records that set (its hash, when, by whom) in the
-store under ``loaded_set``. Every process of the service holds one ``LoadedSet`` and
-compares it with the record before each claim or request (one read of the store,
-``EngineContext.refresh``); on a new record it builds the new runbooks and inventory fully,
-then swaps one reference. A step already under way keeps the objects (and the copy of the
-playbooks and inventory) it started with. Processes load the copy, never the folders
-being edited, so one that restarts meanwhile still loads the set in force, not a
-half-edited one.
+store under ``loaded_set:<replica>`` (engine.replica): replicas sharing one store each
+have a set of their own, put in force by their own start or reload, so one replica's start
+never switches another to files it may not have. Every process of the service holds one
+``LoadedSet`` and compares it with the record before each claim or request (one read of
+the store, ``EngineContext.refresh``); on a new record it builds the new runbooks and
+inventory fully, then swaps one reference. A step already under way keeps the objects (and
+the copy of the playbooks and inventory) it started with. Processes load the copy, never
+the folders being edited, so one that restarts meanwhile still loads the set in force, not
+a half-edited one.
 
 The hash covers what the engine reads: the runbook files (``runbooks/*.yml|yaml``), every
 file under playbooks/ (roles, templates, files) and the inventory (a folder: every file in
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
     from engine.security.redaction import Redactor
     from engine.store.shared_values import SharedValues
 
-RECORD_KEY = "loaded_set"       # the store's kv key of the set in force
+RECORD_KEY = "loaded_set"       # the store's kv key of the set in force: RECORD_KEY:<replica>
 SETS_DIR = "sets"               # under RECOVERY_HOME: one folder per loaded set
 _VARS_DIRS = ("group_vars", "host_vars")
 
@@ -145,6 +147,7 @@ class SetRecord(AsDict):
     runbooks: list[str] = field(default_factory=list)
     files: int = 0
     replaced: str | None = None                     # the hash of the set it replaced
+    replica: str = ""                               # whose set in force (engine.replica)
 
     @property
     def path(self) -> Path:
@@ -161,14 +164,21 @@ class SetRecord(AsDict):
                        paths={k: str(v) for k, v in dict(value["paths"]).items()},
                        runbooks=[str(n) for n in value.get("runbooks") or []],
                        files=int(value.get("files") or 0),
-                       replaced=str(value["replaced"]) if value.get("replaced") else None)
+                       replaced=str(value["replaced"]) if value.get("replaced") else None,
+                       replica=str(value.get("replica") or ""))
         except (KeyError, TypeError, ValueError):
             return None
 
 
-def recorded_set(store: SharedValues) -> SetRecord | None:
-    """The set in force, or None when no service or reload has recorded one."""
-    return SetRecord.from_value(store.get_value(RECORD_KEY))
+def record_key(replica: str) -> str:
+    """The store's key of one replica's set in force."""
+    return f"{RECORD_KEY}:{replica}"
+
+
+def recorded_set(store: SharedValues, replica: str) -> SetRecord | None:
+    """The set in force on ``replica``, or None when no start or reload of it has
+    recorded one."""
+    return SetRecord.from_value(store.get_value(record_key(replica)))
 
 
 class LoadedSet:
@@ -179,9 +189,10 @@ class LoadedSet:
 
     def __init__(self, paths: SetPaths, *, known_actions: Callable[[], KnownActions],
                  redactor: Redactor, sha256: str | None = None,
-                 runbooks: list[Runbook] | None = None) -> None:
+                 runbooks: list[Runbook] | None = None, loaded_at: float | None = None) -> None:
         self.paths = paths
         self.sha256 = sha256
+        self.loaded_at = loaded_at          # when that set was put in force (its record)
         self.redactor = redactor
         self._known_actions = known_actions
         self._runbooks = runbooks

@@ -5,9 +5,10 @@ Why: the CLI reads the files afresh at every command, a service once; without a 
 the two disagree in silence (``recovery test`` plans what the service will not do).
 ``reload_set`` validates the files on disk whole (engine.runbooks.validation) and, only when every
 part is valid, copies them to ``RECOVERY_HOME/sets/<sha256>/`` and records that set (its
-hash, when, by whom) in the store under ``loaded_set``. A set that fails is refused whole,
-with the reasons, and the set in force stays. How a service's processes switch to it is
-engine.runbooks.loaded_set's.
+hash, when, by whom) in the store under ``loaded_set:<replica>``: a reload is this
+replica's alone (engine.replica), another replica sharing the store keeps its set. A
+set that fails is refused whole, with the reasons, and the set in force stays. How a
+service's processes switch to it is engine.runbooks.loaded_set's.
 
 The copies hold the whole inventory (host variables, keys, vault files): they are the
 owner's alone (folders 0700, files 0600, 0700 where the owner may run them), and a copy
@@ -31,7 +32,13 @@ from typing import Any
 
 from engine.context import EngineContext
 from engine.lifecycle import RunStatus
-from engine.runbooks.loaded_set import RECORD_KEY, SETS_DIR, SetPaths, SetRecord, recorded_set
+from engine.runbooks.loaded_set import (
+    SETS_DIR,
+    SetPaths,
+    SetRecord,
+    record_key,
+    recorded_set,
+)
 from engine.runbooks.validation import SetValidation, validate_set
 
 log = logging.getLogger(__name__)
@@ -81,7 +88,7 @@ def reload_set(ctx: EngineContext, by: str, *, start: bool = False) -> Reload:
     playbook) and inventory problems are warnings."""
     config = ctx.config
     disk = SetPaths.of(config)
-    previous = recorded_set(ctx.store)
+    previous = recorded_set(ctx.store, ctx.replica)
     try:
         sha = disk.sha256()
     except OSError as exc:
@@ -97,7 +104,7 @@ def reload_set(ctx: EngineContext, by: str, *, start: bool = False) -> Reload:
         return Reload(False, previous, previous, validation=validation)
     if previous is not None and previous.sha256 == sha and previous.path.is_dir():
         _private(previous.path)      # a copy made before copies were private
-        _prune(config.home, previous, start)
+        _prune(ctx, previous, start)
         return Reload(True, previous, previous, unchanged=True, validation=validation)
     try:
         copy = _store_copy(config.home, disk, sha)
@@ -108,11 +115,12 @@ def reload_set(ctx: EngineContext, by: str, *, start: bool = False) -> Reload:
                        paths=copy.to_dict(),
                        runbooks=[rb.name for rb in validation.runbooks],
                        files=len(copy.files()),
-                       replaced=previous.sha256 if previous is not None else None)
-    ctx.store.set_value(RECORD_KEY, record.to_dict())
-    _prune(config.home, record, start)
-    log.info("loaded set %s put in force by %s (%d runbooks, %d files)", sha[:12], by,
-             len(record.runbooks), record.files)
+                       replaced=previous.sha256 if previous is not None else None,
+                       replica=ctx.replica)
+    ctx.store.set_value(record_key(ctx.replica), record.to_dict())
+    _prune(ctx, record, start)
+    log.info("loaded set %s put in force on replica %s by %s (%d runbooks, %d files)",
+             sha[:12], ctx.replica, by, len(record.runbooks), record.files)
     return Reload(True, record, previous, validation=validation)
 
 
@@ -160,12 +168,15 @@ def _private(folder: Path) -> None:
             path.chmod(0o700 if path.stat().st_mode & 0o100 else 0o600)
 
 
-def _prune(home: Path, record: SetRecord, start: bool) -> None:
+def _prune(ctx: EngineContext, record: SetRecord, start: bool) -> None:
     """Remove every copy but the one in force and the one it replaced (a step begun on
     that one may still run; ``drop_replaced`` removes it once none can), and staging a
     crashed reload left. ``start``: the service is starting, no step of it runs: only
-    the one in force stays."""
+    the one in force stays. A set another replica was seen running lately stays too
+    (two replicas given one home share its copies)."""
+    home = ctx.config.home
     keep = {record.sha256} | ({record.replaced} if record.replaced and not start else set())
+    keep |= _sets_of_other_replicas(ctx)
     now = time.time()
     for entry in (home / SETS_DIR).iterdir():
         if entry.name in keep:
@@ -178,12 +189,22 @@ def _prune(home: Path, record: SetRecord, start: bool) -> None:
             continue
 
 
+def _sets_of_other_replicas(ctx: EngineContext) -> set[str]:
+    """The sets other replicas ran within ``SWITCH_GRACE`` (their roster lines)."""
+    try:
+        lines = ctx.store.replicas(seen_since=time.time() - SWITCH_GRACE)
+    except Exception:  # noqa: BLE001 - StoreUnavailable: nothing pruned is worse than this
+        return set()
+    return {line.set_sha256 for line in lines
+            if line.replica != ctx.replica and line.set_sha256}
+
+
 def drop_replaced(ctx: EngineContext, now: float | None = None) -> int:
     """Remove the copy of the set the one in force replaced, once no step can be using
     it: every process of the service has had SWITCH_GRACE (at least three leases) to
     switch, and no run is running (a step begun on it before the switch would be).
     Returns 1 when it removed one. A worker's duty; cheap when there is nothing to do."""
-    record = recorded_set(ctx.store)
+    record = recorded_set(ctx.store, ctx.replica)
     if record is None or not record.replaced or record.replaced == record.sha256:
         return 0
     old = ctx.config.home / SETS_DIR / record.replaced

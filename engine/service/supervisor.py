@@ -74,6 +74,7 @@ import psutil
 from engine.config import Config
 from engine.durations import parse_duration
 from engine.liveness import alive_since
+from engine.replica import replica_of
 
 log = logging.getLogger(__name__)
 
@@ -561,8 +562,9 @@ class Service:
         if not self.http_up and self.http.alive() and self._answers():
             self.http_up = True
             log.info("serving %s (gunicorn pid %s, %d http workers x %d threads); "
-                        "%d engine worker process(es)", self.settings.url, self.http.pid,
-                        self.settings.http_workers, HTTP_THREADS, len(self.workers))
+                        "%d engine worker process(es); replica %s", self.settings.url,
+                        self.http.pid, self.settings.http_workers, HTTP_THREADS,
+                        len(self.workers), replica_of(self.config))
 
     def _answers(self) -> bool:
         """Our gunicorn listens on the port (not merely: something answers there)."""

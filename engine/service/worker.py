@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -46,6 +47,7 @@ from engine.runbooks.reload import drop_replaced
 from engine.service import notifier, probes
 from engine.service.retention import prune_if_due
 from engine.store import StoreUnavailable
+from engine.store.replicas import ReplicaSeen
 
 log = logging.getLogger(__name__)
 OUTAGE_BACKOFF_MAX = 5.0    # s between passes at most while the storage is out
@@ -316,13 +318,18 @@ class Worker:
             pool.close()
 
     def _beat(self, now: float) -> None:
-        """Say we are alive, in the store: metrics and /readyz read it from any process."""
+        """Say we are alive, in the store: metrics and /readyz read it from any process;
+        and this replica's line in the roster (the set this worker acts on: `recovery
+        status` warns when live replicas run different sets)."""
         def beat(beats: dict[str, float] | None) -> dict[str, float]:
             beats = {h: t for h, t in (beats or {}).items() if now - t < 86400}
             beats[self.ctx.holder] = now
             return beats
 
         self.ctx.store.update_value("worker_heartbeat", beat)
+        held = self.ctx.held_set
+        self.ctx.store.record_replica(ReplicaSeen(
+            self.ctx.replica, held.sha256, held.loaded_at, now, socket.gethostname()))
 
     def _resume(self, run: RunRecord) -> None:
         incident = self.ctx.store.get_incident(run.incident_id or "")

@@ -83,7 +83,7 @@ def main() -> int:
         return 2
 
     worker = Worker(ctx).start()
-    log.info("engine worker started (%s) on %s", ctx.holder,
+    log.info("engine worker started (%s, replica %s) on %s", ctx.holder, ctx.replica,
              f"set {ctx.files.sha256[:12]}" if ctx.files.sha256 else "the files on disk")
     while not stop.requested:
         if os.getppid() != parent:

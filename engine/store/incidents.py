@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from engine.lifecycle import AttemptOutcome, IncidentState
 from engine.records import Attempt, Incident, RunRecord
+from engine.store.fencing import Fence
 
 
 class Incidents(Protocol):
@@ -42,9 +43,12 @@ class Incidents(Protocol):
 
     @abstractmethod
     def update_incident(
-        self, incident_id: str, *, expect: Iterable[IncidentState] | None = None, **fields: Any
+        self, incident_id: str, *, expect: Iterable[IncidentState] | None = None,
+        fence: Fence | None = None, **fields: Any
     ) -> Incident | None:
-        """Change fields; with ``expect``, only if the state is one of them (else None).
+        """Change fields; with ``expect``, only if the state is one of them (else None);
+        with ``fence``, only while no other token holds its lock (else StaleLease,
+        nothing written: engine.store.fencing).
         An incident leaving ``remediating`` loses ``forced``: an operator's ``--force``
         belongs to the attempt in hand, and ends when that attempt ends or pauses; unless
         the change names ``forced`` itself (the operator's own step handed back to be
@@ -77,4 +81,7 @@ class Incidents(Protocol):
         TransitionError and writes nothing."""
 
     @abstractmethod
-    def finish_attempt(self, attempt_id: str, outcome: AttemptOutcome, at: float) -> None: ...
+    def finish_attempt(self, attempt_id: str, outcome: AttemptOutcome, at: float, *,
+                       fence: Fence | None = None) -> None:
+        """End a running attempt (once: a later finish changes nothing); with ``fence``,
+        StaleLease (nothing written) once another token holds that lock."""

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from engine.lifecycle import RunStatus
 from engine.records import RunRecord
+from engine.store.fencing import Fence
 
 
 class RunIndex(Protocol):
@@ -23,9 +24,12 @@ class RunIndex(Protocol):
 
     @abstractmethod
     def update_run(
-        self, run_id: str, *, status: RunStatus | None = None, **fields: Any
+        self, run_id: str, *, status: RunStatus | None = None, fence: Fence | None = None,
+        **fields: Any
     ) -> RunRecord | None:
-        """Change a run; a status change must be allowed by the lifecycle (else None)."""
+        """Change a run; a status change must be allowed by the lifecycle (else None).
+        With ``fence`` (the lock the run acts under), StaleLease and nothing written once
+        another token holds that lock (engine.store.fencing)."""
 
     @abstractmethod
     def get_run(self, run_id: str) -> RunRecord | None: ...

@@ -14,12 +14,14 @@ from typing import Any
 
 from engine.records import Approval, Attempt, AuditEvent, DegradedReason, Incident, Switch
 from engine.store.outcome_metrics import CounterRow, DeferralRow, DurationRow
+from engine.store.replicas import ROSTER_KEY
 
 # The shared value that marks a store being written by a migration (and by which one),
 # read by ``recovery status``: {"state": "incomplete" | "complete", "source": ..., "at": ...}
 MIGRATION_KEY = "store_migration"
 # Shared values that belong to the processes that wrote them, not to the install.
-PER_PROCESS_VALUES = frozenset({"worker_heartbeat", MIGRATION_KEY})
+PER_PROCESS_VALUES = frozenset({"worker_heartbeat", ROSTER_KEY, "metrics_outcome_exporter",
+                                MIGRATION_KEY})
 
 
 def migration_note(mark: object) -> str | None:

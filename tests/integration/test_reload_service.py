@@ -325,6 +325,6 @@ def test_reload_without_a_service_records_the_set_for_the_next_start(engine_env)
     ctx = engine_env.context()
     from engine.runbooks.loaded_set import recorded_set
 
-    record = recorded_set(ctx.store)
+    record = recorded_set(ctx.store, ctx.replica)
     assert record.sha256 == answer["loaded_set"]["sha256"]
     assert (Path(record.path) / "runbooks").is_dir()

@@ -21,9 +21,10 @@ FARM = ["farm-1", "farm-2", "farm-3", "farm-4"]
 
 
 def _farm(cli_env: Env, *, broken: str | None = None, serial: str = "",
-          max_fail: str = "") -> Path:
+          max_fail: str = "", pause: float = 0) -> Path:
     """Four local-connection hosts in group `farm`, a runbook whose one step marks each
-    host in work/marks, verified by that mark; ``broken`` fails its play."""
+    host in work/marks, verified by that mark; ``broken`` fails its play, ``pause``
+    (seconds) makes it last that long at least."""
     marks = cli_env.work("marks")
     marks.mkdir()
     hosts = "\n".join(
@@ -39,7 +40,7 @@ def _farm(cli_env: Env, *, broken: str | None = None, serial: str = "",
         strategies:
           - name: mark
             playbook: mark_host.yml
-            extravars: {{mark_dir: "{marks}"}}
+            extravars: {{mark_dir: "{marks}"{f", mark_pause: {pause}" if pause else ""}}}
             {serial}
             {max_fail}
         verify: {{action: test.file_exists, with: {{dir: "{marks}"}}, interval: 0.1s,
@@ -127,21 +128,22 @@ def test_a_tolerated_failure_does_not_stop_the_rollout(cli_env: Env) -> None:
 def test_a_batch_run_beats_so_another_process_does_not_take_it_for_dead(
         cli_env: Env) -> None:
     """While a group's batch plays, another process's worker sweeps for dead runs (as a
-    running service does): the batch's run beats like any step, so it ends as it ran,
-    not ``interrupted``."""
+    running service does, with the service's own bound: no beat for three leases): the
+    batch's run beats like any step, so it ends as it ran, not ``interrupted``. The play
+    lasts longer than that bound, so without beats the sweep would take it for dead."""
     from engine.config import load_config
     from engine.context import EngineContext
     from engine.service.worker import Worker
 
-    _farm(cli_env)
+    _farm(cli_env, pause=4)
     other = EngineContext(load_config(cli_env.config))
+    stale_after = 3 * other.config.lock_ttl       # what mark_interrupted counts as dead
     done = threading.Event()
 
     def sweep() -> None:      # from the batch's start until the command returns
         while not done.is_set():
             if other.store.query_runs(status="running", limit=50):
-                # Runs older than 1.5 s without a beat (a beat is due every lease/3).
-                Worker(other).mark_interrupted(time.time() + 3 * other.config.lock_ttl - 1.5)
+                Worker(other).mark_interrupted(time.time())
             done.wait(0.1)
 
     sweeper = threading.Thread(target=sweep, daemon=True)
@@ -155,7 +157,7 @@ def test_a_batch_run_beats_so_another_process_does_not_take_it_for_dead(
     assert r.code == 0, (r.out, r.err)
     batch = [x for x in _runs(cli_env) if x["incident_id"] is None]
     assert [(b["target"], b["status"]) for b in batch] == [(",".join(FARM), "succeeded")]
-    assert batch[0]["duration"] > 1.5       # long enough to have been taken for dead
+    assert batch[0]["duration"] > stale_after   # long enough to have been taken for dead
 
 
 @pytest.mark.parametrize("alone", ["farm-3"])

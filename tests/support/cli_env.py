@@ -124,8 +124,9 @@ class Result:
 class Env:
     """One configuration in tmp_path and ways to run `recovery` against it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, state_url: str | None = None) -> None:
         self.root = root
+        self.state_url = state_url      # None: the home's own SQLite file
         self.config = root / "recovery.yml"
         self.rb = root / "rb"
         self.home = root / "var"
@@ -139,6 +140,8 @@ class Env:
         self.write_config()
 
     def write_config(self, extra: str = "") -> None:
+        if self.state_url is not None:
+            extra = f"state_url: {json.dumps(self.state_url)}\n{extra}"
         self.config.write_text(CONFIG.format(extra=extra))
 
     def write_runbook(self, name: str, text: str) -> Path:
@@ -179,17 +182,19 @@ class Env:
         return Result(proc.returncode, out, err)
 
     def store(self):
-        from engine.store.sqlite import SQLiteStore
+        """The store the commands use, opened anew (the caller closes it)."""
+        from engine.store import open_store
 
-        return SQLiteStore(self.home / "recovery.db")
+        return open_store(self.state_url or f"sqlite:///{self.home / 'recovery.db'}")
 
 
 @pytest.fixture
-def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, state_url: str | None) -> Env:
+    """The configuration; its state on the test's backend (``both_backends``, else SQLite)."""
     for name in ("RECOVERY_CONFIG", "RECOVERY_HOME", "RECOVERY_STATE_URL",
-                 "RECOVERY_OPERATOR"):
+                 "RECOVERY_OPERATOR", "RECOVERY_REPLICA"):
         monkeypatch.delenv(name, raising=False)
-    return Env(tmp_path)
+    return Env(tmp_path, state_url=state_url)
 
 
 def wait_for_file(path: Path, timeout: float = 15.0) -> None:

@@ -9,7 +9,11 @@ target there), ``test.sleep`` waits ``with: {seconds}``
 exists, ``test.bump`` (embedded) increments a registered ``counter``, ``test.slow``
 ignores cancel, ``test.later`` is not implemented (its step is skipped),
 ``test.sized`` deletes ``with: {path}`` and its plan reports the file's size (the fact
-``file_bytes``, for approval conditions; no such file: the plan fails). A ``trace``
+``file_bytes``, for approval conditions; no such file: the plan fails),
+``test.act_on_host`` appends ``<tag> act`` to ``with: {log}`` every 0.05 s until
+``release`` exists or it is canceled, doing nothing while ``paused`` holds its tag (a
+stalled process; the tag: ``with: {tag}``, else the context's resource ``replica``).
+A ``trace``
 param appends what ran to a file, so tests can count what really ran, also across
 processes.
 """
@@ -162,7 +166,42 @@ class Sized(Action):
                             {"facts": {"file_bytes": path.stat().st_size}})
 
 
+class ActOnHost(Action):
+    """Acts on its target, a line ``<tag> act`` in ``log`` each time, until ``release``
+    exists or it is canceled (checked before each act); while the file ``paused`` holds
+    its ``tag`` it does nothing, as a stopped process does (``<tag> paused`` once)."""
+
+    name, scope = "test.act_on_host", REMOTE
+
+    def run(self, ctx: ActionContext) -> ActionResult:
+        tag = str(ctx.params.get("tag") or ctx.resources.get("replica"))
+        log = Path(str(ctx.params["log"]))
+        release, paused = Path(str(ctx.params["release"])), Path(str(ctx.params["paused"]))
+        said_paused = False
+        deadline = time.monotonic() + float(ctx.params.get("seconds", 30))
+        while time.monotonic() < deadline:
+            if paused.exists() and paused.read_text() == tag:
+                if not said_paused:
+                    _append(log, f"{tag} paused")
+                    said_paused = True
+                time.sleep(0.02)
+                continue
+            if ctx.cancel.is_set():
+                _append(log, f"{tag} canceled")
+                return ActionResult(False, "canceled")
+            if release.exists():
+                return ActionResult(True, "released")
+            _append(log, f"{tag} act")
+            time.sleep(0.05)
+        return ActionResult(False, "never released")
+
+
+def _append(path: Path, line: str) -> None:
+    with open(path, "a") as fh:
+        fh.write(line + "\n")
+
+
 def register(registry) -> None:
-    for cls in (Ok, Fail, Touch, FileExists, Sleep, WaitForFile, Bump, Slow, Sized):
+    for cls in (Ok, Fail, Touch, FileExists, Sleep, WaitForFile, Bump, Slow, Sized, ActOnHost):
         registry.register(cls())
     registry.register(NotImplementedAction("test.later"))   # a strategy not written yet

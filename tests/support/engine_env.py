@@ -3,6 +3,7 @@ inventory in the test's temporary folder (the ``engine_env`` fixture)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import textwrap
@@ -31,8 +32,9 @@ all:
 class EngineEnv:
     """A config folder: ``runbook(name, yaml)`` adds a runbook, ``context()`` builds one."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, state_url: str | None = None) -> None:
         self.root = root
+        self.state_url = state_url      # None: the home's own SQLite file
         (root / "runbooks").mkdir()
         (root / "playbooks").mkdir()
         (root / "inventory").mkdir()
@@ -48,6 +50,8 @@ class EngineEnv:
                  f"lock: {{lease: {lease}}}",
                  f"workers: {{poll_interval: {poll_interval}, threads: {threads}}}",
                  "degraded_modes:", "  test_down: {capabilities: {feature: false}}"]
+        if self.state_url is not None:
+            lines.append(f"state_url: {json.dumps(self.state_url)}")
         lines += [f"{k}: {v}" for k, v in extra.items()]
         self.config_path.write_text("\n".join(lines) + "\n")
 

@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from engine.lifecycle import IncidentState, RunStatus
 from engine.service.worker import Worker
+
+# Every test runs on each state backend (tests/support/state_backends.py).
+pytestmark = pytest.mark.both_backends
 
 
 def test_an_incident_orphaned_between_steps_is_handed_back_to_the_workers(engine_env):

@@ -23,6 +23,9 @@ from tests.support.cli_env import Env
 from tests.support.paths import ROOT
 from tests.support.webhook_app import AS_ALICE, AS_BOB, Service
 
+# Every test runs on each state backend (tests/support/state_backends.py).
+pytestmark = pytest.mark.both_backends
+
 CATALOGUE = default_registry(["tests.support.engine_actions"]).catalogue()
 
 

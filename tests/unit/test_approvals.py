@@ -12,6 +12,9 @@ from engine.orchestration import approvals
 from engine.records import Switch, new_id
 from engine.service.worker import Worker
 
+# Every test runs on each state backend (tests/support/state_backends.py).
+pytestmark = pytest.mark.both_backends
+
 
 @pytest.fixture
 def parked(engine_env, run_incident):

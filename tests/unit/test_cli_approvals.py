@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.support.cli_env import Env
+
+# Every test runs on each state backend (tests/support/state_backends.py).
+pytestmark = pytest.mark.both_backends
 
 
 def test_approve_without_now_queues_and_reject_ends_the_attempt(cli_env: Env) -> None:

@@ -63,6 +63,7 @@ def _running_on(ctx, target: str) -> bool:
     return any(r.status == RunStatus.RUNNING for r in ctx.store.query_runs(target=target))
 
 
+@pytest.mark.both_backends
 def test_per_component_defers_the_second_target_until_the_first_ends(
         engine_env, run_incident, release) -> None:
     _runbook(engine_env, "per_component", release)
@@ -97,6 +98,7 @@ def test_per_component_defers_the_second_target_until_the_first_ends(
     assert ctx.store.get_lock("component:cache") is None
 
 
+@pytest.mark.both_backends
 def test_per_target_runs_two_targets_at_once(engine_env, run_incident, release) -> None:
     _runbook(engine_env, None, release)
     ctx = engine_env.context()
@@ -111,6 +113,7 @@ def test_per_target_runs_two_targets_at_once(engine_env, run_incident, release) 
     assert states == {"cache-1": IncidentState.RECOVERED, "cache-2": IncidentState.RECOVERED}
 
 
+@pytest.mark.both_backends
 def test_the_plan_says_a_per_component_runbook_serializes(engine_env, release) -> None:
     _runbook(engine_env, "per_component", release)
     text = _cli(engine_env, "test", "--component", "cache", "--target", "cache-1")

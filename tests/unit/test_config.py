@@ -230,3 +230,26 @@ def test_external_url_must_be_an_http_url(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"external_url: 'recovery.example:9797' is not an "
                                           r"http\(s\) URL"):
         load_config(file, environ={})
+
+
+def test_the_replica_name_comes_from_recovery_replica_then_the_file(tmp_path: Path) -> None:
+    from engine.replica import default_replica, replica_of
+
+    file = tmp_path / "recovery.yml"
+    file.write_text("replica: db-1\n")
+    assert load_config(file, environ={}).replica == "db-1"
+    assert load_config(file, environ={"RECOVERY_REPLICA": "db-2"}).replica == "db-2"
+    file.write_text("home: var\n")
+    unnamed = load_config(file, environ={})
+    assert replica_of(unnamed) == default_replica(tmp_path / "var")
+
+
+@pytest.mark.parametrize("name", ["", "-lead", "a:b", "a b", "x" * 65])
+def test_a_bad_replica_name_is_a_config_error(tmp_path: Path, name: str) -> None:
+    file = tmp_path / "recovery.yml"
+    file.write_text("home: var\n")
+    if name == "":
+        load_config(file, environ={"RECOVERY_REPLICA": name})   # empty: the default
+        return
+    with pytest.raises(ConfigError, match="replica"):
+        load_config(file, environ={"RECOVERY_REPLICA": name})

@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,9 +42,13 @@ BOOK = Runbook(name="redis", component="redis", path="redis.yml", sha256="-",
 WINDOW = 600.0
 
 
+# Every test that keeps state runs on each backend (tests/support/state_backends.py).
+pytestmark = pytest.mark.both_backends
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = open_store(f"sqlite:///{tmp_path / 'state' / 'recovery.db'}")
+def store(store_url: str) -> Iterator[Store]:
+    s = open_store(store_url)
     yield s
     s.close()
 
@@ -153,11 +156,10 @@ def test_a_runbook_limit_counts_every_slot_held(store: Store) -> None:
     assert "2 remediations in flight (max_in_flight 2)" in decision.reason
 
 
-def test_two_gates_deciding_at_once_never_exceed_max_in_flight(tmp_path: Path) -> None:
+def test_two_gates_deciding_at_once_never_exceed_max_in_flight(store_url: str) -> None:
     """Eight threads, each with its own connection to one store, take and give back slots
     in a loop; a shared count of holders never passes the limit."""
-    url = f"sqlite:///{tmp_path / 'state' / 'recovery.db'}"
-    open_store(url).close()
+    open_store(store_url).close()
     limit, rounds, inside, peak, allowed = 3, 15, [0], [0], [0]
     guard = threading.Lock()
 
@@ -176,7 +178,7 @@ def test_two_gates_deciding_at_once_never_exceed_max_in_flight(tmp_path: Path) -
                 inside[0] -= 1
             end(store, asked)
 
-    in_threads(url, worker, list(range(8)))
+    in_threads(store_url, worker, list(range(8)))
     assert 0 < peak[0] <= limit
     assert allowed[0] >= limit
 
@@ -257,11 +259,10 @@ def test_check_mode_only_reports_and_a_plan_says_it_would_wait(
 
 
 def test_two_hosts_racing_for_the_last_room_of_a_group_never_both_pass(
-        tmp_path: Path, inventory: Inventory) -> None:
+        store_url: str, inventory: Inventory) -> None:
     """Four threads, one per host of the group, ask at once, again and again: each round
     exactly one host is let in (the first to take its lock), never two, never none."""
-    url = f"sqlite:///{tmp_path / 'state' / 'recovery.db'}"
-    open_store(url).close()
+    open_store(store_url).close()
     barrier = threading.Barrier(4, timeout=20)
     passed: list[list[str]] = [[] for _ in range(5)]
 
@@ -275,7 +276,7 @@ def test_two_hosts_racing_for_the_last_room_of_a_group_never_both_pass(
             end(store, asked)
             barrier.wait()
 
-    in_threads(url, worker, [f"redis-{n}" for n in range(1, 5)], barrier)
+    in_threads(store_url, worker, [f"redis-{n}" for n in range(1, 5)], barrier)
     assert all(len(hosts) == 1 for hosts in passed), passed
 
 

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from engine.lifecycle import IncidentState, RunStatus
 from engine.records import Switch, new_id
 from engine.service.worker import Worker
+
+# Every test runs on each state backend (tests/support/state_backends.py).
+pytestmark = pytest.mark.both_backends
 
 
 def ok_runbook(env, cooldown="{max_attempts: 3, window: 1h, after_failure: 300s}"):

@@ -18,6 +18,9 @@ from engine.service.worker import Worker
 from tests.support.alertmanager import iso_at
 from tests.support.alerts import STARTS, alert, journal
 
+# Every test runs on each state backend (tests/support/state_backends.py).
+pytestmark = pytest.mark.both_backends
+
 
 def wait_for(check, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout

@@ -2,12 +2,17 @@
 
 Given a runbook and a failure, these tests assert the incident's end state, the runs
 recorded (status and reason), and what really ran (the trace file).
+
+The tests of what the store keeps (degraded modes, cooldowns, switches, locks, incidents,
+the run index) run on each state backend (``both_backends``, tests/support/state_backends.py).
 """
 
 from __future__ import annotations
 
 import json
 import time
+
+import pytest
 
 from engine.lifecycle import IncidentState, RunStatus
 
@@ -59,6 +64,7 @@ def test_a_step_that_succeeds_but_fails_verify_is_a_failed_step(engine_env, run_
     assert any(e["event"] == "verify_check" and not e["event_data"]["ok"] for e in events)
 
 
+@pytest.mark.both_backends
 def test_exhaustion_switches_degraded_mode_on_and_starts_the_failure_cooldown(
         engine_env, run_incident):
     engine_env.runbook("demo", """
@@ -85,6 +91,7 @@ def test_exhaustion_switches_degraded_mode_on_and_starts_the_failure_cooldown(
     assert len(ctx.store.attempts_since("demo", "localhost", 0)) == 1
 
 
+@pytest.mark.both_backends
 def test_failing_mode_degrades_at_the_first_failure_and_a_pass_clears_it(
         engine_env, run_incident):
     engine_env.runbook("demo", """
@@ -110,6 +117,7 @@ def test_failing_mode_degrades_at_the_first_failure_and_a_pass_clears_it(
     assert ctx.store.degraded_reasons("test_down") == []
 
 
+@pytest.mark.both_backends
 def test_a_manual_degraded_mode_survives_a_passing_verify(engine_env, run_incident):
     from engine.records import DegradedReason
 
@@ -124,6 +132,7 @@ def test_a_manual_degraded_mode_survives_a_passing_verify(engine_env, run_incide
     assert [r.created_by for r in ctx.store.degraded_reasons("test_down")] == ["alice"]
 
 
+@pytest.mark.both_backends
 def test_graceful_degradation_ends_degraded_not_recovered(engine_env, run_incident):
     engine_env.runbook("demo", """
         strategies:
@@ -243,6 +252,7 @@ def test_alert_labels_resolve_through_aliases(engine_env, run_incident):
     assert opened.incident.target == "cache-1"
 
 
+@pytest.mark.both_backends
 def test_one_open_incident_per_runbook_and_target(engine_env):
     from engine.orchestration.triggers import TriggerRequest, open_incident
 
@@ -283,6 +293,7 @@ def ctx_artifacts(ctx, run_id):
     return RunArtifacts(ctx.artifacts_dir, run_id)
 
 
+@pytest.mark.both_backends
 def test_retention_removes_old_artifacts_and_their_index_rows_only(engine_env, run_incident):
     from engine.service.retention import prune
 
@@ -318,6 +329,7 @@ def test_observe_mode_records_the_whole_escalation_it_would_run(engine_env, run_
     assert plan[1]["action"] == "test.touch"
 
 
+@pytest.mark.both_backends
 def test_a_canceled_step_is_canceled_not_failed_and_degrades_nothing(engine_env):
     import threading
 
@@ -369,6 +381,7 @@ def test_an_operator_taking_over_runs_the_strategy_asked_for(engine_env, run_inc
     assert engine_env.traced()[0].startswith("ok")
 
 
+@pytest.mark.both_backends
 def test_a_repeated_signal_retries_a_deferred_incident_once_due_without_a_worker(
         engine_env, run_incident):
     engine_env.runbook("demo", f"""
@@ -386,6 +399,7 @@ def test_a_repeated_signal_retries_a_deferred_incident_once_due_without_a_worker
     assert len(engine_env.traced()) == 2
 
 
+@pytest.mark.both_backends
 def test_an_embedded_alias_is_the_same_target_for_switches_locks_and_resources(
         engine_env, run_incident):
     from engine.records import Switch, new_id
@@ -403,6 +417,7 @@ def test_an_embedded_alias_is_the_same_target_for_switches_locks_and_resources(
     assert done.state == IncidentState.RECOVERED and counter["n"] == 1
 
 
+@pytest.mark.both_backends
 def test_a_step_does_not_start_on_an_incident_canceled_while_its_gates_were_asked(
         engine_env, run_incident):
     from engine.gates import Gate
@@ -431,6 +446,7 @@ def test_a_step_does_not_start_on_an_incident_canceled_while_its_gates_were_aske
     assert list(ctx.artifacts_dir.iterdir()) == []
 
 
+@pytest.mark.both_backends
 def test_a_passing_verify_clears_degraded_even_if_the_alert_resolved_meanwhile(engine_env):
     import threading
 
@@ -485,6 +501,7 @@ def test_a_resource_registered_under_the_alias_wins_over_an_untargeted_one(
     assert (anywhere["n"], aliased["n"]) == (0, 1)
 
 
+@pytest.mark.both_backends
 def test_a_still_firing_alert_reopens_its_recovered_incident_after_the_verify_window(
         engine_env, run_incident):
     engine_env.runbook("demo", f"""
@@ -514,6 +531,7 @@ def test_a_still_firing_alert_reopens_its_recovered_incident_after_the_verify_wi
     assert "cooldown" in third.reason and len(engine_env.traced()) == 2
 
 
+@pytest.mark.both_backends
 def test_a_repeat_sent_before_the_fix_was_verified_does_not_reopen(engine_env, run_incident):
     engine_env.runbook("demo", f"""
         match: [alertname="DemoDown"]

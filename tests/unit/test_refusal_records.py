@@ -18,6 +18,9 @@ from engine.orchestration.refusals import MAX_FINGERPRINTS
 from tests.support.alertmanager import iso_at
 from tests.support.alerts import GHOST_RUNBOOK
 
+# Every test runs on each state backend (tests/support/state_backends.py).
+pytestmark = pytest.mark.both_backends
+
 # -- the rule, in this process ------------------------------------------------------------
 
 
@@ -104,11 +107,11 @@ def test_kill_switch_refusals_of_alerts_are_counted_into_one_record(engine_env):
     assert record.status == RunStatus.REFUSED
 
 
-def test_the_store_counts_lists_links_and_prunes_a_refusal_record(tmp_path):
+def test_the_store_counts_lists_links_and_prunes_a_refusal_record(store_url):
     from engine.records import RunRecord
-    from engine.store.sqlite import SQLiteStore
+    from engine.store import open_store
 
-    store = SQLiteStore(tmp_path / "r.db")
+    store = open_store(store_url)
     t = time.time() - 3600
 
     def refusal(i: int) -> RunRecord:
@@ -127,4 +130,5 @@ def test_the_store_counts_lists_links_and_prunes_a_refusal_record(tmp_path):
     assert store.add_refusal(refusal(9), "another", max_fingerprints=3).id == "run-9"
     assert sorted(store.delete_before(time.time())) == ["run-0", "run-9"]   # retention
     assert store.query_runs(fingerprint="fp0") == []
-    assert store._read("SELECT COUNT(*) AS n FROM refusal_members")[0]["n"] == 0
+    assert store.query_runs(incident_id="inc-2") == []          # its links went with it
+    assert store.add_refusal(refusal(10), "key", max_fingerprints=3).id == "run-10"

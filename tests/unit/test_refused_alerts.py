@@ -17,6 +17,9 @@ from engine.cli import main
 from engine.lifecycle import IncidentState, RunStatus
 from tests.support.alertmanager import iso_at
 
+# Every test runs on each state backend (tests/support/state_backends.py).
+pytestmark = pytest.mark.both_backends
+
 T0 = time.time() - 120
 
 

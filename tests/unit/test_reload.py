@@ -259,7 +259,8 @@ def _reload(env) -> str:
     from engine.runbooks.loaded_set import recorded_set
 
     assert main(["--config", str(env.config_path), "reload"]) == 0
-    return recorded_set(env.context().store).sha256
+    ctx = env.context()
+    return recorded_set(ctx.store, ctx.replica).sha256
 
 
 def test_a_set_copy_is_private_to_its_owner(engine_env):

@@ -3,6 +3,7 @@ computed from a seeded store whose right answers are known."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,19 +21,25 @@ from engine.records import (
 )
 from engine.reporting.reports import component_stats, cooldowns, degraded_modes, status_report
 from engine.runbooks.model import Cooldown, DegradedModeSpec, Runbook, Strategy
-from engine.store.sqlite import SQLiteStore
+from engine.store import Store, open_store
 
 NOW = 1_800_000_000.0
 HOUR = 3600.0
 WINDOW = 24 * HOUR
 
 
+# Every test runs on each state backend (tests/support/state_backends.py).
+pytestmark = pytest.mark.both_backends
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> SQLiteStore:
-    return SQLiteStore(tmp_path / "recovery.db")
+def store(store_url: str) -> Iterator[Store]:
+    s = open_store(store_url)
+    yield s
+    s.close()
 
 
-def add_run(store: SQLiteStore, component: str, status: RunStatus, started: float, *,
+def add_run(store: Store, component: str, status: RunStatus, started: float, *,
             check: bool = False, n: list[int] = [0]) -> None:  # noqa: B006 - a counter
     n[0] += 1
     store.add_run(RunRecord(id=f"run-{n[0]:04d}", component=component, runbook=component,
@@ -40,7 +47,7 @@ def add_run(store: SQLiteStore, component: str, status: RunStatus, started: floa
                             finished_at=started + 1, check_mode=check))
 
 
-def add_incident(store: SQLiteStore, component: str, target: str, state: IncidentState,
+def add_incident(store: Store, component: str, target: str, state: IncidentState,
                  opened: float, closed: float | None = None) -> Incident:
     incident = Incident(id=f"inc-{component}-{target}-{opened:.0f}", runbook=component,
                         component=component, target=target, state=IncidentState.REMEDIATING,
@@ -52,7 +59,7 @@ def add_incident(store: SQLiteStore, component: str, target: str, state: Inciden
     return store.get_incident(incident.id)
 
 
-def seed(store: SQLiteStore) -> None:
+def seed(store: Store) -> None:
     # redis, in the window: 3 succeeded, 1 failed, 1 interrupted (counts as failed);
     # not counted: a failed check-mode run, a skipped and a refused run, a success
     # from before the window.
@@ -72,7 +79,7 @@ def seed(store: SQLiteStore) -> None:
     add_incident(store, "redis", "e", IncidentState.REMEDIATING, NOW - 60)
 
 
-def test_success_rate_and_mttr_over_the_window(store: SQLiteStore) -> None:
+def test_success_rate_and_mttr_over_the_window(store: Store) -> None:
     seed(store)
     redis, chroma = component_stats(store, ["redis", "chromadb"], WINDOW, NOW)
     assert redis["component"] == "redis"
@@ -89,14 +96,14 @@ def test_success_rate_and_mttr_over_the_window(store: SQLiteStore) -> None:
     assert chroma["runs"] == 0 and chroma["open_incidents"] == 0
 
 
-def test_a_shorter_window_sees_less(store: SQLiteStore) -> None:
+def test_a_shorter_window_sees_less(store: Store) -> None:
     seed(store)
     (redis,) = component_stats(store, ["redis"], 2.5 * HOUR, NOW)
     assert redis["recovered"] == 1 and redis["mttr_seconds"] == pytest.approx(60.0)
     assert redis["success_rate"] == pytest.approx(0.6)  # the runs were an hour ago
 
 
-def start_attempt(store: SQLiteStore, attempt_id: str, target: str, started: float) -> None:
+def start_attempt(store: Store, attempt_id: str, target: str, started: float) -> None:
     """An attempt as the engine starts one: with its first step, on a remediating incident."""
     incident = add_incident(store, "redis", f"{target}-{attempt_id}", IncidentState.REMEDIATING,
                             started)
@@ -112,7 +119,7 @@ def runbook(name: str = "redis", **kw) -> Runbook:
                    strategies=(Strategy(name="reconnect", action="test.ok"),), **kw)
 
 
-def test_cooldowns_report_attempts_and_the_next_allowed_time(store: SQLiteStore) -> None:
+def test_cooldowns_report_attempts_and_the_next_allowed_time(store: Store) -> None:
     rb = runbook(cooldown=Cooldown(max_attempts=2, window=HOUR, after_failure=300))
     add_incident(store, "redis", "cache-1", IncidentState.RECOVERED, NOW - 600, NOW - 500)
     add_incident(store, "redis", "cache-2", IncidentState.FAILED, NOW - 200, NOW - 100)
@@ -132,7 +139,7 @@ def test_cooldowns_report_attempts_and_the_next_allowed_time(store: SQLiteStore)
     assert later == {}
 
 
-def test_degraded_modes_merge_config_runbooks_and_reasons(store: SQLiteStore) -> None:
+def test_degraded_modes_merge_config_runbooks_and_reasons(store: Store) -> None:
     store.add_degraded(DegradedReason(mode="redis_unavailable", key="incident:i1",
                                       target="cache-1", incident_id="i1", since=NOW))
     store.add_degraded(DegradedReason(mode="ad_hoc", key="manual", manual=True,
@@ -149,7 +156,7 @@ def test_degraded_modes_merge_config_runbooks_and_reasons(store: SQLiteStore) ->
     assert modes["ad_hoc"]["manual"] and not modes["ad_hoc"]["configured"]
 
 
-def test_status_report_puts_it_together(tmp_path: Path, store: SQLiteStore) -> None:
+def test_status_report_puts_it_together(tmp_path: Path, store: Store) -> None:
     (tmp_path / "recovery.yml").write_text(
         "home: var\nstatus_window: 24h\n"
         "degraded_modes:\n  redis_unavailable:\n    capabilities: {cache_reads: false}\n")
@@ -179,7 +186,7 @@ def test_status_report_puts_it_together(tmp_path: Path, store: SQLiteStore) -> N
     assert report["window"] == WINDOW
 
 
-def test_a_target_down_under_a_kill_switch_is_not_ok(tmp_path: Path, store: SQLiteStore) -> None:
+def test_a_target_down_under_a_kill_switch_is_not_ok(tmp_path: Path, store: Store) -> None:
     """RedisDown fires and a kill switch refuses it: status shows the refusal (per
     component and target, the newest one) and redis is "refused", not "ok". An alert
     that resolved since, or ran since, is not listed."""

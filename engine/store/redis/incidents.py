@@ -25,15 +25,17 @@ from engine.lifecycle import (
     check_incident_transition,
 )
 from engine.records import Attempt, Incident, RunRecord
+from engine.store.fencing import Fence
 from engine.store.incidents import Incidents
 from engine.store.redis.attempts import RedisAttemptRecords, pair
+from engine.store.redis.fencing import RedisFencing
 from engine.store.redis.records import decode, encode
 from engine.store.redis.run_records import RedisRunRecords, run_values
 
 PAGE = 200   # incidents read at a time when listing
 
 
-class RedisIncidents(RedisAttemptRecords, RedisRunRecords, Incidents):
+class RedisIncidents(RedisAttemptRecords, RedisRunRecords, RedisFencing, Incidents):
     """One open incident per (runbook, target): ``open:<pair>`` names it, set and
     cleared with the incident's state in the same transaction."""
 
@@ -67,13 +69,16 @@ class RedisIncidents(RedisAttemptRecords, RedisRunRecords, Incidents):
         elif mark is False:
             pipe.delete(self._open_key(incident.runbook, incident.target))
 
-    def _change(self, incident_id: str, change: Any) -> Incident | None:
-        """``change(pipe, incident)`` on the incident as it is now (WATCHed), which
+    def _change(self, incident_id: str, change: Any,
+                fence: Fence | None = None) -> Incident | None:
+        """``change(pipe, incident)`` on the incident as it is now (WATCHed, with the
+        lock of ``fence`` if any, refused with StaleLease when another token holds it), which
         returns the incident to write and what becomes of its open mark (``_put_incident``),
         or None (write nothing); the incident written."""
         key = self._incident_key(incident_id)
 
         def step(pipe: Any) -> Incident | None:
+            self._check_fence(pipe, fence)
             current = self._read_incident(pipe, incident_id)
             if current is None:
                 return None
@@ -85,7 +90,7 @@ class RedisIncidents(RedisAttemptRecords, RedisRunRecords, Incidents):
             self._put_incident(pipe, after, mark=mark)
             return after
 
-        return self._atomic([key], step)
+        return self._atomic(self._fenced([key], fence), step)
 
     def open_incident(self, incident: Incident) -> tuple[Incident, bool]:
         open_key = self._open_key(incident.runbook, incident.target)
@@ -140,7 +145,7 @@ class RedisIncidents(RedisAttemptRecords, RedisRunRecords, Incidents):
         return self._change(incident_id, change)
 
     def update_incident(self, incident_id: str, *, expect: Iterable[IncidentState] | None = None,
-                        **changes: Any) -> Incident | None:
+                        fence: Fence | None = None, **changes: Any) -> Incident | None:
         def change(pipe: Any, current: Incident) -> tuple[Incident, bool | None] | None:
             if expect is not None and current.state not in set(expect):
                 return None
@@ -162,7 +167,7 @@ class RedisIncidents(RedisAttemptRecords, RedisRunRecords, Incidents):
             values["updated_at"] = changes.get("updated_at", time.time())
             return dataclasses.replace(current, **values), mark
 
-        return self._change(incident_id, change)
+        return self._change(incident_id, change, fence)
 
     def list_incidents(self, *, open_only: bool = False, component: str | None = None,
                        limit: int = 100) -> list[Incident]:
@@ -261,10 +266,12 @@ class RedisIncidents(RedisAttemptRecords, RedisRunRecords, Incidents):
 
         return self._atomic([self._incident_key(incident_id)], step)
 
-    def finish_attempt(self, attempt_id: str, outcome: AttemptOutcome, at: float) -> None:
+    def finish_attempt(self, attempt_id: str, outcome: AttemptOutcome, at: float, *,
+                       fence: Fence | None = None) -> None:
         key = self._attempt_key(attempt_id)
 
         def step(pipe: Any) -> None:
+            self._check_fence(pipe, fence)
             raw = pipe.get(key)
             attempt = None if raw is None else decode(Attempt, raw)
             if attempt is None or attempt.outcome != AttemptOutcome.RUNNING:
@@ -273,4 +280,4 @@ class RedisIncidents(RedisAttemptRecords, RedisRunRecords, Incidents):
             self._put_attempt(pipe, dataclasses.replace(attempt, outcome=outcome,
                                                         finished_at=at))
 
-        self._atomic([key], step)
+        self._atomic(self._fenced([key], fence), step)

@@ -10,13 +10,15 @@ from typing import Any
 
 from engine.lifecycle import RUN_TRANSITIONS, RunStatus
 from engine.records import RunRecord
+from engine.store.fencing import Fence
+from engine.store.redis.fencing import RedisFencing
 from engine.store.redis.run_records import RedisRunRecords, run_of, run_values
 from engine.store.run_index import RunIndex
 
 PAGE = 500   # run ids read at a time from an index
 
 
-class RedisRunIndex(RedisRunRecords, RunIndex):
+class RedisRunIndex(RedisRunRecords, RedisFencing, RunIndex):
     """Every change of a run rewrites its record and indexes in one MULTI, the record
     WATCHed; heartbeats are a hash of their own (``runs:heartbeat``)."""
 
@@ -26,12 +28,14 @@ class RedisRunIndex(RedisRunRecords, RunIndex):
             self._put_run(pipe, run_values(run), heartbeat_at=run.started_at)
             pipe.execute()
 
-    def _change_run(self, run_id: str, change: Any) -> dict[str, Any] | None:
+    def _change_run(self, run_id: str, change: Any,
+                    fence: Fence | None = None) -> dict[str, Any] | None:
         """``change(stored)`` -> the values to write (None: none), on the run as it is
-        now, WATCHed; the values written."""
+        now, WATCHed (with the lock of ``fence``, if any); the values written."""
         key = self._run_key(run_id)
 
         def step(pipe: Any) -> dict[str, Any] | None:
+            self._check_fence(pipe, fence)
             stored = self._run_values(pipe, run_id)
             after = None if stored is None else change(stored)
             if after is not None:
@@ -41,10 +45,10 @@ class RedisRunIndex(RedisRunRecords, RunIndex):
                 return values
             return None
 
-        return self._atomic([key], step)
+        return self._atomic(self._fenced([key], fence), step)
 
     def update_run(self, run_id: str, *, status: RunStatus | None = None,
-                   **changes: Any) -> RunRecord | None:
+                   fence: Fence | None = None, **changes: Any) -> RunRecord | None:
         def change(stored: dict[str, Any]) -> tuple[dict[str, Any], float | None] | None:
             values = {**stored, **changes}
             heartbeat_at = values.pop("heartbeat_at", None)
@@ -58,7 +62,7 @@ class RedisRunIndex(RedisRunRecords, RunIndex):
                 values["claimed_by"] = values["claimed_until"] = None
             return values, heartbeat_at
 
-        values = self._change_run(run_id, change)
+        values = self._change_run(run_id, change, fence)
         return None if values is None else run_of(values)
 
     def get_run(self, run_id: str) -> RunRecord | None:

@@ -15,8 +15,10 @@ from engine.lifecycle import (
     check_incident_transition,
 )
 from engine.records import Attempt, Incident, RunRecord
+from engine.store.fencing import Fence
 from engine.store.incidents import Incidents
 from engine.store.sqlite.connection import SQLiteConnection
+from engine.store.sqlite.fencing import check_fence
 from engine.store.sqlite.rows import columns, row_to, to_column
 
 # An incident claimed or reopened for a new request: who asks now, and nothing of the
@@ -74,8 +76,9 @@ class SQLiteIncidents(SQLiteConnection, Incidents):
         return row_to(Incident, rows[0]) if rows else None
 
     def update_incident(self, incident_id: str, *, expect: Iterable[IncidentState] | None = None,
-                        **changes: Any) -> Incident | None:
+                        fence: Fence | None = None, **changes: Any) -> Incident | None:
         with self._tx() as db:
+            check_fence(db, fence)
             row = db.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
             if row is None:
                 return None
@@ -170,8 +173,10 @@ class SQLiteIncidents(SQLiteConnection, Incidents):
                              (run.incident_id,)).fetchone()
         return row_to(Incident, row) if row else None
 
-    def finish_attempt(self, attempt_id: str, outcome: AttemptOutcome, at: float) -> None:
+    def finish_attempt(self, attempt_id: str, outcome: AttemptOutcome, at: float, *,
+                       fence: Fence | None = None) -> None:
         with self._tx() as db:  # once: a late finish never rewrites how an attempt ended
+            check_fence(db, fence)
             db.execute("UPDATE attempts SET outcome = ?, finished_at = ? WHERE id = ? "
                        "AND outcome = ?", (outcome.value, at, attempt_id,
                                            AttemptOutcome.RUNNING.value))

@@ -9,8 +9,10 @@ from typing import Any
 
 from engine.lifecycle import RUN_TRANSITIONS, RunStatus
 from engine.records import RunRecord
+from engine.store.fencing import Fence
 from engine.store.run_index import RunIndex
 from engine.store.sqlite.connection import SQLiteConnection
+from engine.store.sqlite.fencing import check_fence
 from engine.store.sqlite.rows import columns, row_to, to_column
 
 
@@ -25,8 +27,9 @@ class SQLiteRunIndex(SQLiteConnection, RunIndex):
             self._insert(db, "runs", values)
 
     def update_run(self, run_id: str, *, status: RunStatus | None = None,
-                   **changes: Any) -> RunRecord | None:
+                   fence: Fence | None = None, **changes: Any) -> RunRecord | None:
         with self._tx() as db:
+            check_fence(db, fence)
             row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 return None

@@ -6,9 +6,10 @@ import os
 import time
 
 from engine.records import Approval, DegradedReason, Switch
+from engine.store import open_store
 from engine.store.gate_state import Approvals, Cooldowns, DegradedModes, KillSwitches, Locks
 from engine.store.incidents import Incidents
-from tests.unit.store.backends import open_test_store, uses
+from tests.unit.store.backends import uses
 from tests.unit.store.races import race
 
 
@@ -29,7 +30,7 @@ def test_locks_are_leases_with_growing_fencing_tokens(store):
 
 
 def _lock_race(url, barrier, results):
-    store = open_test_store(url)
+    store = open_store(url)
     barrier.wait()
     shared = store.acquire_lock("h1", str(os.getpid()), 60)
     own = store.acquire_lock(f"own-{os.getpid()}", "me", 60)

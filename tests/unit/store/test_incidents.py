@@ -7,10 +7,11 @@ import pytest
 
 from engine.lifecycle import IncidentState, RunStatus, TransitionError
 from engine.records import Attempt
+from engine.store import open_store
 from engine.store.gate_state import Cooldowns
 from engine.store.incidents import Incidents
 from engine.store.run_index import RunIndex
-from tests.unit.store.backends import open_test_store, uses
+from tests.unit.store.backends import uses
 from tests.unit.store.races import race
 from tests.unit.store.samples import incident, run
 
@@ -36,7 +37,7 @@ def test_incident_transitions_are_checked_and_compare_and_set(store):
 
 
 def _race(url: str, barrier, results) -> None:
-    s = open_test_store(url)
+    s = open_store(url)
     barrier.wait()
     _, created = s.open_incident(incident())
     results.put(created)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 import time
 
+from engine.store import open_store
 from engine.store.housekeeping import Housekeeping
 from engine.store.intake_journal import IntakeJournal
-from tests.unit.store.backends import open_test_store, uses
+from tests.unit.store.backends import uses
 from tests.unit.store.races import race
 from tests.unit.store.samples import delivery
 
@@ -121,7 +122,7 @@ def test_claims_are_listed_exactly_and_released_to_their_place_in_the_queue(stor
 
 
 def _intake_race(url, barrier, results):
-    store = open_test_store(url)
+    store = open_store(url)
     barrier.wait()
     counts = store.enqueue_alerts([(f"k{i}", {"n": i}) for i in range(50)])
     barrier.wait()

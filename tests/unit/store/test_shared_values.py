@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 import time
 
+from engine.store import open_store
 from engine.store.shared_values import SharedValues
-from tests.unit.store.backends import open_test_store, uses
+from tests.unit.store.backends import uses
 from tests.unit.store.races import race
 
 pytestmark = uses(SharedValues)
@@ -22,7 +23,7 @@ def test_values_are_json_and_absent_ones_none(store):
 
 
 def _claim_race(url, barrier, results):
-    store = open_test_store(url)
+    store = open_store(url)
     barrier.wait()
     now = time.time()
     claims = [store.claim_due("probe:x", now, 3600) for _ in range(5)]

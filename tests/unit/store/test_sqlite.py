@@ -169,3 +169,19 @@ def test_a_child_forked_while_a_thread_waits_to_write_can_write(tmp_path):
     finally:
         other.kill()
         other.wait(JOIN)
+
+
+def test_pruning_a_refusal_record_leaves_none_of_its_member_rows(tmp_path):
+    """What every backend prunes is tested per protocol; here, that no row of the
+    alerts a pruned refusal record counted stays behind in SQLite (they would grow
+    without bound)."""
+    store = SQLiteStore(tmp_path / "recovery.db")
+    t = time.time() - 3600
+    for i in range(3):
+        store.add_refusal(run(status=RunStatus.REFUSED, started_at=t, finished_at=t,
+                              fingerprint=f"fp{i}", incident_id=f"inc-{i}"), "key",
+                          max_fingerprints=5)
+    assert store._read("SELECT COUNT(*) AS n FROM refusal_members")[0]["n"] == 3
+    assert len(store.delete_before(time.time())) == 1
+    assert store._read("SELECT COUNT(*) AS n FROM refusal_members")[0]["n"] == 0
+    store.close()

@@ -1,0 +1,45 @@
+"""The Redis fencing check's own machinery (engine.store.redis.fencing): the lock is
+WATCHed with the record a fenced write changes, so a lock taken between the check and
+EXEC sends the write round again, where it is refused. (What every backend does with a
+fence is tested per protocol, test_fencing.py.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.lifecycle import RunStatus
+from engine.store.base import Fence, StaleLease
+from engine.store.redis import RedisStore
+from tests.support.redis_servers import RedisServer
+from tests.unit.store.samples import run
+
+
+def test_a_lock_taken_between_the_check_and_the_write_refuses_the_write(
+        redis_store_server: RedisServer):
+    store = RedisStore(f"{redis_store_server.url}?prefix=fence-race:")
+    other = RedisStore(f"{redis_store_server.url}?prefix=fence-race:")
+    try:
+        lock = store.acquire_lock("h1", "replica-a", 60)
+        r = run()
+        store.add_run(r)
+        checks = 0
+        check = store._check_fence
+
+        def check_then_lose_the_lock(pipe, fence):
+            nonlocal checks
+            checks += 1
+            check(pipe, fence)                  # passes: the lock is still ours...
+            if checks == 1:                     # ... and another replica takes it now
+                other.break_lock("h1")
+                other.acquire_lock("h1", "replica-b", 60)
+
+        store._check_fence = check_then_lose_the_lock
+        with pytest.raises(StaleLease):
+            store.update_run(r.id, status=RunStatus.SUCCEEDED, fence=Fence.of(lock))
+        assert checks == 2                      # the transaction was run again
+        assert store.get_run(r.id).status == RunStatus.RUNNING
+    finally:
+        for key in store._redis.scan_iter(match="fence-race:*"):
+            store._redis.delete(key)
+        store.close()
+        other.close()
