@@ -144,7 +144,7 @@ def test_racing_processes_journal_each_key_once_and_claim_each_item_once(store, 
 def _ack_race(url, barrier, results):
     """Claims a few items at a time and acknowledges each batch with its deliveries, as
     a worker does; what went wrong acknowledging (None: nothing)."""
-    store = open_test_store(url)
+    store = open_store(url)
     barrier.wait()
     acked, error = 0, None
     try:
