@@ -62,9 +62,10 @@ def touch_runbook(engine_env, name: str, alertname: str, tmp_path: Path, **extra
 
 
 def sleep_runbook(engine_env, name: str, alertname: str, tmp_path: Path,
-                  seconds: float) -> tuple[Path, Path]:
-    """A runbook whose step sleeps ``seconds`` on its target, holding the target's lock;
-    (its trace, the file it writes its pid to when it starts)."""
+                  seconds: float, verify: str = "") -> tuple[Path, Path]:
+    """A runbook whose step sleeps ``seconds`` on its target, holding the target's lock
+    (``verify``: its verify line; else one that always passes); (its trace, the file it
+    writes its pid to when it starts)."""
     trace, started = tmp_path / f"{name}.trace", tmp_path / f"{name}.started"
     engine_env.runbook(name, f"""
         match: [alertname="{alertname}"]
@@ -72,6 +73,7 @@ def sleep_runbook(engine_env, name: str, alertname: str, tmp_path: Path,
         strategies:
           - {{name: wait, action: test.sleep,
               with: {{seconds: {seconds}, started: "{started}", trace: "{trace}"}}}}
+        {verify}
     """)
     return trace, started
 
@@ -125,6 +127,11 @@ def test_one_firing_alert_through_the_pair_gives_one_run(engine_env, tmp_path):
         incidents = [i for i in rs.cli_json("incidents", replica="r2")
                      if i["runbook"] == "single"]
         assert [i["state"] for i in incidents] == ["recovered"], incidents
+        # Every replica seen, on one and the same set of runbooks: no warning.
+        replicas_seen = rs.cli_json("status", replica="r2")["replicas"]
+        assert sorted(line["replica"] for line in replicas_seen["seen"]) == ["r1", "r2", "r3"]
+        assert len({line["set_sha256"] for line in replicas_seen["seen"]}) == 1
+        assert not replicas_seen["warning"], replicas_seen
 
 
 # -- 2. a storm spread over the replicas: every alert processed once ------------------------
@@ -186,8 +193,10 @@ def test_a_replica_killed_mid_run_hands_its_work_to_the_others(engine_env, tmp_p
             finally:
                 store.close()
             return [h for h, _ in claims if int(h.split(":")[1]) in victim_pids]
-        held = wait_for(victim_claims, 20, every=0.01)
-        assert held, f"{victim} never held a claim on the storm"
+        held = wait_for(victim_claims, 20, every=0.01) or []
+        # On Redis (the backend under test) a claim of the storm is seen every time; on
+        # SQLite, the baseline, a worker holds a claim for milliseconds only.
+        assert held or backend == "sqlite", f"{victim} never held a claim on the storm"
         rs.kill(victim)
         killed_at = time.time()
         survivors = [r.name for r in rs.replicas if r.name != victim]
@@ -328,11 +337,23 @@ def test_redis_restarted_during_a_storm_loses_nothing_acknowledged(engine_env, t
 
 # -- 6. a replica stalled past its lease ----------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="fencing is not built yet: a replica SIGSTOPped "
-                   "past its lease finishes its step when resumed")
 def test_a_replica_stalled_past_its_lease_cannot_act_on_its_stale_lock(engine_env,
                                                                         tmp_path):
-    trace, began = sleep_runbook(engine_env, "stalled", "ReplicaStalled", tmp_path, 6)
+    """A replica SIGSTOPped in the middle of its step, past its lease: another replica
+    gives its run up (``interrupted``), finds the target still failing its verify, takes
+    the lock with a newer token and runs the step itself. The stalled one, resumed while
+    that runs, does not go on acting on the host: its step is stopped, its run stays
+    ``interrupted``."""
+    never = tmp_path / "never-fixed"
+    trace, began = sleep_runbook(
+        engine_env, "stalled", "ReplicaStalled", tmp_path, 8,
+        verify=f'verify: {{action: test.file_exists, with: {{path: "{never}"}}, '
+               'interval: 0.1s, deadline: 0.3s}')
+
+    def lines(pid: int) -> list[str]:
+        return [line.split()[0] for line in trace.read_text().splitlines()
+                if line.split()[2] == str(pid)]
+
     with replicas(engine_env, tmp_path, alertmanagers=0) as rs:
         posted(rs, 0, notification(firing("ReplicaStalled", "cache-1", time.time())))
         assert wait_for(began.exists, 30), rs.errors()
@@ -342,18 +363,15 @@ def test_a_replica_stalled_past_its_lease_cannot_act_on_its_stale_lock(engine_en
         survivor = next(r.name for r in rs.replicas if r.name != victim)
         rs.pause(victim)
         try:
-            # Past its lease: the others give its run up and its lock lapses.
-            assert wait_for(lambda: [r["status"] for r in rs.runs("stalled", survivor)]
-                            [:1] == ["interrupted"], 60, every=0.5), \
+            # Past its lease: another replica gives its run up and runs the step itself.
+            assert wait_for(lambda: began.read_text() != str(pid), 60, every=0.2), \
                 f"{rs.runs('stalled', survivor)}\n{rs.errors()}"
             lock = rs.lock("cache-1")
-            assert lock is None or lock.expires_at < time.time() or \
-                lock.holder.split(":")[1] != str(pid), lock
+            assert lock is not None and lock.holder.split(":")[1] != str(pid), lock
         finally:
             rs.resume(victim)
-        time.sleep(8)                        # longer than what was left of its step
+        other = int(began.read_text())
+        assert wait_for(lambda: "sleep-end" in lines(other), 30), rs.errors()
         runs = rs.runs("stalled", survivor)
         assert runs[0]["status"] == "interrupted", runs
-        mine = [line.split()[0] for line in trace.read_text().splitlines()
-                if line.split()[2] == str(pid)]
-        assert "sleep-end" not in mine, f"the stalled replica went on acting: {mine}"
+        assert "sleep-end" not in lines(pid), f"the stalled replica went on acting: {lines(pid)}"
