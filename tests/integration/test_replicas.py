@@ -151,7 +151,7 @@ def test_five_hundred_alerts_spread_over_the_replicas_give_five_hundred_runs(
                                      for host in hosts[10 * i:10 * i + 10]))
             posted(rs, i, payload)
             posted(rs, i + 1, payload)
-        assert wait_for(lambda: len(traced(trace)) >= 500, 400, every=1.0), \
+        assert wait_for(lambda: len(traced(trace)) >= 500, 200, every=1.0), \
             f"{len(traced(trace))} of 500 ran\n" + rs.errors()
         rs.settle()
         time.sleep(2)                  # a second execution would show by now
@@ -206,8 +206,9 @@ def test_a_replica_killed_mid_run_hands_its_work_to_the_others(engine_env, tmp_p
             return rs.runs("held", replica=survivors[0])
         assert wait_for(lambda: any(r["status"] == "interrupted" for r in held_runs()), 60,
                         every=0.5), f"{held_runs()}\n{rs.errors()}"
-        assert wait_for(lambda: traced(trace) and len(set(traced(trace))) == 150, 300,
-                        every=1.0), f"{len(set(traced(trace)))} of 150 ran\n" + rs.errors()
+        fixed = tmp_path / "storm-done"            # the step's change: a file per host
+        assert wait_for(lambda: len(list(fixed.iterdir())) == 150, 150, every=1.0), \
+            f"{len(list(fixed.iterdir()))} of 150 fixed\n" + rs.errors()
         rs.settle()
         assert wait_for(lambda: all(r["status"] not in ("running", "queued")
                                     for r in held_runs()), 60, every=0.5), held_runs()
@@ -219,10 +220,15 @@ def test_a_replica_killed_mid_run_hands_its_work_to_the_others(engine_env, tmp_p
         lock = rs.lock("cache-1")
         assert lock is None or lock.expires_at < time.time() or lock.holder.split(":")[1] \
             not in {str(p) for p in victim_pids}, lock
-        # The storm: every host fixed, none twice, whoever held its alert.
+        # The storm: every host fixed, none twice, whoever held its alert. A step the
+        # kill cut short after its change but before its trace line is not run again:
+        # its run is interrupted and its verify passes.
+        assert sorted(f.name for f in fixed.iterdir()) == hosts
         counts = Counter(traced(trace))
-        assert sorted(counts) == hosts
         assert [h for h, n in counts.items() if n > 1] == []
+        cut_short = {r["target"] for r in rs.runs("storm") if r["status"] == "interrupted"}
+        assert set(hosts) - set(counts) <= cut_short, (sorted(set(hosts) - set(counts)),
+                                                      cut_short)
         print(f"\nkilled {victim} holding {len(held)} claim(s); its run interrupted")
 
 
@@ -325,7 +331,7 @@ def test_redis_restarted_during_a_storm_loses_nothing_acknowledged(engine_env, t
         for i in range(20, 40):              # the refused ones again, and the rest
             deliver(i, notification(*(firing("ReplicaStorm", host, started)
                                       for host in hosts[5 * i:5 * i + 5])))
-        assert wait_for(lambda: len(set(traced(trace))) == 200, 300, every=1.0), \
+        assert wait_for(lambda: len(set(traced(trace))) == 200, 150, every=1.0), \
             f"{len(set(traced(trace)))} of 200 ran\n" + rs.errors()
         rs.settle()
         time.sleep(2)
