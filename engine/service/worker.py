@@ -377,6 +377,13 @@ class Worker:
                 continue
             if incident.id in ours:
                 continue
+            # As it is now, not as listed: with many incidents the listing is seconds
+            # old by the time this one is reached, and a live worker may have claimed
+            # it since (reopened again, it would run twice).
+            current = self.ctx.store.get_incident(incident.id)
+            if current is None or current.state != IncidentState.REMEDIATING or \
+                    current.updated_at != incident.updated_at:
+                continue
             if incident.held_by and incident.held_by != self.ctx.holder:
                 if beats is None:
                     beats = self.ctx.store.get_value("worker_heartbeat") or {}

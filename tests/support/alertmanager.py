@@ -1,12 +1,15 @@
 """A real Alertmanager (Debian's prometheus-alertmanager) for tests: one private
-instance on a free loopback port, no cluster gossip, group timings of about a second,
-posting to the receiver URL a test gives it."""
+instance on a free loopback port, group timings of about a second, posting to the
+receiver URL a test gives it (and to ``more_receivers``: an HA pair sends to every
+replica). Without ``peers`` there is no cluster gossip; with them (``clustered``) it
+gossips on a loopback port of its own, as an HA pair does (``--cluster.peer``)."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,11 +33,22 @@ def iso_at(epoch: float) -> str:
 class Alertmanager:
     def __init__(self, folder: Path, receiver_url: str, token: str, *,
                  repeat_interval: str = "2s",
-                 group_by: tuple[str, ...] = ("alertname", "instance")) -> None:
+                 group_by: tuple[str, ...] = ("alertname", "instance"),
+                 more_receivers: Sequence[tuple[str, str]] = (),
+                 clustered: bool = False, peers: Sequence[Alertmanager] = ()) -> None:
         self.folder = folder
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # Gossip: on a loopback port of its own when clustered, else none at all.
+        self.cluster_port = free_port() if clustered or peers else None
+        self.peers = list(peers)
         folder.mkdir(parents=True, exist_ok=True)
+        webhooks = "".join(f"""
+      - url: {url}
+        send_resolved: true
+        http_config:
+          authorization: {{type: Bearer, credentials: {secret}}}"""
+                           for url, secret in [(receiver_url, token), *more_receivers])
         (folder / "alertmanager.yml").write_text(f"""
 route:
   receiver: recovery
@@ -44,11 +58,7 @@ route:
   repeat_interval: {repeat_interval}
 receivers:
   - name: recovery
-    webhook_configs:
-      - url: {receiver_url}
-        send_resolved: true
-        http_config:
-          authorization: {{type: Bearer, credentials: {token}}}
+    webhook_configs:{webhooks}
 """)
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -58,7 +68,7 @@ receivers:
         self.process = subprocess.Popen(
             [BINARY, f"--config.file={self.folder / 'alertmanager.yml'}",
              f"--storage.path={self.folder / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address="],
+             f"--web.listen-address=127.0.0.1:{self.port}", *self._cluster_args()],
             stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -72,6 +82,23 @@ receivers:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"alertmanager did not start: {self.log()[-2000:]}")
+
+    def _cluster_args(self) -> list[str]:
+        if self.cluster_port is None:
+            return ["--cluster.listen-address="]
+        address = f"127.0.0.1:{self.cluster_port}"
+        # A short peer timeout: the second of a pair waits that long for the first's
+        # notification log before it sends itself (15 s by default).
+        return [f"--cluster.listen-address={address}",
+                f"--cluster.advertise-address={address}", "--cluster.peer-timeout=1s",
+                "--cluster.gossip-interval=100ms", "--cluster.pushpull-interval=2s",
+                *(f"--cluster.peer=127.0.0.1:{peer.cluster_port}" for peer in self.peers)]
+
+    def cluster_size(self) -> int:
+        """How many members this one sees in its cluster, itself included (0: none)."""
+        r = httpx.get(f"{self.url}/api/v2/status", timeout=5)
+        r.raise_for_status()
+        return len(r.json().get("cluster", {}).get("peers") or [])
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

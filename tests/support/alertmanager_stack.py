@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.alertmanager import Alertmanager
-from tests.support.service import GRACE, Served, free_port, wait_for, webhook_token
+from tests.support.service import GRACE, Served, first_token, free_port, wait_for
 
 WEBHOOK = f"{{workers: 1, http_workers: 1, shutdown_grace: {GRACE}s, graceful_timeout: 2s}}"
 
@@ -102,17 +102,7 @@ def stack(engine_env, tmp_path: Path, *, alertmanagers: int = 1, webhook: str = 
     started is stopped on the way out."""
     served = Served(engine_env, tmp_path / "home", free_port())
     engine_env.write_config(webhook=webhook, **config)
-    # The webhook token, generated as the service's first start generates it (the same
-    # code, into the same RECOVERY_HOME file): the Alertmanagers' configuration needs it
-    # and the service's configuration needs their URLs, so it is made first.
-    from engine.config import load_config
-    from engine.security.credentials import load_credentials
-
-    environ = served.environ()
-    _, generated = load_credentials(load_config(engine_env.config_path, environ=environ),
-                                    environ, create=True)
-    assert "webhook" in generated
-    token = webhook_token(served.home)
+    token = first_token(engine_env.config_path, served)
     ams = [Alertmanager(tmp_path / f"am{i}", f"{served.url}/api/v1/alerts", token)
            for i in range(alertmanagers)]
     config["alertmanagers"] = json.dumps([am.url for am in ams])

@@ -370,6 +370,21 @@ def webhook_token(home: Path) -> str:
     return (home / "webhook.token").read_text().strip()
 
 
+def first_token(config: Path, served: Served) -> str:
+    """The webhook token of a service not started yet, generated as its first start
+    generates it (the same code, into the same RECOVERY_HOME file): an Alertmanager's
+    configuration needs it before the service, whose configuration names that
+    Alertmanager, can start."""
+    from engine.config import load_config
+    from engine.security.credentials import load_credentials
+
+    environ = served.environ()
+    _, generated = load_credentials(load_config(config, environ=environ), environ,
+                                    create=True)
+    assert "webhook" in generated
+    return webhook_token(served.home)
+
+
 def history(served: Served) -> list[dict]:
     done = subprocess.run([sys.executable, "-m", "engine", "history", "--json"],
                           env=served.environ(), capture_output=True, text=True, timeout=60)

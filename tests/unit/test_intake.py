@@ -692,3 +692,54 @@ def test_an_incident_waiting_in_a_live_workers_pool_is_not_taken_for_abandoned(e
     for host in ("cache-1", "cache-2"):
         assert len(ctx.store.attempts_since("demo", host, 0)) == 1
     assert [w.split()[0] for w in engine_env.traced()].count("sleep-start") == 2
+
+
+def test_a_step_that_ended_but_whose_incident_was_not_settled_is_verified_not_run_again(
+        engine_env):
+    """The store went away between a step's end (its run recorded ``succeeded``) and the
+    incident's (left ``remediating``): a Redis restart during a storm did that to one
+    replica. Once the store is back, the orphan check hands the incident back to the
+    workers; they ask the step's verify first, as after an interruption, and do not run
+    the step a second time (they did: the replica suite saw a host fixed twice)."""
+    engine_env.write_config(lease="1s")
+    touch_runbook(engine_env, "")
+    ctx = engine_env.context()
+    journal(ctx, alert(instance="cache-1", fingerprint="fp-1"))
+    Worker(ctx).run_once()
+    [run] = ctx.store.query_runs(limit=None)
+    assert run.status == RunStatus.SUCCEEDED
+    # As the store left it: the run's end written, the incident's not.
+    ctx.store.update_incident(only_incident(ctx).id, state=IncidentState.REMEDIATING,
+                              attempt_id=run.attempt_id, closed_at=None)
+    worker = Worker(ctx)
+    assert worker._reopen_orphans(time.time() + 10) == 1      # past three leases
+    ctx.store.update_incident(only_incident(ctx).id, next_try_at=time.time())   # due now
+    worker.run_once()
+    assert [w.split()[0] for w in engine_env.traced()] == ["touch"]   # not run again
+    incident = only_incident(ctx)
+    assert incident.state == IncidentState.RECOVERED, incident.reason
+    assert "verified after interruption" in incident.reason
+
+
+def test_the_orphan_check_leaves_an_incident_taken_up_since_it_listed_it(engine_env,
+                                                                        monkeypatch):
+    """The orphan check lists the open incidents once, then asks the store about each in
+    turn; with many (a storm) that takes a while. One listed as abandoned may meanwhile
+    have been handed back and claimed by a live worker: reopened all the same, it was
+    claimed and run a second time (the replica suite saw a host fixed twice after a
+    replica was killed). What the check acts on is the incident as it is now."""
+    engine_env.write_config(lease="1s")
+    touch_runbook(engine_env, "")
+    ctx = engine_env.context()
+    journal(ctx, alert(instance="cache-1", fingerprint="fp-1"))
+    assert drain(ctx, run=lambda incident_id: None) == 1   # opened; its worker died
+    time.sleep(3.2)                                          # past three leases
+    listed = ctx.store.list_incidents(open_only=True)
+    # Meanwhile another worker handed it back and a live one claimed it.
+    incident = only_incident(ctx)
+    ctx.store.update_incident(incident.id, expect=[IncidentState.REMEDIATING],
+                              state=IncidentState.OPEN, next_try_at=time.time())
+    assert ctx.store.claim_due_incident(time.time()) is not None
+    monkeypatch.setattr(ctx.store, "list_incidents", lambda **kw: listed)
+    assert Worker(ctx, intake=False)._reopen_orphans(time.time()) == 0
+    assert only_incident(ctx).state == IncidentState.REMEDIATING

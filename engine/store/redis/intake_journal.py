@@ -225,6 +225,7 @@ class RedisIntakeJournal(RedisConnection, IntakeJournal):
         fresh_ids = dict(zip(rows, range(top - len(rows) + 1, top + 1), strict=True))
 
         def change(pipe: Any) -> None:
+            # Every try (a WATCHed key changed: run again) hands out the same ids afresh.
             keys = [self._delivery_key(k) for k in rows]
             olds = [None if raw is None else json.loads(raw)
                     for raw in (pipe.mget(keys) if keys else [])]
