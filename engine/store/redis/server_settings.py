@@ -11,7 +11,8 @@ What the store needs, and why each, in the words of ``SettingProblem.reason``:
 - ``maxmemory-policy noeviction`` when ``maxmemory`` is set: every other policy deletes
   keys to make room, without a word. With ``maxmemory 0`` nothing is evicted.
 - a primary: a replica refuses writes, or keeps them to itself until its next sync.
-- Redis 6.2 or later: Streams with consumer groups and ``XAUTOCLAIM``.
+- Redis 6.2 or later: the oldest the store is meant for (its journal is a Stream, its
+  claims small Lua scripts); an older server is refused rather than trusted untested.
 - no cluster mode: the store's Lua scripts change several keys at once, which a cluster
   allows only within one hash slot; keys sharing one slot all live on one node, so a
   cluster would add nothing but ``CROSSSLOT`` errors. Refused outright.
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 
 import redis
 
-MINIMUM_VERSION = (6, 2, 0)       # XAUTOCLAIM
+MINIMUM_VERSION = (6, 2, 0)       # the oldest the store is meant for
 
 # setting -> (its CONFIG GET parameter, its INFO field); None where there is none.
 SOURCES: dict[str, tuple[str | None, str | None]] = {
@@ -129,9 +130,9 @@ def _unread(settings: ServerSettings, setting: str, matters: str) -> SettingProb
 
 
 def _version_problems(s: ServerSettings) -> list[SettingProblem]:
-    needs = ("The store needs Streams with consumer groups and XAUTOCLAIM (Redis "
-             f"{'.'.join(map(str, MINIMUM_VERSION[:2]))}) to hand a dead replica's alerts "
-             "to another.")
+    needs = (f"The store needs Redis {'.'.join(map(str, MINIMUM_VERSION[:2]))} or later "
+             "(its intake journal is a Stream, its claims Lua scripts; older servers are "
+             "not tested).")
     if "version" in s.unread:
         return [_unread(s, "version", needs)]
     text = s.values["version"]
