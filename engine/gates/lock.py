@@ -157,15 +157,38 @@ class Lease:
         self.keeper, self.locks, self._on_beat, self._on_lost = keeper, locks, on_beat, on_lost
         self.lost: list[str] = []
         self.taken: str | None = None
+        # Why the lease lapsed: not renewed for a whole lease (the store did not answer),
+        # so its locks may be anyone's once the store is back. Judged only while
+        # ``acting``: a step that has finished keeps its result whatever the store does.
+        self.lapsed: str | None = None
+        self.acting = True
+        self.renewed_at = time.monotonic()
         self._checking = threading.Lock()   # the keeper's beat and the step's own check
 
     def beat(self) -> None:
         try:
             self.check()
+        except Exception:  # noqa: BLE001 - a missed beat must not kill the keeper
+            self._lapse_if_due()
+            return
+        try:
             if self._on_beat:
                 self._on_beat()
         except Exception:  # noqa: BLE001 - a missed beat must not kill the keeper
             pass
+
+    def _lapse_if_due(self) -> None:
+        """A lease not renewed for longer than itself has lapsed: its step must stop
+        acting, as it would if another holder had taken the lock (it may, any moment)."""
+        unrenewed = time.monotonic() - self.renewed_at
+        if (not self.locks or not self.acting or self.taken is not None
+                or self.lapsed is not None or unrenewed <= self.keeper.ttl):
+            return
+        targets = ", ".join(lock.target for lock in self.locks)
+        self.lapsed = (f"its lease on {targets} lapsed: not renewed for {unrenewed:.0f}s "
+                       "(the store did not answer), so another holder could take it")
+        if self._on_lost:
+            self._on_lost(self.lapsed)
 
     def check(self) -> str | None:
         """Renew every lock now; why the lease is lost (one of its locks is held by
@@ -180,6 +203,7 @@ class Lease:
                     now = store.get_lock(lock.target)
                     if now is not None and now.token != lock.token:
                         self._lose(lock, now)
+            self.renewed_at = time.monotonic()     # the store answered
             return self.taken
 
     def _lose(self, lock: Lock, now: Lock) -> None:

@@ -334,9 +334,11 @@ def _run(ctx: EngineContext, step: Step, on_run: RunCallback | None) -> StepResu
         lost = still_held(lease)
         result = (StepResult(RunStatus.INTERRUPTED, "not started", 1) if lost
                   else _run_and_verify(ctx, step))
-        if lease.taken:     # stalled past its lease while it ran: the target is another's
+        lease.acting = False
+        gone = lease.taken or lease.lapsed
+        if gone:   # stalled past its lease, or it lapsed in an outage: stopped acting
             ended = None if lost else f"{result.status.value}: {result.reason}"
-            record_lost_lease(ctx, run, step.artifacts, lease.taken, ended)
+            record_lost_lease(ctx, run, step.artifacts, gone, ended)
             return None
         if lease.lost:
             result.reason += (f" (its lock on {', '.join(lease.lost)} was broken while "

@@ -118,10 +118,15 @@ def action_context(ctx: EngineContext, incident: Incident, runbook: Runbook,
 
 
 def beat(ctx: EngineContext, run_id: str, cancel: threading.Event) -> None:
-    """A running step's heartbeat: the workers do not take it for dead, and a cancel
-    recorded by another process reaches it."""
+    """A running step's heartbeat: the workers do not take it for dead, a cancel
+    recorded by another process reaches it, and so does a sweep that took it for dead."""
     ctx.store.heartbeat_runs([run_id], time.time())
     if ctx.store.get_value(f"cancel:{run_id}"):
+        cancel.set()
+    # A run no longer running in the store was taken for dead (its process stalled past
+    # three leases) and its incident may be another's by now: stop acting at once.
+    current = ctx.store.get_run(run_id)
+    if current is not None and current.status != RunStatus.RUNNING:
         cancel.set()
 
 

@@ -253,3 +253,78 @@ strategies:
     assert member.outcome.status == RunStatus.INTERRUPTED
     assert "its lease on cache-1 was lost" in member.outcome.reason
     assert member.outcome.data["hosts"][0]["outcome"] == "not_started"
+
+
+def test_a_replica_that_wakes_after_another_finished_its_incident_does_not_act_again(
+        replicas, run_incident, tmp_path: Path) -> None:
+    """As above, but B has finished the incident and released the lock before A wakes:
+    no one holds cache-1, so A's renewal fails with no newer token to see. Its run was
+    marked interrupted meanwhile: its first beat sees that and stops it (it went on
+    acting, its end refused only afterwards)."""
+    a, b = replicas
+    log = tmp_path / "host.log"
+    thread_a = _in_thread(run_incident, a, "act")
+    _until(lambda: "a act" in _lines(log), "replica A to act on cache-1")
+    [run_a] = b.store.query_runs(target="cache-1")
+    (tmp_path / "paused").write_text("a")
+    a.leases.stalled.set()
+    _until(lambda: "a paused" in _lines(log), "replica A to stop")
+    _until(lambda: b.store.get_lock("cache-1") is None, "A's lease to lapse")
+    later = time.time() + 3 * b.config.lock_ttl + 1
+    assert Worker(b).mark_interrupted(later) >= 1
+    claimed = b.store.claim_due_incident(later)
+    assert claimed is not None and claimed.id == run_a.incident_id
+    (tmp_path / "released").write_text("go")
+    advance(b, claimed.id)                                  # B fixes it, lets go
+    assert b.store.get_incident(claimed.id).state == IncidentState.RECOVERED
+    assert b.store.get_lock("cache-1") is None
+    (tmp_path / "released").unlink()                        # A's action would go on
+    before = len(_lines(log))
+
+    a.leases.stalled.clear()
+    a.leases.beat_all()                                     # SIGCONT
+    (tmp_path / "paused").unlink()
+    thread_a.join(WAIT)
+    assert not thread_a.is_alive()
+    after_b = _lines(log)[before:]
+    assert "a act" not in after_b, after_b
+    assert b.store.get_run(run_a.id).status == RunStatus.INTERRUPTED
+
+
+class _StoreDownForRenewals:
+    """The store as the lease keeper sees it, its renewals failing while ``down`` is set
+    (an outage of the store, seen by the holder alone)."""
+
+    def __init__(self, store) -> None:
+        self.store, self.down = store, threading.Event()
+
+    def renew_lock(self, *args, **kwargs):
+        from engine.store.base import StoreUnavailable
+
+        if self.down.is_set():
+            raise StoreUnavailable("the store is unavailable (test)")
+        return self.store.renew_lock(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+def test_a_step_whose_lease_lapses_in_a_store_outage_stops_acting(
+        replicas, run_incident, tmp_path: Path) -> None:
+    """The store does not answer A's renewals for longer than a lease: its lock has lapsed
+    where anyone can take it once the store is back, so A stops acting then, not when its
+    step would have ended; its run says why."""
+    a, _b = replicas
+    log = tmp_path / "host.log"
+    view = _StoreDownForRenewals(a.store)
+    a.leases = LeaseKeeper(view, a.config.lock_ttl)
+    thread_a = _in_thread(run_incident, a, "act-a")
+    _until(lambda: "a act" in _lines(log), "replica A to act on cache-1")
+    view.down.set()
+    _until(lambda: "a canceled" in _lines(log), "A's action to stop")
+    view.down.clear()
+    thread_a.join(WAIT)
+    assert not thread_a.is_alive()
+    run_a = _run_of(a, "act-a")
+    assert run_a.status == RunStatus.INTERRUPTED, run_a
+    assert "lapsed" in run_a.reason, run_a.reason
