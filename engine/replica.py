@@ -11,18 +11,27 @@ The name: ``replica`` in recovery.yml or ``RECOVERY_REPLICA``; by default the ho
 and a short hash of RECOVERY_HOME (``host-1a2b3c4d``): stable across restarts and
 distinct for two services on one host with two homes. Two services given the same name
 are one replica to the store (their sets overwrite each other): name them apart.
+
+``recovery serve`` writes its name in RECOVERY_HOME (``REPLICA_FILE``) as it starts, and a
+process given no name takes that one: a ``recovery reload`` or ``status`` run without the
+RECOVERY_REPLICA the service was started with then acts on that service's replica, not on
+a default-named one no service runs. The service itself never reads the file (its name
+comes from its configuration): a restart without RECOVERY_REPLICA is the default again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 import socket
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from engine.config import Config
+
+REPLICA_FILE = "replica"     # in RECOVERY_HOME: the name the service there started with
 
 
 def default_replica(home: Path, host: str | None = None) -> str:
@@ -32,6 +41,39 @@ def default_replica(home: Path, host: str | None = None) -> str:
     return f"{name[:50]}-{digest}"
 
 
-def replica_of(config: Config) -> str:
-    """This process's replica name: the configured one, else the default."""
+def serving_replica(config: Config) -> str:
+    """The name ``recovery serve`` runs as: the configured one, else the default."""
     return config.replica or default_replica(config.home)
+
+
+def record_serving_replica(config: Config) -> str:
+    """Write the serving name into RECOVERY_HOME (0600, replaced whole) before any of the
+    service's processes start; the name."""
+    name = serving_replica(config)
+    config.ensure_home()
+    path = config.home / REPLICA_FILE
+    tmp = path.with_name(f".{REPLICA_FILE}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(name + "\n")
+    os.replace(tmp, path)
+    return name
+
+
+def recorded_replica(home: Path) -> str | None:
+    """The name the last ``recovery serve`` in ``home`` started with (None: none, or not
+    a valid name)."""
+    from engine.config import REPLICA_PATTERN
+
+    try:
+        name = (home / REPLICA_FILE).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return name if re.fullmatch(REPLICA_PATTERN, name) else None
+
+
+def replica_of(config: Config) -> str:
+    """This process's replica name: the configured one (RECOVERY_REPLICA, then
+    ``replica``), else the one the service in RECOVERY_HOME started with, else the
+    default."""
+    return config.replica or recorded_replica(config.home) or default_replica(config.home)

@@ -50,6 +50,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 def cmd_serve(ctx: EngineContext, args: argparse.Namespace) -> int:
     from engine.config import ConfigError
+    from engine.replica import record_serving_replica
     from engine.security.credentials import load_credentials
     from engine.service.supervisor import Service, ServiceError, ServiceSettings
 
@@ -58,6 +59,9 @@ def cmd_serve(ctx: EngineContext, args: argparse.Namespace) -> int:
                                                http_workers=args.http_workers)
     except ServiceError as exc:
         raise CliError(str(exc), USAGE) from None
+    # Its name, in RECOVERY_HOME before any child starts: they, and a `recovery reload`
+    # run there without RECOVERY_REPLICA, take it (engine.replica).
+    ctx.replica = record_serving_replica(ctx.config)
     store_wait = _store_checks_now_or_later(ctx)
     try:
         _credentials, generated = load_credentials(ctx.config, create=True)

@@ -62,7 +62,8 @@ def cmd_migrate(ctx: EngineContext, args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(str(exc), USAGE) from None
     try:
-        report = migrate(source, args.to, replace=args.replace, check=args.check)
+        report = migrate(source, args.to, replace=args.replace, check=args.check,
+                         lease=ctx.config.lock_ttl)
     except MigrationRefused as exc:
         err("recovery store migrate: refused, nothing written: " + "; ".join(exc.reasons))
         return USAGE if exc.usage else REFUSED

@@ -14,7 +14,9 @@ Redis writes each record with the same keys and indexes its own verbs write
 The order, and what it guarantees: the source is refused while a service works on it
 (runs running, alerts journaled and not processed, live locks: stop the service, let
 the journal drain); the target is refused if anything is under its prefix, unless
-``replace`` (then it is cleared first: never merged); the target is marked incomplete
+``replace`` (then it is cleared first: never merged), and even with ``replace`` while a
+service uses it (``target_in_use``: clearing a live store drops its locks, its running
+runs and the alerts it acknowledged and has not processed); the target is marked incomplete
 (the shared value ``MIGRATION_KEY``) before the first record is written and complete
 only once every kind's count read back equals the source's. A migration cut short
 leaves the mark incomplete: ``recovery status`` says so, and the rerun needs
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from engine.lifecycle import RunStatus
 from engine.store import StoreUnavailable, open_store
 from engine.store.redis.connection import redacted
 from engine.store.redis.state_import import RedisStateImport
@@ -84,12 +87,38 @@ def _target(url: str) -> RedisStateImport:
     return store
 
 
+def target_in_use(target: RedisStateImport, now: float, lease: float) -> list[str]:
+    """What says a service uses the target now (empty: none does). Live as ``recovery
+    status`` judges a replica: its workers wrote within three lock leases."""
+    live_after = now - 3 * lease
+    reasons = []
+    live = [line.replica for line in target.replicas(live_after)]
+    if live:
+        reasons.append(f"{len(live)} replica(s) seen in the last {3 * lease:g}s "
+                       f"({', '.join(live)})")
+    beats = target.get_value("worker_heartbeat")
+    fresh = [h for h, t in (beats.items() if isinstance(beats, dict) else ())
+             if isinstance(t, int | float) and t >= live_after]
+    if fresh:
+        reasons.append(f"{len(fresh)} worker heartbeat(s) in the last {3 * lease:g}s")
+    running = target.query_runs(status=RunStatus.RUNNING.value, limit=None)
+    if running:
+        reasons.append(f"{len(running)} run(s) running")
+    locks = target.list_locks()
+    if locks:
+        reasons.append(f"{len(locks)} live lock(s)")
+    depth, _ = target.intake_depth(now)
+    if depth:
+        reasons.append(f"{depth} alert(s) journaled and not processed")
+    return reasons
+
+
 def migrate(source: Path, target_url: str, *, replace: bool = False,
-            check: bool = False) -> MigrationReport:
+            check: bool = False, lease: float = 30.0) -> MigrationReport:
     """Copy the SQLite store ``source`` into the Redis store ``target_url`` (``check``:
     only count and check, write nothing). MigrationRefused before any write;
     MigrationFailed after (the target marked incomplete); StoreUnavailable if the target
-    cannot be reached."""
+    cannot be reached. ``lease``: the lock lease, by which a replica counts as live."""
     if not source.is_file():
         raise MigrationRefused([f"no SQLite store at {source}"], usage=True)
     snap, activity = export_sqlite(source)
@@ -110,6 +139,12 @@ def migrate(source: Path, target_url: str, *, replace: bool = False,
                 f"the target already holds state under its prefix ({report.held_keys}"
                 f"{'+' if report.held_keys >= 1000 else ''} keys: {why}); nothing is "
                 "merged: --replace drops it and copies afresh, or choose another ?prefix="])
+        live = target_in_use(target, time.time(), lease) if report.held_keys else []
+        if live:
+            raise MigrationRefused([
+                "the target is live: " + ", ".join(live) + "; --replace never drops a "
+                "store a service uses: stop every replica and worker on it (and let its "
+                "intake drain), or choose another ?prefix="])
         if check:
             return report
         if report.held_keys:

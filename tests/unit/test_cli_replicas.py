@@ -74,3 +74,38 @@ def test_the_url_shown_never_holds_its_password(cli_env: Env):
     r = cli_env.cli("status")
     assert r.code != 0 and "s3cret-pw" not in r.out + r.err
     assert "redis://" in r.out + r.err
+
+
+def test_a_command_run_without_the_services_name_acts_on_the_replica_serve_recorded(
+        cli_env: Env, monkeypatch: pytest.MonkeyPatch):
+    """`recovery serve` started with RECOVERY_REPLICA=db-7 records it in its home; a
+    `recovery reload` or `status` run there without it acts on db-7, not on a
+    default-named replica no service runs."""
+    import stat
+
+    from engine.config import load_config
+    from engine.context import EngineContext
+    from engine.replica import REPLICA_FILE, default_replica, record_serving_replica
+    from engine.runbooks.loaded_set import recorded_set
+
+    monkeypatch.setenv("RECOVERY_REPLICA", "db-7")
+    assert record_serving_replica(load_config(cli_env.config)) == "db-7"   # as serve does
+    monkeypatch.delenv("RECOVERY_REPLICA")
+    written = cli_env.home / REPLICA_FILE
+    assert written.read_text().strip() == "db-7"
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+
+    ctx = EngineContext(load_config(cli_env.config))
+    try:
+        assert ctx.replica == "db-7"
+    finally:
+        ctx.store.close()
+    assert cli_env.cli("status", "--json").json()["replicas"]["this"] == "db-7"
+    r = cli_env.cli("reload")
+    assert r.code == 0 and "reloaded" in r.out, (r.out, r.err)
+    store = cli_env.store()
+    try:
+        assert recorded_set(store, "db-7") is not None
+        assert recorded_set(store, default_replica(cli_env.home)) is None
+    finally:
+        store.close()

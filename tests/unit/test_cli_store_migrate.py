@@ -166,3 +166,77 @@ def test_a_migration_cut_short_is_shown_by_status_and_redone_only_with_replace(
         assert cli_env.cli("status", "--json").json()["problems"] == []
     finally:
         full.stop()
+
+
+def _live_store(url: str, now: float) -> RedisStore:
+    """The target as two serving replicas leave it: their roster lines and heartbeats,
+    a lock, a run running, an alert journaled and not yet processed."""
+    from engine.store.replicas import ReplicaSeen
+
+    store = RedisStore(url)
+    for name in ("a", "b"):
+        store.record_replica(ReplicaSeen(name, None, None, now, "host-" + name))
+    store.update_value("worker_heartbeat", lambda _: {"a:1": now, "b:1": now})
+    assert store.acquire_lock("web-1", "a:1", 30.0) is not None
+    store.add_run(run(RunStatus.RUNNING, started_at=now))
+    assert store.enqueue_alerts([("fp-1", {"labels": {"alertname": "Down"}})]) == (1, 0)
+    return store
+
+
+def test_replace_refuses_a_target_live_replicas_use_and_keeps_their_state(
+        cli_env: Env, target: str) -> None:
+    assert cli_env.cli("recover", "-c", "svc").code == 0
+    store = _live_store(target, time.time())
+    try:
+        before = held(target)
+        r = cli_env.run("store", "migrate", "--to", target, "--replace")
+        assert r.code == 4, (r.out, r.err)
+        for reason in ("the target is live", "2 replica(s) seen", "(a, b)",
+                       "2 worker heartbeat(s)", "1 run(s) running", "1 live lock(s)",
+                       "1 alert(s) journaled and not processed"):
+            assert reason in r.err, (reason, r.err)
+        assert "nothing written" in r.err
+        assert held(target) == before
+        assert [s.replica for s in store.replicas()] == ["a", "b"]
+        assert store.intake_depth(time.time())[0] == 1 and store.list_locks()
+        r = cli_env.run("store", "migrate", "--to", target, "--replace", "--check")
+        assert r.code == 4 and "live" in r.err
+    finally:
+        store.close()
+
+
+def test_replace_drops_a_stopped_install_once_its_replicas_are_long_gone(
+        cli_env: Env, target: str) -> None:
+    assert cli_env.cli("recover", "-c", "svc").code == 0
+    old = time.time() - 3600                  # seen an hour ago: far past three leases
+    store = RedisStore(target)
+    try:
+        from engine.store.replicas import ReplicaSeen
+
+        store.record_replica(ReplicaSeen("a", None, None, old, "host-a"))
+        store.update_value("worker_heartbeat", lambda _: {"a:1": old})
+    finally:
+        store.close()
+    r = cli_env.run("store", "migrate", "--to", target, "--replace")
+    assert r.code == 0, r.err
+
+
+def test_clear_leaves_the_keys_of_an_install_under_a_longer_prefix(
+        cli_env: Env, redis_store_server: RedisServer) -> None:
+    base = f"mig-{uuid.uuid4().hex}:"
+    ours = f"{redis_store_server.url}?prefix={base}"
+    staging = f"{redis_store_server.url}?prefix={base}staging:"
+    assert cli_env.cli("recover", "-c", "svc").code == 0
+    assert cli_env.cli("store", "migrate", "--to", staging).code == 0
+    kept = held(staging)
+    assert kept > 0
+    r = cli_env.cli("store", "migrate", "--to", ours)        # nothing of its own there
+    assert r.code == 0, r.err
+    r = cli_env.cli("store", "migrate", "--to", ours, "--replace", "--json")
+    assert r.code == 0, r.err
+    assert r.json()["replaced_keys"] == held(ours)
+    assert held(staging) == kept
+    client = redis_store_server.client()
+    assert len(list(client.scan_iter(match=f"{base}staging:*"))) == kept
+    # every key the store wrote is of a family it knows (FAMILIES): none left uncounted
+    assert len(list(client.scan_iter(match=f"{base}*"))) == kept + held(ours)

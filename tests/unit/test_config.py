@@ -244,6 +244,28 @@ def test_the_replica_name_comes_from_recovery_replica_then_the_file(tmp_path: Pa
     assert replica_of(unnamed) == default_replica(tmp_path / "var")
 
 
+def test_the_replica_name_env_then_config_then_the_one_serve_recorded_then_default(
+        tmp_path: Path) -> None:
+    from engine.replica import (
+        REPLICA_FILE,
+        default_replica,
+        record_serving_replica,
+        replica_of,
+    )
+
+    file = tmp_path / "recovery.yml"
+    file.write_text("home: var\n")
+    assert replica_of(load_config(file, environ={})) == default_replica(tmp_path / "var")
+    record_serving_replica(load_config(file, environ={"RECOVERY_REPLICA": "served"}))
+    assert replica_of(load_config(file, environ={})) == "served"
+    file.write_text("home: var\nreplica: configured\n")
+    assert replica_of(load_config(file, environ={})) == "configured"
+    assert replica_of(load_config(file, environ={"RECOVERY_REPLICA": "env"})) == "env"
+    file.write_text("home: var\n")
+    (tmp_path / "var" / REPLICA_FILE).write_text("not a name!\n")     # ignored, not used
+    assert replica_of(load_config(file, environ={})) == default_replica(tmp_path / "var")
+
+
 @pytest.mark.parametrize("name", ["", "-lead", "a:b", "a b", "x" * 65])
 def test_a_bad_replica_name_is_a_config_error(tmp_path: Path, name: str) -> None:
     file = tmp_path / "recovery.yml"

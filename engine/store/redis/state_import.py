@@ -8,6 +8,8 @@ Written in pipelines of ``BATCH`` records (no MULTI: the target is new, no reade
 there, and a migration cut short is marked incomplete, not half-visible: see
 engine.store.migrate). ``held_keys``/``clear`` are what the migration asks of the target
 before: whether anything is under the prefix, and dropping it when told to replace it.
+Both see only the store's own key families (``FAMILIES``), not every key the prefix
+matches: prefix ``recovery:`` also matches ``recovery:staging:...``, another install's.
 """
 
 from __future__ import annotations
@@ -20,9 +22,18 @@ from engine.store.outcome_metrics import DurationRow
 from engine.store.redis.incidents import RedisIncidents
 from engine.store.redis.intake_journal import RedisIntakeJournal
 from engine.store.redis.records import encode
+from engine.store.redis.run_records import INDEXED
 from engine.store.state_snapshot import PER_PROCESS_VALUES, StateSnapshot
 
 BATCH = 500
+# The first part of every key the store writes (``_key(family, ...)``): what follows the
+# prefix up to the next ``:``. A key under the prefix with another first part is not ours.
+FAMILIES = frozenset({
+    "approvals", "attempt", "attempts", "attempts-failed", "degraded", "deliveries",
+    "deliveries-fp", "deliveries-inc", "delivery", "events", "fencing", "incident",
+    "incidents", "incidents-of", "intake", "lock", "locks", "metrics", "open", "refusal",
+    "resolved", "run", "run-account", "runs", "switches", "value",
+    *(f"runs-{column}" for column in INDEXED)})
 
 
 def _chunks(items: list[Any]) -> Iterator[list[Any]]:
@@ -43,10 +54,14 @@ class RedisStateImport(RedisIntakeJournal, RedisIncidents):
     """``import_state`` and what the migration checks and counts on the target."""
 
     def _under_prefix(self, client: Any) -> Iterator[bytes]:
-        yield from client.scan_iter(match=_glob_escaped(self.prefix) + "*", count=1000)
+        """This store's keys: under the prefix, of one of its ``FAMILIES``."""
+        start = len(self.prefix.encode())
+        for key in client.scan_iter(match=_glob_escaped(self.prefix) + "*", count=1000):
+            if key[start:].split(b":", 1)[0].decode(errors="replace") in FAMILIES:
+                yield key
 
     def held_keys(self, limit: int = 1000) -> int:
-        """How many keys are under this store's prefix (counted up to ``limit``)."""
+        """How many of this store's keys are under its prefix (counted up to ``limit``)."""
         with self._client() as client:
             n = 0
             for _ in self._under_prefix(client):
@@ -56,7 +71,7 @@ class RedisStateImport(RedisIntakeJournal, RedisIncidents):
         return n
 
     def clear(self) -> int:
-        """Drop every key under this store's prefix; how many."""
+        """Drop every one of this store's keys under its prefix; how many."""
         gone = 0
         with self._client() as client:
             keys = list(self._under_prefix(client))
