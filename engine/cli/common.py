@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from engine.cli.exits import USAGE
 from engine.durations import parse_duration
+from engine.store.urls import redacted
 
 if TYPE_CHECKING:
     from engine.context import EngineContext
@@ -76,7 +77,7 @@ def build_context(args: argparse.Namespace) -> EngineContext:
     except RunbookError as exc:
         raise CliError(f"runbook error: {exc}") from None
     except OSError as exc:
-        raise CliError(f"store unavailable: {config.state_url}: {exc}") from None
+        raise CliError(f"store unavailable: {redacted(config.state_url)}: {exc}") from None
     if waits:
         return ctx
     try:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.gates.lock import serializes
 from engine.lifecycle import IncidentState, RunStatus
+from engine.store.urls import redacted
 
 if TYPE_CHECKING:
     from engine.context import EngineContext
@@ -178,10 +179,10 @@ def status_report(ctx: EngineContext, now: float | None = None) -> dict[str, Any
                               "problems": []}
     try:
         store.ping()
-        report["store"] = {"url": _safe_url(ctx.config.state_url), "reachable": True,
+        report["store"] = {"url": redacted(ctx.config.state_url), "reachable": True,
                            "backend": _backend(ctx.config.state_url)}
     except StoreUnavailable as exc:
-        report["store"] = {"url": _safe_url(ctx.config.state_url), "reachable": False,
+        report["store"] = {"url": redacted(ctx.config.state_url), "reachable": False,
                            "backend": _backend(ctx.config.state_url),
                            "error": str(exc)}
         return report
@@ -254,9 +255,3 @@ def _backend(url: str) -> str:
     return "redis" if scheme in ("redis", "rediss") else scheme
 
 
-def _safe_url(url: str) -> str:
-    """A state URL without its password (``redis://:secret@host`` -> ``redis://***@host``)."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
-    return url

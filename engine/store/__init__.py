@@ -7,6 +7,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from engine.store.base import Store, StoreRefused, StoreUnavailable
+from engine.store.urls import redacted
 
 __all__ = ["Store", "StoreRefused", "StoreUnavailable", "open_store"]
 
@@ -39,5 +40,5 @@ def open_store(url: str, *, base_dir: Path | None = None, synchronous: str = "NO
         from engine.store.redis import open_redis_store
 
         return open_redis_store(url, retry_open=retry_open)
-    raise ValueError(f"unsupported state URL {url!r}: expected sqlite:///PATH "
+    raise ValueError(f"unsupported state URL {redacted(url)!r}: expected sqlite:///PATH "
                      "or redis://host:port/db")

@@ -187,6 +187,8 @@ def test_the_service_starts_while_redis_is_down_and_is_ready_once_it_comes(
     ({"appendonly": "no"}, "appendonly is no"),
     ({"appendonly": "yes", "maxmemory": "50mb", "maxmemory_policy": "allkeys-lru"},
      "maxmemory-policy is allkeys-lru"),
+    # Credentials it refuses: a configuration to fix, not an outage to wait out.
+    ({"appendonly": "yes", "password": "s3cret-pw"}, "refused its credentials"),
 ])
 def test_an_unsafe_redis_stops_the_start_with_the_reason(serve, engine_env, tmp_path,
                                                          unsafe, named):
@@ -196,6 +198,7 @@ def test_an_unsafe_redis_stops_the_start_with_the_reason(serve, engine_env, tmp_
         setup.served.start()
         assert setup.served.proc.wait(60) == 2
         assert named in setup.served.stderr()
+        assert "s3cret-pw" not in setup.served.stderr()
     finally:
         server.kill()
 

@@ -30,6 +30,7 @@ from redis.retry import Retry
 
 from engine.store.base import StoreRefused, StoreUnavailable
 from engine.store.redis.server_settings import UnsafeRedisSettings, require_safe_settings
+from engine.store.urls import redacted
 
 T = TypeVar("T")
 DEFAULT_PREFIX = "recovery:"
@@ -40,14 +41,15 @@ STORE_OPTIONS = ("prefix", "checked_elsewhere")
 WATCH_FIRST_SLEEP = 0.0005   # s: the first retry of a read-then-write another writer beat
 
 
-def redacted(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``: the only form logged."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+# Wrong credentials, or an ACL user not allowed what the store does: a configuration
+# error to fix, not an outage to wait out (it never ends by itself).
+CREDENTIALS_REFUSED = (redis.AuthenticationError, redis.exceptions.NoPermissionError,
+                       redis.exceptions.AuthenticationWrongNumberOfArgsError)
+
+
+def _credentials_refused(url: str, exc: Exception) -> StoreRefused:
+    return StoreRefused(f"the Redis store at {url} refused its credentials: {exc} (set "
+                        f"them in the URL or in {USERNAME_ENV} / {PASSWORD_ENV})")
 
 
 def split_options(url: str) -> tuple[str, dict[str, str]]:
@@ -105,13 +107,14 @@ class RedisConnection:
         self._settings_judged = not check_settings
 
     def _within(self, wait: float | None) -> redis.Redis:
-        """The client, or for a caller that waits ``wait`` seconds at most (less than
-        ``SOCKET_TIMEOUT``: the webhook's ``store_wait``) one whose connect and each
-        command give up after ``wait``, tried once: a server that stopped answering (a
+        """The client, or for a caller that waits ``wait`` seconds at most (the
+        webhook's ``store_wait``) one whose connect and each command give up after
+        ``wait`` (``SOCKET_TIMEOUT`` at most), tried once: a server that stopped answering (a
         partition, SIGSTOP) is a prompt 503, not a wait of two socket timeouts. What is
         sent through it must be safe to send again (the command may have run)."""
-        if wait is None or wait >= SOCKET_TIMEOUT:
+        if wait is None:
             return self._redis
+        wait = min(wait, SOCKET_TIMEOUT)   # the default client retries: twice as long
         client = self._within_clients.get(wait)
         if client is None:
             client = self._within_clients[wait] = redis.Redis.from_url(
@@ -134,6 +137,8 @@ class RedisConnection:
             raise StoreRefused(f"the Redis store at {self.url}: {exc}") from exc
         except redis.WatchError:
             raise
+        except CREDENTIALS_REFUSED as exc:
+            raise _credentials_refused(self.url, exc) from exc
         except redis.RedisError as exc:
             raise StoreUnavailable(
                 f"the Redis store at {self.url} is unavailable: {exc}") from exc
@@ -143,6 +148,8 @@ class RedisConnection:
         (StoreUnavailable if it cannot be asked); once they passed, not asked again."""
         try:
             require_safe_settings(self._redis, checked_elsewhere=self.checked_elsewhere)
+        except CREDENTIALS_REFUSED as exc:
+            raise _credentials_refused(self.url, exc) from exc
         except redis.RedisError as exc:
             raise StoreUnavailable(
                 f"the Redis store at {self.url} is unavailable: {exc}") from exc

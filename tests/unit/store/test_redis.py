@@ -11,7 +11,7 @@ import pytest
 
 from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
 from engine.records import Approval, Attempt, AuditEvent
-from engine.store import StoreUnavailable, open_store
+from engine.store import StoreRefused, StoreUnavailable, open_store
 from engine.store.redis import RedisStore
 from engine.store.redis.connection import PASSWORD_ENV, USERNAME_ENV, credentials, redacted
 from engine.store.redis.gate_state import ACQUIRE_LOCK, RELEASE_LOCK, RENEW_LOCK
@@ -34,6 +34,10 @@ def test_the_url_is_shown_without_its_password():
         "redis://app:***@db:6380/2?prefix=x:"
     assert redacted(f"rediss://:{SECRET}@db/0") == "rediss://:***@db/0"
     assert redacted("redis://db:6379/0") == "redis://db:6379/0"
+    # A password whose / ? # a URL parser would take for the path, query or fragment.
+    for odd in ("ab/cd", "ab?cd", "ab#cd", "a@b/c"):
+        assert odd not in redacted(f"redis://app:{odd}@db:6379/0"), odd
+        assert redacted(f"redis://:{odd}@db:6379/0") == "redis://:***@db:6379/0"
 
 
 def test_credentials_come_from_the_url_else_from_the_environment():
@@ -94,9 +98,10 @@ def test_a_password_from_the_environment_opens_the_store_and_is_never_shown(tmp_
         store.close()
         wrong = RedisStore(locked.url.replace("redis://", "redis://:wrong-pw@"),
                                 environ={PASSWORD_ENV: SECRET})   # the URL's comes first
-        with pytest.raises(StoreUnavailable) as refused:
+        with pytest.raises(StoreRefused) as refused:      # not an outage: never ends
             wrong.get_value("k")
         assert "wrong-pw" not in str(refused.value) and "***" in str(refused.value)
+        assert "refused its credentials" in str(refused.value)
         wrong.close()
     finally:
         locked.stop()
@@ -335,3 +340,17 @@ def test_an_acknowledgement_retried_after_another_replica_wrote_meanwhile_keeps_
     finally:
         store.close()
         other.close()
+
+
+def test_a_caller_that_waits_as_long_as_the_socket_timeout_is_still_tried_once():
+    """The webhook's store_wait (5 s by default) is its bound: the default client tries a
+    command twice, so a hung server would be answered after 10 s."""
+    from engine.store.redis.connection import SOCKET_TIMEOUT, RedisConnection
+
+    conn = RedisConnection("redis://127.0.0.1:1/0")
+    for wait in (0.5, SOCKET_TIMEOUT, 30.0):
+        client = conn._within(wait)
+        assert client is not conn._redis
+        assert client.get_retry()._retries == 0
+        assert client.get_connection_kwargs()["socket_timeout"] == min(wait, SOCKET_TIMEOUT)
+    conn.close()
