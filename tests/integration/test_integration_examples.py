@@ -40,8 +40,10 @@ def run_example(name: str, environ: dict[str, str], *args: str
 
 
 def cli(environ: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """A ``recovery`` command; ``approve --now`` plays the step's playbook itself, which
+    took over 60 s on a loaded 2-core machine: the same bound as an example's."""
     return subprocess.run([sys.executable, "-m", "engine", *args], env=environ,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=BOUND)
 
 
 @pytest.fixture

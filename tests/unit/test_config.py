@@ -282,9 +282,9 @@ def test_artifacts_go_under_the_home_unless_a_shared_directory_is_set(tmp_path: 
     file.write_text("runbooks: runbooks\n")
     env = {"RECOVERY_HOME": str(tmp_path / "home")}
     assert load_config(file, environ=env).artifacts_dir == tmp_path / "home" / "artifacts"
-    file.write_text("artifacts_dir: ../shared/artifacts\n")     # relative to the file
+    file.write_text("artifacts_dir: ../common/artifacts\n")     # relative to the file
     config = load_config(file, environ=env)
-    assert config.artifacts_dir == (tmp_path / ".." / "shared" / "artifacts").resolve()
+    assert config.artifacts_dir == (tmp_path / ".." / "common" / "artifacts").resolve()
     file.write_text(f"artifacts_dir: {tmp_path / 'nfs'}\n")
     config = load_config(file, environ=env)
     config.ensure_home()
