@@ -99,6 +99,12 @@ def _busy(held: Lock) -> str:
     return f"{what} is locked by {held.holder}{run} since {when(held.acquired_at)}"
 
 
+# A lease is given up (its step stops acting) once unrenewed for this share of itself:
+# beats come every third of a lease, so one beat may miss; the last third is the margin
+# for the step to stop before the lock can be anyone's.
+LAPSE_AFTER = 2 / 3
+
+
 class LeaseKeeper:
     """Renews every lease this process holds, from one thread.
 
@@ -108,9 +114,14 @@ class LeaseKeeper:
 
     def __init__(self, store: Locks, ttl: float) -> None:
         self.store, self.ttl = store, ttl
+        # Leases lapse (their steps stop) where the store can be lost by this process
+        # alone: judged by a watchdog that does no I/O, so a renewal hung on a
+        # partitioned server cannot make it late.
+        self.lapses = bool(getattr(store, "leases_lapse_apart", False))
         self._leases: dict[int, Lease] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._watchdog: threading.Thread | None = None
 
     def hold(self, locks: Lock | Sequence[Lock] | None,
              on_beat: Callable[[], None] | None = None,
@@ -127,6 +138,10 @@ class LeaseKeeper:
                 self._thread = threading.Thread(target=self._run, daemon=True,
                                                 name="lease-keeper")
                 self._thread.start()
+            if self.lapses and (self._watchdog is None or not self._watchdog.is_alive()):
+                self._watchdog = threading.Thread(target=self._watch, daemon=True,
+                                                  name="lease-watchdog")
+                self._watchdog.start()
         return lease
 
     def drop(self, lease: Lease) -> None:
@@ -137,6 +152,18 @@ class LeaseKeeper:
         while True:
             time.sleep(self.ttl / 3)
             self.beat_all()
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(self.ttl / 12)
+            self.watch_all()
+
+    def watch_all(self) -> None:
+        """Every lease held asked whether it lapsed (no I/O: never held up by the store)."""
+        with self._lock:
+            leases = list(self._leases.values())
+        for lease in leases:
+            lease.lapse_if_due()
 
     def beat_all(self) -> None:
         """One beat of every lease held: renewed, each lost one told to its step."""
@@ -157,36 +184,38 @@ class Lease:
         self.keeper, self.locks, self._on_beat, self._on_lost = keeper, locks, on_beat, on_lost
         self.lost: list[str] = []
         self.taken: str | None = None
-        # Why the lease lapsed: not renewed for a whole lease (the store did not answer),
-        # so its locks may be anyone's once the store is back. Judged only while
+        # Why the lease lapsed: not renewed for LAPSE_AFTER of a lease (the store did not
+        # answer), so its locks may be anyone's before long. Judged only while
         # ``acting``: a step that has finished keeps its result whatever the store does.
         self.lapsed: str | None = None
         self.acting = True
-        self.renewed_at = time.monotonic()
+        self.renewed_at = time.monotonic()   # when the last renewal that held was sent
         self._checking = threading.Lock()   # the keeper's beat and the step's own check
 
     def beat(self) -> None:
         try:
             self.check()
         except Exception:  # noqa: BLE001 - a missed beat must not kill the keeper
-            self._lapse_if_due()
-            return
+            return      # not renewed: the watchdog stops the step in time (lapse_if_due)
         try:
             if self._on_beat:
                 self._on_beat()
         except Exception:  # noqa: BLE001 - a missed beat must not kill the keeper
             pass
 
-    def _lapse_if_due(self) -> None:
-        """A lease not renewed for longer than itself has lapsed: its step must stop
-        acting, as it would if another holder had taken the lock (it may, any moment)."""
+    def lapse_if_due(self) -> None:
+        """A lease not renewed for LAPSE_AFTER of itself (counted from when its last good
+        renewal was sent, which is when the store counts from) lapses: its step stops
+        acting a third of a lease before another holder could take the lock."""
         unrenewed = time.monotonic() - self.renewed_at
-        if (not self.locks or not self.acting or self.taken is not None
-                or self.lapsed is not None or unrenewed <= self.keeper.ttl):
+        if (not self.keeper.lapses or not self.locks or not self.acting
+                or self.taken is not None or self.lapsed is not None
+                or unrenewed <= LAPSE_AFTER * self.keeper.ttl):
             return
         targets = ", ".join(lock.target for lock in self.locks)
         self.lapsed = (f"its lease on {targets} lapsed: not renewed for {unrenewed:.0f}s "
-                       "(the store did not answer), so another holder could take it")
+                       "(the store did not answer), and another holder could take it "
+                       "soon")
         if self._on_lost:
             self._on_lost(self.lapsed)
 
@@ -195,6 +224,7 @@ class Lease:
         another token: the holder stalled past it and someone took it), else None. Asked
         at each beat, before a step starts and before each batch of a rollout."""
         store, ttl = self.keeper.store, self.keeper.ttl
+        sent = time.monotonic()
         with self._checking:
             for lock in self.locks:
                 if self.taken is None and not store.renew_lock(lock.target, lock.token, ttl):
@@ -203,7 +233,7 @@ class Lease:
                     now = store.get_lock(lock.target)
                     if now is not None and now.token != lock.token:
                         self._lose(lock, now)
-            self.renewed_at = time.monotonic()     # the store answered
+            self.renewed_at = sent     # the store answered: its expiry counts from about then
             return self.taken
 
     def _lose(self, lock: Lock, now: Lock) -> None:

@@ -33,6 +33,12 @@ class Cooldowns(Protocol):
 class Locks(Protocol):
     """One lease per target, so that two runs never act on one host at once."""
 
+    # True where one process can lose the store while others still reach it (a server
+    # over the network): a holder that cannot renew must stop acting before its lease
+    # ends, for another may take the lock then. A local file (SQLite) fails for every
+    # process at once: nobody takes a lock nobody can write.
+    leases_lapse_apart: bool = False
+
     @abstractmethod
     def acquire_lock(
         self, target: str, holder: str, ttl: float, *, run_id: str | None = None,

@@ -101,9 +101,13 @@ def target_in_use(target: RedisStateImport, now: float, lease: float) -> list[st
              if isinstance(t, int | float) and t >= live_after]
     if fresh:
         reasons.append(f"{len(fresh)} worker heartbeat(s) in the last {3 * lease:g}s")
-    running = target.query_runs(status=RunStatus.RUNNING.value, limit=None)
+    # Running and beating: a run left "running" by a service killed long ago is not use.
+    stale = {r.id for r in target.stale_running_runs(live_after)}
+    running = [r for r in target.query_runs(status=RunStatus.RUNNING.value, limit=None)
+               if r.id not in stale]
     if running:
-        reasons.append(f"{len(running)} run(s) running")
+        reasons.append(f"{len(running)} run(s) running (beating in the last "
+                       f"{3 * lease:g}s)")
     locks = target.list_locks()
     if locks:
         reasons.append(f"{len(locks)} live lock(s)")

@@ -7,13 +7,20 @@ works on the text, not on a URL parser's reading: a password with an unencoded `
 
 from __future__ import annotations
 
+import re
+
+PASSWORD_IN_QUERY = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
 
 def redacted(url: str) -> str:
     """``url`` with the password of its credentials (everything after the first ``:`` up
-    to the last ``@`` after ``scheme://``) replaced by ``***``; the user name stays."""
+    to the last ``@`` after ``scheme://``), and a ``password=`` in its query (redis-py
+    takes one there), replaced by ``***``; the user name stays. A URL with no host part
+    (``sqlite:////path``) has no credentials, whatever ``@`` its path holds."""
+    url = PASSWORD_IN_QUERY.sub(r"\1***", url)
     scheme, sep, rest = url.partition("://")
     at = rest.rfind("@")
-    if not sep or at < 0:
+    if not sep or at < 0 or rest.startswith("/"):
         return url
     userinfo, host = rest[:at], rest[at + 1:]
     if ":" not in userinfo:

@@ -215,6 +215,8 @@ def test_replace_drops_a_stopped_install_once_its_replicas_are_long_gone(
 
         store.record_replica(ReplicaSeen("a", None, None, old, "host-a"))
         store.update_value("worker_heartbeat", lambda _: {"a:1": old})
+        # ... and killed in a step: its run left "running", its heartbeat an hour old
+        store.add_run(run(status=RunStatus.RUNNING, started_at=old))
     finally:
         store.close()
     r = cli_env.run("store", "migrate", "--to", target, "--replace")

@@ -88,6 +88,8 @@ class RedisLocks(RedisConnection, Locks):
     """A lock is its hash until released or broken (an expired one stays, as a row does
     in SQLite, until taken again); tokens come from ``fencing:lock``, which only grows."""
 
+    leases_lapse_apart = True     # one replica may be cut off from Redis while others are not
+
     def acquire_lock(self, target: str, holder: str, ttl: float, *, run_id: str | None = None,
                      component: str | None = None) -> Lock | None:
         now = time.time()

@@ -38,6 +38,9 @@ def test_the_url_is_shown_without_its_password():
     for odd in ("ab/cd", "ab?cd", "ab#cd", "a@b/c"):
         assert odd not in redacted(f"redis://app:{odd}@db:6379/0"), odd
         assert redacted(f"redis://:{odd}@db:6379/0") == "redis://:***@db:6379/0"
+    assert redacted(f"redis://db:6379/0?password={SECRET}&prefix=x:") == \
+        "redis://db:6379/0?password=***&prefix=x:"
+    assert redacted("sqlite:////srv/rec@prod/r.db") == "sqlite:////srv/rec@prod/r.db"
 
 
 def test_credentials_come_from_the_url_else_from_the_environment():
