@@ -160,17 +160,18 @@ class LeaseKeeper:
 
     def watch_all(self) -> None:
         """Every lease held asked whether it lapsed (no I/O: never held up by the store)."""
-        with self._lock:
-            leases = list(self._leases.values())
-        for lease in leases:
+        for lease in self._held():
             lease.lapse_if_due()
 
     def beat_all(self) -> None:
         """One beat of every lease held: renewed, each lost one told to its step."""
-        with self._lock:
-            leases = list(self._leases.values())
-        for lease in leases:
+        for lease in self._held():
             lease.beat()
+
+    def _held(self) -> list[Lease]:
+        """The leases held now (a copy: each is asked outside the keeper's lock)."""
+        with self._lock:
+            return list(self._leases.values())
 
 
 class Lease:
