@@ -5,7 +5,8 @@ state, tests build one per case). What it serves with (the ``EngineContext``, th
 ``Credentials``) sits on ``app.extensions``. One blueprint per concern:
 
 - ``webhook.alerts``: ``POST /api/v1/alerts`` (the ``webhook`` role only)
-- ``webhook.api``: the rest of ``/api/v1`` (the ``operator`` role)
+- ``webhook.api``: the rest of ``/api/v1``, one module per concern (incidents, runs,
+  approvals, actions, the OpenAPI document at ``/api/v1/openapi.json``)
 - ``webhook.health``: ``/healthz``, ``/readyz`` (open), ``/metrics`` (``metrics`` or
   ``operator``)
 - ``webhook.request_metrics``: counts the answers of ``POST /api/v1/alerts`` (hooks on the
