@@ -48,7 +48,8 @@ def hand_to_workers(ctx: EngineContext, request: TriggerRequest) -> Handed:
     by = request.requested_by or request.trigger
     queued = ctx.store.update_incident(
         opened.incident.id, expect=[IncidentState.REMEDIATING], state=IncidentState.OPEN,
-        next_try_at=time.time(), reason=f"asked by {by}: queued for a worker")
+        next_try_at=time.time(), forced=request.force,   # kept: the worker's attempt is it
+        reason=f"asked by {by}: queued for a worker")
     if queued is None:   # touched since it was claimed (canceled at once): as it stands
         opened.incident = ctx.store.get_incident(opened.incident.id) or opened.incident
         return Handed(opened)

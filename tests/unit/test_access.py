@@ -42,3 +42,53 @@ def test_the_metrics_role_reads_metrics_and_nothing_else():
     readable = {access for access in ROLES["metrics"]}
     assert [a.name for a in readable] == ["READ_METRICS"]
     assert not (ROLES["webhook"] & ROLES["metrics"])
+
+
+# -- every route with every credential, in the app ------------------------------------------
+
+PLACEHOLDERS = {"<run_id>": "run-nope", "<incident_id>": "inc-nope", "<ident>": "run-nope",
+                "<switch_id>": "sw-nope"}
+
+
+def harmless_call(route: tuple[str, str]) -> tuple[str, str, dict | None]:
+    """The route's method, a path with ids that name nothing, and a body that changes
+    nothing (an unknown component, an expiry that is none): an allowed credential gets a
+    4xx about the request, never a 401 or 403."""
+    method, path = route
+    for placeholder, value in PLACEHOLDERS.items():
+        path = path.replace(placeholder, value)
+    bodies = {"/api/v1/recover": {"component": "no-such-component"},
+              "/api/v1/switches": {"for": "not-a-duration"},
+              "/api/v1/unlock": {},
+              "/api/v1/approvals/run-nope": {"decision": "reject", "reason": "access"}}
+    if path == "/api/v1/alerts":
+        from tests.support.alerts import notification
+
+        return method, path, notification()
+    return method, path, bodies.get(path) if method == "POST" else None
+
+
+def answered(route: tuple[str, str], credential: str) -> str:
+    allowed = ROUTES[route]
+    if allowed == OPEN or credential in allowed:
+        return "allowed"
+    return "401" if credential == "none" else "403"
+
+
+def test_every_route_with_every_credential_and_none(engine_env):
+    from tests.support.routes import CREDENTIALS
+    from tests.support.webhook_app import BY_ROLE, Service
+
+    service = Service(load_config(engine_env.config_path))
+    wrong = {}
+    for route in ROUTES:
+        method, path, body = harmless_call(route)
+        for credential in CREDENTIALS:
+            token = BY_ROLE[credential]
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            answer = service.client.open(path, method=method, headers=headers, json=body)
+            code = answer.status_code
+            got = "allowed" if code not in (401, 403, 500) else str(code)   # 503: not ready
+            if got != answered(route, credential):
+                wrong[(route, credential)] = (code, answer.get_data(as_text=True)[:200])
+    assert not wrong, wrong
