@@ -20,8 +20,7 @@ import httpx
 import pytest
 
 from engine.config import load_config
-from tests.support.alerts import notification
-from tests.support.routes import CREDENTIALS, OPEN, ROUTES
+from tests.support.routes import CREDENTIALS, ROUTES, answered, harmless_call
 
 # -- a real service -----------------------------------------------------------------------
 
@@ -32,25 +31,25 @@ def recovery(served, *args: str) -> subprocess.CompletedProcess:
 
 
 def call(served, method: str, route: str, token: str | None) -> httpx.Response:
-    path = (route.replace("<run_id>", "run-nope").replace("<incident_id>", "inc-nope"))
+    """A route called as the walks call it (tests/support/routes.py), or a path as is."""
+    if (method, route) in ROUTES:
+        method, path, body = harmless_call((method, route))
+    else:
+        path, body = route, None
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    body = None
-    if path == "/api/v1/alerts":
-        body = notification()
-    elif path.startswith("/api/v1/approvals/"):
-        body = {"decision": "reject", "reason": "access test"}
     return httpx.request(method, served.url + path, headers=headers, json=body, timeout=30)
 
 
-def expected(route: tuple[str, str], credential: str) -> str:
-    allowed = ROUTES[route]
-    if allowed == OPEN or credential in allowed:
-        return "allowed"
-    return "401" if credential == "none" else "403"
+def issue(served, name: str, role: str, *more: str) -> str:
+    added = recovery(served, "token", "add", name, "--role", role, *more, "--json")
+    assert added.returncode == 0, added.stderr
+    return json.loads(added.stdout)["token"]
 
 
 @pytest.mark.slow
 def test_every_route_with_every_credential_on_a_real_service(engine_env, serve):
+    engine_env.runbook("shop", "strategies: [{name: a, action: test.ok}]\n")
+    engine_env.runbook("other", "strategies: [{name: a, action: test.ok}]\n")
     served = serve().start()
     served.wait_ready()
     first_start = served.stdout()
@@ -64,6 +63,8 @@ def test_every_route_with_every_credential_on_a_real_service(engine_env, serve):
     assert (issued["name"], issued["role"]) == ("prometheus", "metrics")
     tokens = {"none": None, "webhook": served.token,
               "metrics": issued["token"],                   # taken without a restart
+              "viewer": issue(served, "vera", "viewer"),
+              "app": issue(served, "shop-app", "app", "--component", "shop"),
               "operator": (home / "operator.token").read_text().strip()}
     assert issued["token"] not in (home / "tokens.json").read_text()   # its hash only
     assert stat.S_IMODE((home / "tokens.json").stat().st_mode) == 0o600
@@ -72,7 +73,7 @@ def test_every_route_with_every_credential_on_a_real_service(engine_env, serve):
     for route in ROUTES:
         for credential in CREDENTIALS:
             answer = call(served, *route, tokens[credential])
-            want = expected(route, credential)
+            want = answered(route, credential)
             code = answer.status_code
             got = ("allowed" if code not in (401, 403) and code < 500 else str(code))
             seen[(route, credential)] = (want, got, code)
@@ -83,8 +84,12 @@ def test_every_route_with_every_credential_on_a_real_service(engine_env, serve):
     denied = call(served, "GET", "/api/v1/status", tokens["metrics"])
     assert "metrics" in denied.json()["error"] and "operator" in denied.json()["error"]
 
+    other = httpx.post(served.url + "/api/v1/recover", json={"component": "other"},
+                       headers={"Authorization": f"Bearer {tokens['app']}"}, timeout=30)
+    assert other.status_code == 403 and "'shop' only" in other.json()["error"]
     listed = recovery(served, "token", "list", "--json")
-    assert [t["name"] for t in json.loads(listed.stdout)] == ["prometheus"]
+    assert [t["name"] for t in json.loads(listed.stdout)] == ["prometheus", "vera",
+                                                             "shop-app"]
     assert issued["token"] not in listed.stdout
     assert recovery(served, "token", "remove", "prometheus").returncode == 0
     assert call(served, "GET", "/metrics", tokens["metrics"]).status_code == 401   # at once

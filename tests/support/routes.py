@@ -1,5 +1,6 @@
 """Every route of the service and the roles that may call it, as docs/operations.md
-states them: the table the access tests check the app and a real service against."""
+states them: the table the access tests check the app and a real service against, and
+the harmless call each walk makes of a route."""
 
 from __future__ import annotations
 
@@ -30,3 +31,32 @@ ROUTES: dict[tuple[str, str], set[str] | str] = {
     ("DELETE", "/api/v1/switches/<switch_id>"): {"operator"},
     ("POST", "/api/v1/unlock"): {"operator"},
 }
+
+
+PLACEHOLDERS = {"<run_id>": "run-nope", "<incident_id>": "inc-nope", "<ident>": "run-nope",
+                "<switch_id>": "sw-nope"}
+
+
+def harmless_call(route: tuple[str, str]) -> tuple[str, str, dict | None]:
+    """The route's method, a path with ids that name nothing, and a body that changes
+    nothing (an unknown component, an expiry that is none): an allowed credential gets a
+    4xx about the request, never a 401 or 403."""
+    method, path = route
+    for placeholder, value in PLACEHOLDERS.items():
+        path = path.replace(placeholder, value)
+    bodies = {"/api/v1/recover": {"component": "no-such-component"},
+              "/api/v1/switches": {"for": "not-a-duration"},
+              "/api/v1/unlock": {},
+              "/api/v1/approvals/run-nope": {"decision": "reject", "reason": "access"}}
+    if path == "/api/v1/alerts":
+        from tests.support.alerts import notification
+
+        return method, path, notification()
+    return method, path, bodies.get(path) if method == "POST" else None
+
+
+def answered(route: tuple[str, str], credential: str) -> str:
+    allowed = ROUTES[route]
+    if allowed == OPEN or credential in allowed:
+        return "allowed"
+    return "401" if credential == "none" else "403"

@@ -44,39 +44,10 @@ def test_the_metrics_role_reads_metrics_and_nothing_else():
     assert not (ROLES["webhook"] & ROLES["metrics"])
 
 
-# -- every route with every credential, in the app ------------------------------------------
-
-PLACEHOLDERS = {"<run_id>": "run-nope", "<incident_id>": "inc-nope", "<ident>": "run-nope",
-                "<switch_id>": "sw-nope"}
-
-
-def harmless_call(route: tuple[str, str]) -> tuple[str, str, dict | None]:
-    """The route's method, a path with ids that name nothing, and a body that changes
-    nothing (an unknown component, an expiry that is none): an allowed credential gets a
-    4xx about the request, never a 401 or 403."""
-    method, path = route
-    for placeholder, value in PLACEHOLDERS.items():
-        path = path.replace(placeholder, value)
-    bodies = {"/api/v1/recover": {"component": "no-such-component"},
-              "/api/v1/switches": {"for": "not-a-duration"},
-              "/api/v1/unlock": {},
-              "/api/v1/approvals/run-nope": {"decision": "reject", "reason": "access"}}
-    if path == "/api/v1/alerts":
-        from tests.support.alerts import notification
-
-        return method, path, notification()
-    return method, path, bodies.get(path) if method == "POST" else None
-
-
-def answered(route: tuple[str, str], credential: str) -> str:
-    allowed = ROUTES[route]
-    if allowed == OPEN or credential in allowed:
-        return "allowed"
-    return "401" if credential == "none" else "403"
-
+# -- every route with every credential, in the app ----------------------------------------------
 
 def test_every_route_with_every_credential_and_none(engine_env):
-    from tests.support.routes import CREDENTIALS
+    from tests.support.routes import CREDENTIALS, answered, harmless_call
     from tests.support.webhook_app import BY_ROLE, Service
 
     service = Service(load_config(engine_env.config_path))

@@ -342,6 +342,57 @@ def test_recovery_token_add_list_remove(engine_env, capsys):
                       ("token_add", "alice", {"name": "grafana-agent", "role": "metrics"})]
 
 
+def test_an_app_token_names_the_one_component_it_may_trigger(engine_env, capsys):
+    """``--role app`` needs ``--component`` naming a known component (exit 2 otherwise);
+    the tokens file keeps it beside the hash and the credential carries it; another role
+    takes no component. A viewer token is a viewer."""
+    import json
+
+    from engine.cli import main
+
+    engine_env.runbook("shop-cache", "component: shop\nstrategies: [{name: a, action: test.ok}]\n")
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(["--config", str(engine_env.config_path), "--as", "alice", *args])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    code, _, err = cli("token", "add", "shop", "--role", "app")
+    assert code == 2 and "--component" in err
+    code, _, err = cli("token", "add", "shop", "--role", "app", "--component", "nope")
+    assert code == 2 and "nope" in err
+    assert cli("token", "add", "v", "--role", "viewer", "--component", "shop")[0] == 2
+    code, printed, _ = cli("token", "add", "shop", "--role", "app", "--component",
+                           "shop-cache", "--json")   # a runbook names its component
+    assert code == 0
+    app = json.loads(printed)
+    assert (app["role"], app["component"]) == ("app", "shop")
+    code, printed, _ = cli("token", "add", "vera", "--role", "viewer", "--json")
+    viewer = json.loads(printed)
+    assert "component" not in viewer
+    config = load_config(engine_env.config_path, environ={})
+    stored = json.loads((config.home / "tokens.json").read_text())["tokens"]
+    assert [(t["name"], t.get("component")) for t in stored] == [("shop", "shop"),
+                                                                 ("vera", None)]
+    creds, _ = load_credentials(config, environ={"RECOVERY_WEBHOOK_TOKEN": WEBHOOK})
+    found = creds.identify(f"Bearer {app['token']}")
+    assert (found.name, found.role, found.component) == ("shop", "app", "shop")
+    assert creds.identify(f"Bearer {viewer['token']}").role == "viewer"
+    code, listed, _ = cli("token", "list")
+    assert "COMPONENT" in listed and "shop" in listed
+
+
+def test_an_app_token_without_a_component_in_the_file_is_ignored(config, caplog):
+    from engine.security.tokens import TOKENS_FILE, IssuedToken, TokenFile
+
+    config.ensure_home()
+    TokenFile(config.home / TOKENS_FILE).add(IssuedToken("bare", "app", hash_token(PROM)))
+    creds, _ = load_credentials(config, environ={"RECOVERY_WEBHOOK_TOKEN": WEBHOOK})
+    assert creds.identify(f"Bearer {PROM}") is None
+    assert "names no component" in caplog.text
+
+
 def test_a_start_that_generates_only_the_metrics_token_prints_how_to_scrape():
     """An upgraded home has its webhook and operator tokens: only the metrics one is new,
     and the banner says how Prometheus sends it, nothing about Alertmanager."""
