@@ -307,9 +307,9 @@ def test_no_metrics_token_is_generated_when_metrics_are_open_or_one_is_issued(en
     assert not (config.home / "metrics.token").exists()
 
 
-def test_recovery_token_add_list_remove(engine_env, capsys):
-    import json
-
+@pytest.fixture
+def cli(engine_env, capsys):
+    """``recovery ...`` as alice, in this process: (exit code, stdout, stderr)."""
     from engine.cli import main
 
     def cli(*args: str) -> tuple[int, str, str]:
@@ -317,6 +317,12 @@ def test_recovery_token_add_list_remove(engine_env, capsys):
         code = main(["--config", str(engine_env.config_path), "--as", "alice", *args])
         captured = capsys.readouterr()
         return code, captured.out, captured.err
+
+    return cli
+
+
+def test_recovery_token_add_list_remove(engine_env, cli):
+    import json
 
     code, printed, _ = cli("token", "add", "grafana-agent", "--role", "metrics")
     assert code == 0 and "credentials_file" in printed and "shown this once" in printed
@@ -342,21 +348,13 @@ def test_recovery_token_add_list_remove(engine_env, capsys):
                       ("token_add", "alice", {"name": "grafana-agent", "role": "metrics"})]
 
 
-def test_an_app_token_names_the_one_component_it_may_trigger(engine_env, capsys):
+def test_an_app_token_names_the_one_component_it_may_trigger(engine_env, cli):
     """``--role app`` needs ``--component`` naming a known component (exit 2 otherwise);
     the tokens file keeps it beside the hash and the credential carries it; another role
     takes no component. A viewer token is a viewer."""
     import json
 
-    from engine.cli import main
-
     engine_env.runbook("shop-cache", "component: shop\nstrategies: [{name: a, action: test.ok}]\n")
-
-    def cli(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(["--config", str(engine_env.config_path), "--as", "alice", *args])
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
 
     code, _, err = cli("token", "add", "shop", "--role", "app")
     assert code == 2 and "--component" in err
