@@ -36,6 +36,7 @@ class Handed:
 
     opened: Opened
     handed: bool = False              # the workers run its attempt from here on
+    earlier: frozenset[str] = frozenset()   # the incident's runs before it was handed over
 
 
 def hand_to_workers(ctx: EngineContext, request: TriggerRequest) -> Handed:
@@ -46,6 +47,8 @@ def hand_to_workers(ctx: EngineContext, request: TriggerRequest) -> Handed:
     if opened.refusal or not opened.claimed or opened.incident is None:
         return Handed(opened)
     by = request.requested_by or request.trigger
+    earlier = frozenset(r.id for r in ctx.store.query_runs(incident_id=opened.incident.id,
+                                                           limit=None))
     queued = ctx.store.update_incident(
         opened.incident.id, expect=[IncidentState.REMEDIATING], state=IncidentState.OPEN,
         next_try_at=time.time(), forced=request.force,   # kept: the worker's attempt is it
@@ -54,18 +57,21 @@ def hand_to_workers(ctx: EngineContext, request: TriggerRequest) -> Handed:
         opened.incident = ctx.store.get_incident(opened.incident.id) or opened.incident
         return Handed(opened)
     opened.incident = queued
-    return Handed(opened, handed=True)
+    return Handed(opened, handed=True, earlier=earlier)
 
 
-def first_answer(ctx: EngineContext, incident_id: str, since: float,
+def first_answer(ctx: EngineContext, handed: Handed,
                  wait: float) -> tuple[Incident | None, RunRecord | None]:
-    """The incident and the first run its attempt recorded since ``since`` (what the
-    gates said: running, parked, deferred, refused), waiting at most ``wait`` seconds;
-    the run is None when no worker took the incident up within the wait."""
+    """The incident and the first run its attempt recorded once handed over (what the
+    gates said: running, parked, deferred, refused; told apart from its earlier runs by
+    id, not by time: a worker of another replica keeps another clock), waiting at most
+    ``wait`` seconds; the run is None when no worker took the incident up in time."""
+    assert handed.opened.incident is not None
+    incident_id = handed.opened.incident.id
     deadline = time.monotonic() + wait
     while True:
-        runs = [r for r in ctx.store.query_runs(incident_id=incident_id, limit=20)
-                if r.started_at >= since]
+        runs = [r for r in ctx.store.query_runs(incident_id=incident_id, limit=None)
+                if r.id not in handed.earlier]
         incident = ctx.store.get_incident(incident_id)
         if runs:
             return incident, min(runs, key=lambda r: (r.started_at, r.id))

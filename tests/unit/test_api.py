@@ -107,6 +107,10 @@ def test_an_app_triggers_its_own_component_as_a_probe_and_nothing_else(demo, wor
     service.client.post("/api/v1/switches", headers=AS_ALICE, json={"target": "cache-2"})
     refused = recover(service, AS_APP, component="demo", target="cache-2")
     assert refused.status_code == 409 and refused.json["gate"] == "kill_switch"
+    again = recover(service, AS_APP, component="demo", target="cache-2")   # a probe's
+    assert again.status_code == 409, again.json     # refusal, counted into the first's
+    assert again.json["run_id"] == refused.json["run_id"]
+    assert service.store.get_run(refused.json["run_id"]).count == 2
     approve = service.client.post("/api/v1/approvals/run-x", headers=AS_APP,
                                   json={"decision": "approve"})
     assert approve.status_code == 403

@@ -22,7 +22,7 @@ from flask import g, jsonify, request
 
 from engine.context import UnknownRunbook
 from engine.inventory import UnknownTarget
-from engine.lifecycle import RunStatus
+from engine.lifecycle import IncidentState, RunStatus
 from engine.orchestration.approvals import DecisionError, cancel
 from engine.orchestration.manual import check_in_background, first_answer, hand_to_workers
 from engine.orchestration.switches import (
@@ -36,7 +36,7 @@ from engine.orchestration.switches import (
     unlock,
 )
 from engine.orchestration.triggers import TriggerRequest
-from engine.records import Incident
+from engine.records import Incident, RunRecord
 from engine.runbooks.reload import reload_set
 from engine.security.roles import Access
 from webhook.api.blueprint import (
@@ -90,7 +90,6 @@ def recover():
         raise BadQuery(f"runbook {rb.name} has no strategy {strategy!r} (it has: {names})")
     if check:
         return _check(rb.name, target, strategy)
-    since = time.time()
     handed = hand_to_workers(ctx, TriggerRequest(
         runbook=rb.name, target=target, trigger="probe" if app else "manual",
         requested_by=g.operator, strategy=strategy, force=force))
@@ -104,9 +103,13 @@ def recover():
     if not handed.handed:
         return _refused(_gate_of(incident), opened.note, incident.next_try_at,
                         incident_id=incident.id)
-    incident, run = first_answer(ctx, incident.id, since, ANSWER_WAIT)
+    incident, run = first_answer(ctx, handed, ANSWER_WAIT)
     if incident is None:
         return jsonify(error="the incident vanished (pruned?)"), 500
+    if run is None and _refused_before_a_run(incident):
+        run = _counted_refusal(incident)   # counted into an earlier record of its minute
+        return _refused(run.gate if run and run.gate else "gate", incident.reason, None,
+                        incident_id=incident.id, run_id=run.id if run else None)
     if run is None:
         outcome = "queued" if incident.state.is_open else incident.state.value
         return jsonify(incident_id=incident.id, run_id=None, outcome=outcome,
@@ -135,6 +138,19 @@ def _check(runbook: str, target: str, strategy: str | None):
 def _refused(gate: str, reason: str, retry_at: float | None, **ids: str | None):
     return jsonify(error="refused" if retry_at is None else "deferred", gate=gate,
                    reason=reason, retry_at=retry_at, **ids), 409
+
+
+def _refused_before_a_run(incident: Incident) -> bool:
+    return (incident.state == IncidentState.CANCELED
+            and incident.reason.startswith("refused"))
+
+
+def _counted_refusal(incident: Incident) -> RunRecord | None:
+    """The refusal record a refusal of this runbook and target was counted into."""
+    found = state().context.store.query_runs(
+        component=incident.component, target=incident.target,
+        status=RunStatus.REFUSED.value, limit=1)
+    return found[0] if found else None
 
 
 def _gate_of(incident: Incident) -> str:
