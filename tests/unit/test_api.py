@@ -233,3 +233,14 @@ def test_unlock_breaks_a_lock_recorded_with_who_and_leaves_another_components_al
     assert broken.status_code == 200 and broken.json["target"] == "cache-1"
     assert broken.json["broken"]["holder"] == "somebody" and broken.json["by"] == "alice"
     assert service.store.get_lock("cache-1") is None
+
+
+def test_a_step_a_gate_defers_is_a_409_with_the_time_it_will_be_retried(demo, worker):
+    service, marker = demo
+    service.store.acquire_lock("cache-1", "somebody", 600, component="demo")
+    deferred = recover(service, component="demo", target="cache-1")
+    assert deferred.status_code == 409, deferred.json
+    assert deferred.json["error"] == "deferred" and deferred.json["gate"] == "lock"
+    assert deferred.json["retry_at"] > time.time()
+    incident = service.store.get_incident(deferred.json["incident_id"])
+    assert incident.state == IncidentState.OPEN and not marker.exists()
