@@ -23,6 +23,7 @@ import pytest
 from engine.config import load_config
 from tests.support.alerts import notification
 from tests.support.routes import CREDENTIALS, OPEN, ROUTES, is_console
+from tests.support.steps import HELLO
 
 # -- a real service -----------------------------------------------------------------------
 
@@ -170,16 +171,6 @@ def test_a_service_whose_metrics_are_open_says_so_at_its_start(engine_env, serve
 
 
 # -- artifacts on disk --------------------------------------------------------------------
-
-
-HELLO = """
-    - hosts: all
-      gather_facts: false
-      tasks:
-        - name: say something
-          ansible.builtin.debug:
-            msg: "hello from {{ recovery_target }}"
-"""
 
 
 def test_artifact_files_of_a_real_playbook_run_are_0600_in_0700_folders(engine_env,

@@ -16,6 +16,7 @@ from engine.config import load_config
 from engine.lifecycle import IncidentState, RunStatus
 from engine.security.tokens import TOKENS_FILE, TokenFile
 from tests.support.console_app import METRICS, VERA, Console, outline
+from tests.support.steps import HELLO, park_a_step
 from tests.support.webhook_app import ALICE, BOB, WEBHOOK
 
 PAGES = ("/", "/approvals", "/history", "/charts")
@@ -28,19 +29,7 @@ def console(engine_env) -> Console:
 
 @pytest.fixture
 def parked(engine_env, run_incident):
-    """A step parked for approval, as tests/unit/test_approvals.py makes one."""
-    marker = engine_env.root / "flushed"
-    engine_env.runbook("demo", f"""
-        approval_timeout: 1h
-        strategies:
-          - {{name: flush, action: test.touch, with: {{path: "{marker}"}},
-              approval: required}}
-        degraded_mode: {{name: test_down}}
-    """)
-    ctx = engine_env.context()
-    incident = run_incident(ctx, "demo", target="cache-1", requested_by="pager").incident
-    [run] = ctx.store.query_runs(incident_id=incident.id)
-    assert run.status == RunStatus.PENDING_APPROVAL
+    ctx, incident, run, marker = park_a_step(engine_env, run_incident)
     return Console(ctx.config, context=ctx), incident, run, marker
 
 
@@ -236,16 +225,6 @@ def test_an_operator_disables_and_enables_auto_recovery_and_breaks_a_lock(consol
 
 
 # -- history, a run, charts -------------------------------------------------------------------
-
-HELLO = """
-    - hosts: all
-      gather_facts: false
-      tasks:
-        - name: say something
-          ansible.builtin.debug:
-            msg: "hello from {{ recovery_target }}"
-"""
-
 
 @pytest.fixture
 def played(engine_env, run_incident):
