@@ -10,6 +10,7 @@ import time
 
 from flask import abort, flash, g, redirect, request, url_for
 
+from engine.cli.output import when
 from engine.durations import parse_duration
 from engine.orchestration import switches
 from engine.orchestration.approvals import DecisionError, approve, cancel, reject
@@ -87,9 +88,8 @@ def disable():
                             reason=_text("reason"),
                             cancel_running=request.form.get("cancel_running") == "yes")
     s = done.switch
-    flash(f"auto-recovery disabled for {s.scope()} "
-          + (f"until {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(until))}" if until
-             else "until enabled") + f", by {g.operator} (switch {s.id})"
+    length = f"until {when(until)}" if until else "until enabled"
+    flash(f"auto-recovery disabled for {s.scope()} {length}, by {g.operator} (switch {s.id})"
           + "".join(f"; {line}" for line in done.said), DONE)
     return _back()
 

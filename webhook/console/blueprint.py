@@ -42,7 +42,10 @@ def _page_context() -> dict[str, Any]:
     credential = g.get("credential")
     pending = None
     if credential is not None:
-        pending = len(state().context.store.list_approvals("pending"))
+        try:
+            pending = len(state().context.store.list_approvals("pending"))
+        except StoreUnavailable:       # the page says so; its title goes without
+            pending = None
     return {"who": credential, "pending_count": pending, "csrf_token": session.csrf_token,
             "can_operate": credential is not None and allows(credential.role,
                                                              Access.OPERATE),

@@ -100,6 +100,7 @@ def _recovery_points(points: list[tuple[float, float]], first_day: float,
               "label": time.strftime("%m-%d", time.gmtime(first_day + f * days * DAY))}
              for f in (0.0, 0.5, 1.0)]
     return {"dots": dots, "max": top, "ticks": ticks, "count": len(spans),
+            "longest": max(spans) if spans else None,
             "mean": statistics.fmean(spans) if spans else None,
             "median": statistics.median(spans) if spans else None, **_frame()}
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -38,6 +39,9 @@ COOKIE = "recovery_session"
 LIFETIME = timedelta(hours=12)
 MAX_TOKEN = 1024
 LOGIN_ACCESS = Access.READ        # who may log in: the roles that may read the pages
+# A path here: no scheme, no host, no backslash, space or control character a browser
+# might read as one.
+_LOCAL = re.compile(r"/[A-Za-z0-9/_.~%?=&+:@!$,;-]{0,500}")
 
 
 class _SessionCookies(SecureCookieSessionInterface):
@@ -104,7 +108,7 @@ def csrf_ok() -> bool:
 
 def local_next(value: str | None) -> str:
     """Where to go after logging in: a path on this site, else the Now page."""
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+    if value and _LOCAL.fullmatch(value) and not value.startswith("//"):
         parts = urlsplit(value)
         if not parts.scheme and not parts.netloc:
             return value
