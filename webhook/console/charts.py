@@ -96,9 +96,9 @@ def _recovery_points(points: list[tuple[float, float]], first_day: float,
     dots = [{"cx": round(LEFT + plot_w * min(1.0, (at - first_day) / (days * DAY)), 1),
              "cy": round(TOP + plot_h * (1 - s / top), 1), "seconds": s,
              "at": at} for at, s in points]
-    ticks = [{"x": round(LEFT + plot_w * f, 1),
+    ticks = [{"x": round(LEFT + plot_w * f, 1), "anchor": anchor,
               "label": time.strftime("%m-%d", time.gmtime(first_day + f * days * DAY))}
-             for f in (0.0, 0.5, 1.0)]
+             for f, anchor in ((0.0, "middle"), (0.5, "middle"), (1.0, "end"))]
     return {"dots": dots, "max": top, "ticks": ticks, "count": len(spans),
             "longest": max(spans) if spans else None,
             "mean": statistics.fmean(spans) if spans else None,

@@ -114,8 +114,7 @@ def _approval_view(a: Approval) -> dict[str, Any]:
     found = judged_summary(plan.get("judged")).lstrip("; ")
     diff = plan.get("diff")
     diff_text = "\n".join(x for x in (str(diff) if diff else "", found) if x)
-    effect = [e.get("text", "") for e in plan.get("effect") or [] if isinstance(e, dict)]
-    return {"approval": a, "plan": summary, "diff": diff_text, "effect": effect}
+    return {"approval": a, "plan": summary, "diff": diff_text}
 
 
 def _incident_row(incident: Incident) -> dict[str, Any]:
