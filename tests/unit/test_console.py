@@ -50,6 +50,8 @@ def test_login_keeps_a_signed_httponly_strict_session_and_logout_ends_it(console
     assert ALICE not in cookie
     page = console.get("/")
     assert page.status_code == 200 and "<h1>Now</h1>" in text(page)
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    assert page.headers["Cache-Control"] == "no-store"
     assert "alice (operator)" in text(page)
     out = console.post("/logout")
     assert out.status_code == 303 and out.headers["Location"] == "/login"

@@ -9,7 +9,7 @@ import time
 from contextlib import ExitStack
 from typing import Any
 
-from flask import Blueprint, g
+from flask import Blueprint, Response, g
 from werkzeug.exceptions import HTTPException
 
 from engine.cli.output import ago, span, when
@@ -35,6 +35,25 @@ def _unpin(exc: BaseException | None) -> None:
     pin = g.pop("console_pin", None)
     if pin is not None:
         pin.close()
+
+
+# Nothing but this site's own stylesheet and forms; never framed (a button under another
+# site's page), never cached (a page shows who is logged in and what waits).
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
+                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+@bp.after_request
+def _headers(response: Response) -> Response:
+    response.headers.update(HEADERS)
+    if response.mimetype == "text/html":
+        response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.context_processor
