@@ -26,7 +26,7 @@ from engine.cli.output import (
 from engine.cli.report_parts import capability_words, refused_table
 from engine.context import EngineContext
 from engine.notify_due import post_soon
-from engine.records import AuditEvent, DegradedReason, Switch, new_id
+from engine.records import AuditEvent, DegradedReason, Switch
 
 DISABLE_HELP = """\
 Stop auto-recovery (alerts and probes) for everything, a component, a target, or a
@@ -166,22 +166,11 @@ def cmd_disable(ctx: EngineContext, args: argparse.Namespace) -> int:
         if seconds <= 0:
             raise CliError("--for must be more than 0 (or 'never')")
         until = t + seconds
-    switch = Switch(id=new_id("sw"), component=_component(ctx, args.component),
-                    target=_target(ctx, args.target), until=until, reason=args.reason,
-                    created_by=who, created_at=t)
-    ctx.store.add_switch(switch)   # first: nothing new starts in the scope from here on
-    detail = switch.to_dict()
-    said: list[str] = []
-    if args.cancel_running:
-        from engine.orchestration.approvals import stop_in_scope
+    from engine.orchestration.switches import disable
 
-        stopped = stop_in_scope(ctx, switch.component, switch.target, by=who,
-                                reason=switch.reason)
-        detail.update(canceled_runs=stopped.canceled_runs,
-                      rejected_approvals=stopped.rejected_approvals,
-                      canceled_incidents=stopped.canceled_incidents)
-        said = stopped.said or [f"nothing running or waiting for approval in {switch.scope()}"]
-    ctx.store.add_event(AuditEvent(at=t, actor=who, action="disable", detail=detail))
+    done = disable(ctx, _component(ctx, args.component), _target(ctx, args.target), until,
+                   by=who, reason=args.reason, cancel_running=args.cancel_running, now=t)
+    switch, said = done.switch, done.said
     length = f"until {when_ago(until, t)}" if until else "until `recovery enable`"
     why = f": {switch.reason}" if switch.reason else ""
     out(f"auto-recovery disabled for {switch.scope()} {length}, by {who}{why} "
@@ -196,10 +185,10 @@ def cmd_enable(ctx: EngineContext, args: argparse.Namespace) -> int:
     who = operator(args)
     t = now()
     component, target = _component(ctx, args.component), _target(ctx, args.target)
-    removed = ctx.store.remove_switches(component, target)
+    from engine.orchestration.switches import enable
+
+    removed = enable(ctx, component, target, by=who, now=t)
     scope = _scope(component, target)
-    ctx.store.add_event(AuditEvent(at=t, actor=who, action="enable", detail={
-        "component": component, "target": target, "removed": [s.to_dict() for s in removed]}))
     if removed:
         for s in removed:
             state = "expired" if s.until is not None and s.until <= t else (
@@ -269,6 +258,7 @@ def _refused_while_off(ctx: EngineContext, args: argparse.Namespace, who: str, t
 
 def cmd_unlock(ctx: EngineContext, args: argparse.Namespace) -> int:
     from engine.inventory import UnknownTarget
+    from engine.orchestration.switches import unlock
 
     who = operator(args)
     t = now()
@@ -284,12 +274,10 @@ def cmd_unlock(ctx: EngineContext, args: argparse.Namespace) -> int:
         err(f"the lock on {target} is held for component {held.component}, not "
             f"{args.component}: left alone")
         return 4
-    broken = ctx.store.break_lock(target)
+    broken = unlock(ctx, target, by=who, now=t)
     if broken is None:
         out(f"no lock on {target}")
         return OK
-    ctx.store.add_event(AuditEvent(at=t, actor=who, action="unlock",
-                                   detail={"target": target, "lock": broken.to_dict()}))
     run = f", run {broken.run_id}" if broken.run_id else ""
     comp = f", component {broken.component}" if broken.component else ""
     state = "expired" if broken.expires_at <= t else f"lease until {when(broken.expires_at)}"
