@@ -22,6 +22,9 @@ from tests.support.console_site import PAGES, console_site, login, logout
 from tests.support.paths import ROOT
 
 DEFAULT_FOLDER = ROOT / "docs" / "console"
+# Every picture it takes (docs/console.md shows each): the pages as an operator sees them,
+# a run's page, and the Approvals page as a viewer sees it.
+SHOTS = ("login", *PAGES, "run", "approvals-viewer")
 
 
 def take(folder: Path) -> list[Path]:
@@ -58,6 +61,7 @@ def take(folder: Path) -> list[Path]:
             taken.append(screenshot(driver, "approvals-viewer", folder))
         finally:
             driver.quit()
+    assert sorted(p.stem for p in taken) == sorted(SHOTS), taken
     return taken
 
 
