@@ -31,6 +31,7 @@ from tests.support.console_site import (
     logout,
     path_of,
     post_forms,
+    script_post,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.requires("chromium")]
@@ -276,10 +277,12 @@ def test_a_viewer_reads_every_page_and_a_forged_post_is_refused(browser, site):
     csrf = csrf_token(browser)                            # the viewer's own, from logout
     refused = {}
     for action in sorted(actions):
-        refused[action] = (forged_post(browser, action, fields)["status"],
-                           forged_post(browser, action, {**fields, "csrf_token": csrf})[
-                               "status"])
+        refused[action] = (forged_post(browser, site.url, action, fields),
+                           forged_post(browser, site.url, action,
+                                       {**fields, "csrf_token": csrf}))
     assert refused == {action: (400, 403) for action in actions}
+    blocked = script_post(browser, f"/approvals/{run_id}", {**fields, "csrf_token": csrf})
+    assert blocked["status"] == -1, blocked        # the page's own policy stops a script
     assert [a["run_id"] for a in site.pending() if a["run_id"] == run_id] == [run_id]
     assert site.run(run_id)["status"] == "pending_approval"
 

@@ -184,7 +184,7 @@ def csrf_token(driver: WebDriver) -> str:
         "value") or ""
 
 
-FORGE = """
+FETCH = """
 const [path, fields, done] = arguments;
 fetch(path, {method: "POST", credentials: "same-origin", redirect: "manual",
              body: new URLSearchParams(fields)})
@@ -193,7 +193,18 @@ fetch(path, {method: "POST", credentials: "same-origin", redirect: "manual",
 """
 
 
-def forged_post(driver: WebDriver, path: str, fields: dict[str, str]) -> dict:
-    """A POST sent by script from the page the browser is on, with its session cookie:
-    what a page's script (or a person at its console) could forge. ``{"status": N}``."""
-    return driver.execute_async_script(FORGE, path, fields)
+def script_post(driver: WebDriver, path: str, fields: dict[str, str]) -> dict:
+    """A POST sent by script from the page the browser is on: the console's
+    Content-Security-Policy (``default-src 'none'``) stops it in the browser, so an
+    injected script could not send one. ``{"status": -1, "error": ...}`` when blocked."""
+    return driver.execute_async_script(FETCH, path, fields)
+
+
+def forged_post(driver: WebDriver, base_url: str, path: str,
+                fields: dict[str, str]) -> int:
+    """A POST forged outside the browser with the browser's own session cookie (what a
+    person holding a viewer's session could send): the server's answer, not followed."""
+    cookies = {c["name"]: c["value"] for c in driver.get_cookies()}
+    answer = httpx.post(base_url + path, data=fields, cookies=cookies,
+                        follow_redirects=False, timeout=30)
+    return answer.status_code
