@@ -236,6 +236,8 @@ def _gate(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
                   gate=final.gate if final.verdict != Verdict.ALLOW else None)
     details = {"gates": [d.to_dict() for d in asked], "labels": incident.labels,
                "failure_type": incident.failure_type}
+    if incident.context:
+        details["context"] = incident.context   # what the application said: a record
     if after_interruption:
         details["after_interruption"] = after_interruption
     if facts is not None and (judged := facts.record()) is not None:
