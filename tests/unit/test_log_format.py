@@ -94,10 +94,11 @@ def test_the_text_line_says_when_and_which_process():
     assert text.endswith("WARNING engine.test: step x done")
 
 
-def test_gunicorns_config_writes_every_logger_through_the_format(monkeypatch):
+def logged_through_gunicorns_config(monkeypatch, fmt: str) -> list[str]:
+    """What gunicorn's error log and the webhook say, configured as under the service."""
     stream = io.StringIO()
     monkeypatch.setattr("sys.stderr", stream)
-    config = gunicorn_logconfig({"RECOVERY_LOG_FORMAT": "json", "RECOVERY_LOG_LEVEL": "INFO",
+    config = gunicorn_logconfig({"RECOVERY_LOG_FORMAT": fmt, "RECOVERY_LOG_LEVEL": "INFO",
                                  "RECOVERY_LOG_REPLICA": "r1"})
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
@@ -111,9 +112,20 @@ def test_gunicorns_config_writes_every_logger_through_the_format(monkeypatch):
             logging.getLogger(name).handlers.clear()
             logging.getLogger(name).propagate = True
         root.handlers[:], root.level = saved
-    entries = [json.loads(line) for line in stream.getvalue().splitlines()]
+    return stream.getvalue().splitlines()
+
+
+def test_gunicorns_config_writes_every_logger_through_the_format(monkeypatch):
+    entries = [json.loads(line) for line in logged_through_gunicorns_config(monkeypatch, "json")]
     assert [(e["logger"], e["role"], e["replica"], e["fingerprint"]) for e in entries] == [
         ("gunicorn.error", "http", "r1", "fp-9"), ("webhook.alerts", "http", "r1", "fp-9")]
+
+
+def test_in_text_the_webhooks_lines_say_when_too(monkeypatch):
+    booting, refused = logged_through_gunicorns_config(monkeypatch, "text")
+    assert booting[:4].isdigit() and "recovery-http[" in booting
+    assert booting.endswith("INFO gunicorn.error: Booting worker")
+    assert refused[:4].isdigit() and refused.endswith("INFO webhook.alerts: refused")
 
 
 def test_the_format_is_text_unless_json_is_chosen(tmp_path):
