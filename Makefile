@@ -12,9 +12,10 @@ STAMP := $(VENV)/.installed
 # prometheus (promtool), prometheus-alertmanager (amtool), redis-server: the tests start
 # their own; openssl: a test certificate; systemd: systemd-analyze; e2fsprogs: chattr;
 # openssh-server, openssh-client, iproute2: the test hosts (tests/support/fleet.py: network
-# namespaces, each with its own sshd, reached over SSH).
+# namespaces, each with its own sshd, reached over SSH); chromium, chromium-driver: the
+# console's tests in a real browser (headless, driven by Selenium through /usr/bin/chromedriver).
 DEBIAN_PACKAGES := prometheus prometheus-alertmanager redis-server openssl systemd e2fsprogs \
-	openssh-server openssh-client iproute2
+	openssh-server openssh-client iproute2 chromium chromium-driver
 # apt-get needs root: as anyone else, go through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TEST_ARGS ?=
@@ -29,7 +30,7 @@ COVERAGE_FLOOR := 80
 COVERAGE := --cov=engine --cov=webhook --cov-branch --cov-report=term:skip-covered \
 	$(if $(TEST_ARGS),,--cov-fail-under=$(COVERAGE_FLOOR))
 
-.PHONY: run test test-slow test-full lint install system-deps bench clean
+.PHONY: run test test-slow test-full lint install system-deps bench screenshots clean
 
 run: $(STAMP)
 	$(BIN)/recovery serve $(SERVE_ARGS)
@@ -72,5 +73,10 @@ system-deps:
 bench: $(STAMP)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
 
+# The console's pages as docs/console.md shows them (docs/console/*.png), taken in headless
+# Chromium from a live service on a throwaway home: run it again when a page changes.
+screenshots: $(STAMP) system-deps
+	$(BIN)/python -m tests.support.console_screenshots docs/console
+
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache .coverage
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .coverage test-artifacts

@@ -90,6 +90,8 @@ SCHEMA: dict[str, Any] = {
         "fleet": _FLEET,
         "approval": {"type": "object", "additionalProperties": False,
                      "properties": {"allow_self": {"type": "boolean"}}},
+        "logging": {"type": "object", "additionalProperties": False,
+                    "properties": {"format": {"enum": ["text", "json"]}}},
     },
 }
 
@@ -126,6 +128,8 @@ class Config:
     fleet: FleetLimits = field(default_factory=FleetLimits)
     # May whoever asked for a step approve it? A step's `approval: {allow_self: ...}` wins.
     approval_allow_self: bool = True
+    # How `recovery serve` writes its log lines: text, or json (engine.service.log_format).
+    log_format: str = "text"
     # This service's name among the replicas sharing one store (engine.replica); empty:
     # the default one, derived from the host and RECOVERY_HOME.
     replica: str = ""
@@ -264,6 +268,7 @@ def load_config(path: str | os.PathLike[str] | None = None,
         external_url=str(raw.get("external_url", "")).rstrip("/"),
         fleet=fleet,
         approval_allow_self=bool(raw.get("approval", {}).get("allow_self", True)),
+        log_format=str(raw.get("logging", {}).get("format", "text")),
         replica=replica,
         shared_artifacts=rel(raw["artifacts_dir"]).resolve() if raw.get("artifacts_dir")
         else None,

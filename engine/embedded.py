@@ -5,6 +5,10 @@
     incident = recovery.trigger("redis", failure_type="connection_timeout", target="cache-1")
     incident.wait(timeout=30)
     if recovery.degraded("redis_unavailable"): ...
+    mode = recovery.degraded_mode("redis_unavailable")   # its capability matrix and reasons
+    if not recovery.feature_on("cache_writes"): ...       # off in some mode that is on
+    recovery.trigger("redis", "connection_timeout", strategy="restart_redis",
+                     context={"check": "ping", "latency_ms": 5012})   # recorded only
     recovery.register_closable("report-files", files, close=files.close, idle=files.idle)
     [run] = recovery.check("system", strategy="file_handle_cleanup")   # what it would do
 
@@ -20,10 +24,12 @@ recorded, the files on disk.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -36,6 +42,8 @@ from engine.orchestration.attempt import advance
 from engine.orchestration.settle import seen_healthy
 from engine.orchestration.triggers import TriggerRequest, open_incident
 from engine.records import Incident, RunRecord
+from engine.reporting.degraded_mode import DegradedMode
+from engine.reporting.reports import degraded_modes
 from engine.resources import ResourceRegistry
 from engine.service.worker import Worker
 
@@ -43,6 +51,27 @@ if TYPE_CHECKING:
     from engine.actions.system.closables import Closable, Closables
 
 log = logging.getLogger(__name__)
+
+MAX_CONTEXT_BYTES = 16384   # a trigger's context, as JSON: what a record may carry
+
+
+def checked_context(context: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A trigger's context as the JSON data it is recorded as, or ValueError: a mapping
+    with string keys, JSON-able (no NaN), at most MAX_CONTEXT_BYTES once encoded."""
+    if context is None:
+        return {}
+    if not isinstance(context, Mapping):
+        raise ValueError(f"context must be a mapping, not {type(context).__name__}")
+    if bad := [k for k in context if not isinstance(k, str)]:
+        raise ValueError(f"context keys must be strings: {bad[0]!r} is not")
+    try:
+        text = json.dumps(dict(context), allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"context must be JSON data: {exc}") from None
+    if len(text.encode()) > MAX_CONTEXT_BYTES:
+        raise ValueError(f"context is {len(text.encode())} bytes as JSON, more than "
+                         f"{MAX_CONTEXT_BYTES}")
+    return json.loads(text)
 
 
 @dataclass
@@ -157,16 +186,31 @@ class Recovery:
         return target or (registered[0] if len(registered) == 1 else "localhost")
 
     def trigger(self, component: str, failure_type: str | None = None, *,
-                target: str | None = None, requested_by: str | None = None) -> IncidentHandle:
+                target: str | None = None, requested_by: str | None = None,
+                strategy: str | None = None,
+                context: Mapping[str, Any] | None = None) -> IncidentHandle:
         """Open (or attach to) the incident and run its attempt in the background.
 
         The application's own health check is a probe: the kill switch refuses it and
         nothing forces it. A deferred incident goes on where a worker runs (the service,
-        or this process with ``worker=True``)."""
+        or this process with ``worker=True``).
+
+        ``strategy``: the incident it opens runs that one strategy of the runbook only
+        (an incident already open goes on as it is). ``context``: JSON data recorded with
+        the incident and in its runs' run.json, never rendered into a template nor passed
+        to an action or a playbook. A strategy the runbook lacks, or a context that is not
+        JSON data with string keys or is too large, is a ValueError, before anything is
+        opened."""
         self.context.refresh()    # a reload since the last call: its set from now on
+        recorded = checked_context(context)
+        if strategy is not None:
+            names = [s.name for s in self.context.runbook(component).strategies]
+            if strategy not in names:
+                raise ValueError(f"runbook {component} has no strategy {strategy!r} "
+                                 f"(it has: {', '.join(names)})")
         request = TriggerRequest(
             runbook=component, failure_type=failure_type,
-            target=self._target_of(component, target),
+            target=self._target_of(component, target), strategy=strategy, context=recorded,
             trigger="probe", requested_by=requested_by or f"app:{os.getpid()}")
         opened = open_incident(self.context, request)
         if opened.incident is None:
@@ -200,6 +244,31 @@ class Recovery:
     def degraded(self, mode: str) -> bool:
         """Is this degraded mode on (for any reason: automatic or by hand)?"""
         return bool(self.context.store.degraded_reasons(mode))
+
+    def degraded_modes(self) -> list[DegradedMode]:
+        """Every known mode (configured, named by a runbook, or with a reason), on or
+        off, each with its capability matrix and reasons: what ``recovery status`` shows."""
+        self.context.refresh()
+        return [DegradedMode.from_report(m) for m in degraded_modes(
+            self.context.store, self.context.config.degraded_modes, list(self.context.runbooks))]
+
+    def degraded_mode(self, mode: str) -> DegradedMode:
+        """One mode, on or off, with its capability matrix and why it is on; a name no
+        configuration, runbook or reason knows is a LookupError (a typo, not a mode)."""
+        modes = self.degraded_modes()
+        for found in modes:
+            if found.name == mode:
+                return found
+        raise LookupError(f"no degraded mode {mode!r} (known: "
+                          f"{', '.join(m.name for m in modes) or 'none'})")
+
+    def feature_on(self, feature: str) -> bool:
+        """Is ``feature`` on: no mode that is on switches it off? A feature no mode's
+        capability matrix names is a LookupError (a typo would otherwise read as on)."""
+        modes = self.degraded_modes()
+        if not any(feature in m.capabilities for m in modes):
+            raise LookupError(f"no degraded mode's capabilities name {feature!r}")
+        return all(m.allows(feature) for m in modes)
 
     def close(self) -> None:
         if self._worker is not None:

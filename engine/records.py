@@ -69,6 +69,9 @@ class Incident:
     interrupted_run: str | None = None   # its step's run that was interrupted: what it did
                                          # is not known, so the step's verify is asked
                                          # before that step runs again
+    # What an application said with its trigger (engine.embedded): JSON data, recorded
+    # only (with the incident and in its runs' run.json), never rendered nor passed on.
+    context: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

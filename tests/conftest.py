@@ -18,7 +18,8 @@ from tests.support.engine_env import EngineEnv  # noqa: E402
 
 pytest_plugins = ["pytester", "tests.support.requires", "tests.support.ansible_fixtures",
                   "tests.support.cli_env", "tests.support.fleet",
-                  "tests.support.openwebui_fixtures", "tests.support.state_backends"]
+                  "tests.support.openwebui_fixtures", "tests.support.state_backends",
+                  "tests.support.browser"]
 
 
 @pytest.fixture(scope="session", autouse=True)

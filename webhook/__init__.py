@@ -11,6 +11,8 @@ state, tests build one per case). What it serves with (the ``EngineContext``, th
   ``viewer`` or ``operator``)
 - ``webhook.request_metrics``: counts the answers of ``POST /api/v1/alerts`` (hooks on the
   ``alerts`` blueprint only), shown by ``/metrics``
+- ``webhook.console``: the operator console at ``/`` (HTML pages, a login session; its
+  errors are HTML pages, the one exception to the JSON below)
 
 Every route states its access (``webhook.auth.requires``); the roles that grant it are
 one table (``engine.security.roles``).
@@ -69,12 +71,13 @@ def create_app(config: Config | None = None, *, context: EngineContext | None = 
     attach(app, WebhookState(config=config, context=context, credentials=credentials,
                               settings=settings))
 
-    from webhook import alerts, api, health, request_metrics
+    from webhook import alerts, api, console, health, request_metrics
 
     request_metrics.install(app)
     app.register_blueprint(alerts.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
+    console.install(app, config)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(RequestEntityTooLarge, _too_large)
     app.register_error_handler(StoreUnavailable, _store_unavailable)

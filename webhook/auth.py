@@ -69,12 +69,15 @@ def _token_of(role: str) -> str:
     return f"{'an' if role[0] in 'aeiou' else 'a'} {role} token"
 
 
-def requires(access: Access) -> Callable[[F], F]:
-    """The route needs a credential whose role grants ``access`` (OPEN: none)."""
+def requires(access: Access, refuse: Callable[[Access], Response | None] = refusal
+             ) -> Callable[[F], F]:
+    """The route needs a credential whose role grants ``access`` (OPEN: none).
+    ``refuse`` says who is asking and what to answer otherwise: by default the
+    ``Authorization`` header (``refusal``); the console passes its session's."""
     def wrap(view: F) -> F:
         @functools.wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
-            refused = refusal(access)
+            refused = refuse(access)
             return refused if refused is not None else view(*args, **kwargs)
 
         setattr(wrapped, _ACCESS, access)

@@ -40,6 +40,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from engine import log_context
 from engine.alerts.alert import FIRING, RESOLVED, Alert
 from engine.alerts.routing import is_own_alert, match_runbook
 from engine.context import EngineContext
@@ -93,7 +94,8 @@ def drain(ctx: EngineContext, *, limit: int = 100, lease: float = 60.0,
                      "taken again", len(items) - processed)
             break
         try:
-            claimed, delivery = _process_item(ctx, item)
+            with log_context.scope(fingerprint=item.dedup_key.split("|", 1)[0]):
+                claimed, delivery = _process_item(ctx, item)
         except Exception as exc:  # noqa: BLE001 - one poison alert must not block the queue
             if is_outage(exc):
                 left.append(item.dedup_key)
@@ -180,6 +182,9 @@ def fire(ctx: EngineContext, alert: Alert, received_at: float | None = None,
     elif not opened.claimed:
         log.debug("intake: %r attached to incident %s (%s)", alert.dedup_key,
                   opened.incident.id, opened.incident.state.value)
+    else:
+        log.info("intake: %r: %s", alert.dedup_key, opened.note,
+                 extra={"incident_id": opened.incident.id})
     return opened
 
 

@@ -45,6 +45,10 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p.add_argument("--http-workers", type=positive_int, metavar="N",
                    help="gunicorn worker processes, 8 threads each (default: "
                    "webhook.http_workers, else 2)")
+    p.add_argument("--log-format", choices=("text", "json"),
+                   help="the log lines of every process of the service on stderr: text "
+                   "(for people) or json (one object a line, with run_id, incident_id and "
+                   "fingerprint where one applies); default: logging.format, else text")
     p.set_defaults(func=cmd_serve, store_may_be_down=True)
 
 
@@ -52,6 +56,7 @@ def cmd_serve(ctx: EngineContext, args: argparse.Namespace) -> int:
     from engine.config import ConfigError
     from engine.replica import record_serving_replica
     from engine.security.credentials import load_credentials
+    from engine.service.log_format import configure as configure_logging
     from engine.service.supervisor import Service, ServiceError, ServiceSettings
 
     try:
@@ -62,6 +67,11 @@ def cmd_serve(ctx: EngineContext, args: argparse.Namespace) -> int:
     # Its name, in RECOVERY_HOME before any child starts: they, and a `recovery reload`
     # run there without RECOVERY_REPLICA, take it (engine.replica).
     ctx.replica = record_serving_replica(ctx.config)
+    log_format = args.log_format or ctx.config.log_format
+    # every line of the service says when, and in json mode is one object (its children
+    # take the format from the environment: engine.service.log_format)
+    configure_logging("serve", fmt=log_format, replica=ctx.replica)
+    logging.getLogger("engine.service.supervisor").setLevel(logging.INFO)  # starts, deaths, stops
     store_wait = _store_checks_now_or_later(ctx)
     try:
         _credentials, generated = load_credentials(ctx.config, create=True)
@@ -73,14 +83,11 @@ def cmd_serve(ctx: EngineContext, args: argparse.Namespace) -> int:
     if store_wait is None:
         ctx.store.close()  # the parent acts on nothing: its children open their own
     level = ("DEBUG" if args.verbose > 1 else "INFO" if args.verbose else "WARNING")
-    logging.getLogger("engine.service.supervisor").setLevel(logging.INFO)  # starts, deaths, stops
-    for handler in logging.getLogger().handlers:  # a service's log lines say when
-        handler.setFormatter(logging.Formatter(
-            f"%(asctime)s recovery-serve[{os.getpid()}] %(levelname)s %(name)s: %(message)s"))
     for warning in start_warnings(ctx.config, settings):
         logging.getLogger("engine.service.supervisor").warning("%s", warning)
     try:
-        return Service(ctx.config, settings, log_level=level, store_wait=store_wait).run()
+        return Service(ctx.config, settings, log_level=level, log_format=log_format,
+                       store_wait=store_wait).run()
     finally:
         if store_wait is not None:
             ctx.store.close()

@@ -153,9 +153,8 @@ def cmd_disable(ctx: EngineContext, args: argparse.Namespace) -> int:
         until = expiry(args.duration, t)
     except ValueError as exc:
         raise CliError(f"--for: {exc}") from None
-    done = disable(ctx, component=_component(ctx, args.component),
-                   target=_target(ctx, args.target), until=until, reason=args.reason,
-                   by=who, cancel_running=args.cancel_running, now=t)
+    done = disable(ctx, _component(ctx, args.component), _target(ctx, args.target), until,
+                   by=who, reason=args.reason, cancel_running=args.cancel_running, now=t)
     switch = done.switch
     length = f"until {when_ago(until, t)}" if until else "until `recovery enable`"
     why = f": {switch.reason}" if switch.reason else ""
@@ -173,7 +172,7 @@ def cmd_enable(ctx: EngineContext, args: argparse.Namespace) -> int:
     from engine.orchestration.switches import enable
 
     component, target = _component(ctx, args.component), _target(ctx, args.target)
-    removed = enable(ctx, component=component, target=target, by=who, now=t)
+    removed = enable(ctx, component, target, by=who, now=t)
     scope = _scope(component, target)
     if removed:
         for s in removed:
@@ -243,12 +242,13 @@ def _refused_while_off(ctx: EngineContext, args: argparse.Namespace, who: str, t
 # -- unlock -----------------------------------------------------------------------------------
 
 def cmd_unlock(ctx: EngineContext, args: argparse.Namespace) -> int:
-    from engine.orchestration.switches import HeldElsewhere, unlock
+    from engine.orchestration.switches import HeldElsewhere, unlock_named
 
     who = operator(args)
     t = now()
     try:
-        target, broken = unlock(ctx, args.target, component=args.component, by=who, now=t)
+        target, broken = unlock_named(ctx, args.target, component=args.component, by=who,
+                                      now=t)
     except HeldElsewhere as exc:
         err(str(exc))
         return 4

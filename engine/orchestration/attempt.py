@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine import log_context
 from engine.artifacts import RunArtifacts
 from engine.context import EngineContext, UnknownRunbook
 from engine.executors import StepResult
@@ -115,7 +116,7 @@ def advance(ctx: EngineContext, incident_id: str, *, resume: RunRecord | None = 
     """Carry the incident's attempt as far as the gates allow; return the incident. The
     whole call acts on the set of runbooks, playbooks and inventory in force when it
     began, whatever a reload puts in force meanwhile (engine.runbooks.loaded_set)."""
-    with ctx.pinned():
+    with ctx.pinned(), log_context.scope(incident_id=incident_id):
         return _advance(ctx, incident_id, resume, on_run)
 
 
@@ -124,6 +125,7 @@ def _advance(ctx: EngineContext, incident_id: str, resume: RunRecord | None,
     incident = ctx.store.get_incident(incident_id)
     if incident is None:
         raise LookupError(f"no incident {incident_id}")
+    log_context.note(fingerprint=incident.fingerprint)   # its lines carry its alert's
     if incident.state != IncidentState.REMEDIATING:
         if resume is not None:
             cancel_waiting(ctx, resume, f"incident is {incident.state.value}", None)
@@ -189,6 +191,13 @@ def _step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
     """One step: gate -> begin -> run and verify -> settle. A step whose last run was
     interrupted is verified first: if the target passes, it is not run again."""
     run_id = resume.id if resume else new_id("run")
+    with log_context.scope(run_id=run_id):    # the step's lines carry its run's id
+        return _gated_step(ctx, incident, runbook, index, strategy, resume, on_run, run_id)
+
+
+def _gated_step(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
+                strategy: Strategy, resume: RunRecord | None, on_run: RunCallback | None,
+                run_id: str) -> StepEnd:
     after_interruption = None
     interrupted = _interrupted_run(ctx, incident, strategy) if resume is None else None
     if interrupted is not None:
@@ -236,6 +245,8 @@ def _gate(ctx: EngineContext, incident: Incident, runbook: Runbook, index: int,
                   gate=final.gate if final.verdict != Verdict.ALLOW else None)
     details = {"gates": [d.to_dict() for d in asked], "labels": incident.labels,
                "failure_type": incident.failure_type}
+    if incident.context:
+        details["context"] = incident.context   # what the application said: a record
     if after_interruption:
         details["after_interruption"] = after_interruption
     if facts is not None and (judged := facts.record()) is not None:

@@ -170,6 +170,8 @@ def end_run(ctx: EngineContext, run: RunRecord, artifacts: RunArtifacts, status:
     run.status, run.reason, run.finished_at, run.hosts = status, reason, finished, hosts
     if not (already_added or resume is not None):
         ctx.store.add_run(run)
+    log.info("run %s (%s %s on %s): %s: %s", run.id, run.runbook, run.strategy, run.target,
+             status.value, reason)
     keep(run.id, lambda: artifacts.write_run_json({
         "status": status.value, "reason": reason, "finished_at": finished,
         "duration": run.duration, "hosts": hosts, "result": data or {}}), patience)

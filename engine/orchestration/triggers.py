@@ -40,6 +40,7 @@ class TriggerRequest:
     force: bool = False                   # manual: pass the kill switch and the cooldown
     received_at: float | None = None      # alert: when it was journaled (not processed)
     starts_at: str | None = None          # alert: its episode's startsAt (normalized UTC)
+    context: dict[str, Any] = field(default_factory=dict)  # application: recorded only
 
 
 @dataclass
@@ -143,7 +144,7 @@ def open_incident(ctx: EngineContext, request: TriggerRequest) -> Opened:
         fingerprint=request.fingerprint, starts_at=request.starts_at,
         labels=dict(request.labels), opened_at=now,
         updated_at=now, only_strategy=request.strategy, forced=request.force, step=step,
-        reason=f"opened by {request.trigger}",
+        reason=f"opened by {request.trigger}", context=dict(request.context),
     )
     stored, created = ctx.store.open_incident(incident)
     if created:

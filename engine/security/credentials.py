@@ -67,6 +67,7 @@ METRICS_TOKEN_ENV = "RECOVERY_METRICS_TOKEN"
 WEBHOOK_TOKEN_FILE = "webhook.token"
 OPERATOR_TOKEN_FILE = "operator.token"
 METRICS_TOKEN_FILE = "metrics.token"
+CONSOLE_SECRET_FILE = "console.secret"
 WEBHOOK_NAME = "webhook"
 DEFAULT_OPERATOR = "operator"
 DEFAULT_METRICS = "metrics"
@@ -288,6 +289,13 @@ def load_credentials(config: Config, environ: Mapping[str, str] | None = None, *
     if reader is not None:
         metrics[DEFAULT_METRICS] = hash_token(reader)
     return Credentials(webhook, operators, metrics, tokens), generated
+
+
+def console_secret(config: Config) -> str:
+    """The key that signs the console's session cookies: ``RECOVERY_HOME/console.secret``
+    (0600), generated on first use, so every worker and every restart shares it (a new
+    key logs everyone out: delete the file to do that on purpose)."""
+    return _create_token(config, Path(config.home) / CONSOLE_SECRET_FILE)[0]
 
 
 def metrics_auth(config: Config) -> bool:

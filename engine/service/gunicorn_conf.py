@@ -8,8 +8,11 @@ for (it drops the dead process's live-gauge files; counter and histogram files s
 recycled worker counted still counts). A ``child_exit`` of the working directory's file runs
 first.
 
+``logconfig_dict`` (unless the working directory's file sets its own logging): its lines
+and the webhook's in the service's format, text or JSON (engine.service.log_format).
+
 gunicorn reads every global here whose name is one of its settings: ours start with an
-underscore, apart from ``child_exit``.
+underscore, apart from ``child_exit`` and ``logconfig_dict``.
 """
 
 import os as _os
@@ -22,6 +25,13 @@ if _os.path.exists(_LOCAL):   # what gunicorn does with it when no --config is g
                       .items() if not _k.startswith("_")})
 
 _their_child_exit = globals().get("child_exit")
+
+if not any(globals().get(_k) for _k in ("logconfig_dict", "logconfig_json", "logconfig")):
+    from engine.service.log_format import gunicorn_logconfig as _gunicorn_logconfig
+    from engine.service.log_format import said_through_logging as _said_through_logging
+
+    logconfig_dict = _gunicorn_logconfig()
+    _said_through_logging()
 
 
 def child_exit(server, worker):

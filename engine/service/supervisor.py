@@ -65,9 +65,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import psutil
 
@@ -75,6 +77,7 @@ from engine.config import Config
 from engine.durations import parse_duration
 from engine.liveness import alive_since
 from engine.replica import replica_of
+from engine.service.log_format import FORMAT_ENV, REPLICA_ENV
 from engine.service.store_wait import StoreWait
 
 log = logging.getLogger(__name__)
@@ -408,7 +411,8 @@ class Service:
     requested stop, 1 when a child cannot be kept running."""
 
     def __init__(self, config: Config, settings: ServiceSettings, *,
-                 log_level: str = "INFO", store_wait: StoreWait | None = None) -> None:
+                 log_level: str = "INFO", log_format: str = "text",
+                 store_wait: StoreWait | None = None) -> None:
         self.config = config
         self.settings = settings
         # Started while the store was down: the start-up checks that need it, asked once
@@ -421,6 +425,8 @@ class Service:
             "RECOVERY_HOME": str(config.home),
             "RECOVERY_SERVICE_PID": str(os.getpid()),
             "RECOVERY_LOG_LEVEL": log_level,
+            FORMAT_ENV: log_format,               # engine.service.log_format
+            REPLICA_ENV: replica_of(config),
             "PYTHONUNBUFFERED": "1",
         })
         engine_env = {k: v for k, v in env.items() if k not in MULTIPROC_ENV}
@@ -438,6 +444,9 @@ class Service:
         self.hangups = 0                  # SIGHUPs received; each asks for a reload
         self.reloads = 0                  # ... and how many of them a reload has served
         self.reloader: subprocess.Popen | None = None
+        # json logs: the reload's report is captured and said line by line as log lines
+        self.log_format = log_format
+        self.reload_output: IO[bytes] | None = None
 
     @property
     def children(self) -> list[Child]:
@@ -525,6 +534,7 @@ class Service:
             code = self.reloader.poll()
             if code is None:
                 return
+            self._say_reload_output()
             if code == 0:
                 log.info("SIGHUP: reload done (its report is above)")
             else:
@@ -535,11 +545,25 @@ class Service:
             return
         self.reloads = self.hangups
         log.info("SIGHUP: validating the runbooks, playbooks and inventory (recovery reload)")
+        self.reload_output = tempfile.TemporaryFile() if self.log_format == "json" else None
         self.reloader = subprocess.Popen(
             [sys.executable, "-m", "engine", "reload",
              "--as", f"SIGHUP to recovery serve (pid {os.getpid()})"],
-            env=self.engine_env, stdin=subprocess.DEVNULL, stdout=sys.stderr,
+            env=self.engine_env, stdin=subprocess.DEVNULL,
+            stdout=self.reload_output or sys.stderr,
+            stderr=subprocess.STDOUT if self.reload_output else None,
             process_group=0, preexec_fn=_die_with(os.getpid()))
+
+    def _say_reload_output(self) -> None:
+        """The captured report of a finished reload, one log line per line (json logs)."""
+        if self.reload_output is None:
+            return
+        with self.reload_output as output:
+            output.seek(0)
+            for line in output.read().decode(errors="replace").splitlines():
+                if line.strip():
+                    log.info("reload: %s", line)
+        self.reload_output = None
 
     def _stop_reloader(self) -> None:
         """Stopping: a reload under way is abandoned (it records nothing until its end)."""
@@ -550,6 +574,7 @@ class Service:
             except subprocess.TimeoutExpired:
                 self.reloader.kill()
                 self.reloader.wait(5)
+        self._say_reload_output()
 
     def _supervise(self, now: float) -> None:
         for child in self.children:

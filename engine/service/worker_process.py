@@ -31,6 +31,7 @@ import psutil
 
 from engine.context import EngineContext
 from engine.lifecycle import RunStatus
+from engine.service.log_format import LEVEL_ENV, configure
 from engine.service.worker import Worker, interrupt_run
 
 log = logging.getLogger("engine.service.worker_process")  # also when run as __main__
@@ -172,11 +173,7 @@ def _kill_descendants(timeout: float = 3.0) -> None:
 
 
 def _setup_logging() -> None:
-    level = os.environ.get("RECOVERY_LOG_LEVEL", "WARNING").upper()
-    logging.basicConfig(
-        level=getattr(logging, level, logging.WARNING), stream=sys.stderr,
-        format=f"%(asctime)s recovery-worker[{os.getpid()}] %(levelname)s %(name)s: "
-               "%(message)s")
+    configure("worker", level=os.environ.get(LEVEL_ENV, "WARNING"))
     for said in (log, logging.getLogger("engine.context")):
         if said.getEffectiveLevel() > logging.INFO:
             said.setLevel(logging.INFO)  # start, stop, interruptions, set switches: said

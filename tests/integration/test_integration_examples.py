@@ -115,6 +115,11 @@ def test_the_feature_switches_example_follows_the_modes_matrices(engine_env):
     lines = set(after.stdout.splitlines())
     assert {"cache_reads: off", "sessions: off", "chat_ui: off", "direct_model_api: on",
             "semantic_search: on", "reading from the database: the cache is off"} <= lines
+    [why] = [line for line in lines if line.startswith("redis_unavailable is on since")]
+    matrix = yaml.safe_load((ROOT / "recovery.yml").read_text())["degraded_modes"][
+        "redis_unavailable"]["capabilities"]
+    off = ", ".join(name for name, stays_on in matrix.items() if not stays_on)
+    assert why.endswith(f"): test; off: {off}"), why            # why, and what goes off
 
 
 def test_the_http_example_reads_what_the_service_says_is_off(engine_env, serve):

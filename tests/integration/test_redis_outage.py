@@ -126,7 +126,7 @@ class Setup:
         assert self.runs() == Counter(dict.fromkeys(targets, 1))
 
     def log_lines(self) -> list[str]:
-        """What the service said at WARNING and above (gunicorn's own lines left out)."""
+        """What the service said at WARNING and above (every process: gunicorn too)."""
         return [line for line in self.served.stderr().splitlines()
                 if " WARNING " in line or " ERROR " in line]
 

@@ -62,6 +62,22 @@ def _chroma() -> str | None:
     return _in_venv("chroma", "chromadb")()
 
 
+def _chromium() -> str | None:
+    """Headless Chromium and its driver as Debian ships them, and Selenium to drive them
+    (tests/support/browser.py): no browser is downloaded."""
+    from tests.support.browser import CHROMEDRIVER, CHROMIUM
+
+    absent = [f"{path} missing (Debian {package}, installed by `make test`)"
+              for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver"))
+              if not path.exists()]
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        absent.append("the selenium package is missing (extra `test`, installed by "
+                      "`make install`)")
+    return "; ".join(absent) or None
+
+
 # name -> check: None when the requirement is met, else the reason it is not.
 REQUIREMENTS: dict[str, Callable[[], str | None]] = {
     "redis-server": _on_path("redis-server"),
@@ -78,6 +94,7 @@ REQUIREMENTS: dict[str, Callable[[], str | None]] = {
     "sshd": _sshd,
     "supervisord": _in_venv("supervisord", "supervisor"),
     "chroma": _chroma,
+    "chromium": _chromium,
     "root": _root,
 }
 

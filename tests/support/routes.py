@@ -30,7 +30,28 @@ ROUTES: dict[tuple[str, str], set[str] | str] = {
     ("POST", "/api/v1/switches"): {"operator"},
     ("DELETE", "/api/v1/switches/<switch_id>"): {"operator"},
     ("POST", "/api/v1/unlock"): {"operator"},
+    # The console (webhook.console): a session from /login, not an Authorization header;
+    # without one a page answers 303 to /login.
+    ("GET", "/login"): OPEN,
+    ("POST", "/login"): OPEN,
+    ("GET", "/console.css"): OPEN,
+    ("POST", "/logout"): {"viewer", "operator"},
+    ("GET", "/"): {"viewer", "operator"},
+    ("GET", "/approvals"): {"viewer", "operator"},
+    ("GET", "/history"): {"viewer", "operator"},
+    ("GET", "/runs/<run_id>"): {"viewer", "operator"},
+    ("GET", "/charts"): {"viewer", "operator"},
+    ("POST", "/approvals/<run_id>"): {"operator"},
+    ("POST", "/incidents/<incident_id>/cancel"): {"operator"},
+    ("POST", "/switches/disable"): {"operator"},
+    ("POST", "/switches/enable"): {"operator"},
+    ("POST", "/locks/unlock"): {"operator"},
 }
+
+
+def is_console(path: str) -> bool:
+    """Whether ``path`` is a console route (a session's, not an Authorization header's)."""
+    return not path.startswith("/api/") and path not in ("/healthz", "/readyz", "/metrics")
 
 
 PLACEHOLDERS = {"<run_id>": "run-nope", "<incident_id>": "inc-nope", "<ident>": "run-nope",

@@ -16,7 +16,8 @@ LAYERS: list[tuple[str, ...]] = [
     # the vocabulary
     ("engine.durations", "engine.lifecycle", "engine.records", "engine.liveness",
      "engine.compat", "engine.config", "engine.resources", "engine.security.redaction",
-     "engine.artifacts", "engine.inventory", "engine.fleet_limits", "engine.replica"),
+     "engine.artifacts", "engine.inventory", "engine.fleet_limits", "engine.replica",
+     "engine.log_context"),
     # state, credentials, what a runbook says
     ("engine.store", "engine.outages", "engine.security", "engine.runbooks"),
     # what acts and what it acts with; a set of runbooks checked against the executors

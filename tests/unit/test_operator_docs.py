@@ -28,7 +28,7 @@ from tests.support.paths import EXAMPLES, ROOT
 
 GUIDE = DOCS / "troubleshooting.md"
 ESCALATION = DOCS / "escalation.md"
-PLAYBOOK_DOCS = (ESCALATION, GUIDE, DOCS / "integration.md")
+PLAYBOOK_DOCS = (ESCALATION, GUIDE, DOCS / "integration.md", DOCS / "console.md")
 _CODE = re.compile(r"^[a-z]+(_[a-z]+)+$")      # a machine's code, not words
 
 

@@ -21,6 +21,16 @@ from tests.support.alerts import GHOST_RUNBOOK
 # Every test runs on each state backend (tests/support/state_backends.py).
 pytestmark = pytest.mark.both_backends
 
+
+@pytest.fixture(autouse=True)
+def one_window(monkeypatch):
+    """The whole test in one counting window: refusals count per minute, and a test that
+    straddled a minute on a loaded machine counted its alerts into two records. The
+    test of the minute rule reads ``WINDOW`` back, so it still crosses one."""
+    from engine.orchestration import refusals
+
+    monkeypatch.setattr(refusals, "WINDOW", 1e9)
+
 # -- the rule, in this process ------------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ from engine.records import DegradedReason
 from engine.store.sqlite import SQLiteStore
 from tests.support.alerts import good_alert, notification
 from tests.support.paths import ALERTMANAGER_FIXTURES
+from tests.support.steps import park_a_step
 from tests.support.webhook_app import (
     ALICE,
     AS_ALICE,
@@ -478,18 +479,7 @@ def test_metrics_can_be_opened_on_purpose(engine_env):
 @pytest.fixture
 def parked(engine_env, run_incident):
     """A step parked for approval, as tests/unit/test_approvals.py makes one."""
-    marker = engine_env.root / "flushed"
-    engine_env.runbook("demo", f"""
-        approval_timeout: 1h
-        strategies:
-          - {{name: flush, action: test.touch, with: {{path: "{marker}"}},
-              approval: required}}
-        degraded_mode: {{name: test_down}}
-    """)
-    ctx = engine_env.context()
-    incident = run_incident(ctx, "demo", target="cache-1", requested_by="pager").incident
-    [run] = ctx.store.query_runs(incident_id=incident.id)
-    assert run.status == RunStatus.PENDING_APPROVAL
+    ctx, _, run, marker = park_a_step(engine_env, run_incident)
     return Service(ctx.config, context=ctx), run, marker
 
 

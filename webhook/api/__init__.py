@@ -32,6 +32,7 @@ from webhook.api import (  # the routes register on bp
     overview,
     runs,
 )
-from webhook.api.blueprint import bp
+from webhook.api.blueprint import BadQuery, bp, parse_since
 
-__all__ = ["actions", "approvals", "bp", "incidents", "openapi", "overview", "runs"]
+__all__ = ["BadQuery", "actions", "approvals", "bp", "incidents", "openapi", "overview",
+           "parse_since", "runs"]

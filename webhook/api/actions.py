@@ -33,7 +33,7 @@ from engine.orchestration.switches import (
     expiry,
     scope_component,
     scope_target,
-    unlock,
+    unlock_named,
 )
 from engine.orchestration.triggers import TriggerRequest
 from engine.records import Incident, RunRecord
@@ -220,8 +220,8 @@ def add_switch():
     except UnknownComponent as exc:
         raise BadQuery(f"component: {exc}") from None
     target, note = scope_target(ctx, text_field(body, "target"))
-    done = disable(ctx, component=component, target=target, until=until,
-                   reason=text_field(body, "reason", limit=MAX_REASON) or "", by=g.operator,
+    done = disable(ctx, component, target, until, by=g.operator,
+                   reason=text_field(body, "reason", limit=MAX_REASON) or "",
                    cancel_running=flag_field(body, "cancel_running"), now=now)
     return jsonify(switch=done.switch.to_dict(), said=done.said,
                    notes=[note] if note else []), 201
@@ -237,7 +237,7 @@ def remove_switch(switch_id: str):
                  None)
     if found is None:
         return not_found("kill switch in force", switch_id)
-    removed = enable(ctx, component=found.component, target=found.target, by=g.operator)
+    removed = enable(ctx, found.component, found.target, by=g.operator)
     return jsonify(removed=[s.to_dict() for s in removed], by=g.operator)
 
 
@@ -251,8 +251,8 @@ def unlock_target():
     target = text_field(body, "target", required=True)
     assert target is not None
     try:
-        target, broken = unlock(state().context, target,
-                                component=text_field(body, "component"), by=g.operator)
+        target, broken = unlock_named(state().context, target,
+                                      component=text_field(body, "component"), by=g.operator)
     except HeldElsewhere as exc:
         return jsonify(error=str(exc)), 409
     return jsonify(target=target, broken=broken.to_dict() if broken else None,

@@ -2,7 +2,9 @@
 
 `recovery.yml`'s `degraded_modes` say, per mode, which capabilities stay on (true) and
 which go off (false) while the mode is on. A capability is on unless a mode that is on
-switches it off. Ask before each use (it is one read of the shared store), or cache the
+switches it off: `recovery.feature_on(name)`. `recovery.degraded_modes()` gives each mode
+with its matrix and, while it is on, why (the incident and target, or who set it by
+hand, and since when). Ask before each use (one read of the shared store), or cache the
 answer for a few seconds.
 
     RECOVERY_CONFIG=recovery.yml python feature_switches.py
@@ -12,26 +14,23 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from engine import Recovery
-
-
-def capabilities(recovery: Recovery) -> dict[str, bool]:
-    """Every capability the matrices name -> whether to serve it now."""
-    serving: dict[str, bool] = {}
-    for mode, spec in recovery.context.config.degraded_modes.items():
-        on = recovery.degraded(mode)
-        for capability, stays_on in (spec.get("capabilities") or {}).items():
-            serving[capability] = serving.get(capability, True) and (stays_on or not on)
-    return serving
 
 
 def main() -> int:
     recovery = Recovery.from_config(os.environ.get("RECOVERY_CONFIG", "recovery.yml"))
     try:
-        for capability, on in sorted(capabilities(recovery).items()):
-            print(f"{capability}: {'on' if on else 'off'}")
-        if not capabilities(recovery).get("cache_reads", True):
+        modes = recovery.degraded_modes()
+        for capability in sorted({c for mode in modes for c in mode.capabilities}):
+            print(f"{capability}: {'on' if recovery.feature_on(capability) else 'off'}")
+        for mode in modes:
+            for why in mode.reasons:
+                by = f"incident {why.incident_id} on {why.target}" if why.incident_id else why.who
+                print(f"{mode.name} is on since {time.ctime(why.since)} ({by}): "
+                      f"{why.reason or 'no reason given'}; off: {', '.join(mode.off_now)}")
+        if not recovery.feature_on("cache_reads"):
             print("reading from the database: the cache is off")
         return 0
     finally:

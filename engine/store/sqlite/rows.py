@@ -13,7 +13,7 @@ from engine.records import Attempt, RunRecord
 
 T = TypeVar("T")
 
-_JSON_FIELDS = {"labels", "plan", "detail", "payload"}
+_JSON_FIELDS = {"labels", "plan", "detail", "payload", "context"}
 _JSON_LISTS = {"fingerprints", "hosts"}
 _BOOL_FIELDS = {"check_mode", "forced", "manual"}
 

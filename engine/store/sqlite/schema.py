@@ -18,7 +18,7 @@ CREATE TABLE IF NOT EXISTS incidents (
     labels TEXT, opened_at REAL, updated_at REAL, closed_at REAL, reason TEXT,
     next_try_at REAL, step INTEGER, only_strategy TEXT, forced INTEGER, approved_step INTEGER,
     approved_by TEXT, attempt_id TEXT, attempts INTEGER, verify_until REAL,
-    open_key TEXT UNIQUE, starts_at TEXT, held_by TEXT, interrupted_run TEXT
+    open_key TEXT UNIQUE, starts_at TEXT, held_by TEXT, interrupted_run TEXT, context TEXT
 );
 CREATE INDEX IF NOT EXISTS incidents_due ON incidents(state, next_try_at);
 CREATE INDEX IF NOT EXISTS incidents_opened ON incidents(opened_at);
@@ -160,6 +160,7 @@ def migrate(conn: sqlite3.Connection) -> None:
     for table, column, kind in (("incidents", "starts_at", "TEXT"),
                                 ("incidents", "held_by", "TEXT"),
                                 ("incidents", "interrupted_run", "TEXT"),
+                                ("incidents", "context", "TEXT"),
                                 ("runs", "gate", "TEXT"), ("runs", "count", "INTEGER"),
                                 ("runs", "fingerprints", "TEXT"),
                                 ("runs", "refusal_key", "TEXT"),

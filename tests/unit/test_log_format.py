@@ -1,0 +1,141 @@
+"""The service's log lines (engine.service.log_format) and the ids they carry
+(engine.log_context): one JSON object a line, the ids of the work in hand and of no other."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+import threading
+from logging.config import dictConfig
+
+import pytest
+
+from engine import log_context
+from engine.config import ConfigError, load_config
+from engine.log_context import LogIds
+from engine.service.log_format import JsonFormatter, chosen_format, formatter, gunicorn_logconfig
+
+
+def record(message: str = "step %s done", *args, exc_info=None, **extra) -> logging.LogRecord:
+    made = logging.LogRecord("engine.test", logging.WARNING, __file__, 1, message,
+                             args or ("x",), exc_info)
+    for name, value in extra.items():
+        setattr(made, name, value)
+    return made
+
+
+def test_a_json_line_says_when_what_and_where_on_one_line():
+    line = JsonFormatter("worker", "replica-a").format(record("two\nlines %s"))
+    assert "\n" not in line
+    entry = json.loads(line)
+    assert entry["message"] == "two\nlines x" and entry["level"] == "WARNING"
+    assert entry["logger"] == "engine.test" and isinstance(entry["process"], int)
+    assert (entry["role"], entry["replica"]) == ("worker", "replica-a")
+    assert entry["time"].endswith("Z") and entry["time"][10] == "T"
+    assert not {"run_id", "incident_id", "fingerprint", "exception"} & set(entry)
+
+
+def test_an_exception_travels_in_the_line():
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        made = record(exc_info=sys.exc_info())
+    entry = json.loads(JsonFormatter().format(made))
+    assert "Traceback" in entry["exception"] and "RuntimeError: boom" in entry["exception"]
+
+
+def test_the_filter_puts_the_ids_of_the_scope_on_records_and_forgets_them_after():
+    ids = LogIds()
+    with log_context.scope(incident_id="inc-1"):
+        log_context.note(fingerprint="fp-1", run_id=None)
+        with log_context.scope(run_id="run-1"):
+            inner = record()
+            ids.filter(inner)
+        after_run = record()
+        ids.filter(after_run)
+    outside = record()
+    ids.filter(outside)
+    assert (inner.run_id, inner.incident_id, inner.fingerprint) == ("run-1", "inc-1", "fp-1")
+    assert not hasattr(after_run, "run_id") and after_run.fingerprint == "fp-1"
+    assert not hasattr(outside, "incident_id") and not hasattr(outside, "fingerprint")
+
+
+def test_an_id_given_by_the_call_wins_over_the_scope():
+    with log_context.scope(incident_id="inc-scope"):
+        given = record(incident_id="inc-given")
+        LogIds().filter(given)
+    assert given.incident_id == "inc-given"
+
+
+def test_another_threads_ids_never_reach_this_ones_lines():
+    seen: dict[str, dict] = {}
+    started, release = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with log_context.scope(run_id="run-other"):
+            started.set()
+            release.wait(10)
+            seen["other"] = log_context.current()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    assert started.wait(10)
+    seen["here"] = log_context.current()
+    release.set()
+    thread.join(10)
+    assert seen == {"here": {}, "other": {"run_id": "run-other"}}
+
+
+def test_the_text_line_says_when_and_which_process():
+    text = formatter("http").format(record())
+    assert text[:4].isdigit() and "recovery-http[" in text
+    assert text.endswith("WARNING engine.test: step x done")
+
+
+def logged_through_gunicorns_config(monkeypatch, fmt: str) -> list[str]:
+    """What gunicorn's error log and the webhook say, configured as under the service."""
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    config = gunicorn_logconfig({"RECOVERY_LOG_FORMAT": fmt, "RECOVERY_LOG_LEVEL": "INFO",
+                                 "RECOVERY_LOG_REPLICA": "r1"})
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        dictConfig(config)
+        with log_context.scope(fingerprint="fp-9"):
+            logging.getLogger("gunicorn.error").info("Booting worker")
+            logging.getLogger("webhook.alerts").info("refused")
+    finally:
+        for name in ("gunicorn.error", "gunicorn.access"):
+            logging.getLogger(name).handlers.clear()
+            logging.getLogger(name).propagate = True
+        root.handlers[:], root.level = saved
+    return stream.getvalue().splitlines()
+
+
+def test_gunicorns_config_writes_every_logger_through_the_format(monkeypatch):
+    entries = [json.loads(line) for line in logged_through_gunicorns_config(monkeypatch, "json")]
+    assert [(e["logger"], e["role"], e["replica"], e["fingerprint"]) for e in entries] == [
+        ("gunicorn.error", "http", "r1", "fp-9"), ("webhook.alerts", "http", "r1", "fp-9")]
+
+
+def test_in_text_the_webhooks_lines_say_when_too(monkeypatch):
+    booting, refused = logged_through_gunicorns_config(monkeypatch, "text")
+    assert booting[:4].isdigit() and "recovery-http[" in booting
+    assert booting.endswith("INFO gunicorn.error: Booting worker")
+    assert refused[:4].isdigit() and refused.endswith("INFO webhook.alerts: refused")
+
+
+def test_the_format_is_text_unless_json_is_chosen(tmp_path):
+    assert chosen_format({}) == "text" and chosen_format({"RECOVERY_LOG_FORMAT": "xml"}) == "text"
+    assert chosen_format({"RECOVERY_LOG_FORMAT": "json"}) == "json"
+    path = tmp_path / "recovery.yml"
+    path.write_text("logging: {format: json}\n")
+    assert load_config(path, environ={}).log_format == "json"
+    path.write_text("")
+    assert load_config(path, environ={}).log_format == "text"
+    path.write_text("logging: {format: yaml}\n")
+    with pytest.raises(ConfigError, match="logging/format"):
+        load_config(path, environ={})
