@@ -5,9 +5,10 @@ state, tests build one per case). What it serves with (the ``EngineContext``, th
 ``Credentials``) sits on ``app.extensions``. One blueprint per concern:
 
 - ``webhook.alerts``: ``POST /api/v1/alerts`` (the ``webhook`` role only)
-- ``webhook.api``: the rest of ``/api/v1`` (the ``operator`` role)
-- ``webhook.health``: ``/healthz``, ``/readyz`` (open), ``/metrics`` (``metrics`` or
-  ``operator``)
+- ``webhook.api``: the rest of ``/api/v1``, one module per concern (incidents, runs,
+  approvals, actions, the OpenAPI document at ``/api/v1/openapi.json``)
+- ``webhook.health``: ``/healthz``, ``/readyz`` (open), ``/metrics`` (``metrics``,
+  ``viewer`` or ``operator``)
 - ``webhook.request_metrics``: counts the answers of ``POST /api/v1/alerts`` (hooks on the
   ``alerts`` blueprint only), shown by ``/metrics``
 - ``webhook.console``: the operator console at ``/`` (HTML pages, a login session; its
@@ -22,7 +23,7 @@ serves it (``recovery serve``); this package never runs a server itself.
 
 Settings under ``webhook:`` in ``recovery.yml`` read here: ``max_body_bytes`` (4 MiB),
 ``ready_heartbeat_age`` (30 s), ``metrics_auth`` (true: ``/metrics`` needs a credential of
-the ``metrics`` or ``operator`` role), ``repeat_signal_after`` (60 s: a firing alert
+the ``metrics``, ``viewer`` or ``operator`` role), ``repeat_signal_after`` (60 s: a firing alert
 repeated after that long is journaled again, a signal that it still fires),
 ``store_wait`` (5 s: how long a notification waits for the store before its 503, so
 Alertmanager retries rather than times out).

@@ -118,31 +118,24 @@ def _loaded_runbooks(ctx: EngineContext) -> list[Any] | None:
 
 def _component(ctx: EngineContext, name: str | None) -> str | None:
     """A component (or runbook) name as switches store it: the component."""
-    if name is None:
-        return None
-    loaded = _loaded_runbooks(ctx)
-    if loaded is None:
-        return name
-    for rb in loaded:
-        if name in (rb.component, rb.name):
-            return rb.component
-    known = ", ".join(sorted({rb.component for rb in loaded})) or "none"
-    raise CliError(f"no component {name!r} (components: {known})")
+    from engine.orchestration.switches import UnknownComponent, scope_component
+
+    if name is not None:
+        _loaded_runbooks(ctx)   # warns when they do not load
+    try:
+        return scope_component(ctx, name)
+    except UnknownComponent as exc:
+        raise CliError(str(exc)) from None
 
 
 def _target(ctx: EngineContext, name: str | None) -> str | None:
     """A host name, alias or address as the inventory names the host; else as given."""
-    from engine.inventory import UnknownTarget
+    from engine.orchestration.switches import scope_target
 
-    if name is None:
-        return None
-    try:
-        if ctx.inventory.get(name) is not None:
-            return name
-        return ctx.inventory.resolve_instance(name).name
-    except UnknownTarget as exc:
-        err(f"note: {exc.reason}; using {name!r} as given (an application's registered name)")
-        return name
+    target, note = scope_target(ctx, name)
+    if note:
+        err(f"note: {note}")
+    return target
 
 
 def _scope(component: str | None, target: str | None) -> str:
@@ -152,30 +145,22 @@ def _scope(component: str | None, target: str | None) -> str:
 # -- disable / enable -------------------------------------------------------------------------
 
 def cmd_disable(ctx: EngineContext, args: argparse.Namespace) -> int:
-    from engine.durations import parse_duration
+    from engine.orchestration.switches import disable, expiry
 
     who = operator(args)
     t = now()
-    if args.duration.strip().lower() in ("never", "forever", "inf"):
-        until = None
-    else:
-        try:
-            seconds = parse_duration(args.duration)
-        except ValueError as exc:
-            raise CliError(f"--for: {exc}") from None
-        if seconds <= 0:
-            raise CliError("--for must be more than 0 (or 'never')")
-        until = t + seconds
-    from engine.orchestration.switches import disable
-
+    try:
+        until = expiry(args.duration, t)
+    except ValueError as exc:
+        raise CliError(f"--for: {exc}") from None
     done = disable(ctx, _component(ctx, args.component), _target(ctx, args.target), until,
                    by=who, reason=args.reason, cancel_running=args.cancel_running, now=t)
-    switch, said = done.switch, done.said
+    switch = done.switch
     length = f"until {when_ago(until, t)}" if until else "until `recovery enable`"
     why = f": {switch.reason}" if switch.reason else ""
     out(f"auto-recovery disabled for {switch.scope()} {length}, by {who}{why} "
         f"(switch {switch.id})")
-    for line in said:
+    for line in done.said:
         out(line)
     out("manual runs still work with `recovery recover --force`")
     return OK
@@ -184,9 +169,9 @@ def cmd_disable(ctx: EngineContext, args: argparse.Namespace) -> int:
 def cmd_enable(ctx: EngineContext, args: argparse.Namespace) -> int:
     who = operator(args)
     t = now()
-    component, target = _component(ctx, args.component), _target(ctx, args.target)
     from engine.orchestration.switches import enable
 
+    component, target = _component(ctx, args.component), _target(ctx, args.target)
     removed = enable(ctx, component, target, by=who, now=t)
     scope = _scope(component, target)
     if removed:
@@ -257,24 +242,16 @@ def _refused_while_off(ctx: EngineContext, args: argparse.Namespace, who: str, t
 # -- unlock -----------------------------------------------------------------------------------
 
 def cmd_unlock(ctx: EngineContext, args: argparse.Namespace) -> int:
-    from engine.inventory import UnknownTarget
-    from engine.orchestration.switches import unlock
+    from engine.orchestration.switches import HeldElsewhere, unlock_named
 
     who = operator(args)
     t = now()
-    target = args.target
-    held = ctx.store.get_lock(target)
-    if held is None and ctx.inventory.get(target) is None:
-        try:  # an alias or address of a host: its lock is under the host's name
-            target = ctx.inventory.resolve_instance(target).name
-            held = ctx.store.get_lock(target)
-        except UnknownTarget:
-            pass
-    if held is not None and args.component and held.component not in (None, args.component):
-        err(f"the lock on {target} is held for component {held.component}, not "
-            f"{args.component}: left alone")
+    try:
+        target, broken = unlock_named(ctx, args.target, component=args.component, by=who,
+                                      now=t)
+    except HeldElsewhere as exc:
+        err(str(exc))
         return 4
-    broken = unlock(ctx, target, by=who, now=t)
     if broken is None:
         out(f"no lock on {target}")
         return OK
@@ -285,8 +262,6 @@ def cmd_unlock(ctx: EngineContext, args: argparse.Namespace) -> int:
         f"{when_ago(broken.acquired_at, t)} ({state}; token {broken.token}); recorded as {who}")
     return OK
 
-
-# -- degraded modes ---------------------------------------------------------------------------
 
 def known_modes(ctx: EngineContext, loaded: list[Any] | None) -> dict[str, dict[str, Any]]:
     """Configured modes, then those runbooks name: mode -> its config (maybe empty)."""

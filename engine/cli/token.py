@@ -11,7 +11,7 @@ import argparse
 import secrets
 import time
 
-from engine.cli.common import CliError, command, operator
+from engine.cli.common import CliError, command, operator, runbooks
 from engine.cli.exits import OK, USAGE
 from engine.cli.output import emit_json, err, out, table, when
 from engine.context import EngineContext
@@ -21,7 +21,12 @@ TOKEN_HELP = """\
 Credentials with one role each (what it may do, and nothing else):
   webhook    post alerts (Alertmanager's http_config)
   metrics    read /metrics (Prometheus' scrape config)
-  operator   read everything, approve, reject, acknowledge, reload
+  viewer     read everything (status, incidents, runs, approvals, degraded modes,
+             switches, /metrics), change nothing: a dashboard
+  app        trigger the runbook of one component (--component C, required) and read
+             degraded modes; never approve: an application
+  operator   read everything and act: approve, reject, run by hand, cancel, disable,
+             enable, unlock, acknowledge, reload
 
 `add` prints the token once: copy it now, it is kept only as a hash. A running service
 takes a new token at once and refuses a removed one at once (no restart). The names
@@ -29,7 +34,8 @@ webhook, operator and metrics belong to the tokens of RECOVERY_WEBHOOK_TOKEN,
 RECOVERY_API_TOKEN / operator.token and RECOVERY_METRICS_TOKEN / metrics.token; the
 names under `operators:` in recovery.yml are taken too.
 
-exit codes: 0 done, 2 a bad or taken name, or no token by that name.
+exit codes: 0 done, 2 a bad or taken name, --role app without a known --component
+(or --component with another role), or no token by that name.
 """
 RESERVED = ("webhook", "operator", "metrics")
 
@@ -41,6 +47,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     add = verbs.add_parser("add", parents=parents, help="a new token, printed once")
     add.add_argument("name", metavar="NAME", help="who holds it (recorded as who acted)")
     add.add_argument("--role", required=True, choices=list(ROLES), help="what it may do")
+    add.add_argument("--component", "-c", metavar="C",
+                     help="role app: the one component (or runbook) it may trigger")
     add.add_argument("--json", action="store_true", help="machine-readable output")
     add.set_defaults(func=cmd_add, housekeeping=False)
     listing = verbs.add_parser("list", parents=parents, help="issued tokens (never a token)")
@@ -72,9 +80,10 @@ def cmd_add(ctx: EngineContext, args: argparse.Namespace) -> int:
     if args.name in RESERVED or args.name in ctx.config.operators:
         raise CliError(f"the name {args.name!r} belongs to a configured credential: pick "
                        "another", USAGE)
+    component = _component(ctx, args)
     token = secrets.token_urlsafe(32)
     issued = IssuedToken(name=args.name, role=args.role, hash=hash_token(token),
-                         created_at=time.time(), created_by=who)
+                         created_at=time.time(), created_by=who, component=component)
     try:
         _tokens(ctx).add(issued)
     except ConfigError as exc:
@@ -82,13 +91,37 @@ def cmd_add(ctx: EngineContext, args: argparse.Namespace) -> int:
     if args.json:
         emit_json({**issued.to_dict(), "token": token})
     else:
-        out(f"token {issued.name!r} (role {issued.role}) added; it is shown this once, "
+        of = f", component {component}" if component else ""
+        out(f"token {issued.name!r} (role {issued.role}{of}) added; it is shown this once, "
             "kept only as a hash, and a running service takes it now:\n")
         out(f"  {token}\n")
-        out(USE[issued.role].format(token=token, name=issued.name))
+        out(USE[issued.role].format(token=token, name=issued.name, component=component))
+    detail = {"name": issued.name, "role": issued.role}
+    if component:
+        detail["component"] = component
     _audit(ctx, AuditEvent(at=issued.created_at, actor=who, action="token_add",
-                           detail={"name": issued.name, "role": issued.role}))
+                           detail=detail))
     return OK
+
+
+def _component(ctx: EngineContext, args: argparse.Namespace) -> str | None:
+    """The component an app token may trigger (the one of the runbook named, so the
+    check is one comparison); None for other roles, which take none."""
+    from engine.context import UnknownRunbook
+
+    if args.role != "app":
+        if args.component:
+            raise CliError("--component is for --role app only", USAGE)
+        return None
+    if not args.component:
+        raise CliError("--role app needs --component C: the one component it may trigger",
+                       USAGE)
+    if args.component in {rb.component for rb in runbooks(ctx)}:
+        return args.component
+    try:
+        return ctx.runbook(args.component).component
+    except UnknownRunbook as exc:
+        raise CliError(str(exc.args[0]), USAGE) from None
 
 
 def _audit(ctx: EngineContext, event) -> None:
@@ -112,6 +145,11 @@ USE = {
                "      authorization: {{type: Bearer, credentials_file: "
                "/etc/prometheus/recovery-metrics.token}}\n"
                "(docs/examples/prometheus.yml)",
+    "viewer": "curl -H 'Authorization: Bearer {token}' http://127.0.0.1:9797/api/v1/incidents"
+              "\n(or basic auth: user {name}, the token as the password)",
+    "app": "curl -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' "
+           "-d '{{\"component\": \"{component}\"}}' http://127.0.0.1:9797/api/v1/recover"
+           "\n(or basic auth: user {name}, the token as the password)",
     "operator": "curl -H 'Authorization: Bearer {token}' http://127.0.0.1:9797/api/v1/status"
                 "\n(or basic auth: user {name}, the token as the password)",
 }
@@ -130,6 +168,7 @@ def cmd_list(ctx: EngineContext, args: argparse.Namespace) -> int:
     out(table(list(issued), [
         ("NAME", lambda t: t.name),
         ("ROLE", lambda t: t.role),
+        ("COMPONENT", lambda t: t.component or "-"),
         ("ADDED", lambda t: when(t.created_at)),
         ("BY", lambda t: t.created_by),
     ], empty="no issued tokens (`recovery token add NAME --role ROLE`)"))

@@ -1,7 +1,10 @@
 """What a person switches by hand: a kill switch on (``disable``) or off (``enable``), a
 target's lock broken (``unlock``). Each is recorded as an AuditEvent naming who, since
-none of them is a run. The CLI (``recovery disable/enable/unlock``) and the console
-call these; the words around them (names resolved, lines printed) are theirs.
+none of them is a run. The CLI (``recovery disable/enable/unlock``), the console and the
+HTTP API (``/api/v1/switches``, ``/api/v1/unlock``) call these; the words around them
+(lines printed, answers given) are theirs. What they share before acting is here too:
+an expiry read (``expiry``: ``never`` only when said), a scope's component and target
+named as switches store them, a lock named by an alias and held for a component.
 """
 
 from __future__ import annotations
@@ -10,10 +13,63 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from engine.durations import parse_duration
 from engine.records import AuditEvent, Lock, Switch, new_id
 
 if TYPE_CHECKING:
     from engine.context import EngineContext
+
+NEVER = ("never", "forever", "inf")
+
+
+def expiry(text: str, now: float) -> float | None:
+    """When a switch asked ``--for text`` ends: None for ``never``; ValueError for a
+    duration that is not one, or not more than 0."""
+    if text.strip().lower() in NEVER:
+        return None
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise ValueError("must be more than 0 (or 'never')")
+    return now + seconds
+
+
+class UnknownComponent(ValueError):
+    """A scope names a component no loaded runbook has."""
+
+
+def scope_component(ctx: EngineContext, name: str | None) -> str | None:
+    """A component (or runbook) name as switches store it: the component. When the
+    runbooks do not load, the name as given: an operator disabling auto-recovery during
+    an incident is never stopped by a typo in a YAML file."""
+    from engine.runbooks.loader import RunbookError
+
+    if name is None:
+        return None
+    try:
+        loaded = ctx.runbooks
+    except RunbookError:
+        return name
+    for rb in loaded:
+        if name in (rb.component, rb.name):
+            return rb.component
+    known = ", ".join(sorted({rb.component for rb in loaded})) or "none"
+    raise UnknownComponent(f"no component {name!r} (components: {known})")
+
+
+def scope_target(ctx: EngineContext, name: str | None) -> tuple[str | None, str | None]:
+    """A host name, alias or address as the inventory names the host, else as given
+    (an application's registered name), with a note saying so."""
+    from engine.inventory import UnknownTarget
+
+    if name is None:
+        return None, None
+    try:
+        if ctx.inventory.get(name) is not None:
+            return name, None
+        return ctx.inventory.resolve_instance(name).name, None
+    except UnknownTarget as exc:
+        return name, (f"{exc.reason}; using {name!r} as given (an application's "
+                      "registered name)")
 
 
 @dataclass
@@ -69,3 +125,29 @@ def unlock(ctx: EngineContext, target: str, *, by: str, now: float | None = None
                                        action="unlock",
                                        detail={"target": target, "lock": broken.to_dict()}))
     return broken
+
+
+class HeldElsewhere(Exception):
+    """The lock is held for another component than the one named: left alone."""
+
+
+def unlock_named(ctx: EngineContext, name: str, *, component: str | None, by: str,
+                 now: float | None = None) -> tuple[str, Lock | None]:
+    """``recovery unlock NAME [--component C]``: the lock of the host ``name`` names (an
+    alias or address names its host's) broken; the target as the inventory names it and
+    the lock (None: there was none). ``HeldElsewhere`` when ``component`` is given and
+    the lock is another's."""
+    from engine.inventory import UnknownTarget
+
+    target = name
+    held = ctx.store.get_lock(target)
+    if held is None and ctx.inventory.get(target) is None:
+        try:
+            target = ctx.inventory.resolve_instance(target).name
+            held = ctx.store.get_lock(target)
+        except UnknownTarget:
+            pass
+    if held is not None and component and held.component not in (None, component):
+        raise HeldElsewhere(f"the lock on {target} is held for component {held.component}, "
+                            f"not {component}: left alone")
+    return target, unlock(ctx, target, by=by, now=now)

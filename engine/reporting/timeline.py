@@ -89,6 +89,12 @@ def timeline(ctx: EngineContext, ident: str) -> Timeline | None:
     return Timeline(subject, incidents, entries)
 
 
+def run_timeline(ctx: EngineContext, run: RunRecord) -> list[Entry]:
+    """One run's part of its story, in order: each gate's answer, the approval asked and
+    decided, its verify, its end (``GET /api/v1/runs/<id>``)."""
+    return sorted(_run_entries(ctx, run), key=lambda e: e.at)
+
+
 def _deliveries_of(ctx: EngineContext, incident: Incident) -> list[Delivery]:
     """The incident's own deliveries, and those of its alert (resolves that found
     nothing to close, late copies) while it was open."""

@@ -2,6 +2,7 @@
 
 Credentials are never optional, loopback included (docs/operations.md). Each has one
 role (engine.security.roles: ``webhook`` posts alerts, ``metrics`` reads ``/metrics``,
+``viewer`` reads everything, ``app`` triggers its one component and reads degraded modes,
 ``operator`` reads everything and acts) and comes from one of these places:
 
 - The **webhook token** (role ``webhook``, named ``webhook``) lets Alertmanager post
@@ -19,6 +20,8 @@ role (engine.security.roles: ``webhook`` posts alerts, ``metrics`` reads ``/metr
   ``RECOVERY_HOME/metrics.token``.
 - **Issued tokens**: ``recovery token add NAME --role ROLE`` keeps a hash in
   ``RECOVERY_HOME/tokens.json`` (engine.security.tokens), taken by a running service at once.
+  The only source of ``viewer`` and ``app`` credentials; an ``app`` one carries the
+  component it may trigger (``--component C``), and one that names none is ignored.
 
 The environment, the ``*.token`` files and ``recovery.yml`` are read when the service
 starts; ``tokens.json`` whenever it changes. A named credential presented by basic auth
@@ -119,6 +122,7 @@ class Credential:
     name: str
     role: str
     hash: str                        # sha256:<hex>, lower case
+    component: str | None = None     # role app: the one component it may trigger
 
 
 def check_name(name: object, what: str = "credential") -> str:
@@ -190,11 +194,15 @@ class Credentials:
             if issued.role not in ROLES or not _HASH.fullmatch(value):
                 log.error("%s: token %r: unknown role %r or not a sha256 hash: ignored",
                           self.tokens.path, issued.name, issued.role)
+            elif issued.role == "app" and not issued.component:
+                log.error("%s: token %r: role app names no component: ignored",
+                          self.tokens.path, issued.name)
             elif issued.name in names or value in hashes:
                 log.error("%s: token %r repeats the name or the token of a configured "
                           "credential: ignored", self.tokens.path, issued.name)
             else:
-                found.append(Credential(issued.name, issued.role, value))
+                found.append(Credential(issued.name, issued.role, value,
+                                        issued.component if issued.role == "app" else None))
         return found
 
     def identify(self, authorization: str | None) -> Credential | None:

@@ -6,7 +6,8 @@ size, times, mode: one ``stat``) and reads it again when it changed. The file,
 not the store: credentials survive a lost or replaced database, and a broken store
 cannot lock Alertmanager out (its 401s are never retried).
 
-The file keeps each token's name, role, ``sha256:<hex>`` hash, and who added it when;
+The file keeps each token's name, role, ``sha256:<hex>`` hash, and who added it when
+(and, for the ``app`` role, the one component it may trigger);
 never a token. It is 0600 in a 0700 home, written whole to a temporary file and renamed,
 under an exclusive lock (``tokens.json.lock``) so two ``recovery token`` commands never
 lose each other's change. One that others may read, or that does not parse, stops a
@@ -41,9 +42,13 @@ class IssuedToken:
     hash: str                  # sha256:<hex> of the token, never the token
     created_at: float = 0.0
     created_by: str = ""
+    component: str | None = None   # role app: the one component it may trigger
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["component"] is None:
+            del d["component"]     # the files of other roles stay as they were
+        return d
 
 
 class TokenFile:

@@ -56,8 +56,11 @@ class Incidents(Protocol):
 
     @abstractmethod
     def list_incidents(
-        self, *, open_only: bool = False, component: str | None = None, limit: int = 100
-    ) -> list[Incident]: ...
+        self, *, open_only: bool = False, component: str | None = None,
+        target: str | None = None, state: str | None = None, limit: int = 100
+    ) -> list[Incident]:
+        """The newest first; ``target`` and ``state`` (an ``IncidentState`` value) filter
+        as ``component`` does."""
 
     @abstractmethod
     def claim_due_incident(self, now: float) -> Incident | None:

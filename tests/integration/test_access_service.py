@@ -21,8 +21,7 @@ import httpx
 import pytest
 
 from engine.config import load_config
-from tests.support.alerts import notification
-from tests.support.routes import CREDENTIALS, OPEN, ROUTES, is_console
+from tests.support.routes import CREDENTIALS, OPEN, ROUTES, harmless_call, is_console
 from tests.support.steps import HELLO
 
 # -- a real service -----------------------------------------------------------------------
@@ -34,14 +33,19 @@ def recovery(served, *args: str) -> subprocess.CompletedProcess:
 
 
 def call(served, method: str, route: str, token: str | None) -> httpx.Response:
-    path = (route.replace("<run_id>", "run-nope").replace("<incident_id>", "inc-nope"))
+    """A route called as the walks call it (tests/support/routes.py), or a path as is."""
+    if (method, route) in ROUTES:
+        method, path, body = harmless_call((method, route))
+    else:
+        path, body = route, None
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    body = None
-    if path == "/api/v1/alerts":
-        body = notification()
-    elif path.startswith("/api/v1/approvals/"):
-        body = {"decision": "reject", "reason": "access test"}
     return httpx.request(method, served.url + path, headers=headers, json=body, timeout=30)
+
+
+def issue(served, name: str, role: str, *more: str) -> str:
+    added = recovery(served, "token", "add", name, "--role", role, *more, "--json")
+    assert added.returncode == 0, added.stderr
+    return json.loads(added.stdout)["token"]
 
 
 def expected(route: tuple[str, str], credential: str) -> str:
@@ -89,6 +93,8 @@ def _csrf(client: httpx.Client) -> str:
 
 @pytest.mark.slow
 def test_every_route_with_every_credential_on_a_real_service(engine_env, serve):
+    engine_env.runbook("shop", "strategies: [{name: a, action: test.ok}]\n")
+    engine_env.runbook("other", "strategies: [{name: a, action: test.ok}]\n")
     served = serve().start()
     served.wait_ready()
     first_start = served.stdout()
@@ -102,6 +108,8 @@ def test_every_route_with_every_credential_on_a_real_service(engine_env, serve):
     assert (issued["name"], issued["role"]) == ("prometheus", "metrics")
     tokens = {"none": None, "webhook": served.token,
               "metrics": issued["token"],                   # taken without a restart
+              "viewer": issue(served, "vera", "viewer"),
+              "app": issue(served, "shop-app", "app", "--component", "shop"),
               "operator": (home / "operator.token").read_text().strip()}
     assert issued["token"] not in (home / "tokens.json").read_text()   # its hash only
     assert stat.S_IMODE((home / "tokens.json").stat().st_mode) == 0o600
@@ -125,8 +133,12 @@ def test_every_route_with_every_credential_on_a_real_service(engine_env, serve):
     denied = call(served, "GET", "/api/v1/status", tokens["metrics"])
     assert "metrics" in denied.json()["error"] and "operator" in denied.json()["error"]
 
+    other = httpx.post(served.url + "/api/v1/recover", json={"component": "other"},
+                       headers={"Authorization": f"Bearer {tokens['app']}"}, timeout=30)
+    assert other.status_code == 403 and "'shop' only" in other.json()["error"]
     listed = recovery(served, "token", "list", "--json")
-    assert [t["name"] for t in json.loads(listed.stdout)] == ["prometheus"]
+    assert [t["name"] for t in json.loads(listed.stdout)] == ["prometheus", "vera",
+                                                             "shop-app"]
     assert issued["token"] not in listed.stdout
     assert recovery(served, "token", "remove", "prometheus").returncode == 0
     assert call(served, "GET", "/metrics", tokens["metrics"]).status_code == 401   # at once

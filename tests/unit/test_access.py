@@ -42,3 +42,24 @@ def test_the_metrics_role_reads_metrics_and_nothing_else():
     readable = {access for access in ROLES["metrics"]}
     assert [a.name for a in readable] == ["READ_METRICS"]
     assert not (ROLES["webhook"] & ROLES["metrics"])
+
+
+# -- every route with every credential, in the app ----------------------------------------------
+
+def test_every_route_with_every_credential_and_none(engine_env):
+    from tests.support.routes import CREDENTIALS, answered, harmless_call, is_console
+    from tests.support.webhook_app import BY_ROLE, Service
+
+    service = Service(load_config(engine_env.config_path))
+    wrong = {}
+    for route in (r for r in ROUTES if not is_console(r[1])):   # the console: a session's
+        method, path, body = harmless_call(route)
+        for credential in CREDENTIALS:
+            token = BY_ROLE[credential]
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            answer = service.client.open(path, method=method, headers=headers, json=body)
+            code = answer.status_code
+            got = "allowed" if code not in (401, 403, 500) else str(code)   # 503: not ready
+            if got != answered(route, credential):
+                wrong[(route, credential)] = (code, answer.get_data(as_text=True)[:200])
+    assert not wrong, wrong

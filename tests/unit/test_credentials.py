@@ -307,9 +307,9 @@ def test_no_metrics_token_is_generated_when_metrics_are_open_or_one_is_issued(en
     assert not (config.home / "metrics.token").exists()
 
 
-def test_recovery_token_add_list_remove(engine_env, capsys):
-    import json
-
+@pytest.fixture
+def cli(engine_env, capsys):
+    """``recovery ...`` as alice, in this process: (exit code, stdout, stderr)."""
     from engine.cli import main
 
     def cli(*args: str) -> tuple[int, str, str]:
@@ -317,6 +317,12 @@ def test_recovery_token_add_list_remove(engine_env, capsys):
         code = main(["--config", str(engine_env.config_path), "--as", "alice", *args])
         captured = capsys.readouterr()
         return code, captured.out, captured.err
+
+    return cli
+
+
+def test_recovery_token_add_list_remove(engine_env, cli):
+    import json
 
     code, printed, _ = cli("token", "add", "grafana-agent", "--role", "metrics")
     assert code == 0 and "credentials_file" in printed and "shown this once" in printed
@@ -340,6 +346,49 @@ def test_recovery_token_add_list_remove(engine_env, capsys):
               if e.action.startswith("token_")]
     assert events == [("token_remove", "alice", {"name": "grafana-agent", "role": "metrics"}),
                       ("token_add", "alice", {"name": "grafana-agent", "role": "metrics"})]
+
+
+def test_an_app_token_names_the_one_component_it_may_trigger(engine_env, cli):
+    """``--role app`` needs ``--component`` naming a known component (exit 2 otherwise);
+    the tokens file keeps it beside the hash and the credential carries it; another role
+    takes no component. A viewer token is a viewer."""
+    import json
+
+    engine_env.runbook("shop-cache", "component: shop\nstrategies: [{name: a, action: test.ok}]\n")
+
+    code, _, err = cli("token", "add", "shop", "--role", "app")
+    assert code == 2 and "--component" in err
+    code, _, err = cli("token", "add", "shop", "--role", "app", "--component", "nope")
+    assert code == 2 and "nope" in err
+    assert cli("token", "add", "v", "--role", "viewer", "--component", "shop")[0] == 2
+    code, printed, _ = cli("token", "add", "shop", "--role", "app", "--component",
+                           "shop-cache", "--json")   # a runbook names its component
+    assert code == 0
+    app = json.loads(printed)
+    assert (app["role"], app["component"]) == ("app", "shop")
+    code, printed, _ = cli("token", "add", "vera", "--role", "viewer", "--json")
+    viewer = json.loads(printed)
+    assert "component" not in viewer
+    config = load_config(engine_env.config_path, environ={})
+    stored = json.loads((config.home / "tokens.json").read_text())["tokens"]
+    assert [(t["name"], t.get("component")) for t in stored] == [("shop", "shop"),
+                                                                 ("vera", None)]
+    creds, _ = load_credentials(config, environ={"RECOVERY_WEBHOOK_TOKEN": WEBHOOK})
+    found = creds.identify(f"Bearer {app['token']}")
+    assert (found.name, found.role, found.component) == ("shop", "app", "shop")
+    assert creds.identify(f"Bearer {viewer['token']}").role == "viewer"
+    code, listed, _ = cli("token", "list")
+    assert "COMPONENT" in listed and "shop" in listed
+
+
+def test_an_app_token_without_a_component_in_the_file_is_ignored(config, caplog):
+    from engine.security.tokens import TOKENS_FILE, IssuedToken, TokenFile
+
+    config.ensure_home()
+    TokenFile(config.home / TOKENS_FILE).add(IssuedToken("bare", "app", hash_token(PROM)))
+    creds, _ = load_credentials(config, environ={"RECOVERY_WEBHOOK_TOKEN": WEBHOOK})
+    assert creds.identify(f"Bearer {PROM}") is None
+    assert "names no component" in caplog.text
 
 
 def test_a_start_that_generates_only_the_metrics_token_prints_how_to_scrape():

@@ -170,6 +170,7 @@ class RedisIncidents(RedisAttemptRecords, RedisRunRecords, RedisFencing, Inciden
         return self._change(incident_id, change, fence)
 
     def list_incidents(self, *, open_only: bool = False, component: str | None = None,
+                       target: str | None = None, state: str | None = None,
                        limit: int = 100) -> list[Incident]:
         found: list[Incident] = []
         start = 0
@@ -184,7 +185,9 @@ class RedisIncidents(RedisAttemptRecords, RedisRunRecords, RedisFencing, Inciden
                 for raw in raws:
                     inc = None if raw is None else decode(Incident, raw)
                     if (inc is None or (open_only and not inc.state.is_open)
-                            or (component and inc.component != component)):
+                            or (component and inc.component != component)
+                            or (target and inc.target != target)
+                            or (state and inc.state.value != state)):
                         continue
                     found.append(inc)
         return found[:limit]

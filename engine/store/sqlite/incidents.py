@@ -100,13 +100,16 @@ class SQLiteIncidents(SQLiteConnection, Incidents):
         return row_to(Incident, row)
 
     def list_incidents(self, *, open_only: bool = False, component: str | None = None,
+                       target: str | None = None, state: str | None = None,
                        limit: int = 100) -> list[Incident]:
         where, params = [], []
         if open_only:
             where.append("open_key IS NOT NULL")
-        if component:
-            where.append("component = ?")
-            params.append(component)
+        for column, value in (("component", component), ("target", target),
+                              ("state", state)):
+            if value:
+                where.append(f"{column} = ?")
+                params.append(value)
         sql = "SELECT * FROM incidents"
         if where:
             sql += " WHERE " + " AND ".join(where)

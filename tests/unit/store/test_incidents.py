@@ -153,7 +153,7 @@ def test_claiming_an_incident_starts_a_new_request(store):
     assert store.claim_incident(inc.id, 0.0, trigger="alert", requested_by="am") is None
 
 
-def test_incidents_are_listed_newest_first_by_openness_and_component(store):
+def test_incidents_are_listed_newest_first_by_openness_component_target_and_state(store):
     a, _ = store.open_incident(incident(target="h1"))
     b, _ = store.open_incident(incident(target="h2"))
     store.update_incident(a.id, state=IncidentState.RESOLVED)
@@ -161,6 +161,9 @@ def test_incidents_are_listed_newest_first_by_openness_and_component(store):
     assert [i.id for i in store.list_incidents(open_only=True)] == [b.id]
     assert [i.id for i in store.list_incidents(limit=1)] == [b.id]
     assert store.list_incidents(component="other") == []
+    assert [i.id for i in store.list_incidents(target="h1")] == [a.id]
+    assert [i.id for i in store.list_incidents(state="remediating")] == [b.id]
+    assert store.list_incidents(target="h1", state="remediating") == []
     assert store.get_incident(a.id).state == IncidentState.RESOLVED
     assert store.get_incident("inc-none") is None
     assert store.find_open_incident("rb", "h1") is None
