@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from engine.cli.progress import ProgressWatcher
 
 HELP = """\
-Run a runbook by hand and wait for the whole attempt, printing each run as it goes.
+Run a runbook by hand and wait for the whole attempt, printing each run as it goes,
+and each task of a playbook on each host as it happens (`TASK name  host  outcome`; on
+a terminal, under a live status per running playbook).
 
 PATTERN is an inventory host, alias or Ansible --limit pattern (a group, web-*,
 a:!b, a:&b, g[0:2]); it is resolved to hosts before anything runs, and every host it
