@@ -21,6 +21,7 @@ from engine.cli.output import (
     emit_json_line,
     err,
     indented,
+    indented_table,
     key_values,
     out,
     span,
@@ -301,10 +302,10 @@ def _print_record(record: Any, run_json: dict[str, Any]) -> None:
     hosts = merged.get("hosts") or []
     if hosts:
         out("  hosts:")
-        out(indented(table(hosts, [("HOST", lambda h: h.get("host")),
+        out(indented_table(hosts, [("HOST", lambda h: h.get("host")),
                                    ("OUTCOME", lambda h: h.get("outcome")),
                                    ("REASON", lambda h: h.get("reason"))],
-                           last_width=0), "    "))   # reasons whole, as recorded
+                           "    ", last_width=0))   # reasons whole, as recorded
     if run_json.get("labels"):
         out("  labels: " + ", ".join(f"{k}={v}" for k, v in run_json["labels"].items()))
     if run_json.get("plan"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -98,44 +99,105 @@ def shorten(text: Any, width: int) -> str:
     return value if len(value) <= width else value[: max(0, width - 3)] + "..."
 
 
-LAST_COLUMN_MIN = 30     # the last column gets at least this, however narrow the terminal
+LAST_COLUMN_MIN = 30     # the last column gives way first, down to this
+CELL_MIN = 5             # no column narrower than its header, nor than this (if wider)
 
 
 def table(rows: Iterable[Any], columns: Sequence[Column], *, last_width: int | None = None,
-          empty: str = "(none)") -> str:
-    """Rows as a left-aligned table; the last column (a reason, a plan) is never padded
-    and is shortened to ``last_width``, by default to the rest of the terminal's width
-    (all of it when the output is not a terminal): the end of a reason is often the
-    cause (a program's error after its log prefix)."""
-    cells = [[("-" if (v := get(row)) is None or v == "" else str(v)) for _, get in columns]
-             for row in rows]
+          empty: str = "(none)", indent: int = 0) -> str:
+    """Rows as a left-aligned table that fits the terminal (``indent``: the columns the
+    caller puts before each line).
+
+    The last column (a reason, a plan) is never padded. On a terminal (or with COLUMNS
+    set) no line is wider than it: the last column gives way first, cut with ``...``
+    down to ``LAST_COLUMN_MIN`` (the whole reason is in ``--json`` and ``show``), then
+    the widest columns (``_fit``), their cells wrapped within the column (an id cut
+    short could not be copied); a table whose headers alone are too wide is printed as
+    a block per row (``_stacked``). In a pipe every cell is whole, as recorded.
+    ``last_width`` caps the last column everywhere; with ``last_width=0`` it is never
+    cut: wrapped on a terminal."""
+    cells = [[("-" if (v := get(row)) is None or v == "" else str(v).replace("\n", " "))
+              for _, get in columns] for row in rows]
     if not cells:
         return empty
+    if last_width:
+        for line in cells:
+            line[-1] = shorten(line[-1], last_width)
     headers = [name for name, _ in columns]
     widths = [max(len(headers[i]), *(len(line[i]) for line in cells))
               for i in range(len(columns))]
-    room = last_width if last_width is not None else _rest_of_terminal(widths[:-1])
-    for line in cells:
-        line[-1] = shorten(line[-1], room) if room else line[-1].replace("\n", " ")
-    lines = []
+    room = terminal_width()
+    if room is None:
+        return "\n".join(_row(line, widths) for line in [headers, *cells])
+    room = max(1, room - indent)
+    whole = [max(len(h), min(CELL_MIN, w)) for h, w in zip(headers, widths, strict=True)]
+    if sum(whole) + 2 * (len(whole) - 1) > room:
+        return _stacked(headers, cells, room)
+    widths = _fit(widths, whole, room)
+    lines: list[str] = []
     for line in [headers, *cells]:
-        padded = [value.ljust(widths[i]) for i, value in enumerate(line[:-1])]
-        lines.append("  ".join([*padded, line[-1]]).rstrip())
+        if last_width != 0:
+            line = [*line[:-1], shorten(line[-1], widths[-1])]
+        # A cell wider than its column goes on over more lines, in its column.
+        wrapped = [textwrap.wrap(value, max(1, widths[i]), break_long_words=True) or [""]
+                   for i, value in enumerate(line)]
+        for k in range(max(len(cell) for cell in wrapped)):
+            lines.append(_row([cell[k] if k < len(cell) else "" for cell in wrapped],
+                              widths)[:room])
     return "\n".join(lines)
 
 
-def _rest_of_terminal(before: Sequence[int]) -> int | None:
-    """Columns left on the terminal after ``before`` (widths, two spaces between);
-    None when stdout is not a terminal (and no COLUMNS says its width)."""
+def _row(line: Sequence[str], widths: Sequence[int]) -> str:
+    padded = [value.ljust(widths[i]) for i, value in enumerate(line[:-1])]
+    return "  ".join([*padded, line[-1]]).rstrip()
+
+
+def _fit(widths: Sequence[int], whole: Sequence[int], room: int) -> list[int]:
+    """Column widths whose table (two spaces between columns) fits ``room``: the last
+    column gives way first, to ``LAST_COLUMN_MIN``; then the widest other columns, one
+    at a time, as far as their header's width (``whole``, which fits); then the last."""
+    fitted = list(widths)
+    for floors in ([*fitted[:-1], LAST_COLUMN_MIN], [*whole[:-1], LAST_COLUMN_MIN], whole):
+        over = sum(fitted) + 2 * (len(fitted) - 1) - room
+        while over > 0:
+            can = [i for i, w in enumerate(fitted) if w > floors[i]]
+            if not can:
+                break
+            fitted[max(can, key=lambda i: fitted[i])] -= 1
+            over -= 1
+    return fitted
+
+
+def _stacked(headers: Sequence[str], cells: Sequence[Sequence[str]], room: int) -> str:
+    """Rows too many columns for the terminal even with whole headers only: each row as
+    a block of ``HEADER  value`` lines, values wrapped, a blank line between rows."""
+    key = min(max(len(h) for h in headers), room // 3)
+    blocks = []
+    for line in cells:
+        rows = []
+        for header, value in zip(headers, line, strict=True):
+            parts = textwrap.wrap(value, max(1, room - key - 2)) or [""]
+            rows.extend(f"{(header[:key] if k == 0 else '').ljust(key)}  {part}".rstrip()[:room]
+                        for k, part in enumerate(parts))
+        blocks.append("\n".join(rows))
+    return "\n\n".join(blocks)
+
+
+def terminal_width() -> int | None:
+    """The terminal's width: COLUMNS when set, else stdout's terminal; None in a pipe."""
     columns = shutil.get_terminal_size(fallback=(0, 0)).columns
-    if not columns:
-        return None
-    return max(LAST_COLUMN_MIN, columns - sum(w + 2 for w in before))
+    return columns or None
 
 
 def indented(text: str, prefix: str = "  ") -> str:
     """Every line of ``text`` under a heading: after ``prefix``."""
     return "\n".join(f"{prefix}{line}" for line in text.splitlines())
+
+
+def indented_table(rows: Iterable[Any], columns: Sequence[Column], prefix: str = "  ",
+                   **options: Any) -> str:
+    """A table under a heading, fit to what the terminal has left after ``prefix``."""
+    return indented(table(rows, columns, indent=len(prefix), **options), prefix)
 
 
 def key_values(pairs: Iterable[tuple[str, Any]], indent: str = "") -> str:

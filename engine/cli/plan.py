@@ -9,7 +9,7 @@ from typing import Any
 
 from engine.cli.common import CliError, command, loaded_set_note, runbooks
 from engine.cli.exits import OK, USAGE
-from engine.cli.output import emit_json, err, indented, out, table, when
+from engine.cli.output import emit_json, err, indented, indented_table, out, when
 from engine.context import EngineContext
 
 HELP = """\
@@ -160,13 +160,13 @@ def _print(entry: dict[str, Any]) -> None:
     if len(matched) > 1:
         out(f"matched:      {len(matched)} runbooks; the highest priority wins, then the "
             "file name:")
-        out(indented(table(matched, [
+        out(indented_table(matched, [
             ("", lambda m: "->" if m["chosen"] else ""),
             ("RUNBOOK", lambda m: m["runbook"]),
             ("PRIORITY", lambda m: m["priority"]),
             ("FILE", lambda m: Path(m["file"]).name),
             ("WHY NOT", lambda m: m["why"]),
-        ])))
+        ]))
     target = entry.get("target") or f"refused — {entry.get('refused')}"
     if entry.get("per_host") is not None or len(entry.get("hosts") or []) > 1:
         target = f"{target} -> {', '.join(entry['hosts'])}"
@@ -176,7 +176,7 @@ def _print(entry: dict[str, Any]) -> None:
         out(f"incident:     {entry['open_incident']} is open (this would attach to it)")
     out("strategies:")
     rows = entry.get("strategies", [])
-    out(indented(table(rows, [
+    out(indented_table(rows, [
         ("", lambda s: "->" if s["strategy"] == entry.get("first_step") else
          ("  " if s["applies"] else " x")),
         ("STRATEGY", lambda s: s["strategy"]),
@@ -185,19 +185,19 @@ def _print(entry: dict[str, Any]) -> None:
         ("APPROVAL", _approval_column),
         ("WHEN", lambda s: ", ".join(s["when"]) or "any"),
         ("APPLIES", lambda s: "yes" if s["applies"] else "no"),
-    ])))
+    ]))
     for step in rows:
         if step.get("effects"):
             out(f"{step['strategy']} would run (per host, from the inventory):")
             out(indented("\n".join(e["text"] for e in step["effects"])))
     if entry.get("gates"):
         out(f"gates now (first step: {entry.get('first_step')}):")
-        out(indented(table(entry["gates"], [
+        out(indented_table(entry["gates"], [
             ("GATE", lambda g: g["gate"]),
             ("ANSWER", lambda g: g["verdict"]),
             ("UNTIL", lambda g: when(g["until"]) if g.get("until") else ""),
             ("REASON", lambda g: g.get("reason", "")),
-        ])))
+        ]))
     if entry.get("approval"):
         answer = entry["approval"]
         out(f"approval:     {'would be asked' if answer['asked'] else 'not needed'} — "
@@ -205,11 +205,11 @@ def _print(entry: dict[str, Any]) -> None:
     if entry.get("per_host"):
         out(f"hosts (first step: {entry.get('first_step')}; each its own incident; a host "
             "whose verify passes is left alone unless --include-healthy):")
-        out(indented(table(entry["per_host"], [
+        out(indented_table(entry["per_host"], [
             ("HOST", lambda h: h["target"]),
             ("WOULD", lambda h: h["would"]),
             ("REASON", lambda h: h.get("reason", "")),
-        ])))
+        ]))
     if entry.get("batches"):
         out(f"batches:      {len(entry['batches'])} (one Ansible run each, verified before the "
             f"next; a batch with more than {entry['max_fail_percentage']:g}% of its hosts "

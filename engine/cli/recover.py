@@ -11,7 +11,7 @@ import argparse
 import signal
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.cli.common import CliError, command, loaded_set_note, operator, runbook
 from engine.cli.exits import FAILED, OK, PARKED, REFUSED, USAGE, worst
@@ -20,8 +20,13 @@ from engine.context import EngineContext
 from engine.lifecycle import IncidentState, RunStatus
 from engine.records import Incident, RunRecord
 
+if TYPE_CHECKING:
+    from engine.cli.progress import ProgressWatcher
+
 HELP = """\
-Run a runbook by hand and wait for the whole attempt, printing each run as it goes.
+Run a runbook by hand and wait for the whole attempt, printing each run as it goes,
+and each task of a playbook on each host as it happens (`TASK name  host  outcome`; on
+a terminal, under a live status per running playbook).
 
 PATTERN is an inventory host, alias or Ansible --limit pattern (a group, web-*,
 a:!b, a:&b, g[0:2]); it is resolved to hosts before anything runs, and every host it
@@ -81,8 +86,9 @@ def run_line(run: RunRecord) -> str:
 
 
 class Foreground:
-    """Prints runs; on the first SIGINT/SIGTERM asks the running step to stop and cancels
-    the incident (so no further step starts); a second signal aborts at once."""
+    """Prints runs, and each task of their playbooks as it happens (engine.cli.progress);
+    on the first SIGINT/SIGTERM asks the running step to stop and cancels the incident
+    (so no further step starts); a second signal aborts at once."""
 
     def __init__(self, ctx: EngineContext, who: str, *, check: bool = False) -> None:
         self.ctx, self.who, self.check = ctx, who, check
@@ -91,8 +97,14 @@ class Foreground:
         self.last_running: RunRecord | None = None
         self._canceled: set[str] = set()
         self._saved: dict[int, Any] = {}
+        self.progress: ProgressWatcher | None = None
 
     def __enter__(self) -> Foreground:
+        from engine.cli.progress import ProgressWatcher, display_for_stdout
+
+        self.progress = ProgressWatcher(self.ctx.artifacts_dir, self.ctx.running,
+                                        display_for_stdout())
+        self.progress.start()
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._saved[sig] = signal.signal(sig, self._on_signal)
@@ -102,6 +114,9 @@ class Foreground:
         for sig, handler in self._saved.items():
             signal.signal(sig, handler)
         self._saved.clear()
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
 
     def _on_signal(self, signum: int, frame: object) -> None:
         # Only flags and events here: the store may be mid-transaction on this thread.
@@ -115,6 +130,11 @@ class Foreground:
             "incident (send again to abort at once)")
 
     def on_run(self, run: RunRecord) -> None:
+        if self.progress is not None:
+            if run.status == RunStatus.RUNNING:
+                self.progress.follow(run.id)
+            else:          # its last task lines before the line that says it ended
+                self.progress.finish(run.id)
         out(run_line(run))
         self.last_running = run if run.status == RunStatus.RUNNING else None
         if self.interrupted:

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.cli.output import ago, alert_text, table
+from engine.cli.output import ago, alert_text, indented_table
 
 
-def refused_table(rows: list[dict], t: float) -> str:
-    """Alerts a kill switch refused (``RefusedAlert.to_dict``), one line each. The
-    alert's own words (its name, its fingerprint) with their control characters made
-    visible."""
-    return table(rows, [
+def refused_table(rows: list[dict], t: float, prefix: str = "  ") -> str:
+    """Alerts a kill switch refused (``RefusedAlert.to_dict``), one line each, under a
+    heading (``prefix``). The alert's own words (its name, its fingerprint) with their
+    control characters made visible."""
+    return indented_table(rows, [
         ("COMPONENT", lambda r: r["component"]),
         ("TARGET", lambda r: r["target"]),
         ("ALERT", lambda r: alert_text(r["alertname"]) or "?"),
@@ -22,7 +22,7 @@ def refused_table(rows: list[dict], t: float) -> str:
         ("REFUSED", lambda r: f"{r['refusals']}x, last {ago(r['refused_at'], t)}"),
         ("RUN", lambda r: r["run_id"]),
         ("REASON", lambda r: r["reason"]),
-    ])
+    ], prefix)
 
 
 def capability_words(mode: dict[str, Any]) -> str:

@@ -7,7 +7,7 @@ import argparse
 
 from engine.cli.common import CliError, duration_arg, now
 from engine.cli.exits import FAILED, OK
-from engine.cli.output import ago, emit_json, err, indented, out, span, table, when
+from engine.cli.output import ago, emit_json, err, indented_table, out, span, when
 from engine.cli.report_parts import capability_words, refused_table
 from engine.context import EngineContext
 
@@ -67,7 +67,7 @@ def cmd_status(ctx: EngineContext, args: argparse.Namespace) -> int:
     if not store["reachable"]:
         return FAILED
     out(f"\ncomponents (last {span(report['window'])}):")
-    out(indented(table(report["components"], [
+    out(indented_table(report["components"], [
         ("COMPONENT", lambda s: s["component"]),
         ("HEALTH", lambda s: s["health"] + (f" ({', '.join(s['degraded_modes'])})"
                                             if s["degraded_modes"] else "")),
@@ -79,22 +79,22 @@ def cmd_status(ctx: EngineContext, args: argparse.Namespace) -> int:
         ("FAILED", lambda s: s["incidents_ended"].get("failed", 0)),
         ("OPEN", lambda s: s["open_incidents"]),
         ("LAST INCIDENT", lambda s: _last(s["last_incident"], t)),
-    ], empty="no runbooks loaded")))
+    ], empty="no runbooks loaded"))
     if report["refused_alerts"]:
         out("\nrefused by a kill switch, still firing (`recovery enable ... --replay` runs "
             "them):")
-        out(indented(refused_table(report["refused_alerts"], t)))
+        out(refused_table(report["refused_alerts"], t))
     out("\ncooldowns:")
-    out(indented(table(report["cooldowns"], [
+    out(indented_table(report["cooldowns"], [
         ("RUNBOOK", lambda c: c["runbook"]),
         ("TARGET", lambda c: c["target"]),
         ("ATTEMPTS", lambda c: f"{c['attempts']}/{c['max_attempts']} in {span(c['window'])}"),
         ("NEXT ALLOWED", lambda c: f"{when(c['next_allowed_at'])} ({ago(c['next_allowed_at'], t)})"
          if c["cooling"] else "now"),
         ("REASON", lambda c: c["reason"] or ""),
-    ], empty="none")))
+    ], empty="none"))
     out("\nlocks:")
-    out(indented(table(report["locks"], [
+    out(indented_table(report["locks"], [
         ("TARGET", lambda k: k["target"]),
         ("HOLDER", lambda k: k["holder"]),
         ("RUN", lambda k: k["run_id"]),
@@ -102,7 +102,7 @@ def cmd_status(ctx: EngineContext, args: argparse.Namespace) -> int:
         ("SINCE", lambda k: ago(k["acquired_at"], t)),
         ("LEASE", lambda k: ago(k["expires_at"], t)),
         ("SERIALIZES", lambda k: k.get("serializes", "")),
-    ], empty="none")))
+    ], empty="none"))
     out("\ndegraded modes:")
     for mode in report["degraded_modes"]:
         state = "ON" if mode["active"] else "off"
@@ -117,13 +117,13 @@ def cmd_status(ctx: EngineContext, args: argparse.Namespace) -> int:
     if not report["degraded_modes"]:
         out("  none configured")
     out("\nkill switches:")
-    out(indented(table(report["switches"], [
+    out(indented_table(report["switches"], [
         ("SCOPE", lambda s: s["scope"]),
         ("UNTIL", lambda s: f"{when(s['until'])} ({ago(s['until'], t)})" if s["until"]
          else "until enabled"),
         ("BY", lambda s: s["created_by"]),
         ("REASON", lambda s: s["reason"]),
-    ], empty="none (auto-recovery on)")))
+    ], empty="none (auto-recovery on)"))
     pending = report["pending_approvals"]
     out(f"\npending approvals: {pending}" + (" (recovery pending)" if pending else ""))
     return OK
@@ -139,7 +139,7 @@ def _by_strategy(ctx: EngineContext, args: argparse.Namespace, t: float) -> int:
     for problem in report["problems"]:
         out(f"problem: {problem}")
     out(f"strategies (last {span(report['window'])}; {report['failing_rule']}):")
-    out(indented(table(report["strategies"], [
+    out(indented_table(report["strategies"], [
         ("COMPONENT", lambda s: s["component"]),
         ("STRATEGY", lambda s: s["strategy"] + ("" if s["loaded"] else " (not loaded)")),
         ("ATTEMPTS", lambda s: s["attempts"]),
@@ -150,7 +150,7 @@ def _by_strategy(ctx: EngineContext, args: argparse.Namespace, t: float) -> int:
         ("FLAG", lambda s: "FAILING" if s["failing"] else ""),
         ("LAST FAILURE", lambda s: f"{ago(s['last_failure']['at'], t)}: "
          f"{s['last_failure']['reason']}" if s["last_failure"] else "-"),
-    ], empty="no strategies loaded or tried")))
+    ], empty="no strategies loaded or tried"))
     return OK
 
 

@@ -17,9 +17,8 @@ from engine.cli.output import (
     alert_text,
     emit_json,
     err,
-    indented,
+    indented_table,
     out,
-    table,
     when,
     when_ago,
 )
@@ -208,7 +207,7 @@ def _refused_while_off(ctx: EngineContext, args: argparse.Namespace, who: str, t
                 "fires")
         return
     out(f"\nrefused by a kill switch for {scope}, still firing:")
-    out(indented(refused_table([a.to_dict() for a in found], t)))
+    out(refused_table([a.to_dict() for a in found], t))
     for a in found:
         covering = [s for s in still if s.covers(a.run.component, a.run.target)]
         if covering:
@@ -320,7 +319,7 @@ def cmd_degraded(ctx: EngineContext, args: argparse.Namespace) -> int:
         if mode.get("capabilities"):
             out(f"  {capability_words(mode)}")
         if mode["reasons"]:
-            out(indented(table(mode["reasons"], [
+            out(indented_table(mode["reasons"], [
                 ("KEY", lambda r: r["key"]),
                 ("TARGET", lambda r: r["target"]),
                 ("INCIDENT", lambda r: r["incident_id"]),
@@ -328,7 +327,7 @@ def cmd_degraded(ctx: EngineContext, args: argparse.Namespace) -> int:
                 ("BY", lambda r: r["created_by"]),
                 ("SINCE", lambda r: f"{when(r['since'])} ({ago(r['since'], t)})"),
                 ("REASON", lambda r: r["reason"]),
-            ])))
+            ]))
     if not modes:
         out("no degraded modes configured")
     return OK
