@@ -24,6 +24,13 @@ class Cooldowns(Protocol):
     @abstractmethod
     def last_failed_attempt(self, runbook: str, target: str) -> Attempt | None: ...
 
+    def cooldown_history(self, runbook: str, target: str,
+                         since: float) -> tuple[list[Attempt], Attempt | None]:
+        """``attempts_since`` and ``last_failed_attempt`` together: what the cooldown gate
+        asks before every attempt (a store over the network reads both at once)."""
+        return (self.attempts_since(runbook, target, since),
+                self.last_failed_attempt(runbook, target))
+
     @abstractmethod
     def attempt_keys_since(self, since: float) -> set[tuple[str, str]]:
         """(runbook, target) pairs with an attempt started or finished since ``since``:

@@ -19,7 +19,12 @@ def test_locks_are_leases_with_growing_fencing_tokens(store):
     assert a is not None
     assert store.acquire_lock("h1", "b", 0.2) is None
     assert store.renew_lock("h1", a.token, 0.2)
+    other = store.acquire_lock("h0", "c", 10, run_id="run-1", component="web")
+    listed = store.list_locks()     # by target, whole
+    assert [(k.target, k.token, k.holder, k.run_id, k.component) for k in listed] == [
+        ("h0", other.token, "c", "run-1", "web"), ("h1", a.token, "a", None, None)]
     time.sleep(0.25)
+    assert [k.target for k in store.list_locks()] == ["h0"]    # h1's lease ended
     b = store.acquire_lock("h1", "b", 10)
     assert b is not None and b.token > a.token
     assert not store.renew_lock("h1", a.token, 10)      # the old holder lost it
@@ -96,5 +101,8 @@ def test_cooldowns_count_the_attempts_of_one_runbook_and_target(store):
     failed = store.last_failed_attempt("rb", "h1")
     assert (failed.id, failed.outcome, failed.finished_at) == ("att-0", AttemptOutcome.FAILED,
                                                                now - 50)
+    recent, last_failed = store.cooldown_history("rb", "h1", now - 200)   # both at once
+    assert ([a.id for a in recent], last_failed) == (["att-0", "att-1"], failed)
+    assert store.cooldown_history("rb", "h2", 0) == ([], None)
     assert store.attempt_keys_since(now - 60) == {("rb", "h1")}   # att-0 finished since
     assert store.attempt_keys_since(now) == set()
