@@ -11,7 +11,7 @@ from engine.lifecycle import RunStatus
 from engine.store.base import Fence, StaleLease
 from engine.store.redis import RedisStore
 from tests.support.redis_servers import RedisServer
-from tests.unit.store.samples import run
+from tests.unit.store.samples import incident, run
 
 
 def test_a_lock_taken_between_the_check_and_the_write_refuses_the_write(
@@ -40,6 +40,39 @@ def test_a_lock_taken_between_the_check_and_the_write_refuses_the_write(
         assert store.get_run(r.id).status == RunStatus.RUNNING
     finally:
         for key in store._redis.scan_iter(match="fence-race:*"):
+            store._redis.delete(key)
+        store.close()
+        other.close()
+
+
+def test_a_lock_taken_after_the_reads_sent_with_the_watch_refuses_the_write(
+        redis_store_server: RedisServer):
+    """An incident's change sends its WATCH, its fence's token and the record in one round
+    trip (``prefetch``): those reads are WATCHed like any other, so a lock taken after
+    them sends the change round again, where it is refused."""
+    store = RedisStore(f"{redis_store_server.url}?prefix=fence-prefetch:")
+    other = RedisStore(f"{redis_store_server.url}?prefix=fence-prefetch:")
+    try:
+        lock = store.acquire_lock("h1", "replica-a", 60)
+        opened, _ = store.open_incident(incident())
+        checks = 0
+        check = store._check_fence
+
+        def check_then_lose_the_lock(pipe, fence):
+            nonlocal checks
+            checks += 1
+            check(pipe, fence)                  # the prefetched token: still ours...
+            if checks == 1:                     # ... and another replica takes it now
+                other.break_lock("h1")
+                other.acquire_lock("h1", "replica-b", 60)
+
+        store._check_fence = check_then_lose_the_lock
+        with pytest.raises(StaleLease):
+            store.update_incident(opened.id, fence=Fence.of(lock), reason="stale")
+        assert checks == 2                      # the transaction was run again
+        assert store.get_incident(opened.id).reason == opened.reason
+    finally:
+        for key in store._redis.scan_iter(match="fence-prefetch:*"):
             store._redis.delete(key)
         store.close()
         other.close()
