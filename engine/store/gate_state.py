@@ -9,6 +9,7 @@ only its own.
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Sequence
 from typing import Protocol
 
 from engine.records import Approval, Attempt, DegradedReason, Lock, Switch
@@ -55,6 +56,12 @@ class Locks(Protocol):
 
     @abstractmethod
     def renew_lock(self, target: str, token: int, ttl: float) -> bool: ...
+
+    def renew_locks(self, held: Sequence[tuple[str, int]], ttl: float) -> list[bool]:
+        """``renew_lock`` of each (target, token) of a step's lease (its target's lock, a
+        fleet slot), in order: before a step starts and at every beat (a store over the
+        network renews them all in one round trip)."""
+        return [self.renew_lock(target, token, ttl) for target, token in held]
 
     @abstractmethod
     def release_lock(self, target: str, token: int) -> bool: ...

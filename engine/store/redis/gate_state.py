@@ -13,6 +13,7 @@ Cooldowns read the attempts the incidents write (``attempts``).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from engine.records import Approval, Attempt, DegradedReason, Lock, Switch
@@ -136,6 +137,17 @@ class RedisLocks(RedisConnection, Locks):
     def renew_lock(self, target: str, token: int, ttl: float) -> bool:
         return bool(self._run_script("renew_lock", RENEW_LOCK, [self._key("lock", target)],
                                      [token, repr(time.time() + ttl)]))
+
+    def renew_locks(self, held: Sequence[tuple[str, int]], ttl: float) -> list[bool]:
+        if not held:
+            return []
+        expires = repr(time.time() + ttl)
+        script = self._script("renew_lock", RENEW_LOCK)
+        with self._client() as client:
+            pipe = client.pipeline(transaction=False)    # each lock checked by its script
+            for target, token in held:
+                script(keys=[self._key("lock", target)], args=[token, expires], client=pipe)
+            return [bool(renewed) for renewed in pipe.execute()]
 
     def release_lock(self, target: str, token: int) -> bool:
         return bool(self._run_script("release_lock", RELEASE_LOCK, [

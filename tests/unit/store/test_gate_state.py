@@ -28,6 +28,9 @@ def test_locks_are_leases_with_growing_fencing_tokens(store):
     b = store.acquire_lock("h1", "b", 10)
     assert b is not None and b.token > a.token
     assert not store.renew_lock("h1", a.token, 10)      # the old holder lost it
+    assert store.renew_locks([("h1", a.token), ("h1", b.token), ("h9", 1)], 10) == [
+        False, True, False]                             # each for its own token, in order
+    assert store.renew_locks([], 10) == []
     assert not store.release_lock("h1", a.token)        # and cannot free the new one
     assert store.get_lock("h1").holder == "b"
     assert store.break_lock("h1").holder == "b"
