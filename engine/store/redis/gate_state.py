@@ -16,6 +16,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import redis
+
 from engine.records import Approval, Attempt, DegradedReason, Lock, Switch
 from engine.store.gate_state import Approvals, Cooldowns, DegradedModes, KillSwitches, Locks
 from engine.store.redis.attempts import RedisAttemptRecords, pair
@@ -142,12 +144,23 @@ class RedisLocks(RedisConnection, Locks):
         if not held:
             return []
         expires = repr(time.time() + ttl)
-        script = self._script("renew_lock", RENEW_LOCK)
-        with self._client() as client:
-            pipe = client.pipeline(transaction=False)    # each lock checked by its script
+        sha = self._script("renew_lock", RENEW_LOCK).sha
+
+        def renew(client: Any) -> list[Any]:
+            # The script by its SHA, each lock its own call, sent together (a redis-py
+            # pipeline of Script calls would first ask SCRIPT EXISTS: a round trip).
+            pipe = client.pipeline(transaction=False)
             for target, token in held:
-                script(keys=[self._key("lock", target)], args=[token, expires], client=pipe)
-            return [bool(renewed) for renewed in pipe.execute()]
+                pipe.evalsha(sha, 1, self._key("lock", target), token, expires)
+            return pipe.execute()
+
+        with self._client() as client:
+            try:
+                renewed = renew(client)
+            except redis.exceptions.NoScriptError:   # a restarted server forgot it
+                client.script_load(RENEW_LOCK)
+                renewed = renew(client)     # renewing again to the same expiry: harmless
+        return [bool(r) for r in renewed]
 
     def release_lock(self, target: str, token: int) -> bool:
         return bool(self._run_script("release_lock", RELEASE_LOCK, [

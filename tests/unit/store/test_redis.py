@@ -240,6 +240,8 @@ def test_the_scripts_are_loaded_again_after_the_server_forgot_them(server):
         client.script_flush()
         lock = store.get_lock("h1")
         assert store.renew_lock("h1", lock.token, 60)
+        client.script_flush()
+        assert store.renew_locks([("h1", lock.token)], 60) == [True]
         assert store.release_lock("h1", lock.token)
     finally:
         for key in client.scan_iter(match="flush:*"):
