@@ -63,6 +63,35 @@ class Locks(Protocol):
         network renews them all in one round trip)."""
         return [self.renew_lock(target, token, ttl) for target, token in held]
 
+    def acquire_slot(self, prefix: str, limit: int, holder: str, ttl: float, *,
+                     run_id: str | None = None,
+                     component: str | None = None) -> tuple[Lock | None, int]:
+        """One of ``limit`` interchangeable leases, the first free of ``prefix``0,
+        ``prefix``1...: (the lease, how many locks named ``prefix``... are live with it),
+        or (None, how many are) when ``limit`` or more are, whatever their numbers (a
+        lower limit than another caller's sees them all). This default takes the lock
+        and counts again, giving it back when others took the room meanwhile; a store
+        that can count and take at once does (one round trip on a server)."""
+        def live() -> set[str]:
+            return {k.target for k in self.list_locks() if k.target.startswith(prefix)}
+
+        held = live()
+        if len(held) >= limit:
+            return None, len(held)
+        for n in range(limit):
+            name = f"{prefix}{n}"
+            if name in held:
+                continue
+            slot = self.acquire_lock(name, holder, ttl, run_id=run_id, component=component)
+            if slot is None:       # taken meanwhile by another caller: try the next one
+                continue
+            busy = len(live())
+            if busy > limit:       # others took the room meanwhile: give it back
+                self.release_lock(slot.target, slot.token)
+                return None, busy - 1
+            return slot, busy
+        return None, limit
+
     @abstractmethod
     def release_lock(self, target: str, token: int) -> bool: ...
 

@@ -63,6 +63,37 @@ end
 return found
 """
 
+# KEYS: the set of locked targets, the fencing counter. ARGV: now, the slots' prefix,
+# the limit, the prefix of a lock's hash, then the lock's fields and values (no token,
+# no target). Counts the live locks named prefix..., and unless ``limit`` are, takes the
+# first free of prefix0, prefix1... as ACQUIRE_LOCK would: {token, live with it, n}, or
+# {0, live}. At once: no other caller can take the room between the count and the take.
+ACQUIRE_SLOT = """
+local now, prefix, limit = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local held, busy = {}, 0
+for _, target in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if string.sub(target, 1, #prefix) == prefix then
+    local expires = redis.call('HGET', ARGV[4] .. target, 'expires_at')
+    if expires and tonumber(expires) > now then
+      held[target], busy = true, busy + 1
+    end
+  end
+end
+if busy >= limit then return {0, busy} end
+for n = 0, limit - 1 do
+  local target = prefix .. n
+  if not held[target] then
+    local token = redis.call('INCR', KEYS[2])
+    redis.call('DEL', ARGV[4] .. target)
+    redis.call('HSET', ARGV[4] .. target, 'token', token, 'target', target,
+               unpack(ARGV, 5))
+    redis.call('SADD', KEYS[1], target)
+    return {token, busy + 1, n}
+  end
+end
+return {0, busy}
+"""
+
 _LOCK_TEXT = ("target", "holder", "run_id", "component")
 
 
@@ -135,6 +166,23 @@ class RedisLocks(RedisConnection, Locks):
         if token is None:
             return None
         return Lock(token=int(token), **fields)
+
+    def acquire_slot(self, prefix: str, limit: int, holder: str, ttl: float, *,
+                     run_id: str | None = None,
+                     component: str | None = None) -> tuple[Lock | None, int]:
+        now = time.time()
+        fields: dict[str, Any] = {"holder": holder, "acquired_at": now,
+                                  "expires_at": now + ttl, "run_id": run_id,
+                                  "component": component}
+        args: list[Any] = [repr(now), prefix, limit, self._key("lock", "")]
+        for name, value in fields.items():
+            if value is not None:
+                args += [name, repr(value) if isinstance(value, float) else value]
+        token, busy, *n = self._run_script("acquire_slot", ACQUIRE_SLOT, [
+            self._key("locks"), self._key("fencing", "lock")], args)
+        if not token:
+            return None, int(busy)
+        return Lock(target=f"{prefix}{n[0]}", token=int(token), **fields), int(busy)
 
     def renew_lock(self, target: str, token: int, ttl: float) -> bool:
         return bool(self._run_script("renew_lock", RENEW_LOCK, [self._key("lock", target)],

@@ -37,6 +37,39 @@ def test_locks_are_leases_with_growing_fencing_tokens(store):
     assert store.get_lock("h1") is None
 
 
+@uses(Locks)
+def test_a_slot_is_the_first_free_of_its_limit_and_none_once_the_limit_is_held(store):
+    first, busy = store.acquire_slot("slot:", 2, "a", 0.2, run_id="run-a", component="web")
+    assert (first.target, first.holder, first.run_id, first.component, busy) == (
+        "slot:0", "a", "run-a", "web", 1)
+    assert store.get_lock("slot:0").token == first.token     # a lock like any other
+    second, busy = store.acquire_slot("slot:", 2, "b", 10)
+    assert (second.target, busy) == ("slot:1", 2) and second.token > first.token
+    assert store.acquire_slot("slot:", 2, "c", 10) == (None, 2)
+    assert store.acquire_slot("slot:", 1, "c", 10) == (None, 2)   # a lower limit: all count
+    store.acquire_lock("h1", "d", 10)                          # not a slot: not counted
+    store.release_lock("slot:1", second.token)
+    again, busy = store.acquire_slot("slot:", 2, "c", 10)
+    assert (again.target, busy) == ("slot:1", 2)
+    time.sleep(0.25)                                           # slot:0's lease ended
+    third, busy = store.acquire_slot("slot:", 3, "e", 10)
+    assert (third.target, busy) == ("slot:0", 2) and third.token > again.token
+
+
+def _slot_race(url, barrier, results):
+    store = open_store(url)
+    barrier.wait()
+    slot, _ = store.acquire_slot("race-slot:", 2, str(os.getpid()), 60)
+    results.put(None if slot is None else slot.target)
+    store.close()
+
+
+@uses(Locks)
+def test_processes_racing_for_two_slots_take_each_once_and_no_more(store, store_url):
+    got = race(_slot_race, store_url)
+    assert sorted(t for t in got if t is not None) == ["race-slot:0", "race-slot:1"]
+
+
 def _lock_race(url, barrier, results):
     store = open_store(url)
     barrier.wait()
