@@ -16,6 +16,9 @@ starts and file creation on this machine's disk is what the tail is made of. The
 Redis (``--backends``, both by default): the store is a redis-server of its own on a
 free loopback port, AOF on (``appendfsync everysec``), as several replicas would share.
 ``--profile`` prints cProfile's top entries for the part before the step starts only.
+On Redis, ``trips`` is the mean number of round trips to the server per decision, clock
+running (each command sent, or each pipeline or MULTI transaction sent at once, counts
+one): the figure the machine's load does not move.
 
     .venv/bin/python bench/decision.py [--quick] [-n 2000] [--profile]
 """
@@ -32,6 +35,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +54,8 @@ from engine.orchestration.triggers import TriggerRequest, open_incident  # noqa:
 
 TARGET_P99_MS = 5.0
 STARTED: list[float] = []   # perf_counter() at the top of each action run()
+TRIPS: list[int] = [0]      # sends to redis-server from the deciding thread, clock running
+COUNTING: list[int | None] = [None]   # the thread counted while the clock runs
 
 RUNBOOK = """\
 name: bench
@@ -118,6 +124,7 @@ def one(ctx: EngineContext, host: str,
     STARTED.clear()
     if profiler:
         profiler.enable()
+    COUNTING[0] = threading.get_ident()
     t0 = time.perf_counter()
     opened = open_incident(ctx, TriggerRequest(
         labels={"alertname": "BenchDown", "instance": f"{host}:9100"}, trigger="alert",
@@ -129,15 +136,33 @@ def one(ctx: EngineContext, host: str,
     return (STARTED[0] - t0) * 1000.0, (t_open - t0) * 1000.0
 
 
-def stop_profiler_at_step_start(ctx: EngineContext, profiler: cProfile.Profile) -> None:
-    """Profile only up to the executor handing the action to its thread."""
+def stop_at_step_start(ctx: EngineContext, profiler: cProfile.Profile | None) -> None:
+    """Profile and count round trips only up to the executor handing the action to its
+    thread."""
     call: Callable = ctx.python.call
 
     def wrapped(*args, **kwargs):
-        profiler.disable()
+        COUNTING[0] = None
+        if profiler:
+            profiler.disable()
         return call(*args, **kwargs)
 
     ctx.python.call = wrapped  # type: ignore[method-assign]
+
+
+def count_round_trips() -> None:
+    """Count what redis-py sends from the deciding thread while the clock runs (every
+    command, pipeline or transaction is sent whole, then its replies read)."""
+    from redis.connection import Connection
+
+    send = Connection.send_packed_command
+
+    def counted(self, command, check_health=True):
+        if COUNTING[0] == threading.get_ident():
+            TRIPS[0] += 1
+        return send(self, command, check_health)
+
+    Connection.send_packed_command = counted  # type: ignore[method-assign]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -147,22 +172,23 @@ def percentile(values: list[float], q: float) -> float:
 
 def measure(root: Path, n: int, warmup: int, profile: bool, db_dir: Path | None = None,
             state_url: str | None = None,
-            ) -> tuple[list[float], list[float], float, pstats.Stats | None]:
+            ) -> tuple[list[float], list[float], float, float, pstats.Stats | None]:
     started = time.perf_counter()
     ctx = build(root, n + warmup, db_dir, state_url)
     setup = time.perf_counter() - started
     for i in range(warmup):
         one(ctx, f"h{i:05d}")
     profiler = cProfile.Profile() if profile else None
-    if profiler:
-        stop_profiler_at_step_start(ctx, profiler)
+    stop_at_step_start(ctx, profiler)
+    TRIPS[0] = 0
     totals, opens = [], []
     for i in range(warmup, warmup + n):
         total, opening = one(ctx, f"h{i:05d}", profiler)
         totals.append(total)
         opens.append(opening)
     ctx.store.close()
-    return totals, opens, setup, pstats.Stats(profiler) if profiler else None
+    trips = TRIPS[0] / n
+    return totals, opens, setup, trips, pstats.Stats(profiler) if profiler else None
 
 
 def main() -> int:
@@ -194,6 +220,7 @@ def main() -> int:
         from tests.support.redis_servers import HAS_REDIS, RedisServer
 
         if HAS_REDIS:
+            count_round_trips()
             server = RedisServer(Path(tempfile.mkdtemp(prefix="bench-decision-redis-")),
                                  appendonly="yes").start()
             homes.append(("redis, artifacts disk", None, "redis"))
@@ -206,7 +233,7 @@ def main() -> int:
     print(f"  machine: {os.cpu_count()} cpu, python {platform.python_version()}, "
           f"load average {os.getloadavg()[0]:.2f}, temp dir {tempfile.gettempdir()}")
     print(f"  {'home':<25} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8} {'mean':>8} "
-          f"{'open p50':>9} {'open p99':>9}   target p99 < {TARGET_P99_MS:g} ms")
+          f"{'open p50':>9} {'open p99':>9} {'trips':>6}   target p99 < {TARGET_P99_MS:g} ms")
     profiles = []
     try:
         for label, where, db_where in homes:
@@ -216,12 +243,13 @@ def main() -> int:
             with tempfile.TemporaryDirectory(prefix="bench-decision-", dir=where) as tmp, \
                     tempfile.TemporaryDirectory(prefix="bench-db-", dir=db_where) as db_tmp:
                 db_dir = Path(db_tmp) if db_where is not None and db_where != where else None
-                totals, opens, _, stats = measure(Path(tmp), n, warmup, args.profile, db_dir,
-                                                  redis_url)
+                totals, opens, _, trips, stats = measure(Path(tmp), n, warmup, args.profile,
+                                                         db_dir, redis_url)
             p99 = percentile(totals, 99)
             print(f"  {label:<25} {percentile(totals, 50):7.2f}ms {percentile(totals, 90):7.2f}ms "
                   f"{p99:7.2f}ms {max(totals):7.2f}ms {statistics.fmean(totals):7.2f}ms "
-                  f"{percentile(opens, 50):8.2f}ms {percentile(opens, 99):8.2f}ms   "
+                  f"{percentile(opens, 50):8.2f}ms {percentile(opens, 99):8.2f}ms "
+                  f"{f'{trips:.1f}' if redis_url else '-':>6}   "
                   f"{'MET' if p99 < TARGET_P99_MS else 'MISSED'}")
             if stats:
                 profiles.append((label, stats))

@@ -41,12 +41,11 @@ def cooldown_state(store: Cooldowns, runbook: Runbook, target: str,
     by the cooldown at ``now``; None if it may start. The gate and the metrics both ask this,
     so ``infra_recovery_cooldown_active`` says exactly what the gate would do."""
     cd = runbook.cooldown
-    recent = store.attempts_since(runbook.name, target, now - cd.window)
+    recent, failed = store.cooldown_history(runbook.name, target, now - cd.window)
     if len(recent) >= cd.max_attempts:
         until = recent[0].started_at + cd.window
         return (f"cooldown: {len(recent)} attempts on {target} within "
                 f"{int(cd.window)}s (max {cd.max_attempts}); next at {when(until)}", until)
-    failed = store.last_failed_attempt(runbook.name, target)
     if failed and failed.finished_at and failed.finished_at + cd.after_failure > now:
         until = failed.finished_at + cd.after_failure
         return (f"cooldown: last attempt on {target} failed at "

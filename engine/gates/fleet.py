@@ -92,24 +92,14 @@ def slots_in_flight(store: Locks) -> list[Lock]:
 def take_slot(store: Locks, limit: int, holder: str, ttl: float, *, run_id: str | None,
               component: str | None) -> tuple[Lock | None, str]:
     """A free slot among the first ``limit`` (a lease of ``ttl``), and why; (None, why)
-    when ``limit`` remediations are in flight. Counted again once taken: a runbook with a
-    lower limit than another's sees every slot held, whatever its number."""
-    held = {lock.target for lock in slots_in_flight(store)}
-    if len(held) >= limit:
-        return None, _full(len(held), limit)
-    for n in range(limit):
-        name = f"{SLOT_PREFIX}{n}"
-        if name in held:
-            continue
-        slot = store.acquire_lock(name, holder, ttl, run_id=run_id, component=component)
-        if slot is None:       # taken meanwhile by another step: try the next one
-            continue
-        busy = len(slots_in_flight(store))
-        if busy > limit:       # others took the room meanwhile: give it back
-            store.release_lock(slot.target, slot.token)
-            return None, _full(busy - 1, limit)
-        return slot, f"slot {n + 1} of {limit} ({busy} in flight)"
-    return None, _full(limit, limit)
+    when ``limit`` remediations are in flight. A runbook with a lower limit than
+    another's sees every slot held, whatever its number (``Locks.acquire_slot``)."""
+    slot, busy = store.acquire_slot(SLOT_PREFIX, limit, holder, ttl, run_id=run_id,
+                                    component=component)
+    if slot is None:
+        return None, _full(busy, limit)
+    n = int(slot.target[len(SLOT_PREFIX):])
+    return slot, f"slot {n + 1} of {limit} ({busy} in flight)"
 
 
 def _full(busy: int, limit: int) -> str:

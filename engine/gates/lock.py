@@ -227,15 +227,21 @@ class Lease:
         store, ttl = self.keeper.store, self.keeper.ttl
         sent = time.monotonic()
         with self._checking:
-            for lock in self.locks:
-                if self.taken is None and not store.renew_lock(lock.target, lock.token, ttl):
-                    if lock.target not in self.lost:
-                        self.lost.append(lock.target)
-                    now = store.get_lock(lock.target)
-                    if now is not None and now.token != lock.token:
-                        self._lose(lock, now)
+            if self.taken is None:   # all renewed at once (one round trip to a server)
+                renewed = store.renew_locks([(k.target, k.token) for k in self.locks], ttl)
+                for lock, held in zip(self.locks, renewed, strict=True):
+                    if not held and self.taken is None:
+                        self._not_renewed(lock)
             self.renewed_at = sent     # the store answered: its expiry counts from about then
             return self.taken
+
+    def _not_renewed(self, lock: Lock) -> None:
+        """``lock`` was not renewed: broken (``recovery unlock``), or taken by another."""
+        if lock.target not in self.lost:
+            self.lost.append(lock.target)
+        now = self.keeper.store.get_lock(lock.target)
+        if now is not None and now.token != lock.token:
+            self._lose(lock, now)
 
     def _lose(self, lock: Lock, now: Lock) -> None:
         self.taken = (f"its lease on {lock.target} was lost (token {lock.token}): "

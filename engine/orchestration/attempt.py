@@ -143,8 +143,9 @@ def _advance(ctx: EngineContext, incident_id: str, resume: RunRecord | None,
     steps = _steps(runbook, incident)
     if not _steps(runbook, incident, from_step=0):
         return _refuse_unhandled(ctx, incident, runbook)
-    for index, strategy in steps:
-        incident = ctx.store.get_incident(incident_id) or incident
+    for n, (index, strategy) in enumerate(steps):
+        if n:   # the first step's incident was just read (and begin_step checks it again)
+            incident = ctx.store.get_incident(incident_id) or incident
         if incident.state != IncidentState.REMEDIATING:  # resolved or canceled meanwhile
             ended_elsewhere(ctx, incident)
             return incident

@@ -9,6 +9,7 @@ only its own.
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Sequence
 from typing import Protocol
 
 from engine.records import Approval, Attempt, DegradedReason, Lock, Switch
@@ -23,6 +24,13 @@ class Cooldowns(Protocol):
 
     @abstractmethod
     def last_failed_attempt(self, runbook: str, target: str) -> Attempt | None: ...
+
+    def cooldown_history(self, runbook: str, target: str,
+                         since: float) -> tuple[list[Attempt], Attempt | None]:
+        """``attempts_since`` and ``last_failed_attempt`` together: what the cooldown gate
+        asks before every attempt (a store over the network reads both at once)."""
+        return (self.attempts_since(runbook, target, since),
+                self.last_failed_attempt(runbook, target))
 
     @abstractmethod
     def attempt_keys_since(self, since: float) -> set[tuple[str, str]]:
@@ -48,6 +56,41 @@ class Locks(Protocol):
 
     @abstractmethod
     def renew_lock(self, target: str, token: int, ttl: float) -> bool: ...
+
+    def renew_locks(self, held: Sequence[tuple[str, int]], ttl: float) -> list[bool]:
+        """``renew_lock`` of each (target, token) of a step's lease (its target's lock, a
+        fleet slot), in order: before a step starts and at every beat (a store over the
+        network renews them all in one round trip)."""
+        return [self.renew_lock(target, token, ttl) for target, token in held]
+
+    def acquire_slot(self, prefix: str, limit: int, holder: str, ttl: float, *,
+                     run_id: str | None = None,
+                     component: str | None = None) -> tuple[Lock | None, int]:
+        """One of ``limit`` interchangeable leases, the first free of ``prefix``0,
+        ``prefix``1...: (the lease, how many locks named ``prefix``... are live with it),
+        or (None, how many are) when ``limit`` or more are, whatever their numbers (a
+        lower limit than another caller's sees them all). This default takes the lock
+        and counts again, giving it back when others took the room meanwhile; a store
+        that can count and take at once does (one round trip on a server)."""
+        def live() -> set[str]:
+            return {k.target for k in self.list_locks() if k.target.startswith(prefix)}
+
+        held = live()
+        if len(held) >= limit:
+            return None, len(held)
+        for n in range(limit):
+            name = f"{prefix}{n}"
+            if name in held:
+                continue
+            slot = self.acquire_lock(name, holder, ttl, run_id=run_id, component=component)
+            if slot is None:       # taken meanwhile by another caller: try the next one
+                continue
+            busy = len(live())
+            if busy > limit:       # others took the room meanwhile: give it back
+                self.release_lock(slot.target, slot.token)
+                return None, busy - 1
+            return slot, busy
+        return None, limit
 
     @abstractmethod
     def release_lock(self, target: str, token: int) -> bool: ...

@@ -309,6 +309,13 @@ class _StoreDownForRenewals:
             raise StoreUnavailable("the store is unavailable (test)")
         return self.store.renew_lock(*args, **kwargs)
 
+    def renew_locks(self, *args, **kwargs):
+        from engine.store.base import StoreUnavailable
+
+        if self.down.is_set():
+            raise StoreUnavailable("the store is unavailable (test)")
+        return self.store.renew_locks(*args, **kwargs)
+
     def __getattr__(self, name):
         return getattr(self.store, name)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -78,6 +78,50 @@ def credentials(url: str, environ: Mapping[str, str]) -> dict[str, str]:
     if password:
         found["password"] = password
     return found
+
+
+Read = tuple[str, ...]     # a read command and its arguments: ("GET", key)
+
+
+def watch_reading(pipe: redis.client.Pipeline, keys: Sequence[str],
+                  reads: Sequence[Read]) -> Any:
+    """``pipe`` with ``keys`` WATCHed and ``reads`` run after the WATCH, all sent in one
+    round trip; what is returned answers those reads (``get``/``hget``) from their
+    replies, each once, and passes everything else to ``pipe``. The connection comes
+    from the pool as for any command (one a server restart broke is replaced there); one
+    that fails here is dropped, never pooled with replies unread."""
+    if pipe.connection is None:
+        pipe.connection = pipe.connection_pool.get_connection()
+    conn = pipe.connection
+    try:
+        conn.send_packed_command(conn.pack_commands([("WATCH", *keys), *reads]))
+        pipe.watching = True        # from here the pipe's reset sends UNWATCH
+        conn.read_response()        # WATCH: OK
+        replies = [conn.read_response() for _ in reads]
+    except BaseException:
+        conn.disconnect()           # replies may be left unread: the connection goes,
+        pipe.watching = False       # and its WATCH with it
+        raise
+    return _Prefetched(pipe, {tuple(r): v for r, v in zip(reads, replies, strict=True)})
+
+
+class _Prefetched:
+    """A WATCHing pipeline whose first reads were already answered (``watch_reading``)."""
+
+    def __init__(self, pipe: redis.client.Pipeline, replies: dict[Read, Any]) -> None:
+        self._pipe, self._replies = pipe, replies
+
+    def get(self, key: str) -> Any:
+        read = ("GET", key)
+        return self._replies.pop(read) if read in self._replies else self._pipe.get(key)
+
+    def hget(self, key: str, field: str) -> Any:
+        read = ("HGET", key, field)
+        return (self._replies.pop(read) if read in self._replies
+                else self._pipe.hget(key, field))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pipe, name)
 
 
 class RedisConnection:
@@ -155,19 +199,28 @@ class RedisConnection:
                 f"the Redis store at {self.url} is unavailable: {exc}") from exc
         self._settings_judged = True
 
-    def _atomic(self, keys: list[str], change: Callable[[redis.client.Pipeline], T]) -> T:
+    def _atomic(self, keys: list[str], change: Callable[[redis.client.Pipeline], T], *,
+                prefetch: Sequence[Read] = ()) -> T:
         """``change(pipe)`` with ``keys`` WATCHed: it reads through ``pipe`` at once, then
         calls ``pipe.multi()`` and queues its writes (or queues none). Run again while
         another writer changes one of the keys in between; StoreUnavailable when that
-        goes on past ``busy_timeout``. Returns what ``change`` returned."""
+        goes on past ``busy_timeout``. Returns what ``change`` returned.
+
+        ``prefetch``: reads (``("GET", key)``, ``("HGET", key, field)``) that ``change``
+        makes first, sent with the WATCH in one round trip (``watch_reading``): its
+        ``pipe.get``/``pipe.hget`` of them answer from those replies, read after the
+        WATCH as they would have been."""
         deadline = time.monotonic() + self.busy_timeout
         delay = WATCH_FIRST_SLEEP
         with self._client() as client:
             while True:
                 with client.pipeline() as pipe:
                     try:
-                        pipe.watch(*keys)
-                        result = change(pipe)
+                        if prefetch:
+                            result = change(watch_reading(pipe, keys, prefetch))
+                        else:
+                            pipe.watch(*keys)
+                            result = change(pipe)
                         pipe.execute()
                         return result
                     except redis.WatchError:

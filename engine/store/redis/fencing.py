@@ -18,6 +18,10 @@ class RedisFencing(RedisConnection):
     def _fenced(self, keys: list[str], fence: Fence | None) -> list[str]:
         return keys if fence is None else [*keys, self._key("lock", fence.target)]
 
+    def _fence_reads(self, fence: Fence | None) -> list[tuple[str, ...]]:
+        """What ``_check_fence`` reads, for ``_atomic``'s ``prefetch``."""
+        return [] if fence is None else [("HGET", self._key("lock", fence.target), "token")]
+
     def _check_fence(self, pipe: Any, fence: Fence | None) -> None:
         if fence is None:
             return

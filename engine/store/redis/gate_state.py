@@ -13,7 +13,10 @@ Cooldowns read the attempts the incidents write (``attempts``).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
+
+import redis
 
 from engine.records import Approval, Attempt, DegradedReason, Lock, Switch
 from engine.store.gate_state import Approvals, Cooldowns, DegradedModes, KillSwitches, Locks
@@ -49,14 +52,59 @@ redis.call('SREM', KEYS[2], ARGV[2])
 return 1
 """
 
+# KEYS: the set of locked targets; ARGV: the prefix of a lock's hash. Every lock row's
+# fields (a flat list each), read at once: one round trip however many locks, and one
+# moment for all of them (the fleet gate counts slots with it on every step).
+LIST_LOCKS = """
+local found = {}
+for _, target in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  found[#found + 1] = redis.call('HGETALL', ARGV[1] .. target)
+end
+return found
+"""
+
+# KEYS: the set of locked targets, the fencing counter. ARGV: now, the slots' prefix,
+# the limit, the prefix of a lock's hash, then the lock's fields and values (no token,
+# no target). Counts the live locks named prefix..., and unless ``limit`` are, takes the
+# first free of prefix0, prefix1... as ACQUIRE_LOCK would: {token, live with it, n}, or
+# {0, live}. At once: no other caller can take the room between the count and the take.
+ACQUIRE_SLOT = """
+local now, prefix, limit = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local held, busy = {}, 0
+for _, target in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if string.sub(target, 1, #prefix) == prefix then
+    local expires = redis.call('HGET', ARGV[4] .. target, 'expires_at')
+    if expires and tonumber(expires) > now then
+      held[target], busy = true, busy + 1
+    end
+  end
+end
+if busy >= limit then return {0, busy} end
+for n = 0, limit - 1 do
+  local target = prefix .. n
+  if not held[target] then
+    local token = redis.call('INCR', KEYS[2])
+    redis.call('DEL', ARGV[4] .. target)
+    redis.call('HSET', ARGV[4] .. target, 'token', token, 'target', target,
+               unpack(ARGV, 5))
+    redis.call('SADD', KEYS[1], target)
+    return {token, busy + 1, n}
+  end
+end
+return {0, busy}
+"""
+
 _LOCK_TEXT = ("target", "holder", "run_id", "component")
 
 
-def _lock(fields: dict[bytes, bytes]) -> Lock | None:
-    """The ``Lock`` of a lock hash's fields (None: no hash)."""
+def _lock(fields: dict[bytes, bytes] | list[bytes]) -> Lock | None:
+    """The ``Lock`` of a lock hash's fields, as HGETALL gives them to a client (a dict)
+    or to a script (a flat list); None: no hash."""
     if not fields:
         return None
-    got = {k.decode(): v.decode() for k, v in fields.items()}
+    pairs = (fields.items() if isinstance(fields, dict)
+             else zip(fields[::2], fields[1::2], strict=True))
+    got = {k.decode(): v.decode() for k, v in pairs}
     return Lock(**{k: got.get(k) for k in _LOCK_TEXT}, token=int(got["token"]),
                 acquired_at=float(got["acquired_at"]), expires_at=float(got["expires_at"]))
 
@@ -64,6 +112,19 @@ def _lock(fields: dict[bytes, bytes]) -> Lock | None:
 class RedisCooldowns(RedisAttemptRecords, Cooldowns):
     """The attempts' indexes, read: by (runbook, target) and start, failed ones by finish,
     all by start and by finish."""
+
+    def cooldown_history(self, runbook: str, target: str,
+                         since: float) -> tuple[list[Attempt], Attempt | None]:
+        # Both indexes in one round trip; the records in a second, only if there are any.
+        who = pair(runbook, target)
+        with self._client() as client:
+            pipe = client.pipeline(transaction=False)
+            pipe.zrangebyscore(self._key("attempts", who), since, "+inf")
+            pipe.zrevrange(self._key("attempts-failed", who), 0, 0)
+            recent_ids, failed_ids = pipe.execute()
+        found = {a.id: a for a in self._attempts([*recent_ids, *failed_ids])}
+        failed = found.get(failed_ids[0].decode()) if failed_ids else None
+        return [found[i.decode()] for i in recent_ids if i.decode() in found], failed
 
     def attempts_since(self, runbook: str, target: str, since: float) -> list[Attempt]:
         with self._client() as client:
@@ -106,9 +167,48 @@ class RedisLocks(RedisConnection, Locks):
             return None
         return Lock(token=int(token), **fields)
 
+    def acquire_slot(self, prefix: str, limit: int, holder: str, ttl: float, *,
+                     run_id: str | None = None,
+                     component: str | None = None) -> tuple[Lock | None, int]:
+        now = time.time()
+        fields: dict[str, Any] = {"holder": holder, "acquired_at": now,
+                                  "expires_at": now + ttl, "run_id": run_id,
+                                  "component": component}
+        args: list[Any] = [repr(now), prefix, limit, self._key("lock", "")]
+        for name, value in fields.items():
+            if value is not None:
+                args += [name, repr(value) if isinstance(value, float) else value]
+        token, busy, *n = self._run_script("acquire_slot", ACQUIRE_SLOT, [
+            self._key("locks"), self._key("fencing", "lock")], args)
+        if not token:
+            return None, int(busy)
+        return Lock(target=f"{prefix}{n[0]}", token=int(token), **fields), int(busy)
+
     def renew_lock(self, target: str, token: int, ttl: float) -> bool:
         return bool(self._run_script("renew_lock", RENEW_LOCK, [self._key("lock", target)],
                                      [token, repr(time.time() + ttl)]))
+
+    def renew_locks(self, held: Sequence[tuple[str, int]], ttl: float) -> list[bool]:
+        if not held:
+            return []
+        expires = repr(time.time() + ttl)
+        sha = self._script("renew_lock", RENEW_LOCK).sha
+
+        def renew(client: Any) -> list[Any]:
+            # The script by its SHA, each lock its own call, sent together (a redis-py
+            # pipeline of Script calls would first ask SCRIPT EXISTS: a round trip).
+            pipe = client.pipeline(transaction=False)
+            for target, token in held:
+                pipe.evalsha(sha, 1, self._key("lock", target), token, expires)
+            return pipe.execute()
+
+        with self._client() as client:
+            try:
+                renewed = renew(client)
+            except redis.exceptions.NoScriptError:   # a restarted server forgot it
+                client.script_load(RENEW_LOCK)
+                renewed = renew(client)     # renewing again to the same expiry: harmless
+        return [bool(r) for r in renewed]
 
     def release_lock(self, target: str, token: int) -> bool:
         return bool(self._run_script("release_lock", RELEASE_LOCK, [
@@ -133,14 +233,11 @@ class RedisLocks(RedisConnection, Locks):
         return self._atomic([name], change)
 
     def list_locks(self) -> list[Lock]:
-        with self._client() as client:
-            targets = sorted(t.decode() for t in client.smembers(self._key("locks")))
-            pipe = client.pipeline(transaction=False)
-            for target in targets:
-                pipe.hgetall(self._key("lock", target))
-            found = pipe.execute()
+        found = self._run_script("list_locks", LIST_LOCKS, [self._key("locks")],
+                                 [self._key("lock", "")])
         now = time.time()
-        return [lock for lock in map(_lock, found) if lock is not None and lock.expires_at > now]
+        return sorted((lock for lock in map(_lock, found)
+                       if lock is not None and lock.expires_at > now), key=lambda k: k.target)
 
 
 class _RecordHash(RedisConnection):

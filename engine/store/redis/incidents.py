@@ -90,7 +90,8 @@ class RedisIncidents(RedisAttemptRecords, RedisRunRecords, RedisFencing, Inciden
             self._put_incident(pipe, after, mark=mark)
             return after
 
-        return self._atomic(self._fenced([key], fence), step)
+        return self._atomic(self._fenced([key], fence), step,
+                            prefetch=[*self._fence_reads(fence), ("GET", key)])
 
     def open_incident(self, incident: Incident) -> tuple[Incident, bool]:
         open_key = self._open_key(incident.runbook, incident.target)
@@ -105,7 +106,7 @@ class RedisIncidents(RedisAttemptRecords, RedisRunRecords, RedisFencing, Inciden
             self._put_incident(pipe, incident, mark=True)   # as SQLite: open, whatever
             return incident, True
 
-        return self._atomic([open_key], step)
+        return self._atomic([open_key], step, prefetch=[("GET", open_key)])
 
     def get_incident(self, incident_id: str) -> Incident | None:
         with self._client() as client:
@@ -268,7 +269,8 @@ class RedisIncidents(RedisAttemptRecords, RedisRunRecords, RedisFencing, Inciden
             self._put_incident(pipe, after, mark=None)
             return after
 
-        return self._atomic([self._incident_key(incident_id)], step)
+        key = self._incident_key(incident_id)
+        return self._atomic([key], step, prefetch=[("GET", key)])
 
     def finish_attempt(self, attempt_id: str, outcome: AttemptOutcome, at: float, *,
                        fence: Fence | None = None) -> None:

@@ -4,7 +4,8 @@ are (floats written so that they read back equal), and back."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, fields
+from dataclasses import fields
+from functools import cache
 from typing import Any, TypeVar
 
 from engine.lifecycle import AttemptOutcome, IncidentState, RunStatus
@@ -15,7 +16,19 @@ T = TypeVar("T")
 
 def encode(record: Any) -> str:
     """``record`` (a dataclass) as JSON; its enums (str) as their values."""
-    return json.dumps(asdict(record))
+    return json.dumps(field_values(record))
+
+
+def field_values(record: Any) -> dict[str, Any]:
+    """``record``'s fields by name, as ``dataclasses.asdict`` without its deep copy: the
+    records hold plain values, dicts and lists, no records, and what is returned is
+    written out at once (the copy was a good share of a decision's time)."""
+    return {name: getattr(record, name) for name in _field_names(type(record))}
+
+
+@cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
 
 
 def decode(cls: type[T], text: str | bytes) -> T:

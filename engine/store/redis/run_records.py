@@ -16,12 +16,11 @@ record); ``run-account:<id>`` (a finished run's account, JSON: ``put_run_account
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from typing import Any
 
 from engine.records import RunRecord
 from engine.store.redis.connection import RedisConnection
-from engine.store.redis.records import from_dict
+from engine.store.redis.records import field_values, from_dict
 
 # Kept beside a run's fields in its record, not part of ``RunRecord``.
 RUN_EXTRAS = ("claimed_by", "claimed_until", "refusal_key", "members")
@@ -30,7 +29,7 @@ INDEXED = ("component", "status", "target", "incident_id", "fingerprint")
 
 def run_values(run: RunRecord, **extras: Any) -> dict[str, Any]:
     """``run``'s fields as stored (enums as values), with ``extras`` (``RUN_EXTRAS``)."""
-    values = asdict(run)
+    values = field_values(run)
     values["status"] = run.status.value
     values.update({name: extras.get(name) for name in RUN_EXTRAS})
     values["members"] = values["members"] or []

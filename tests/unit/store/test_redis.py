@@ -152,6 +152,27 @@ def test_a_server_down_is_store_unavailable_and_a_restarted_one_keeps_what_was_w
         server.stop()
 
 
+def test_a_read_then_write_after_a_restart_goes_through_and_a_server_down_is_unavailable(
+        tmp_path):
+    """The WATCH and an incident's first reads go in one round trip on a pooled
+    connection: one the server's restart broke is not used; a server still down is
+    StoreUnavailable at once, not taken for a lost race and tried until busy_timeout."""
+    server = RedisServer(tmp_path / "r", appendonly="yes", appendfsync="always").start()
+    store = RedisStore(f"{server.url}?prefix=t:")
+    try:
+        first, _ = store.open_incident(incident())
+        server.stop()
+        server.start()                          # the pooled connection is broken now
+        again = incident()
+        assert store.open_incident(again) == (first, False)   # its pair's open one
+        server.stop()
+        with pytest.raises(StoreUnavailable, match="unavailable"):   # not "busy": no race
+            store.open_incident(again)
+    finally:
+        store.close()
+        server.stop()
+
+
 def test_a_read_then_write_that_keeps_losing_its_race_is_bounded(server):
     store = RedisSharedValues(f"{server.url}?prefix=busy:", busy_timeout=0.2)
     other = server.client()
@@ -219,6 +240,8 @@ def test_the_scripts_are_loaded_again_after_the_server_forgot_them(server):
         client.script_flush()
         lock = store.get_lock("h1")
         assert store.renew_lock("h1", lock.token, 60)
+        client.script_flush()
+        assert store.renew_locks([("h1", lock.token)], 60) == [True]
         assert store.release_lock("h1", lock.token)
     finally:
         for key in client.scan_iter(match="flush:*"):
