@@ -21,6 +21,7 @@ from tests.support.steps import HELLO, park_a_step
 from tests.support.webhook_app import ALICE, BOB, WEBHOOK
 
 PAGES = ("/", "/approvals", "/history", "/charts")
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 
 
 @pytest.fixture
@@ -251,6 +252,21 @@ def test_a_switch_or_unlock_from_the_page_names_the_host_an_alias_names(engine_e
     console.post("/switches/enable", {"component": "retired",
                                       "target": "cache-1.example:9121"})
     assert not console.store.active_switches(time.time())
+
+
+def test_a_path_of_the_console_that_is_no_page_answers_an_html_page(console):
+    """A browser at a mistyped address, or at an action's address by GET, gets a page
+    saying so with the console's headers, not the API's JSON; the API keeps its JSON,
+    and so does a client that prefers it (curl's */* included)."""
+    console.login(VERA)
+    for path, status in (("/nope", 404), ("/switches/disable", 405), ("/runs/a/b", 404)):
+        answer = console.get(path, headers=BROWSER)
+        assert answer.status_code == status, path
+        assert answer.mimetype == "text/html" and "<h1>" in text(answer), path
+        assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
+    assert console.get("/api/v1/nope", headers=BROWSER).is_json
+    assert console.get("/healthz/nope", headers=BROWSER).is_json
+    assert console.get("/nope", headers={"Accept": "*/*"}).is_json
 
 
 # -- history, a run, charts -------------------------------------------------------------------
