@@ -114,7 +114,15 @@ def webhook_settings(config: Config) -> dict[str, Any]:
             "repeat_signal_after": repeat, "store_wait": store_wait}
 
 
+JSON_OR_HTML = ["application/json", "text/html"]   # a tie (*/*, none): JSON
+
+
 def _http_error(exc: HTTPException):
+    from webhook.console.blueprint import is_console_path, unrouted_error
+
+    if (request.blueprint is None and is_console_path(request.path)    # a browser's
+            and request.accept_mimetypes.best_match(JSON_OR_HTML) == "text/html"):
+        return unrouted_error(exc)
     response = exc.get_response()   # keeps headers such as Allow (405)
     response.data = jsonify(error=exc.description or exc.name).get_data()
     response.content_type = "application/json"

@@ -14,12 +14,14 @@ import pytest
 
 from engine.config import load_config
 from engine.lifecycle import IncidentState, RunStatus
+from engine.records import Switch
 from engine.security.tokens import TOKENS_FILE, TokenFile
 from tests.support.console_app import METRICS, VERA, Console, outline
 from tests.support.steps import HELLO, park_a_step
 from tests.support.webhook_app import ALICE, BOB, WEBHOOK
 
 PAGES = ("/", "/approvals", "/history", "/charts")
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 
 
 @pytest.fixture
@@ -222,6 +224,49 @@ def test_an_operator_disables_and_enables_auto_recovery_and_breaks_a_lock(consol
     assert "broke the lock on cache-1" in text(console.get("/"))
     actions = [e.action for e in console.store.list_events(limit=10)]
     assert {"disable", "enable", "unlock"} <= set(actions)
+
+
+def test_a_switch_or_unlock_from_the_page_names_the_host_an_alias_names(engine_env):
+    """An alert's instance label is often an alias (``cache-1.example:9121``); the gates
+    compare a switch with the host the inventory names, so a switch kept under the alias
+    would stop nothing while the page said auto-recovery was off (the CLI and the API
+    resolve it the same way)."""
+    engine_env.runbook("cache", "component: cache\nstrategies: [{name: a, action: test.ok}]\n")
+    console = Console(load_config(engine_env.config_path))
+    console.login(ALICE)
+    console.post("/switches/disable", {"component": "cache", "target": "cache-1.example:9121",
+                                       "for": "30m"})
+    [switch] = console.store.active_switches(time.time())
+    assert (switch.component, switch.target) == ("cache", "cache-1")
+    assert switch.covers("cache", "cache-1")
+    console.post("/switches/enable", {"component": "cache", "target": "cache-1.example:9121"})
+    assert not console.store.active_switches(time.time())
+    assert console.store.acquire_lock("cache-1", "someone", 60) is not None
+    console.post("/locks/unlock", {"target": "cache-1.example:9121"})
+    assert console.store.get_lock("cache-1") is None
+    assert "broke the lock on cache-1" in text(console.get("/"))
+
+    gone = Switch(id="sw-gone", component="retired", target="cache-1.example:9121",
+                  until=None, reason="", created_by="bob", created_at=time.time())
+    console.store.add_switch(gone)    # kept as typed before, or of a runbook since removed
+    console.post("/switches/enable", {"component": "retired",
+                                      "target": "cache-1.example:9121"})
+    assert not console.store.active_switches(time.time())
+
+
+def test_a_path_of_the_console_that_is_no_page_answers_an_html_page(console):
+    """A browser at a mistyped address, or at an action's address by GET, gets a page
+    saying so with the console's headers, not the API's JSON; the API keeps its JSON,
+    and so does a client that prefers it (curl's */* included)."""
+    console.login(VERA)
+    for path, status in (("/nope", 404), ("/switches/disable", 405), ("/runs/a/b", 404)):
+        answer = console.get(path, headers=BROWSER)
+        assert answer.status_code == status, path
+        assert answer.mimetype == "text/html" and "<h1>" in text(answer), path
+        assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
+    assert console.get("/api/v1/nope", headers=BROWSER).is_json
+    assert console.get("/healthz/nope", headers=BROWSER).is_json
+    assert console.get("/nope", headers={"Accept": "*/*"}).is_json
 
 
 # -- history, a run, charts -------------------------------------------------------------------

@@ -17,7 +17,8 @@ autoescaping; no build step, no JavaScript needed, nothing fetched from elsewher
 Every route states its access with ``webhook.auth.requires`` (the one role table,
 engine.security.roles), with the session's check in place of the Authorization
 header's: no session is a 303 to ``/login``, not a 401. Errors are HTML pages here
-(``errors``); the rest of the app answers JSON. Every answer forbids framing and any
+(``errors``), a browser's 404 or 405 at an address of the console too; the rest of the
+app answers JSON. Every answer forbids framing and any
 source but this site (Content-Security-Policy), and pages are not cached.
 """
 

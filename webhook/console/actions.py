@@ -11,10 +11,8 @@ import time
 from flask import abort, flash, g, redirect, request, url_for
 
 from engine.cli.output import when
-from engine.durations import parse_duration
 from engine.orchestration import switches
 from engine.orchestration.approvals import DecisionError, approve, cancel, reject
-from engine.runbooks.loader import RunbookError
 from engine.security.roles import Access
 from webhook.auth import requires
 from webhook.console import session
@@ -67,30 +65,23 @@ def cancel_incident(incident_id: str):
 @requires(Access.OPERATE, session.refusal)
 def disable():
     ctx = state().context
-    component, target = _text("component") or None, _text("target") or None
-    length = _text("for") or "1h"
-    until = None
-    if length.lower() not in ("never", "forever", "inf"):
-        try:
-            seconds = parse_duration(length)
-        except ValueError as exc:
-            return _refused(f"for: {exc}")
-        if seconds <= 0:
-            return _refused("for: more than 0 (or 'never')")
-        until = time.time() + seconds
-    if component is not None:
-        known = _component_names()
-        if known is not None and component not in known:
-            return _refused(f"no component {component!r} (components: "
-                            f"{', '.join(sorted(set(known.values()))) or 'none'})")
-        component = known.get(component, component) if known else component
+    now = time.time()
+    try:
+        until = switches.expiry(_text("for") or "1h", now)
+    except ValueError as exc:
+        return _refused(f"for: {exc}")
+    try:
+        component, target, notes = _scope()
+    except switches.UnknownComponent as exc:
+        return _refused(str(exc))
     done = switches.disable(ctx, component, target, until, by=g.operator,
                             reason=_text("reason"),
-                            cancel_running=request.form.get("cancel_running") == "yes")
+                            cancel_running=request.form.get("cancel_running") == "yes",
+                            now=now)
     s = done.switch
     length = f"until {when(until)}" if until else "until enabled"
     flash(f"auto-recovery disabled for {s.scope()} {length}, by {g.operator} (switch {s.id})"
-          + "".join(f"; {line}" for line in done.said), DONE)
+          + "".join(f"; {line}" for line in notes + done.said), DONE)
     return _back()
 
 
@@ -98,6 +89,12 @@ def disable():
 @requires(Access.OPERATE, session.refusal)
 def enable():
     component, target = _text("component") or None, _text("target") or None
+    if not any((s.component, s.target) == (component, target)    # a switch's own button
+               for s in state().context.store.active_switches(time.time())):
+        try:
+            component, target, _ = _scope()
+        except switches.UnknownComponent as exc:
+            return _refused(str(exc))
     removed = switches.enable(state().context, component, target, by=g.operator)
     if removed:
         flash("removed " + ", ".join(f"switch {s.id} ({s.scope()})" for s in removed)
@@ -113,7 +110,8 @@ def unlock():
     target = _text("target")
     if not target:
         abort(400, "target: which host's lock")
-    broken = switches.unlock(state().context, target, by=g.operator)
+    target, broken = switches.unlock_named(state().context, target, component=None,
+                                           by=g.operator)
     if broken is None:
         flash(f"no lock on {target}", REFUSED)
     else:
@@ -130,16 +128,15 @@ def _text(name: str) -> str:
     return value
 
 
-def _component_names() -> dict[str, str] | None:
-    """Component and runbook names -> the component; None when runbooks do not load
-    (a switch is never stopped by a typo in a YAML file: the name is taken as given)."""
-    try:
-        loaded = state().context.runbooks
-    except RunbookError:
-        return None
-    names = {rb.name: rb.component for rb in loaded}
-    names.update({rb.component: rb.component for rb in loaded})
-    return names
+def _scope() -> tuple[str | None, str | None, list[str]]:
+    """The form's component and target as switches keep them and the gates compare
+    them (a runbook name names its component, an alias or address its host), with a
+    note when the target is no inventory host; ``UnknownComponent`` for a component no
+    runbook has (taken as given when the runbooks do not load)."""
+    ctx = state().context
+    component = switches.scope_component(ctx, _text("component") or None)
+    target, note = switches.scope_target(ctx, _text("target") or None)
+    return component, target, [note] if note else []
 
 
 def _refused(message: str):

@@ -56,6 +56,20 @@ def _headers(response: Response) -> Response:
     return response
 
 
+def unrouted_error(exc: HTTPException) -> Response:
+    """A console address no route answers (a mistyped page, a form's address by GET):
+    its HTML page with the console's headers, as the pages' own errors."""
+    response = error_page(exc.code or 500, exc.description or exc.name)
+    if "Allow" in exc.get_response().headers:      # a 405 says what is allowed
+        response.headers["Allow"] = exc.get_response().headers["Allow"]
+    return _headers(response)
+
+
+def is_console_path(path: str) -> bool:
+    """Whether ``path`` is the console's (the API, health and metrics answer JSON)."""
+    return path.strip("/").split("/")[0] not in ("api", "healthz", "readyz", "metrics")
+
+
 @bp.context_processor
 def _page_context() -> dict[str, Any]:
     credential = g.get("credential")
