@@ -232,7 +232,8 @@ def first_start(settings, generated: dict[str, str], home, *, on_terminal: bool)
     operator = "operator" in generated
     metrics = "metrics" in generated
     roles = {"webhook": "webhook token (Alertmanager; it can only post alerts",
-             "operator": "operator token (operator \"operator\", for /api/v1/*",
+             "operator": "operator token (operator \"operator\", for /api/v1/* and the "
+                         f"console at {base}/",
              "metrics": "metrics token (Prometheus; it can only read /metrics"}
     first = "recovery serve: " + ("first start: " if webhook else "") + "credentials generated"
     if on_terminal:
@@ -287,7 +288,8 @@ def first_start(settings, generated: dict[str, str], home, *, on_terminal: bool)
     lines += [
         f"  {_cli(home)} status",
         f"  curl -s -H {status} {base}/api/v1/status",
-        f"  {_cli(home)} token add NAME --role webhook|metrics|operator   # more tokens",
+        f"  {_cli(home)} token add NAME --role viewer|operator|app|webhook|metrics"
+        "   # more tokens (docs/console.md)",
         "",
     ]
     return "\n".join(lines)
