@@ -78,8 +78,7 @@ def cmd_serve(ctx: EngineContext, args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise CliError(f"credentials: {exc}", USAGE) from None
     if generated:
-        out(first_start(settings, generated, ctx.config.home,
-                        on_terminal=sys.stdout.isatty()))
+        say_first_start(settings, generated, ctx.config.home, log_format=log_format)
     if store_wait is None:
         ctx.store.close()  # the parent acts on nothing: its children open their own
     level = ("DEBUG" if args.verbose > 1 else "INFO" if args.verbose else "WARNING")
@@ -183,6 +182,16 @@ def _cli(home) -> str:
     if os.environ.get("RECOVERY_HOME"):
         command = f"RECOVERY_HOME={shlex.quote(str(home))} {command}"
     return command
+
+
+def say_first_start(settings, generated: dict[str, str], home, *, log_format: str) -> None:
+    """The first start's banner: on stdout for a person; in json mode one log line (what
+    collects the output reads JSON lines), naming the token files, never a token."""
+    if log_format == "json":
+        logging.getLogger("engine.service.supervisor").info(
+            "%s", first_start(settings, generated, home, on_terminal=False))
+    else:
+        out(first_start(settings, generated, home, on_terminal=sys.stdout.isatty()))
 
 
 def first_start(settings, generated: dict[str, str], home, *, on_terminal: bool) -> str:

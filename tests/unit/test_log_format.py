@@ -139,3 +139,28 @@ def test_the_format_is_text_unless_json_is_chosen(tmp_path):
     path.write_text("logging: {format: yaml}\n")
     with pytest.raises(ConfigError, match="logging/format"):
         load_config(path, environ={})
+
+
+def test_in_json_the_first_starts_banner_is_one_line_and_carries_no_token(capsys):
+    """A first start's banner is for a person; under --log-format json whatever collects
+    the service's output reads JSON lines: the banner becomes one (token files' paths,
+    never a token, since a log keeps what it is given), and stdout stays empty."""
+    from engine.cli.serve import say_first_start
+    from engine.service.log_format import configure
+    from engine.service.supervisor import ServiceSettings
+
+    saved = logging.getLogger().handlers[:]
+    try:
+        configure("serve", fmt="json", replica="r")
+        logging.getLogger("engine.service.supervisor").setLevel(logging.INFO)
+        say_first_start(ServiceSettings(host="127.0.0.1", port=9797),
+                        {"webhook": "w-token-0123456789", "operator": "o-token-0123456789"},
+                        "/var/x", log_format="json")
+    finally:
+        root = logging.getLogger()
+        root.handlers[:] = saved
+    said = capsys.readouterr()
+    assert said.out == ""
+    [entry] = [json.loads(line) for line in said.err.splitlines()]
+    assert "cat /var/x/operator.token" in entry["message"] and "receivers:" in entry["message"]
+    assert "token-0123456789" not in said.err
