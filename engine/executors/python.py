@@ -160,4 +160,6 @@ class PythonExecutor:
         artifacts.set_status({RunStatus.SUCCEEDED: "successful", RunStatus.FAILED: "failed",
                               RunStatus.SKIPPED: "skipped", RunStatus.CANCELED: "canceled"}
                              [status], rc)
-        return StepResult(status, result.summary, rc, result.data)
+        # its words become the run's reason (the store, history, the log): redacted as a
+        # playbook's are; its data is the plan's facts, redacted where it is written
+        return StepResult(status, artifacts.redactor.text(result.summary), rc, result.data)
