@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from rich.cells import cell_len, chop_cells
+
 from engine.alerts.alert import printable
 
 Column = tuple[str, Callable[[Any], Any]]
@@ -95,8 +97,23 @@ def alert_text(text: str | None) -> str:
 
 
 def shorten(text: Any, width: int) -> str:
+    """``text`` on one line within ``width`` terminal cells, cut with ``...``."""
     value = "" if text is None else str(text).replace("\n", " ")
-    return value if len(value) <= width else value[: max(0, width - 3)] + "..."
+    return value if cell_len(value) <= width else _cut(value, max(0, width - 3)) + "..."
+
+
+def _cut(text: str, width: int) -> str:
+    """The longest start of ``text`` within ``width`` terminal cells (a wide character,
+    CJK or an emoji, takes two: a table measured in characters runs past the edge)."""
+    if cell_len(text) <= width:
+        return text
+    return chop_cells(text, width)[0] if width > 0 else ""
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """``text`` over lines of at most ``width`` cells, between words where it can."""
+    return [piece for line in textwrap.wrap(text, width, break_long_words=True)
+            for piece in chop_cells(line, width)] or [""]
 
 
 LAST_COLUMN_MIN = 30     # the last column gives way first, down to this
@@ -124,13 +141,13 @@ def table(rows: Iterable[Any], columns: Sequence[Column], *, last_width: int | N
         for line in cells:
             line[-1] = shorten(line[-1], last_width)
     headers = [name for name, _ in columns]
-    widths = [max(len(headers[i]), *(len(line[i]) for line in cells))
+    widths = [max(cell_len(headers[i]), *(cell_len(line[i]) for line in cells))
               for i in range(len(columns))]
     room = terminal_width()
     if room is None:
         return "\n".join(_row(line, widths) for line in [headers, *cells])
     room = max(1, room - indent)
-    whole = [max(len(h), min(CELL_MIN, w)) for h, w in zip(headers, widths, strict=True)]
+    whole = [max(cell_len(h), min(CELL_MIN, w)) for h, w in zip(headers, widths, strict=True)]
     if sum(whole) + 2 * (len(whole) - 1) > room:
         return _stacked(headers, cells, room)
     widths = _fit(widths, whole, room)
@@ -139,16 +156,15 @@ def table(rows: Iterable[Any], columns: Sequence[Column], *, last_width: int | N
         if last_width != 0:
             line = [*line[:-1], shorten(line[-1], widths[-1])]
         # A cell wider than its column goes on over more lines, in its column.
-        wrapped = [textwrap.wrap(value, max(1, widths[i]), break_long_words=True) or [""]
-                   for i, value in enumerate(line)]
+        wrapped = [_wrap(value, max(1, widths[i])) for i, value in enumerate(line)]
         for k in range(max(len(cell) for cell in wrapped)):
-            lines.append(_row([cell[k] if k < len(cell) else "" for cell in wrapped],
-                              widths)[:room])
+            lines.append(_cut(_row([cell[k] if k < len(cell) else "" for cell in wrapped],
+                                   widths), room))
     return "\n".join(lines)
 
 
 def _row(line: Sequence[str], widths: Sequence[int]) -> str:
-    padded = [value.ljust(widths[i]) for i, value in enumerate(line[:-1])]
+    padded = [value + " " * (widths[i] - cell_len(value)) for i, value in enumerate(line[:-1])]
     return "  ".join([*padded, line[-1]]).rstrip()
 
 
@@ -176,9 +192,9 @@ def _stacked(headers: Sequence[str], cells: Sequence[Sequence[str]], room: int) 
     for line in cells:
         rows = []
         for header, value in zip(headers, line, strict=True):
-            parts = textwrap.wrap(value, max(1, room - key - 2)) or [""]
-            rows.extend(f"{(header[:key] if k == 0 else '').ljust(key)}  {part}".rstrip()[:room]
-                        for k, part in enumerate(parts))
+            parts = _wrap(value, max(1, room - key - 2))
+            rows.extend(_cut(f"{(header[:key] if k == 0 else '').ljust(key)}  {part}".rstrip(),
+                             room) for k, part in enumerate(parts))
         blocks.append("\n".join(rows))
     return "\n\n".join(blocks)
 

@@ -78,8 +78,7 @@ def cmd_serve(ctx: EngineContext, args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise CliError(f"credentials: {exc}", USAGE) from None
     if generated:
-        out(first_start(settings, generated, ctx.config.home,
-                        on_terminal=sys.stdout.isatty()))
+        say_first_start(settings, generated, ctx.config.home, log_format=log_format)
     if store_wait is None:
         ctx.store.close()  # the parent acts on nothing: its children open their own
     level = ("DEBUG" if args.verbose > 1 else "INFO" if args.verbose else "WARNING")
@@ -185,6 +184,16 @@ def _cli(home) -> str:
     return command
 
 
+def say_first_start(settings, generated: dict[str, str], home, *, log_format: str) -> None:
+    """The first start's banner: on stdout for a person; in json mode one log line (what
+    collects the output reads JSON lines), naming the token files, never a token."""
+    if log_format == "json":
+        logging.getLogger("engine.service.supervisor").info(
+            "%s", first_start(settings, generated, home, on_terminal=False))
+    else:
+        out(first_start(settings, generated, home, on_terminal=sys.stdout.isatty()))
+
+
 def first_start(settings, generated: dict[str, str], home, *, on_terminal: bool) -> str:
     """What a start that generated credentials prints, once: those tokens (and only
     those), a receiver for alertmanager.yml and a scrape job for prometheus.yml for the
@@ -232,7 +241,8 @@ def first_start(settings, generated: dict[str, str], home, *, on_terminal: bool)
     operator = "operator" in generated
     metrics = "metrics" in generated
     roles = {"webhook": "webhook token (Alertmanager; it can only post alerts",
-             "operator": "operator token (operator \"operator\", for /api/v1/*",
+             "operator": "operator token (operator \"operator\", for /api/v1/* and the "
+                         f"console at {base}/",
              "metrics": "metrics token (Prometheus; it can only read /metrics"}
     first = "recovery serve: " + ("first start: " if webhook else "") + "credentials generated"
     if on_terminal:
@@ -287,7 +297,8 @@ def first_start(settings, generated: dict[str, str], home, *, on_terminal: bool)
     lines += [
         f"  {_cli(home)} status",
         f"  curl -s -H {status} {base}/api/v1/status",
-        f"  {_cli(home)} token add NAME --role webhook|metrics|operator   # more tokens",
+        f"  {_cli(home)} token add NAME --role viewer|operator|app|webhook|metrics"
+        "   # more tokens (docs/console.md)",
         "",
     ]
     return "\n".join(lines)

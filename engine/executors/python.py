@@ -10,6 +10,7 @@ after it, says whether the run could be recorded.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import logging
 import queue
@@ -64,14 +65,17 @@ class ActionThreads:
         self._lock = threading.Lock()
 
     def run(self, job: Callable[[], None], timeout: float) -> bool:
-        """Run ``job`` on a pool thread; False if it did not finish within ``timeout``."""
+        """Run ``job`` on a pool thread; False if it did not finish within ``timeout``.
+        It runs in a copy of the caller's context: its log lines carry the caller's run
+        and incident (engine.log_context)."""
         done = threading.Event()
+        caller = contextvars.copy_context()
         with self._lock:
             if self._idle:
                 self._idle -= 1
             else:
                 threading.Thread(target=self._serve, daemon=True, name="action").start()
-        self._jobs.put((job, done))
+        self._jobs.put((lambda: caller.run(job), done))
         return done.wait(timeout)
 
     def _serve(self) -> None:
@@ -160,4 +164,6 @@ class PythonExecutor:
         artifacts.set_status({RunStatus.SUCCEEDED: "successful", RunStatus.FAILED: "failed",
                               RunStatus.SKIPPED: "skipped", RunStatus.CANCELED: "canceled"}
                              [status], rc)
-        return StepResult(status, result.summary, rc, result.data)
+        # its words become the run's reason (the store, history, the log): redacted as a
+        # playbook's are; its data is the plan's facts, redacted where it is written
+        return StepResult(status, artifacts.redactor.text(result.summary), rc, result.data)

@@ -403,3 +403,18 @@ def test_a_start_that_generates_only_the_metrics_token_prints_how_to_scrape():
     assert "metrics token" in text and "m-token" in text
     assert 'targets: ["127.0.0.1:9797"]' in text and "credentials_file:" in text
     assert "curl -s -H 'Authorization: Bearer m-token' http://127.0.0.1:9797/metrics" in text
+
+
+def test_the_first_start_banner_names_the_console_and_every_role():
+    """The operator token logs into the console too, and `token add` takes every role:
+    a banner that named three roles and /api/v1/* only sent a newcomer looking."""
+    from engine.cli.serve import first_start
+    from engine.security.roles import ROLES
+    from engine.service.supervisor import ServiceSettings
+
+    text = first_start(ServiceSettings(host="127.0.0.1", port=9797),
+                       {"webhook": "w-token", "operator": "o-token"}, "/var/x",
+                       on_terminal=False)
+    assert "the console at http://127.0.0.1:9797/" in text
+    [add] = [line for line in text.splitlines() if "token add NAME --role" in line]
+    assert all(role in add for role in ROLES), add

@@ -139,3 +139,62 @@ def test_the_format_is_text_unless_json_is_chosen(tmp_path):
     path.write_text("logging: {format: yaml}\n")
     with pytest.raises(ConfigError, match="logging/format"):
         load_config(path, environ={})
+
+
+def test_in_json_the_first_starts_banner_is_one_line_and_carries_no_token(capsys):
+    """A first start's banner is for a person; under --log-format json whatever collects
+    the service's output reads JSON lines: the banner becomes one (token files' paths,
+    never a token, since a log keeps what it is given), and stdout stays empty."""
+    from engine.cli.serve import say_first_start
+    from engine.service.log_format import configure
+    from engine.service.supervisor import ServiceSettings
+
+    saved = logging.getLogger().handlers[:]
+    try:
+        configure("serve", fmt="json", replica="r")
+        logging.getLogger("engine.service.supervisor").setLevel(logging.INFO)
+        say_first_start(ServiceSettings(host="127.0.0.1", port=9797),
+                        {"webhook": "w-token-0123456789", "operator": "o-token-0123456789"},
+                        "/var/x", log_format="json")
+    finally:
+        root = logging.getLogger()
+        root.handlers[:] = saved
+    said = capsys.readouterr()
+    assert said.out == ""
+    [entry] = [json.loads(line) for line in said.err.splitlines()]
+    assert "cat /var/x/operator.token" in entry["message"] and "receivers:" in entry["message"]
+    assert "token-0123456789" not in said.err
+
+
+def test_a_python_actions_own_lines_carry_the_ids_of_its_run(tmp_path):
+    """An action runs on a pool thread of the executor (engine.executors.python): what
+    it logs is said during its step, so it carries the step's run and incident too."""
+    from engine.actions.base import REMOTE, Action, ActionContext, ActionResult
+    from engine.actions.registry import ActionRegistry
+    from engine.artifacts import RunArtifacts
+    from engine.executors.python import PythonExecutor
+
+    class Chatty(Action):
+        name, scope = "test.chatty", REMOTE
+
+        def run(self, ctx: ActionContext) -> ActionResult:
+            logging.getLogger("engine.actions.test").warning("reconnecting %s", ctx.target)
+            return ActionResult(True, "ok")
+
+    registry = ActionRegistry()
+    registry.register(Chatty())
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = seen.append
+    handler.addFilter(LogIds())
+    logger = logging.getLogger("engine.actions.test")
+    logger.addHandler(handler)
+    try:
+        with log_context.scope(run_id="run-7", incident_id="inc-7"):
+            PythonExecutor(registry).run(
+                artifacts=RunArtifacts(tmp_path, "run-7").create(), action="test.chatty",
+                ctx=ActionContext(component="redis", target="cache-1"))
+    finally:
+        logger.removeHandler(handler)
+    [line] = [r for r in seen if r.getMessage() == "reconnecting cache-1"]
+    assert (line.run_id, line.incident_id) == ("run-7", "inc-7")

@@ -95,7 +95,9 @@ def test_a_store_created_before_a_column_was_added_opens_and_gains_it(tmp_path):
         "approved_by TEXT, forced INTEGER, reason TEXT, runbook_sha256 TEXT, "
         "playbook_sha256 TEXT, heartbeat_at REAL, claimed_by TEXT, "
         "claimed_until REAL)",
-        "INSERT INTO runs (id, component, status) VALUES ('run-old', 'c', 'succeeded')")
+        "INSERT INTO runs (id, component, status) VALUES ('run-old', 'c', 'succeeded')",
+        "INSERT INTO incidents (id, runbook, component, target, state) "
+        "VALUES ('inc-old', 'c', 'c', 't', 'recovered')")
     store = open_store(f"sqlite:///{path}")
     try:
         assert store.get_run("run-old").hosts == []
@@ -105,6 +107,11 @@ def test_a_store_created_before_a_column_was_added_opens_and_gains_it(tmp_path):
         opened.starts_at = "2024-05-01T10:00:00.000000Z"
         store.open_incident(opened)
         assert store.get_incident(opened.id).starts_at == opened.starts_at
+        assert store.get_incident("inc-old").context == {}   # no context column then
+        said = incident(target="h2")   # h1 has its open incident
+        said.context = {"check": "ping", "latency_ms": 5012}
+        store.open_incident(said)
+        assert store.get_incident(said.id).context == said.context
         refused = run(status=RunStatus.REFUSED, gate="kill_switch")
         store.add_run(refused)
         assert store.get_run(refused.id).gate == "kill_switch"
