@@ -68,6 +68,8 @@ def checked_context(context: Mapping[str, Any] | None) -> dict[str, Any]:
         text = json.dumps(dict(context), allow_nan=False, sort_keys=True)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"context must be JSON data: {exc}") from None
+    except RecursionError:
+        raise ValueError("context is nested too deep to record") from None
     if len(text.encode()) > MAX_CONTEXT_BYTES:
         raise ValueError(f"context is {len(text.encode())} bytes as JSON, more than "
                          f"{MAX_CONTEXT_BYTES}")

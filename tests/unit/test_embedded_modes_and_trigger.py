@@ -85,6 +85,16 @@ def test_a_strategy_restriction_runs_that_strategy_alone_and_records_the_context
     assert json.loads(run_json.read_text())["context"] == context
 
 
+def _deep(levels: int) -> list:
+    nested: list = []
+    for _ in range(levels):
+        nested = [nested]
+    return nested
+
+
+DEEP = _deep(5000)        # small as JSON, deeper than the encoder's recursion
+
+
 @pytest.mark.parametrize(("kwargs", "said"), [
     ({"strategy": "thrid"}, "no strategy 'thrid' (it has: first, second)"),
     ({"context": {1: "x"}}, "keys must be strings"),
@@ -92,6 +102,7 @@ def test_a_strategy_restriction_runs_that_strategy_alone_and_records_the_context
     ({"context": {"x": float("nan")}}, "JSON data"),
     ({"context": ["not", "a", "mapping"]}, "mapping"),
     ({"context": {"big": "x" * 20000}}, "more than 16384"),
+    ({"context": {"deep": DEEP}}, "nested too deep"),
 ])
 def test_a_bad_strategy_or_context_is_refused_before_anything_opens(app, kwargs, said):
     with pytest.raises(ValueError, match=said.replace("(", r"\(").replace(")", r"\)")):
