@@ -13,9 +13,11 @@ STAMP := $(VENV)/.installed
 # their own; openssl: a test certificate; systemd: systemd-analyze; e2fsprogs: chattr;
 # openssh-server, openssh-client, iproute2: the test hosts (tests/support/fleet.py: network
 # namespaces, each with its own sshd, reached over SSH); chromium, chromium-driver: the
-# console's tests in a real browser (headless, driven by Selenium through /usr/bin/chromedriver).
+# console's tests in a real browser (headless, driven by Selenium through /usr/bin/chromedriver);
+# prometheus-redis-exporter, curl: docs/tutorial.md, which tests/integration/test_tutorial.py
+# runs (on a machine with systemd the package also starts its own exporter on :9121).
 DEBIAN_PACKAGES := prometheus prometheus-alertmanager redis-server openssl systemd e2fsprogs \
-	openssh-server openssh-client iproute2 chromium chromium-driver
+	openssh-server openssh-client iproute2 chromium chromium-driver prometheus-redis-exporter curl
 # apt-get needs root: as anyone else, go through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TEST_ARGS ?=

@@ -19,6 +19,7 @@ import pytest
 
 from engine.actions.base import ActionContext
 from engine.actions.registry import default_registry
+from tests.support.service import wait_for
 from tests.support.supervisor import Program, Supervisor
 from tests.support.system_env import (
     MIB,
@@ -217,6 +218,29 @@ def test_process_restart_waits_for_approval_then_runs_the_program_with_a_new_pid
     assert f"(pid {new})" in done["reason"]
     text = artifacts_text(home_of(env), done["id"])
     assert f"worker restarted: pid {old} -> {new}" in text
+
+
+@pytest.mark.slow
+@pytest.mark.requires("supervisord")
+def test_process_restart_starts_a_program_that_died(engine_env, supervisor):
+    """The usual case: the process crashed (EXITED). `supervisorctl restart` would answer
+    "ERROR (not running)" before starting it; the playbook starts it instead."""
+    install_system_runbook(engine_env.root, {"program": "worker",
+                                             "supervisor_config": str(supervisor.conf)})
+    env = engine_env.env()
+    old = supervisor.wait_running("worker")
+    psutil.Process(old).kill()
+    assert wait_for(lambda: "EXITED" in supervisor.ctl("status", "worker").stdout, 10)
+
+    r = recovery(env, "recover", "-c", "system", "-s", "process_restart", "-t", "localhost")
+    assert r.code == 3, r.out + r.err
+    parked = [x for x in runs_of(env, "process_restart") if not x["check_mode"]]
+    r = recovery(env, "approve", parked[-1]["id"], "--now", "--as", "alice")
+    assert r.code == 0, r.out + r.err
+    new = supervisor.wait_running("worker")
+    assert new != old
+    done = [x for x in runs_of(env, "process_restart") if not x["check_mode"]][-1]
+    assert done["status"] == "succeeded", done
 
 
 @pytest.mark.requires("supervisord")

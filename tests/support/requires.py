@@ -83,6 +83,8 @@ REQUIREMENTS: dict[str, Callable[[], str | None]] = {
     "redis-server": _on_path("redis-server"),
     "alertmanager": _on_path("prometheus-alertmanager", "alertmanager"),
     "prometheus": _on_path("prometheus"),
+    "redis-exporter": _on_path("prometheus-redis-exporter"),
+    "curl": _on_path("curl"),
     "promtool": _on_path("promtool"),
     "amtool": _on_path("amtool"),
     "systemd-analyze": _on_path("systemd-analyze"),
