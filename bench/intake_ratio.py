@@ -1,0 +1,136 @@
+"""Intake of ``recovery serve`` as a ratio to the reference intake, both measured in one run.
+
+Target (issue 16, docs/BENCHMARKS.md): the product's alerts/s at least 1.3 times the
+reference's (bench/reference_intake.py: Flask, constant-time bearer check, per-alert dedup
+key, one SQLite WAL transaction per request, gunicorn gthread 2 x 8), in single-alert and
+in 20-alert notifications, at 8 connections. The ratio is the check: both servers face
+the same load generator (bench/intake.py's: separate processes, one keep-alive httpx
+client per connection, closed loop, every alert distinct, every answer checked) on the same
+machine within minutes, so a loaded machine lowers both. The absolute figures, p99
+acknowledgement, the machine (cores, memory) and the load average at each cell are
+printed beside it.
+
+Both run for the whole bench: ``recovery serve`` with its defaults (2 http workers x 8
+threads, 1 engine worker that drains the intake queue; a runbook that matches nothing) on a
+temporary RECOVERY_HOME, and the reference. Cells alternate product, reference, per shape
+and round, so drift in the machine's load falls on both; the ratio of each pair is shown,
+then the median over ``--rounds``.
+
+    .venv/bin/python bench/intake_ratio.py [--seconds 5] [--rounds 2] [--sizes 1 20]
+                                           [--conns 8] [--procs 2]
+
+About 1 minute by default (4 cells of 1 s warm-up + 5 s per round). Every loop is bounded
+in count and time; all traffic goes to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sqlite3
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:       # run as a script: bench.* and tests.support.* by name
+    sys.path.insert(0, str(ROOT))
+
+from bench.intake import START_TIMEOUT, STOP_TIMEOUT, build, run_cell  # noqa: E402
+from bench.reference_intake import HTTP_THREADS, HTTP_WORKERS, Reference  # noqa: E402
+from tests.support.service import Served, Store, free_port, service_env  # noqa: E402
+
+TARGET_RATIO = 1.3          # product alerts/s over the reference's, each shape
+TARGET_P99_MS = 20.0
+
+
+def machine() -> str:
+    memory = psutil.virtual_memory().total / 2**30
+    return (f"{os.cpu_count()} cpu, {memory:.1f} GiB memory, python "
+            f"{platform.python_version()}, sqlite {sqlite3.sqlite_version}")
+
+
+def row(name: str, c: dict) -> str:
+    cores = sum(c["cpu"].values()) / c["window"]
+    gen = c["gen_cpu"] / c["window"]
+    return (f"  {name:<9} {c['size']:>6} {c['conns']:>5} {c['alerts_s']:>9,.0f} "
+            f"{c['req_s']:>8,.0f} {c['p50']:>5.1f}ms {c['p99']:>6.1f}ms {c['errors']:>6} "
+            f"{cores:>6.2f}c {gen:>5.2f}c {c['load']:>5.2f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured per cell")
+    parser.add_argument("--rounds", type=int, default=2, help="product/reference pairs a shape")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 20])
+    parser.add_argument("--conns", type=int, default=8)
+    parser.add_argument("--procs", type=int, default=2, help="load-generator processes")
+    args = parser.parse_args()
+    seconds = max(1.0, min(args.seconds, 120.0))
+    rounds = max(1, min(args.rounds, 20))
+    print("intake ratio: recovery serve against the reference intake, same run, same load")
+    print(f"  machine: {machine()}; load average {os.getloadavg()[0]:.2f} at start")
+    print(f"  both gunicorn gthread {HTTP_WORKERS} x {HTTP_THREADS}; {args.conns} connections "
+          f"from {args.procs} generator processes; 1 s warm-up + {seconds:g} s a cell, "
+          f"{rounds} round(s); target: product >= {TARGET_RATIO:g}x the reference, "
+          f"p99 < {TARGET_P99_MS:g} ms")
+    pairs: dict[int, list[tuple[dict, dict]]] = {size: [] for size in args.sizes}
+    with tempfile.TemporaryDirectory(prefix="bench-intake-ratio-") as tmp:
+        root = Path(tmp) / "product"
+        root.mkdir()
+        config = build(root, "NORMAL")
+        product = Served(service_env(config, root), root / "home", free_port(),
+                         "--workers", "1", cwd=root)
+        reference = Reference(Path(tmp))
+        try:
+            product.start().wait_ready(START_TIMEOUT)
+            reference.start()
+            store = Store(product.home)
+            print(f"\n  {'server':<9} {'alerts':>6} {'conns':>5} {'alerts/s':>9} {'posts/s':>8} "
+                  f"{'p50':>7} {'p99':>8} {'errors':>6} {'server':>7} {'gen':>6} {'load1':>5}"
+                  "   ratio")
+            for n in range(rounds):
+                for size in args.sizes:
+                    mine = run_cell(product, store, size, args.conns, args.procs, seconds,
+                                    f"p{n}s{size}")
+                    print(row("product", mine), flush=True)
+                    ref = run_cell(reference, reference, size, args.conns, args.procs,
+                                   seconds, f"r{n}s{size}")
+                    ratio = mine["alerts_s"] / max(ref["alerts_s"], 1e-9)
+                    print(row("reference", ref) + f"   {ratio:.2f}x", flush=True)
+                    for c in (mine, ref):
+                        for kind, count in c["error_kinds"].items():
+                            print(f"            error: {count} x {kind}")
+                    pairs[size].append((mine, ref))
+            store.close()
+        finally:
+            reference.stop()
+            rc = product.terminate(STOP_TIMEOUT)
+            print(f"  stopped (product exit {rc})")
+    print(f"\nsummary (median of {rounds} round(s); load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end):")
+    errors, met = 0, True
+    for size, runs in pairs.items():
+        ratios = [m["alerts_s"] / max(r["alerts_s"], 1e-9) for m, r in runs]
+        ratio = statistics.median(ratios)
+        mine = statistics.median(m["alerts_s"] for m, _ in runs)
+        ref = statistics.median(r["alerts_s"] for _, r in runs)
+        p99 = statistics.median(m["p99"] for m, _ in runs)
+        ref_p99 = statistics.median(r["p99"] for _, r in runs)
+        errors += sum(m["errors"] + r["errors"] for m, r in runs)
+        ok = ratio >= TARGET_RATIO
+        met = met and ok
+        print(f"  {size:>2}-alert posts: product {mine:,.0f} alerts/s (p99 {p99:.1f} ms), "
+              f"reference {ref:,.0f} (p99 {ref_p99:.1f} ms): ratio {ratio:.2f}x "
+              f"(rounds {', '.join(f'{x:.2f}' for x in ratios)}) "
+              f"{'MET' if ok else 'MISSED'} (>= {TARGET_RATIO:g}x)")
+    print(f"errors in all cells: {errors}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
