@@ -26,12 +26,15 @@ in count and time; all traffic goes to 127.0.0.1.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
 import platform
+import pstats
 import sqlite3
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import psutil
@@ -40,8 +43,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:       # run as a script: bench.* and tests.support.* by name
     sys.path.insert(0, str(ROOT))
 
-from bench.intake import START_TIMEOUT, STOP_TIMEOUT, build, run_cell  # noqa: E402
-from bench.reference_intake import HTTP_THREADS, HTTP_WORKERS, Reference  # noqa: E402
+from bench.intake import START_TIMEOUT, STOP_TIMEOUT, body, build, run_cell  # noqa: E402
+from bench.reference_intake import (  # noqa: E402
+    HTTP_THREADS,
+    HTTP_WORKERS,
+    SCHEMA,
+    Reference,
+)
+from bench.reference_intake import create_app as create_reference  # noqa: E402
 from tests.support.service import Served, Store, free_port, service_env  # noqa: E402
 
 TARGET_RATIO = 1.3          # product alerts/s over the reference's, each shape
@@ -52,6 +61,107 @@ def machine() -> str:
     memory = psutil.virtual_memory().total / 2**30
     return (f"{os.cpu_count()} cpu, {memory:.1f} GiB memory, python "
             f"{platform.python_version()}, sqlite {sqlite3.sqlite_version}")
+
+
+# -- where an app's time goes: both apps in this process, Flask's test client, no server --------
+def _apps(tmp: Path):
+    """The product's app (a real SQLite store on ``tmp``) and the reference's, each with the
+    headers that authenticate a post."""
+    from engine.config import load_config
+    from webhook import create_app
+
+    root = tmp / "app"
+    root.mkdir()
+    config = build(root, "NORMAL")
+    os.environ["RECOVERY_CONFIG"] = str(config)
+    os.environ["RECOVERY_HOME"] = str(root / "home")
+    os.environ["RECOVERY_WEBHOOK_TOKEN"] = token = "bench-webhook-token-0123456789"
+    product = create_app(load_config(config))
+    os.environ["REFERENCE_DB"] = str(tmp / "reference.sqlite")
+    os.environ["REFERENCE_TOKEN"] = token
+    with sqlite3.connect(tmp / "reference.sqlite") as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(SCHEMA)
+    reference = create_reference()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    return product, reference, headers
+
+
+def _cumulative(stats: pstats.Stats, where: str, name: str, caller: str | None = None) -> float:
+    """Seconds in ``name`` of a file ending in ``where`` and what it called (only the calls
+    made by a function named ``caller``, when given)."""
+    total = 0.0
+    for (path, _, func), (_, _, _, cum, callers) in stats.stats.items():  # type: ignore[attr-defined]
+        if func != name or not path.endswith(where):
+            continue
+        if caller is None:
+            total += cum
+        else:
+            total += sum(c[3] for key, c in callers.items() if key[2] == caller)
+    return total
+
+
+def profile_apps(n: int) -> None:
+    """Microseconds a post in each app, in this process (no HTTP server: the test client
+    stands in for it), then the product's under cProfile, split by part."""
+    with tempfile.TemporaryDirectory(prefix="bench-intake-apps-") as tmp:
+        product, reference, headers = _apps(Path(tmp))
+        for size in (1, 20):
+            count = max(20, n // size)
+            plain: dict[str, float] = {}
+            for name, app in (("product", product), ("reference", reference)):
+                client = app.test_client()
+                bodies = [body(size, f"{name}{size}", 0, 0, i) for i in range(count + 1)]
+                client.post("/api/v1/alerts", data=bodies[0], headers=headers)
+                t0 = time.perf_counter()
+                for b in bodies[1:]:
+                    r = client.post("/api/v1/alerts", data=b, headers=headers)
+                    assert r.status_code == 200, r.data
+                plain[name] = (time.perf_counter() - t0) / count * 1e6
+            client = product.test_client()
+            bodies = [body(size, f"prof{size}", 0, 0, i) for i in range(count)]
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for b in bodies:
+                client.post("/api/v1/alerts", data=b, headers=headers)
+            profiler.disable()
+            stats = pstats.Stats(profiler)
+            whole = _cumulative(stats, "flask/testing.py", "open")
+            app = _cumulative(stats, "flask/app.py", "wsgi_app")
+            parts = {
+                "auth (refusal: token hash, compare)": _cumulative(stats, "webhook/auth.py",
+                                                                   "refusal"),
+                "metrics (before/after hooks)": (
+                    _cumulative(stats, "webhook/request_metrics.py", "started")
+                    + _cumulative(stats, "webhook/request_metrics.py", "answered")),
+                "body read": _cumulative(stats, "webhook/alerts.py", "read_body"),
+                "JSON parse (json.loads)": _cumulative(stats, "json/__init__.py", "loads",
+                                                       caller="parse_notification"),
+                "validation (parse_notification)": (
+                    _cumulative(stats, "webhook/notification.py", "parse_notification")
+                    - _cumulative(stats, "json/__init__.py", "loads",
+                                  caller="parse_notification")),
+                "payloads (alert.to_payload)": _cumulative(stats, "engine/alerts/alert.py",
+                                                           "to_payload"),
+                "dedup + journal (enqueue_alerts)": _cumulative(
+                    stats, "intake_journal.py", "enqueue_alerts"),
+                "answer (jsonify)": _cumulative(stats, "flask/json/__init__.py", "jsonify",
+                                                caller="receive_alerts"),
+                "session cookie (open/save)": (
+                    _cumulative(stats, "flask/sessions.py", "open_session")
+                    + _cumulative(stats, "flask/sessions.py", "save_session")),
+            }
+            parts["Flask/werkzeug (the rest of wsgi_app)"] = app - sum(parts.values())
+            print(f"\n  {size}-alert posts, {count} in this process: product "
+                  f"{plain['product']:.0f} us a post, reference {plain['reference']:.0f} us "
+                  f"(test client included: it stands in for the server); load average "
+                  f"{os.getloadavg()[0]:.2f}")
+            print(f"  product under cProfile ({whole / count * 1e6:.0f} us a post, of which "
+                  f"the app {app / whole * 100:.0f}%, the test client the rest); the app's "
+                  "time by part:")
+            for part, seconds in parts.items():
+                print(f"    {part:<40} {seconds / app * 100:5.1f}%  "
+                      f"{seconds / count * 1e6:6.0f} us (profiled)")
 
 
 def row(name: str, c: dict) -> str:
@@ -69,6 +179,9 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 20])
     parser.add_argument("--conns", type=int, default=8)
     parser.add_argument("--procs", type=int, default=2, help="load-generator processes")
+    parser.add_argument("--profile", type=int, metavar="N", default=0,
+                        help="also time both apps in this process (N single-alert posts, "
+                             "N/20 of 20) and split the product's time by part (cProfile)")
     args = parser.parse_args()
     seconds = max(1.0, min(args.seconds, 120.0))
     rounds = max(1, min(args.rounds, 20))
@@ -129,6 +242,9 @@ def main() -> int:
               f"(rounds {', '.join(f'{x:.2f}' for x in ratios)}) "
               f"{'MET' if ok else 'MISSED'} (>= {TARGET_RATIO:g}x)")
     print(f"errors in all cells: {errors}")
+    if args.profile:
+        print("\nin this process, no HTTP server (Flask's test client):")
+        profile_apps(max(20, min(args.profile, 100_000)))
     return 1 if errors else 0
 
 
