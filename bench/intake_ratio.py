@@ -7,8 +7,9 @@ in 20-alert notifications, at 8 connections. The ratio is the check: both server
 the same load generator (bench/intake.py's: separate processes, one keep-alive httpx
 client per connection, closed loop, every alert distinct, every answer checked) on the same
 machine within minutes, so a loaded machine lowers both. The absolute figures, p99
-acknowledgement, the machine (cores, memory) and the load average at each cell are
-printed beside it.
+acknowledgement, the CPU the HTTP server's processes spent a post ("us/post": what a
+request costs, the least sensitive figure to a busy machine), the machine (cores, memory)
+and the load average at each cell are printed beside it.
 
 Both run for the whole bench: ``recovery serve`` with its defaults (2 http workers x 8
 threads, 1 engine worker that drains the intake queue; a runbook that matches nothing) on a
@@ -17,7 +18,12 @@ and round, so drift in the machine's load falls on both; the ratio of each pair 
 then the median over ``--rounds``.
 
     .venv/bin/python bench/intake_ratio.py [--seconds 5] [--rounds 2] [--sizes 1 20]
-                                           [--conns 8] [--procs 2]
+                                           [--conns 8] [--procs 2] [--profile N] [--py-spy]
+
+``--profile N`` also times both apps in this process (no server) and splits the
+product's app time by part (cProfile); ``--py-spy`` records the http workers of both
+servers during round 1 (``py-spy record --gil``) and splits their time by part, server
+included.
 
 About 1 minute by default (4 cells of 1 s warm-up + 5 s per round). Every loop is bounded
 in count and time; all traffic goes to 127.0.0.1.
@@ -30,11 +36,15 @@ import cProfile
 import os
 import platform
 import pstats
+import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import psutil
@@ -43,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:       # run as a script: bench.* and tests.support.* by name
     sys.path.insert(0, str(ROOT))
 
-from bench.intake import START_TIMEOUT, STOP_TIMEOUT, body, build, run_cell  # noqa: E402
+from bench.intake import START_TIMEOUT, STOP_TIMEOUT, WARMUP, body, build, run_cell  # noqa: E402
 from bench.reference_intake import (  # noqa: E402
     HTTP_THREADS,
     HTTP_WORKERS,
@@ -164,12 +174,97 @@ def profile_apps(n: int) -> None:
                       f"{seconds / count * 1e6:6.0f} us (profiled)")
 
 
+# -- where a running server's time goes: py-spy on every http worker during a cell ------------
+# Each stack is put in the part of its innermost frame that names one (leaf first).
+SPY_PARTS = (
+    ("metrics", ("webhook/request_metrics.py", "prometheus_client/")),
+    ("logging (gunicorn's access log)", ("logging/__init__.py",)),
+    ("dedup + journal", ("engine/store/", "sqlite3")),
+    ("JSON parse", ("json/decoder.py", "json/__init__.py")),
+    ("validation", ("webhook/notification.py", "engine/alerts/")),
+    ("auth", ("webhook/auth.py", "engine/security/")),
+    ("view (read, answer)", ("webhook/alerts.py", "reference_intake.py")),
+    ("Flask/werkzeug", ("flask/", "werkzeug/", "itsdangerous/")),
+    ("server (gunicorn gthread)", ("gunicorn/", "concurrent/futures", "selectors.py",
+                                   "threading.py")),
+)
+
+
+def py_spy() -> str | None:
+    """py-spy beside this interpreter (the venv's), else on PATH."""
+    here = Path(sys.executable).with_name("py-spy")
+    return str(here) if here.exists() else shutil.which("py-spy")
+
+
+class Spies:
+    """``py-spy record --gil`` of ``pids`` for ``seconds``, from ``delay`` seconds on (the
+    cell's measured window), each to a file of folded stacks."""
+
+    def __init__(self, folder: Path, pids: list[int], delay: float, seconds: float) -> None:
+        self.files = [folder / f"spy-{pid}.txt" for pid in pids]
+        self.procs: list[subprocess.Popen] = []
+        self.seconds = seconds
+        self.thread = threading.Thread(target=self._start, args=(pids, delay), daemon=True)
+        self.thread.start()
+
+    def _start(self, pids: list[int], delay: float) -> None:
+        time.sleep(delay)
+        for pid, out in zip(pids, self.files, strict=True):
+            self.procs.append(subprocess.Popen(
+                [py_spy() or "py-spy", "record", "--pid", str(pid), "--gil", "--rate", "200",
+                 "--duration", str(max(1, int(self.seconds))), "--format", "raw",
+                 "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    def parts(self) -> Counter:
+        """Samples by part, once every recorder has finished (bounded)."""
+        self.thread.join(30)
+        for proc in self.procs:
+            try:
+                proc.wait(self.seconds + 30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        found: Counter = Counter()
+        for path in self.files:
+            if not path.exists():
+                continue
+            for line in path.read_text().splitlines():
+                stack, _, count = line.rpartition(" ")
+                found[_part(stack.split(";"))] += int(count)
+        return found
+
+
+def _part(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for part, marks in SPY_PARTS:
+            if any(mark in frame for mark in marks):
+                if part == "JSON parse" and any("request_metrics" in f for f in frames):
+                    return "metrics"
+                return part
+    return "other"
+
+
+def print_spied(name: str, size: int, found: Counter) -> None:
+    total = sum(found.values())
+    if not total:
+        print(f"  {name}, {size}-alert posts: py-spy recorded nothing")
+        return
+    shares = ", ".join(f"{part} {n / total * 100:.1f}%" for part, n in found.most_common())
+    print(f"  {name}, {size}-alert posts ({total} samples holding the GIL): {shares}")
+
+
+def http_cpu_per_post(c: dict) -> float:
+    """CPU microseconds the HTTP server's processes (gunicorn master and workers) spent a
+    post answered: the cost of a request on this machine, whatever else runs on it."""
+    seconds = c["cpu"].get("http", 0.0) + c["cpu"].get("master", 0.0)
+    return seconds / max(c["req_s"] * c["window"], 1e-9) * 1e6
+
+
 def row(name: str, c: dict) -> str:
     cores = sum(c["cpu"].values()) / c["window"]
     gen = c["gen_cpu"] / c["window"]
     return (f"  {name:<9} {c['size']:>6} {c['conns']:>5} {c['alerts_s']:>9,.0f} "
             f"{c['req_s']:>8,.0f} {c['p50']:>5.1f}ms {c['p99']:>6.1f}ms {c['errors']:>6} "
-            f"{cores:>6.2f}c {gen:>5.2f}c {c['load']:>5.2f}")
+            f"{cores:>6.2f}c {http_cpu_per_post(c):>7,.0f} {gen:>5.2f}c {c['load']:>5.2f}")
 
 
 def main() -> int:
@@ -182,6 +277,9 @@ def main() -> int:
     parser.add_argument("--profile", type=int, metavar="N", default=0,
                         help="also time both apps in this process (N single-alert posts, "
                              "N/20 of 20) and split the product's time by part (cProfile)")
+    parser.add_argument("--py-spy", action="store_true",
+                        help="also py-spy the http workers of both servers during round 1 "
+                             "and say where their time goes (py-spy must be installed)")
     args = parser.parse_args()
     seconds = max(1.0, min(args.seconds, 120.0))
     rounds = max(1, min(args.rounds, 20))
@@ -193,6 +291,16 @@ def main() -> int:
           f"p99 < {TARGET_P99_MS:g} ms")
     pairs: dict[int, list[tuple[dict, dict]]] = {size: [] for size in args.sizes}
     stalled = 0                 # pairs left out: a cell measured no answer at all
+    spied: dict[tuple[str, int], Counter] = {}
+    if args.py_spy and not py_spy():
+        parser.error("--py-spy: py-spy is not installed (pip install py-spy)")
+
+    def spying(server, round_: int, tmp: str) -> Spies | None:
+        """Recorders on the http workers for the measured window of round 1's cells."""
+        if not args.py_spy or round_:
+            return None
+        pids = [p.pid for p in server.processes()["http"]]
+        return Spies(Path(tmp), pids, 2.0 + WARMUP + 0.2, seconds - 0.5)
     with tempfile.TemporaryDirectory(prefix="bench-intake-ratio-") as tmp:
         root = Path(tmp) / "product"
         root.mkdir()
@@ -205,15 +313,22 @@ def main() -> int:
             reference.start()
             store = Store(product.home)
             print(f"\n  {'server':<9} {'alerts':>6} {'conns':>5} {'alerts/s':>9} {'posts/s':>8} "
-                  f"{'p50':>7} {'p99':>8} {'errors':>6} {'server':>7} {'gen':>6} {'load1':>5}"
+                  f"{'p50':>7} {'p99':>8} {'errors':>6} {'server':>7} {'us/post':>7} {'gen':>6} "
+                  f"{'load1':>5}"
                   "   ratio")
             for n in range(rounds):
                 for size in args.sizes:
+                    spy = spying(product, n, tmp)
                     mine = run_cell(product, store, size, args.conns, args.procs, seconds,
                                     f"p{n}s{size}")
                     print(row("product", mine), flush=True)
+                    if spy:
+                        spied[("product", size)] = spy.parts()
+                    spy = spying(reference, n, tmp)
                     ref = run_cell(reference, reference, size, args.conns, args.procs,
                                    seconds, f"r{n}s{size}")
+                    if spy:
+                        spied[("reference", size)] = spy.parts()
                     valid = mine["alerts_s"] > 0 and ref["alerts_s"] > 0
                     shown = (f"{mine['alerts_s'] / ref['alerts_s']:.2f}x" if valid else
                              "n/a: a cell answered nothing in its window (machine stalled)")
@@ -243,6 +358,8 @@ def main() -> int:
         mine = statistics.median(m["alerts_s"] for m, _ in runs)
         ref = statistics.median(r["alerts_s"] for _, r in runs)
         p99 = statistics.median(m["p99"] for m, _ in runs)
+        cpu = statistics.median(http_cpu_per_post(m) for m, _ in runs)
+        ref_cpu = statistics.median(http_cpu_per_post(r) for _, r in runs)
         ref_p99 = statistics.median(r["p99"] for _, r in runs)
         errors += sum(m["errors"] + r["errors"] for m, r in runs)
         ok = ratio >= TARGET_RATIO
@@ -250,9 +367,16 @@ def main() -> int:
         print(f"  {size:>2}-alert posts: product {mine:,.0f} alerts/s (p99 {p99:.1f} ms), "
               f"reference {ref:,.0f} (p99 {ref_p99:.1f} ms): ratio {ratio:.2f}x "
               f"(rounds {', '.join(f'{x:.2f}' for x in ratios)}) "
-              f"{'MET' if ok else 'MISSED'} (>= {TARGET_RATIO:g}x)")
+              f"{'MET' if ok else 'MISSED'} (>= {TARGET_RATIO:g}x); http CPU a post "
+              f"{cpu:,.0f} us against {ref_cpu:,.0f} us")
     print(f"ratio target (>= {TARGET_RATIO:g}x on every shape): {'MET' if met else 'MISSED'}")
     print(f"errors in all cells: {errors}; pairs left out (a stalled cell): {stalled}")
+    if spied:
+        print("\npy-spy record --gil on every http worker, round 1's measured windows (parts "
+              "of the time the workers held the GIL; SQLite's and the sockets' waits let go "
+              "of it and are not in it):")
+        for (name, size), found in spied.items():
+            print_spied(name, size, found)
     if args.profile:
         print("\nin this process, no HTTP server (Flask's test client):")
         profile_apps(max(20, min(args.profile, 100_000)))
