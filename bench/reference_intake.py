@@ -25,7 +25,6 @@ import hmac
 import json
 import os
 import secrets
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -36,6 +35,10 @@ from pathlib import Path
 import httpx
 import psutil
 from flask import Flask, Response, request
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:       # run as a script: tests.support.service by name
+    sys.path.insert(0, str(ROOT))
 
 HTTP_WORKERS = 2          # recovery serve's default webhook.http_workers
 HTTP_THREADS = 8          # engine.service.supervisor.HTTP_THREADS
@@ -112,17 +115,13 @@ def create_app() -> Flask:
 
 
 # -- the server (a gunicorn subprocess) --------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Reference:
     """The reference under gunicorn gthread on 127.0.0.1, its database in ``folder``."""
 
     def __init__(self, folder: Path, workers: int = HTTP_WORKERS,
                  threads: int = HTTP_THREADS) -> None:
+        from tests.support.service import free_port  # not in the app's workers
+
         self.database = Path(folder) / "reference-intake.sqlite"
         self.token = secrets.token_urlsafe(24)
         self.port = free_port()
@@ -134,7 +133,7 @@ class Reference:
         with sqlite3.connect(self.database) as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(SCHEMA)
-        root = str(Path(__file__).resolve().parent.parent)
+        root = str(ROOT)
         env = {**os.environ, "REFERENCE_DB": str(self.database),
                "REFERENCE_TOKEN": self.token,
                "PYTHONPATH": os.pathsep.join(filter(None, [root,
@@ -169,17 +168,9 @@ class Reference:
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds (user + system) so far, by role."""
-        out = {}
-        for role, procs in self.processes().items():
-            total = 0.0
-            for p in procs:
-                try:
-                    t = p.cpu_times()
-                    total += t.user + t.system
-                except psutil.Error:
-                    pass
-            out[role] = total
-        return out
+        from tests.support.service import cpu_by_role  # not in the app's workers
+
+        return cpu_by_role(self.processes())
 
     def seen(self) -> int:
         """Alerts journaled so far."""
