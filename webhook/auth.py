@@ -48,19 +48,19 @@ def refusal(access: Access) -> Response | None:
         return None                  # webhook.metrics_auth: false opens /metrics
     header = request.headers.get("Authorization")
     credential = state().credentials.identify(header)
-    needed = " or ".join(_token_of(role) for role in roles_for(access))
+    if credential is not None and allows(credential.role, access):
+        g.credential = credential
+        g.operator = credential.name
+        return None
+    needed = " or ".join(_token_of(role) for role in roles_for(access))   # words to refuse
     if credential is None:
         if header:
             return unauthorized("invalid credentials")
         return unauthorized(f"credentials required: {needed} (Bearer, or basic auth: "
                             "the token as the password, a named token's name as the user)")
-    if not allows(credential.role, access):
-        who = ("the webhook token can only post alerts: it" if credential.role == "webhook"
-               else f"{credential.name!r} (role {credential.role})")
-        return forbidden(f"{who} may not {access.value}: that takes {needed}")
-    g.credential = credential
-    g.operator = credential.name
-    return None
+    who = ("the webhook token can only post alerts: it" if credential.role == "webhook"
+           else f"{credential.name!r} (role {credential.role})")
+    return forbidden(f"{who} may not {access.value}: that takes {needed}")
 
 
 def _token_of(role: str) -> str:

@@ -77,6 +77,21 @@ def command(p: psutil.Process) -> str:
         return ""
 
 
+def cpu_by_role(roles: Mapping[str, list[psutil.Process]]) -> dict[str, float]:
+    """CPU seconds (user + system) so far of each role's processes (gone ones count 0)."""
+    out: dict[str, float] = {}
+    for role, procs in roles.items():
+        total = 0.0
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        out[role] = total
+    return out
+
+
 def service_env(config: Path, *pythonpath: Path) -> dict[str, str]:
     """This process's environment for a service on ``config``: RECOVERY_CONFIG set, and
     PYTHONPATH the given folders (action modules) and the repository."""
@@ -232,17 +247,7 @@ class Served:
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds (user + system) so far, by role (as ``processes``)."""
-        out: dict[str, float] = {}
-        for role, procs in self.processes().items():
-            total = 0.0
-            for p in procs:
-                try:
-                    t = p.cpu_times()
-                    total += t.user + t.system
-                except psutil.Error:
-                    pass
-            out[role] = total
-        return out
+        return cpu_by_role(self.processes())
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = GRACE + 15) -> tuple[int, float]:
         """``sig`` to the parent and its exit code and the seconds it took to exit;
