@@ -95,7 +95,8 @@ not_json = st.one_of(
                      b'{"alerts": "x"}', b'{"alerts": [1, 2]}', b'"\\ud800"',
                      b"[" * 5000 + b"]" * 5000, b'{"a":' * 3000 + b"1" + b"}" * 3000]),
     alertmanager_notification().map(lambda body: encode(body)[:-1]))     # cut short
-alert_bodies = st.one_of(alertmanager_notification().map(encode),
+alert_bodies = st.one_of(alertmanager_notification(wild=False).map(encode),
+                         alertmanager_notification().map(encode),
                          mutated(alertmanager_notification()).map(encode),
                          any_json.map(encode), not_json)
 
@@ -127,9 +128,10 @@ class Request:
 
 @st.composite
 def alert_posts(draw) -> Request:
-    """A ``POST /api/v1/alerts``: a drawn body, content type and (mostly right) token."""
+    """A ``POST /api/v1/alerts``: a drawn body, content type and (three in four times)
+    the right token."""
     headers = {}
-    auth = draw(st.sampled_from([f"Bearer {WEBHOOK}"] * 3) | authorization)
+    auth = f"Bearer {WEBHOOK}" if draw(st.integers(0, 3)) else draw(authorization)
     if auth is not None:
         headers["Authorization"] = auth
     headers["Content-Type"] = draw(st.sampled_from(CONTENT_TYPES))
