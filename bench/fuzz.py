@@ -11,7 +11,7 @@ does: each request takes a corpus entry and, for its body, either swaps one valu
 decoded JSON for a hostile one or another entry's part, or flips, cuts, repeats or splices
 its bytes. Seeded: the same ``--seed`` sends the same requests.
 
-    .venv/bin/python bench/fuzz.py [-n 100000] [--corpus 3000] [--seed 1]
+    .venv/bin/python bench/fuzz.py [--quick] [-n 100000] [--corpus 3000] [--seed 1]
 """
 
 from __future__ import annotations
@@ -165,7 +165,11 @@ def main() -> int:
     parser.add_argument("-n", type=int, default=100_000, help="requests to send")
     parser.add_argument("--corpus", type=int, default=3000, help="requests hypothesis draws")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: 5,000 requests from a corpus of 300")
     args = parser.parse_args()
+    if args.quick:
+        args.n, args.corpus = 5000, 300
     return run(args.n, args.corpus, args.seed)
 
 

@@ -15,7 +15,7 @@ from engine.config import load_config
 from tests.support.fuzz_inputs import Request, acceptable, alert_posts, route_calls, send
 from tests.support.webhook_app import AS_ALICE, HOOK, Service
 
-BOUNDED = settings(max_examples=400, deadline=None, database=None, derandomize=False,
+BOUNDED = settings(max_examples=250, deadline=None, database=None, derandomize=False,
                    phases=[Phase.explicit, Phase.generate, Phase.shrink],
                    suppress_health_check=[HealthCheck.function_scoped_fixture,
                                           HealthCheck.too_slow, HealthCheck.data_too_large,
@@ -119,7 +119,7 @@ def test_cases_of_every_operation_of_the_openapi_document_never_get_a_5xx(servic
     for operation in operations:
         strategy = operation.as_strategy(generation_mode=GenerationMode(mode))
         try:
-            settings(max_examples=25, deadline=None, database=None,
+            settings(max_examples=15, deadline=None, database=None,
                      suppress_health_check=list(HealthCheck))(given(case=strategy)(call))()
         except Unsatisfiable:
             assert mode == "negative", operation.label
