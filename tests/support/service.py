@@ -116,6 +116,7 @@ class Served:
         self.proc: subprocess.Popen | None = None
         self.seen: dict[int, psutil.Process] = {}
         self.starts = 0
+        self.prefix: list[str] = []    # a command the service runs under (unshare ...)
 
     def environ(self) -> dict[str, str]:
         environ = dict(self.env) if isinstance(self.env, Mapping) else self.env.env()
@@ -152,9 +153,10 @@ class Served:
         self.err = self.home.parent / f"serve-{self.starts}.err"
         with open(self.err, "w") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "engine", "serve", "--bind", f"127.0.0.1:{self.port}",
-                 *self.args, *extra], env=self.environ(), cwd=self.cwd, stdout=stdout,
-                stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
+                [*self.prefix, sys.executable, "-m", "engine", "serve", "--bind",
+                 f"127.0.0.1:{self.port}", *self.args, *extra], env=self.environ(),
+                cwd=self.cwd, stdout=stdout, stderr=err, stdin=subprocess.DEVNULL,
+                start_new_session=True)
         self.seen[self.proc.pid] = psutil.Process(self.proc.pid)
 
     def stdout(self) -> str:

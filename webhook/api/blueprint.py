@@ -54,8 +54,12 @@ def not_found(what: str, ident: str):
 
 
 def json_body(example: str) -> dict[str, Any]:
-    """The request's JSON object; ``BadQuery`` naming ``example`` otherwise."""
-    body = request.get_json(silent=True)
+    """The request's JSON object; ``BadQuery`` naming ``example`` otherwise (a body nested
+    deeper than the decoder goes too: a RecursionError, which ``silent`` lets through)."""
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        body = None
     if not isinstance(body, dict):
         raise BadQuery(f"expected a JSON object: {example}")
     return body
