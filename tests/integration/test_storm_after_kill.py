@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from tests.support.alertmanager import iso_at
+from tests.support.engine_env import local_inventory
 from tests.support.paths import TEST_PLAYBOOKS
 from tests.support.service import GRACE, Store, post_alerts, store_rows, wait_for
 
@@ -29,14 +30,6 @@ PLAYBOOK = TEST_PLAYBOOKS / "count_per_host.yml"
 HOSTS = [f"web-{n}" for n in range(1, 6)]
 EARLY = ("StormDown", "StormSlow")          # journaled first: a killed worker holds them
 LATE = ("StormErrors", "StormLatency")      # journaled after a queue's worth of others
-
-
-def inventory() -> str:
-    lines = ["all:", "  hosts:"]
-    for host in ["localhost", *HOSTS]:
-        lines += [f"    {host}:", "      ansible_connection: local",
-                  '      ansible_python_interpreter: "{{ ansible_playbook_python }}"']
-    return "\n".join(lines) + "\n"
 
 
 def storm_alert(alertname: str, instance: str, started: float) -> dict:
@@ -103,7 +96,7 @@ def test_no_host_runs_its_step_again_after_a_kill_in_a_storm(serve, engine_env, 
     count_dir, done_dir = tmp_path / "count", tmp_path / "done"
     count_dir.mkdir()
     done_dir.mkdir()
-    (engine_env.root / "inventory" / "hosts.yml").write_text(inventory())
+    (engine_env.root / "inventory" / "hosts.yml").write_text(local_inventory(HOSTS))
     shutil.copy(PLAYBOOK, engine_env.root / "playbooks" / PLAYBOOK.name)
     engine_env.runbook("storm", f"""
         match:
