@@ -14,7 +14,6 @@ whole, no lock left behind and no attempt left open.
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -27,13 +26,11 @@ import httpx
 import pytest
 
 from engine.fault_injection import ENV
-from tests.support.engine_env import local_inventory
-from tests.support.paths import TEST_PLAYBOOKS
+from tests.support.counted_step import CountedStep, counted_step
 from tests.support.service import GRACE, Served, Store, free_port, store_rows, wait_for
 
 pytestmark = pytest.mark.slow      # five starts and a settle: 80-110 s on 2 shared cores
 
-PLAYBOOK = TEST_PLAYBOOKS / "count_per_host.yml"
 HOSTS = [f"crash-{n}" for n in range(1, 9)]
 # One start per kill, in this order: the 3rd notification dies unjournaled, the 3rd of the
 # next start journaled but unanswered; then the first task a playbook reports done, and
@@ -79,20 +76,14 @@ class Alertmanager(threading.Thread):
                 time.sleep(0.1)
 
 
-def executions(count_dir: Path) -> dict[str, list[str]]:
-    """Per host, the run id of each execution of the playbook, in order."""
-    return {host: [line.split()[-1] for line in (count_dir / host).read_text().splitlines()]
-            if (count_dir / host).exists() else [] for host in HOSTS}
-
-
-def settled(home: Path, done_dir: Path, poster: Alertmanager) -> bool:
+def settled(home: Path, step: CountedStep, poster: Alertmanager) -> bool:
     store = Store(home)
     try:
         left, busy, running = store.busy()
     finally:
         store.close()
     return (not poster.is_alive() and not left and not busy and not running
-            and all((done_dir / host).exists() for host in HOSTS))
+            and step.all_done())
 
 
 def killed_at(served: Served, fault: str) -> None:
@@ -110,23 +101,9 @@ def killed_at(served: Served, fault: str) -> None:
 
 def test_kills_at_each_point_of_a_storm_lose_nothing_and_rerun_only_interrupted_steps(
         engine_env, tmp_path):
-    count_dir, done_dir = tmp_path / "count", tmp_path / "done"
-    count_dir.mkdir()
-    done_dir.mkdir()
-    (engine_env.root / "inventory" / "hosts.yml").write_text(local_inventory(HOSTS))
-    shutil.copy(PLAYBOOK, engine_env.root / "playbooks" / PLAYBOOK.name)
-    engine_env.runbook("crash", f"""
-        match:
-          - alertname="CrashStorm"
-        target: "{{{{ labels.instance }}}}"
-        strategies:
-          - name: fix
-            playbook: {PLAYBOOK.name}
-            extravars: {{count_dir: "{count_dir}", done_dir: "{done_dir}"}}
-        verify: {{action: test.file_exists, with: {{dir: "{done_dir}"}},
-                  interval: 0.2s, deadline: 3s}}
-        cooldown: {{max_attempts: {MAX_ATTEMPTS}, window: 1h, after_failure: 0s}}
-    """)
+    step = counted_step(engine_env, tmp_path, "crash", 'alertname="CrashStorm"', HOSTS,
+                        deadline="3s", extra=f"cooldown: {{max_attempts: {MAX_ATTEMPTS}, "
+                                             "window: 1h, after_failure: 0s}")
     engine_env.write_config(webhook=f"{{workers: 1, http_workers: 1, shutdown_grace: "
                                     f"{GRACE}s, graceful_timeout: 2s}}")
     environ = engine_env.env()
@@ -140,14 +117,14 @@ def test_kills_at_each_point_of_a_storm_lose_nothing_and_rerun_only_interrupted_
         environ.pop(ENV)
         served.start()
         served.wait_ready()
-        assert wait_for(lambda: settled(served.home, done_dir, poster), SETTLE), (
-            poster.acknowledged, executions(count_dir), served.stderr()[-3000:])
-        check_the_record(served, count_dir, poster)
+        assert wait_for(lambda: settled(served.home, step, poster), SETTLE), (
+            poster.acknowledged, step.executions(), served.stderr()[-3000:])
+        check_the_record(served, step, poster)
     finally:
         served.terminate()
 
 
-def check_the_record(served: Served, count_dir: Path, poster: Alertmanager) -> None:
+def check_the_record(served: Served, step: CountedStep, poster: Alertmanager) -> None:
     home = served.home
     assert poster.acknowledged == HOSTS                    # every notification answered 200
     assert poster.attempts > len(HOSTS)                    # ... some only when sent again
@@ -165,7 +142,7 @@ def check_the_record(served: Served, count_dir: Path, poster: Alertmanager) -> N
     # run of ansible-playbook can serve several hosts: its target names each of them)
     runs = store_rows(home, "SELECT id, target, status FROM runs WHERE runbook = 'crash' "
                             "ORDER BY started_at")
-    ran = executions(count_dir)
+    ran = step.executions()
     interrupted = Counter(r["target"] for r in runs if r["status"] == "interrupted")
     for host in HOSTS:
         statuses = [r["status"] for r in runs if r["target"] == host]
