@@ -52,7 +52,7 @@ from intake import TARGET_P99_MS, TARGET_SINGLE, WARMUP, generator, percentile  
 
 from engine.store import open_store  # noqa: E402
 from tests.support.redis_servers import HAS_REDIS, RedisServer  # noqa: E402
-from tests.support.service import Served, free_port, service_env  # noqa: E402
+from tests.support.service import Served, free_port, pss_kb, service_env  # noqa: E402
 
 START_TIMEOUT = 90.0     # a replica's start on a loaded machine
 DRAIN_TIMEOUT = 120.0    # per cell: the engine workers empty the intake
@@ -70,18 +70,6 @@ def build(root: Path, state_url: str | None) -> Path:
         with config.open("a") as fh:
             fh.write(f"state_url: '{state_url}'\n")
     return config
-
-
-def pss_kb(pid: int) -> int:
-    """The process's proportional set size (kB), 0 once it is gone."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as fh:
-            for line in fh:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def tree_pss_mb(served: Served) -> float:

@@ -18,6 +18,7 @@ import logging
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from engine import fault_injection
 from engine.alerts.alert import printable
 from engine.security.roles import Access
 from engine.store.base import StoreUnavailable
@@ -47,6 +48,7 @@ def receive_alerts():
                     "%d per notification)", group, parsed.ignored_count, parsed.beyond_limit,
                     MAX_ALERTS)
     accepted = duplicates = 0
+    fault_injection.reached("in_request")        # test-only: a no-op unless armed
     if parsed.alerts:
         try:
             accepted, duplicates = state().context.store.enqueue_alerts(
@@ -62,6 +64,7 @@ def receive_alerts():
             response.status_code = 503
             response.headers["Retry-After"] = "5"
             return response
+    fault_injection.reached("after_journal")     # test-only: a no-op unless armed
     if parsed.alerts:
         state().outages.succeeded()
     log.debug("webhook: group %s: %d accepted, %d duplicate(s), %d ignored",

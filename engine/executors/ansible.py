@@ -51,6 +51,7 @@ import yaml
 from ansible_runner.config.runner import RunnerConfig
 from ansible_runner.runner import Runner
 
+from engine import fault_injection
 from engine.artifacts import RunArtifacts, runner_event
 from engine.compat import skip_pty_close_pause
 from engine.executors import StepResult
@@ -524,6 +525,8 @@ class _EventWatcher:
                 self._note(event)
         except Exception as exc:  # never let a bad event kill the run loop
             self._unrecorded(exc)
+        if event.get("event") == "runner_on_ok":
+            fault_injection.reached("in_playbook")   # test-only: a no-op unless armed
         return True
 
     def _unrecorded(self, exc: Exception) -> None:

@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from engine.store import open_store
+from tests.support.engine_env import local_inventory
 from tests.support.redis_servers import RedisServer
 from tests.support.service import GRACE, Served, wait_for, webhook_token
 
@@ -36,14 +37,6 @@ STORE_WAIT = 2.0          # s: webhook.store_wait in these tests
 # s: a client as patient as an Alertmanager whose webhook `timeout` is this: answered
 # within store_wait (and a loaded machine's margin), never after two socket timeouts.
 PATIENCE = 4 * STORE_WAIT
-
-
-def inventory(hosts: list[str]) -> str:
-    lines = ["all:", "  hosts:"]
-    for host in ["localhost", *hosts]:
-        lines += [f"    {host}:", "      ansible_connection: local",
-                  '      ansible_python_interpreter: "{{ ansible_playbook_python }}"']
-    return "\n".join(lines) + "\n"
 
 
 def hosts(n: int) -> list[str]:
@@ -72,7 +65,7 @@ class Setup:
         self.trace = tmp_path / "trace.log"
         touched = tmp_path / "touched"
         touched.mkdir()
-        (engine_env.root / "inventory" / "hosts.yml").write_text(inventory(targets))
+        (engine_env.root / "inventory" / "hosts.yml").write_text(local_inventory(targets))
         engine_env.runbook("outage", f"""
             match:
               - alertname="{ALERTNAME}"

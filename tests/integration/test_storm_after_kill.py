@@ -11,7 +11,6 @@ ran the step again on a host already fixed.
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -20,23 +19,14 @@ import httpx
 import pytest
 
 from tests.support.alertmanager import iso_at
-from tests.support.paths import TEST_PLAYBOOKS
+from tests.support.counted_step import CountedStep, counted_step
 from tests.support.service import GRACE, Store, post_alerts, store_rows, wait_for
 
 pytestmark = pytest.mark.slow
 
-PLAYBOOK = TEST_PLAYBOOKS / "count_per_host.yml"
 HOSTS = [f"web-{n}" for n in range(1, 6)]
 EARLY = ("StormDown", "StormSlow")          # journaled first: a killed worker holds them
 LATE = ("StormErrors", "StormLatency")      # journaled after a queue's worth of others
-
-
-def inventory() -> str:
-    lines = ["all:", "  hosts:"]
-    for host in ["localhost", *HOSTS]:
-        lines += [f"    {host}:", "      ansible_connection: local",
-                  '      ansible_python_interpreter: "{{ ansible_playbook_python }}"']
-    return "\n".join(lines) + "\n"
 
 
 def storm_alert(alertname: str, instance: str, started: float) -> dict:
@@ -82,12 +72,7 @@ def intake(home: Path) -> dict[str, str | None]:
             for row in store_rows(home, "SELECT dedup_key, claimed_by FROM intake")}
 
 
-def executions(count_dir: Path) -> dict[str, int]:
-    return {host: len((count_dir / host).read_text().splitlines())
-            if (count_dir / host).exists() else 0 for host in HOSTS}
-
-
-def settled(home: Path, done_dir: Path) -> bool:
+def settled(home: Path, step: CountedStep) -> bool:
     """The queue is empty, no incident open or remediating, no step running, every host
     fixed."""
     store = Store(home)
@@ -95,27 +80,11 @@ def settled(home: Path, done_dir: Path) -> bool:
         left, busy, running = store.busy()
     finally:
         store.close()
-    return not left and not busy and not running and all(
-        (done_dir / host).exists() for host in HOSTS)
+    return not left and not busy and not running and step.all_done()
 
 
 def test_no_host_runs_its_step_again_after_a_kill_in_a_storm(serve, engine_env, tmp_path):
-    count_dir, done_dir = tmp_path / "count", tmp_path / "done"
-    count_dir.mkdir()
-    done_dir.mkdir()
-    (engine_env.root / "inventory" / "hosts.yml").write_text(inventory())
-    shutil.copy(PLAYBOOK, engine_env.root / "playbooks" / PLAYBOOK.name)
-    engine_env.runbook("storm", f"""
-        match:
-          - alertname=~"Storm.*"
-        target: "{{{{ labels.instance }}}}"
-        strategies:
-          - name: fix
-            playbook: {PLAYBOOK.name}
-            extravars: {{count_dir: "{count_dir}", done_dir: "{done_dir}"}}
-        verify: {{action: test.file_exists, with: {{dir: "{done_dir}"}},
-                  interval: 0.2s, deadline: 30s}}
-    """)
+    step = counted_step(engine_env, tmp_path, "storm", 'alertname=~"Storm.*"', HOSTS)
     engine_env.write_config(threads=4, webhook=f"{{workers: 2, http_workers: 1, "
                             f"shutdown_grace: {GRACE}s, graceful_timeout: 2s}}")
     served = serve().start()
@@ -138,13 +107,13 @@ def test_no_host_runs_its_step_again_after_a_kill_in_a_storm(serve, engine_env, 
     assert all(held.get(fp) for fp in early), (  # the test's premise: see the docstring
         f"the kill came too late: a killed worker no longer held the early alerts {held}")
     assert all(fp in held for fp in late)
-    assert sum(executions(count_dir).values()) == 0
+    assert sum(step.counts().values()) == 0
 
     served.start()
     served.wait_ready()
-    assert wait_for(lambda: settled(served.home, done_dir), 150), (
-        intake(served.home), executions(count_dir), served.stderr()[-3000:])
-    assert executions(count_dir) == dict.fromkeys(HOSTS, 1), served.stderr()[-3000:]
+    assert wait_for(lambda: settled(served.home, step), 150), (
+        intake(served.home), step.counts(), served.stderr()[-3000:])
+    assert step.counts() == dict.fromkeys(HOSTS, 1), served.stderr()[-3000:]
     incidents = store_rows(served.home, "SELECT target, state FROM incidents "
                                         "WHERE runbook = 'storm' ORDER BY target")
     assert [(r["target"], r["state"]) for r in incidents] == [

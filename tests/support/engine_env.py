@@ -29,6 +29,16 @@ all:
 """
 
 
+def local_inventory(hosts: list[str]) -> str:
+    """An inventory of ``localhost`` and ``hosts``, every one reached locally (a playbook
+    run on them runs here)."""
+    lines = ["all:", "  hosts:"]
+    for host in ["localhost", *hosts]:
+        lines += [f"    {host}:", "      ansible_connection: local",
+                  '      ansible_python_interpreter: "{{ ansible_playbook_python }}"']
+    return "\n".join(lines) + "\n"
+
+
 class EngineEnv:
     """A config folder: ``runbook(name, yaml)`` adds a runbook, ``context()`` builds one."""
 

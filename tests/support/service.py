@@ -92,6 +92,19 @@ def cpu_by_role(roles: Mapping[str, list[psutil.Process]]) -> dict[str, float]:
     return out
 
 
+def pss_kb(pid: int) -> int:
+    """The process's proportional set size (kB, /proc/PID/smaps_rollup), 0 once it is
+    gone: shared pages counted once across the processes that share them."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def service_env(config: Path, *pythonpath: Path) -> dict[str, str]:
     """This process's environment for a service on ``config``: RECOVERY_CONFIG set, and
     PYTHONPATH the given folders (action modules) and the repository."""

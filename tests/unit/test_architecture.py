@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("engine.durations", "engine.lifecycle", "engine.records", "engine.liveness",
      "engine.compat", "engine.config", "engine.resources", "engine.security.redaction",
      "engine.artifacts", "engine.inventory", "engine.fleet_limits", "engine.replica",
-     "engine.log_context"),
+     "engine.log_context", "engine.fault_injection"),
     # state, credentials, what a runbook says
     ("engine.store", "engine.outages", "engine.security", "engine.runbooks"),
     # what acts and what it acts with; a set of runbooks checked against the executors
