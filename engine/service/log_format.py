@@ -31,6 +31,7 @@ LOG_FORMATS = ("text", "json")
 FORMAT_ENV = "RECOVERY_LOG_FORMAT"
 REPLICA_ENV = "RECOVERY_LOG_REPLICA"
 LEVEL_ENV = "RECOVERY_LOG_LEVEL"
+ACCESS_LOG_ENV = "RECOVERY_ACCESS_LOG"   # "1": gunicorn's access log on (service.access_log)
 
 
 class JsonFormatter(logging.Formatter):
@@ -122,8 +123,8 @@ def said_through_logging() -> None:
 
 def gunicorn_logconfig(environ: dict[str, str] | None = None) -> dict[str, Any]:
     """gunicorn's ``logconfig_dict`` under ``recovery serve``: its error log and the
-    application's loggers to stderr, its access log to stdout (the parent's stderr),
-    all in the parent's format with the ids."""
+    application's loggers to stderr, its access log (only with ``ACCESS_LOG_ENV``) to
+    stdout (the parent's stderr), all in the parent's format with the ids."""
     env = os.environ if environ is None else environ
     level = env.get(LEVEL_ENV, "WARNING").upper()
 
@@ -143,7 +144,10 @@ def gunicorn_logconfig(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "loggers": {
             "gunicorn.error": {"level": "DEBUG" if level == "DEBUG" else "INFO",
                                "handlers": ["stderr"], "propagate": False},
-            "gunicorn.access": {"level": "INFO", "handlers": ["stdout"],
-                                "propagate": False},
+            # gunicorn logs every request once it has a logging config: off unless the
+            # service's access_log setting asked for it (the supervisor says so)
+            "gunicorn.access": ({"level": "INFO", "handlers": ["stdout"], "propagate": False}
+                                if env.get(ACCESS_LOG_ENV) == "1" else
+                                {"level": "CRITICAL", "handlers": [], "propagate": False}),
         },
     }

@@ -77,7 +77,7 @@ from engine.config import Config
 from engine.durations import parse_duration
 from engine.liveness import alive_since
 from engine.replica import replica_of
-from engine.service.log_format import FORMAT_ENV, REPLICA_ENV
+from engine.service.log_format import ACCESS_LOG_ENV, FORMAT_ENV, REPLICA_ENV
 from engine.service.store_wait import StoreWait
 
 log = logging.getLogger(__name__)
@@ -427,6 +427,7 @@ class Service:
             "RECOVERY_LOG_LEVEL": log_level,
             FORMAT_ENV: log_format,               # engine.service.log_format
             REPLICA_ENV: replica_of(config),
+            ACCESS_LOG_ENV: "1" if settings.access_log else "0",
             "PYTHONUNBUFFERED": "1",
         })
         engine_env = {k: v for k, v in env.items() if k not in MULTIPROC_ENV}

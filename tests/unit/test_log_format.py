@@ -15,7 +15,13 @@ import pytest
 from engine import log_context
 from engine.config import ConfigError, load_config
 from engine.log_context import LogIds
-from engine.service.log_format import JsonFormatter, chosen_format, formatter, gunicorn_logconfig
+from engine.service.log_format import (
+    ACCESS_LOG_ENV,
+    JsonFormatter,
+    chosen_format,
+    formatter,
+    gunicorn_logconfig,
+)
 
 
 def record(message: str = "step %s done", *args, exc_info=None, **extra) -> logging.LogRecord:
@@ -198,3 +204,29 @@ def test_a_python_actions_own_lines_carry_the_ids_of_its_run(tmp_path):
         logger.removeHandler(handler)
     [line] = [r for r in seen if r.getMessage() == "reconnecting cache-1"]
     assert (line.run_id, line.incident_id) == ("run-7", "inc-7")
+
+
+def access_lines(monkeypatch, environ: dict[str, str]) -> list[str]:
+    """What gunicorn's access logger writes, configured as under the service."""
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stdout", stream)
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        dictConfig(gunicorn_logconfig({"RECOVERY_LOG_LEVEL": "INFO", **environ}))
+        logging.getLogger("gunicorn.access").info('"POST /api/v1/alerts HTTP/1.1" 200')
+    finally:
+        for name in ("gunicorn.error", "gunicorn.access"):
+            logging.getLogger(name).handlers.clear()
+            logging.getLogger(name).propagate = True
+            logging.getLogger(name).setLevel(logging.NOTSET)
+        root.handlers[:], root.level = saved
+    return stream.getvalue().splitlines()
+
+
+def test_the_access_log_is_written_only_when_the_setting_asks_for_it(monkeypatch):
+    """gunicorn logs every request once it has a logging config: the access log stays off
+    (service.access_log: false, the default) unless asked for, as before the log format."""
+    assert access_lines(monkeypatch, {}) == []
+    [line] = access_lines(monkeypatch, {ACCESS_LOG_ENV: "1"})
+    assert "POST /api/v1/alerts" in line and "gunicorn.access" in line
