@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Blueprint, Flask, current_app, g
 
 from engine.config import Config
 from engine.context import EngineContext
@@ -49,3 +50,18 @@ def context_in_force() -> EngineContext:
     except StoreUnavailable as exc:
         state().outages.failed(exc, "reading the set in force")
     return ctx
+
+
+def pin_set_per_request(bp: Blueprint) -> None:
+    """Every request ``bp`` serves switches to the set in force (``context_in_force``)
+    first, then keeps that set until it ends: one request, one set."""
+    @bp.before_request
+    def _on_the_set_in_force() -> None:
+        g.set_pin = ExitStack()
+        g.set_pin.enter_context(context_in_force().pinned())
+
+    @bp.teardown_request
+    def _unpin(exc: BaseException | None) -> None:
+        pin = g.pop("set_pin", None)
+        if pin is not None:
+            pin.close()

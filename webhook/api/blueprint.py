@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import re
 import time
-from contextlib import ExitStack
 from typing import Any
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from engine.alerts.alert import normalize_time
 from engine.durations import parse_duration
-from webhook.state import context_in_force
+from webhook.state import pin_set_per_request
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -32,18 +31,7 @@ def _bad_query(exc: BadQuery):
     return jsonify(error=str(exc)), 400
 
 
-@bp.before_request
-def _on_the_set_in_force():
-    """Switch to the set a reload put in force, then keep it for this request."""
-    g.set_pin = ExitStack()
-    g.set_pin.enter_context(context_in_force().pinned())
-
-
-@bp.teardown_request
-def _unpin(exc: BaseException | None) -> None:
-    pin = g.pop("set_pin", None)
-    if pin is not None:
-        pin.close()
+pin_set_per_request(bp)
 
 
 def not_found(what: str, ident: str):

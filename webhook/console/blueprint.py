@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import ExitStack
 from typing import Any
 
 from flask import Blueprint, Response, g
@@ -17,24 +16,13 @@ from engine.security.roles import Access, allows
 from engine.store.base import StoreUnavailable
 from webhook.console import session
 from webhook.console.errors import error_page
-from webhook.state import context_in_force, state
+from webhook.state import pin_set_per_request, state
 
 log = logging.getLogger(__name__)
 bp = Blueprint("console", __name__, template_folder="templates", static_folder=None)
 
 
-@bp.before_request
-def _on_the_set_in_force() -> None:
-    """Switch to the set a reload put in force, then keep it for this request."""
-    g.console_pin = ExitStack()
-    g.console_pin.enter_context(context_in_force().pinned())
-
-
-@bp.teardown_request
-def _unpin(exc: BaseException | None) -> None:
-    pin = g.pop("console_pin", None)
-    if pin is not None:
-        pin.close()
+pin_set_per_request(bp)
 
 
 # Nothing but this site's own stylesheet and forms; never framed (a button under another
